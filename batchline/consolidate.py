@@ -1,0 +1,231 @@
+"""Consolidation: every staging table of a batch into the main table with ONE MERGE (F2, F5, F6).
+
+1. Inventory: the staging tables that exist for the batch versus the items batch state expects; a
+   gap is recorded and logged, and the batch proceeds with what exists (F9 layer 4). A staging table
+   whose completion was lost is still merged: the table, not the event, is the evidence.
+2. Schema check against the main table's live schema: a staging table may lack newer NULLABLE
+   columns (selected as typed NULLs); anything else is reported with the column names, before any
+   table is touched (F5).
+3. One MERGE keyed on the prediction id, with an explicit column list, so a re-run updates rows.
+4. Verification: the rows now carrying this batch id in the main table must equal the distinct keys
+   staged; a 0-row MERGE with non-empty staging is a failure (F6).
+5. Only then are the staging tables deleted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+
+from google.api_core import exceptions as gexc
+from google.cloud import bigquery
+
+from batchline import ids
+from batchline.schema import MAIN_TABLE_INSERT_ONLY, MAIN_TABLE_KEY
+from batchline.settings import Settings
+
+
+class ConsolidationError(RuntimeError):
+    """A permanent consolidation failure: recorded as the batch's terminal state, tables kept."""
+
+
+class SchemaIncompatible(ConsolidationError):
+    pass
+
+
+@dataclass
+class Inventory:
+    tables: dict[str, str]  # item id -> staging table name, for every existing staging table
+    expected_completed: list[str]  # items batch state says completed
+    missing_tables: list[str]  # completed items whose staging table does not exist
+    recovered: list[str]  # items with a staging table but no recorded completion
+    failed_items: list[str]
+    pending_items: list[str]
+
+
+@dataclass
+class MergeResult:
+    job_id: str
+    staged_rows: int
+    staged_keys: int
+    staged_items: int
+    affected_rows: int
+    verified_rows: int
+    verified_items: int
+    verified_systems: int
+    tables: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _qualified(project: str, dataset: str, table: str) -> str:
+    return f"`{ids.validate_project(project)}.{ids.validate_dataset(dataset)}.{ids.validate_table_name(table)}`"
+
+
+def _ident(name: str) -> str:
+    return f"`{ids.validate_table_name(name)}`"  # column names follow the same allow-list
+
+
+def inventory(bq: bigquery.Client, settings: Settings, batch_id: str, items: list[dict]) -> Inventory:
+    prefix = ids.staging_prefix(batch_id)
+    tables: dict[str, str] = {}
+    for t in bq.list_tables(f"{settings.project}.{settings.staging_dataset}"):
+        item = ids.item_of_staging_table(batch_id, t.table_id)
+        if t.table_id.startswith(prefix) and item is not None:
+            tables[item] = t.table_id
+    by_status: dict[str, list[str]] = {}
+    for it in items:
+        by_status.setdefault(it["status"], []).append(it["item_id"])
+    completed = sorted(by_status.get("completed", []))
+    known = {it["item_id"] for it in items}
+    return Inventory(
+        tables={k: v for k, v in sorted(tables.items()) if k in known},
+        expected_completed=completed,
+        missing_tables=[i for i in completed if i not in tables],
+        recovered=sorted(i for i in tables if i in known and i not in set(completed)),
+        failed_items=sorted(by_status.get("failed", [])),
+        pending_items=sorted(by_status.get("pending", [])),
+    )
+
+
+def _schema_of(bq: bigquery.Client, table_id: str) -> dict[str, bigquery.SchemaField]:
+    return {f.name: f for f in bq.get_table(table_id).schema}
+
+
+def select_lists(main_schema: list[bigquery.SchemaField],
+                 staging_schemas: dict[str, dict[str, bigquery.SchemaField]]) -> dict[str, list[str]]:
+    """For each staging table, the SELECT expressions that produce the main table's columns in order.
+
+    Raises SchemaIncompatible naming every offending table and column."""
+    problems: list[str] = []
+    selects: dict[str, list[str]] = {}
+    main = {f.name: f for f in main_schema}
+    for table, cols in staging_schemas.items():
+        exprs: list[str] = []
+        extra = sorted(set(cols) - set(main))
+        if extra:
+            problems.append(f"{table}: columns not in the main table: {', '.join(extra)}")
+        for f in main_schema:
+            s = cols.get(f.name)
+            if s is None:
+                if f.mode == "REQUIRED":
+                    problems.append(f"{table}: lacks REQUIRED column {f.name}")
+                exprs.append(f"CAST(NULL AS {_sql_type(f.field_type)}) AS {_ident(f.name)}")
+            elif _sql_type(s.field_type) != _sql_type(f.field_type):
+                problems.append(f"{table}: column {f.name} is {s.field_type}, main table has {f.field_type}")
+                exprs.append(_ident(f.name))
+            else:
+                exprs.append(_ident(f.name))
+        selects[table] = exprs
+    if problems:
+        raise SchemaIncompatible("staging schema incompatible with the main table: " + "; ".join(problems))
+    return selects
+
+
+_TYPE_ALIASES = {"INTEGER": "INT64", "FLOAT": "FLOAT64", "BOOLEAN": "BOOL", "NUMERIC": "NUMERIC",
+                 "RECORD": "STRUCT"}
+
+
+def _sql_type(t: str) -> str:
+    t = t.upper()
+    t = _TYPE_ALIASES.get(t, t)
+    if not t.isalnum():
+        raise SchemaIncompatible(f"unsupported column type {t!r}")
+    return t
+
+
+def source_sql(settings: Settings, selects: dict[str, list[str]]) -> str:
+    parts = [
+        "SELECT {} FROM {} WHERE game_date = @game_date AND batch_id = @batch_id".format(
+            ", ".join(exprs), _qualified(settings.project, settings.staging_dataset, table))
+        for table, exprs in selects.items()
+    ]
+    return "\nUNION ALL\n".join(parts)
+
+
+def merge_sql(settings: Settings, main_schema: list[bigquery.SchemaField], source: str,
+              updatable: set[str]) -> str:
+    """The one mutating statement on the main table per batch."""
+    cols = [f.name for f in main_schema]
+    on = " AND ".join(f"T.{_ident(k)} = S.{_ident(k)}" for k in MAIN_TABLE_KEY)
+    sets = ", ".join(f"{_ident(c)} = S.{_ident(c)}" for c in cols
+                     if c in updatable and c not in MAIN_TABLE_KEY and c not in MAIN_TABLE_INSERT_ONLY)
+    col_list = ", ".join(_ident(c) for c in cols)
+    values = ", ".join(f"S.{_ident(c)}" for c in cols)
+    return (
+        f"MERGE {_qualified(settings.project, settings.main_dataset, settings.main_table)} T\n"
+        f"USING (\n{source}\n) S\nON {on}\n"
+        f"WHEN MATCHED THEN UPDATE SET {sets}\n"
+        f"WHEN NOT MATCHED THEN INSERT ({col_list}) VALUES ({values})"
+    )
+
+
+def _params(batch_id: str, game_date: dt.date) -> list[bigquery.ScalarQueryParameter]:
+    return [bigquery.ScalarQueryParameter("batch_id", "STRING", batch_id),
+            bigquery.ScalarQueryParameter("game_date", "DATE", game_date)]
+
+
+def _one(bq: bigquery.Client, sql: str, params) -> dict:
+    rows = list(bq.query(sql, job_config=bigquery.QueryJobConfig(query_parameters=params)).result())
+    return dict(rows[0].items())
+
+
+def is_dml_rate_limit(exc: Exception) -> bool:
+    return "Too many DML statements outstanding" in str(exc)
+
+
+def merge_staging(bq: bigquery.Client, settings: Settings, batch_id: str, game_date: dt.date,
+                  tables: list[str], *, merge_date: dt.date | None = None) -> MergeResult:
+    """Check schemas, count what is staged, MERGE once, verify. Raises ConsolidationError on a
+    permanent failure; lets transient API errors propagate so the message is redelivered.
+
+    `merge_date` exists only for the `zero_merge` fault: a MERGE filtered on the wrong date affects
+    0 rows, which the verification must catch."""
+    main_id = settings.main_table_id
+    main_schema = list(bq.get_table(main_id).schema)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        schemas = dict(zip(tables, pool.map(lambda t: _schema_of(bq, settings.staging_table_id(t)), tables),
+                           strict=True))
+    selects = select_lists(main_schema, schemas)
+    updatable = {c for cols in schemas.values() for c in cols}
+    source = source_sql(settings, selects)
+    params = _params(batch_id, game_date)
+    staged = _one(bq, f"SELECT COUNT(*) AS n, COUNT(DISTINCT prediction_id) AS k, "
+                      f"COUNT(DISTINCT player_lookup) AS p FROM (\n{source}\n)", params)
+    if staged["n"] != staged["k"]:
+        raise ConsolidationError(f"staging holds {staged['n']} rows but only {staged['k']} distinct "
+                                 "prediction ids; refusing to MERGE duplicates")
+    job = bq.query(merge_sql(settings, main_schema, source, updatable),
+                   job_config=bigquery.QueryJobConfig(query_parameters=_params(batch_id, merge_date or game_date)))
+    job.result()
+    affected = int(job.num_dml_affected_rows or 0)
+    main = _qualified(settings.project, settings.main_dataset, settings.main_table)
+    verified = _one(bq, f"SELECT COUNT(*) AS n, COUNT(DISTINCT player_lookup) AS p, "
+                        f"COUNT(DISTINCT system_id) AS s FROM {main} "
+                        f"WHERE game_date = @game_date AND batch_id = @batch_id", params)
+    result = MergeResult(job_id=job.job_id, staged_rows=staged["n"], staged_keys=staged["k"],
+                         staged_items=staged["p"], affected_rows=affected, verified_rows=verified["n"],
+                         verified_items=verified["p"], verified_systems=verified["s"], tables=list(tables))
+    if staged["n"] > 0 and affected == 0:
+        raise ConsolidationError(f"MERGE {job.job_id} affected 0 rows while staging holds "
+                                 f"{staged['n']}; staging tables kept")
+    if verified["n"] != staged["k"] or verified["p"] != staged["p"]:
+        raise ConsolidationError(f"verification failed: main table has {verified['n']} rows / "
+                                 f"{verified['p']} players for the batch, staging had {staged['k']} / "
+                                 f"{staged['p']}; staging tables kept")
+    return result
+
+
+def delete_tables(bq: bigquery.Client, settings: Settings, tables: list[str]) -> int:
+    """Delete staging tables whose rows were verified in the main table; returns how many went."""
+    def drop(t: str) -> int:
+        try:
+            bq.delete_table(settings.staging_table_id(t))
+            return 1
+        except gexc.NotFound:
+            return 0  # already gone (a redelivered consolidation)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return sum(pool.map(drop, tables))

@@ -1,0 +1,48 @@
+"""Maps handler outcomes to HTTP answers, the contract Pub/Sub push and Cloud Scheduler act on.
+
+2xx only when the handler returned, i.e. after its writes were durable. Anything raised becomes a
+non-2xx, so Pub/Sub redelivers and finally dead-letters (F1); nothing is swallowed. Bad input is a 4xx
+with the reason in the body; retrying it dead-letters it where it stays visible.
+"""
+
+from __future__ import annotations
+
+import json
+import traceback
+from collections.abc import Callable
+
+from batchline.faults import FaultInjected
+from batchline.logs import log_event
+from batchline.messages import InvalidMessage
+from batchline.state import BatchConflict, UnknownItem
+
+Response = tuple[str, int, dict[str, str]]
+_JSON = {"Content-Type": "application/json"}
+
+
+def respond(body: dict, status: int) -> Response:
+    return json.dumps(body, default=str), status, _JSON
+
+
+def run(handler_name: str, fn: Callable[[], dict]) -> Response:
+    """Run one handler; translate its exception, if any, into the status that makes the caller retry
+    (5xx), give up with a reason (4xx) or move on (2xx)."""
+    try:
+        return respond({"ok": True, **fn()}, 200)
+    except InvalidMessage as exc:
+        log_event("request_rejected", severity="ERROR", handler=handler_name, error=str(exc))
+        return respond({"ok": False, "error": str(exc)}, 400)
+    except UnknownItem as exc:
+        log_event("request_unknown_item", severity="ERROR", handler=handler_name, error=str(exc))
+        return respond({"ok": False, "error": str(exc)}, 404)
+    except BatchConflict as exc:
+        log_event("start_conflict", severity="WARNING", handler=handler_name, batch_id=exc.batch_id,
+                  batch_status=exc.status)
+        return respond({"ok": False, "error": str(exc), "batch_id": exc.batch_id, "status": exc.status}, 409)
+    except FaultInjected as exc:
+        log_event("fault_injected", severity="WARNING", handler=handler_name, error=str(exc))
+        return respond({"ok": False, "error": str(exc)}, 503)
+    except Exception as exc:  # noqa: BLE001 - answered 500 so the caller retries; never swallowed
+        log_event("handler_failed", severity="ERROR", handler=handler_name, error=str(exc),
+                  error_type=type(exc).__name__, traceback=traceback.format_exc(limit=8))
+        return respond({"ok": False, "error": f"{type(exc).__name__}: {exc}"}, 500)

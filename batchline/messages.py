@@ -1,0 +1,163 @@
+"""The messages that cross Pub/Sub and HTTP, validated on the way in.
+
+Everything that arrives is untrusted: a push envelope, its base64 payload and the JSON inside. Each
+model rejects unknown fields and checks every id against `batchline.ids`, so a malformed message gets a
+clear error instead of reaching BigQuery or Firestore.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import json
+from typing import Annotated, Literal, TypeVar
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+
+from batchline import ids
+
+BatchId = Annotated[str, AfterValidator(ids.validate_batch_id)]
+ItemId = Annotated[str, AfterValidator(ids.validate_item_id)]
+GameId = Annotated[str, AfterValidator(ids.validate_game_id)]
+TableName = Annotated[str, AfterValidator(ids.validate_table_name)]
+GameDate = Annotated[dt.date, AfterValidator(ids.parse_game_date)]
+
+MAX_MESSAGE_BYTES = 64 * 1024
+M = TypeVar("M", bound=BaseModel)
+
+
+class InvalidMessage(ValueError):
+    """The request or message is malformed; retrying it will not help."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+
+
+class WorkMessage(_Strict):
+    """One work item: compute and stage one player's predictions for a batch run."""
+
+    v: Literal[1] = 1
+    batch_id: BatchId
+    game_date: GameDate
+    item_id: ItemId
+    game_id: GameId
+
+
+class CompletionMessage(_Strict):
+    """A worker's durable result: which staging table holds how many rows (F9 layer 2)."""
+
+    v: Literal[1] = 1
+    batch_id: BatchId
+    item_id: ItemId
+    staging_table: TableName
+    row_count: int = Field(ge=0, le=100_000)
+    write_status: Literal["ok"]
+    attempt: int = Field(ge=0, le=1000)
+
+
+class ConsolidationRequest(_Strict):
+    v: Literal[1] = 1
+    batch_id: BatchId
+    reason: Literal["all_items_terminal", "stalled", "manual"]
+
+
+class BatchSummary(_Strict):
+    v: Literal[1] = 1
+    batch_id: BatchId
+    game_date: GameDate
+    status: str
+    expected_items: int
+    merged_items: int
+    failed_items: list[str]
+    missing_items: list[str]
+    merged_rows: int
+    coverage_pct: float
+
+
+class StartRequest(_Strict):
+    """Body of the coordinator's /start: the scheduler's daily call or an operator's re-run."""
+
+    game_date: GameDate | None = None
+    force: bool = False
+    faults: str | None = Field(default=None, max_length=1000)
+
+
+class StallCheckRequest(_Strict):
+    stall_minutes: int | None = Field(default=None, ge=1, le=24 * 60)
+    min_completion_pct: float | None = Field(default=None, ge=0, le=100)
+    redispatch: bool = True
+
+
+class ReconcileRequest(_Strict):
+    game_date: GameDate | None = None
+    redispatch_max: int = Field(default=25, ge=0, le=1000)
+
+
+class PushMessage(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    data: str = ""
+    attributes: dict[str, str] = Field(default_factory=dict)
+    message_id: str = Field(alias="messageId", min_length=1, max_length=128)
+
+
+class PushEnvelope(BaseModel):
+    """A Pub/Sub push request body. `deliveryAttempt` is only present on subscriptions with a
+    dead-letter policy; the CloudEvent conversion drops it, which is why we parse the envelope."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    message: PushMessage
+    subscription: str = Field(min_length=1, max_length=512)
+    delivery_attempt: int = Field(default=1, alias="deliveryAttempt", ge=0)
+
+
+def _json_object(raw: bytes, what: str) -> dict:
+    if len(raw) > MAX_MESSAGE_BYTES:
+        raise InvalidMessage(f"{what} is {len(raw)} bytes; the limit is {MAX_MESSAGE_BYTES}")
+    try:
+        value = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidMessage(f"{what} is not JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise InvalidMessage(f"{what} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def parse_envelope(body: bytes) -> PushEnvelope:
+    try:
+        return PushEnvelope.model_validate(_json_object(body, "push body"))
+    except ValidationError as exc:
+        raise InvalidMessage(f"not a Pub/Sub push envelope: {_errors(exc)}") from exc
+
+
+def parse_json_body(body: bytes) -> dict:
+    """An HTTP JSON body; an empty body is an empty object (Cloud Scheduler may send none)."""
+    return _json_object(body, "request body") if body.strip() else {}
+
+
+def decode_data(envelope: PushEnvelope) -> dict:
+    try:
+        raw = base64.b64decode(envelope.message.data, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidMessage(f"message data is not base64: {exc}") from exc
+    return _json_object(raw, "message data")
+
+
+def parse_model(model: type[M], payload: dict) -> M:
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        raise InvalidMessage(f"invalid {model.__name__}: {_errors(exc)}") from exc
+
+
+def encode(model: BaseModel) -> bytes:
+    return model.model_dump_json().encode()
+
+
+def _errors(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors()[:5]
+    )

@@ -1,0 +1,66 @@
+"""Table schemas, defined once.
+
+The Pulumi program creates the tables from these definitions, the local stack creates the emulator's
+tables from them, workers create staging tables from the main table's *live* schema (F5), and the
+consolidation MERGE names these columns explicitly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str  # BigQuery standard SQL type name
+    mode: str = "NULLABLE"  # NULLABLE | REQUIRED
+    description: str = ""
+
+    def as_bigquery_json(self) -> dict:
+        """The column in the REST API's TableFieldSchema form (also what pulumi-gcp wants)."""
+        return {"name": self.name, "type": self.type, "mode": self.mode, "description": self.description}
+
+
+MAIN_TABLE_COLUMNS: tuple[Column, ...] = (
+    Column("prediction_id", "STRING", "REQUIRED", "Deterministic id of (game_date, player, game, system)."),
+    Column("game_date", "DATE", "REQUIRED", "Date of the game the prediction is for."),
+    Column("game_id", "STRING", "REQUIRED", "Game identifier from the context table."),
+    Column("player_lookup", "STRING", "REQUIRED", "Normalised player key; one work item per player."),
+    Column("system_id", "STRING", "REQUIRED", "Prediction system that produced the row."),
+    Column("prop_type", "STRING", "REQUIRED", "Statistic predicted, e.g. points."),
+    Column("predicted_value", "FLOAT64", "REQUIRED", "Predicted statistic."),
+    Column("confidence", "FLOAT64", "REQUIRED", "Model confidence in [0, 1]."),
+    Column("line_value", "FLOAT64", "NULLABLE", "Bookmaker line the recommendation is against."),
+    Column("recommendation", "STRING", "REQUIRED", "OVER, UNDER or PASS."),
+    Column("batch_id", "STRING", "REQUIRED", "Batch run that last wrote the row."),
+    Column("created_at", "TIMESTAMP", "REQUIRED", "When the row was first merged."),
+    Column("updated_at", "TIMESTAMP", "REQUIRED", "When the row was last merged."),
+    Column("is_active", "BOOL", "REQUIRED", "False once superseded."),
+)
+
+# The MERGE matches on this: a re-run of a date updates the same rows instead of duplicating them.
+MAIN_TABLE_KEY: tuple[str, ...] = ("prediction_id",)
+# Columns the MERGE keeps from the existing row on update (set once, on insert).
+MAIN_TABLE_INSERT_ONLY: tuple[str, ...] = ("created_at",)
+MAIN_TABLE_PARTITION_FIELD = "game_date"
+MAIN_TABLE_CLUSTER_FIELDS: tuple[str, ...] = ("player_lookup", "system_id")
+
+CONTEXT_TABLE_COLUMNS: tuple[Column, ...] = (
+    Column("game_date", "DATE", "REQUIRED", "Date of the game."),
+    Column("player_lookup", "STRING", "REQUIRED", "Player expected to get predictions."),
+    Column("game_id", "STRING", "REQUIRED", "Game the player plays in."),
+)
+CONTEXT_TABLE_PARTITION_FIELD = "game_date"
+
+PREDICTION_SYSTEMS: tuple[str, ...] = (
+    "moving_average",
+    "zone_matchup",
+    "similarity",
+    "xgboost_v1",
+    "ensemble",
+)
+
+
+def main_column_names() -> list[str]:
+    return [c.name for c in MAIN_TABLE_COLUMNS]

@@ -1,0 +1,121 @@
+"""Runtime settings of the functions, read from environment variables.
+
+The Pulumi program sets these variables on each Cloud Function; the local stack sets the same ones
+(plus the emulator hosts) on each functions-framework process. Every value is validated, so a typo in
+a deployment fails at start with the variable's name instead of half-working.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from batchline import ids
+
+ENV_PROJECT = "BATCHLINE_PROJECT"
+ENV_TOPIC_PREFIX = "BATCHLINE_TOPIC_PREFIX"
+ENV_MAIN_DATASET = "BATCHLINE_MAIN_DATASET"
+ENV_MAIN_TABLE = "BATCHLINE_MAIN_TABLE"
+ENV_CONTEXT_TABLE = "BATCHLINE_CONTEXT_TABLE"
+ENV_STAGING_DATASET = "BATCHLINE_STAGING_DATASET"
+ENV_BQ_LOCATION = "BATCHLINE_BQ_LOCATION"
+ENV_STALL_MINUTES = "BATCHLINE_STALL_MINUTES"
+ENV_MIN_COMPLETION_PCT = "BATCHLINE_MIN_COMPLETION_PCT"
+ENV_ALLOW_FAULTS = "BATCHLINE_ALLOW_FAULTS"
+# Emulator endpoints (local stack and tests only). The Pub/Sub and Firestore clients read their
+# standard *_EMULATOR_HOST variables themselves; BigQuery has no such variable, so we name one.
+ENV_BIGQUERY_EMULATOR_HOST = "BIGQUERY_EMULATOR_HOST"
+
+
+class SettingsError(ValueError):
+    """A setting is missing or out of range; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    project: str = "batchline-local"
+    topic_prefix: str = "batchline"
+    main_dataset: str = "predictions"
+    main_table: str = "player_prop_predictions"
+    context_table: str = "player_game_context"
+    staging_dataset: str = "batchline_staging"
+    bq_location: str = "US"
+    stall_minutes: int = 30
+    min_completion_pct: float = 0.0
+    allow_faults: bool = False
+    bigquery_emulator_host: str | None = None
+
+    @property
+    def main_table_id(self) -> str:
+        return f"{self.project}.{self.main_dataset}.{self.main_table}"
+
+    @property
+    def context_table_id(self) -> str:
+        return f"{self.project}.{self.main_dataset}.{self.context_table}"
+
+    def staging_table_id(self, table: str) -> str:
+        return f"{self.project}.{self.staging_dataset}.{ids.validate_table_name(table)}"
+
+    def as_env(self) -> dict[str, str]:
+        """The environment variables that reproduce these settings in another process."""
+        env = {
+            ENV_PROJECT: self.project,
+            ENV_TOPIC_PREFIX: self.topic_prefix,
+            ENV_MAIN_DATASET: self.main_dataset,
+            ENV_MAIN_TABLE: self.main_table,
+            ENV_CONTEXT_TABLE: self.context_table,
+            ENV_STAGING_DATASET: self.staging_dataset,
+            ENV_BQ_LOCATION: self.bq_location,
+            ENV_STALL_MINUTES: str(self.stall_minutes),
+            ENV_MIN_COMPLETION_PCT: str(self.min_completion_pct),
+            ENV_ALLOW_FAULTS: "1" if self.allow_faults else "0",
+        }
+        if self.bigquery_emulator_host:
+            env[ENV_BIGQUERY_EMULATOR_HOST] = self.bigquery_emulator_host
+        return env
+
+
+def _int(env: dict[str, str], key: str, default: int, lo: int, hi: int) -> int:
+    raw = env.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{key} must be an integer, got {raw!r}") from exc
+    if not lo <= value <= hi:
+        raise SettingsError(f"{key} must be between {lo} and {hi}, got {value}")
+    return value
+
+
+def from_env(env: dict[str, str] | None = None) -> Settings:
+    env = dict(os.environ if env is None else env)
+    d = Settings()
+
+    def ident(key: str, default: str, check) -> str:
+        value = env.get(key) or default
+        try:
+            return check(value)
+        except ValueError as exc:
+            raise SettingsError(f"{key}: {exc}") from exc
+
+    pct_raw = env.get(ENV_MIN_COMPLETION_PCT) or str(d.min_completion_pct)
+    try:
+        pct = float(pct_raw)
+    except ValueError as exc:
+        raise SettingsError(f"{ENV_MIN_COMPLETION_PCT} must be a number, got {pct_raw!r}") from exc
+    if not 0.0 <= pct <= 100.0:
+        raise SettingsError(f"{ENV_MIN_COMPLETION_PCT} must be between 0 and 100, got {pct}")
+    return Settings(
+        project=ident(ENV_PROJECT, d.project, ids.validate_project),
+        topic_prefix=ident(ENV_TOPIC_PREFIX, d.topic_prefix, ids.validate_topic_prefix),
+        main_dataset=ident(ENV_MAIN_DATASET, d.main_dataset, ids.validate_dataset),
+        main_table=ident(ENV_MAIN_TABLE, d.main_table, ids.validate_table_name),
+        context_table=ident(ENV_CONTEXT_TABLE, d.context_table, ids.validate_table_name),
+        staging_dataset=ident(ENV_STAGING_DATASET, d.staging_dataset, ids.validate_dataset),
+        bq_location=ident(ENV_BQ_LOCATION, d.bq_location, ids.validate_location),
+        stall_minutes=_int(env, ENV_STALL_MINUTES, d.stall_minutes, 1, 24 * 60),
+        min_completion_pct=pct,
+        allow_faults=env.get(ENV_ALLOW_FAULTS, "0") == "1",
+        bigquery_emulator_host=env.get(ENV_BIGQUERY_EMULATOR_HOST) or None,
+    )

@@ -1,0 +1,305 @@
+"""Batch state in Firestore, shaped so that no completion funnels through one hot document (F3).
+
+    batches/{batch_id}                  status, expected count, consolidation record, counts
+    batches/{batch_id}/items/{item_id}  one document per work item: status, staging table, rows
+    dates/{game_date}                   the active batch of a date (409 on a second start)
+    rejected_messages/{message_id}      dead-lettered messages that could not be attributed to an item
+
+A completion touches only its own item document (a transaction on it makes a redelivery a no-op), and
+"is the batch done?" is answered by asking whether any item is still pending, not by a counter. The
+batch document is written a handful of times per batch: dispatch, the consolidation claim, the lease
+and the result.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
+
+BATCHES = "batches"
+ITEMS = "items"
+DATES = "dates"
+REJECTED = "rejected_messages"
+
+# Batch statuses.
+DISPATCHING = "dispatching"
+RUNNING = "running"
+CONSOLIDATION_REQUESTED = "consolidation_requested"
+CONSOLIDATING = "consolidating"
+CONSOLIDATED = "consolidated"
+CONSOLIDATION_FAILED = "consolidation_failed"
+DISPATCH_FAILED = "dispatch_failed"
+SUPERSEDED = "superseded"
+OPEN_STATUSES = (DISPATCHING, RUNNING)
+ACTIVE_STATUSES = (DISPATCHING, RUNNING, CONSOLIDATION_REQUESTED, CONSOLIDATING)
+TERMINAL_STATUSES = (CONSOLIDATED, CONSOLIDATION_FAILED, DISPATCH_FAILED, SUPERSEDED)
+
+# Item statuses.
+PENDING = "pending"
+COMPLETED = "completed"
+FAILED = "failed"
+
+LEASE = dt.timedelta(minutes=15)
+_WRITE_BATCH = 400  # below Firestore's 500 writes per commit
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class BatchConflict(Exception):
+    """A batch for the date is still active; the caller answers 409 naming it."""
+
+    def __init__(self, batch_id: str, status: str):
+        super().__init__(f"batch {batch_id} for this date is still {status}; use force to re-run")
+        self.batch_id = batch_id
+        self.status = status
+
+
+class UnknownItem(LookupError):
+    """A message names a batch or item that batch state does not know."""
+
+
+@dataclass(frozen=True)
+class Item:
+    item_id: str
+    game_id: str
+
+
+class BatchStore:
+    def __init__(self, client: firestore.Client):
+        self.fs = client
+
+    # -- references ---------------------------------------------------------------------------
+    def batch_ref(self, batch_id: str):
+        return self.fs.collection(BATCHES).document(batch_id)
+
+    def item_ref(self, batch_id: str, item_id: str):
+        return self.batch_ref(batch_id).collection(ITEMS).document(item_id)
+
+    def date_ref(self, game_date: dt.date):
+        return self.fs.collection(DATES).document(game_date.isoformat())
+
+    # -- creating a batch ---------------------------------------------------------------------
+    def create_batch(self, batch_id: str, game_date: dt.date, items: list[Item], *, force: bool,
+                     faults: str | None) -> str | None:
+        """Register a new batch run as the date's active one; returns the batch it supersedes.
+
+        The date document and the batch document change in one transaction, so two concurrent
+        starts for a date cannot both win. Item documents are written before any work message is
+        published, so a completion can never arrive for an item the state does not know.
+        """
+        date_ref = self.date_ref(game_date)
+        batch_ref = self.batch_ref(batch_id)
+
+        @firestore.transactional
+        def claim_date(txn) -> str | None:
+            snap = date_ref.get(transaction=txn)
+            previous = snap.get("active_batch_id") if snap.exists else None
+            superseded = None
+            if previous:
+                prev_snap = self.batch_ref(previous).get(transaction=txn)
+                prev_status = prev_snap.get("status") if prev_snap.exists else None
+                if prev_status in ACTIVE_STATUSES:
+                    if not force:
+                        raise BatchConflict(previous, prev_status)
+                    txn.update(self.batch_ref(previous), {"status": SUPERSEDED, "superseded_by": batch_id,
+                                                          "updated_at": now()})
+                    superseded = previous
+            txn.create(batch_ref, {
+                "batch_id": batch_id,
+                "game_date": game_date.isoformat(),
+                "status": DISPATCHING,
+                "expected_items": len(items),
+                "force": force,
+                "faults": faults,
+                "created_at": now(),
+                "updated_at": now(),
+            })
+            txn.set(date_ref, {"active_batch_id": batch_id, "updated_at": now()})
+            return superseded
+
+        superseded = claim_date(self.fs.transaction())
+        for chunk_start in range(0, len(items), _WRITE_BATCH):
+            wb = self.fs.batch()
+            for item in items[chunk_start:chunk_start + _WRITE_BATCH]:
+                wb.create(self.item_ref(batch_id, item.item_id), {
+                    "item_id": item.item_id,
+                    "game_id": item.game_id,
+                    "status": PENDING,
+                    "staging_table": None,
+                    "row_count": None,
+                    "created_at": now(),
+                    "updated_at": now(),
+                })
+            wb.commit()
+        return superseded
+
+    def mark_running(self, batch_id: str) -> None:
+        """Dispatching -> running, unless a consolidation claim already moved the batch on."""
+        ref = self.batch_ref(batch_id)
+
+        @firestore.transactional
+        def txn_fn(txn):
+            snap = ref.get(transaction=txn)
+            if snap.get("status") == DISPATCHING:
+                txn.update(ref, {"status": RUNNING, "dispatched_at": now(), "updated_at": now()})
+
+        txn_fn(self.fs.transaction())
+
+    def set_batch_fields(self, batch_id: str, fields: dict) -> None:
+        self.batch_ref(batch_id).update({**fields, "updated_at": now()})
+
+    # -- reading ------------------------------------------------------------------------------
+    def get_batch(self, batch_id: str) -> dict | None:
+        snap = self.batch_ref(batch_id).get()
+        return snap.to_dict() if snap.exists else None
+
+    def get_item(self, batch_id: str, item_id: str) -> dict | None:
+        snap = self.item_ref(batch_id, item_id).get()
+        return snap.to_dict() if snap.exists else None
+
+    def items(self, batch_id: str) -> list[dict]:
+        return [s.to_dict() for s in self.batch_ref(batch_id).collection(ITEMS).stream()]
+
+    def items_with_status(self, batch_id: str, status: str) -> list[dict]:
+        q = self.batch_ref(batch_id).collection(ITEMS).where(filter=FieldFilter("status", "==", status))
+        return [s.to_dict() for s in q.stream()]
+
+    def any_pending(self, batch_id: str) -> bool:
+        q = (self.batch_ref(batch_id).collection(ITEMS)
+             .where(filter=FieldFilter("status", "==", PENDING)).limit(1))
+        return any(True for _ in q.stream())
+
+    def active_batch_for(self, game_date: dt.date) -> str | None:
+        snap = self.date_ref(game_date).get()
+        return snap.get("active_batch_id") if snap.exists else None
+
+    def batches_with_status(self, statuses: Iterable[str]) -> list[dict]:
+        q = self.fs.collection(BATCHES).where(filter=FieldFilter("status", "in", list(statuses)))
+        return [s.to_dict() for s in q.stream()]
+
+    # -- item transitions ---------------------------------------------------------------------
+    def record_completion(self, batch_id: str, item_id: str, staging_table: str, row_count: int,
+                          attempt: int) -> str:
+        """Mark an item completed; idempotent. Returns 'recorded', 'duplicate' or 'late'.
+
+        'late' means the batch already moved past consolidation: the item is recorded, and the caller
+        reports it loudly, because its staging table was not part of the MERGE.
+        """
+        item_ref = self.item_ref(batch_id, item_id)
+        batch_ref = self.batch_ref(batch_id)
+
+        @firestore.transactional
+        def txn_fn(txn) -> str:
+            item = item_ref.get(transaction=txn)
+            if not item.exists:
+                raise UnknownItem(f"batch {batch_id} has no item {item_id}")
+            if item.get("status") == COMPLETED:
+                return "duplicate"
+            batch = batch_ref.get(transaction=txn)
+            late = batch.get("status") not in OPEN_STATUSES
+            txn.update(item_ref, {
+                "status": COMPLETED,
+                "staging_table": staging_table,
+                "row_count": row_count,
+                "attempt": attempt,
+                "previous_status": item.get("status"),
+                "late": late,
+                "updated_at": now(),
+            })
+            return "late" if late else "recorded"
+
+        return txn_fn(self.fs.transaction())
+
+    def record_failure(self, batch_id: str, item_id: str, reason: str) -> str:
+        """Mark an item failed (dead-lettered or given up on); never overrides a completion.
+        Returns 'recorded', 'already_completed' or 'duplicate'."""
+        item_ref = self.item_ref(batch_id, item_id)
+
+        @firestore.transactional
+        def txn_fn(txn) -> str:
+            item = item_ref.get(transaction=txn)
+            if not item.exists:
+                raise UnknownItem(f"batch {batch_id} has no item {item_id}")
+            status = item.get("status")
+            if status == COMPLETED:
+                return "already_completed"
+            if status == FAILED:
+                return "duplicate"
+            txn.update(item_ref, {"status": FAILED, "failure_reason": reason, "updated_at": now()})
+            return "recorded"
+
+        return txn_fn(self.fs.transaction())
+
+    def mark_redispatched(self, batch_id: str, item_ids: Iterable[str]) -> None:
+        wb = self.fs.batch()
+        for item_id in item_ids:
+            wb.update(self.item_ref(batch_id, item_id),
+                      {"redispatched_at": now(), "redispatch_count": firestore.Increment(1)})
+        wb.commit()
+
+    def record_rejected(self, message_id: str, subscription: str, data: bytes, reason: str) -> None:
+        """Keep a dead-lettered message that names no known item, where an operator sees it."""
+        self.fs.collection(REJECTED).document(message_id).set({
+            "message_id": message_id,
+            "subscription": subscription,
+            "data": data[:64 * 1024],
+            "reason": reason[:2000],
+            "received_at": now(),
+        })
+
+    # -- consolidation claim and lease --------------------------------------------------------
+    def claim_consolidation(self, batch_id: str, reason: str) -> bool:
+        """Exactly one caller wins the right to publish the consolidation request.
+
+        A winner that crashed before publishing left no `consolidation_message_id`; its redelivered
+        message wins again and republishes (the consolidation lease dedupes a double publish)."""
+        ref = self.batch_ref(batch_id)
+
+        @firestore.transactional
+        def txn_fn(txn) -> bool:
+            snap = ref.get(transaction=txn)
+            if not snap.exists:
+                raise UnknownItem(f"no batch {batch_id}")
+            status = snap.get("status")
+            if status in OPEN_STATUSES:
+                txn.update(ref, {"status": CONSOLIDATION_REQUESTED, "consolidation_reason": reason,
+                                 "consolidation_requested_at": now(), "updated_at": now()})
+                return True
+            data = snap.to_dict()
+            return status == CONSOLIDATION_REQUESTED and not data.get("consolidation_message_id")
+
+        return txn_fn(self.fs.transaction())
+
+    def take_lease(self, batch_id: str, message_id: str) -> tuple[str, dict]:
+        """Returns ('run', batch) when this message may consolidate, ('done', batch) when the batch
+        is already past consolidation, or ('busy', batch) when another live message holds it."""
+        ref = self.batch_ref(batch_id)
+
+        @firestore.transactional
+        def txn_fn(txn) -> tuple[str, dict]:
+            snap = ref.get(transaction=txn)
+            if not snap.exists:
+                raise UnknownItem(f"no batch {batch_id}")
+            batch = snap.to_dict()
+            status = batch["status"]
+            if status in TERMINAL_STATUSES:
+                return "done", batch
+            if status == CONSOLIDATING:
+                holder = batch.get("lease_message_id")
+                expires = batch.get("lease_expires_at")
+                if holder != message_id and expires and expires > now():
+                    return "busy", batch
+            elif status != CONSOLIDATION_REQUESTED:
+                return "busy", batch  # still open: a claim must come first
+            txn.update(ref, {"status": CONSOLIDATING, "lease_message_id": message_id,
+                             "lease_expires_at": now() + LEASE, "updated_at": now()})
+            batch.update(status=CONSOLIDATING, lease_message_id=message_id)
+            return "run", batch
+
+        return txn_fn(self.fs.transaction())

@@ -1,0 +1,98 @@
+"""The worker: one work item in, one verified staging table and one completion event out.
+
+Order matters (F1): compute -> write the staging table -> read its row count back -> publish the
+completion and wait for Pub/Sub to accept it -> only then report success. Any exception propagates, the
+HTTP adapter answers non-2xx, Pub/Sub redelivers, and after the last attempt dead-letters the message,
+where the coordinator records the item as failed. Workers never touch the main table (F2).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from batchline import faults as faults_mod
+from batchline import ids
+from batchline.clients import Clients
+from batchline.logs import log_event
+from batchline.messages import CompletionMessage, PushEnvelope, WorkMessage, decode_data, encode, parse_model
+from batchline.predictor import PlayerContext, Predictor, load_predictor, prediction_id
+from batchline.staging import live_schema, write_staging
+from batchline.state import COMPLETED, OPEN_STATUSES, BatchStore, UnknownItem
+
+
+@dataclass(frozen=True)
+class WorkOutcome:
+    status: str  # "staged" | "duplicate" | "batch_closed"
+    batch_id: str
+    item_id: str
+    staging_table: str | None = None
+    row_count: int = 0
+
+
+def build_rows(msg: WorkMessage, predictor: Predictor, now: dt.datetime) -> list[dict]:
+    """The predictor's rows plus the ids and bookkeeping columns the main table needs."""
+    ctx = PlayerContext(msg.game_date, msg.item_id, msg.game_id)
+    rows = []
+    for p in predictor.predict(ctx):
+        rows.append({
+            **p,
+            "prediction_id": prediction_id(ctx, p["system_id"], p["prop_type"]),
+            "game_date": msg.game_date.isoformat(),
+            "game_id": msg.game_id,
+            "player_lookup": msg.item_id,
+            "batch_id": msg.batch_id,
+            "created_at": now.isoformat(),
+            "updated_at": now.isoformat(),
+            "is_active": True,
+        })
+    return rows
+
+
+def handle_work(clients: Clients, envelope: PushEnvelope, predictor: Predictor | None = None) -> WorkOutcome:
+    msg = parse_model(WorkMessage, decode_data(envelope))
+    attempt = envelope.delivery_attempt
+    store = BatchStore(clients.fs)
+    batch = store.get_batch(msg.batch_id)
+    if batch is None:
+        raise UnknownItem(f"no batch {msg.batch_id}")
+    item = store.get_item(msg.batch_id, msg.item_id)
+    if item is None:
+        raise UnknownItem(f"batch {msg.batch_id} has no item {msg.item_id}")
+    log_ctx = {"batch_id": msg.batch_id, "item": msg.item_id, "attempt": attempt}
+    if item["status"] == COMPLETED:
+        log_event("work_duplicate", message="item already completed; redelivery ignored", **log_ctx)
+        return WorkOutcome("duplicate", msg.batch_id, msg.item_id, item.get("staging_table"),
+                           item.get("row_count") or 0)
+    if batch["status"] not in OPEN_STATUSES:
+        # A redelivery after the batch moved on (superseded or consolidating): writing now would
+        # leave a staging table nobody merges. The item's state already says what happened to it.
+        log_event("work_skipped", severity="WARNING", message=f"batch is {batch['status']}",
+                  batch_status=batch["status"], item_status=item["status"], **log_ctx)
+        return WorkOutcome("batch_closed", msg.batch_id, msg.item_id)
+
+    injected = (faults_mod.parse(batch.get("faults"))
+                if clients.settings.allow_faults else faults_mod.FaultSpec())
+    table = ids.staging_table_name(msg.batch_id, msg.item_id)
+    table_id = clients.settings.staging_table_id(table)
+    rows = build_rows(msg, predictor or load_predictor(), dt.datetime.now(dt.UTC))
+    try:
+        if injected.fires("staging_write", msg.batch_id, msg.item_id, attempt):
+            raise faults_mod.FaultInjected("injected staging write failure")
+        schema = live_schema(clients.bq, clients.settings.main_table_id)
+        count = write_staging(clients.bq, table_id, rows, schema)
+    except Exception as exc:
+        log_event("staging_write_failed", severity="ERROR", message=f"staging write failed: {exc}",
+                  staging_table=table, error_type=type(exc).__name__, **log_ctx)
+        raise
+    log_event("staging_write_succeeded", staging_table=table, row_count=count, **log_ctx)
+
+    if injected.fires("completion_publish", msg.batch_id, msg.item_id, attempt):
+        raise faults_mod.FaultInjected("injected completion publish failure")
+    completion = CompletionMessage(batch_id=msg.batch_id, item_id=msg.item_id, staging_table=table,
+                                   row_count=count, write_status="ok", attempt=attempt)
+    message_id = clients.publish("completions", encode(completion), batch_id=msg.batch_id,
+                                 item_id=msg.item_id)
+    log_event("completion_published", staging_table=table, row_count=count,
+              completion_message_id=message_id, **log_ctx)
+    return WorkOutcome("staged", msg.batch_id, msg.item_id, table, count)
