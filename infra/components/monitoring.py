@@ -1,0 +1,205 @@
+"""Cloud Monitoring: notification channels, log-based metrics fed by the functions' structured logs
+(one JSON line per state transition, `jsonPayload.event` names it), and one alert policy per F9 alert.
+Every policy notifies the stack's channels and carries a runbook telling the on-call what to run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_gcp as gcp
+
+from infra.config import StackConfig
+
+# The F9 alerts, by key. The policy set checks there is exactly one alert policy for each.
+F9_ALERTS: tuple[str, ...] = (
+    "staging-write-failure-rate",
+    "staging-gap",
+    "coverage-warning",
+    "coverage-critical",
+    "dead-letter-messages",
+    "dml-rate-limited",
+    "consolidation-failed",
+)
+ALERT_LABEL = "batchline_alert"  # user label carrying the key on each policy
+
+
+@dataclass(frozen=True)
+class LogMetric:
+    key: str
+    description: str
+    condition: str  # extra log filter on jsonPayload
+
+
+def log_metrics(cfg: StackConfig) -> tuple[LogMetric, ...]:
+    t = cfg.thresholds
+    coverage = '(jsonPayload.event="consolidation_succeeded" OR jsonPayload.event="coverage_low")'
+    return (
+        LogMetric("staging_write_failed", "Worker staging writes that failed",
+                  'jsonPayload.event="staging_write_failed"'),
+        LogMetric("staging_write_attempts", "Worker staging writes, failed or succeeded",
+                  '(jsonPayload.event="staging_write_failed" OR jsonPayload.event="staging_write_succeeded")'),
+        LogMetric("staging_gap", "Consolidations that found missing staging tables",
+                  'jsonPayload.event="staging_gap" AND jsonPayload.missing_staging_tables>0'),
+        LogMetric("coverage_below_warning", f"Consolidations with coverage below {t.coverage_warning_pct}%",
+                  f"{coverage} AND jsonPayload.coverage_pct<{t.coverage_warning_pct}"),
+        LogMetric("coverage_below_critical", f"Consolidations with coverage below {t.coverage_critical_pct}%",
+                  f"{coverage} AND jsonPayload.coverage_pct<{t.coverage_critical_pct}"),
+        LogMetric("dml_rate_limited", "BigQuery 'Too many DML statements outstanding' errors",
+                  'jsonPayload.event="dml_rate_limited"'),
+        LogMetric("consolidation_failed", "Failed consolidations", 'jsonPayload.event="consolidation_failed"'),
+        LogMetric("item_dead_lettered", "Work items that reached a dead-letter topic",
+                  'jsonPayload.event="item_dead_lettered"'),
+        LogMetric("batch_stalled", "Batches the stall check found stalled", 'jsonPayload.event="batch_stalled"'),
+    )
+
+
+def runbooks(cfg: StackConfig, dlq_subscriptions: list[str]) -> dict[str, tuple[str, str]]:
+    """alert key -> (subject, markdown runbook)."""
+    p, prefix, bq, t = cfg.gcp.project, cfg.pubsub.topic_prefix, cfg.bigquery, cfg.thresholds
+    logs = (f"gcloud logging read 'resource.type=\"cloud_run_revision\" AND "
+            f"resource.labels.service_name:\"{prefix}-\" AND jsonPayload.event=\"{{event}}\"' "
+            f"--project={p} --freshness=2h --format=json")
+    stall = f"gcloud scheduler jobs run {prefix}-stall-check --project={p} --location={cfg.gcp.region}"
+    reconcile = f"gcloud scheduler jobs run {prefix}-reconcile --project={p} --location={cfg.gcp.region}"
+    pulls = "\n".join(f"gcloud pubsub subscriptions pull {s} --project={p} --limit=20 --format=json"
+                      for s in dlq_subscriptions)
+    return {
+        "staging-write-failure-rate": (
+            f"batchline: staging write failures above {t.staging_write_failure_rate_pct}%",
+            "Workers are failing to write their staging tables (F1). Failed items are retried by Pub/Sub and "
+            "dead-lettered after the maximum attempts, nothing is acknowledged without a durable write.\n\n"
+            f"1. See the errors: `{logs.format(event='staging_write_failed')}`\n"
+            f"2. Check the staging dataset exists and quotas: `bq show --project_id={p} {bq.staging_dataset}`\n"
+            "3. If the cause is load (quota, DML), apply the emergency profile: "
+            "`pulumi config set batchline:emergency true && pulumi up`.\n"
+            f"4. After the fix, re-dispatch missing items: `{stall}`"),
+        "staging-gap": (
+            "batchline: staging tables missing at consolidation",
+            "The coordinator consolidated a batch with fewer staging tables than expected items; the gap was "
+            "recorded with the missing item ids (F4/F9).\n\n"
+            f"1. Which items: `{logs.format(event='staging_gap')}` (field missing_staging_tables / items)\n"
+            f"2. Re-dispatch them: `{stall}`\n3. Confirm with the daily reconciliation: `{reconcile}`"),
+        "coverage-warning": (
+            f"batchline: coverage below {t.coverage_warning_pct}%",
+            "A consolidation produced fewer predictions than expected.\n\n"
+            f"1. Details: `{logs.format(event='consolidation_succeeded')}` (coverage_pct, batch_id)\n"
+            f"2. Re-dispatch the missing items: `{stall}`\n3. Reconcile: `{reconcile}`"),
+        "coverage-critical": (
+            f"batchline: coverage below {t.coverage_critical_pct}% (critical)",
+            "A consolidation covered far fewer players than scheduled. Treat as an outage.\n\n"
+            f"1. Details: `{logs.format(event='consolidation_succeeded')}`\n"
+            f"2. Look for failing writes: `{logs.format(event='staging_write_failed')}`\n"
+            f"3. Dead letters: \n```\n{pulls}\n```\n4. Re-dispatch: `{stall}`, then `{reconcile}`"),
+        "dead-letter-messages": (
+            "batchline: messages in a dead-letter subscription",
+            "Messages exhausted their delivery attempts. They are kept in the dead-letter pull subscriptions "
+            "(do not ack them before the cause is known).\n\n"
+            f"1. Inspect (without ack):\n```\n{pulls}\n```\n"
+            f"2. Why: `{logs.format(event='item_dead_lettered')}`\n"
+            f"3. After the fix, re-dispatch the items: `{stall}`"),
+        "dml-rate-limited": (
+            f"batchline: BigQuery DML rate limit ({t.dml_rate_limit_errors} in {t.dml_rate_limit_window_s}s)",
+            "BigQuery answered 'Too many DML statements outstanding'. Only the coordinator's one MERGE per "
+            "batch should run DML on the main table (F2); something else is mutating it.\n\n"
+            f"1. Who: `{logs.format(event='dml_rate_limited')}`\n"
+            f"2. Running jobs: `bq ls --jobs=true --all=true --max_results=50 --project_id={p}`\n"
+            "3. Reduce load: `pulumi config set batchline:emergency true && pulumi up`"),
+        "consolidation-failed": (
+            "batchline: consolidation failed",
+            "The consolidation MERGE failed; staging tables are kept (F6), nothing is lost.\n\n"
+            f"1. Error: `{logs.format(event='consolidation_failed')}` (schema drift is reported with column "
+            "names, F5)\n"
+            f"2. Staging tables kept: `bq ls --max_results=1000 {p}:{bq.staging_dataset}`\n"
+            f"3. After the fix, retry: `{stall}`"),
+    }
+
+
+class Monitoring(pulumi.ComponentResource):
+    def __init__(self, name: str, cfg: StackConfig, function_names: list[str], dlq_subscriptions: list[str],
+                 slack_token: pulumi.Input[str] | None = None,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("batchline:infra:Monitoring", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        project, prefix, t = cfg.gcp.project, cfg.pubsub.topic_prefix, cfg.thresholds
+
+        self.channels: list[gcp.monitoring.NotificationChannel] = []
+        for i, email in enumerate(cfg.notifications.emails):
+            self.channels.append(gcp.monitoring.NotificationChannel(
+                f"{name}-email-{i}", project=project, type="email", display_name=f"batchline {prefix}: {email}",
+                labels={"email_address": email}, opts=child))
+        if cfg.notifications.slack_channel:
+            self.channels.append(gcp.monitoring.NotificationChannel(
+                f"{name}-slack", project=project, type="slack",
+                display_name=f"batchline {prefix}: {cfg.notifications.slack_channel}",
+                labels={"channel_name": cfg.notifications.slack_channel},
+                sensitive_labels={"auth_token": slack_token}, opts=child))
+        channel_ids = [c.name for c in self.channels]
+
+        services = " OR ".join(f'resource.labels.service_name="{n}"' for n in function_names)
+        self.metrics: dict[str, gcp.logging.Metric] = {}
+        for m in log_metrics(cfg):
+            self.metrics[m.key] = gcp.logging.Metric(
+                f"{name}-{m.key}", project=project, name=f"{prefix}/{m.key}", description=m.description,
+                filter=f'resource.type="cloud_run_revision" AND ({services}) AND {m.condition}',
+                metric_descriptor={"metric_kind": "DELTA", "value_type": "INT64", "unit": "1",
+                                   "labels": [{"key": "batch_id", "value_type": "STRING"}]},
+                label_extractors={"batch_id": "EXTRACT(jsonPayload.batch_id)"},
+                opts=child)
+
+        def log_filter(key: str) -> pulumi.Output[str]:
+            return pulumi.Output.concat('metric.type="logging.googleapis.com/user/', self.metrics[key].name,
+                                        '" AND resource.type="cloud_run_revision"')
+
+        def count(key: str, window_s: int = 300, above: float = 0) -> dict:
+            return {"filter": log_filter(key), "comparison": "COMPARISON_GT", "threshold_value": above,
+                    "duration": "0s", "trigger": {"count": 1},
+                    "aggregations": [{"alignment_period": f"{window_s}s", "per_series_aligner": "ALIGN_SUM",
+                                      "cross_series_reducer": "REDUCE_SUM"}]}
+
+        ratio = count("staging_write_failed", above=t.staging_write_failure_rate_pct / 100)
+        ratio.update(denominator_filter=log_filter("staging_write_attempts"),
+                     denominator_aggregations=ratio["aggregations"])
+        conditions: dict[str, list[dict]] = {
+            "staging-write-failure-rate": [{"display_name": f"failed / attempted staging writes > "
+                                                            f"{t.staging_write_failure_rate_pct}% over 5 min",
+                                            "condition_threshold": ratio}],
+            "staging-gap": [{"display_name": "staging table gap > 0 at consolidation",
+                             "condition_threshold": count("staging_gap")}],
+            "coverage-warning": [{"display_name": f"coverage < {t.coverage_warning_pct}%",
+                                  "condition_threshold": count("coverage_below_warning")}],
+            "coverage-critical": [{"display_name": f"coverage < {t.coverage_critical_pct}%",
+                                   "condition_threshold": count("coverage_below_critical")}],
+            "dead-letter-messages": [
+                {"display_name": f"undelivered messages in {sub} > 0",
+                 "condition_threshold": {
+                     "filter": 'metric.type="pubsub.googleapis.com/subscription/num_undelivered_messages" AND '
+                               f'resource.type="pubsub_subscription" AND resource.labels.subscription_id="{sub}"',
+                     "comparison": "COMPARISON_GT", "threshold_value": 0, "duration": "0s",
+                     "trigger": {"count": 1},
+                     "aggregations": [{"alignment_period": "60s", "per_series_aligner": "ALIGN_MAX"}]}}
+                for sub in dlq_subscriptions],
+            # threshold conditions only support GT/LT: "> n - 0.5" is ">= n" on an integer count
+            "dml-rate-limited": [{"display_name": f">= {t.dml_rate_limit_errors} DML rate-limit errors in "
+                                                  f"{t.dml_rate_limit_window_s}s",
+                                  "condition_threshold": count("dml_rate_limited", t.dml_rate_limit_window_s,
+                                                               t.dml_rate_limit_errors - 0.5)}],
+            "consolidation-failed": [{"display_name": "consolidation failed",
+                                      "condition_threshold": count("consolidation_failed")}],
+        }
+        severity = {"coverage-warning": "WARNING", "staging-gap": "WARNING", "coverage-critical": "CRITICAL",
+                    "consolidation-failed": "CRITICAL", "dead-letter-messages": "ERROR",
+                    "staging-write-failure-rate": "ERROR", "dml-rate-limited": "ERROR"}
+        books = runbooks(cfg, dlq_subscriptions)
+        self.alerts: dict[str, gcp.monitoring.AlertPolicy] = {}
+        for key in F9_ALERTS:
+            subject, content = books[key]
+            self.alerts[key] = gcp.monitoring.AlertPolicy(
+                f"{name}-{key}", project=project, display_name=f"[{prefix}] {subject}", combiner="OR",
+                severity=severity[key], conditions=conditions[key], notification_channels=channel_ids,
+                documentation={"subject": subject, "content": content, "mime_type": "text/markdown"},
+                alert_strategy={"auto_close": "86400s"},
+                user_labels={ALERT_LABEL: key.replace("-", "_"), "stack_prefix": prefix},
+                opts=pulumi.ResourceOptions(parent=self, depends_on=list(self.metrics.values())))
+        self.register_outputs({"alerts": {k: a.name for k, a in self.alerts.items()},
+                               "metrics": {k: m.name for k, m in self.metrics.items()}})

@@ -1,0 +1,101 @@
+"""Pub/Sub from the shared topology (`batchline.topology`), never redefined here.
+
+For every topic: the topic; for every source subscription a dead-letter policy, a retry policy and an
+ack deadline from stack config; for every topic that dead-letters: its dead-letter topic with a pull
+subscription that keeps the messages (a dead-letter topic without a subscription drops them) and a push
+subscription to the coordinator's `/dead-letters/<key>`. The Pub/Sub service agent gets publisher on
+each dead-letter topic and subscriber on each source subscription: without those two grants
+dead-lettering silently does nothing. Push subscriptions authenticate with OIDC tokens of the push
+service account. No subscription ever expires (the default is 31 days without activity, which would
+delete a quiet dead-letter subscription).
+"""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_gcp as gcp
+
+from batchline.topology import DeliveryPolicy, SubscriptionSpec, Topology
+from infra.components.iam import ACCESS
+from infra.config import PubSubConfig
+
+DLQ_READER_POLICY = DeliveryPolicy(ack_deadline_s=60, max_delivery_attempts=5, min_backoff_s=10,
+                                   max_backoff_s=600, retention_s=7 * 24 * 3600)
+
+
+def service_agent(project_number: pulumi.Input[str]) -> pulumi.Output[str]:
+    return pulumi.Output.concat("serviceAccount:service-", project_number, "@gcp-sa-pubsub.iam.gserviceaccount.com")
+
+
+class PubSub(pulumi.ComponentResource):
+    def __init__(self, name: str, project: str, topology: Topology, cfg: PubSubConfig,
+                 uris: dict[str, pulumi.Input[str]], push_email: pulumi.Input[str],
+                 push_account_id: pulumi.Input[str],
+                 members: dict[str, pulumi.Input[str]], project_number: pulumi.Input[str],
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("batchline:infra:PubSub", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        agent = service_agent(project_number)
+        # the service agent mints the OIDC tokens of our push subscriptions
+        gcp.serviceaccount.IAMMember(f"{name}-agent-token-creator", service_account_id=push_account_id,
+                                     role="roles/iam.serviceAccountTokenCreator", member=agent, opts=child)
+        self.topics: dict[str, gcp.pubsub.Topic] = {}
+        self.dead_letter_topics: dict[str, gcp.pubsub.Topic] = {}
+        self.subscriptions: dict[str, gcp.pubsub.Subscription] = {}
+        self.dead_letter_pull: dict[str, gcp.pubsub.Subscription] = {}
+        labels = {"app": "batchline", "stack-prefix": topology.prefix}
+
+        def subscription(spec: SubscriptionSpec, topic: gcp.pubsub.Topic, policy: DeliveryPolicy,
+                         dlq: gcp.pubsub.Topic | None) -> gcp.pubsub.Subscription:
+            push = None
+            if spec.push is not None:
+                uri = uris[spec.push.function]
+                push = {"push_endpoint": pulumi.Output.concat(uri, spec.push.path),
+                        "oidc_token": {"service_account_email": push_email, "audience": uri}}
+            return gcp.pubsub.Subscription(
+                spec.name, project=project, name=spec.name, topic=topic.id, labels=labels,
+                ack_deadline_seconds=policy.ack_deadline_s,
+                message_retention_duration=f"{policy.retention_s}s",
+                retain_acked_messages=False,
+                expiration_policy={"ttl": ""},  # never expire
+                retry_policy={"minimum_backoff": f"{policy.min_backoff_s}s",
+                              "maximum_backoff": f"{policy.max_backoff_s}s"},
+                dead_letter_policy=({"dead_letter_topic": dlq.id,
+                                     "max_delivery_attempts": policy.max_delivery_attempts}
+                                    if dlq is not None else None),
+                push_config=push, opts=child)
+
+        for t in topology.topics:
+            topic = gcp.pubsub.Topic(t.name, project=project, name=t.name, labels=labels, opts=child)
+            self.topics[t.key] = topic
+            dlq = None
+            if any(s.dead_letter for s in t.subscriptions):
+                dlq = gcp.pubsub.Topic(t.dead_letter_topic, project=project, name=t.dead_letter_topic,
+                                       labels=labels, opts=child)
+                self.dead_letter_topics[t.key] = dlq
+                gcp.pubsub.TopicIAMMember(f"{t.dead_letter_topic}-agent-publisher", project=project,
+                                          topic=dlq.name, role="roles/pubsub.publisher", member=agent, opts=child)
+                for reader in topology.dead_letter_subscriptions(t):
+                    sub = subscription(reader, dlq, DLQ_READER_POLICY, None)
+                    self.subscriptions[reader.name] = sub
+                    if reader.push is None:
+                        self.dead_letter_pull[t.key] = sub
+            for spec in t.subscriptions:
+                policy = cfg.policies[t.key]
+                sub = subscription(spec, topic, policy, dlq if spec.dead_letter else None)
+                self.subscriptions[spec.name] = sub
+                if spec.dead_letter:
+                    gcp.pubsub.SubscriptionIAMMember(f"{spec.name}-agent-subscriber", project=project,
+                                                     subscription=sub.name, role="roles/pubsub.subscriber",
+                                                     member=agent, opts=child)
+        # functions publish only to the topics ACCESS lists for them
+        for who, access in ACCESS.items():
+            for key in access.publishes_to:
+                if who in members:
+                    gcp.pubsub.TopicIAMMember(f"{topology.topic(key).name}-{who}-publisher", project=project,
+                                              topic=self.topics[key].name, role="roles/pubsub.publisher",
+                                              member=members[who], opts=child)
+        self.register_outputs({
+            "topics": {k: v.name for k, v in self.topics.items()},
+            "dead_letter_pull_subscriptions": {k: v.name for k, v in self.dead_letter_pull.items()},
+        })

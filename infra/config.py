@@ -1,0 +1,506 @@
+"""Typed, validated stack configuration.
+
+One object per concern under the `batchline:` namespace (`pulumi config set --path ...`). Every
+value is checked when the program starts; an error names the full key and the allowed range, e.g.
+`batchline:functions.worker.max_instances must be between 1 and 1000, got 0`. Unknown keys are
+errors too, so a typo never silently falls back to a default.
+
+`load(raw)` is pure (no Pulumi needed): tests and the policy runner validate a stack file with it.
+`from_pulumi()` reads the same objects with `pulumi.Config().require_object/get_object`.
+"""
+
+from __future__ import annotations
+
+import re
+import zoneinfo
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from batchline import ids
+from batchline.topology import FUNCTIONS, WORKER, DeliveryPolicy, build_topology
+
+NAMESPACE = "batchline"
+
+# ---------------------------------------------------------------------------------------------
+# Ranges, declared once: validation uses them and docs/infra.md lists them.
+# ---------------------------------------------------------------------------------------------
+MAX_INSTANCES = (1, 1000)
+CONCURRENCY = (1, 1000)  # Cloud Functions gen2 per-instance request concurrency
+MIN_INSTANCES = (0, 100)
+TIMEOUT_S = (1, 3600)  # HTTP functions (gen2)
+MEMORY_CHOICES = ("256Mi", "512Mi", "1Gi", "2Gi", "4Gi", "8Gi", "16Gi", "32Gi")
+CPU_CHOICES = ("0.083", "0.167", "0.333", "0.583", "1", "2", "4", "8")
+ACK_DEADLINE_S = (10, 600)
+MAX_DELIVERY_ATTEMPTS = (5, 100)
+BACKOFF_S = (0, 600)
+RETENTION_S = (600, 7 * 24 * 3600)  # Pub/Sub subscription message retention: 10 min .. 7 days
+SCHEDULER_RETRY_COUNT = (0, 5)
+SCHEDULER_BACKOFF_S = (1, 3600)
+SCHEDULER_MAX_DOUBLINGS = (0, 16)
+SCHEDULER_ATTEMPT_DEADLINE_S = (15, 1800)  # HTTP targets
+STALL_MINUTES = (1, 24 * 60)
+PCT = (0.0, 100.0)
+DML_ERRORS = (1, 1000)
+DML_WINDOW_S = (60, 3600)
+STAGING_EXPIRATION_HOURS = (1, 24 * 30)
+
+
+class ConfigError(ValueError):
+    """A stack config value is missing, unknown or out of range; the message names the key."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Typed config objects
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class GcpConfig:
+    project: str
+    region: str = "us-central1"
+
+
+@dataclass(frozen=True)
+class FunctionCaps:
+    max_instances: int
+    concurrency: int
+    memory: str = "512Mi"
+    cpu: str = "1"
+    timeout_s: int = 540
+    min_instances: int = 0
+
+
+DEFAULT_CAPS: dict[str, FunctionCaps] = {
+    "worker": FunctionCaps(max_instances=20, concurrency=5, memory="1Gi", timeout_s=120),
+    "coordinator": FunctionCaps(max_instances=5, concurrency=10, memory="512Mi", timeout_s=540),
+    "reconcile": FunctionCaps(max_instances=1, concurrency=1, memory="512Mi", timeout_s=900),
+}
+# The seeds' emergency cut (F10): 4 instances x 3 requests on the fan-out worker.
+DEFAULT_EMERGENCY_PROFILE: dict[str, dict[str, int]] = {WORKER: {"max_instances": 4, "concurrency": 3}}
+
+
+@dataclass(frozen=True)
+class FunctionsConfig:
+    caps: dict[str, FunctionCaps]  # effective caps (emergency profile already applied)
+    emergency: bool = False
+    normal_caps: dict[str, FunctionCaps] = field(default_factory=dict)  # caps without the profile
+
+
+@dataclass(frozen=True)
+class PubSubConfig:
+    topic_prefix: str
+    policies: dict[str, DeliveryPolicy]  # topic key -> effective policy of its source subscriptions
+
+
+@dataclass(frozen=True)
+class Schedule:
+    cron: str
+    time_zone: str
+
+
+@dataclass(frozen=True)
+class SchedulerRetry:
+    retry_count: int = 3
+    min_backoff_s: int = 30
+    max_backoff_s: int = 600
+    max_doublings: int = 3
+    attempt_deadline_s: int = 600
+
+
+@dataclass(frozen=True)
+class SchedulesConfig:
+    start: Schedule
+    stall_check: Schedule
+    reconcile: Schedule
+    retry: SchedulerRetry = field(default_factory=SchedulerRetry)
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    stall_minutes: int = 30
+    min_completion_pct: float = 0.0
+    coverage_warning_pct: float = 95.0
+    coverage_critical_pct: float = 85.0
+    staging_write_failure_rate_pct: float = 10.0
+    dml_rate_limit_errors: int = 5
+    dml_rate_limit_window_s: int = 60
+
+
+@dataclass(frozen=True)
+class Notifications:
+    emails: tuple[str, ...] = ()
+    slack_channel: str | None = None  # the token is the secret `batchline:slack_token`
+
+
+@dataclass(frozen=True)
+class BigQueryConfig:
+    location: str = "US"
+    staging_location: str = "US"
+    main_dataset: str = "predictions"
+    main_table: str = "player_prop_predictions"
+    context_table: str = "player_game_context"
+    staging_dataset: str = "batchline_staging"
+    staging_table_expiration_hours: int = 72
+    deletion_protection: bool = True
+
+
+@dataclass(frozen=True)
+class FirestoreConfig:
+    create: bool = True  # false when the project already has a (default) database
+    location: str = "nam5"
+    database: str = "(default)"
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    gcp: GcpConfig
+    functions: FunctionsConfig
+    pubsub: PubSubConfig
+    schedules: SchedulesConfig
+    thresholds: Thresholds
+    notifications: Notifications
+    bigquery: BigQueryConfig
+    firestore: FirestoreConfig
+    apis: tuple[str, ...]
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation helpers
+# ---------------------------------------------------------------------------------------------
+def _key(path: str) -> str:
+    return f"{NAMESPACE}:{path}"
+
+
+def _obj(value: Any, path: str, allowed: tuple[str, ...]) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{_key(path)} must be an object, got {type(value).__name__}")
+    unknown = sorted(set(value) - set(allowed))
+    if unknown:
+        raise ConfigError(
+            f"{_key(path)}: unknown key(s) {', '.join(_key(f'{path}.{u}') for u in unknown)}; "
+            f"allowed: {', '.join(allowed)}")
+    return dict(value)
+
+
+def _int(obj: Mapping[str, Any], name: str, path: str, default: int | None, rng: tuple[int, int]) -> int:
+    key = f"{path}.{name}"
+    raw = obj.get(name, default)
+    if raw is None:
+        raise ConfigError(f"{_key(key)} is required (integer between {rng[0]} and {rng[1]})")
+    if isinstance(raw, bool) or not isinstance(raw, (int, str)):
+        raise ConfigError(f"{_key(key)} must be an integer between {rng[0]} and {rng[1]}, got {raw!r}")
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{_key(key)} must be an integer between {rng[0]} and {rng[1]}, got {raw!r}") from exc
+    if not rng[0] <= value <= rng[1]:
+        raise ConfigError(f"{_key(key)} must be between {rng[0]} and {rng[1]}, got {value}")
+    return value
+
+
+def _float(obj: Mapping[str, Any], name: str, path: str, default: float, rng: tuple[float, float]) -> float:
+    key = f"{path}.{name}"
+    raw = obj.get(name, default)
+    if isinstance(raw, bool):
+        raise ConfigError(f"{_key(key)} must be a number between {rng[0]} and {rng[1]}, got {raw!r}")
+    try:
+        value = float(raw)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{_key(key)} must be a number between {rng[0]} and {rng[1]}, got {raw!r}") from exc
+    if not rng[0] <= value <= rng[1]:
+        raise ConfigError(f"{_key(key)} must be between {rng[0]} and {rng[1]}, got {value}")
+    return value
+
+
+def _bool(obj: Mapping[str, Any], name: str, path: str, default: bool) -> bool:
+    raw = obj.get(name, default)
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str) and raw.lower() in ("true", "false"):
+        return raw.lower() == "true"
+    raise ConfigError(f"{_key(f'{path}.{name}')} must be true or false, got {raw!r}")
+
+
+def _choice(obj: Mapping[str, Any], name: str, path: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = str(obj.get(name, default))
+    if raw not in choices:
+        raise ConfigError(f"{_key(f'{path}.{name}')} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
+
+
+def _ident(obj: Mapping[str, Any], name: str, path: str, default: str | None, check) -> str:
+    raw = obj.get(name, default)
+    if raw is None:
+        raise ConfigError(f"{_key(f'{path}.{name}')} is required")
+    try:
+        return check(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{_key(f'{path}.{name}')}: {exc}") from exc
+
+
+_CRON_FIELD = re.compile(r"[0-9A-Za-z*/,\-]+")
+_REGION = re.compile(r"[a-z]+-[a-z]+[0-9]")
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+
+
+def _cron(value: Any, key: str) -> str:
+    if not isinstance(value, str) or len(value.split()) != 5 or not all(
+            _CRON_FIELD.fullmatch(f) for f in value.split()):
+        raise ConfigError(f"{_key(key)} must be a 5-field unix-cron expression, got {value!r}")
+    return value
+
+
+def _tz(value: Any, key: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(str(value))
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(f"{_key(key)} must be an IANA time zone (e.g. America/New_York), got {value!r}") from exc
+    return str(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-concern loaders
+# ---------------------------------------------------------------------------------------------
+def load_gcp(raw: Any) -> GcpConfig:
+    if raw is None:
+        raise ConfigError(f"{_key('gcp')} is required: {{project: <project id>, region: <region>}}")
+    o = _obj(raw, "gcp", ("project", "region"))
+    project = _ident(o, "project", "gcp", None, ids.validate_project)
+    region = str(o.get("region", GcpConfig.region))
+    if not _REGION.fullmatch(region):
+        raise ConfigError(f"{_key('gcp.region')} must be a GCP region like us-central1, got {region!r}")
+    return GcpConfig(project=project, region=region)
+
+
+_CAP_KEYS = ("max_instances", "concurrency", "memory", "cpu", "timeout_s", "min_instances")
+
+
+def _caps(raw: Any, path: str, base: FunctionCaps) -> FunctionCaps:
+    o = _obj(raw, path, _CAP_KEYS)
+    caps = FunctionCaps(
+        max_instances=_int(o, "max_instances", path, base.max_instances, MAX_INSTANCES),
+        concurrency=_int(o, "concurrency", path, base.concurrency, CONCURRENCY),
+        memory=_choice(o, "memory", path, base.memory, MEMORY_CHOICES),
+        cpu=_choice(o, "cpu", path, base.cpu, CPU_CHOICES),
+        timeout_s=_int(o, "timeout_s", path, base.timeout_s, TIMEOUT_S),
+        min_instances=_int(o, "min_instances", path, base.min_instances, MIN_INSTANCES),
+    )
+    if caps.min_instances > caps.max_instances:
+        raise ConfigError(f"{_key(path + '.min_instances')} ({caps.min_instances}) must not exceed "
+                          f"{_key(path + '.max_instances')} ({caps.max_instances})")
+    if caps.concurrency > 1 and float(caps.cpu) < 1:
+        raise ConfigError(f"{_key(path + '.concurrency')} > 1 needs {_key(path + '.cpu')} >= 1 "
+                          f"(Cloud Functions gen2 rule), got cpu {caps.cpu}")
+    return caps
+
+
+def load_functions(raw: Any, flag: bool, profile: Any) -> FunctionsConfig:
+    o = _obj(raw, "functions", FUNCTIONS)
+    normal = {fn: _caps(o.get(fn), f"functions.{fn}", DEFAULT_CAPS[fn]) for fn in FUNCTIONS}
+    p = _obj(profile if profile is not None else DEFAULT_EMERGENCY_PROFILE, "emergency_profile", FUNCTIONS)
+    emergency_caps = {fn: _caps(p[fn], f"emergency_profile.{fn}", normal[fn]) if fn in p else normal[fn]
+                      for fn in FUNCTIONS}
+    return FunctionsConfig(caps=emergency_caps if flag else normal, emergency=flag, normal_caps=normal)
+
+
+_POLICY_KEYS = ("ack_deadline_s", "max_delivery_attempts", "min_backoff_s", "max_backoff_s", "retention_s")
+
+
+def _policy(o: Mapping[str, Any], path: str, base: DeliveryPolicy) -> DeliveryPolicy:
+    pol = DeliveryPolicy(
+        ack_deadline_s=_int(o, "ack_deadline_s", path, base.ack_deadline_s, ACK_DEADLINE_S),
+        max_delivery_attempts=_int(o, "max_delivery_attempts", path, base.max_delivery_attempts,
+                                   MAX_DELIVERY_ATTEMPTS),
+        min_backoff_s=_int(o, "min_backoff_s", path, base.min_backoff_s, BACKOFF_S),
+        max_backoff_s=_int(o, "max_backoff_s", path, base.max_backoff_s, BACKOFF_S),
+        retention_s=_int(o, "retention_s", path, base.retention_s, RETENTION_S),
+    )
+    if pol.min_backoff_s > pol.max_backoff_s:
+        raise ConfigError(f"{_key(path + '.min_backoff_s')} ({pol.min_backoff_s}) must not exceed "
+                          f"{_key(path + '.max_backoff_s')} ({pol.max_backoff_s})")
+    return pol
+
+
+def load_pubsub(raw: Any) -> PubSubConfig:
+    o = _obj(raw, "pubsub", ("topic_prefix", "per_topic", *_POLICY_KEYS))
+    prefix = _ident(o, "topic_prefix", "pubsub", "batchline", ids.validate_topic_prefix)
+    topology = build_topology(prefix)
+    keys = tuple(t.key for t in topology.topics)
+    per_topic = _obj(o.get("per_topic"), "pubsub.per_topic", keys)
+    policies: dict[str, DeliveryPolicy] = {}
+    for t in topology.topics:
+        base = t.subscriptions[0].policy  # the topology's own per-topic defaults
+        # stack-wide values override the topology's defaults, per-topic values override both
+        merged = {k: o[k] for k in _POLICY_KEYS if k in o}
+        merged.update(_obj(per_topic.get(t.key), f"pubsub.per_topic.{t.key}", _POLICY_KEYS))
+        path = f"pubsub.per_topic.{t.key}" if t.key in per_topic else "pubsub"
+        policies[t.key] = _policy(merged, path, base)
+    return PubSubConfig(topic_prefix=prefix, policies=policies)
+
+
+def _schedule(raw: Any, path: str) -> Schedule:
+    if raw is None:
+        raise ConfigError(f"{_key(path)} is required: {{cron: '<unix-cron>', time_zone: '<IANA tz>'}}")
+    o = _obj(raw, path, ("cron", "time_zone"))
+    return Schedule(cron=_cron(o.get("cron"), f"{path}.cron"),
+                    time_zone=_tz(o.get("time_zone", "UTC"), f"{path}.time_zone"))
+
+
+def load_schedules(raw: Any) -> SchedulesConfig:
+    o = _obj(raw, "schedules", ("start", "stall_check", "reconcile", "retry"))
+    r = _obj(o.get("retry"), "schedules.retry",
+             ("retry_count", "min_backoff_s", "max_backoff_s", "max_doublings", "attempt_deadline_s"))
+    d = SchedulerRetry()
+    retry = SchedulerRetry(
+        retry_count=_int(r, "retry_count", "schedules.retry", d.retry_count, SCHEDULER_RETRY_COUNT),
+        min_backoff_s=_int(r, "min_backoff_s", "schedules.retry", d.min_backoff_s, SCHEDULER_BACKOFF_S),
+        max_backoff_s=_int(r, "max_backoff_s", "schedules.retry", d.max_backoff_s, SCHEDULER_BACKOFF_S),
+        max_doublings=_int(r, "max_doublings", "schedules.retry", d.max_doublings, SCHEDULER_MAX_DOUBLINGS),
+        attempt_deadline_s=_int(r, "attempt_deadline_s", "schedules.retry", d.attempt_deadline_s,
+                                SCHEDULER_ATTEMPT_DEADLINE_S),
+    )
+    if retry.min_backoff_s > retry.max_backoff_s:
+        raise ConfigError(f"{_key('schedules.retry.min_backoff_s')} must not exceed "
+                          f"{_key('schedules.retry.max_backoff_s')}")
+    return SchedulesConfig(start=_schedule(o.get("start"), "schedules.start"),
+                           stall_check=_schedule(o.get("stall_check"), "schedules.stall_check"),
+                           reconcile=_schedule(o.get("reconcile"), "schedules.reconcile"),
+                           retry=retry)
+
+
+def load_thresholds(raw: Any) -> Thresholds:
+    p = "thresholds"
+    o = _obj(raw, p, tuple(Thresholds.__dataclass_fields__))
+    d = Thresholds()
+    t = Thresholds(
+        stall_minutes=_int(o, "stall_minutes", p, d.stall_minutes, STALL_MINUTES),
+        min_completion_pct=_float(o, "min_completion_pct", p, d.min_completion_pct, PCT),
+        coverage_warning_pct=_float(o, "coverage_warning_pct", p, d.coverage_warning_pct, PCT),
+        coverage_critical_pct=_float(o, "coverage_critical_pct", p, d.coverage_critical_pct, PCT),
+        staging_write_failure_rate_pct=_float(o, "staging_write_failure_rate_pct", p,
+                                              d.staging_write_failure_rate_pct, PCT),
+        dml_rate_limit_errors=_int(o, "dml_rate_limit_errors", p, d.dml_rate_limit_errors, DML_ERRORS),
+        dml_rate_limit_window_s=_int(o, "dml_rate_limit_window_s", p, d.dml_rate_limit_window_s, DML_WINDOW_S),
+    )
+    if t.coverage_critical_pct >= t.coverage_warning_pct:
+        raise ConfigError(f"{_key('thresholds.coverage_critical_pct')} ({t.coverage_critical_pct}) must be below "
+                          f"{_key('thresholds.coverage_warning_pct')} ({t.coverage_warning_pct})")
+    return t
+
+
+def load_notifications(raw: Any, has_slack_token: bool) -> Notifications:
+    o = _obj(raw, "notifications", ("emails", "slack_channel"))
+    emails = o.get("emails", [])
+    if not isinstance(emails, list) or not all(isinstance(e, str) and _EMAIL.fullmatch(e) for e in emails):
+        raise ConfigError(f"{_key('notifications.emails')} must be a list of e-mail addresses, got {emails!r}")
+    channel = o.get("slack_channel")
+    if channel is not None and (not isinstance(channel, str) or not re.fullmatch(r"#?[a-z0-9_\-]{1,80}", channel)):
+        raise ConfigError(f"{_key('notifications.slack_channel')} must be a Slack channel name, got {channel!r}")
+    if channel and not has_slack_token:
+        raise ConfigError(f"{_key('notifications.slack_channel')} is set but the secret {_key('slack_token')} is "
+                          f"missing: pulumi config set --secret {_key('slack_token')} xoxb-...")
+    if not emails and not channel:
+        raise ConfigError(f"{_key('notifications')} needs at least one of emails or slack_channel: "
+                          f"every alert policy must notify someone")
+    return Notifications(emails=tuple(emails), slack_channel=channel)
+
+
+def load_bigquery(raw: Any) -> BigQueryConfig:
+    p = "bigquery"
+    o = _obj(raw, p, tuple(BigQueryConfig.__dataclass_fields__))
+    d = BigQueryConfig()
+    location = _ident(o, "location", p, d.location, ids.validate_location)
+    bq = BigQueryConfig(
+        location=location,
+        staging_location=_ident(o, "staging_location", p, location, ids.validate_location),
+        main_dataset=_ident(o, "main_dataset", p, d.main_dataset, ids.validate_dataset),
+        main_table=_ident(o, "main_table", p, d.main_table, ids.validate_table_name),
+        context_table=_ident(o, "context_table", p, d.context_table, ids.validate_table_name),
+        staging_dataset=_ident(o, "staging_dataset", p, d.staging_dataset, ids.validate_dataset),
+        staging_table_expiration_hours=_int(o, "staging_table_expiration_hours", p,
+                                            d.staging_table_expiration_hours, STAGING_EXPIRATION_HOURS),
+        deletion_protection=_bool(o, "deletion_protection", p, d.deletion_protection),
+    )
+    if bq.staging_location != bq.location:
+        raise ConfigError(f"{_key('bigquery.staging_location')} ({bq.staging_location}) must equal "
+                          f"{_key('bigquery.location')} ({bq.location}): the consolidation MERGE reads staging "
+                          f"and writes main in one query, which BigQuery runs in a single location")
+    if bq.staging_dataset == bq.main_dataset:
+        raise ConfigError(f"{_key('bigquery.staging_dataset')} must differ from {_key('bigquery.main_dataset')}: "
+                          f"the staging dataset's default table expiration would delete the main table")
+    return bq
+
+
+def load_firestore(raw: Any) -> FirestoreConfig:
+    p = "firestore"
+    o = _obj(raw, p, ("create", "location", "database"))
+    d = FirestoreConfig()
+    return FirestoreConfig(create=_bool(o, "create", p, d.create),
+                           location=_ident(o, "location", p, d.location, ids.validate_location),
+                           database=str(o.get("database", d.database)))
+
+
+REQUIRED_APIS: tuple[str, ...] = (
+    "artifactregistry.googleapis.com",
+    "bigquery.googleapis.com",
+    "cloudbuild.googleapis.com",
+    "cloudfunctions.googleapis.com",
+    "cloudresourcemanager.googleapis.com",
+    "cloudscheduler.googleapis.com",
+    "firestore.googleapis.com",
+    "iam.googleapis.com",
+    "iamcredentials.googleapis.com",
+    "logging.googleapis.com",
+    "monitoring.googleapis.com",
+    "pubsub.googleapis.com",
+    "run.googleapis.com",
+    "storage.googleapis.com",
+)
+
+TOP_LEVEL_KEYS = ("gcp", "functions", "emergency", "emergency_profile", "pubsub", "schedules", "thresholds",
+                  "notifications", "slack_token", "bigquery", "firestore")
+
+
+def load(raw: Mapping[str, Any], *, has_slack_token: bool | None = None) -> StackConfig:
+    """Validate a stack's `batchline:` config. `raw` maps keys without the namespace to parsed values
+    (objects as dicts). The Slack token's value is never needed here, only whether it is set."""
+    unknown = sorted(set(raw) - set(TOP_LEVEL_KEYS))
+    if unknown:
+        raise ConfigError(f"unknown config key(s) {', '.join(_key(u) for u in unknown)}; "
+                          f"allowed: {', '.join(_key(k) for k in TOP_LEVEL_KEYS)}")
+    if has_slack_token is None:
+        has_slack_token = bool(raw.get("slack_token"))
+    emergency = raw.get("emergency", False)
+    if not isinstance(emergency, bool):
+        if isinstance(emergency, str) and emergency.lower() in ("true", "false"):
+            emergency = emergency.lower() == "true"
+        else:
+            raise ConfigError(f"{_key('emergency')} must be true or false, got {emergency!r}")
+    return StackConfig(
+        gcp=load_gcp(raw.get("gcp")),
+        functions=load_functions(raw.get("functions"), emergency, raw.get("emergency_profile")),
+        pubsub=load_pubsub(raw.get("pubsub")),
+        schedules=load_schedules(raw.get("schedules")),
+        thresholds=load_thresholds(raw.get("thresholds")),
+        notifications=load_notifications(raw.get("notifications"), has_slack_token),
+        bigquery=load_bigquery(raw.get("bigquery")),
+        firestore=load_firestore(raw.get("firestore")),
+        apis=REQUIRED_APIS,
+    )
+
+
+def from_pulumi() -> StackConfig:
+    """Read every `batchline:` key with pulumi.Config (objects via get_object/require_object)."""
+    import pulumi
+
+    c = pulumi.Config(NAMESPACE)
+    raw: dict[str, Any] = {"gcp": c.require_object("gcp")}
+    for k in ("functions", "emergency_profile", "pubsub", "schedules", "thresholds", "notifications",
+              "bigquery", "firestore"):
+        v = c.get_object(k)
+        if v is not None:
+            raw[k] = v
+    if c.get("emergency") is not None:
+        raw["emergency"] = c.get_bool("emergency")
+    return load(raw, has_slack_token=c.get_secret("slack_token") is not None)

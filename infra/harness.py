@@ -1,0 +1,150 @@
+"""Run the real Pulumi program offline under `pulumi.runtime.set_mocks` (Pulumi's documented unit
+test method) and record every registered resource, for the tests and the policy runner.
+
+A stack file's `config:` block is loaded into the mocked runtime's config exactly as the CLI would
+pass it (objects as JSON strings), so the program reads it through `pulumi.Config` as in `pulumi up`.
+Secure values cannot be decrypted offline; they are replaced by a placeholder secret.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+
+from infra.config import NAMESPACE, StackConfig
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+MOCK_PROJECT_NUMBER = "123456789012"
+PLACEHOLDER_SECRET = "offline-placeholder-secret"
+
+
+@dataclass
+class Resource:
+    type: str
+    name: str
+    inputs: dict[str, Any]
+    outputs: dict[str, Any]
+    custom: bool
+
+
+@dataclass
+class StackRun:
+    stack: str
+    config: StackConfig
+    resources: list[Resource]
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+    def of_type(self, type_: str) -> list[Resource]:
+        return [r for r in self.resources if r.type == type_]
+
+
+class RecordingMocks(pulumi.runtime.Mocks):
+    """Returns plausible computed outputs (ids, emails, URLs) and records every registration."""
+
+    def __init__(self) -> None:
+        self.resources: list[Resource] = []
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        inputs = dict(args.inputs)
+        state = dict(inputs)
+        project = inputs.get("project", "mock-project")
+        t = args.typ
+        rid = f"{args.name}_id"
+        if t == "gcp:serviceaccount/account:Account":
+            email = f"{inputs['accountId']}@{project}.iam.gserviceaccount.com"
+            state.update(email=email, name=f"projects/{project}/serviceAccounts/{email}",
+                         member=f"serviceAccount:{email}")
+            rid = state["name"]
+        elif t == "gcp:cloudfunctionsv2/function:Function":
+            uri = f"https://{inputs['name']}-mock-uc.a.run.app"
+            sc = dict(inputs.get("serviceConfig") or {})
+            sc.update(uri=uri, service=f"projects/{project}/locations/{inputs['location']}/services/{inputs['name']}")
+            state.update(serviceConfig=sc, url=uri)
+        elif t == "gcp:pubsub/topic:Topic":
+            rid = f"projects/{project}/topics/{inputs['name']}"
+        elif t == "gcp:pubsub/subscription:Subscription":
+            rid = f"projects/{project}/subscriptions/{inputs['name']}"
+        elif t == "gcp:monitoring/notificationChannel:NotificationChannel":
+            state["name"] = f"projects/{project}/notificationChannels/{args.name}"
+            rid = state["name"]
+        elif t == "gcp:monitoring/alertPolicy:AlertPolicy":
+            state["name"] = f"projects/{project}/alertPolicies/{args.name}"
+            rid = state["name"]
+        self.resources.append(Resource(t, args.name, inputs, state, bool(args.custom)))
+        return rid, state
+
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        if args.token == "gcp:organizations/getProject:getProject":
+            pid = args.args.get("projectId", "mock-project")
+            return {"projectId": pid, "number": MOCK_PROJECT_NUMBER, "name": pid, "id": f"projects/{pid}"}
+        return {}
+
+
+def stack_file(stack: str, root: Path = REPO_ROOT) -> Path:
+    return root / f"Pulumi.{stack}.yaml"
+
+
+def load_stack_config(stack: str, root: Path = REPO_ROOT) -> dict[str, Any]:
+    """The `batchline:` keys of Pulumi.<stack>.yaml, namespace stripped, values parsed."""
+    path = stack_file(stack, root)
+    doc = yaml.safe_load(path.read_text()) or {}
+    out: dict[str, Any] = {}
+    for key, value in (doc.get("config") or {}).items():
+        ns, _, name = key.partition(":")
+        if ns == NAMESPACE:
+            out[name] = value
+    return out
+
+
+def _wire(raw: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
+    """Config as the engine hands it to a program: full keys, strings (objects as JSON)."""
+    config: dict[str, str] = {}
+    secret_keys: list[str] = []
+    for name, value in raw.items():
+        key = f"{NAMESPACE}:{name}"
+        if isinstance(value, dict) and set(value) == {"secure"}:
+            value = PLACEHOLDER_SECRET
+            secret_keys.append(key)
+        if isinstance(value, bool):
+            config[key] = "true" if value else "false"
+        elif isinstance(value, (dict, list, int, float)):
+            config[key] = json.dumps(value)
+        else:
+            config[key] = str(value)
+    return config, secret_keys
+
+
+def run_program(raw: dict[str, Any], stack: str = "test", secrets: dict[str, str] | None = None) -> StackRun:
+    """Run infra.program under mocks with `raw` as the stack's `batchline:` config. `secrets` adds
+    secret keys (e.g. {"slack_token": "xoxb-test"}) as `pulumi config set --secret` would."""
+    from infra import program
+
+    config, secret_keys = _wire(raw)
+    for name, value in (secrets or {}).items():
+        config[f"{NAMESPACE}:{name}"] = value
+        secret_keys.append(f"{NAMESPACE}:{name}")
+    mocks = RecordingMocks()
+    pulumi.runtime.set_mocks(mocks, project="batchline", stack=stack, preview=False)
+    pulumi.runtime.set_all_config(config, secret_keys)
+    result: dict[str, Any] = {}
+
+    @pulumi.runtime.test
+    def go():
+        cfg, outputs = program.run()
+        result["config"] = cfg
+        return pulumi.Output.from_input(outputs).apply(result.setdefault("outputs", {}).update)
+
+    try:
+        go()
+    finally:
+        pulumi.runtime.set_all_config({}, [])
+    return StackRun(stack, result["config"], mocks.resources, result.get("outputs", {}))
+
+
+def run_stack(stack: str, root: Path = REPO_ROOT, secrets: dict[str, str] | None = None) -> StackRun:
+    return run_program(load_stack_config(stack, root), stack=stack, secrets=secrets)

@@ -1,0 +1,78 @@
+"""The whole stack: validated config in, components out, operator outputs exported."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pulumi
+import pulumi_gcp as gcp
+
+from batchline.topology import FUNCTIONS, build_topology
+from infra.components.apis import Apis
+from infra.components.bigquery import BigQuery
+from infra.components.firestore import Firestore
+from infra.components.functions import REPO_ROOT, Functions
+from infra.components.iam import PUSH, SCHEDULER, ServiceAccounts
+from infra.components.monitoring import Monitoring
+from infra.components.pubsub import PubSub
+from infra.components.scheduler import Scheduler
+from infra.config import NAMESPACE, StackConfig, from_pulumi
+
+
+def build(cfg: StackConfig, slack_token: pulumi.Input[str] | None = None,
+          root: Path = REPO_ROOT) -> dict[str, object]:
+    project, region, prefix = cfg.gcp.project, cfg.gcp.region, cfg.pubsub.topic_prefix
+    topology = build_topology(prefix)
+    provider = gcp.Provider("gcp", project=project, region=region)
+    base = pulumi.ResourceOptions(provider=provider)
+
+    apis = Apis("apis", project, cfg.apis, opts=base)
+    after_apis = pulumi.ResourceOptions(provider=provider, depends_on=[apis])
+    accounts = ServiceAccounts("sa", project, prefix, opts=after_apis)
+    function_members = {fn: accounts.members[fn] for fn in FUNCTIONS}
+    bigquery = BigQuery("bq", project, cfg.bigquery, prefix, function_members, opts=after_apis)
+    firestore = Firestore("firestore", project, cfg.firestore, opts=after_apis)
+    functions = Functions("fn", cfg, accounts.emails,
+                          {PUSH: accounts.members[PUSH], SCHEDULER: accounts.members[SCHEDULER]},
+                          root=root, opts=after_apis)
+    number = gcp.organizations.get_project_output(project_id=project,
+                                                  opts=pulumi.InvokeOutputOptions(provider=provider)).number
+    pubsub = PubSub("pubsub", project, topology, cfg.pubsub, functions.uris, accounts.emails[PUSH],
+                    accounts.accounts[PUSH].name, function_members, number, opts=after_apis)
+    scheduler = Scheduler("scheduler", project, region, prefix, cfg.schedules, functions.uris,
+                          accounts.emails[SCHEDULER], opts=after_apis)
+    dlq_pull = [t.dead_letter_pull_subscription for t in topology.topics
+                if any(s.dead_letter for s in t.subscriptions)]
+    monitoring = Monitoring("monitoring", cfg, [f"{prefix}-{fn}" for fn in FUNCTIONS], dlq_pull,
+                            slack_token=slack_token, opts=after_apis)
+    del firestore, monitoring
+    return {
+        "project": project,
+        "region": region,
+        "topics": {k: t.name for k, t in pubsub.topics.items()},
+        "dead_letter_topics": {k: t.name for k, t in pubsub.dead_letter_topics.items()},
+        "dead_letter_pull_subscriptions": {k: s.name for k, s in pubsub.dead_letter_pull.items()},
+        "function_urls": functions.uris,
+        "function_names": {fn: f.name for fn, f in functions.functions.items()},
+        "scheduler_jobs": {k: j.name for k, j in scheduler.jobs.items()},
+        "main_dataset": bigquery.main_dataset.dataset_id,
+        "staging_dataset": bigquery.staging_dataset.dataset_id,
+        "main_table": bigquery.main_table.table_id,
+        "context_table": bigquery.context_table.table_id,
+        "emergency": cfg.functions.emergency,
+        "caps": {fn: {"max_instances": c.max_instances, "concurrency": c.concurrency}
+                 for fn, c in cfg.functions.caps.items()},
+    }
+
+
+def run() -> tuple[StackConfig, dict[str, object]]:
+    """Read and validate the stack's config through pulumi.Config, then build the stack."""
+    cfg = from_pulumi()
+    token = pulumi.Config(NAMESPACE).get_secret("slack_token")
+    return cfg, build(cfg, slack_token=token)
+
+
+def main() -> None:
+    _, outputs = run()
+    for key, value in outputs.items():
+        pulumi.export(key, value)
