@@ -1,0 +1,103 @@
+"""Stack config is typed and validated at program start; errors name the key and the range."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from infra import config, harness
+from infra.config import ConfigError
+
+
+def _set(raw: dict, path: str, value) -> dict:
+    raw = copy.deepcopy(raw)
+    *parents, leaf = path.split(".")
+    node = raw
+    for p in parents:
+        node = node.setdefault(p, {})
+    node[leaf] = value
+    return raw
+
+
+def test_stack_files_validate(dev_raw, prod_raw):
+    dev = config.load(dev_raw)
+    prod = config.load(prod_raw, has_slack_token=True)
+    assert dev.gcp.project == "batchline-dev" and prod.gcp.project == "batchline-prod"
+    assert prod.notifications.slack_channel == "#batchline-alerts"
+
+
+@pytest.mark.parametrize("path, value, message", [
+    ("functions.worker.max_instances", 0, "batchline:functions.worker.max_instances must be between 1 and 1000, got 0"),
+    ("functions.coordinator.concurrency", 1001, "coordinator.concurrency must be between 1 and 1000"),
+    ("functions.worker.timeout_s", 4000, "batchline:functions.worker.timeout_s must be between 1 and 3600"),
+    ("functions.worker.memory", "3Gi", "batchline:functions.worker.memory must be one of"),
+    ("functions.worker.cpu", "0.5", "batchline:functions.worker.cpu must be one of"),
+    ("emergency_profile.worker.concurrency", 0, "batchline:emergency_profile.worker.concurrency must be between 1"),
+    ("pubsub.ack_deadline_s", 5, "batchline:pubsub.ack_deadline_s must be between 10 and 600, got 5"),
+    ("pubsub.ack_deadline_s", 601, "batchline:pubsub.ack_deadline_s must be between 10 and 600, got 601"),
+    ("pubsub.max_delivery_attempts", 4, "batchline:pubsub.max_delivery_attempts must be between 5 and 100, got 4"),
+    ("pubsub.max_delivery_attempts", 101, "batchline:pubsub.max_delivery_attempts must be between 5 and 100"),
+    ("pubsub.min_backoff_s", -1, "batchline:pubsub.min_backoff_s must be between 0 and 600"),
+    ("pubsub.per_topic.work.max_backoff_s", 700, "per_topic.work.max_backoff_s must be between 0 and 600"),
+    ("pubsub.per_topic.nope", {}, "batchline:pubsub.per_topic.nope"),
+    ("pubsub.retention_s", 60, "batchline:pubsub.retention_s must be between 600 and 604800"),
+    ("schedules.start.cron", "every day", "batchline:schedules.start.cron must be a 5-field unix-cron"),
+    ("schedules.stall_check.time_zone", "Mars/Olympus", "batchline:schedules.stall_check.time_zone must be an IANA"),
+    ("schedules.retry.retry_count", 9, "batchline:schedules.retry.retry_count must be between 0 and 5"),
+    ("thresholds.coverage_critical_pct", 96, "batchline:thresholds.coverage_critical_pct (96.0) must be below"),
+    ("thresholds.coverage_warning_pct", 101, "batchline:thresholds.coverage_warning_pct must be between 0.0 and 100.0"),
+    ("thresholds.stall_minutes", 0, "batchline:thresholds.stall_minutes must be between 1 and 1440"),
+    ("thresholds.dml_rate_limit_errors", 0, "batchline:thresholds.dml_rate_limit_errors must be between 1 and 1000"),
+    ("notifications.emails", ["not-an-email"], "batchline:notifications.emails must be a list of e-mail"),
+    ("bigquery.staging_location", "EU", "staging_location (EU) must equal batchline:bigquery.location"),
+    ("bigquery.staging_table_expiration_hours", 0, "staging_table_expiration_hours must be between 1"),
+    ("bigquery.main_dataset", "bad-name!", "batchline:bigquery.main_dataset: invalid dataset name"),
+    ("gcp.project", "X", "batchline:gcp.project: invalid project id"),
+    ("functions.worker.max_instancs", 3, "unknown key(s) batchline:functions.worker.max_instancs"),
+    ("emergncy", True, "unknown config key(s) batchline:emergncy"),
+])
+def test_out_of_range_config_names_the_key(dev_raw, path, value, message):
+    with pytest.raises(ConfigError) as err:
+        config.load(_set(dev_raw, path, value))
+    assert message in str(err.value)
+
+
+def test_slack_channel_without_token_names_the_secret(prod_raw):
+    with pytest.raises(ConfigError, match="batchline:slack_token"):
+        config.load(prod_raw, has_slack_token=False)
+
+
+def test_every_stack_needs_a_channel(dev_raw):
+    with pytest.raises(ConfigError, match="batchline:notifications needs at least one"):
+        config.load(_set(dev_raw, "notifications", {"emails": []}))
+
+
+def test_program_start_fails_on_bad_config(dev_raw):
+    """The real program, through pulumi.Config, refuses out-of-range values before creating anything."""
+    with pytest.raises(ConfigError, match="batchline:pubsub.max_delivery_attempts must be between 5 and 100"):
+        harness.run_program(_set(dev_raw, "pubsub.max_delivery_attempts", 200), stack="dev")
+
+
+@given(st.integers(min_value=-5, max_value=1200))
+def test_max_instances_range_is_exactly_enforced(n):
+    raw = {"gcp": {"project": "batchline-dev"}, "functions": {"worker": {"max_instances": n}},
+           "schedules": {k: {"cron": "0 1 * * *"} for k in ("start", "stall_check", "reconcile")},
+           "notifications": {"emails": ["a@example.com"]}}
+    if config.MAX_INSTANCES[0] <= n <= config.MAX_INSTANCES[1]:
+        assert config.load(raw).functions.caps["worker"].max_instances == n
+    else:
+        with pytest.raises(ConfigError, match="batchline:functions.worker.max_instances"):
+            config.load(raw)
+
+
+def test_topology_defaults_survive_unless_overridden(dev_raw, prod_raw):
+    dev = config.load(dev_raw)
+    # dev sets no ack deadlines: the shared topology's per-topic values stay
+    assert dev.pubsub.policies["work"].ack_deadline_s == 120
+    assert dev.pubsub.policies["consolidation"].ack_deadline_s == 600
+    prod = config.load(_set(prod_raw, "pubsub.per_topic.completions", {"ack_deadline_s": 30}), has_slack_token=True)
+    assert prod.pubsub.policies["completions"].ack_deadline_s == 30
+    assert prod.pubsub.policies["work"].max_delivery_attempts == 10  # stack-wide value
