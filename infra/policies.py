@@ -332,16 +332,23 @@ def alerts(run: StackRun) -> list[Violation]:
     return out
 
 
-@policy("topology")
-def topology(run: StackRun) -> list[Violation]:
-    """The deployed topics/subscriptions/push targets equal the shared topology (which the local stack
-    also builds)."""
+def deployed_edges(run: StackRun) -> set[tuple[str | None, str | None, str | None, str | None]]:
+    """(topic, subscription, push function, push path) of every registered subscription: the shape of
+    `Topology.edges()`."""
     uris = _function_uris(run)
     deployed = set()
     for s in run.of_type(T_SUB):
         push = s.inputs.get("pushConfig")
         fn, path = _split_endpoint(push.get("pushEndpoint", ""), uris) if push else (None, None)
         deployed.add((_topic_name_of(s.inputs.get("topic")), s.inputs.get("name"), fn, path))
+    return deployed
+
+
+@policy("topology")
+def topology(run: StackRun) -> list[Violation]:
+    """The deployed topics/subscriptions/push targets equal the shared topology (which the local stack
+    also builds)."""
+    deployed = deployed_edges(run)
     expected = build_topology(run.config.pubsub.topic_prefix).edges()
     out = [Violation("topology", str(e[1]), f"deployed but not in the shared topology: {e}")
            for e in sorted(deployed - expected, key=str)]
