@@ -145,12 +145,6 @@ def handle_completion(clients: Clients, envelope: PushEnvelope) -> str:
     if msg.staging_table != ids.staging_table_name(msg.batch_id, msg.item_id):
         raise InvalidMessage(f"staging table {msg.staging_table} does not belong to "
                              f"batch {msg.batch_id} item {msg.item_id}")
-    batch = BatchStore(clients.fs).get_batch(msg.batch_id)
-    if batch is None:
-        raise UnknownItem(f"no batch {msg.batch_id}")
-    if clients.settings.allow_faults and faults_mod.parse(batch.get("faults")).fires(
-            "completion_record", msg.batch_id, msg.item_id, envelope.delivery_attempt):
-        raise faults_mod.FaultInjected("injected completion record failure")
     return _record_completion(clients, msg)
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from batchline import ids
 
-PROBABILITY_FAULTS = ("staging_write", "completion_publish", "completion_record")
+PROBABILITY_FAULTS = ("staging_write", "completion_publish")
 FLAG_FAULTS = ("zero_merge",)
 
 
@@ -25,7 +25,6 @@ class FaultInjected(RuntimeError):
 class FaultSpec:
     staging_write: float = 0.0
     completion_publish: float = 0.0
-    completion_record: float = 0.0
     poison: tuple[str, ...] = ()
     zero_merge: bool = False
     seed: int = 0

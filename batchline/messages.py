@@ -105,13 +105,14 @@ class PushMessage(BaseModel):
 
 class PushEnvelope(BaseModel):
     """A Pub/Sub push request body. `deliveryAttempt` is only present on subscriptions with a
-    dead-letter policy; the CloudEvent conversion drops it, which is why we parse the envelope."""
+    dead-letter policy (and the Pub/Sub emulator never sends it); the CloudEvent conversion drops it,
+    which is why we parse the envelope ourselves."""
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
     message: PushMessage
     subscription: str = Field(min_length=1, max_length=512)
-    delivery_attempt: int = Field(default=1, alias="deliveryAttempt", ge=0)
+    delivery_attempt: int | None = Field(default=None, alias="deliveryAttempt", ge=0)
 
 
 def _json_object(raw: bytes, what: str) -> dict:

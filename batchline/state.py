@@ -184,6 +184,22 @@ class BatchStore:
         return [s.to_dict() for s in q.stream()]
 
     # -- item transitions ---------------------------------------------------------------------
+    def count_attempt(self, batch_id: str, item_id: str) -> int:
+        """Count one more work attempt on the item and return the count. Used where the push
+        envelope carries no deliveryAttempt (the emulator never sends it); also operator data."""
+        ref = self.item_ref(batch_id, item_id)
+
+        @firestore.transactional
+        def txn_fn(txn) -> int:
+            snap = ref.get(transaction=txn)
+            if not snap.exists:
+                raise UnknownItem(f"batch {batch_id} has no item {item_id}")
+            n = int(snap.to_dict().get("attempts") or 0) + 1
+            txn.update(ref, {"attempts": n, "last_attempt_at": now()})
+            return n
+
+        return txn_fn(self.fs.transaction())
+
     def record_completion(self, batch_id: str, item_id: str, staging_table: str, row_count: int,
                           attempt: int) -> str:
         """Mark an item completed; idempotent. Returns 'recorded', 'duplicate' or 'late'.

@@ -51,7 +51,6 @@ def build_rows(msg: WorkMessage, predictor: Predictor, now: dt.datetime) -> list
 
 def handle_work(clients: Clients, envelope: PushEnvelope, predictor: Predictor | None = None) -> WorkOutcome:
     msg = parse_model(WorkMessage, decode_data(envelope))
-    attempt = envelope.delivery_attempt
     store = BatchStore(clients.fs)
     batch = store.get_batch(msg.batch_id)
     if batch is None:
@@ -59,18 +58,21 @@ def handle_work(clients: Clients, envelope: PushEnvelope, predictor: Predictor |
     item = store.get_item(msg.batch_id, msg.item_id)
     if item is None:
         raise UnknownItem(f"batch {msg.batch_id} has no item {msg.item_id}")
-    log_ctx = {"batch_id": msg.batch_id, "item": msg.item_id, "attempt": attempt}
     if item["status"] == COMPLETED:
-        log_event("work_duplicate", message="item already completed; redelivery ignored", **log_ctx)
+        log_event("work_duplicate", message="item already completed; redelivery ignored",
+                  batch_id=msg.batch_id, item=msg.item_id)
         return WorkOutcome("duplicate", msg.batch_id, msg.item_id, item.get("staging_table"),
                            item.get("row_count") or 0)
     if batch["status"] not in OPEN_STATUSES:
         # A redelivery after the batch moved on (superseded or consolidating): writing now would
         # leave a staging table nobody merges. The item's state already says what happened to it.
         log_event("work_skipped", severity="WARNING", message=f"batch is {batch['status']}",
-                  batch_status=batch["status"], item_status=item["status"], **log_ctx)
+                  batch_status=batch["status"], item_status=item["status"], batch_id=msg.batch_id,
+                  item=msg.item_id)
         return WorkOutcome("batch_closed", msg.batch_id, msg.item_id)
 
+    attempt = envelope.delivery_attempt or store.count_attempt(msg.batch_id, msg.item_id)
+    log_ctx = {"batch_id": msg.batch_id, "item": msg.item_id, "attempt": attempt}
     injected = (faults_mod.parse(batch.get("faults"))
                 if clients.settings.allow_faults else faults_mod.FaultSpec())
     table = ids.staging_table_name(msg.batch_id, msg.item_id)

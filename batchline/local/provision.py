@@ -8,6 +8,7 @@ import datetime as dt
 import io
 import json
 import random
+from dataclasses import replace
 
 from google.api_core import exceptions as gexc
 from google.cloud import bigquery, pubsub_v1
@@ -88,30 +89,36 @@ def _duration(seconds: int) -> duration_pb2.Duration:
 
 
 def _subscription_request(project: str, topic: str, spec: SubscriptionSpec, dlq_topic: str | None,
-                          endpoints: dict[str, str], max_attempts: int | None) -> dict:
+                          endpoints: dict[str, str], overrides: dict[str, int]) -> dict:
+    overrides = dict(overrides)
+    with_retry_policy = bool(overrides.pop("retry_policy", True))
+    spec = replace(spec, policy=replace(spec.policy, **overrides))
     sub = pubsub_v1.SubscriberClient.subscription_path(project, spec.name)
     req: dict = {
         "name": sub,
         "topic": pubsub_v1.PublisherClient.topic_path(project, topic),
         "ack_deadline_seconds": spec.policy.ack_deadline_s,
         "message_retention_duration": _duration(spec.policy.retention_s),
-        "retry_policy": {"minimum_backoff": _duration(spec.policy.min_backoff_s),
-                         "maximum_backoff": _duration(spec.policy.max_backoff_s)},
     }
+    if with_retry_policy:
+        req["retry_policy"] = {"minimum_backoff": _duration(spec.policy.min_backoff_s),
+                               "maximum_backoff": _duration(spec.policy.max_backoff_s)}
     if spec.push:
         req["push_config"] = {"push_endpoint": endpoints[spec.push.function].rstrip("/") + spec.push.path}
     if dlq_topic:
         req["dead_letter_policy"] = {
             "dead_letter_topic": pubsub_v1.PublisherClient.topic_path(project, dlq_topic),
-            "max_delivery_attempts": max_attempts or spec.policy.max_delivery_attempts,
+            "max_delivery_attempts": spec.policy.max_delivery_attempts,
         }
     return req
 
 
 def create_topology(project: str, topology: Topology, endpoints: dict[str, str],
-                    max_delivery_attempts: int | None = None) -> list[str]:
+                    overrides: dict[str, int] | None = None) -> list[str]:
     """Create every topic and subscription of `topology` (recreating subscriptions, so push endpoints
-    follow the functions' current ports). `endpoints` maps function name -> base URL."""
+    follow the functions' current ports). `endpoints` maps function name -> base URL; `overrides`
+    replaces DeliveryPolicy fields; `retry_policy=0` leaves the retry policy out (see stack.py)."""
+    overrides = overrides or {}
     publisher = pubsub_v1.PublisherClient()
     subscriber = pubsub_v1.SubscriberClient()
     created: list[str] = []
@@ -137,10 +144,10 @@ def create_topology(project: str, topology: Topology, endpoints: dict[str, str],
             if has_dlq:
                 topic(t.dead_letter_topic)
                 for s in topology.dead_letter_subscriptions(t):
-                    subscription(_subscription_request(project, t.dead_letter_topic, s, None, endpoints, None))
+                    subscription(_subscription_request(project, t.dead_letter_topic, s, None, endpoints, overrides))
             for s in t.subscriptions:
                 dlq = t.dead_letter_topic if s.dead_letter else None
-                subscription(_subscription_request(project, t.name, s, dlq, endpoints, max_delivery_attempts))
+                subscription(_subscription_request(project, t.name, s, dlq, endpoints, overrides))
     finally:
         subscriber.close()
     return created

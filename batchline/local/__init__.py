@@ -1,0 +1,1 @@
+"""Local stack: the three Google Cloud emulators (Pub/Sub, Firestore, BigQuery) as child processes."""
