@@ -100,6 +100,8 @@ def start_batch(clients: Clients, req: StartRequest, only_items: list[str] | Non
     superseded = store.create_batch(batch_id, game_date, items, force=req.force, faults=req.faults)
     log_event("batch_created", batch_id=batch_id, game_date=game_date, expected_items=len(items),
               superseded=superseded, force=req.force)
+    if only_items is not None:
+        store.set_batch_fields(batch_id, {"only_items": [i.item_id for i in items]})
     if rejected:
         store.set_batch_fields(batch_id, {"invalid_context_rows": rejected[:100],
                                           "invalid_context_row_count": len(rejected)})

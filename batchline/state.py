@@ -208,7 +208,11 @@ class BatchStore:
         reports it loudly, because its staging table was not part of the MERGE.
         """
         item_ref = self.item_ref(batch_id, item_id)
-        batch_ref = self.batch_ref(batch_id)
+        # Read outside the transaction: a transactional read would lock the batch document and make
+        # it the hot document F3 is about. "late" is advisory; consolidation merges every staging
+        # table that exists, whatever the completions say.
+        batch = self.batch_ref(batch_id).get()
+        late = batch.exists and batch.get("status") not in OPEN_STATUSES
 
         @firestore.transactional
         def txn_fn(txn) -> str:
@@ -217,8 +221,6 @@ class BatchStore:
                 raise UnknownItem(f"batch {batch_id} has no item {item_id}")
             if item.get("status") == COMPLETED:
                 return "duplicate"
-            batch = batch_ref.get(transaction=txn)
-            late = batch.get("status") not in OPEN_STATUSES
             txn.update(item_ref, {
                 "status": COMPLETED,
                 "staging_table": staging_table,
