@@ -199,7 +199,10 @@ def merge_staging(bq: bigquery.Client, settings: Settings, batch_id: str, game_d
                                  "prediction ids; refusing to MERGE duplicates")
     job = bq.query(merge_sql(settings, main_schema, source, updatable),
                    job_config=bigquery.QueryJobConfig(query_parameters=_params(batch_id, merge_date or game_date)))
-    job.result()
+    try:
+        job.result()
+    except gexc.BadRequest as exc:  # an invalid statement stays invalid: fail now, keep the tables
+        raise ConsolidationError(f"MERGE {job.job_id} rejected by BigQuery: {exc.message}") from exc
     affected = int(job.num_dml_affected_rows or 0)
     main = _qualified(settings.project, settings.main_dataset, settings.main_table)
     verified = _one(bq, f"SELECT COUNT(*) AS n, COUNT(DISTINCT player_lookup) AS p, "

@@ -1,0 +1,93 @@
+"""One real local stack per test session: the official Pub/Sub and Firestore emulators, bqemulator,
+and the three functions under functions-framework, receiving real push deliveries. Started here and
+stopped here; if an emulator is missing the session fails with the package to install."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import itertools
+import json
+import time
+from dataclasses import dataclass
+
+import pytest
+import requests
+
+from batchline.clients import Clients
+from batchline.ledger import Ledger, compute
+from batchline.local import stack as local_stack
+from batchline.local.preflight import problems
+from batchline.local.provision import seed_context, synthetic_context
+from batchline.settings import Settings
+from batchline.state import TERMINAL_STATUSES, BatchStore
+
+WAIT_S = 240
+
+
+@dataclass
+class Stack:
+    info: local_stack.StackInfo
+    clients: Clients
+
+    def url(self, function: str) -> str:
+        return self.info.url(function)
+
+    @property
+    def store(self) -> BatchStore:
+        return BatchStore(self.clients.fs)
+
+    def seed(self, day: dt.date, players: int) -> None:
+        seed_context(self.clients.bq, self.clients.settings, day, synthetic_context(day, players))
+
+    def start(self, day: dt.date, *, faults: str | None = None, force: bool = False) -> requests.Response:
+        return requests.post(self.url("coordinator") + "/start", timeout=120,
+                             json={"game_date": day.isoformat(), "faults": faults, "force": force})
+
+    def wait(self, batch_id: str, timeout_s: float = WAIT_S) -> dict:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            batch = self.store.get_batch(batch_id)
+            if batch and batch["status"] in TERMINAL_STATUSES:
+                return batch
+            time.sleep(0.3)
+        raise AssertionError(f"batch {batch_id} not terminal after {timeout_s}s: {self.store.get_batch(batch_id)}")
+
+    def run(self, day: dt.date, players: int, *, faults: str | None = None, force: bool = False,
+            seed: bool = True) -> tuple[dict, Ledger]:
+        if seed:
+            self.seed(day, players)
+        resp = self.start(day, faults=faults, force=force)
+        assert resp.status_code == 200, resp.text
+        batch = self.wait(resp.json()["batch_id"])
+        return batch, compute(self.clients, batch["batch_id"], 0.0)
+
+    def push(self, function_path: str, payload: dict | bytes, *, message_id: str = "test-1") -> requests.Response:
+        """A hand-made push delivery, shaped exactly like Pub/Sub's envelope."""
+        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        body = {"message": {"data": base64.b64encode(data).decode(), "messageId": message_id, "attributes": {}},
+                "subscription": "projects/batchline-test/subscriptions/manual"}
+        function, _, path = function_path.partition("/")
+        return requests.post(self.url(function) + "/" + path, json=body, timeout=60)
+
+
+_days = itertools.count()
+
+
+@pytest.fixture
+def day() -> dt.date:
+    """A game date of its own for each test, so tests never see each other's rows."""
+    return dt.date(2030, 1, 1) + dt.timedelta(days=next(_days))
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory) -> Stack:
+    missing = problems()
+    if missing:
+        pytest.fail("the local stack cannot start: " + "; ".join(missing), pytrace=False)
+    state = tmp_path_factory.mktemp("stack")
+    info = local_stack.up(state, Settings(project="batchline-test"), reuse=False)
+    try:
+        yield Stack(info, info.activate())
+    finally:
+        local_stack.down(state)

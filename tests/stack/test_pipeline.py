@@ -1,0 +1,199 @@
+"""End-to-end behaviour on the real local stack: every assertion reads BigQuery, Firestore or Pub/Sub."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+
+import requests
+from google.cloud import bigquery
+
+from batchline import ids
+from batchline.ledger import compute, main_table_dml_since
+from batchline.messages import CompletionMessage, ConsolidationRequest, WorkMessage, encode
+from batchline.state import CONSOLIDATED, CONSOLIDATION_FAILED, REJECTED, SUPERSEDED
+
+
+def _rows(stack, day: dt.date) -> list[dict]:
+    s = stack.clients.settings
+    job = stack.clients.bq.query(
+        f"SELECT * FROM `{s.main_table_id}` WHERE game_date = @d",
+        job_config=bigquery.QueryJobConfig(query_parameters=[bigquery.ScalarQueryParameter("d", "DATE", day)]))
+    return [dict(r.items()) for r in job.result()]
+
+
+def _staging_tables(stack, batch_id: str) -> list[str]:
+    s = stack.clients.settings
+    prefix = ids.staging_prefix(batch_id)
+    return [t.table_id for t in stack.clients.bq.list_tables(f"{s.project}.{s.staging_dataset}")
+            if t.table_id.startswith(prefix)]
+
+
+def test_clean_batch_merges_everything_with_one_dml(stack, day):
+    batch, ledger = stack.run(day, 25)
+    assert batch["status"] == CONSOLIDATED
+    assert ledger.ok, ledger.problems
+    assert (ledger.expected_items, ledger.merged_items, ledger.dead_lettered_items) == (25, 25, 0)
+    assert ledger.missing_items == [] and ledger.duplicate_rows == 0 and ledger.staging_tables_left == 0
+    assert ledger.main_table_mutating_dml == 1
+    rows = _rows(stack, day)
+    assert len(rows) == 25 * 5 and {r["batch_id"] for r in rows} == {batch["batch_id"]}
+    assert batch["coverage_pct"] == 100.0 and batch["merged_rows"] == 125
+
+
+def test_staging_write_faults_are_retried_until_everything_merges(stack, day):
+    batch, ledger = stack.run(day, 30, faults="staging_write=0.3,seed=11")
+    assert ledger.ok, ledger.problems
+    assert ledger.merged_items == 30 and ledger.dead_lettered_items == 0
+    attempts = [i.get("attempts", 0) for i in stack.store.items(batch["batch_id"])]
+    assert max(attempts) > 1, "faults were injected, so some items needed redelivery"
+    assert ledger.main_table_mutating_dml == 1
+
+
+def test_completion_publish_faults_do_not_lose_items(stack, day):
+    batch, ledger = stack.run(day, 20, faults="completion_publish=0.4,seed=3")
+    assert ledger.ok, ledger.problems
+    assert ledger.merged_items == 20 and ledger.duplicate_rows == 0
+
+
+def test_poison_item_is_dead_lettered_and_the_rest_consolidates(stack, day):
+    batch, ledger = stack.run(day, 12, faults="poison=player_0003")
+    assert batch["status"] == CONSOLIDATED
+    assert ledger.dead_lettered_ids == ["player_0003"]
+    assert ledger.merged_items == 11 and ledger.missing_items == [] and ledger.ok
+    item = stack.store.get_item(batch["batch_id"], "player_0003")
+    assert item["status"] == "failed" and "dead-lettered after 5" in item["failure_reason"]
+    assert batch["failed_items"] == ["player_0003"]
+    assert "player_0003" not in {r["player_lookup"] for r in _rows(stack, day)}
+
+
+def test_duplicate_deliveries_never_duplicate_rows_or_consolidations(stack, day):
+    stack.seed(day, 15)
+    resp = stack.start(day)
+    batch_id = resp.json()["batch_id"]
+    # Every work message a second time through Pub/Sub, while the batch runs.
+    items = stack.store.items(batch_id)
+    for it in items:
+        stack.clients.publish("work", encode(WorkMessage(batch_id=batch_id, game_date=day, item_id=it["item_id"],
+                                                         game_id=it["game_id"])))
+    batch = stack.wait(batch_id)
+    assert batch["status"] == CONSOLIDATED
+    # And late duplicates of every kind, delivered synchronously so the answers can be checked.
+    for it in items:
+        work = WorkMessage(batch_id=batch_id, game_date=day, item_id=it["item_id"], game_id=it["game_id"])
+        r = stack.push("worker/", work.model_dump(mode="json"))
+        assert r.status_code == 200 and r.json()["status"] == "duplicate"
+        table = ids.staging_table_name(batch_id, it["item_id"])
+        done = CompletionMessage(batch_id=batch_id, item_id=it["item_id"], staging_table=table, row_count=5,
+                                 write_status="ok", attempt=1)
+        r = stack.push("coordinator/completions", done.model_dump(mode="json"))
+        assert r.status_code == 200 and r.json()["result"] == "duplicate"
+    r = stack.push("coordinator/consolidate", ConsolidationRequest(batch_id=batch_id, reason="manual").model_dump())
+    assert r.status_code == 200 and r.json()["result"] == "done"
+    ledger = compute(stack.clients, batch_id, 0.0)
+    assert ledger.ok, ledger.problems
+    assert ledger.duplicate_rows == 0 and ledger.main_table_mutating_dml == 1 and ledger.merged_items == 15
+    assert len(_rows(stack, day)) == 75 and _staging_tables(stack, batch_id) == []
+
+
+def test_second_start_conflicts_and_force_supersedes(stack, day):
+    stack.seed(day, 40)
+    first = stack.start(day)
+    assert first.status_code == 200
+    first_id = first.json()["batch_id"]
+    again = stack.start(day)
+    assert again.status_code == 409 and again.json()["batch_id"] == first_id
+    forced = stack.start(day, force=True)
+    assert forced.status_code == 200 and forced.json()["superseded"] == first_id
+    batch = stack.wait(forced.json()["batch_id"])
+    assert batch["status"] == CONSOLIDATED
+    assert stack.store.get_batch(first_id)["status"] == SUPERSEDED
+    rows = _rows(stack, day)
+    assert len(rows) == 200 and {r["batch_id"] for r in rows} == {batch["batch_id"]}
+
+
+def test_forced_rerun_updates_rows_instead_of_duplicating(stack, day):
+    first, _ = stack.run(day, 10)
+    before = {r["prediction_id"]: r for r in _rows(stack, day)}
+    second, ledger = stack.run(day, 10, force=True, seed=False)
+    after = {r["prediction_id"]: r for r in _rows(stack, day)}
+    assert ledger.ok and ledger.duplicate_rows == 0
+    assert set(after) == set(before) and len(after) == 50
+    assert {r["batch_id"] for r in after.values()} == {second["batch_id"]}
+    for pid, row in after.items():
+        assert row["created_at"] == before[pid]["created_at"], "created_at is kept on update"
+        assert row["updated_at"] > before[pid]["updated_at"]
+    assert main_table_dml_since(stack.clients, first["created_at"]) == 2  # one MERGE per batch
+
+
+def test_main_table_with_an_extra_nullable_column_still_consolidates(stack, day):
+    # F5: the main table gains a column (72 vs 63 in the incident); staging must keep working.
+    bq = stack.clients.bq
+    main = stack.clients.settings.main_table_id
+    # bqemulator quirk: DDL changes its DuckDB table but not its metadata, update_table the reverse;
+    # real BigQuery needs either one. Doing both keeps the emulator consistent.
+    bq.query(f"ALTER TABLE `{main}` ADD COLUMN IF NOT EXISTS edge_score FLOAT64").result()
+    table = bq.get_table(main)
+    if "edge_score" not in {f.name for f in table.schema}:
+        table.schema = [*table.schema, bigquery.SchemaField("edge_score", "FLOAT64", mode="NULLABLE")]
+        bq.update_table(table, ["schema"])
+    batch, ledger = stack.run(day, 8)
+    assert batch["status"] == CONSOLIDATED and ledger.ok, (batch.get("error"), ledger.problems)
+    rows = _rows(stack, day)
+    assert len(rows) == 40 and all(r["edge_score"] is None for r in rows)
+
+
+def test_zero_row_merge_is_a_failure_that_keeps_staging(stack, day):
+    batch, ledger = stack.run(day, 6, faults="zero_merge=1")
+    assert batch["status"] == CONSOLIDATION_FAILED
+    assert "affected 0 rows" in batch["error"]
+    assert len(_staging_tables(stack, batch["batch_id"])) == 6, "the evidence is kept"
+    assert not ledger.ok and ledger.staging_tables_left == 6
+    assert _rows(stack, day) == []
+
+
+def test_bad_requests_get_clear_errors(stack, day):
+    worker = stack.url("worker") + "/"
+    assert requests.post(worker, data=b"not json", timeout=30).status_code == 400
+    bad_b64 = {"message": {"data": "%%%", "messageId": "m1"}, "subscription": "s"}
+    assert requests.post(worker, json=bad_b64, timeout=30).status_code == 400
+    evil = {"batch_id": "20300101_abcdefabcdef`; DROP TABLE x; --", "game_date": "2030-01-01",
+            "item_id": "player_0001", "game_id": "g1"}
+    r = stack.push("worker/", evil)
+    assert r.status_code == 400 and "invalid batch id" in r.json()["error"]
+    r = stack.push("worker/", {"batch_id": "20300101_abcdefabcdef", "game_date": "2030-01-01",
+                               "item_id": "player_0001", "game_id": "g1"})
+    assert r.status_code == 404, "an unknown batch is not acknowledged"
+    start = stack.url("coordinator") + "/start"
+    assert requests.post(start, json={"game_date": "2026-02-30"}, timeout=30).status_code == 400
+    assert requests.post(start, json={"game_date": "2030-01-01", "extra": 1}, timeout=30).status_code == 400
+    r = requests.post(start, json={"game_date": day.isoformat()}, timeout=30)
+    assert r.status_code == 400 and "no valid context rows" in r.json()["error"]
+    assert requests.get(start, timeout=30).status_code == 405
+
+
+def test_garbage_on_the_work_topic_is_dead_lettered_and_recorded(stack):
+    marker = uuid.uuid4().hex
+    stack.clients.publish("work", f'{{"garbage": "{marker}"}}'.encode())
+    deadline = time.monotonic() + 60
+    found = []
+    while time.monotonic() < deadline and not found:
+        found = [d.to_dict() for d in stack.clients.fs.collection(REJECTED).stream()
+                 if marker.encode() in __import__("base64").b64decode(d.to_dict()["data"])]
+        time.sleep(0.5)
+    assert found, "a malformed message must end as a visible rejected message"
+    assert "invalid WorkMessage" in found[0]["reason"]
+
+
+def test_contextless_date_and_invalid_context_rows(stack, day):
+    from batchline.local.provision import seed_context
+    rows = [{"game_date": day.isoformat(), "player_lookup": "player_0001", "game_id": "g1"},
+            {"game_date": day.isoformat(), "player_lookup": "Bad Player;", "game_id": "g1"}]
+    seed_context(stack.clients.bq, stack.clients.settings, day, rows)
+    resp = stack.start(day)
+    assert resp.status_code == 200 and resp.json()["invalid_context_rows"] == 1
+    batch = stack.wait(resp.json()["batch_id"])
+    assert batch["invalid_context_row_count"] == 1
+    ledger = compute(stack.clients, batch["batch_id"], 0.0)
+    assert ledger.missing_items == ["Bad Player;"] and not ledger.ok, "a bad schedule row is a loud gap"
