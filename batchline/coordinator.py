@@ -320,7 +320,7 @@ def stall_check(clients: Clients, req: StallCheckRequest) -> list[dict]:
             report["action"] = "consolidating_partial"
         else:
             report["action"] = "below_min_completion"
-        log_event("batch_stalled", severity="WARNING", batch_id=batch_id, **report)
+        log_event("batch_stalled", severity="WARNING", **report)
         reports.append(report)
     return reports
 
