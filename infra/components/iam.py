@@ -29,9 +29,10 @@ class Access:
 
 
 ACCESS: dict[str, Access] = {
-    # writes its own staging table (created from the main table's live schema: F5), publishes completion
+    # writes its own staging table (created from the main table's live schema: F5), publishes completion;
+    # reads batch/item state and counts its attempts on the item document (Firestore)
     WORKER: Access(
-        project_roles=("roles/bigquery.jobUser",),
+        project_roles=("roles/bigquery.jobUser", "roles/datastore.user"),
         dataset_roles=(("staging", "roles/bigquery.dataEditor"), ("main", "roles/bigquery.dataViewer")),
         publishes_to=("completions",),
     ),
@@ -41,10 +42,11 @@ ACCESS: dict[str, Access] = {
         dataset_roles=(("staging", "roles/bigquery.dataEditor"), ("main", "roles/bigquery.dataEditor")),
         publishes_to=("work", "consolidation", "summary"),
     ),
-    # compares schedule (context table) with predictions, re-dispatches small gaps
+    # compares schedule (context table) with predictions, lists orphaned staging tables,
+    # re-dispatches small gaps as a new batch
     RECONCILE: Access(
         project_roles=("roles/bigquery.jobUser", "roles/datastore.user"),
-        dataset_roles=(("main", "roles/bigquery.dataViewer"),),
+        dataset_roles=(("main", "roles/bigquery.dataViewer"), ("staging", "roles/bigquery.dataViewer")),
         publishes_to=("work",),
     ),
     PUSH: Access(invokes=(WORKER, COORDINATOR)),
