@@ -1,0 +1,288 @@
+"""Unit tests for batchline.ids: the allow-list every untrusted identifier passes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from batchline import ids
+
+FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SQL_DANGEROUS = set("`'\";\n ")
+
+# (validator, its allow-list, one valid value, whether "-" is allowed, whether "." is allowed)
+VALIDATORS = {
+    "project": (ids.validate_project, ids._PROJECT, "my-project-1", True),
+    "dataset": (ids.validate_dataset, ids._DATASET, "my_dataset", False),
+    "table": (ids.validate_table_name, ids._TABLE, "my_table", False),
+    "topic_prefix": (ids.validate_topic_prefix, ids._TOPIC_PREFIX, "batchline-dev", True),
+    "location": (ids.validate_location, ids._LOCATION, "us-east1", True),
+    "batch_id": (ids.validate_batch_id, ids._BATCH_ID, "20260115_0123456789ab", False),
+    "item_id": (ids.validate_item_id, ids._ITEM_ID, "lebron_james", False),
+    "game_id": (ids.validate_game_id, ids._GAME_ID, "G20260115_LAL", False),
+}
+NAMES = sorted(VALIDATORS)
+
+BATCH = "20260115_0123456789ab"
+OTHER_BATCH = "20260115_ba9876543210"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_valid_example_is_returned_unchanged(name):
+    fn, _, good, _ = VALIDATORS[name]
+    assert fn(good) == good
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("bad", ["`", "'", '"', ";", " ", ".", "\n", "\t", "\\", "/", "*", "$", "\x00"])
+def test_validators_reject_dangerous_characters(name, bad):
+    fn, _, good, _ = VALIDATORS[name]
+    for candidate in (good + bad, bad + good, good[:2] + bad + good[2:]):
+        with pytest.raises(ValueError, match="invalid"):
+            fn(candidate)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_dash_only_where_allowed(name):
+    fn, _, good, dash_ok = VALIDATORS[name]
+    candidate = good[:2] + "-" + good[2:]
+    if dash_ok:
+        assert fn(candidate) == candidate
+    else:
+        with pytest.raises(ValueError):
+            fn(candidate)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_trailing_newline_is_rejected(name):
+    # re.match with `$` would accept "abc\n"; fullmatch must not.
+    fn, _, good, _ = VALIDATORS[name]
+    with pytest.raises(ValueError):
+        fn(good + "\n")
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("lookalike", [
+    "\u0430",  # Cyrillic a
+    "\u0435",  # Cyrillic e
+    "\uff41",  # fullwidth a
+    "\u0661",  # Arabic-Indic digit one
+    "\uff11",  # fullwidth digit one
+    "\u200b",  # zero-width space
+    "\u00e9",  # e acute
+    "\uff3f",  # fullwidth low line
+    "\u2010",  # unicode hyphen
+])
+def test_validators_reject_unicode_lookalikes(name, lookalike):
+    fn, _, good, _ = VALIDATORS[name]
+    with pytest.raises(ValueError):
+        fn(good[:-1] + lookalike)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_validators_reject_empty(name):
+    fn = VALIDATORS[name][0]
+    with pytest.raises(ValueError):
+        fn("")
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("value", [None, 1, 1.5, b"abcdef", ["abcdef"], {"a": 1}, True])
+def test_validators_reject_non_strings(name, value):
+    fn = VALIDATORS[name][0]
+    with pytest.raises(ValueError):
+        fn(value)
+
+
+@pytest.mark.parametrize(("name", "longest"), [
+    ("project", 30), ("dataset", 128), ("table", 1024), ("topic_prefix", 40), ("location", 30),
+    ("item_id", 64), ("game_id", 64),
+])
+def test_validators_length_limits(name, longest):
+    fn = VALIDATORS[name][0]
+    ok = "a" * longest
+    assert fn(ok) == ok
+    with pytest.raises(ValueError):
+        fn("a" * (longest + 1))
+
+
+def test_project_minimum_length_and_shape():
+    assert ids.validate_project("abcdef") == "abcdef"
+    for bad in ("abcde", "1abcdef", "abcdef-", "Abcdef", "my_project"):
+        with pytest.raises(ValueError):
+            ids.validate_project(bad)
+
+
+def test_batch_id_exact_shape():
+    for bad in ("2026011_0123456789ab", "20260115_0123456789a", "20260115_0123456789AB",
+                "20260115-0123456789ab", "20260115_0123456789abc", "x20260115_0123456789ab"):
+        with pytest.raises(ValueError):
+            ids.validate_batch_id(bad)
+
+
+def test_item_id_must_be_lowercase_and_not_start_with_underscore():
+    for bad in ("Lebron", "_lebron", "le.bron"):
+        with pytest.raises(ValueError):
+            ids.validate_item_id(bad)
+
+
+NEAR_MISS = st.text(alphabet="abcxyz019_-`'\";\n .\u0430\uff41\u0661", max_size=40)
+
+
+@FAST
+@given(name=st.sampled_from(NAMES), text=st.one_of(st.text(max_size=80), NEAR_MISS))
+def test_any_text_is_rejected_or_safe(name, text):
+    fn, pattern, _, _ = VALIDATORS[name]
+    try:
+        out = fn(text)
+    except ValueError:
+        return
+    assert out == text
+    assert pattern.fullmatch(out)
+    assert not SQL_DANGEROUS & set(out)
+    assert out.isascii()
+
+
+@FAST
+@given(name=st.sampled_from(NAMES), data=st.data())
+def test_any_allow_listed_string_is_accepted(name, data):
+    fn, pattern, _, _ = VALIDATORS[name]
+    value = data.draw(st.from_regex(pattern, fullmatch=True).filter(lambda s: s.isascii()))
+    assert fn(value) == value
+
+
+# -- staging table names ------------------------------------------------------------------------
+def test_staging_table_name_shape():
+    name = ids.staging_table_name(BATCH, "lebron_james")
+    assert name == f"stg_{BATCH}__lebron_james"
+    assert ids.validate_table_name(name) == name
+
+
+def test_staging_table_name_validates_inputs():
+    with pytest.raises(ValueError):
+        ids.staging_table_name("not-a-batch", "lebron")
+    with pytest.raises(ValueError):
+        ids.staging_table_name(BATCH, "le`bron")
+
+
+item_ids = st.from_regex(ids._ITEM_ID, fullmatch=True).filter(str.isascii)
+batch_ids = st.builds(lambda d, h: f"{d:%Y%m%d}_{h}",
+                      st.dates(dt.date(2000, 1, 1), dt.date(2100, 12, 31)),
+                      st.from_regex(r"[0-9a-f]{12}", fullmatch=True))
+
+
+@FAST
+@given(b1=batch_ids, i1=item_ids, b2=batch_ids, i2=item_ids)
+def test_staging_table_name_is_injective(b1, i1, b2, i2):
+    n1, n2 = ids.staging_table_name(b1, i1), ids.staging_table_name(b2, i2)
+    assert (n1 == n2) == ((b1, i1) == (b2, i2))
+
+
+@FAST
+@given(b=batch_ids, i=item_ids)
+def test_staging_table_name_round_trips(b, i):
+    name = ids.staging_table_name(b, i)
+    assert ids.validate_table_name(name) == name
+    assert ids.item_of_staging_table(b, name) == i
+
+
+@FAST
+@given(b1=batch_ids, b2=batch_ids, i=item_ids)
+def test_item_of_staging_table_ignores_other_batches(b1, b2, i):
+    name = ids.staging_table_name(b2, i)
+    if b1 != b2:
+        assert ids.item_of_staging_table(b1, name) is None
+
+
+@pytest.mark.parametrize("table", [
+    f"stg_{BATCH}__",  # empty suffix
+    f"stg_{BATCH}__Bad",  # uppercase
+    f"stg_{BATCH}___lead",  # leading underscore
+    f"stg_{BATCH}__a-b",
+    f"stg_{BATCH}__" + "a" * 65,  # too long
+    f"stg_{BATCH}_lebron",  # single separator
+    f"stg_{OTHER_BATCH}__lebron",
+    f"{BATCH}__lebron",
+    "player_prop_predictions",
+    "",
+])
+def test_item_of_staging_table_rejects_foreign_names(table):
+    assert ids.item_of_staging_table(BATCH, table) is None
+
+
+def test_item_of_staging_table_validates_batch_id():
+    with pytest.raises(ValueError):
+        ids.item_of_staging_table("x", "stg_x__a")
+
+
+def test_staging_prefix():
+    assert ids.staging_prefix(BATCH) == f"stg_{BATCH}__"
+    assert ids.staging_table_name(BATCH, "a").startswith(ids.staging_prefix(BATCH))
+
+
+# -- game dates ---------------------------------------------------------------------------------
+@pytest.mark.parametrize(("raw", "expected"), [
+    ("2000-01-01", dt.date(2000, 1, 1)),
+    ("2100-12-31", dt.date(2100, 12, 31)),
+    ("2026-01-15", dt.date(2026, 1, 15)),
+    ("2024-02-29", dt.date(2024, 2, 29)),
+])
+def test_parse_game_date_accepts(raw, expected):
+    assert ids.parse_game_date(raw) == expected
+
+
+def test_parse_game_date_accepts_date_objects():
+    assert ids.parse_game_date(dt.date(2026, 1, 15)) == dt.date(2026, 1, 15)
+    with pytest.raises(ValueError, match="outside"):
+        ids.parse_game_date(dt.date(1999, 12, 31))
+
+
+@pytest.mark.parametrize("raw", [
+    "1999-12-31", "2101-01-01",  # out of bounds
+    "2026-02-30", "2025-02-29", "2026-13-01", "2026-00-10", "2026-04-31",  # not real dates
+    "20260115", "2026/01/15", "15-01-2026", "2026-1-15", "2026-01-15T00:00:00", " 2026-01-15",
+    "2026-01-15\n", "2026-W03-4", "２０２６-01-15", "", "today",
+    None, 20260115, b"2026-01-15",
+])
+def test_parse_game_date_rejects(raw):
+    with pytest.raises(ValueError):
+        ids.parse_game_date(raw)
+
+
+@FAST
+@given(st.text(max_size=20))
+def test_parse_game_date_raises_only_value_error(text):
+    try:
+        day = ids.parse_game_date(text)
+    except ValueError:
+        return
+    assert dt.date(2000, 1, 1) <= day <= dt.date(2100, 12, 31)
+    assert day.isoformat() == text
+
+
+@pytest.mark.xfail(strict=True, raises=TypeError,
+                   reason="BUG: parse_game_date(datetime) compares datetime to date and raises TypeError")
+def test_parse_game_date_datetime_input_is_value_error_or_date():
+    try:
+        out = ids.parse_game_date(dt.datetime(2026, 1, 15, 5, 0))
+    except ValueError:
+        return
+    assert type(out) is dt.date
+
+
+# -- batch ids ----------------------------------------------------------------------------------
+def test_new_batch_id_validates_and_embeds_date():
+    bid = ids.new_batch_id(dt.date(2026, 1, 15))
+    assert ids.validate_batch_id(bid) == bid
+    assert bid.startswith("20260115_")
+    assert re.fullmatch(r"20260115_[0-9a-f]{12}", bid)
+
+
+def test_new_batch_id_differs_between_calls():
+    day = dt.date(2026, 1, 15)
+    generated = {ids.new_batch_id(day) for _ in range(200)}
+    assert len(generated) == 200
