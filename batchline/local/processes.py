@@ -247,8 +247,7 @@ def start_process(
         if proc.poll() is not None:
             _CHILDREN.pop(proc.pid, None)
             raise StartupError(
-                f"{name} exited with code {proc.returncode} before it was ready; "
-                f"log {log_path}:\n{_log_tail(log_path)}"
+                f"{name} exited with code {proc.returncode} before it was ready; log {log_path}:\n{_log_tail(log_path)}"
             )
         try:
             ok = ready()
@@ -258,9 +257,7 @@ def start_process(
             break
         if time.monotonic() > deadline:
             stop(handle)
-            raise StartupError(
-                f"{name} not ready after {timeout_s:.0f}s; log {log_path}:\n{_log_tail(log_path)}"
-            )
+            raise StartupError(f"{name} not ready after {timeout_s:.0f}s; log {log_path}:\n{_log_tail(log_path)}")
         time.sleep(0.1)
     handle.startup_s = round(time.monotonic() - t0, 3)
     pf = pid_file(state_dir, name)
@@ -290,11 +287,7 @@ def stop(handle_or_pid: ServiceHandle | Mapping | int, timeout_s: float = 10.0) 
             return False
         pid, pgid = handle_or_pid, handle_or_pid
     else:
-        h = (
-            handle_or_pid
-            if isinstance(handle_or_pid, ServiceHandle)
-            else ServiceHandle.from_dict(handle_or_pid)
-        )
+        h = handle_or_pid if isinstance(handle_or_pid, ServiceHandle) else ServiceHandle.from_dict(handle_or_pid)
         if not _is_ours(h.pid, h.start_ticks):
             return False
         pid, pgid = h.pid, h.pgid
@@ -307,11 +300,27 @@ def stop(handle_or_pid: ServiceHandle | Mapping | int, timeout_s: float = 10.0) 
         while time.monotonic() < deadline:
             _reap(pid)
             if not _group_members(pgid):
-                _reap(pid)
+                _wait_reaped(pid, deadline)
                 return True
             time.sleep(0.05)
-    _reap(pid)
+    _wait_reaped(pid, time.monotonic() + 5.0)
     return True
+
+
+def _wait_reaped(pid: int, deadline: float) -> None:
+    """If ``pid`` is our child, wait for its exit status (so no zombie is left behind).
+
+    A multi-threaded leader (a JVM) shows as a zombie while its other threads are still exiting;
+    ``waitpid`` only succeeds after that, hence a bounded wait rather than one poll.
+    """
+    proc = _CHILDREN.get(pid)
+    if proc is None:
+        return
+    try:
+        proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        return
+    _CHILDREN.pop(pid, None)
 
 
 # --------------------------------------------------------------------------------------------
