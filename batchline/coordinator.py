@@ -38,8 +38,9 @@ from batchline.state import (
     UnknownItem,
     now,
 )
+from batchline.topology import TOPOLOGY
 
-DEAD_LETTER_SOURCES = ("work", "completions", "consolidation")
+DEAD_LETTER_SOURCES = TOPOLOGY.dead_letter_sources()  # ("work", "completions", "consolidation")
 
 
 # -- start ------------------------------------------------------------------------------------

@@ -74,9 +74,15 @@ def parse(spec: str | None, seed: int = 0) -> FaultSpec:
                 raise ValueError(f"fault {key} probability must be in [0, 1], got {p}")
             values[key] = p
         elif key == "poison":
-            values[key] = tuple(ids.validate_item_id(i) for i in raw.split("+") if i)
+            try:
+                values[key] = tuple(ids.validate_item_id(i) for i in raw.split("+") if i)
+            except ValueError as exc:
+                raise ValueError(f"fault poison: {exc}") from exc
         elif key in FLAG_FAULTS:
-            values[key] = raw.strip() in ("1", "true", "yes")
+            flag = raw.strip().lower()
+            if flag not in ("1", "true", "yes", "0", "false", "no"):
+                raise ValueError(f"fault {key} must be 1/true/yes or 0/false/no, got {raw!r}")
+            values[key] = flag in ("1", "true", "yes")
         elif key == "seed":
             try:
                 values[key] = int(raw)

@@ -65,6 +65,8 @@ def validate_game_id(value: object) -> str:
 
 def parse_game_date(value: object) -> dt.date:
     """An ISO date between 2000-01-01 and 2100-12-31."""
+    if isinstance(value, dt.datetime):
+        raise ValueError(f"invalid game date: {value!r} (a date, not a timestamp)")
     if isinstance(value, dt.date):
         day = value
     else:

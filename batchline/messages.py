@@ -120,8 +120,8 @@ def _json_object(raw: bytes, what: str) -> dict:
         raise InvalidMessage(f"{what} is {len(raw)} bytes; the limit is {MAX_MESSAGE_BYTES}")
     try:
         value = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidMessage(f"{what} is not JSON: {exc}") from exc
+    except (ValueError, RecursionError) as exc:  # bad UTF-8, bad JSON, absurd nesting or integers
+        raise InvalidMessage(f"{what} is not usable JSON: {type(exc).__name__}: {str(exc)[:200]}") from exc
     if not isinstance(value, dict):
         raise InvalidMessage(f"{what} must be a JSON object, got {type(value).__name__}")
     return value

@@ -57,6 +57,9 @@ class TopicSpec:
     key: str  # short, stable name used in code ("work", "completions", ...)
     name: str
     subscriptions: tuple[SubscriptionSpec, ...]
+    # Whether the coordinator turns this topic's dead letters into batch state (a push reader on
+    # /dead-letters/<key>). Informational topics keep their dead letters in the pull reader only.
+    dead_letter_handled: bool = True
 
     @property
     def dead_letter_topic(self) -> str:
@@ -83,16 +86,24 @@ class Topology:
         raise KeyError(f"no topic with key {key!r}; known: {[t.key for t in self.topics]}")
 
     def dead_letter_subscriptions(self, spec: TopicSpec) -> tuple[SubscriptionSpec, ...]:
-        """The two readers of a topic's dead-letter topic: a pull one that keeps every message for
-        inspection/replay, and a push one that records the terminal state in batch state."""
+        """The readers of a topic's dead-letter topic: a pull one that keeps every message for
+        inspection/replay, and (for handled topics) a push one that records the terminal state."""
+        pull = SubscriptionSpec(spec.dead_letter_pull_subscription, None, dead_letter=False)
+        if not spec.dead_letter_handled:
+            return (pull,)
         return (
-            SubscriptionSpec(spec.dead_letter_pull_subscription, None, dead_letter=False),
+            pull,
             SubscriptionSpec(
                 spec.dead_letter_push_subscription,
                 Push(COORDINATOR, f"{PATH_DEAD_LETTERS}/{spec.key}"),
                 dead_letter=False,
             ),
         )
+
+    def dead_letter_sources(self) -> tuple[str, ...]:
+        """Topic keys whose dead letters the coordinator's /dead-letters/<key> route handles."""
+        return tuple(t.key for t in self.topics
+                     if t.dead_letter_handled and any(s.dead_letter for s in t.subscriptions))
 
     def edges(self) -> set[tuple[str, str, str | None, str | None]]:
         """(topic, subscription, push function, push path) for every subscription, dead letters
@@ -128,9 +139,11 @@ def build_topology(prefix: str = "batchline") -> Topology:
                 SubscriptionSpec(n("consolidation-push"), Push(COORDINATOR, PATH_CONSOLIDATE),
                                  DeliveryPolicy(ack_deadline_s=600)),
             )),
+            # Batch summaries are a copy of batch state for downstream readers; their dead letters
+            # stay in the pull reader (nothing to record: Firestore already has the batch).
             TopicSpec("summary", n("summary"), (
                 SubscriptionSpec(n("summary-pull"), None),
-            )),
+            ), dead_letter_handled=False),
         ),
     )
 

@@ -264,8 +264,6 @@ def test_parse_game_date_raises_only_value_error(text):
     assert day.isoformat() == text
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="BUG: parse_game_date(datetime) compares datetime to date and raises TypeError")
 def test_parse_game_date_datetime_input_is_value_error_or_date():
     try:
         out = ids.parse_game_date(dt.datetime(2026, 1, 15, 5, 0))

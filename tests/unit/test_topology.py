@@ -32,7 +32,7 @@ def test_topic_lookup():
 
 
 @pytest.mark.parametrize("prefix", ["batchline", "bl-dev", "x"])
-def test_every_source_subscription_has_dlq_with_pull_and_push_reader(prefix):
+def test_every_source_subscription_has_dlq_with_pull_reader_and_push_reader_when_handled(prefix):
     topo = tp.build_topology(prefix)
     edges = topo.edges()
     sources = [(t, s) for t in topo.topics for s in t.subscriptions if s.dead_letter]
@@ -43,7 +43,12 @@ def test_every_source_subscription_has_dlq_with_pull_and_push_reader(prefix):
         pull = {e for e in readers if e[2] is None}
         push = {e for e in readers if e[2] is not None}
         assert pull == {(dlq, t.dead_letter_pull_subscription, None, None)}
-        assert push == {(dlq, t.dead_letter_push_subscription, tp.COORDINATOR, f"{tp.PATH_DEAD_LETTERS}/{t.key}")}
+        if t.dead_letter_handled:
+            assert push == {(dlq, t.dead_letter_push_subscription, tp.COORDINATOR,
+                             f"{tp.PATH_DEAD_LETTERS}/{t.key}")}
+        else:
+            assert push == set(), "an unhandled dead-letter topic must not push to a route that answers 400"
+    assert {t.key for t, _ in sources if t.dead_letter_handled} == {"work", "completions", "consolidation"}
 
 
 def test_dead_letter_readers_do_not_dead_letter():
@@ -59,9 +64,10 @@ def test_edges_cover_every_subscription_exactly():
     expected = {(topic, s.name, s.push.function if s.push else None, s.push.path if s.push else None)
                 for topic, s in _all_subscriptions(topo)}
     assert topo.edges() == expected
-    # 4 source subscriptions + 2 readers per dead-lettering topic
-    n_dlq = sum(any(s.dead_letter for s in t.subscriptions) for t in topo.topics)
-    assert len(topo.edges()) == sum(len(t.subscriptions) for t in topo.topics) + 2 * n_dlq
+    # 4 source subscriptions + 2 readers per handled dead-letter topic + 1 (pull) per unhandled one
+    readers = sum(1 + t.dead_letter_handled for t in topo.topics if any(s.dead_letter for s in t.subscriptions))
+    assert len(topo.edges()) == sum(len(t.subscriptions) for t in topo.topics) + readers
+    assert readers == 7
 
 
 def test_topic_without_dead_lettering_subscriptions_gets_no_dlq():
@@ -119,9 +125,6 @@ def test_coordinator_routes_are_distinct_paths():
     assert all(r.startswith("/") and r != "/" for r in routes)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: summary-pull dead-letters (default dead_letter=True), so "
-                                       "/dead-letters/summary is pushed, but coordinator.DEAD_LETTER_SOURCES "
-                                       "has no 'summary' and answers 400 forever")
 def test_every_dead_letter_push_source_is_handled_by_coordinator():
     from batchline.coordinator import DEAD_LETTER_SOURCES
 
