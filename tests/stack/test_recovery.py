@@ -16,13 +16,13 @@ from batchline.ledger import compute
 from batchline.local.provision import create_tables
 from batchline.messages import WorkMessage, encode
 from batchline.settings import Settings
-from batchline.state import CONSOLIDATED, Item
 from batchline.staging import write_staging
+from batchline.state import CONSOLIDATED, Item
 from batchline.worker import build_rows
 
 
 def _age_items(stack, batch_id: str, minutes: int, **extra) -> None:
-    old = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=minutes)
+    old = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=minutes)
     for it in stack.store.items(batch_id):
         stack.store.item_ref(batch_id, it["item_id"]).update({"updated_at": old, **extra})
 
@@ -67,7 +67,7 @@ def test_still_stalled_after_redispatch_consolidates_partially_and_names_the_mis
     while len(stack.store.items_with_status(batch_id, "completed")) < 2:
         assert time.monotonic() < deadline, "the two dispatched items should complete"
         time.sleep(0.3)
-    _age_items(stack, batch_id, 45, redispatched_at=dt.datetime.now(dt.timezone.utc))
+    _age_items(stack, batch_id, 45, redispatched_at=dt.datetime.now(dt.UTC))
     reports = [r for r in _stall_check(stack, stall_minutes=30) if r["batch_id"] == batch_id]
     assert reports[0]["action"] == "consolidating_partial"
     assert reports[0]["pending_items"] == [items[2].item_id]
@@ -81,7 +81,7 @@ def test_still_stalled_after_redispatch_consolidates_partially_and_names_the_mis
 
 def test_min_completion_threshold_holds_back_partial_consolidation(stack, day):
     batch_id, _ = _registered_batch(stack, day, 2)
-    _age_items(stack, batch_id, 45, redispatched_at=dt.datetime.now(dt.timezone.utc))
+    _age_items(stack, batch_id, 45, redispatched_at=dt.datetime.now(dt.UTC))
     reports = [r for r in _stall_check(stack, stall_minutes=30, min_completion_pct=50) if r["batch_id"] == batch_id]
     assert reports[0]["action"] == "below_min_completion"
     assert stack.store.get_batch(batch_id)["status"] == "running"
@@ -119,7 +119,7 @@ def _stage(stack, s: Settings, batch_id: str, day: dt.date, item: str, schema) -
     table = ids.staging_table_name(batch_id, item)
     msg = WorkMessage(batch_id=batch_id, game_date=day, item_id=item, game_id="g1")
     from batchline.predictor import SyntheticPredictor
-    rows = build_rows(msg, SyntheticPredictor(), dt.datetime.now(dt.timezone.utc))
+    rows = build_rows(msg, SyntheticPredictor(), dt.datetime.now(dt.UTC))
     names = {f.name for f in schema}
     rows = [{k: v for k, v in r.items() if k in names} for r in rows]
     write_staging(stack.clients.bq, s.staging_table_id(table), rows, schema)
