@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 
 import requests
@@ -72,8 +71,8 @@ def _wait(clients, batch_id: str, expected: int, timeout_s: float) -> dict:
         task = progress.add_task("items", total=expected, detail="")
         while True:
             batch = store.get_batch(batch_id) or {}
-            counts = Counter(i["status"] for i in store.items(batch_id))
-            done = counts.get("completed", 0) + counts.get("failed", 0)
+            counts = {s: store.count_items(batch_id, s) for s in ("completed", "failed")}
+            done = counts["completed"] + counts["failed"]
             progress.update(task, completed=done,
                             detail=f"completed {counts.get('completed', 0)} failed {counts.get('failed', 0)} "
                                    f"| batch {batch.get('status')}")

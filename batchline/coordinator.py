@@ -243,7 +243,8 @@ def consolidate_batch(clients: Clients, batch_id: str, batch: dict) -> str:
             # Durable before any deletion, so a redelivery skips straight to cleanup.
             store.set_batch_fields(batch_id, {"merge_result": merged, "main_table_dml_jobs": [result.job_id]})
             log_event("merge_verified", batch_id=batch_id, job_id=result.job_id,
-                      affected_rows=result.affected_rows, verified_rows=result.verified_rows)
+                      affected_rows=result.affected_rows, verified_rows=result.verified_rows,
+                      timings_s=result.timings_s)
     except cons.ConsolidationError as exc:
         store.set_batch_fields(batch_id, {"status": CONSOLIDATION_FAILED, "error": str(exc)[:4000],
                                           "staging_tables_kept": len(tables)})

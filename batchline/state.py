@@ -175,6 +175,11 @@ class BatchStore:
              .where(filter=FieldFilter("status", "==", PENDING)).limit(1))
         return any(True for _ in q.stream())
 
+    def count_items(self, batch_id: str, status: str) -> int:
+        """A server-side count (aggregation query): cheap enough to poll for a progress bar."""
+        q = self.batch_ref(batch_id).collection(ITEMS).where(filter=FieldFilter("status", "==", status))
+        return int(q.count().get()[0][0].value)
+
     def active_batch_for(self, game_date: dt.date) -> str | None:
         snap = self.date_ref(game_date).get()
         return snap.get("active_batch_id") if snap.exists else None

@@ -49,6 +49,20 @@ def build_rows(msg: WorkMessage, predictor: Predictor, now: dt.datetime) -> list
     return rows
 
 
+class InvalidRows(ValueError):
+    """The predictor produced rows the main table cannot take (e.g. a prediction id twice)."""
+
+
+def check_rows(rows: list[dict]) -> None:
+    """Refuse duplicate prediction ids before they reach staging: a MERGE would insert both."""
+    seen: set[str] = set()
+    for r in rows:
+        if r["prediction_id"] in seen:
+            raise InvalidRows(f"predictor produced prediction id {r['prediction_id']} twice "
+                              f"({r['system_id']}/{r['prop_type']})")
+        seen.add(r["prediction_id"])
+
+
 def handle_work(clients: Clients, envelope: PushEnvelope, predictor: Predictor | None = None) -> WorkOutcome:
     msg = parse_model(WorkMessage, decode_data(envelope))
     store = BatchStore(clients.fs)
@@ -78,6 +92,7 @@ def handle_work(clients: Clients, envelope: PushEnvelope, predictor: Predictor |
     table = ids.staging_table_name(msg.batch_id, msg.item_id)
     table_id = clients.settings.staging_table_id(table)
     rows = build_rows(msg, predictor or load_predictor(), dt.datetime.now(dt.UTC))
+    check_rows(rows)
     try:
         if injected.fires("staging_write", msg.batch_id, msg.item_id, attempt):
             raise faults_mod.FaultInjected("injected staging write failure")
