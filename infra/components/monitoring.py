@@ -20,6 +20,8 @@ F9_ALERTS: tuple[str, ...] = (
     "dead-letter-messages",
     "dml-rate-limited",
     "consolidation-failed",
+    "reconciliation-gap",
+    "needs-attention",
 )
 ALERT_LABEL = "batchline_alert"  # user label carrying the key on each policy
 
@@ -51,6 +53,11 @@ def log_metrics(cfg: StackConfig) -> tuple[LogMetric, ...]:
         LogMetric("item_dead_lettered", "Work items that reached a dead-letter topic",
                   'jsonPayload.event="item_dead_lettered"'),
         LogMetric("batch_stalled", "Batches the stall check found stalled", 'jsonPayload.event="batch_stalled"'),
+        LogMetric("reconciliation_gap", "Daily reconciliations that found missing predictions or orphaned staging",
+                  'jsonPayload.event="reconciliation_gap"'),
+        LogMetric("needs_attention", "Late completions, failed dispatches, rejected messages, bad schedule rows",
+                  '(jsonPayload.event="late_completion" OR jsonPayload.event="dispatch_failed" OR '
+                  'jsonPayload.event="message_rejected" OR jsonPayload.event="context_rows_rejected")'),
     )
 
 
@@ -112,6 +119,22 @@ def runbooks(cfg: StackConfig, dlq_subscriptions: list[str]) -> dict[str, tuple[
             "names, F5)\n"
             f"2. Staging tables kept: `bq ls --max_results=1000 {p}:{bq.staging_dataset}`\n"
             f"3. After the fix, retry: `{stall}`"),
+        "reconciliation-gap": (
+            "batchline: daily reconciliation found a gap",
+            "The schedule (context table) and the main table disagree for a date, or staging tables outlived "
+            "their batch. Small gaps were re-dispatched as a new batch automatically (`action` in the log).\n\n"
+            f"1. What: `{logs.format(event='reconciliation_gap')}` (incomplete_items, orphaned_staging_tables)\n"
+            f"2. Orphaned staging tables hold rows not in the main table: `bq ls --max_results=1000 "
+            f"{p}:{bq.staging_dataset}`\n"
+            f"3. Re-run the check after a fix: `{reconcile}`"),
+        "needs-attention": (
+            "batchline: an event needs a human",
+            "A completion arrived after its batch was consolidated (its staging table is kept), a dispatch "
+            "failed, a dead-lettered message could not be attributed to an item (kept in Firestore "
+            "`rejected_messages`), or schedule rows were invalid.\n\n"
+            f"1. Which: `{logs.format(event='late_completion')}` (likewise dispatch_failed, message_rejected, "
+            "context_rows_rejected)\n"
+            f"2. Late rows are picked up by the daily reconciliation: `{reconcile}`"),
     }
 
 
@@ -186,10 +209,15 @@ class Monitoring(pulumi.ComponentResource):
                                                                t.dml_rate_limit_errors - 0.5)}],
             "consolidation-failed": [{"display_name": "consolidation failed",
                                       "condition_threshold": count("consolidation_failed")}],
+            "reconciliation-gap": [{"display_name": "reconciliation gap > 0",
+                                    "condition_threshold": count("reconciliation_gap", 3600)}],
+            "needs-attention": [{"display_name": "late completion, failed dispatch or rejected message",
+                                 "condition_threshold": count("needs_attention")}],
         }
         severity = {"coverage-warning": "WARNING", "staging-gap": "WARNING", "coverage-critical": "CRITICAL",
                     "consolidation-failed": "CRITICAL", "dead-letter-messages": "ERROR",
-                    "staging-write-failure-rate": "ERROR", "dml-rate-limited": "ERROR"}
+                    "staging-write-failure-rate": "ERROR", "dml-rate-limited": "ERROR",
+                    "reconciliation-gap": "ERROR", "needs-attention": "WARNING"}
         books = runbooks(cfg, dlq_subscriptions)
         self.alerts: dict[str, gcp.monitoring.AlertPolicy] = {}
         for key in F9_ALERTS:
