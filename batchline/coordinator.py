@@ -85,7 +85,7 @@ def expected_items(clients: Clients, game_date: dt.date,
 
 def start_batch(clients: Clients, req: StartRequest, only_items: list[str] | None = None) -> StartResult:
     s = clients.settings
-    game_date = req.game_date or dt.datetime.now(dt.UTC).date()
+    game_date = req.game_date or s.today()
     if req.faults:
         if not s.allow_faults:
             raise InvalidMessage("fault injection is disabled on this deployment")

@@ -75,7 +75,7 @@ def orphaned_staging_tables(clients: Clients) -> list[str]:
 
 
 def reconcile(clients: Clients, req: ReconcileRequest) -> Reconciliation:
-    game_date = req.game_date or (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1))
+    game_date = req.game_date or (clients.settings.today() - dt.timedelta(days=1))
     items, _ = expected_items(clients, game_date)
     expected = {i.item_id for i in items}
     try:

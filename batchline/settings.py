@@ -7,8 +7,10 @@ a deployment fails at start with the variable's name instead of half-working.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from dataclasses import dataclass
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from batchline import ids
 
@@ -22,6 +24,9 @@ ENV_BQ_LOCATION = "BATCHLINE_BQ_LOCATION"
 ENV_STALL_MINUTES = "BATCHLINE_STALL_MINUTES"
 ENV_MIN_COMPLETION_PCT = "BATCHLINE_MIN_COMPLETION_PCT"
 ENV_ALLOW_FAULTS = "BATCHLINE_ALLOW_FAULTS"
+# The time zone "today" is taken in when the scheduler's call names no date (the schedule's zone:
+# an evening start in New York is already tomorrow in UTC).
+ENV_TIMEZONE = "BATCHLINE_TIMEZONE"
 # Emulator endpoints (local stack and tests only). The Pub/Sub and Firestore clients read their
 # standard *_EMULATOR_HOST variables themselves; BigQuery has no such variable, so we name one.
 ENV_BIGQUERY_EMULATOR_HOST = "BIGQUERY_EMULATOR_HOST"
@@ -43,7 +48,11 @@ class Settings:
     stall_minutes: int = 30
     min_completion_pct: float = 0.0
     allow_faults: bool = False
+    timezone: str = "UTC"
     bigquery_emulator_host: str | None = None
+
+    def today(self) -> dt.date:
+        return dt.datetime.now(ZoneInfo(self.timezone)).date()
 
     @property
     def main_table_id(self) -> str:
@@ -69,6 +78,7 @@ class Settings:
             ENV_STALL_MINUTES: str(self.stall_minutes),
             ENV_MIN_COMPLETION_PCT: str(self.min_completion_pct),
             ENV_ALLOW_FAULTS: "1" if self.allow_faults else "0",
+            ENV_TIMEZONE: self.timezone,
         }
         if self.bigquery_emulator_host:
             env[ENV_BIGQUERY_EMULATOR_HOST] = self.bigquery_emulator_host
@@ -106,6 +116,11 @@ def from_env(env: dict[str, str] | None = None) -> Settings:
         raise SettingsError(f"{ENV_MIN_COMPLETION_PCT} must be a number, got {pct_raw!r}") from exc
     if not 0.0 <= pct <= 100.0:
         raise SettingsError(f"{ENV_MIN_COMPLETION_PCT} must be between 0 and 100, got {pct}")
+    tz = env.get(ENV_TIMEZONE) or d.timezone
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise SettingsError(f"{ENV_TIMEZONE} must be an IANA time zone such as America/New_York, got {tz!r}") from exc
     return Settings(
         project=ident(ENV_PROJECT, d.project, ids.validate_project),
         topic_prefix=ident(ENV_TOPIC_PREFIX, d.topic_prefix, ids.validate_topic_prefix),
@@ -117,5 +132,6 @@ def from_env(env: dict[str, str] | None = None) -> Settings:
         stall_minutes=_int(env, ENV_STALL_MINUTES, d.stall_minutes, 1, 24 * 60),
         min_completion_pct=pct,
         allow_faults=env.get(ENV_ALLOW_FAULTS, "0") == "1",
+        timezone=tz,
         bigquery_emulator_host=env.get(ENV_BIGQUERY_EMULATOR_HOST) or None,
     )
