@@ -30,6 +30,7 @@ from batchline.messages import (
 from batchline.state import (
     CONSOLIDATED,
     CONSOLIDATION_FAILED,
+    CONSOLIDATION_REQUESTED,
     DISPATCH_FAILED,
     OPEN_STATUSES,
     PENDING,
@@ -124,17 +125,19 @@ def start_batch(clients: Clients, req: StartRequest, only_items: list[str] | Non
         raise
     store.mark_running(batch_id)
     log_event("batch_dispatched", batch_id=batch_id, expected_items=len(items))
-    request_consolidation_if_done(clients, batch_id)
+    request_consolidation_if_done(clients, batch_id, claimant=f"start:{batch_id}")
     return StartResult(batch_id, game_date, len(items), superseded, len(rejected))
 
 
 # -- completions and dead letters -------------------------------------------------------------
-def request_consolidation_if_done(clients: Clients, batch_id: str, reason: str = "all_items_terminal") -> bool:
-    """When no item is pending any more, make sure exactly one consolidation request goes out."""
+def request_consolidation_if_done(clients: Clients, batch_id: str, claimant: str,
+                                  reason: str = "all_items_terminal", take_over: bool = False) -> bool:
+    """When no item is pending any more, make sure exactly one consolidation request goes out.
+    `claimant` is stable across retries of the caller (its Pub/Sub message id)."""
     store = BatchStore(clients.fs)
     if reason == "all_items_terminal" and store.any_pending(batch_id):
         return False
-    if not store.claim_consolidation(batch_id, reason):
+    if not store.claim_consolidation(batch_id, reason, claimant, take_over=take_over):
         return False
     message_id = clients.publish("consolidation", encode(ConsolidationRequest(batch_id=batch_id, reason=reason)),
                                  batch_id=batch_id)
@@ -148,10 +151,10 @@ def handle_completion(clients: Clients, envelope: PushEnvelope) -> str:
     if msg.staging_table != ids.staging_table_name(msg.batch_id, msg.item_id):
         raise InvalidMessage(f"staging table {msg.staging_table} does not belong to "
                              f"batch {msg.batch_id} item {msg.item_id}")
-    return _record_completion(clients, msg)
+    return _record_completion(clients, msg, envelope.message.message_id)
 
 
-def _record_completion(clients: Clients, msg: CompletionMessage) -> str:
+def _record_completion(clients: Clients, msg: CompletionMessage, claimant: str) -> str:
     result = BatchStore(clients.fs).record_completion(msg.batch_id, msg.item_id, msg.staging_table,
                                                       msg.row_count, msg.attempt)
     if result == "late":
@@ -162,7 +165,7 @@ def _record_completion(clients: Clients, msg: CompletionMessage) -> str:
         log_event("item_completed" if result == "recorded" else "completion_duplicate",
                   batch_id=msg.batch_id, item=msg.item_id, staging_table=msg.staging_table,
                   row_count=msg.row_count)
-    request_consolidation_if_done(clients, msg.batch_id)
+    request_consolidation_if_done(clients, msg.batch_id, claimant)
     return result
 
 
@@ -184,14 +187,14 @@ def handle_dead_letter(clients: Clients, source: str, envelope: PushEnvelope) ->
                                           f"work message dead-lettered after {attempts} delivery attempts")
             log_event("item_dead_lettered", severity="ERROR", batch_id=msg.batch_id, item=msg.item_id,
                       result=result, delivery_attempts=attempts)
-            request_consolidation_if_done(clients, msg.batch_id)
+            request_consolidation_if_done(clients, msg.batch_id, envelope.message.message_id)
             return result
         if source == "completions":
             # The staging table is durable; recording the completion here keeps its rows.
             msg = parse_model(CompletionMessage, payload)
             log_event("completion_dead_lettered", severity="ERROR", batch_id=msg.batch_id, item=msg.item_id,
                       delivery_attempts=attempts)
-            return _record_completion(clients, msg)
+            return _record_completion(clients, msg, envelope.message.message_id)
         req = parse_model(ConsolidationRequest, payload)
         store.set_batch_fields(req.batch_id, {"status": CONSOLIDATION_FAILED,
                                               "error": f"consolidation dead-lettered after {attempts} attempts"})
@@ -294,12 +297,20 @@ def stall_check(clients: Clients, req: StallCheckRequest) -> list[dict]:
     min_pct = req.min_completion_pct if req.min_completion_pct is not None else s.min_completion_pct
     store = BatchStore(clients.fs)
     reports = []
+    for batch in store.batches_with_status([CONSOLIDATION_REQUESTED]):
+        # A claim whose claimant died before publishing (and never came back): publish for it.
+        requested = batch.get("consolidation_requested_at")
+        if not batch.get("consolidation_message_id") and requested and now() - requested >= stall:
+            if request_consolidation_if_done(clients, batch["batch_id"], "stall-check", reason="stalled",
+                                             take_over=True):
+                reports.append({"batch_id": batch["batch_id"], "action": "consolidation_republished"})
+                log_event("batch_stalled", severity="WARNING", **reports[-1])
     for batch in store.batches_with_status(OPEN_STATUSES):
         batch_id = batch["batch_id"]
         items = store.items(batch_id)
         pending = [i for i in items if i["status"] == PENDING]
         if not pending:
-            request_consolidation_if_done(clients, batch_id)
+            request_consolidation_if_done(clients, batch_id, "stall-check")
             continue
         last_progress = max(i["updated_at"] for i in items)
         if now() - last_progress < stall:
@@ -318,7 +329,7 @@ def stall_check(clients: Clients, req: StallCheckRequest) -> list[dict]:
         elif done_pct >= min_pct:
             for item_id in pending_ids:
                 store.record_failure(batch_id, item_id, f"stalled: no progress for {stall}")
-            request_consolidation_if_done(clients, batch_id, reason="stalled")
+            request_consolidation_if_done(clients, batch_id, "stall-check", reason="stalled")
             report["action"] = "consolidating_partial"
         else:
             report["action"] = "below_min_completion"

@@ -8,15 +8,16 @@
 A completion touches only its own item document (a transaction on it makes a redelivery a no-op), and
 "is the batch done?" is answered by asking whether any item is still pending, not by a counter. The
 batch document is written a handful of times per batch: dispatch, the consolidation claim, the lease
-and the result.
+and the result; the claim and the lease are compare-and-set writes, never locks.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from google.api_core import exceptions as gexc
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
@@ -58,6 +59,10 @@ class BatchConflict(Exception):
         super().__init__(f"batch {batch_id} for this date is still {status}; use force to re-run")
         self.batch_id = batch_id
         self.status = status
+
+
+class ContentionError(RuntimeError):
+    """A compare-and-set kept losing; the handler answers 5xx and Pub/Sub redelivers."""
 
 
 class UnknownItem(LookupError):
@@ -141,15 +146,8 @@ class BatchStore:
 
     def mark_running(self, batch_id: str) -> None:
         """Dispatching -> running, unless a consolidation claim already moved the batch on."""
-        ref = self.batch_ref(batch_id)
-
-        @firestore.transactional
-        def txn_fn(txn):
-            snap = ref.get(transaction=txn)
-            if snap.get("status") == DISPATCHING:
-                txn.update(ref, {"status": RUNNING, "dispatched_at": now(), "updated_at": now()})
-
-        txn_fn(self.fs.transaction())
+        self._compare_and_set(self.batch_ref(batch_id), lambda b: (
+            None, {"status": RUNNING, "dispatched_at": now()} if b["status"] == DISPATCHING else None))
 
     def set_batch_fields(self, batch_id: str, fields: dict) -> None:
         self.batch_ref(batch_id).update({**fields, "updated_at": now()})
@@ -277,52 +275,66 @@ class BatchStore:
         })
 
     # -- consolidation claim and lease --------------------------------------------------------
-    def claim_consolidation(self, batch_id: str, reason: str) -> bool:
+    def _compare_and_set(self, ref, decide: Callable[[dict], tuple[object, dict | None]],
+                         attempts: int = 20) -> object:
+        """Read, decide, and write only if nobody wrote in between (an update-time precondition).
+
+        For the one-shot transitions on the batch document (claim, lease): unlike a transaction it
+        takes no lock, so the burst of callers at the end of a batch cannot deadlock each other on it;
+        a loser re-reads and sees the winner's write."""
+        for _ in range(attempts):
+            snap = ref.get()
+            if not snap.exists:
+                raise UnknownItem(f"no batch {ref.id}")
+            result, update = decide(snap.to_dict())
+            if update is None:
+                return result
+            try:
+                ref.update({**update, "updated_at": now()},
+                           option=self.fs.write_option(last_update_time=snap.update_time))
+                return result
+            except gexc.FailedPrecondition:
+                continue
+        raise ContentionError(f"{ref.path}: still contended after {attempts} attempts")
+
+    def claim_consolidation(self, batch_id: str, reason: str, claimant: str, *, take_over: bool = False) -> bool:
         """Exactly one caller wins the right to publish the consolidation request.
 
-        A winner that crashed before publishing left no `consolidation_message_id`; its redelivered
-        message wins again and republishes (the consolidation lease dedupes a double publish)."""
-        ref = self.batch_ref(batch_id)
+        `claimant` identifies the caller across retries (the Pub/Sub message id, which a redelivery
+        keeps): a winner that crashed before publishing left no `consolidation_message_id`, and only its
+        own redelivery may publish again. `take_over` lets the stall check adopt a claim whose
+        claimant never came back."""
 
-        @firestore.transactional
-        def txn_fn(txn) -> bool:
-            snap = ref.get(transaction=txn)
-            if not snap.exists:
-                raise UnknownItem(f"no batch {batch_id}")
-            status = snap.get("status")
-            if status in OPEN_STATUSES:
-                txn.update(ref, {"status": CONSOLIDATION_REQUESTED, "consolidation_reason": reason,
-                                 "consolidation_requested_at": now(), "updated_at": now()})
-                return True
-            data = snap.to_dict()
-            return status == CONSOLIDATION_REQUESTED and not data.get("consolidation_message_id")
+        def decide(batch: dict) -> tuple[bool, dict | None]:
+            claim = {"status": CONSOLIDATION_REQUESTED, "consolidation_reason": reason,
+                     "consolidation_claimant": claimant, "consolidation_requested_at": now()}
+            if batch["status"] in OPEN_STATUSES:
+                return True, claim
+            unpublished = batch["status"] == CONSOLIDATION_REQUESTED and not batch.get("consolidation_message_id")
+            if unpublished and batch.get("consolidation_claimant") == claimant:
+                return True, None
+            if unpublished and take_over:
+                return True, claim
+            return False, None
 
-        return txn_fn(self.fs.transaction())
+        return bool(self._compare_and_set(self.batch_ref(batch_id), decide))
 
     def take_lease(self, batch_id: str, message_id: str) -> tuple[str, dict]:
         """Returns ('run', batch) when this message may consolidate, ('done', batch) when the batch
         is already past consolidation, or ('busy', batch) when another live message holds it."""
-        ref = self.batch_ref(batch_id)
 
-        @firestore.transactional
-        def txn_fn(txn) -> tuple[str, dict]:
-            snap = ref.get(transaction=txn)
-            if not snap.exists:
-                raise UnknownItem(f"no batch {batch_id}")
-            batch = snap.to_dict()
+        def decide(batch: dict) -> tuple[tuple[str, dict], dict | None]:
             status = batch["status"]
             if status in TERMINAL_STATUSES:
-                return "done", batch
+                return ("done", batch), None
             if status == CONSOLIDATING:
                 holder = batch.get("lease_message_id")
                 expires = batch.get("lease_expires_at")
                 if holder != message_id and expires and expires > now():
-                    return "busy", batch
+                    return ("busy", batch), None
             elif status != CONSOLIDATION_REQUESTED:
-                return "busy", batch  # still open: a claim must come first
-            txn.update(ref, {"status": CONSOLIDATING, "lease_message_id": message_id,
-                             "lease_expires_at": now() + LEASE, "updated_at": now()})
-            batch.update(status=CONSOLIDATING, lease_message_id=message_id)
-            return "run", batch
+                return ("busy", batch), None  # still open: a claim must come first
+            update = {"status": CONSOLIDATING, "lease_message_id": message_id, "lease_expires_at": now() + LEASE}
+            return ("run", {**batch, **update}), update
 
-        return txn_fn(self.fs.transaction())
+        return self._compare_and_set(self.batch_ref(batch_id), decide)  # type: ignore[return-value]

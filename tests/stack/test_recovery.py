@@ -155,3 +155,18 @@ def test_incompatible_staging_is_reported_by_column_before_anything_changes(stac
                          job_config=bigquery.QueryJobConfig(query_parameters=[
                              bigquery.ScalarQueryParameter("b", "STRING", batch_id)])).result())
     assert rows[0]["n"] == 0
+
+
+def test_stall_check_publishes_a_claim_whose_claimant_died(stack, day):
+    batch_id, items = _registered_batch(stack, day, 1)
+    stack.store.record_completion(batch_id, items[0].item_id, ids.staging_table_name(batch_id, items[0].item_id), 5, 1)
+    # The claimant won the claim and died before publishing; its message never came back.
+    assert stack.store.claim_consolidation(batch_id, "all_items_terminal", claimant="dead-message")
+    stack.store.set_batch_fields(batch_id, {
+        "consolidation_requested_at": dt.datetime.now(dt.UTC) - dt.timedelta(minutes=45)})
+    reports = [r for r in _stall_check(stack, stall_minutes=30) if r["batch_id"] == batch_id]
+    assert reports == [{"batch_id": batch_id, "action": "consolidation_republished"}]
+    batch = stack.wait(batch_id)
+    # Its staging table never existed: consolidation finishes, and names the gap instead of hiding it.
+    assert batch["status"] == CONSOLIDATED and batch["missing_items"] == [items[0].item_id]
+    assert batch["coverage_pct"] == 0.0

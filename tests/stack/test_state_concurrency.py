@@ -1,0 +1,79 @@
+"""F3 under concurrency, against the real Firestore emulator: completions arriving at once, and the
+same completion arriving many times at once, record each item exactly once and let exactly one
+caller claim the consolidation."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+from batchline import ids
+from batchline.messages import CompletionMessage
+from batchline.state import CONSOLIDATION_REQUESTED, BatchStore, Item
+
+
+def _batch(stack, day: dt.date, n: int) -> tuple[str, list[Item]]:
+    items = [Item(f"player_{i:04d}", "g1") for i in range(n)]
+    batch_id = ids.new_batch_id(day)
+    stack.store.create_batch(batch_id, day, items, force=True, faults=None)
+    stack.store.mark_running(batch_id)
+    return batch_id, items
+
+
+def _retrying(fn, attempts: int = 10):
+    """What Pub/Sub does for a handler that answered 5xx (a transaction that gave up under contention)."""
+    for i in range(attempts):
+        try:
+            return fn()
+        except ValueError as exc:  # google-cloud-firestore: "Failed to commit transaction in N attempts"
+            if "Failed to commit transaction" not in str(exc) or i == attempts - 1:
+                raise
+
+
+def test_simultaneous_completions_record_each_item_once_and_claim_once(stack, day):
+    batch_id, items = _batch(stack, day, 24)
+    store = BatchStore(stack.clients.fs)
+
+    def complete(n_item: tuple[int, Item]) -> tuple[str, bool]:
+        n, item = n_item  # n: the delivery's message id; a duplicate is another message
+        table = ids.staging_table_name(batch_id, item.item_id)
+        result = _retrying(lambda: store.record_completion(batch_id, item.item_id, table, 5, 1))
+        claimed = (not store.any_pending(batch_id)) and _retrying(
+            lambda: store.claim_consolidation(batch_id, "all_items_terminal", claimant=f"m{n}"))
+        return result, claimed
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        outcomes = list(pool.map(complete, enumerate(items + items)))  # every completion twice, all at once
+    results = Counter(r for r, _ in outcomes)
+    assert results["recorded"] == 24 and results["duplicate"] == 24
+    assert sum(claimed for _, claimed in outcomes) == 1, "exactly one caller may start consolidation"
+    batch = store.get_batch(batch_id)
+    assert batch["status"] == CONSOLIDATION_REQUESTED
+    assert store.count_items(batch_id, "completed") == 24
+    # The winner's own redelivery may publish again (it crashed before publishing); nobody else may.
+    winner = batch["consolidation_claimant"]
+    assert store.claim_consolidation(batch_id, "all_items_terminal", claimant=winner)
+    assert not store.claim_consolidation(batch_id, "all_items_terminal", claimant="someone-else")
+    assert store.claim_consolidation(batch_id, "stalled", claimant="stall-check", take_over=True)
+    store.set_batch_fields(batch_id, {"status": "superseded"})  # leave nothing half-claimed behind
+
+
+def test_the_same_completion_pushed_eight_times_at_once_is_recorded_once(stack, day):
+    batch_id, items = _batch(stack, day, 2)
+    msg = CompletionMessage(batch_id=batch_id, item_id=items[0].item_id, row_count=5, write_status="ok", attempt=1,
+                            staging_table=ids.staging_table_name(batch_id, items[0].item_id))
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(lambda i: stack.push("coordinator/completions", msg.model_dump(mode="json"),
+                                                     message_id=f"dup-{i}"), range(8)))
+    # A transaction that lost a race may answer 500 (Pub/Sub would redeliver); none may lie.
+    ok = [a.json()["result"] for a in answers if a.status_code == 200]
+    assert all(a.status_code in (200, 500) for a in answers)
+    assert ok.count("recorded") <= 1 and set(ok) <= {"recorded", "duplicate"}
+    retry = stack.push("coordinator/completions", msg.model_dump(mode="json"), message_id="dup-retry")
+    assert retry.status_code == 200
+    assert (ok + [retry.json()["result"]]).count("recorded") == 1
+    item = stack.store.get_item(batch_id, items[0].item_id)
+    assert item["status"] == "completed" and item["row_count"] == 5
+    assert stack.store.get_batch(batch_id)["status"] == "running", "one item is still pending"
+    stack.store.set_batch_fields(batch_id, {"status": "superseded"})  # leave nothing open for other tests
