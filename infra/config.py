@@ -43,7 +43,10 @@ STALL_MINUTES = (1, 24 * 60)
 PCT = (0.0, 100.0)
 DML_ERRORS = (1, 1000)
 DML_WINDOW_S = (60, 3600)
-STAGING_EXPIRATION_HOURS = (1, 24 * 30)
+# Staging tables are evidence (F6): the coordinator deletes them only after verifying their rows, and
+# the daily reconciliation alerts on any it finds orphaned. The expiration is a last net, so it must
+# outlast a long weekend of an unanswered alert: at least 3 days.
+STAGING_EXPIRATION_HOURS = (72, 24 * 90)
 
 
 class ConfigError(ValueError):
@@ -139,7 +142,7 @@ class BigQueryConfig:
     main_table: str = "player_prop_predictions"
     context_table: str = "player_game_context"
     staging_dataset: str = "batchline_staging"
-    staging_table_expiration_hours: int = 72
+    staging_table_expiration_hours: int = 336
     deletion_protection: bool = True
 
 

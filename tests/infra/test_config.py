@@ -53,7 +53,7 @@ def test_stack_files_validate(dev_raw, prod_raw):
     ("thresholds.dml_rate_limit_errors", 0, "batchline:thresholds.dml_rate_limit_errors must be between 1 and 1000"),
     ("notifications.emails", ["not-an-email"], "batchline:notifications.emails must be a list of e-mail"),
     ("bigquery.staging_location", "EU", "staging_location (EU) must equal batchline:bigquery.location"),
-    ("bigquery.staging_table_expiration_hours", 0, "staging_table_expiration_hours must be between 1"),
+    ("bigquery.staging_table_expiration_hours", 24, "staging_table_expiration_hours must be between 72"),
     ("bigquery.main_dataset", "bad-name!", "batchline:bigquery.main_dataset: invalid dataset name"),
     ("gcp.project", "X", "batchline:gcp.project: invalid project id"),
     ("functions.worker.max_instancs", 3, "unknown key(s) batchline:functions.worker.max_instancs"),
