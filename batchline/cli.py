@@ -68,15 +68,17 @@ def _wait(clients, batch_id: str, expected: int, timeout_s: float) -> dict:
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), console=console,
                   transient=False) as progress:
-        task = progress.add_task("items", total=expected, detail="")
+        # the last step is the consolidation: the bar is full only when the batch is
+        task = progress.add_task("items", total=expected + 1, detail="")
         while True:
             batch = store.get_batch(batch_id) or {}
             counts = {s: store.count_items(batch_id, s) for s in ("completed", "failed")}
             done = counts["completed"] + counts["failed"]
-            progress.update(task, completed=done,
+            terminal = batch.get("status") in TERMINAL_STATUSES
+            progress.update(task, completed=done + terminal,
                             detail=f"completed {counts.get('completed', 0)} failed {counts.get('failed', 0)} "
                                    f"| batch {batch.get('status')}")
-            if batch.get("status") in TERMINAL_STATUSES:
+            if terminal:
                 return batch
             if time.monotonic() > deadline:
                 console.print(f"[red]timed out after {timeout_s:.0f}s; batch is {batch.get('status')}")

@@ -187,21 +187,35 @@ class BatchStore:
         return [s.to_dict() for s in q.stream()]
 
     # -- item transitions ---------------------------------------------------------------------
-    def count_attempt(self, batch_id: str, item_id: str) -> int:
-        """Count one more work attempt on the item and return the count. Used where the push
-        envelope carries no deliveryAttempt (the emulator never sends it); also operator data."""
+    def _item_transition(self, batch_id: str, item_id: str,
+                         decide: Callable[[dict], tuple[object, dict | None]]) -> object:
+        """One transaction on one item document: read it, let `decide` return (result, fields to
+        update or None), write. Items are never contended by more than their own redeliveries.
+        `updated_at` is progress for the stall check, so each decision sets it or not."""
         ref = self.item_ref(batch_id, item_id)
 
         @firestore.transactional
-        def txn_fn(txn) -> int:
+        def txn_fn(txn) -> object:
             snap = ref.get(transaction=txn)
             if not snap.exists:
                 raise UnknownItem(f"batch {batch_id} has no item {item_id}")
-            n = int(snap.to_dict().get("attempts") or 0) + 1
-            txn.update(ref, {"attempts": n, "last_attempt_at": now()})
-            return n
+            result, update = decide(snap.to_dict())
+            if update is not None:
+                txn.update(ref, update)
+            return result
 
         return txn_fn(self.fs.transaction())
+
+    def count_attempt(self, batch_id: str, item_id: str) -> int:
+        """Count one more work attempt on the item and return the count. Used where the push
+        envelope carries no deliveryAttempt (the emulator never sends it); also operator data.
+        (It does not touch `updated_at`: an attempt is not progress for the stall check.)"""
+
+        def decide(item: dict) -> tuple[int, dict]:
+            n = int(item.get("attempts") or 0) + 1
+            return n, {"attempts": n, "last_attempt_at": now()}
+
+        return int(self._item_transition(batch_id, item_id, decide))  # type: ignore[arg-type]
 
     def record_completion(self, batch_id: str, item_id: str, staging_table: str, row_count: int,
                           attempt: int) -> str:
@@ -210,52 +224,33 @@ class BatchStore:
         'late' means the batch already moved past consolidation: the item is recorded, and the caller
         reports it loudly, because its staging table was not part of the MERGE.
         """
-        item_ref = self.item_ref(batch_id, item_id)
         # Read outside the transaction: a transactional read would lock the batch document and make
         # it the hot document F3 is about. "late" is advisory; consolidation merges every staging
         # table that exists, whatever the completions say.
         batch = self.batch_ref(batch_id).get()
         late = batch.exists and batch.get("status") not in OPEN_STATUSES
 
-        @firestore.transactional
-        def txn_fn(txn) -> str:
-            item = item_ref.get(transaction=txn)
-            if not item.exists:
-                raise UnknownItem(f"batch {batch_id} has no item {item_id}")
-            if item.get("status") == COMPLETED:
-                return "duplicate"
-            txn.update(item_ref, {
-                "status": COMPLETED,
-                "staging_table": staging_table,
-                "row_count": row_count,
-                "attempt": attempt,
-                "previous_status": item.get("status"),
-                "late": late,
-                "updated_at": now(),
-            })
-            return "late" if late else "recorded"
+        def decide(item: dict) -> tuple[str, dict | None]:
+            if item["status"] == COMPLETED:
+                return "duplicate", None
+            return ("late" if late else "recorded"), {
+                "status": COMPLETED, "staging_table": staging_table, "row_count": row_count,
+                "attempt": attempt, "previous_status": item["status"], "late": late, "updated_at": now()}
 
-        return txn_fn(self.fs.transaction())
+        return str(self._item_transition(batch_id, item_id, decide))
 
     def record_failure(self, batch_id: str, item_id: str, reason: str) -> str:
         """Mark an item failed (dead-lettered or given up on); never overrides a completion.
         Returns 'recorded', 'already_completed' or 'duplicate'."""
-        item_ref = self.item_ref(batch_id, item_id)
 
-        @firestore.transactional
-        def txn_fn(txn) -> str:
-            item = item_ref.get(transaction=txn)
-            if not item.exists:
-                raise UnknownItem(f"batch {batch_id} has no item {item_id}")
-            status = item.get("status")
-            if status == COMPLETED:
-                return "already_completed"
-            if status == FAILED:
-                return "duplicate"
-            txn.update(item_ref, {"status": FAILED, "failure_reason": reason, "updated_at": now()})
-            return "recorded"
+        def decide(item: dict) -> tuple[str, dict | None]:
+            if item["status"] == COMPLETED:
+                return "already_completed", None
+            if item["status"] == FAILED:
+                return "duplicate", None
+            return "recorded", {"status": FAILED, "failure_reason": reason, "updated_at": now()}
 
-        return txn_fn(self.fs.transaction())
+        return str(self._item_transition(batch_id, item_id, decide))
 
     def mark_redispatched(self, batch_id: str, item_ids: Iterable[str]) -> None:
         wb = self.fs.batch()

@@ -88,16 +88,14 @@ def test_bigquery_start_ready_stop_and_json_load(tmp_path):
         _stop_and_check(h)
 
 
+def _sleeper(tmp_path, name: str) -> P.ServiceHandle:
+    """A harmless long-running child, started the way the emulators are."""
+    return P.start_process(name, [sys.executable, "-c", "import time; time.sleep(60)"], tmp_path, {},
+                           ready=lambda: True, timeout_s=5, port=P.free_port())
+
+
 def test_handle_round_trips_through_pid_file_and_stops_from_another_reader(tmp_path):
-    h = P.start_process(
-        "sleeper",
-        [sys.executable, "-c", "import time; time.sleep(60)"],
-        tmp_path,
-        {},
-        ready=lambda: True,
-        timeout_s=5,
-        port=P.free_port(),
-    )
+    h = _sleeper(tmp_path, "sleeper")
     try:
         saved = json.loads(P.pid_file(tmp_path, "sleeper").read_text())
         again = P.ServiceHandle.from_dict(json.loads(json.dumps(saved)))
@@ -109,15 +107,7 @@ def test_handle_round_trips_through_pid_file_and_stops_from_another_reader(tmp_p
 
 
 def test_stop_refuses_a_recycled_pid(tmp_path):
-    h = P.start_process(
-        "victim",
-        [sys.executable, "-c", "import time; time.sleep(60)"],
-        tmp_path,
-        {},
-        ready=lambda: True,
-        timeout_s=5,
-        port=P.free_port(),
-    )
+    h = _sleeper(tmp_path, "victim")
     try:
         stale = P.ServiceHandle.from_dict({**h.to_dict(), "start_ticks": h.start_ticks - 1})
         assert P.is_alive(stale) is False
