@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 import uuid
+from pathlib import Path
 
 import requests
 from google.cloud import bigquery
@@ -197,3 +199,33 @@ def test_contextless_date_and_invalid_context_rows(stack, day):
     assert batch["invalid_context_row_count"] == 1
     ledger = compute(stack.clients, batch["batch_id"], 0.0)
     assert ledger.missing_items == ["Bad Player;"] and not ledger.ok, "a bad schedule row is a loud gap"
+
+
+def _log_lines(stack, function: str) -> list[dict]:
+    """The JSON lines a function printed on stdout, as gunicorn captured them (F8)."""
+    out = []
+    for line in Path(stack.info.handles[function].log_path).read_text().splitlines():
+        if line.startswith("{"):
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue
+    return out
+
+
+def test_every_state_transition_reaches_stdout_as_structured_json(stack, day):
+    batch, ledger = stack.run(day, 7, faults="poison=player_0004")
+    batch_id = batch["batch_id"]
+    worker = [r for r in _log_lines(stack, "worker") if r.get("batch_id") == batch_id]
+    coord = [r for r in _log_lines(stack, "coordinator") if r.get("batch_id") == batch_id]
+    assert all({"severity", "message", "event", "batch_id", "item", "time"} <= set(r) for r in worker + coord)
+    staged = {r["item"] for r in worker if r["event"] == "staging_write_succeeded"}
+    assert staged == {f"player_{n:04d}" for n in range(7)} - {"player_0004"}
+    failed = [r for r in worker if r["event"] == "staging_write_failed" and r["item"] == "player_0004"]
+    assert len(failed) == 5 and all(r["severity"] == "ERROR" for r in failed), "one line per failed attempt"
+    events = [r["event"] for r in coord]
+    for event in ("batch_created", "batch_dispatched", "item_completed", "item_dead_lettered",
+                  "consolidation_requested", "staging_inventory", "staging_gap", "merge_verified",
+                  "consolidation_succeeded", "coverage_low"):
+        assert event in events, f"no {event} line for the batch"
+    assert events.count("item_completed") == 6 and events.count("consolidation_succeeded") == 1
