@@ -37,7 +37,7 @@ def local_up(state_dir: Path = STATE_DIR_OPT,
     with console.status("starting emulators and functions"):
         info = local_stack.up(state_dir, threads=threads, max_delivery_attempts=max_delivery_attempts)
     _print_status(state_dir)
-    out.print("export " + " ".join(f"{k}={v}" for k, v in info.client_env().items()))
+    out.print("export " + " ".join(f"{k}={v}" for k, v in info.client_env().items()), soft_wrap=True)
 
 
 @local_app.command("down")
