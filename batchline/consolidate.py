@@ -7,6 +7,8 @@
    columns (selected as typed NULLs); anything else is reported with the column names, before any
    table is touched (F5).
 3. One MERGE keyed on the prediction id, with an explicit column list, so a re-run updates rows.
+   Past MAX_TABLES_PER_STATEMENT staging tables (BigQuery's per-query limits), chunks are first
+   combined into scratch tables in the staging dataset; the main table still sees one MERGE.
    The rows staged are summed from the staging tables' metadata (load jobs keep numRows exact; a
    COUNT over a 450-way UNION cost 13 s on the emulator, more than the MERGE itself).
 4. Verification: the rows now carrying this batch id in the main table must equal the rows staged,
@@ -27,6 +29,11 @@ from google.cloud import bigquery
 from batchline import ids
 from batchline.schema import MAIN_TABLE_INSERT_ONLY, MAIN_TABLE_KEY
 from batchline.settings import Settings
+
+# BigQuery allows at most 1,000 tables in one query and 1 MB of query text (~2,500 of our SELECTs).
+# Beyond this many staging tables, chunks are first combined into scratch tables in the staging
+# dataset (DDL there, never DML on the main table), so the main table still sees exactly one MERGE.
+MAX_TABLES_PER_STATEMENT = 500
 
 
 class ConsolidationError(RuntimeError):
@@ -58,6 +65,7 @@ class MergeResult:
     verified_items: int
     verified_systems: int
     tables: list[str] = field(default_factory=list)
+    scratch_tables: list[str] = field(default_factory=list)
     timings_s: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
@@ -197,8 +205,25 @@ def is_dml_rate_limit(exc: Exception) -> bool:
     return "Too many DML statements outstanding" in str(exc)
 
 
+def combine_chunks(bq: bigquery.Client, settings: Settings, batch_id: str, main_schema: list[bigquery.SchemaField],
+                   selects: dict[str, list[str]], params: list, chunk: int) -> dict[str, list[str]]:
+    """Copy each chunk of staging tables into one scratch table (main table's columns, this batch's
+    rows only) and return the select lists that read the scratch tables instead."""
+    names = list(selects)
+    combined: dict[str, list[str]] = {}
+    for n, start in enumerate(range(0, len(names), chunk)):
+        name = ids.combined_table_name(batch_id, n)
+        part = {t: selects[t] for t in names[start:start + chunk]}
+        bq.query(f"CREATE OR REPLACE TABLE {_qualified(settings.project, settings.staging_dataset, name)} AS\n"
+                 f"{source_sql(settings, part)}",
+                 job_config=bigquery.QueryJobConfig(query_parameters=params)).result()
+        combined[name] = [_ident(f.name) for f in main_schema]
+    return combined
+
+
 def merge_staging(bq: bigquery.Client, settings: Settings, batch_id: str, game_date: dt.date,
-                  tables: list[str], *, merge_date: dt.date | None = None) -> MergeResult:
+                  tables: list[str], *, merge_date: dt.date | None = None,
+                  chunk: int = MAX_TABLES_PER_STATEMENT) -> MergeResult:
     """Check schemas, count what is staged, MERGE once, verify. Raises ConsolidationError on a
     permanent failure; lets transient API errors propagate so the message is redelivered.
 
@@ -215,8 +240,13 @@ def merge_staging(bq: bigquery.Client, settings: Settings, batch_id: str, game_d
     clock.lap("schema_check")
     selects = select_lists(main_schema, schemas)
     updatable = {c for cols in schemas.values() for c in cols}
-    source = source_sql(settings, selects)
     params = _params(batch_id, game_date)
+    scratch: list[str] = []
+    if len(selects) > chunk:
+        selects = combine_chunks(bq, settings, batch_id, main_schema, selects, params, chunk)
+        scratch = list(selects)
+        clock.lap("combine_chunks")
+    source = source_sql(settings, selects)
     job = bq.query(merge_sql(settings, main_schema, source, updatable),
                    job_config=bigquery.QueryJobConfig(query_parameters=_params(batch_id, merge_date or game_date)))
     try:
@@ -232,6 +262,7 @@ def merge_staging(bq: bigquery.Client, settings: Settings, batch_id: str, game_d
     result = MergeResult(job_id=job.job_id, staged_rows=staged["n"], staged_keys=verified["k"],
                          staged_items=staged["p"], affected_rows=affected, verified_rows=verified["n"],
                          verified_items=verified["p"], verified_systems=verified["s"], tables=list(tables),
+                         scratch_tables=scratch,
                          timings_s={**clock.laps, "verify": clock.lap("verify")})
     if staged["n"] > 0 and affected == 0:
         raise ConsolidationError(f"MERGE {job.job_id} affected 0 rows while staging holds "

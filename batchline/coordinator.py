@@ -260,6 +260,7 @@ def consolidate_batch(clients: Clients, batch_id: str, batch: dict) -> str:
         raise
     merged_tables = set((merged or {}).get("tables", []))
     deleted = cons.delete_tables(clients.bq, s, [t for t in tables if t in merged_tables])
+    cons.delete_tables(clients.bq, s, list((merged or {}).get("scratch_tables", [])))
     merged_items = int((merged or {}).get("verified_items", 0))
     merged_item_ids = sorted(i for i, t in inv.tables.items() if t in merged_tables)
     missing = sorted(set(i["item_id"] for i in items) - set(merged_item_ids) - set(inv.failed_items))

@@ -22,6 +22,7 @@ _GAME_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_]{0,63}")
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 STAGING_PREFIX = "stg_"
+COMBINED_PREFIX = "cmb_"
 _STAGING_SEPARATOR = "__"
 
 
@@ -89,6 +90,14 @@ def new_batch_id(game_date: dt.date) -> str:
 def staging_table_name(batch_id: str, item_id: str) -> str:
     """Unique per batch run and per item (F7): re-running a date gets a new batch id, so new tables."""
     return f"{STAGING_PREFIX}{validate_batch_id(batch_id)}{_STAGING_SEPARATOR}{validate_item_id(item_id)}"
+
+
+def combined_table_name(batch_id: str, n: int) -> str:
+    """A scratch table holding one chunk of a large batch's staging tables (see consolidate.py).
+    Its prefix differs from STAGING_PREFIX, so it is never mistaken for an item's table."""
+    if not 0 <= n < 10_000:
+        raise ValueError(f"invalid chunk number {n}")
+    return f"{COMBINED_PREFIX}{validate_batch_id(batch_id)}{_STAGING_SEPARATOR}{n:04d}"
 
 
 def staging_prefix(batch_id: str) -> str:

@@ -60,9 +60,10 @@ def orphaned_staging_tables(clients: Clients) -> list[str]:
     orphans = []
     for t in clients.bq.list_tables(f"{s.project}.{s.staging_dataset}"):
         name = t.table_id
-        if not name.startswith(ids.STAGING_PREFIX):
+        prefix = next((p for p in (ids.STAGING_PREFIX, ids.COMBINED_PREFIX) if name.startswith(p)), None)
+        if prefix is None:
             continue
-        batch_id = name[len(ids.STAGING_PREFIX):].split("__", 1)[0]
+        batch_id = name[len(prefix):].split("__", 1)[0]
         if batch_id not in status_of:
             try:
                 batch = store.get_batch(ids.validate_batch_id(batch_id))

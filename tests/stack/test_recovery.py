@@ -170,3 +170,18 @@ def test_stall_check_publishes_a_claim_whose_claimant_died(stack, day):
     # Its staging table never existed: consolidation finishes, and names the gap instead of hiding it.
     assert batch["status"] == CONSOLIDATED and batch["missing_items"] == [items[0].item_id]
     assert batch["coverage_pct"] == 0.0
+
+
+def test_a_batch_too_large_for_one_statement_is_combined_in_chunks_and_still_merged_once(
+        stack, schema_settings, day):
+    bq, s = stack.clients.bq, schema_settings
+    batch_id = ids.new_batch_id(day)
+    schema = list(bq.get_table(s.main_table_id).schema)
+    tables = [_stage(stack, s, batch_id, day, f"player_{n:04d}", schema) for n in range(7)]
+    result = merge_staging(bq, s, batch_id, day, tables, chunk=3)
+    assert result.scratch_tables == [ids.combined_table_name(batch_id, n) for n in range(3)]
+    assert result.affected_rows == 35 and result.verified_rows == 35 and result.verified_items == 7
+    merges = [j for j in bq.list_jobs(all_users=True, max_results=5000)
+              if getattr(j, "statement_type", None) == "MERGE" and batch_id in (j.query or "")]
+    assert len(merges) == 1, "chunking adds DDL in the staging dataset, never a second MERGE"
+    assert s.main_table_id in merges[0].query and ids.combined_table_name(batch_id, 2) in merges[0].query
