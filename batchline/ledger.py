@@ -6,7 +6,7 @@ merged          distinct players in the main table carrying this batch id (BigQu
 dead-lettered   distinct items of this batch sitting in the work dead-letter subscription (Pub/Sub)
 missing         expected - merged - dead-lettered: the number that must be zero
 duplicates      rows beyond one per prediction id for the date (BigQuery)
-staging left    staging tables of this batch still present (BigQuery)
+staging left    staging (and scratch) tables of this batch still present, asked by name (BigQuery)
 mutating DML    DML jobs whose target is the main table since the batch began (BigQuery job list)
 """
 
@@ -21,6 +21,7 @@ from google.cloud import bigquery, pubsub_v1
 
 from batchline import ids
 from batchline.clients import Clients
+from batchline.consolidate import existing_scratch_tables, existing_staging_tables
 from batchline.messages import InvalidMessage, WorkMessage, parse_model
 
 _DML_TARGET = re.compile(r"^\s*(?:MERGE|INSERT|UPDATE|DELETE)\s+(?:INTO\s+|FROM\s+)?`?([A-Za-z0-9_.\-]+)`?",
@@ -124,9 +125,9 @@ def compute(clients: Clients, batch_id: str, elapsed_s: float) -> Ledger:
                                   f"COUNTIF(batch_id = @b) AS mine FROM `{s.main_table_id}` WHERE game_date = @d",
                       [d, b])
     dead = dead_lettered_items(clients, batch_id)
-    prefix = ids.staging_prefix(batch_id)
-    staging_left = sum(1 for t in clients.bq.list_tables(f"{s.project}.{s.staging_dataset}")
-                       if t.table_id.startswith(prefix))
+    items = BatchStore(clients.fs).items(batch_id)
+    staging_left = (len(existing_staging_tables(clients.bq, s, batch_id, [i["item_id"] for i in items]))
+                    + len(existing_scratch_tables(clients.bq, s, batch_id, len(items))))
     dml = main_table_dml_since(clients, batch["created_at"])
     # The expected set is the schedule: a gap batch (re-dispatch of a few items) expects only those.
     if batch.get("only_items"):

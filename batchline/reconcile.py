@@ -52,13 +52,26 @@ def complete_players(clients: Clients, game_date: dt.date) -> set[str]:
     return {r["player_lookup"] for r in job.result()}
 
 
+LIST_CAP = 200_000
+
+
+def list_all_tables(bq: bigquery.Client, dataset: str) -> list:
+    """Every table of a dataset. Real BigQuery pages through `max_results`; bqemulator returns at
+    most `max_results` in one page and no token, so the cap is explicit and hitting it is an error
+    rather than a silently short list."""
+    tables = list(bq.list_tables(dataset, max_results=LIST_CAP))
+    if len(tables) >= LIST_CAP:
+        raise RuntimeError(f"{dataset} has at least {LIST_CAP} tables; the orphan scan cannot see them all")
+    return tables
+
+
 def orphaned_staging_tables(clients: Clients) -> list[str]:
     """Staging tables whose batch is no longer active: evidence nobody will merge by itself."""
     s = clients.settings
     store = BatchStore(clients.fs)
     status_of: dict[str, str | None] = {}
     orphans = []
-    for t in clients.bq.list_tables(f"{s.project}.{s.staging_dataset}"):
+    for t in list_all_tables(clients.bq, f"{s.project}.{s.staging_dataset}"):
         name = t.table_id
         prefix = next((p for p in (ids.STAGING_PREFIX, ids.COMBINED_PREFIX) if name.startswith(p)), None)
         if prefix is None:

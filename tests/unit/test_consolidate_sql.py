@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 
 import pytest
+from google.api_core.exceptions import NotFound
 from google.cloud.bigquery import SchemaField
 
 from batchline import consolidate as c
@@ -234,13 +235,18 @@ class _Table:
 
 
 class FakeBQ:
+    """Answers get_table for the named tables of the staging dataset, NotFound otherwise."""
+
     def __init__(self, names: list[str]):
         self.names = names
-        self.listed: list[str] = []
+        self.asked: list[str] = []
 
-    def list_tables(self, dataset: str):
-        self.listed.append(dataset)
-        return [_Table(n) for n in self.names]
+    def get_table(self, table_id: str):
+        self.asked.append(table_id)
+        dataset, name = table_id.rsplit(".", 2)[-2:]
+        if dataset == S.staging_dataset and name in self.names:
+            return _Table(name)
+        raise NotFound(f"no {table_id}")
 
 
 def test_inventory_classifies_items():
@@ -262,7 +268,8 @@ def test_inventory_classifies_items():
     ]
     bq = FakeBQ(names)
     inv = c.inventory(bq, S, BATCH, items)
-    assert bq.listed == [f"{S.project}.{S.staging_dataset}"]
+    # asked by name, once per item of the batch: nothing else in the dataset is read
+    assert sorted(bq.asked) == sorted(S.staging_table_id(f"stg_{BATCH}__{i['item_id']}") for i in items)
     assert inv.tables == {"done": f"stg_{BATCH}__done", "failed_one": f"stg_{BATCH}__failed_one",
                           "lost_event": f"stg_{BATCH}__lost_event"}
     assert list(inv.tables) == sorted(inv.tables)
