@@ -272,6 +272,8 @@ def consolidate_batch(clients: Clients, batch_id: str, batch: dict) -> str:
         "failed_items": inv.failed_items,
         "missing_items": missing,
         "recovered_items": inv.recovered,
+        "staging_gap": gap,  # expected items without a staging table at consolidation (F9 layer 4)
+        "completed_without_table": inv.missing_tables,
         "staging_tables_deleted": deleted,
         "coverage_pct": coverage,
         "consolidated_at": now(),

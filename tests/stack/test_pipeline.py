@@ -41,7 +41,7 @@ def test_clean_batch_merges_everything_with_one_dml(stack, day):
     assert ledger.main_table_mutating_dml == 1
     rows = _rows(stack, day)
     assert len(rows) == 25 * 5 and {r["batch_id"] for r in rows} == {batch["batch_id"]}
-    assert batch["coverage_pct"] == 100.0 and batch["merged_rows"] == 125
+    assert batch["coverage_pct"] == 100.0 and batch["merged_rows"] == 125 and batch["staging_gap"] == 0
 
 
 def test_staging_write_faults_are_retried_until_everything_merges(stack, day):
@@ -67,6 +67,7 @@ def test_poison_item_is_dead_lettered_and_the_rest_consolidates(stack, day):
     item = stack.store.get_item(batch["batch_id"], "player_0003")
     assert item["status"] == "failed" and "dead-lettered after 5" in item["failure_reason"]
     assert batch["failed_items"] == ["player_0003"]
+    assert batch["staging_gap"] == 1 and batch["completed_without_table"] == []
     assert "player_0003" not in {r["player_lookup"] for r in _rows(stack, day)}
 
 
