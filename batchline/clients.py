@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
@@ -39,7 +40,7 @@ class Clients:
     _fs: firestore.Client | None = None
     _pub: pubsub_v1.PublisherClient | None = None
 
-    @property
+    @cached_property
     def topology(self) -> Topology:
         return build_topology(self.settings.topic_prefix)
 

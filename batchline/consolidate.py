@@ -227,13 +227,41 @@ def _params(batch_id: str, game_date: dt.date) -> list[bigquery.ScalarQueryParam
             bigquery.ScalarQueryParameter("game_date", "DATE", game_date)]
 
 
-def _one(bq: bigquery.Client, sql: str, params) -> dict:
+def query_one(bq: bigquery.Client, sql: str, params) -> dict:
+    """The single row of a parameterised aggregate query, as a dict."""
     rows = list(bq.query(sql, job_config=bigquery.QueryJobConfig(query_parameters=params)).result())
     return dict(rows[0].items())
 
 
 def is_dml_rate_limit(exc: Exception) -> bool:
     return "Too many DML statements outstanding" in str(exc)
+
+
+_TRANSIENT_400 = ("Too many DML statements outstanding", "Could not serialize access",
+                  "concurrent update", "Resources exceeded", "rateLimitExceeded")
+
+
+def is_transient(exc: Exception) -> bool:
+    """BigQuery answers some passing conditions with HTTP 400 (DML queue full, concurrent update);
+    those must be retried, not recorded as a permanent failure."""
+    return any(marker.lower() in str(exc).lower() for marker in _TRANSIENT_400)
+
+
+def run_merge_once(bq: bigquery.Client, sql: str, job_config: bigquery.QueryJobConfig,
+                   job_id: str) -> bigquery.QueryJob:
+    """Run the MERGE under a deterministic job id, or wait for the job that already has it.
+
+    A consolidation redelivered while its first MERGE still runs (function timeout, lost ack) must
+    not start a second mutating statement (F2). BigQuery refuses a duplicate job id with 409; we also
+    look the job up first, which covers emulators that do not."""
+    try:
+        return bq.get_job(job_id)
+    except gexc.NotFound:
+        pass
+    try:
+        return bq.query(sql, job_config=job_config, job_id=job_id, job_retry=None)
+    except gexc.Conflict:
+        return bq.get_job(job_id)
 
 
 def combine_chunks(bq: bigquery.Client, settings: Settings, batch_id: str, main_schema: list[bigquery.SchemaField],
@@ -252,9 +280,13 @@ def combine_chunks(bq: bigquery.Client, settings: Settings, batch_id: str, main_
     return combined
 
 
+def merge_job_id(batch_id: str, generation: int = 0) -> str:
+    return f"batchline_merge_{ids.validate_batch_id(batch_id)}_g{int(generation)}"
+
+
 def merge_staging(bq: bigquery.Client, settings: Settings, batch_id: str, game_date: dt.date,
                   tables: list[str], *, merge_date: dt.date | None = None,
-                  chunk: int = MAX_TABLES_PER_STATEMENT) -> MergeResult:
+                  chunk: int = MAX_TABLES_PER_STATEMENT, generation: int = 0) -> MergeResult:
     """Check schemas, count what is staged, MERGE once, verify. Raises ConsolidationError on a
     permanent failure; lets transient API errors propagate so the message is redelivered.
 
@@ -278,16 +310,20 @@ def merge_staging(bq: bigquery.Client, settings: Settings, batch_id: str, game_d
         scratch = list(selects)
         clock.lap("combine_chunks")
     source = source_sql(settings, selects)
-    job = bq.query(merge_sql(settings, main_schema, source, updatable),
-                   job_config=bigquery.QueryJobConfig(query_parameters=_params(batch_id, merge_date or game_date)))
+    job = run_merge_once(bq, merge_sql(settings, main_schema, source, updatable),
+                         bigquery.QueryJobConfig(query_parameters=_params(batch_id, merge_date or game_date)),
+                         merge_job_id(batch_id, generation))
     try:
         job.result()
-    except gexc.BadRequest as exc:  # an invalid statement stays invalid: fail now, keep the tables
+    except gexc.BadRequest as exc:
+        if is_transient(exc):
+            raise  # redelivered by Pub/Sub; the coordinator logs dml_rate_limited for the alert
+        # an invalid statement stays invalid: fail now, keep the tables
         raise ConsolidationError(f"MERGE {job.job_id} rejected by BigQuery: {exc.message}") from exc
     clock.lap("merge")
     affected = int(job.num_dml_affected_rows or 0)
     main = _qualified(settings.project, settings.main_dataset, settings.main_table)
-    verified = _one(bq, f"SELECT COUNT(*) AS n, COUNT(DISTINCT prediction_id) AS k, "
+    verified = query_one(bq, f"SELECT COUNT(*) AS n, COUNT(DISTINCT prediction_id) AS k, "
                         f"COUNT(DISTINCT player_lookup) AS p, COUNT(DISTINCT system_id) AS s FROM {main} "
                         f"WHERE game_date = @game_date AND batch_id = @batch_id", params)
     result = MergeResult(job_id=job.job_id, staged_rows=staged["n"], staged_keys=verified["k"],

@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from google.cloud import bigquery
+from google.cloud import bigquery, firestore
 
 from batchline import consolidate as cons
 from batchline import faults as faults_mod
@@ -29,11 +29,13 @@ from batchline.messages import (
 )
 from batchline.state import (
     CONSOLIDATED,
+    CONSOLIDATING,
     CONSOLIDATION_FAILED,
     CONSOLIDATION_REQUESTED,
     DISPATCH_FAILED,
-    OPEN_STATUSES,
+    DISPATCHING,
     PENDING,
+    RUNNING,
     BatchStore,
     Item,
     UnknownItem,
@@ -120,7 +122,7 @@ def start_batch(clients: Clients, req: StartRequest, only_items: list[str] | Non
         for f in futures:
             f.result(timeout=60)
     except Exception as exc:
-        store.set_batch_fields(batch_id, {"status": DISPATCH_FAILED, "error": str(exc)[:2000]})
+        store.transition(batch_id, [DISPATCHING, RUNNING], {"status": DISPATCH_FAILED, "error": str(exc)[:2000]})
         log_event("dispatch_failed", severity="ERROR", batch_id=batch_id, error=str(exc))
         raise
     store.mark_running(batch_id)
@@ -159,8 +161,8 @@ def _record_completion(clients: Clients, msg: CompletionMessage, claimant: str) 
                                                       msg.row_count, msg.attempt)
     if result == "late":
         log_event("late_completion", severity="ERROR", batch_id=msg.batch_id, item=msg.item_id,
-                  staging_table=msg.staging_table, message="completion arrived after consolidation; "
-                  "its staging table is kept for the daily reconciliation")
+                  staging_table=msg.staging_table, message="completion arrived after the batch moved on; if "
+                  "its staging table was not merged, the daily reconciliation re-runs the item")
     else:
         log_event("item_completed" if result == "recorded" else "completion_duplicate",
                   batch_id=msg.batch_id, item=msg.item_id, staging_table=msg.staging_table,
@@ -196,11 +198,14 @@ def handle_dead_letter(clients: Clients, source: str, envelope: PushEnvelope) ->
                       delivery_attempts=attempts)
             return _record_completion(clients, msg, envelope.message.message_id)
         req = parse_model(ConsolidationRequest, payload)
-        store.set_batch_fields(req.batch_id, {"status": CONSOLIDATION_FAILED,
-                                              "error": f"consolidation dead-lettered after {attempts} attempts"})
-        log_event("consolidation_failed", severity="ERROR", batch_id=req.batch_id,
-                  reason="dead-lettered", delivery_attempts=attempts)
-        return "recorded"
+        # Only a consolidation still under way can fail this way; a late dead letter for a batch that
+        # consolidated in the meantime (or another generation) changes nothing.
+        failed = store.transition(req.batch_id, [CONSOLIDATION_REQUESTED, CONSOLIDATING], {
+            "status": CONSOLIDATION_FAILED, "error": f"consolidation dead-lettered after {attempts} attempts"})
+        log_event("consolidation_failed" if failed else "consolidation_dead_letter_ignored",
+                  severity="ERROR" if failed else "WARNING", batch_id=req.batch_id, reason="dead-lettered",
+                  delivery_attempts=attempts)
+        return "recorded" if failed else "ignored"
     except (InvalidMessage, UnknownItem) as exc:
         store.record_rejected(envelope.message.message_id, envelope.subscription, raw, str(exc))
         log_event("message_rejected", severity="ERROR", source=source,
@@ -212,19 +217,29 @@ def handle_dead_letter(clients: Clients, source: str, envelope: PushEnvelope) ->
 def handle_consolidation(clients: Clients, envelope: PushEnvelope) -> str:
     req = parse_model(ConsolidationRequest, decode_data(envelope))
     store = BatchStore(clients.fs)
-    verdict, batch = store.take_lease(req.batch_id, envelope.message.message_id)
+    message_id = envelope.message.message_id
+    verdict, batch = store.take_lease(req.batch_id, message_id, manual_retry=req.reason == "manual")
     if verdict != "run":
         log_event("consolidation_skipped", batch_id=req.batch_id, verdict=verdict, batch_status=batch["status"])
         return verdict
-    return consolidate_batch(clients, req.batch_id, batch)
+    return consolidate_batch(clients, req.batch_id, batch, message_id)
 
 
-def consolidate_batch(clients: Clients, batch_id: str, batch: dict) -> str:
+def consolidate_batch(clients: Clients, batch_id: str, batch: dict, lease: str) -> str:
+    """Inventory, one MERGE, verification, cleanup, result. Every status change is conditional on
+    still holding the lease, so nothing written here can overwrite another writer's state."""
     s = clients.settings
     store = BatchStore(clients.fs)
     game_date = dt.date.fromisoformat(batch["game_date"])
     items = store.items(batch_id)
     inv = cons.inventory(clients.bq, s, batch_id, items)
+    merged = batch.get("merge_result")
+    if merged is not None:
+        # A redelivery after the MERGE was verified: the tables that were merged are the inventory,
+        # whatever cleanup already deleted.
+        inv.tables = {item: t for t in merged["tables"] if (item := ids.item_of_staging_table(batch_id, t))}
+        inv.missing_tables = [i for i in inv.expected_completed if i not in inv.tables]
+        inv.recovered = sorted(i for i in inv.tables if i not in set(inv.expected_completed))
     expected = int(batch["expected_items"])
     log_event("staging_inventory", batch_id=batch_id, expected_items=expected,
               staging_tables=len(inv.tables), completed=len(inv.expected_completed),
@@ -236,21 +251,22 @@ def consolidate_batch(clients: Clients, batch_id: str, batch: dict) -> str:
                   completed_without_table=inv.missing_tables)
     injected = faults_mod.parse(batch.get("faults")) if s.allow_faults else faults_mod.FaultSpec()
     tables = list(inv.tables.values())
-    merged = batch.get("merge_result")
     try:
         if merged is None and tables:
             result = cons.merge_staging(
                 clients.bq, s, batch_id, game_date, tables,
-                merge_date=game_date + dt.timedelta(days=1) if injected.zero_merge else None)
+                merge_date=game_date + dt.timedelta(days=1) if injected.zero_merge else None,
+                generation=int(batch.get("consolidation_generation") or 0))
             merged = result.as_dict()
             # Durable before any deletion, so a redelivery skips straight to cleanup.
-            store.set_batch_fields(batch_id, {"merge_result": merged, "main_table_dml_jobs": [result.job_id]})
+            store.set_batch_fields(batch_id, {"merge_result": merged,
+                                              "main_table_dml_jobs": firestore.ArrayUnion([result.job_id])})
             log_event("merge_verified", batch_id=batch_id, job_id=result.job_id,
                       affected_rows=result.affected_rows, verified_rows=result.verified_rows,
                       timings_s=result.timings_s)
     except cons.ConsolidationError as exc:
-        store.set_batch_fields(batch_id, {"status": CONSOLIDATION_FAILED, "error": str(exc)[:4000],
-                                          "staging_tables_kept": len(tables)})
+        store.transition(batch_id, [CONSOLIDATING], {"status": CONSOLIDATION_FAILED, "error": str(exc)[:4000],
+                                                     "staging_tables_kept": len(tables)}, lease_message_id=lease)
         log_event("consolidation_failed", severity="ERROR", batch_id=batch_id, error=str(exc),
                   staging_tables_kept=len(tables))
         return "failed"
@@ -258,17 +274,16 @@ def consolidate_batch(clients: Clients, batch_id: str, batch: dict) -> str:
         if cons.is_dml_rate_limit(exc):
             log_event("dml_rate_limited", severity="ERROR", batch_id=batch_id, error=str(exc))
         raise
-    merged_tables = set((merged or {}).get("tables", []))
-    deleted = cons.delete_tables(clients.bq, s, [t for t in tables if t in merged_tables])
-    cons.delete_tables(clients.bq, s, list((merged or {}).get("scratch_tables", [])))
-    merged_items = int((merged or {}).get("verified_items", 0))
-    merged_item_ids = sorted(i for i, t in inv.tables.items() if t in merged_tables)
-    missing = sorted(set(i["item_id"] for i in items) - set(merged_item_ids) - set(inv.failed_items))
+    merged = merged or {}
+    deleted = cons.delete_tables(clients.bq, s, list(merged.get("tables", [])))
+    cons.delete_tables(clients.bq, s, list(merged.get("scratch_tables", [])))
+    merged_items = int(merged.get("verified_items", 0))
+    missing = sorted(set(i["item_id"] for i in items) - set(inv.tables) - set(inv.failed_items))
     coverage = round(100.0 * merged_items / expected, 2) if expected else 0.0
-    store.set_batch_fields(batch_id, {
+    finished = store.transition(batch_id, [CONSOLIDATING], {
         "status": CONSOLIDATED,
         "merged_items": merged_items,
-        "merged_rows": int((merged or {}).get("verified_rows", 0)),
+        "merged_rows": int(merged.get("verified_rows", 0)),
         "failed_items": inv.failed_items,
         "missing_items": missing,
         "recovered_items": inv.recovered,
@@ -277,68 +292,112 @@ def consolidate_batch(clients: Clients, batch_id: str, batch: dict) -> str:
         "staging_tables_deleted": deleted,
         "coverage_pct": coverage,
         "consolidated_at": now(),
-    })
+    }, lease_message_id=lease)
+    if not finished:
+        log_event("consolidation_lease_lost", severity="ERROR", batch_id=batch_id, lease=lease,
+                  message="the batch changed under this consolidation; its result was not written")
+        return "lease_lost"
     log_event("consolidation_succeeded", batch_id=batch_id, merged_items=merged_items,
-              merged_rows=(merged or {}).get("verified_rows", 0), coverage_pct=coverage,
+              merged_rows=merged.get("verified_rows", 0), coverage_pct=coverage,
               failed_items=len(inv.failed_items), missing_items=len(missing), staging_tables_deleted=deleted)
     if coverage < 95.0:
         log_event("coverage_low", severity="ERROR" if coverage < 85.0 else "WARNING", batch_id=batch_id,
                   coverage_pct=coverage, failed_items=inv.failed_items[:100], missing_items=missing[:100])
     summary = BatchSummary(batch_id=batch_id, game_date=game_date, status=CONSOLIDATED, expected_items=expected,
                            merged_items=merged_items, failed_items=inv.failed_items, missing_items=missing,
-                           merged_rows=int((merged or {}).get("verified_rows", 0)), coverage_pct=coverage)
+                           merged_rows=int(merged.get("verified_rows", 0)), coverage_pct=coverage)
     clients.publish("summary", encode(summary), batch_id=batch_id)
     return "consolidated"
 
 
 # -- stall check (F4) -------------------------------------------------------------------------
+class StallCheckErrors(RuntimeError):
+    """Some batches could not be checked; the others were. Answered 5xx so the scheduler retries."""
+
+
 def stall_check(clients: Clients, req: StallCheckRequest) -> list[dict]:
-    """Find open batches without progress for `stall_minutes`. First time: re-dispatch the pending
-    items. Still stalled after that: mark them failed ("stalled") and consolidate what exists."""
+    """Find batches that stopped moving (F4) and move them on, each batch on its own: one that fails
+    to be checked does not keep the others from being checked.
+
+    - running, no progress for `stall_minutes`: re-dispatch the pending items once; still stalled a
+      whole period later: mark them failed ("stalled") and consolidate what exists, unless completion
+      is below `min_completion_pct` (then it stays open and alerts every run);
+    - dispatching for longer than a stall period: the start died mid-dispatch; terminal
+      `dispatch_failed`, loudly (a dispatching batch is never consolidated: its items may still be
+      being written);
+    - consolidation claimed but never published (claimant died): publish it."""
     s = clients.settings
     stall = dt.timedelta(minutes=req.stall_minutes or s.stall_minutes)
     min_pct = req.min_completion_pct if req.min_completion_pct is not None else s.min_completion_pct
     store = BatchStore(clients.fs)
-    reports = []
-    for batch in store.batches_with_status([CONSOLIDATION_REQUESTED]):
-        # A claim whose claimant died before publishing (and never came back): publish for it.
-        requested = batch.get("consolidation_requested_at")
-        if not batch.get("consolidation_message_id") and requested and now() - requested >= stall:
-            if request_consolidation_if_done(clients, batch["batch_id"], "stall-check", reason="stalled",
-                                             take_over=True):
-                reports.append({"batch_id": batch["batch_id"], "action": "consolidation_republished"})
-                log_event("batch_stalled", severity="WARNING", **reports[-1])
-    for batch in store.batches_with_status(OPEN_STATUSES):
-        batch_id = batch["batch_id"]
-        items = store.items(batch_id)
-        pending = [i for i in items if i["status"] == PENDING]
-        if not pending:
-            request_consolidation_if_done(clients, batch_id, "stall-check")
+    reports: list[dict] = []
+    errors: list[str] = []
+    checks = [(b, _check_unpublished_claim) for b in store.batches_with_status([CONSOLIDATION_REQUESTED])]
+    checks += [(b, _check_dispatching) for b in store.batches_with_status([DISPATCHING])]
+    checks += [(b, _check_running) for b in store.batches_with_status([RUNNING])]
+    for batch, check in checks:
+        try:
+            report = check(clients, store, batch, stall, min_pct, req.redispatch)
+        except Exception as exc:  # noqa: BLE001 - logged, counted, and re-raised below as a 5xx
+            errors.append(f"{batch['batch_id']}: {type(exc).__name__}: {exc}")
+            log_event("stall_check_failed", severity="ERROR", batch_id=batch["batch_id"], error=str(exc))
             continue
-        last_progress = max(i["updated_at"] for i in items)
-        if now() - last_progress < stall:
-            continue
-        done_pct = round(100.0 * (len(items) - len(pending)) / len(items), 2)
-        pending_ids = sorted(i["item_id"] for i in pending)
-        report = {"batch_id": batch_id, "completion_pct": done_pct, "pending_items": pending_ids}
-        never_redispatched = [i for i in pending if not i.get("redispatched_at")]
-        if req.redispatch and never_redispatched:
-            for i in never_redispatched:
-                clients.publish("work", encode(WorkMessage(batch_id=batch_id, game_date=batch["game_date"],
-                                                           item_id=i["item_id"], game_id=i["game_id"])),
-                                batch_id=batch_id, item_id=i["item_id"])
-            store.mark_redispatched(batch_id, [i["item_id"] for i in never_redispatched])
-            report["action"] = "redispatched"
-        elif done_pct >= min_pct:
-            for item_id in pending_ids:
-                store.record_failure(batch_id, item_id, f"stalled: no progress for {stall}")
-            request_consolidation_if_done(clients, batch_id, "stall-check", reason="stalled")
-            report["action"] = "consolidating_partial"
-        else:
-            report["action"] = "below_min_completion"
-        log_event("batch_stalled", severity="WARNING", **report)
-        reports.append(report)
+        if report:
+            log_event("batch_stalled", severity="WARNING", **report)
+            reports.append(report)
+    if errors:
+        raise StallCheckErrors(f"{len(errors)} batches could not be checked: {'; '.join(errors)[:2000]}")
     return reports
+
+
+def _check_unpublished_claim(clients, store, batch, stall, min_pct, redispatch) -> dict | None:
+    requested = batch.get("consolidation_requested_at")
+    if batch.get("consolidation_message_id") or not requested or now() - requested < stall:
+        return None
+    if request_consolidation_if_done(clients, batch["batch_id"], "stall-check", reason="stalled", take_over=True):
+        return {"batch_id": batch["batch_id"], "action": "consolidation_republished"}
+    return None
+
+
+def _check_dispatching(clients, store, batch, stall, min_pct, redispatch) -> dict | None:
+    if now() - batch["created_at"] < stall:
+        return None
+    if store.transition(batch["batch_id"], [DISPATCHING], {"status": DISPATCH_FAILED,
+                                                          "error": f"still dispatching after {stall}"}):
+        log_event("dispatch_failed", severity="ERROR", batch_id=batch["batch_id"], error="start died mid-dispatch")
+        return {"batch_id": batch["batch_id"], "action": "dispatch_failed"}
+    return None
+
+
+def _check_running(clients, store, batch, stall, min_pct, redispatch) -> dict | None:
+    batch_id = batch["batch_id"]
+    items = store.items(batch_id)
+    pending = [i for i in items if i["status"] == PENDING]
+    if not pending:
+        request_consolidation_if_done(clients, batch_id, "stall-check")
+        return None
+    last_progress = max(i["updated_at"] for i in items)
+    if now() - last_progress < stall:
+        return None
+    done_pct = round(100.0 * (len(items) - len(pending)) / len(items), 2)
+    pending_ids = sorted(i["item_id"] for i in pending)
+    report = {"batch_id": batch_id, "completion_pct": done_pct, "pending_items": pending_ids}
+    never_redispatched = [i for i in pending if not i.get("redispatched_at")]
+    if redispatch and never_redispatched:
+        for i in never_redispatched:
+            clients.publish("work", encode(WorkMessage(batch_id=batch_id, game_date=batch["game_date"],
+                                                       item_id=i["item_id"], game_id=i["game_id"])),
+                            batch_id=batch_id, item_id=i["item_id"])
+        store.mark_redispatched(batch_id, [i["item_id"] for i in never_redispatched])
+        report["action"] = "redispatched"
+    elif done_pct >= min_pct:
+        for item_id in pending_ids:
+            store.record_failure(batch_id, item_id, f"stalled: no progress for {stall}")
+        request_consolidation_if_done(clients, batch_id, "stall-check", reason="stalled")
+        report["action"] = "consolidating_partial"
+    else:
+        report["action"] = "below_min_completion"
+    return report
 
 
 __all__ = ["start_batch", "handle_completion", "handle_dead_letter", "handle_consolidation", "stall_check",

@@ -21,7 +21,7 @@ from google.cloud import bigquery, pubsub_v1
 
 from batchline import ids
 from batchline.clients import Clients
-from batchline.consolidate import existing_scratch_tables, existing_staging_tables
+from batchline.consolidate import existing_scratch_tables, existing_staging_tables, query_one
 from batchline.messages import InvalidMessage, WorkMessage, parse_model
 
 _DML_TARGET = re.compile(r"^\s*(?:MERGE|INSERT|UPDATE|DELETE)\s+(?:INTO\s+|FROM\s+)?`?([A-Za-z0-9_.\-]+)`?",
@@ -55,11 +55,6 @@ class Ledger:
 
     def to_json(self) -> str:
         return json.dumps(self.as_dict(), indent=2, sort_keys=True)
-
-
-def _query_one(bq: bigquery.Client, sql: str, params: list) -> dict:
-    rows = list(bq.query(sql, job_config=bigquery.QueryJobConfig(query_parameters=params)).result())
-    return dict(rows[0].items())
 
 
 def dead_lettered_items(clients: Clients, batch_id: str, max_messages: int = 10_000) -> set[str]:
@@ -121,7 +116,7 @@ def compute(clients: Clients, batch_id: str, elapsed_s: float) -> Ledger:
     merged = {r["player_lookup"] for r in clients.bq.query(
         f"SELECT DISTINCT player_lookup FROM `{s.main_table_id}` WHERE game_date = @d AND batch_id = @b",
         job_config=bigquery.QueryJobConfig(query_parameters=[d, b])).result()}
-    rows = _query_one(clients.bq, f"SELECT COUNT(*) AS n, COUNT(DISTINCT prediction_id) AS k, "
+    rows = query_one(clients.bq, f"SELECT COUNT(*) AS n, COUNT(DISTINCT prediction_id) AS k, "
                                   f"COUNTIF(batch_id = @b) AS mine FROM `{s.main_table_id}` WHERE game_date = @d",
                       [d, b])
     dead = dead_lettered_items(clients, batch_id)

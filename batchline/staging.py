@@ -38,14 +38,6 @@ def live_schema(bq: bigquery.Client, table_id: str) -> list[bigquery.SchemaField
     return schema
 
 
-def forget_schema(table_id: str | None = None) -> None:
-    with _schema_lock:
-        if table_id is None:
-            _schema_cache.clear()
-        else:
-            _schema_cache.pop(table_id, None)
-
-
 def write_staging(bq: bigquery.Client, table_id: str, rows: list[dict],
                   schema: list[bigquery.SchemaField]) -> int:
     """Replace the staging table's contents with `rows`; return the verified row count."""

@@ -14,6 +14,7 @@ and the result; the claim and the lease are compare-and-set writes, never locks.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -110,7 +111,9 @@ class BatchStore:
                 prev_snap = self.batch_ref(previous).get(transaction=txn)
                 prev_status = prev_snap.get("status") if prev_snap.exists else None
                 if prev_status in ACTIVE_STATUSES:
-                    if not force:
+                    # Even a forced re-run waits for a consolidation under way: superseding it
+                    # mid-MERGE could land the old batch's rows after the new one's.
+                    if not force or prev_status in (CONSOLIDATION_REQUESTED, CONSOLIDATING):
                         raise BatchConflict(previous, prev_status)
                     txn.update(self.batch_ref(previous), {"status": SUPERSEDED, "superseded_by": batch_id,
                                                           "updated_at": now()})
@@ -150,7 +153,23 @@ class BatchStore:
             None, {"status": RUNNING, "dispatched_at": now()} if b["status"] == DISPATCHING else None))
 
     def set_batch_fields(self, batch_id: str, fields: dict) -> None:
+        """Fields that do not change the status (status changes go through `transition`)."""
+        if "status" in fields:
+            raise ValueError("status changes go through BatchStore.transition")
         self.batch_ref(batch_id).update({**fields, "updated_at": now()})
+
+    def transition(self, batch_id: str, allowed_from: Iterable[str], fields: dict,
+                   lease_message_id: str | None = None) -> bool:
+        """Set fields (a new status among them) only if the batch is in one of `allowed_from` (and, if
+        given, still leased by `lease_message_id`); False when another writer moved it on first."""
+        allowed = set(allowed_from)
+
+        def decide(batch: dict) -> tuple[bool, dict | None]:
+            ok = batch["status"] in allowed and (
+                lease_message_id is None or batch.get("lease_message_id") == lease_message_id)
+            return ok, (fields if ok else None)
+
+        return bool(self._compare_and_set(self.batch_ref(batch_id), decide))
 
     # -- reading ------------------------------------------------------------------------------
     def get_batch(self, batch_id: str) -> dict | None:
@@ -177,10 +196,6 @@ class BatchStore:
         """A server-side count (aggregation query): cheap enough to poll for a progress bar."""
         q = self.batch_ref(batch_id).collection(ITEMS).where(filter=FieldFilter("status", "==", status))
         return int(q.count().get()[0][0].value)
-
-    def active_batch_for(self, game_date: dt.date) -> str | None:
-        snap = self.date_ref(game_date).get()
-        return snap.get("active_batch_id") if snap.exists else None
 
     def batches_with_status(self, statuses: Iterable[str]) -> list[dict]:
         q = self.fs.collection(BATCHES).where(filter=FieldFilter("status", "in", list(statuses)))
@@ -255,13 +270,16 @@ class BatchStore:
     def mark_redispatched(self, batch_id: str, item_ids: Iterable[str]) -> None:
         wb = self.fs.batch()
         for item_id in item_ids:
-            wb.update(self.item_ref(batch_id, item_id),
-                      {"redispatched_at": now(), "redispatch_count": firestore.Increment(1)})
+            # updated_at too: the re-dispatched item gets a whole stall period before it is given up
+            wb.update(self.item_ref(batch_id, item_id), {"redispatched_at": now(), "updated_at": now(),
+                                                         "redispatch_count": firestore.Increment(1)})
         wb.commit()
 
     def record_rejected(self, message_id: str, subscription: str, data: bytes, reason: str) -> None:
         """Keep a dead-lettered message that names no known item, where an operator sees it."""
-        self.fs.collection(REJECTED).document(message_id).set({
+        # the id is hashed: a message id is untrusted text, and "/" would address another document
+        doc_id = hashlib.sha256(message_id.encode()).hexdigest()[:40]
+        self.fs.collection(REJECTED).document(doc_id).set({
             "message_id": message_id,
             "subscription": subscription,
             "data": data[:64 * 1024],
@@ -314,12 +332,20 @@ class BatchStore:
 
         return bool(self._compare_and_set(self.batch_ref(batch_id), decide))
 
-    def take_lease(self, batch_id: str, message_id: str) -> tuple[str, dict]:
+    def take_lease(self, batch_id: str, message_id: str, *, manual_retry: bool = False) -> tuple[str, dict]:
         """Returns ('run', batch) when this message may consolidate, ('done', batch) when the batch
-        is already past consolidation, or ('busy', batch) when another live message holds it."""
+        is already past consolidation, or ('busy', batch) when another live message holds it.
+
+        `manual_retry` (an operator's request) re-opens a `consolidation_failed` batch, whose staging
+        tables were kept for exactly this, under a new consolidation generation (a new MERGE job id)."""
 
         def decide(batch: dict) -> tuple[tuple[str, dict], dict | None]:
             status = batch["status"]
+            if status == CONSOLIDATION_FAILED and manual_retry:
+                update = {"status": CONSOLIDATING, "lease_message_id": message_id,
+                          "lease_expires_at": now() + LEASE, "error": None,
+                          "consolidation_generation": int(batch.get("consolidation_generation") or 0) + 1}
+                return ("run", {**batch, **update}), update
             if status in TERMINAL_STATUSES:
                 return ("done", batch), None
             if status == CONSOLIDATING:

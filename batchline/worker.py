@@ -15,7 +15,15 @@ from batchline import faults as faults_mod
 from batchline import ids
 from batchline.clients import Clients
 from batchline.logs import log_event
-from batchline.messages import CompletionMessage, PushEnvelope, WorkMessage, decode_data, encode, parse_model
+from batchline.messages import (
+    CompletionMessage,
+    InvalidMessage,
+    PushEnvelope,
+    WorkMessage,
+    decode_data,
+    encode,
+    parse_model,
+)
 from batchline.predictor import PlayerContext, Predictor, load_predictor, prediction_id
 from batchline.staging import live_schema, write_staging
 from batchline.state import COMPLETED, OPEN_STATUSES, BatchStore, UnknownItem
@@ -72,6 +80,10 @@ def handle_work(clients: Clients, envelope: PushEnvelope, predictor: Predictor |
     item = store.get_item(msg.batch_id, msg.item_id)
     if item is None:
         raise UnknownItem(f"batch {msg.batch_id} has no item {msg.item_id}")
+    if item.get("game_id") != msg.game_id or batch.get("game_date") != msg.game_date.isoformat():
+        raise InvalidMessage(f"work message for {msg.item_id} disagrees with batch state "
+                             f"(game {msg.game_id} vs {item.get('game_id')}, date {msg.game_date} vs "
+                             f"{batch.get('game_date')})")
     if item["status"] == COMPLETED:
         log_event("work_duplicate", message="item already completed; redelivery ignored",
                   batch_id=msg.batch_id, item=msg.item_id)

@@ -57,7 +57,9 @@ def log_metrics(cfg: StackConfig) -> tuple[LogMetric, ...]:
                   'jsonPayload.event="reconciliation_gap"'),
         LogMetric("needs_attention", "Late completions, failed dispatches, rejected messages, bad schedule rows",
                   '(jsonPayload.event="late_completion" OR jsonPayload.event="dispatch_failed" OR '
-                  'jsonPayload.event="message_rejected" OR jsonPayload.event="context_rows_rejected")'),
+                  'jsonPayload.event="message_rejected" OR jsonPayload.event="context_rows_rejected" OR '
+                  'jsonPayload.event="batch_stalled" OR jsonPayload.event="stall_check_failed" OR '
+                  'jsonPayload.event="consolidation_lease_lost")'),
     )
 
 
@@ -118,7 +120,9 @@ def runbooks(cfg: StackConfig, dlq_subscriptions: list[str]) -> dict[str, tuple[
             f"1. Error: `{logs.format(event='consolidation_failed')}` (schema drift is reported with column "
             "names, F5)\n"
             f"2. Staging tables kept: `bq ls --max_results=1000 {p}:{bq.staging_dataset}`\n"
-            f"3. After the fix, retry: `{stall}`"),
+            "3. After the fix, consolidate again (a new MERGE generation over the kept tables): "
+            f"`gcloud pubsub topics publish {prefix}-consolidation --project={p} "
+            "--message='{\"v\":1,\"batch_id\":\"<BATCH_ID>\",\"reason\":\"manual\"}'`"),
         "reconciliation-gap": (
             "batchline: daily reconciliation found a gap",
             "The schedule (context table) and the main table disagree for a date, or staging tables outlived "

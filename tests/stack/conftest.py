@@ -14,13 +14,18 @@ from dataclasses import dataclass
 import pytest
 import requests
 
+from batchline import ids
 from batchline.clients import Clients
 from batchline.ledger import Ledger, compute
 from batchline.local import stack as local_stack
 from batchline.local.preflight import problems
-from batchline.local.provision import seed_context, synthetic_context
+from batchline.local.provision import create_tables, seed_context, synthetic_context
+from batchline.messages import WorkMessage
+from batchline.predictor import SyntheticPredictor
 from batchline.settings import Settings
+from batchline.staging import write_staging
 from batchline.state import TERMINAL_STATUSES, BatchStore
+from batchline.worker import build_rows
 
 WAIT_S = 240
 
@@ -53,6 +58,30 @@ class Stack:
             time.sleep(0.3)
         raise AssertionError(f"batch {batch_id} not terminal after {timeout_s}s: {self.store.get_batch(batch_id)}")
 
+    def wait_for(self, batch_id: str, status: str, timeout_s: float = WAIT_S) -> dict:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            batch = self.store.get_batch(batch_id)
+            if batch and batch["status"] == status:
+                return batch
+            time.sleep(0.3)
+        raise AssertionError(f"batch {batch_id} not {status} after {timeout_s}s: {self.store.get_batch(batch_id)}")
+
+    def stall_check(self, **body) -> list[dict]:
+        r = requests.post(self.url("coordinator") + "/stall-check", json=body, timeout=120)
+        assert r.status_code == 200, r.text
+        return r.json()["stalled"]
+
+    def stage(self, s: Settings, batch_id: str, day: dt.date, item: str, schema) -> str:
+        """Write one item's staging table as a worker would (columns limited to `schema`)."""
+        table = ids.staging_table_name(batch_id, item)
+        msg = WorkMessage(batch_id=batch_id, game_date=day, item_id=item, game_id="g1")
+        rows = build_rows(msg, SyntheticPredictor(), dt.datetime.now(dt.UTC))
+        names = {f.name for f in schema}
+        write_staging(self.clients.bq, s.staging_table_id(table), [{k: v for k, v in r.items() if k in names}
+                                                                  for r in rows], schema)
+        return table
+
     def run(self, day: dt.date, players: int, *, faults: str | None = None, force: bool = False,
             seed: bool = True) -> tuple[dict, Ledger]:
         if seed:
@@ -78,6 +107,14 @@ _days = itertools.count()
 def day() -> dt.date:
     """A game date of its own for each test, so tests never see each other's rows."""
     return dt.date(2030, 1, 1) + dt.timedelta(days=next(_days))
+
+
+@pytest.fixture
+def schema_settings(stack) -> Settings:
+    """A main table of its own, so schema surgery cannot disturb the other tests."""
+    s = Settings(**{**stack.clients.settings.__dict__, "main_dataset": "schema_test"})
+    create_tables(stack.clients.bq, s)
+    return s
 
 
 @pytest.fixture(scope="session")

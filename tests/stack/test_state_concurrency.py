@@ -56,7 +56,7 @@ def test_simultaneous_completions_record_each_item_once_and_claim_once(stack, da
     assert store.claim_consolidation(batch_id, "all_items_terminal", claimant=winner)
     assert not store.claim_consolidation(batch_id, "all_items_terminal", claimant="someone-else")
     assert store.claim_consolidation(batch_id, "stalled", claimant="stall-check", take_over=True)
-    store.set_batch_fields(batch_id, {"status": "superseded"})  # leave nothing half-claimed behind
+    store.transition(batch_id, ["consolidation_requested"], {"status": "superseded"})  # nothing half-claimed
 
 
 def test_the_same_completion_pushed_eight_times_at_once_is_recorded_once(stack, day):
@@ -76,4 +76,4 @@ def test_the_same_completion_pushed_eight_times_at_once_is_recorded_once(stack, 
     item = stack.store.get_item(batch_id, items[0].item_id)
     assert item["status"] == "completed" and item["row_count"] == 5
     assert stack.store.get_batch(batch_id)["status"] == "running", "one item is still pending"
-    stack.store.set_batch_fields(batch_id, {"status": "superseded"})  # leave nothing open for other tests
+    stack.store.transition(batch_id, ["running"], {"status": "superseded"})  # leave nothing open
