@@ -300,8 +300,9 @@ def consolidate_batch(clients: Clients, batch_id: str, batch: dict, lease: str) 
     log_event("consolidation_succeeded", batch_id=batch_id, merged_items=merged_items,
               merged_rows=merged.get("verified_rows", 0), coverage_pct=coverage,
               failed_items=len(inv.failed_items), missing_items=len(missing), staging_tables_deleted=deleted)
-    if coverage < 95.0:
-        log_event("coverage_low", severity="ERROR" if coverage < 85.0 else "WARNING", batch_id=batch_id,
+    if coverage < s.coverage_warning_pct:
+        log_event("coverage_low", severity="ERROR" if coverage < s.coverage_critical_pct else "WARNING",
+                  batch_id=batch_id, warning_pct=s.coverage_warning_pct, critical_pct=s.coverage_critical_pct,
                   coverage_pct=coverage, failed_items=inv.failed_items[:100], missing_items=missing[:100])
     summary = BatchSummary(batch_id=batch_id, game_date=game_date, status=CONSOLIDATED, expected_items=expected,
                            merged_items=merged_items, failed_items=inv.failed_items, missing_items=missing,

@@ -24,25 +24,37 @@ def respond(body: dict, status: int) -> Response:
     return json.dumps(body, default=str), status, _JSON
 
 
-def run(handler_name: str, fn: Callable[[], dict]) -> Response:
+def log_context(body: bytes) -> dict[str, str]:
+    """batch_id and item of a push delivery, from the attributes we publish with, so every failure
+    line names what failed (F8). Best effort and never raising: it runs on the failure path."""
+    try:
+        attrs = json.loads(body)["message"]["attributes"]
+        return {"batch_id": str(attrs.get("batch_id"))[:64] if attrs.get("batch_id") else None,
+                "item": str(attrs.get("item_id"))[:64] if attrs.get("item_id") else None}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return {}
+
+
+def run(handler_name: str, fn: Callable[[], dict], body: bytes = b"") -> Response:
     """Run one handler; translate its exception, if any, into the status that makes the caller retry
-    (5xx), give up with a reason (4xx) or move on (2xx)."""
+    (5xx), give up with a reason (4xx) or move on (2xx). `body` only labels the failure lines."""
     try:
         return respond({"ok": True, **fn()}, 200)
     except InvalidMessage as exc:
-        log_event("request_rejected", severity="ERROR", handler=handler_name, error=str(exc))
+        log_event("request_rejected", severity="ERROR", handler=handler_name, error=str(exc), **log_context(body))
         return respond({"ok": False, "error": str(exc)}, 400)
     except UnknownItem as exc:
-        log_event("request_unknown_item", severity="ERROR", handler=handler_name, error=str(exc))
+        log_event("request_unknown_item", severity="ERROR", handler=handler_name, error=str(exc),
+                  **log_context(body))
         return respond({"ok": False, "error": str(exc)}, 404)
     except BatchConflict as exc:
         log_event("start_conflict", severity="WARNING", handler=handler_name, batch_id=exc.batch_id,
                   batch_status=exc.status)
         return respond({"ok": False, "error": str(exc), "batch_id": exc.batch_id, "status": exc.status}, 409)
     except FaultInjected as exc:
-        log_event("fault_injected", severity="WARNING", handler=handler_name, error=str(exc))
+        log_event("fault_injected", severity="WARNING", handler=handler_name, error=str(exc), **log_context(body))
         return respond({"ok": False, "error": str(exc)}, 503)
     except Exception as exc:  # noqa: BLE001 - answered 500 so the caller retries; never swallowed
         log_event("handler_failed", severity="ERROR", handler=handler_name, error=str(exc),
-                  error_type=type(exc).__name__, traceback=traceback.format_exc(limit=8))
+                  error_type=type(exc).__name__, traceback=traceback.format_exc(limit=8), **log_context(body))
         return respond({"ok": False, "error": f"{type(exc).__name__}: {exc}"}, 500)

@@ -23,6 +23,8 @@ ENV_STAGING_DATASET = "BATCHLINE_STAGING_DATASET"
 ENV_BQ_LOCATION = "BATCHLINE_BQ_LOCATION"
 ENV_STALL_MINUTES = "BATCHLINE_STALL_MINUTES"
 ENV_MIN_COMPLETION_PCT = "BATCHLINE_MIN_COMPLETION_PCT"
+ENV_COVERAGE_WARNING_PCT = "BATCHLINE_COVERAGE_WARNING_PCT"
+ENV_COVERAGE_CRITICAL_PCT = "BATCHLINE_COVERAGE_CRITICAL_PCT"
 ENV_ALLOW_FAULTS = "BATCHLINE_ALLOW_FAULTS"
 # The time zone "today" is taken in when the scheduler's call names no date (the schedule's zone:
 # an evening start in New York is already tomorrow in UTC).
@@ -47,6 +49,8 @@ class Settings:
     bq_location: str = "US"
     stall_minutes: int = 30
     min_completion_pct: float = 0.0
+    coverage_warning_pct: float = 95.0
+    coverage_critical_pct: float = 85.0
     allow_faults: bool = False
     timezone: str = "UTC"
     bigquery_emulator_host: str | None = None
@@ -77,6 +81,8 @@ class Settings:
             ENV_BQ_LOCATION: self.bq_location,
             ENV_STALL_MINUTES: str(self.stall_minutes),
             ENV_MIN_COMPLETION_PCT: str(self.min_completion_pct),
+            ENV_COVERAGE_WARNING_PCT: str(self.coverage_warning_pct),
+            ENV_COVERAGE_CRITICAL_PCT: str(self.coverage_critical_pct),
             ENV_ALLOW_FAULTS: "1" if self.allow_faults else "0",
             ENV_TIMEZONE: self.timezone,
         }
@@ -109,13 +115,21 @@ def from_env(env: dict[str, str] | None = None) -> Settings:
         except ValueError as exc:
             raise SettingsError(f"{key}: {exc}") from exc
 
-    pct_raw = env.get(ENV_MIN_COMPLETION_PCT) or str(d.min_completion_pct)
-    try:
-        pct = float(pct_raw)
-    except ValueError as exc:
-        raise SettingsError(f"{ENV_MIN_COMPLETION_PCT} must be a number, got {pct_raw!r}") from exc
-    if not 0.0 <= pct <= 100.0:
-        raise SettingsError(f"{ENV_MIN_COMPLETION_PCT} must be between 0 and 100, got {pct}")
+    def pct(key: str, default: float) -> float:
+        raw = env.get(key) or str(default)
+        try:
+            value = float(raw)
+        except ValueError as exc:
+            raise SettingsError(f"{key} must be a number, got {raw!r}") from exc
+        if not 0.0 <= value <= 100.0:
+            raise SettingsError(f"{key} must be between 0 and 100, got {value}")
+        return value
+
+    warning = pct(ENV_COVERAGE_WARNING_PCT, d.coverage_warning_pct)
+    critical = pct(ENV_COVERAGE_CRITICAL_PCT, d.coverage_critical_pct)
+    if critical > warning:
+        raise SettingsError(f"{ENV_COVERAGE_CRITICAL_PCT} ({critical}) must not exceed "
+                            f"{ENV_COVERAGE_WARNING_PCT} ({warning})")
     tz = env.get(ENV_TIMEZONE) or d.timezone
     try:
         ZoneInfo(tz)
@@ -130,7 +144,9 @@ def from_env(env: dict[str, str] | None = None) -> Settings:
         staging_dataset=ident(ENV_STAGING_DATASET, d.staging_dataset, ids.validate_dataset),
         bq_location=ident(ENV_BQ_LOCATION, d.bq_location, ids.validate_location),
         stall_minutes=_int(env, ENV_STALL_MINUTES, d.stall_minutes, 1, 24 * 60),
-        min_completion_pct=pct,
+        min_completion_pct=pct(ENV_MIN_COMPLETION_PCT, d.min_completion_pct),
+        coverage_warning_pct=warning,
+        coverage_critical_pct=critical,
         allow_faults=env.get(ENV_ALLOW_FAULTS, "0") == "1",
         timezone=tz,
         bigquery_emulator_host=env.get(ENV_BIGQUERY_EMULATOR_HOST) or None,

@@ -116,12 +116,19 @@ def handle_work(clients: Clients, envelope: PushEnvelope, predictor: Predictor |
         raise
     log_event("staging_write_succeeded", staging_table=table, row_count=count, **log_ctx)
 
-    if injected.fires("completion_publish", msg.batch_id, msg.item_id, attempt):
-        raise faults_mod.FaultInjected("injected completion publish failure")
     completion = CompletionMessage(batch_id=msg.batch_id, item_id=msg.item_id, staging_table=table,
                                    row_count=count, write_status="ok", attempt=attempt)
-    message_id = clients.publish("completions", encode(completion), batch_id=msg.batch_id,
-                                 item_id=msg.item_id)
+    try:
+        if injected.fires("completion_publish", msg.batch_id, msg.item_id, attempt):
+            raise faults_mod.FaultInjected("injected completion publish failure")
+        message_id = clients.publish("completions", encode(completion), batch_id=msg.batch_id,
+                                     item_id=msg.item_id)
+    except Exception as exc:
+        # The staging table is durable and a redelivery rewrites it identically; this line says why
+        # the item is being retried although its write succeeded.
+        log_event("completion_publish_failed", severity="ERROR", message=f"completion publish failed: {exc}",
+                  staging_table=table, error_type=type(exc).__name__, **log_ctx)
+        raise
     log_event("completion_published", staging_table=table, row_count=count,
               completion_message_id=message_id, **log_ctx)
     return WorkOutcome("staged", msg.batch_id, msg.item_id, table, count)

@@ -29,10 +29,10 @@ def coordinator(request):
             core.start_batch(default_clients(), parse_model(StartRequest, parse_json_body(body)))))
     if path == topology.PATH_COMPLETIONS:
         return run("completions", lambda: {
-            "result": core.handle_completion(default_clients(), parse_envelope(body))})
+            "result": core.handle_completion(default_clients(), parse_envelope(body))}, body)
     if path == topology.PATH_CONSOLIDATE:
         return run("consolidate", lambda: {
-            "result": core.handle_consolidation(default_clients(), parse_envelope(body))})
+            "result": core.handle_consolidation(default_clients(), parse_envelope(body))}, body)
     if path == topology.PATH_STALL_CHECK:
         return run("stall_check", lambda: {"stalled": core.stall_check(
             default_clients(), parse_model(StallCheckRequest, parse_json_body(body)))})
@@ -40,5 +40,5 @@ def coordinator(request):
     if path.startswith(prefix):
         source = path[len(prefix):]
         return run("dead_letters", lambda: {"result": core.handle_dead_letter(
-            default_clients(), source, parse_envelope(body))})
+            default_clients(), source, parse_envelope(body))}, body)
     return respond({"ok": False, "error": f"no route {path}"}, 404)

@@ -12,5 +12,5 @@ from batchline.worker import handle_work
 
 @functions_framework.http
 def worker(request):
-    return run("worker", lambda: dataclasses.asdict(
-        handle_work(default_clients(), parse_envelope(request.get_data()))))
+    body = request.get_data()
+    return run("worker", lambda: dataclasses.asdict(handle_work(default_clients(), parse_envelope(body))), body)

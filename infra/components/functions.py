@@ -60,6 +60,8 @@ def function_env(cfg: StackConfig) -> dict[str, str]:
         settings.ENV_BQ_LOCATION: bq.location,
         settings.ENV_STALL_MINUTES: str(t.stall_minutes),
         settings.ENV_MIN_COMPLETION_PCT: str(t.min_completion_pct),
+        settings.ENV_COVERAGE_WARNING_PCT: str(t.coverage_warning_pct),
+        settings.ENV_COVERAGE_CRITICAL_PCT: str(t.coverage_critical_pct),
         settings.ENV_TIMEZONE: cfg.schedules.start.time_zone,
     }
 

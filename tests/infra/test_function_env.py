@@ -13,5 +13,7 @@ def test_function_env_is_readable_by_the_functions_and_carries_the_schedule_zone
         env = function_env(cfg)
         s = settings.from_env(env)  # raises if infra wrote anything the functions would reject
         assert s.timezone == cfg.schedules.start.time_zone
+        assert (s.coverage_warning_pct, s.coverage_critical_pct) == (cfg.thresholds.coverage_warning_pct,
+                                                                     cfg.thresholds.coverage_critical_pct)
         assert s.project == cfg.gcp.project and s.main_table == cfg.bigquery.main_table
         assert settings.ENV_ALLOW_FAULTS not in env and not s.allow_faults

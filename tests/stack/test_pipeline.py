@@ -224,6 +224,8 @@ def test_every_state_transition_reaches_stdout_as_structured_json(stack, day):
     assert staged == {f"player_{n:04d}" for n in range(7)} - {"player_0004"}
     failed = [r for r in worker if r["event"] == "staging_write_failed" and r["item"] == "player_0004"]
     assert len(failed) == 5 and all(r["severity"] == "ERROR" for r in failed), "one line per failed attempt"
+    answered = [r for r in worker if r["event"] == "fault_injected"]
+    assert len(answered) == 5 and {r["item"] for r in answered} == {"player_0004"}, "the 503 lines name the item"
     events = [r["event"] for r in coord]
     for event in ("batch_created", "batch_dispatched", "item_completed", "item_dead_lettered",
                   "consolidation_requested", "staging_inventory", "staging_gap", "merge_verified",
