@@ -5,10 +5,13 @@ caller claim the consolidation."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from batchline import ids
+from batchline.consolidate import merge_job_id
 from batchline.messages import CompletionMessage
 from batchline.state import CONSOLIDATION_REQUESTED, BatchStore, Item
 
@@ -77,3 +80,37 @@ def test_the_same_completion_pushed_eight_times_at_once_is_recorded_once(stack, 
     assert item["status"] == "completed" and item["row_count"] == 5
     assert stack.store.get_batch(batch_id)["status"] == "running", "one item is still pending"
     stack.store.transition(batch_id, ["running"], {"status": "superseded"})  # leave nothing open
+
+
+def test_concurrent_completion_pushes_start_exactly_one_consolidation(stack, day):
+    """Through the real handler: every completion twice, 8 at a time, into the coordinator."""
+    stack.seed(day, 6)
+    s = stack.clients.settings
+    batch_id, items = _batch(stack, day, 6)
+    schema = list(stack.clients.bq.get_table(s.main_table_id).schema)
+    for it in items:
+        stack.stage(s, batch_id, day, it.item_id, schema)
+    messages = [CompletionMessage(batch_id=batch_id, item_id=it.item_id, row_count=5, write_status="ok", attempt=1,
+                                  staging_table=ids.staging_table_name(batch_id, it.item_id)) for it in items]
+    deliveries = [(f"c-{n}-{k}", m) for k in range(2) for n, m in enumerate(messages)]
+
+    def push(delivery):
+        message_id, msg = delivery
+        for _ in range(10):  # what Pub/Sub does after a 5xx
+            r = stack.push("coordinator/completions", msg.model_dump(mode="json"), message_id=message_id)
+            if r.status_code == 200:
+                return r.json()["result"]
+        raise AssertionError(r.text)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = Counter(pool.map(push, deliveries))
+    assert results["recorded"] == 6 and results["duplicate"] == 6
+    batch = stack.wait(batch_id)
+    assert batch["status"] == "consolidated" and batch["merged_items"] == 6
+    log = Path(stack.info.handles["coordinator"].log_path).read_text().splitlines()
+    requested = [line for line in log if '"consolidation_requested"' in line and batch_id in line]
+    assert len(requested) == 1, "exactly one consolidation request"
+    assert json.loads(requested[0])["message_id"] == batch["consolidation_message_id"]
+    merges = [j for j in stack.clients.bq.list_jobs(all_users=True, max_results=5000)
+              if getattr(j, "statement_type", None) == "MERGE" and batch_id in (j.query or "")]
+    assert [j.job_id for j in merges] == [merge_job_id(batch_id)]
