@@ -69,7 +69,7 @@ def _wait(clients, batch_id: str, expected: int, timeout_s: float) -> dict:
                   TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), console=console,
                   transient=False) as progress:
         # the last step is the consolidation: the bar is full only when the batch is
-        task = progress.add_task("items", total=expected + 1, detail="")
+        task = progress.add_task("items + merge", total=expected + 1, detail="")
         while True:
             batch = store.get_batch(batch_id) or {}
             counts = {s: store.count_items(batch_id, s) for s in ("completed", "failed")}
