@@ -2,8 +2,10 @@
 
 A spec such as `staging_write=0.3,completion_publish=0.1,poison=p001+p017,seed=7` is stored with the
 batch (only when the function runs with BATCHLINE_ALLOW_FAULTS=1; production refuses it). Each
-decision is a pure function of (seed, fault, batch, item, delivery attempt): a redelivery draws anew,
-and a run is reproducible.
+decision is a pure function of (seed, fault, item, delivery attempt): a redelivery draws anew, and the
+same spec hits the same items on the same attempts in every batch, so a run is reproducible and a test
+can predict which items a spec will exhaust (`exhausted_items`). The batch id is left out on purpose:
+it is random, and folding it in made every run draw differently.
 """
 
 from __future__ import annotations
@@ -41,15 +43,23 @@ class FaultSpec:
         parts.append(f"seed={self.seed}")
         return ",".join(parts)
 
-    def fires(self, fault: str, batch_id: str, item: str, attempt: int) -> bool:
+    def fires(self, fault: str, item: str, attempt: int) -> bool:
         """Whether `fault` hits this attempt. Poisoned items fail their staging write every time."""
         if fault == "staging_write" and item in self.poison:
             return True
         p = getattr(self, fault)
         if p <= 0:
             return False
-        digest = hashlib.sha256(f"{self.seed}|{fault}|{batch_id}|{item}|{attempt}".encode()).digest()
+        digest = hashlib.sha256(f"{self.seed}|{fault}|{item}|{attempt}".encode()).digest()
         return int.from_bytes(digest[:8], "big") / 2**64 < p
+
+    def fails_attempt(self, item: str, attempt: int) -> bool:
+        """Whether a worker delivery fails: the staging write, or else the completion publish."""
+        return any(self.fires(fault, item, attempt) for fault in PROBABILITY_FAULTS) or item in self.poison
+
+    def exhausted_items(self, items: list[str], max_attempts: int) -> list[str]:
+        """The items whose every allowed delivery fails, i.e. the ones that must be dead-lettered."""
+        return [i for i in items if all(self.fails_attempt(i, n) for n in range(1, max_attempts + 1))]
 
 
 def parse(spec: str | None, seed: int = 0) -> FaultSpec:

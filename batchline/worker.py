@@ -106,7 +106,7 @@ def handle_work(clients: Clients, envelope: PushEnvelope, predictor: Predictor |
     rows = build_rows(msg, predictor or load_predictor(), dt.datetime.now(dt.UTC))
     check_rows(rows)
     try:
-        if injected.fires("staging_write", msg.batch_id, msg.item_id, attempt):
+        if injected.fires("staging_write", msg.item_id, attempt):
             raise faults_mod.FaultInjected("injected staging write failure")
         schema = live_schema(clients.bq, clients.settings.main_table_id)
         count = write_staging(clients.bq, table_id, rows, schema)
@@ -119,7 +119,7 @@ def handle_work(clients: Clients, envelope: PushEnvelope, predictor: Predictor |
     completion = CompletionMessage(batch_id=msg.batch_id, item_id=msg.item_id, staging_table=table,
                                    row_count=count, write_status="ok", attempt=attempt)
     try:
-        if injected.fires("completion_publish", msg.batch_id, msg.item_id, attempt):
+        if injected.fires("completion_publish", msg.item_id, attempt):
             raise faults_mod.FaultInjected("injected completion publish failure")
         message_id = clients.publish("completions", encode(completion), batch_id=msg.batch_id,
                                      item_id=msg.item_id)

@@ -11,7 +11,7 @@ from pathlib import Path
 import requests
 from google.cloud import bigquery
 
-from batchline import ids
+from batchline import faults, ids
 from batchline.ledger import compute, main_table_dml_since
 from batchline.messages import CompletionMessage, ConsolidationRequest, WorkMessage, encode
 from batchline.state import CONSOLIDATED, CONSOLIDATION_FAILED, REJECTED, SUPERSEDED
@@ -23,6 +23,10 @@ def _rows(stack, day: dt.date) -> list[dict]:
         f"SELECT * FROM `{s.main_table_id}` WHERE game_date = @d",
         job_config=bigquery.QueryJobConfig(query_parameters=[bigquery.ScalarQueryParameter("d", "DATE", day)]))
     return [dict(r.items()) for r in job.result()]
+
+
+def _players(n: int) -> list[str]:
+    return [f"player_{i:04d}" for i in range(n)]
 
 
 def _staging_tables(stack, batch_id: str) -> list[str]:
@@ -45,7 +49,11 @@ def test_clean_batch_merges_everything_with_one_dml(stack, day):
 
 
 def test_staging_write_faults_are_retried_until_everything_merges(stack, day):
-    batch, ledger = stack.run(day, 30, faults="staging_write=0.3,seed=11")
+    spec = "staging_write=0.3,seed=11"
+    # Draws are a function of (seed, item, attempt), so this spec's outcome is known in advance:
+    # 10 of 30 first writes fail, and no item fails all 5 of its deliveries.
+    assert faults.parse(spec).exhausted_items(_players(30), 5) == []
+    batch, ledger = stack.run(day, 30, faults=spec)
     assert ledger.ok, ledger.problems
     assert ledger.merged_items == 30 and ledger.dead_lettered_items == 0
     attempts = [i.get("attempts", 0) for i in stack.store.items(batch["batch_id"])]
@@ -54,9 +62,26 @@ def test_staging_write_faults_are_retried_until_everything_merges(stack, day):
 
 
 def test_completion_publish_faults_do_not_lose_items(stack, day):
-    batch, ledger = stack.run(day, 20, faults="completion_publish=0.4,seed=3")
+    spec = "completion_publish=0.4,seed=7"
+    assert faults.parse(spec).exhausted_items(_players(20), 5) == []
+    batch, ledger = stack.run(day, 20, faults=spec)
     assert ledger.ok, ledger.problems
     assert ledger.merged_items == 20 and ledger.duplicate_rows == 0
+    assert max(i.get("attempts", 0) for i in stack.store.items(batch["batch_id"])) > 1
+
+
+def test_an_item_whose_every_publish_fails_is_dead_lettered_and_its_rows_recovered(stack, day):
+    """Its staging table was written but never announced: the message is dead-lettered (loudly), and the
+    consolidation still finds the table by name and merges it, recording the item as recovered."""
+    spec = "completion_publish=0.4,seed=3"
+    doomed = faults.parse(spec).exhausted_items(_players(20), 5)
+    assert doomed == ["player_0016"]
+    batch, ledger = stack.run(day, 20, faults=spec)
+    assert ledger.ok, ledger.problems
+    assert ledger.dead_lettered_ids == doomed and batch["failed_items"] == doomed
+    assert batch["recovered_items"] == doomed
+    assert ledger.merged_items == 20 and ledger.duplicate_rows == 0 and ledger.main_table_mutating_dml == 1
+    assert sum(r["player_lookup"] == "player_0016" for r in _rows(stack, day)) == 5
 
 
 def test_poison_item_is_dead_lettered_and_the_rest_consolidates(stack, day):

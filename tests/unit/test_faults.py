@@ -10,7 +10,6 @@ from batchline import faults
 from batchline.faults import FaultSpec
 
 FAST = settings(max_examples=200, deadline=None)
-BATCH = "20260115_0123456789ab"
 
 
 def test_parse_full_spec():
@@ -111,32 +110,32 @@ def test_to_spec_example():
 @given(spec=specs, fault=st.sampled_from(faults.PROBABILITY_FAULTS), item=st.text(max_size=10),
        attempt=st.integers(0, 1000))
 def test_fires_is_deterministic(spec, fault, item, attempt):
-    first = spec.fires(fault, BATCH, item, attempt)
-    assert all(spec.fires(fault, BATCH, item, attempt) is first for _ in range(3))
-    assert FaultSpec(**spec.__dict__).fires(fault, BATCH, item, attempt) is first
+    first = spec.fires(fault, item, attempt)
+    assert all(spec.fires(fault, item, attempt) is first for _ in range(3))
+    assert FaultSpec(**spec.__dict__).fires(fault, item, attempt) is first
 
 
 @pytest.mark.parametrize("fault", faults.PROBABILITY_FAULTS)
 @pytest.mark.parametrize("p", [0.1, 0.3, 0.7])
 def test_fires_rate_across_attempts(fault, p):
     spec = FaultSpec(**{fault: p}, seed=7)
-    hits = sum(spec.fires(fault, BATCH, "item_a", attempt) for attempt in range(2000))
+    hits = sum(spec.fires(fault, "item_a", attempt) for attempt in range(2000))
     assert p - 0.05 <= hits / 2000 <= p + 0.05
 
 
 def test_fires_rate_across_items():
     spec = FaultSpec(staging_write=0.3, seed=1)
-    hits = sum(spec.fires("staging_write", BATCH, f"p{i}", 1) for i in range(2000))
+    hits = sum(spec.fires("staging_write", f"p{i}", 1) for i in range(2000))
     assert 0.25 <= hits / 2000 <= 0.35
 
 
 def test_fires_depends_on_attempt_seed_and_fault():
     spec = FaultSpec(staging_write=0.5, completion_publish=0.5, seed=1)
-    by_attempt = [spec.fires("staging_write", BATCH, "a", n) for n in range(64)]
+    by_attempt = [spec.fires("staging_write", "a", n) for n in range(64)]
     assert len(set(by_attempt)) == 2  # a redelivery draws anew
     other_seed = FaultSpec(staging_write=0.5, seed=2)
-    assert by_attempt != [other_seed.fires("staging_write", BATCH, "a", n) for n in range(64)]
-    assert by_attempt != [spec.fires("completion_publish", BATCH, "a", n) for n in range(64)]
+    assert by_attempt != [other_seed.fires("staging_write", "a", n) for n in range(64)]
+    assert by_attempt != [spec.fires("completion_publish", "a", n) for n in range(64)]
 
 
 @FAST
@@ -144,26 +143,53 @@ def test_fires_depends_on_attempt_seed_and_fault():
 def test_p_zero_never_fires(item, attempt, seed):
     spec = FaultSpec(seed=seed)
     for fault in faults.PROBABILITY_FAULTS:
-        assert not spec.fires(fault, BATCH, item, attempt)
+        assert not spec.fires(fault, item, attempt)
 
 
 @FAST
 @given(attempt=st.integers(0, 10**6), seed=st.integers())
 def test_p_one_always_fires(attempt, seed):
     spec = FaultSpec(staging_write=1.0, completion_publish=1.0, seed=seed)
-    assert spec.fires("staging_write", BATCH, "a", attempt)
-    assert spec.fires("completion_publish", BATCH, "a", attempt)
+    assert spec.fires("staging_write", "a", attempt)
+    assert spec.fires("completion_publish", "a", attempt)
 
 
 @FAST
 @given(attempt=st.integers(0, 10**6), seed=st.integers())
 def test_poison_fires_staging_write_only(attempt, seed):
     spec = faults.parse(f"poison=p001+p017,seed={seed}")
-    assert spec.fires("staging_write", BATCH, "p001", attempt)
-    assert spec.fires("staging_write", BATCH, "p017", attempt)
-    assert not spec.fires("staging_write", BATCH, "p002", attempt)
-    assert not spec.fires("completion_publish", BATCH, "p001", attempt)
+    assert spec.fires("staging_write", "p001", attempt)
+    assert spec.fires("staging_write", "p017", attempt)
+    assert not spec.fires("staging_write", "p002", attempt)
+    assert not spec.fires("completion_publish", "p001", attempt)
 
 
 def test_fault_injected_is_runtime_error():
     assert issubclass(faults.FaultInjected, RuntimeError)
+
+
+def test_draws_do_not_depend_on_the_batch():
+    """Same spec, same item, same attempt: same decision in every batch, so a run is reproducible."""
+    spec = FaultSpec(staging_write=0.5, seed=4)
+    first = [spec.fires("staging_write", f"p{i}", n) for i in range(20) for n in range(1, 6)]
+    again = [FaultSpec(staging_write=0.5, seed=4).fires("staging_write", f"p{i}", n)
+             for i in range(20) for n in range(1, 6)]
+    assert first == again
+
+
+def test_exhausted_items_are_those_failing_every_allowed_attempt():
+    spec = FaultSpec(staging_write=0.6, completion_publish=0.3, poison=("p3",), seed=9)
+    items = [f"p{i}" for i in range(400)]
+    doomed = spec.exhausted_items(items, 5)
+    assert "p3" in doomed
+    for item in items:
+        every_attempt_fails = all(
+            spec.fires("staging_write", item, n) or spec.fires("completion_publish", item, n)
+            or item in spec.poison for n in range(1, 6))
+        assert (item in doomed) == every_attempt_fails
+    # 1 - (0.4 * 0.7) = 0.72 per attempt, 0.72**5 ~ 19%: some but not most items are exhausted.
+    assert 30 < len(doomed) < 130
+
+
+def test_no_faults_exhaust_nothing():
+    assert FaultSpec(seed=3).exhausted_items([f"p{i}" for i in range(50)], 5) == []
