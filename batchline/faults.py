@@ -54,8 +54,8 @@ class FaultSpec:
         return int.from_bytes(digest[:8], "big") / 2**64 < p
 
     def fails_attempt(self, item: str, attempt: int) -> bool:
-        """Whether a worker delivery fails: the staging write, or else the completion publish."""
-        return any(self.fires(fault, item, attempt) for fault in PROBABILITY_FAULTS) or item in self.poison
+        """Whether a worker delivery fails: the staging write (poison included), or else the publish."""
+        return any(self.fires(fault, item, attempt) for fault in PROBABILITY_FAULTS)
 
     def exhausted_items(self, items: list[str], max_attempts: int) -> list[str]:
         """The items whose every allowed delivery fails, i.e. the ones that must be dead-lettered."""
