@@ -32,7 +32,8 @@ STATE_DIR_OPT = typer.Option(local_stack.DEFAULT_STATE_DIR, "--state-dir", help=
 @local_app.command("up")
 def local_up(state_dir: Path = STATE_DIR_OPT,
              threads: int = typer.Option(4, min=1, max=64, help="Per-instance concurrency of each function."),
-             max_delivery_attempts: int = typer.Option(5, min=5, max=100)) -> None:
+             max_delivery_attempts: int = typer.Option(local_stack.LOCAL_MAX_DELIVERY_ATTEMPTS, min=5,
+                                                       max=100)) -> None:
     """Start (or reuse) the local stack."""
     with console.status("starting emulators and functions"):
         info = local_stack.up(state_dir, threads=threads, max_delivery_attempts=max_delivery_attempts)

@@ -207,7 +207,12 @@ def source_sql(settings: Settings, selects: dict[str, list[str]]) -> str:
 
 def merge_sql(settings: Settings, main_schema: list[bigquery.SchemaField], source: str,
               updatable: set[str]) -> str:
-    """The one mutating statement on the main table per batch."""
+    """The one mutating statement on the main table per batch.
+
+    Matched rows are updated and new ones inserted; and, in the same statement, the date's active rows
+    this batch replaces are deactivated: rows of the players it merged that it did not write again
+    (the player changed game, a system stopped predicting), and rows of players no longer on the
+    schedule (@scheduled_items). Players the batch did not merge keep their rows (docs/failures.md)."""
     cols = [f.name for f in main_schema]
     on = " AND ".join(f"T.{_ident(k)} = S.{_ident(k)}" for k in MAIN_TABLE_KEY)
     sets = ", ".join(f"{_ident(c)} = S.{_ident(c)}" for c in cols
@@ -218,11 +223,23 @@ def merge_sql(settings: Settings, main_schema: list[bigquery.SchemaField], sourc
         f"MERGE {_qualified(settings.project, settings.main_dataset, settings.main_table)} T\n"
         f"USING (\n{source}\n) S\nON {on}\n"
         f"WHEN MATCHED THEN UPDATE SET {sets}\n"
-        f"WHEN NOT MATCHED THEN INSERT ({col_list}) VALUES ({values})"
+        f"WHEN NOT MATCHED THEN INSERT ({col_list}) VALUES ({values})\n"
+        f"WHEN NOT MATCHED BY SOURCE AND T.game_date = @target_date AND T.is_active\n"
+        f"  AND (T.player_lookup IN UNNEST(@merged_items) OR T.player_lookup NOT IN UNNEST(@scheduled_items))\n"
+        f"  THEN UPDATE SET is_active = FALSE, updated_at = CURRENT_TIMESTAMP()"
     )
 
 
-def _params(batch_id: str, game_date: dt.date) -> list[bigquery.ScalarQueryParameter]:
+def merge_params(batch_id: str, game_date: dt.date, merged_items: list[str], scheduled_items: list[str],
+                 source_date: dt.date | None = None) -> list:
+    """`source_date` differs from `game_date` only under the zero_merge fault."""
+    return [*batch_params(batch_id, source_date or game_date),
+            bigquery.ScalarQueryParameter("target_date", "DATE", game_date),
+            bigquery.ArrayQueryParameter("merged_items", "STRING", sorted(merged_items)),
+            bigquery.ArrayQueryParameter("scheduled_items", "STRING", sorted(scheduled_items))]
+
+
+def batch_params(batch_id: str, game_date: dt.date) -> list[bigquery.ScalarQueryParameter]:
     return [bigquery.ScalarQueryParameter("batch_id", "STRING", batch_id),
             bigquery.ScalarQueryParameter("game_date", "DATE", game_date)]
 
@@ -280,18 +297,49 @@ def combine_chunks(bq: bigquery.Client, settings: Settings, batch_id: str, main_
     return combined
 
 
-def merge_job_id(batch_id: str, generation: int = 0) -> str:
-    return f"batchline_merge_{ids.validate_batch_id(batch_id)}_g{int(generation)}"
+def merge_job_id(batch_id: str, generation: int = 0, attempt: int = 0) -> str:
+    """One job id per (generation, attempt): a redelivery waits for the job of the current attempt;
+    only an attempt known to have failed is followed by the next one (lifecycle.decide_next_merge_attempt)."""
+    return f"batchline_merge_{ids.validate_batch_id(batch_id)}_g{int(generation)}_a{int(attempt)}"
+
+
+class MergeAttemptFailed(RuntimeError):
+    """The MERGE job of this attempt finished with a passing error (BigQuery says DONE, with an error
+    it classifies as retryable): no row changed, and the next attempt may run under a new job id."""
+
+    def __init__(self, job_id: str, error: str):
+        super().__init__(f"MERGE {job_id} failed transiently: {error}")
+        self.job_id = job_id
+
+
+def verify_sql(main: str) -> str:
+    return (f"SELECT COUNT(*) AS n, COUNT(DISTINCT prediction_id) AS k, COUNT(DISTINCT player_lookup) AS p, "
+            f"COUNT(DISTINCT system_id) AS s FROM {main} WHERE game_date = @game_date AND batch_id = @batch_id")
+
+
+def active_duplicates_sql(main: str) -> str:
+    """Active rows beyond one per (player, system, prop) for the date: what a consumer would double count."""
+    return (f"SELECT COALESCE(SUM(n - 1), 0) AS dup FROM (SELECT COUNT(*) AS n FROM {main} "
+            f"WHERE game_date = @game_date AND is_active GROUP BY player_lookup, system_id, prop_type)")
+
+
+def kept_previous_sql(main: str) -> str:
+    """Players whose active rows for the date come from another batch: rows this batch did not replace."""
+    return (f"SELECT player_lookup, MIN(batch_id) AS batch_id FROM {main} WHERE game_date = @game_date "
+            f"AND is_active AND batch_id != @batch_id GROUP BY player_lookup ORDER BY player_lookup")
 
 
 def merge_staging(bq: bigquery.Client, settings: Settings, batch_id: str, game_date: dt.date,
-                  tables: list[str], *, merge_date: dt.date | None = None,
-                  chunk: int = MAX_TABLES_PER_STATEMENT, generation: int = 0) -> MergeResult:
+                  tables: list[str], *, scheduled_items: list[str] | None = None, merge_date: dt.date | None = None,
+                  chunk: int = MAX_TABLES_PER_STATEMENT, generation: int = 0, attempt: int = 0,
+                  fail_transiently: bool = False) -> MergeResult:
     """Check schemas, count what is staged, MERGE once, verify. Raises ConsolidationError on a
-    permanent failure; lets transient API errors propagate so the message is redelivered.
+    permanent failure and MergeAttemptFailed when the job failed transiently; lets other API errors
+    propagate (the job may still be running) so the message is redelivered and waits for it.
 
-    `merge_date` exists only for the `zero_merge` fault: a MERGE filtered on the wrong date affects
-    0 rows, which the verification must catch."""
+    `merge_date` exists only for the `zero_merge` fault: a MERGE whose source is filtered on the
+    wrong date affects 0 rows, which the verification must catch. `fail_transiently` only for the
+    `merge_transient` fault: this attempt's job is a statement that fails, classified as passing."""
     clock = _Clock()
     main_id = settings.main_table_id
     main_schema = list(bq.get_table(main_id).schema)
@@ -300,32 +348,35 @@ def merge_staging(bq: bigquery.Client, settings: Settings, batch_id: str, game_d
                         strict=True))
     schemas = {t: m[0] for t, m in meta.items()}
     staged = {"n": sum(m[1] for m in meta.values()), "p": sum(1 for m in meta.values() if m[1] > 0)}
+    merged_items = sorted(i for t in tables if (i := ids.item_of_staging_table(batch_id, t)))
     clock.lap("schema_check")
     selects = select_lists(main_schema, schemas)
     updatable = {c for cols in schemas.values() for c in cols}
-    params = _params(batch_id, game_date)
+    params = batch_params(batch_id, game_date)
     scratch: list[str] = []
     if len(selects) > chunk:
         selects = combine_chunks(bq, settings, batch_id, main_schema, selects, params, chunk)
         scratch = list(selects)
         clock.lap("combine_chunks")
     source = source_sql(settings, selects)
-    job = run_merge_once(bq, merge_sql(settings, main_schema, source, updatable),
-                         bigquery.QueryJobConfig(query_parameters=_params(batch_id, merge_date or game_date)),
-                         merge_job_id(batch_id, generation))
+    job_id = merge_job_id(batch_id, generation, attempt)
+    if fail_transiently:
+        job = run_merge_once(bq, "SELECT ERROR('injected transient MERGE failure')", bigquery.QueryJobConfig(),
+                             job_id)
+    else:
+        job = run_merge_once(bq, merge_sql(settings, main_schema, source, updatable),
+                             bigquery.QueryJobConfig(query_parameters=merge_params(
+                                 batch_id, game_date, merged_items,
+                                 merged_items if scheduled_items is None else scheduled_items, merge_date)), job_id)
     try:
         job.result()
-    except gexc.BadRequest as exc:
-        if is_transient(exc):
-            raise  # redelivered by Pub/Sub; the coordinator logs dml_rate_limited for the alert
-        # an invalid statement stays invalid: fail now, keep the tables
-        raise ConsolidationError(f"MERGE {job.job_id} rejected by BigQuery: {exc.message}") from exc
+    except gexc.GoogleAPICallError as exc:
+        _classify_merge_failure(job, exc, injected=fail_transiently)
     clock.lap("merge")
     affected = int(job.num_dml_affected_rows or 0)
     main = _qualified(settings.project, settings.main_dataset, settings.main_table)
-    verified = query_one(bq, f"SELECT COUNT(*) AS n, COUNT(DISTINCT prediction_id) AS k, "
-                        f"COUNT(DISTINCT player_lookup) AS p, COUNT(DISTINCT system_id) AS s FROM {main} "
-                        f"WHERE game_date = @game_date AND batch_id = @batch_id", params)
+    verified = query_one(bq, verify_sql(main), params)
+    active_dups = int(query_one(bq, active_duplicates_sql(main), params)["dup"])
     result = MergeResult(job_id=job.job_id, staged_rows=staged["n"], staged_keys=verified["k"],
                          staged_items=staged["p"], affected_rows=affected, verified_rows=verified["n"],
                          verified_items=verified["p"], verified_systems=verified["s"], tables=list(tables),
@@ -338,7 +389,30 @@ def merge_staging(bq: bigquery.Client, settings: Settings, batch_id: str, game_d
         raise ConsolidationError(f"verification failed: main table has {verified['n']} rows "
                                  f"({verified['k']} distinct ids) / {verified['p']} players for the batch, "
                                  f"staging had {staged['n']} rows / {staged['p']} players; staging tables kept")
+    if active_dups:
+        raise ConsolidationError(f"verification failed: {active_dups} active rows for {game_date} beyond one per "
+                                 f"player, system and prop after MERGE {job.job_id}; staging tables kept")
     return result
+
+
+def _classify_merge_failure(job, exc: Exception, *, injected: bool = False) -> None:
+    """Always raises: permanent (ConsolidationError), a finished transient failure (MergeAttemptFailed),
+    or the original error when the job's fate is unknown (it may still be running)."""
+    try:
+        job.reload()
+    except gexc.GoogleAPICallError:
+        raise exc from None
+    if getattr(job, "state", None) != "DONE" or not getattr(job, "error_result", None):
+        raise exc
+    reason = str((job.error_result or {}).get("reason", ""))
+    if injected or reason in TRANSIENT_REASONS or is_transient(exc):
+        raise MergeAttemptFailed(job.job_id, f"{reason}: {exc}") from exc
+    raise ConsolidationError(f"MERGE {job.job_id} rejected by BigQuery: {getattr(exc, 'message', exc)}") from exc
+
+
+# BigQuery's error reasons for conditions that pass (https://cloud.google.com/bigquery/docs/error-messages).
+TRANSIENT_REASONS = frozenset({"backendError", "internalError", "rateLimitExceeded", "jobRateLimitExceeded",
+                               "resourcesExceeded", "jobBackendError", "jobInternalError"})
 
 
 def delete_tables(bq: bigquery.Client, settings: Settings, tables: list[str]) -> int:

@@ -17,6 +17,9 @@ from batchline import ids
 
 PROBABILITY_FAULTS = ("staging_write", "completion_publish")
 FLAG_FAULTS = ("zero_merge",)
+# Counted faults: `merge_transient=N` makes the first N MERGE attempts of a consolidation fail the way
+# a passing BigQuery error does (the attempt's job finishes with an error, nothing changes).
+COUNT_FAULTS = ("merge_transient",)
 
 
 class FaultInjected(RuntimeError):
@@ -29,6 +32,7 @@ class FaultSpec:
     completion_publish: float = 0.0
     poison: tuple[str, ...] = ()
     zero_merge: bool = False
+    merge_transient: int = 0
     seed: int = 0
 
     def __bool__(self) -> bool:
@@ -40,6 +44,8 @@ class FaultSpec:
             parts.append("poison=" + "+".join(self.poison))
         if self.zero_merge:
             parts.append("zero_merge=1")
+        if self.merge_transient:
+            parts.append(f"merge_transient={self.merge_transient}")
         parts.append(f"seed={self.seed}")
         return ",".join(parts)
 
@@ -93,12 +99,20 @@ def parse(spec: str | None, seed: int = 0) -> FaultSpec:
             if flag not in ("1", "true", "yes", "0", "false", "no"):
                 raise ValueError(f"fault {key} must be 1/true/yes or 0/false/no, got {raw!r}")
             values[key] = flag in ("1", "true", "yes")
+        elif key in COUNT_FAULTS:
+            try:
+                n = int(raw)
+            except ValueError as exc:
+                raise ValueError(f"fault {key} needs a count, got {raw!r}") from exc
+            if not 0 <= n <= 10:
+                raise ValueError(f"fault {key} must be between 0 and 10, got {n}")
+            values[key] = n
         elif key == "seed":
             try:
                 values[key] = int(raw)
             except ValueError as exc:
                 raise ValueError(f"fault seed must be an integer, got {raw!r}") from exc
         else:
-            known = ", ".join((*PROBABILITY_FAULTS, "poison", *FLAG_FAULTS, "seed"))
+            known = ", ".join((*PROBABILITY_FAULTS, "poison", *FLAG_FAULTS, *COUNT_FAULTS, "seed"))
             raise ValueError(f"unknown fault {key!r}; known: {known}")
     return FaultSpec(**values)  # type: ignore[arg-type]

@@ -16,7 +16,7 @@ from google.cloud import bigquery
 
 from batchline import ids
 from batchline.clients import Clients
-from batchline.coordinator import expected_items, start_batch
+from batchline.dispatch import expected_items, start_batch
 from batchline.logs import log_event
 from batchline.messages import ReconcileRequest, StartRequest
 from batchline.schema import PREDICTION_SYSTEMS

@@ -19,34 +19,38 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from google.api_core import exceptions as gexc
+from google.api_core import retry
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
+
+from batchline import lifecycle as lc
+from batchline.lifecycle import (  # noqa: F401 - the statuses are part of this module's interface
+    ACTIVE_STATUSES,
+    COMPLETED,
+    CONSOLIDATED,
+    CONSOLIDATING,
+    CONSOLIDATION_FAILED,
+    CONSOLIDATION_REQUESTED,
+    DISPATCH_FAILED,
+    DISPATCHING,
+    FAILED,
+    OPEN_STATUSES,
+    PENDING,
+    RUNNING,
+    SUPERSEDED,
+    TERMINAL_STATUSES,
+)
 
 BATCHES = "batches"
 ITEMS = "items"
 DATES = "dates"
 REJECTED = "rejected_messages"
 
-# Batch statuses.
-DISPATCHING = "dispatching"
-RUNNING = "running"
-CONSOLIDATION_REQUESTED = "consolidation_requested"
-CONSOLIDATING = "consolidating"
-CONSOLIDATED = "consolidated"
-CONSOLIDATION_FAILED = "consolidation_failed"
-DISPATCH_FAILED = "dispatch_failed"
-SUPERSEDED = "superseded"
-OPEN_STATUSES = (DISPATCHING, RUNNING)
-ACTIVE_STATUSES = (DISPATCHING, RUNNING, CONSOLIDATION_REQUESTED, CONSOLIDATING)
-TERMINAL_STATUSES = (CONSOLIDATED, CONSOLIDATION_FAILED, DISPATCH_FAILED, SUPERSEDED)
-
-# Item statuses.
-PENDING = "pending"
-COMPLETED = "completed"
-FAILED = "failed"
-
-LEASE = dt.timedelta(minutes=15)
 _WRITE_BATCH = 400  # below Firestore's 500 writes per commit
+# A lost compare-and-set is retried after a short jittered pause (the winner's write is visible by
+# then), for a few seconds at most so a push handler still answers within its ack deadline.
+_CAS_RETRY = retry.Retry(predicate=retry.if_exception_type(gexc.FailedPrecondition), initial=0.01,
+                         maximum=0.5, multiplier=2.0, timeout=10.0)
 
 
 def now() -> dt.datetime:
@@ -92,13 +96,16 @@ class BatchStore:
 
     # -- creating a batch ---------------------------------------------------------------------
     def create_batch(self, batch_id: str, game_date: dt.date, items: list[Item], *, force: bool,
-                     faults: str | None) -> str | None:
+                     faults: str | None, dispatch_token: str, only_items: list[str] | None = None,
+                     scheduled_items: list[str] | None = None) -> str | None:
         """Register a new batch run as the date's active one; returns the batch it supersedes.
 
         The date document and the batch document change in one transaction, so two concurrent
-        starts for a date cannot both win. Item documents are written before any work message is
-        published, so a completion can never arrive for an item the state does not know.
-        """
+        starts for a date cannot both win. The batch is born holding a dispatch lease for its
+        starter. Item documents are written before any work message is published, so a completion
+        can never arrive for an item the state does not know. A batch that runs only some items of
+        the date (`only_items`, a repair) records the date's whole schedule (`scheduled_items`): its
+        MERGE deactivates rows of players no longer scheduled, never those it did not run."""
         date_ref = self.date_ref(game_date)
         batch_ref = self.batch_ref(batch_id)
 
@@ -125,6 +132,10 @@ class BatchStore:
                 "expected_items": len(items),
                 "force": force,
                 "faults": faults,
+                "dispatch_token": dispatch_token,
+                "dispatch_lease_until": now() + lc.DISPATCH_LEASE,
+                "only_items": only_items,
+                "scheduled_items": scheduled_items,
                 "created_at": now(),
                 "updated_at": now(),
             })
@@ -132,9 +143,17 @@ class BatchStore:
             return superseded
 
         superseded = claim_date(self.fs.transaction())
-        for chunk_start in range(0, len(items), _WRITE_BATCH):
+        self.create_items(batch_id, items)
+        return superseded
+
+    def create_items(self, batch_id: str, items: list[Item]) -> None:
+        """Item documents in pending state; those that already exist are left as they are (a resumed
+        dispatch re-creates only what a crashed start did not get to)."""
+        existing = {s.id for s in self.batch_ref(batch_id).collection(ITEMS).select([]).stream()}
+        todo = [i for i in items if i.item_id not in existing]
+        for chunk_start in range(0, len(todo), _WRITE_BATCH):
             wb = self.fs.batch()
-            for item in items[chunk_start:chunk_start + _WRITE_BATCH]:
+            for item in todo[chunk_start:chunk_start + _WRITE_BATCH]:
                 wb.create(self.item_ref(batch_id, item.item_id), {
                     "item_id": item.item_id,
                     "game_id": item.game_id,
@@ -145,12 +164,16 @@ class BatchStore:
                     "updated_at": now(),
                 })
             wb.commit()
-        return superseded
 
-    def mark_running(self, batch_id: str) -> None:
+    def take_dispatch(self, batch_id: str, token: str) -> bool:
+        """Take or renew the dispatch lease (see lifecycle.decide_dispatch_lease)."""
+        return bool(self._compare_and_set(self.batch_ref(batch_id),
+                                          lambda b: lc.decide_dispatch_lease(b, token, now())))
+
+    def mark_running(self, batch_id: str, dispatch_token: str) -> bool:
         """Dispatching -> running, unless a consolidation claim already moved the batch on."""
-        self._compare_and_set(self.batch_ref(batch_id), lambda b: (
-            None, {"status": RUNNING, "dispatched_at": now()} if b["status"] == DISPATCHING else None))
+        return bool(self._compare_and_set(self.batch_ref(batch_id),
+                                          lambda b: lc.decide_mark_running(b, dispatch_token, now())))
 
     def set_batch_fields(self, batch_id: str, fields: dict) -> None:
         """Fields that do not change the status (status changes go through `transition`)."""
@@ -159,17 +182,12 @@ class BatchStore:
         self.batch_ref(batch_id).update({**fields, "updated_at": now()})
 
     def transition(self, batch_id: str, allowed_from: Iterable[str], fields: dict,
-                   lease_message_id: str | None = None) -> bool:
+                   lease_token: str | None = None) -> bool:
         """Set fields (a new status among them) only if the batch is in one of `allowed_from` (and, if
-        given, still leased by `lease_message_id`); False when another writer moved it on first."""
-        allowed = set(allowed_from)
-
-        def decide(batch: dict) -> tuple[bool, dict | None]:
-            ok = batch["status"] in allowed and (
-                lease_message_id is None or batch.get("lease_message_id") == lease_message_id)
-            return ok, (fields if ok else None)
-
-        return bool(self._compare_and_set(self.batch_ref(batch_id), decide))
+        given, its consolidation lease is still held by `lease_token`); False when another writer
+        moved it on first."""
+        return bool(self._compare_and_set(self.batch_ref(batch_id),
+                                          lambda b: lc.decide_transition(b, allowed_from, fields, lease_token)))
 
     # -- reading ------------------------------------------------------------------------------
     def get_batch(self, batch_id: str) -> dict | None:
@@ -200,6 +218,10 @@ class BatchStore:
     def batches_with_status(self, statuses: Iterable[str]) -> list[dict]:
         q = self.fs.collection(BATCHES).where(filter=FieldFilter("status", "in", list(statuses)))
         return [s.to_dict() for s in q.stream()]
+
+    def active_batch_of(self, game_date: dt.date) -> str | None:
+        snap = self.date_ref(game_date).get()
+        return snap.get("active_batch_id") if snap.exists else None
 
     # -- item transitions ---------------------------------------------------------------------
     def _item_transition(self, batch_id: str, item_id: str,
@@ -244,28 +266,14 @@ class BatchStore:
         # table that exists, whatever the completions say.
         batch = self.batch_ref(batch_id).get()
         late = batch.exists and batch.get("status") not in OPEN_STATUSES
+        return str(self._item_transition(batch_id, item_id, lambda item: lc.decide_completion(
+            item, late=late, staging_table=staging_table, row_count=row_count, attempt=attempt, now=now())))
 
-        def decide(item: dict) -> tuple[str, dict | None]:
-            if item["status"] == COMPLETED:
-                return "duplicate", None
-            return ("late" if late else "recorded"), {
-                "status": COMPLETED, "staging_table": staging_table, "row_count": row_count,
-                "attempt": attempt, "previous_status": item["status"], "late": late, "updated_at": now()}
-
-        return str(self._item_transition(batch_id, item_id, decide))
-
-    def record_failure(self, batch_id: str, item_id: str, reason: str) -> str:
+    def record_failure(self, batch_id: str, item_id: str, reason: str, *, dead_lettered: bool = False) -> str:
         """Mark an item failed (dead-lettered or given up on); never overrides a completion.
         Returns 'recorded', 'already_completed' or 'duplicate'."""
-
-        def decide(item: dict) -> tuple[str, dict | None]:
-            if item["status"] == COMPLETED:
-                return "already_completed", None
-            if item["status"] == FAILED:
-                return "duplicate", None
-            return "recorded", {"status": FAILED, "failure_reason": reason, "updated_at": now()}
-
-        return str(self._item_transition(batch_id, item_id, decide))
+        return str(self._item_transition(batch_id, item_id, lambda item: lc.decide_failure(
+            item, reason, now(), dead_lettered=dead_lettered)))
 
     def mark_redispatched(self, batch_id: str, item_ids: Iterable[str]) -> None:
         wb = self.fs.batch()
@@ -287,75 +295,70 @@ class BatchStore:
             "received_at": now(),
         })
 
-    # -- consolidation claim and lease --------------------------------------------------------
-    def _compare_and_set(self, ref, decide: Callable[[dict], tuple[object, dict | None]],
-                         attempts: int = 20) -> object:
+    # -- the batch document: compare-and-set -------------------------------------------------
+    def _compare_and_set(self, ref, decide: Callable[[dict], tuple[object, dict | None]]) -> object:
         """Read, decide, and write only if nobody wrote in between (an update-time precondition).
 
-        For the one-shot transitions on the batch document (claim, lease): unlike a transaction it
-        takes no lock, so the burst of callers at the end of a batch cannot deadlock each other on it;
-        a loser re-reads and sees the winner's write."""
-        for _ in range(attempts):
+        For the one-shot transitions on the batch document (claim, lease, status): unlike a
+        transaction it takes no lock, so the burst of callers at the end of a batch cannot deadlock
+        each other on it; a loser backs off briefly, re-reads and sees the winner's write."""
+
+        def attempt() -> object:
             snap = ref.get()
             if not snap.exists:
                 raise UnknownItem(f"no batch {ref.id}")
             result, update = decide(snap.to_dict())
-            if update is None:
-                return result
-            try:
+            if update is not None:
                 ref.update({**update, "updated_at": now()},
                            option=self.fs.write_option(last_update_time=snap.update_time))
-                return result
-            except gexc.FailedPrecondition:
-                continue
-        raise ContentionError(f"{ref.path}: still contended after {attempts} attempts")
+            return result
+
+        try:
+            return _CAS_RETRY(attempt)()
+        except gexc.RetryError as exc:
+            raise ContentionError(f"{ref.path}: still contended after {_CAS_RETRY.timeout} s") from exc
 
     def claim_consolidation(self, batch_id: str, reason: str, claimant: str, *, take_over: bool = False) -> bool:
-        """Exactly one caller wins the right to publish the consolidation request.
+        """Exactly one caller wins the right to publish the consolidation request (see
+        lifecycle.decide_claim). `claimant` is stable across the caller's retries (its Pub/Sub
+        message id), so the winner's redelivery may publish what its first delivery did not."""
+        return bool(self._compare_and_set(self.batch_ref(batch_id), lambda b: lc.decide_claim(
+            b, reason, claimant, now(), take_over=take_over)))
 
-        `claimant` identifies the caller across retries (the Pub/Sub message id, which a redelivery
-        keeps): a winner that crashed before publishing left no `consolidation_message_id`, and only its
-        own redelivery may publish again. `take_over` lets the stall check adopt a claim whose
-        claimant never came back."""
+    def take_lease(self, batch_id: str, token: str) -> tuple[str, dict]:
+        """('run' | 'done' | 'busy', batch) for the delivery holding `token` (lifecycle.decide_lease)."""
+        return self._compare_and_set(self.batch_ref(batch_id),  # type: ignore[return-value]
+                                     lambda b: lc.decide_lease(b, token, now()))
 
-        def decide(batch: dict) -> tuple[bool, dict | None]:
-            claim = {"status": CONSOLIDATION_REQUESTED, "consolidation_reason": reason,
-                     "consolidation_claimant": claimant, "consolidation_requested_at": now()}
-            if batch["status"] in OPEN_STATUSES:
-                return True, claim
-            unpublished = batch["status"] == CONSOLIDATION_REQUESTED and not batch.get("consolidation_message_id")
-            if unpublished and batch.get("consolidation_claimant") == claimant:
-                return True, None
-            if unpublished and take_over:
-                return True, claim
-            return False, None
+    def renew_lease(self, batch_id: str, token: str) -> bool:
+        return bool(self._compare_and_set(self.batch_ref(batch_id), lambda b: lc.decide_renew(b, token, now())))
 
-        return bool(self._compare_and_set(self.batch_ref(batch_id), decide))
+    def release_lease(self, batch_id: str, token: str) -> bool:
+        return bool(self._compare_and_set(self.batch_ref(batch_id), lambda b: lc.decide_release(b, token)))
 
-    def take_lease(self, batch_id: str, message_id: str, *, manual_retry: bool = False) -> tuple[str, dict]:
-        """Returns ('run', batch) when this message may consolidate, ('done', batch) when the batch
-        is already past consolidation, or ('busy', batch) when another live message holds it.
+    def next_merge_attempt(self, batch_id: str, token: str, failed_attempt: int) -> bool:
+        return bool(self._compare_and_set(self.batch_ref(batch_id), lambda b: lc.decide_next_merge_attempt(
+            b, token, failed_attempt)))
 
-        `manual_retry` (an operator's request) re-opens a `consolidation_failed` batch, whose staging
-        tables were kept for exactly this, under a new consolidation generation (a new MERGE job id)."""
+    def reopen(self, batch_id: str, claimant: str, *, auto: bool) -> tuple[str, dict]:
+        """Re-open a failed consolidation (lifecycle.decide_reopen): ('reopened', batch) or (why not, batch).
 
-        def decide(batch: dict) -> tuple[tuple[str, dict], dict | None]:
-            status = batch["status"]
-            if status == CONSOLIDATION_FAILED and manual_retry:
-                update = {"status": CONSOLIDATING, "lease_message_id": message_id,
-                          "lease_expires_at": now() + LEASE, "error": None,
-                          "consolidation_generation": int(batch.get("consolidation_generation") or 0) + 1}
-                return ("run", {**batch, **update}), update
-            if status in TERMINAL_STATUSES:
-                return ("done", batch), None
-            if status == CONSOLIDATING:
-                holder = batch.get("lease_message_id")
-                expires = batch.get("lease_expires_at")
-                if holder != message_id and expires and expires > now():
-                    return ("busy", batch), None
-            elif status != CONSOLIDATION_REQUESTED:
-                return ("busy", batch), None  # still open: a claim must come first
-            update = {"status": CONSOLIDATING, "lease_message_id": message_id, "lease_expires_at": now() + LEASE}
-            return ("run", {**batch, **update}), update
+        A transaction over the batch and its date: a start that makes a newer run of the date active
+        and this re-open cannot both succeed (the start reads this batch; this reads the date)."""
+        ref = self.batch_ref(batch_id)
 
-        return self._compare_and_set(self.batch_ref(batch_id), decide)  # type: ignore[return-value]
+        @firestore.transactional
+        def txn_fn(txn) -> tuple[str, dict]:
+            snap = ref.get(transaction=txn)
+            if not snap.exists:
+                raise UnknownItem(f"no batch {batch_id}")
+            batch = snap.to_dict()
+            date_snap = self.date_ref(dt.date.fromisoformat(batch["game_date"])).get(transaction=txn)
+            active = date_snap.get("active_batch_id") if date_snap.exists else None
+            result, update = lc.decide_reopen(batch, active, claimant, now(), auto=auto)
+            if update is None:
+                return str(result), batch
+            txn.update(ref, {**update, "updated_at": now()})
+            return str(result), {**batch, **update}
+
+        return txn_fn(self.fs.transaction())

@@ -29,6 +29,10 @@ STATE_FILE = "stack.json"
 # Without a retry policy it redelivers a nacked push after ~1 s and dead-letters reliably, so the
 # local stack leaves the policy out; infra deploys it (real Pub/Sub honours it).
 LOCAL_BACKOFF = {"retry_policy": 0}
+# Without a retry policy every attempt follows the last after ~1 s, so 5 attempts (production's
+# default, spread over minutes by its backoff) last ~5 s here: a function restarting for 5-12 s
+# dead-lettered 62% of a batch. 20 attempts give a local outage ~20 s before anything is dead-lettered.
+LOCAL_MAX_DELIVERY_ATTEMPTS = 20
 
 
 @dataclass
@@ -36,7 +40,7 @@ class StackInfo:
     state_dir: str
     settings: dict
     services: dict[str, dict] = field(default_factory=dict)
-    max_delivery_attempts: int = 5
+    max_delivery_attempts: int = LOCAL_MAX_DELIVERY_ATTEMPTS
 
     @property
     def handles(self) -> dict[str, procs.ServiceHandle]:
@@ -104,8 +108,10 @@ def down(state_dir: Path | str = DEFAULT_STATE_DIR) -> list[str]:
     return stopped
 
 
-def _start_function(name: str, state_dir: Path, env: dict[str, str], threads: int) -> procs.ServiceHandle:
-    port = procs.free_port()
+def _start_function(name: str, state_dir: Path, env: dict[str, str], threads: int,
+                    port: int | None = None) -> procs.ServiceHandle:
+    """A function under functions-framework; `port` to bring one back where its push subscriptions point."""
+    port = port or procs.free_port()
     argv = [sys.executable, "-m", "functions_framework", "--target", name,
             "--source", str(FUNCTION_SOURCES[name]), "--host", procs.LOOPBACK, "--port", str(port)]
     full_env = {**env, "THREADS": str(threads), "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1"}
@@ -115,7 +121,7 @@ def _start_function(name: str, state_dir: Path, env: dict[str, str], threads: in
 
 
 def up(state_dir: Path | str = DEFAULT_STATE_DIR, settings: Settings | None = None, *,
-       threads: int = 4, max_delivery_attempts: int = 5, allow_faults: bool = True,
+       threads: int = 4, max_delivery_attempts: int = LOCAL_MAX_DELIVERY_ATTEMPTS, allow_faults: bool = True,
        reuse: bool = True) -> StackInfo:
     """Start (or reuse) the stack and provision it; returns what a client needs to use it."""
     state_dir = Path(state_dir)

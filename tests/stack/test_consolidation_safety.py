@@ -30,15 +30,17 @@ from batchline.state import (
 def test_stall_check_never_consolidates_a_batch_still_being_dispatched(stack, day):
     items = [Item("player_0000", "g1"), Item("player_0001", "g1")]
     batch_id = ids.new_batch_id(day)
-    stack.store.create_batch(batch_id, day, items, force=True, faults=None)
+    stack.store.create_batch(batch_id, day, items, force=True, faults=None, dispatch_token="test")
     # The start is mid-way: the batch is claimed, its item documents not written yet.
     for it in items:
         stack.store.batch_ref(batch_id).collection(ITEMS).document(it.item_id).delete()
     assert [r for r in stack.stall_check(stall_minutes=30) if r["batch_id"] == batch_id] == []
     assert stack.store.get_batch(batch_id)["status"] == DISPATCHING, "not consolidated with nothing in it"
-    stack.store.batch_ref(batch_id).update({"created_at": dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)})
+    # The start died (its dispatch lease lapsed) and the date's schedule no longer has these items:
+    # the dispatch cannot be resumed, so the batch fails loudly instead of blocking its date.
+    stack.store.batch_ref(batch_id).update({"dispatch_lease_until": dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)})
     reports = [r for r in stack.stall_check(stall_minutes=30) if r["batch_id"] == batch_id]
-    assert reports == [{"batch_id": batch_id, "action": "dispatch_failed"}]
+    assert reports == [{"batch_id": batch_id, "action": "dispatch_not_resumable"}]
     assert stack.store.get_batch(batch_id)["status"] == DISPATCH_FAILED
 
 

@@ -51,8 +51,8 @@ def test_clean_batch_merges_everything_with_one_dml(stack, day):
 def test_staging_write_faults_are_retried_until_everything_merges(stack, day):
     spec = "staging_write=0.3,seed=11"
     # Draws are a function of (seed, item, attempt), so this spec's outcome is known in advance:
-    # 10 of 30 first writes fail, and no item fails all 5 of its deliveries.
-    assert faults.parse(spec).exhausted_items(_players(30), 5) == []
+    # 10 of 30 first writes fail, and no item fails all of its deliveries.
+    assert faults.parse(spec).exhausted_items(_players(30), stack.info.max_delivery_attempts) == []
     batch, ledger = stack.run(day, 30, faults=spec)
     assert ledger.ok, ledger.problems
     assert ledger.merged_items == 30 and ledger.dead_lettered_items == 0
@@ -63,7 +63,7 @@ def test_staging_write_faults_are_retried_until_everything_merges(stack, day):
 
 def test_completion_publish_faults_do_not_lose_items(stack, day):
     spec = "completion_publish=0.4,seed=7"
-    assert faults.parse(spec).exhausted_items(_players(20), 5) == []
+    assert faults.parse(spec).exhausted_items(_players(20), stack.info.max_delivery_attempts) == []
     batch, ledger = stack.run(day, 20, faults=spec)
     assert ledger.ok, ledger.problems
     assert ledger.merged_items == 20 and ledger.duplicate_rows == 0
@@ -73,15 +73,15 @@ def test_completion_publish_faults_do_not_lose_items(stack, day):
 def test_an_item_whose_every_publish_fails_is_dead_lettered_and_its_rows_recovered(stack, day):
     """Its staging table was written but never announced: the message is dead-lettered (loudly), and the
     consolidation still finds the table by name and merges it, recording the item as recovered."""
-    spec = "completion_publish=0.4,seed=3"
-    doomed = faults.parse(spec).exhausted_items(_players(20), 5)
-    assert doomed == ["player_0016"]
+    spec = "completion_publish=0.8,seed=1"
+    doomed = faults.parse(spec).exhausted_items(_players(20), stack.info.max_delivery_attempts)
+    assert doomed == ["player_0002"]
     batch, ledger = stack.run(day, 20, faults=spec)
     assert ledger.ok, ledger.problems
     assert ledger.dead_lettered_ids == doomed and batch["failed_items"] == doomed
     assert batch["recovered_items"] == doomed
     assert ledger.merged_items == 20 and ledger.duplicate_rows == 0 and ledger.main_table_mutating_dml == 1
-    assert sum(r["player_lookup"] == "player_0016" for r in _rows(stack, day)) == 5
+    assert sum(r["player_lookup"] == "player_0002" for r in _rows(stack, day)) == 5
 
 
 def test_poison_item_is_dead_lettered_and_the_rest_consolidates(stack, day):
@@ -90,7 +90,8 @@ def test_poison_item_is_dead_lettered_and_the_rest_consolidates(stack, day):
     assert ledger.dead_lettered_ids == ["player_0003"]
     assert ledger.merged_items == 11 and ledger.missing_items == [] and ledger.ok
     item = stack.store.get_item(batch["batch_id"], "player_0003")
-    assert item["status"] == "failed" and "dead-lettered after 5" in item["failure_reason"]
+    assert item["status"] == "failed"
+    assert f"dead-lettered after {stack.info.max_delivery_attempts}" in item["failure_reason"]
     assert batch["failed_items"] == ["player_0003"]
     assert batch["staging_gap"] == 1 and batch["completed_without_table"] == []
     assert "player_0003" not in {r["player_lookup"] for r in _rows(stack, day)}
@@ -248,9 +249,10 @@ def test_every_state_transition_reaches_stdout_as_structured_json(stack, day):
     staged = {r["item"] for r in worker if r["event"] == "staging_write_succeeded"}
     assert staged == {f"player_{n:04d}" for n in range(7)} - {"player_0004"}
     failed = [r for r in worker if r["event"] == "staging_write_failed" and r["item"] == "player_0004"]
-    assert len(failed) == 5 and all(r["severity"] == "ERROR" for r in failed), "one line per failed attempt"
+    attempts = stack.info.max_delivery_attempts
+    assert len(failed) == attempts and all(r["severity"] == "ERROR" for r in failed), "one line per failed attempt"
     answered = [r for r in worker if r["event"] == "fault_injected"]
-    assert len(answered) == 5 and {r["item"] for r in answered} == {"player_0004"}, "the 503 lines name the item"
+    assert len(answered) == attempts and {r["item"] for r in answered} == {"player_0004"}, "the 503 lines name the item"
     events = [r["event"] for r in coord]
     for event in ("batch_created", "batch_dispatched", "item_completed", "item_dead_lettered",
                   "consolidation_requested", "staging_inventory", "staging_gap", "merge_verified",

@@ -31,8 +31,8 @@ def _registered_batch(stack, day: dt.date, players: int) -> tuple[str, list[Item
     games = {r["player_lookup"]: r["game_id"] for r in synthetic_context(day, players)}
     items = [Item(i.item_id, games[i.item_id]) for i in items]
     batch_id = ids.new_batch_id(day)
-    stack.store.create_batch(batch_id, day, items, force=True, faults=None)
-    stack.store.mark_running(batch_id)
+    stack.store.create_batch(batch_id, day, items, force=True, faults=None, dispatch_token="test")
+    stack.store.mark_running(batch_id, "test")
     return batch_id, items
 
 

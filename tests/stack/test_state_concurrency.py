@@ -19,8 +19,8 @@ from batchline.state import CONSOLIDATION_REQUESTED, BatchStore, Item
 def _batch(stack, day: dt.date, n: int) -> tuple[str, list[Item]]:
     items = [Item(f"player_{i:04d}", "g1") for i in range(n)]
     batch_id = ids.new_batch_id(day)
-    stack.store.create_batch(batch_id, day, items, force=True, faults=None)
-    stack.store.mark_running(batch_id)
+    stack.store.create_batch(batch_id, day, items, force=True, faults=None, dispatch_token="test")
+    stack.store.mark_running(batch_id, "test")
     return batch_id, items
 
 

@@ -206,7 +206,7 @@ def test_merge_update_skips_columns_no_staging_table_has():
 
 def test_merge_inserts_all_columns_explicitly():
     sql = _merge(updatable=set())  # even columns that are not updatable are inserted
-    m = re.search(r"WHEN NOT MATCHED THEN INSERT \((.*)\) VALUES \((.*)\)$", sql)
+    m = re.search(r"WHEN NOT MATCHED THEN INSERT \((.*)\) VALUES \((.*)\)$", sql, re.M)
     assert m, sql
     cols = [x.strip() for x in m.group(1).split(",")]
     vals = [x.strip() for x in m.group(2).split(",")]

@@ -1,0 +1,175 @@
+"""Starting a batch: read the schedule, register the batch, fan out one work message per item.
+
+The start holds a dispatch lease while it publishes (lifecycle.decide_dispatch_lease). If it dies
+mid-dispatch, the batch is not left blocking its date: the next start of the date, or the stall
+check, takes the lapsed lease and resumes the dispatch (docs/failures.md F4). A publish that fails
+while the starter is alive fails the batch at once, loudly, so a retried start begins afresh.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+
+from google.cloud import bigquery
+
+from batchline import faults as faults_mod
+from batchline import ids
+from batchline.claim import request_consolidation_if_done
+from batchline.clients import Clients
+from batchline.logs import log_event
+from batchline.messages import InvalidMessage, StartRequest, WorkMessage, encode
+from batchline.state import DISPATCH_FAILED, DISPATCHING, PENDING, BatchConflict, BatchStore, Item
+
+PUBLISH_CHUNK = 500  # work messages published between two renewals of the dispatch lease
+
+
+class DispatchLost(RuntimeError):
+    """Another dispatcher took the lease (this one was too slow); it carries on, this one stops."""
+
+
+@dataclass(frozen=True)
+class StartResult:
+    batch_id: str
+    game_date: dt.date
+    expected_items: int
+    superseded: str | None
+    invalid_context_rows: int
+    resumed: bool = False
+
+
+def schedule_sql(context_table_id: str) -> str:
+    return (f"SELECT player_lookup, game_id FROM `{context_table_id}` WHERE game_date = @d "
+            f"ORDER BY player_lookup, game_id")
+
+
+def expected_items(clients: Clients, game_date: dt.date,
+                   only: list[str] | None = None) -> tuple[list[Item], list[dict]]:
+    """The schedule for a date from the context table: valid items, and rows rejected with why."""
+    s = clients.settings
+    ids.validate_table_name(s.context_table)
+    job = clients.bq.query(schedule_sql(s.context_table_id), job_config=bigquery.QueryJobConfig(
+        query_parameters=[bigquery.ScalarQueryParameter("d", "DATE", game_date)]))
+    items: dict[str, Item] = {}
+    rejected: list[dict] = []
+    for row in job.result():
+        player, game = row["player_lookup"], row["game_id"]
+        try:
+            item = Item(ids.validate_item_id(player), ids.validate_game_id(game))
+        except ValueError as exc:
+            rejected.append({"player_lookup": str(player)[:100], "game_id": str(game)[:100], "reason": str(exc)})
+            continue
+        if item.item_id in items:
+            rejected.append({"player_lookup": player, "game_id": game,
+                             "reason": f"duplicate player; kept game {items[item.item_id].game_id}"})
+            continue
+        items[item.item_id] = item
+    if only is not None:
+        wanted = set(only)
+        items = {k: v for k, v in items.items() if k in wanted}
+    return list(items.values()), rejected
+
+
+def start_batch(clients: Clients, req: StartRequest, only_items: list[str] | None = None) -> StartResult:
+    s = clients.settings
+    game_date = req.game_date or s.today()
+    if req.faults:
+        if not s.allow_faults:
+            raise InvalidMessage("fault injection is disabled on this deployment")
+        try:
+            faults_mod.parse(req.faults)
+        except ValueError as exc:
+            raise InvalidMessage(str(exc)) from exc
+    schedule, rejected = expected_items(clients, game_date)
+    items = schedule if only_items is None else [i for i in schedule if i.item_id in set(only_items)]
+    if not items:
+        raise InvalidMessage(f"no valid context rows for {game_date}; nothing to run")
+    batch_id = ids.new_batch_id(game_date)
+    store = BatchStore(clients.fs)
+    token = uuid.uuid4().hex
+    superseded = None
+    for tries_left in (1, 0):
+        try:
+            superseded = store.create_batch(
+                batch_id, game_date, items, force=req.force, faults=req.faults, dispatch_token=token,
+                only_items=None if only_items is None else [i.item_id for i in items],
+                scheduled_items=None if only_items is None else [i.item_id for i in schedule])
+            break
+        except BatchConflict as exc:
+            # The date's batch is still dispatching: if its starter died, this start finishes its
+            # dispatch (and answers for that batch); if resuming failed it loudly, start afresh.
+            if exc.status != DISPATCHING or only_items is not None or not tries_left:
+                raise
+            resumed = resume_dispatch(clients, exc.batch_id)
+            if resumed is not None:
+                return resumed
+            if (store.get_batch(exc.batch_id) or {}).get("status") == DISPATCHING:
+                raise
+    log_event("batch_created", batch_id=batch_id, game_date=game_date, expected_items=len(items),
+              superseded=superseded, force=req.force)
+    if rejected:
+        store.set_batch_fields(batch_id, {"invalid_context_rows": rejected[:100],
+                                          "invalid_context_row_count": len(rejected)})
+        log_event("context_rows_rejected", severity="ERROR", batch_id=batch_id, count=len(rejected),
+                  examples=rejected[:5])
+    dispatch(clients, batch_id, game_date, items, token)
+    return StartResult(batch_id, game_date, len(items), superseded, len(rejected))
+
+
+def dispatch(clients: Clients, batch_id: str, game_date: dt.date, items: list[Item], token: str) -> None:
+    """Publish one work message per item, renewing the dispatch lease between chunks; then running."""
+    store = BatchStore(clients.fs)
+    try:
+        for start in range(0, len(items), PUBLISH_CHUNK):
+            if not store.take_dispatch(batch_id, token):
+                raise DispatchLost(f"batch {batch_id}: another dispatcher took over")
+            futures = [
+                clients.publisher.publish(
+                    clients.topic_path("work"),
+                    encode(WorkMessage(batch_id=batch_id, game_date=game_date, item_id=i.item_id, game_id=i.game_id)),
+                    batch_id=batch_id, item_id=i.item_id)
+                for i in items[start:start + PUBLISH_CHUNK]
+            ]
+            for f in futures:
+                f.result(timeout=60)
+    except DispatchLost:
+        log_event("dispatch_lost", severity="WARNING", batch_id=batch_id)
+        raise
+    except Exception as exc:
+        store.transition(batch_id, [DISPATCHING], {"status": DISPATCH_FAILED, "error": str(exc)[:2000]})
+        log_event("dispatch_failed", severity="ERROR", batch_id=batch_id, error=str(exc))
+        raise
+    if store.mark_running(batch_id, token):
+        log_event("batch_dispatched", batch_id=batch_id, expected_items=len(items))
+    request_consolidation_if_done(clients, batch_id, claimant=f"start:{batch_id}")
+
+
+def resume_dispatch(clients: Clients, batch_id: str) -> StartResult | None:
+    """Finish the dispatch of a batch whose starter died (its dispatch lease lapsed); None while the
+    lease is still alive. Item documents the starter did not write are written now, from the
+    schedule; if the schedule no longer matches the batch, the batch fails loudly instead."""
+    store = BatchStore(clients.fs)
+    token = uuid.uuid4().hex
+    if not store.take_dispatch(batch_id, token):
+        return None
+    batch = store.get_batch(batch_id) or {}
+    game_date = dt.date.fromisoformat(batch["game_date"])
+    expected = int(batch["expected_items"])
+    docs = store.items(batch_id)
+    log_event("dispatch_resumed", severity="WARNING", batch_id=batch_id, items_recorded=len(docs),
+              expected_items=expected)
+    if len(docs) < expected:
+        wanted, _ = expected_items(clients, game_date, batch.get("only_items"))
+        if len(wanted) != expected:
+            error = (f"dispatch interrupted after {len(docs)} of {expected} items were recorded, and the "
+                     f"schedule now has {len(wanted)}: start the date again")
+            store.transition(batch_id, [DISPATCHING], {"status": DISPATCH_FAILED, "error": error})
+            log_event("dispatch_failed", severity="ERROR", batch_id=batch_id, error=error)
+            return None
+        store.create_items(batch_id, wanted)
+        docs = store.items(batch_id)
+    pending = [Item(d["item_id"], d["game_id"]) for d in docs if d["status"] == PENDING]
+    dispatch(clients, batch_id, game_date, pending, token)
+    return StartResult(batch_id, game_date, expected, None, int(batch.get("invalid_context_row_count") or 0),
+                       resumed=True)

@@ -1,0 +1,197 @@
+"""Batch and item lifecycle: the statuses and every decision that moves them, as pure functions.
+
+Each `decide_*` takes the current document (a dict, as Firestore returns it) and the time, and
+returns (result, update): the update is the fields to write, or None to write nothing. The store
+(`batchline.state`) reads, decides and writes conditionally; nothing here does I/O, so every guard is
+testable in microseconds (tests/unit/test_lifecycle.py).
+
+Guards that hold a batch together (docs/failures.md F2, F3, F4, F6):
+- the consolidation is claimed once; a claim nobody published is taken over after CLAIM_GRACE;
+- one delivery at a time holds the consolidation lease, by a token unique to that delivery, renewed
+  while it works and released when it stops; an expired lease is taken over;
+- a MERGE attempt is replaced by a new one only once it is known to have failed;
+- a failed consolidation is re-opened only while its batch is still the date's newest run;
+- the dispatch of a start holds a lease too, so a start that died mid-dispatch is resumed, not waited out.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+
+# Batch statuses.
+DISPATCHING = "dispatching"
+RUNNING = "running"
+CONSOLIDATION_REQUESTED = "consolidation_requested"
+CONSOLIDATING = "consolidating"
+CONSOLIDATED = "consolidated"
+CONSOLIDATION_FAILED = "consolidation_failed"
+DISPATCH_FAILED = "dispatch_failed"
+SUPERSEDED = "superseded"
+OPEN_STATUSES = (DISPATCHING, RUNNING)
+ACTIVE_STATUSES = (DISPATCHING, RUNNING, CONSOLIDATION_REQUESTED, CONSOLIDATING)
+TERMINAL_STATUSES = (CONSOLIDATED, CONSOLIDATION_FAILED, DISPATCH_FAILED, SUPERSEDED)
+
+# Item statuses.
+PENDING = "pending"
+COMPLETED = "completed"
+FAILED = "failed"
+
+# How a consolidation failed: a transient one (retried and dead-lettered, BigQuery unavailable) is
+# re-opened by the stall check on its own, at most MAX_AUTO_REOPENS times; a permanent one (schema,
+# 0-row MERGE, verification) waits for a person, with every staging table kept.
+TRANSIENT = "transient"
+PERMANENT = "permanent"
+MAX_AUTO_REOPENS = 3
+
+# A holder renews its lease every LEASE_TTL / 4; a lease not renewed for LEASE_TTL is dead.
+LEASE_TTL = dt.timedelta(minutes=2)
+# A consolidation claimed but not published after this long: its claimant died; anyone may publish.
+CLAIM_GRACE = dt.timedelta(seconds=60)
+# A start renews this while it publishes; a dispatch silent for this long is resumed by the next caller.
+DISPATCH_LEASE = dt.timedelta(seconds=60)
+
+Decision = tuple[object, dict | None]
+
+
+def _expired(deadline: dt.datetime | None, now: dt.datetime) -> bool:
+    return deadline is None or deadline <= now
+
+
+# -- the consolidation claim ------------------------------------------------------------------
+def decide_claim(batch: dict, reason: str, claimant: str, now: dt.datetime, *, take_over: bool = False) -> Decision:
+    """True when this caller may publish the consolidation request. A claim whose claimant never
+    published (it died between the two writes) may be republished by that claimant's redelivery at
+    once, by anyone once CLAIM_GRACE has passed, and by the stall check (`take_over`) at any time."""
+    claim = {"status": CONSOLIDATION_REQUESTED, "consolidation_reason": reason,
+             "consolidation_claimant": claimant, "consolidation_requested_at": now}
+    if batch["status"] in OPEN_STATUSES:
+        return True, claim
+    unpublished = batch["status"] == CONSOLIDATION_REQUESTED and not batch.get("consolidation_message_id")
+    if not unpublished:
+        return False, None
+    if batch.get("consolidation_claimant") == claimant:
+        return True, None
+    requested = batch.get("consolidation_requested_at")
+    if take_over or requested is None or now - requested >= CLAIM_GRACE:
+        return True, claim
+    return False, None
+
+
+# -- the consolidation lease ------------------------------------------------------------------
+def decide_lease(batch: dict, token: str, now: dt.datetime) -> Decision:
+    """('run', batch) when the delivery holding `token` may consolidate, ('done', batch) when the batch
+    is past consolidation, ('busy', batch) when another live delivery holds the lease or the batch is
+    not yet claimed. The token is unique per delivery: two deliveries of one message are two holders."""
+    status = batch["status"]
+    if status in TERMINAL_STATUSES:
+        return ("done", batch), None
+    if status == CONSOLIDATING:
+        holder = batch.get("lease_token")
+        if holder and holder != token and not _expired(batch.get("lease_expires_at"), now):
+            return ("busy", batch), None
+    elif status != CONSOLIDATION_REQUESTED:
+        return ("busy", batch), None  # still open: a claim must come first
+    update = {"status": CONSOLIDATING, "lease_token": token, "lease_expires_at": now + LEASE_TTL}
+    return ("run", {**batch, **update}), update
+
+
+def decide_renew(batch: dict, token: str, now: dt.datetime) -> Decision:
+    """Extend the lease only for its holder; False tells the holder it lost the batch and must stop."""
+    if batch["status"] != CONSOLIDATING or batch.get("lease_token") != token:
+        return False, None
+    return True, {"lease_expires_at": now + LEASE_TTL}
+
+
+def decide_release(batch: dict, token: str) -> Decision:
+    """A holder that stops without a result (an error to be retried) lets the next delivery in now,
+    instead of making it wait out the lease."""
+    if batch["status"] != CONSOLIDATING or batch.get("lease_token") != token:
+        return False, None
+    return True, {"lease_token": None, "lease_expires_at": None}
+
+
+def decide_reopen(batch: dict, date_active_batch: str | None, claimant: str, now: dt.datetime, *,
+                  auto: bool) -> Decision:
+    """Re-open a `consolidation_failed` batch (its staging tables were kept) under a new MERGE
+    generation, as a claimed consolidation the caller then publishes or runs. Refused, with the reason
+    as result, when a newer run of the date exists: merging an older batch again would overwrite the
+    newer batch's rows with older ones. `auto` (the stall check) re-opens only transient failures, at
+    most MAX_AUTO_REOPENS times. A verified MERGE result is kept, so a re-open resumes at cleanup."""
+    if batch["status"] != CONSOLIDATION_FAILED:
+        return f"batch is {batch['status']}, not {CONSOLIDATION_FAILED}", None
+    if date_active_batch != batch["batch_id"]:
+        return (f"a newer run of {batch['game_date']} ({date_active_batch}) replaced this batch; "
+                f"re-consolidating it would overwrite newer rows. Start a new run of the date instead"), None
+    reopens = int(batch.get("auto_reopens") or 0)
+    if auto and (batch.get("failure_kind") != TRANSIENT or reopens >= MAX_AUTO_REOPENS):
+        return f"not re-opened automatically ({batch.get('failure_kind')} failure, {reopens} re-opens)", None
+    update = {"status": CONSOLIDATION_REQUESTED, "consolidation_claimant": claimant,
+              "consolidation_requested_at": now, "consolidation_message_id": None,
+              "consolidation_reason": "auto_reopen" if auto else "manual",
+              "lease_token": None, "lease_expires_at": None, "error": None, "failure_kind": None,
+              "merge_attempt": 0, "consolidation_generation": int(batch.get("consolidation_generation") or 0) + 1}
+    if auto:
+        update["auto_reopens"] = reopens + 1
+    return "reopened", update
+
+
+# -- MERGE attempts ---------------------------------------------------------------------------
+def decide_next_merge_attempt(batch: dict, token: str, failed_attempt: int) -> Decision:
+    """Move on from a MERGE attempt that is known to have failed; only the lease holder may, and only
+    from the attempt it saw fail, so two callers can never both start a new MERGE."""
+    if batch["status"] != CONSOLIDATING or batch.get("lease_token") != token:
+        return False, None
+    if int(batch.get("merge_attempt") or 0) != failed_attempt:
+        return False, None
+    return True, {"merge_attempt": failed_attempt + 1}
+
+
+# -- dispatch ---------------------------------------------------------------------------------
+def decide_dispatch_lease(batch: dict, token: str, now: dt.datetime) -> Decision:
+    """Take (or keep) the right to publish a dispatching batch's work messages: its holder renews it
+    while publishing; once it lapses the start died, and the next caller resumes the dispatch."""
+    if batch["status"] != DISPATCHING:
+        return False, None
+    holder = batch.get("dispatch_token")
+    if holder and holder != token and not _expired(batch.get("dispatch_lease_until"), now):
+        return False, None
+    return True, {"dispatch_token": token, "dispatch_lease_until": now + DISPATCH_LEASE}
+
+
+def decide_mark_running(batch: dict, token: str, now: dt.datetime) -> Decision:
+    """Dispatching -> running for the dispatcher that holds the dispatch lease; nothing once a claim
+    (or another dispatcher) moved the batch on."""
+    if batch["status"] != DISPATCHING or batch.get("dispatch_token") != token:
+        return False, None
+    return True, {"status": RUNNING, "dispatched_at": now, "dispatch_token": None, "dispatch_lease_until": None}
+
+
+# -- generic guarded transition ---------------------------------------------------------------
+def decide_transition(batch: dict, allowed_from: Iterable[str], fields: dict,
+                      lease_token: str | None = None) -> Decision:
+    ok = batch["status"] in set(allowed_from) and (lease_token is None or batch.get("lease_token") == lease_token)
+    return ok, (fields if ok else None)
+
+
+# -- items ------------------------------------------------------------------------------------
+def decide_completion(item: dict, *, late: bool, staging_table: str, row_count: int, attempt: int,
+                      now: dt.datetime) -> Decision:
+    """'recorded', 'late' or 'duplicate'; a completion overrides a failure (its rows are durable)."""
+    if item["status"] == COMPLETED:
+        return "duplicate", None
+    return ("late" if late else "recorded"), {
+        "status": COMPLETED, "staging_table": staging_table, "row_count": row_count, "attempt": attempt,
+        "previous_status": item["status"], "late": late, "updated_at": now}
+
+
+def decide_failure(item: dict, reason: str, now: dt.datetime, *, dead_lettered: bool = False) -> Decision:
+    """'recorded', 'already_completed' or 'duplicate'; a failure never overrides a completion."""
+    if item["status"] == COMPLETED:
+        return "already_completed", None
+    if item["status"] == FAILED:
+        return "duplicate", None
+    update = {"status": FAILED, "failure_reason": reason, "updated_at": now}
+    if dead_lettered:
+        update["dead_lettered_at"] = now
+    return "recorded", update

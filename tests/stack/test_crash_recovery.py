@@ -1,0 +1,142 @@
+"""Crashes, outages and duplicate deliveries around the batch lifecycle, on the real stack: nothing
+waits out a 30-minute stall period, no transient failure needs a person, and no delivery of a
+consolidation message can make a second MERGE."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from batchline import ids
+from batchline.local import processes as procs
+from batchline.local import stack as local_stack
+from batchline.local.provision import synthetic_context
+from batchline.messages import CompletionMessage, ConsolidationRequest
+from batchline.state import CONSOLIDATED, CONSOLIDATION_FAILED, CONSOLIDATION_REQUESTED, ITEMS, Item
+
+
+def _merges(stack, batch_id: str) -> list:
+    return [j for j in stack.clients.bq.list_jobs(all_users=True, max_results=5000)
+            if getattr(j, "statement_type", None) == "MERGE" and batch_id in (j.query or "")]
+
+
+def _staged_batch(stack, day, n: int) -> tuple[str, list[Item]]:
+    """A running batch whose items are all staged and completed: what is left is the consolidation."""
+    s = stack.clients.settings
+    items = [Item(f"player_{i:04d}", "g1") for i in range(n)]
+    batch_id = ids.new_batch_id(day)
+    stack.store.create_batch(batch_id, day, items, force=True, faults=None, dispatch_token="test")
+    stack.store.mark_running(batch_id, "test")
+    schema = list(stack.clients.bq.get_table(s.main_table_id).schema)
+    for it in items:
+        table = stack.stage(s, batch_id, day, it.item_id, schema)
+        stack.store.record_completion(batch_id, it.item_id, table, 5, 1)
+    return batch_id, items
+
+
+def _ago(seconds: float) -> dt.datetime:
+    return dt.datetime.now(dt.UTC) - dt.timedelta(seconds=seconds)
+
+
+def test_a_claim_nobody_published_is_published_by_the_next_caller_after_a_minute(stack, day):
+    batch_id, items = _staged_batch(stack, day, 2)
+    assert stack.store.claim_consolidation(batch_id, "all_items_terminal", claimant="died-before-publishing")
+    dup = CompletionMessage(batch_id=batch_id, item_id=items[0].item_id, row_count=5, write_status="ok", attempt=1,
+                            staging_table=ids.staging_table_name(batch_id, items[0].item_id))
+    r = stack.push("coordinator/completions", dup.model_dump(mode="json"), message_id="later-1")
+    assert r.json()["result"] == "duplicate"
+    batch = stack.store.get_batch(batch_id)
+    assert batch["status"] == CONSOLIDATION_REQUESTED and not batch.get("consolidation_message_id"), \
+        "within the grace period the claimant may still be publishing"
+    stack.store.set_batch_fields(batch_id, {"consolidation_requested_at": _ago(61)})
+    r = stack.push("coordinator/completions", dup.model_dump(mode="json"), message_id="later-2")
+    assert r.status_code == 200
+    assert stack.wait(batch_id)["status"] == CONSOLIDATED
+    assert len(_merges(stack, batch_id)) == 1
+
+
+def test_a_start_that_died_mid_dispatch_is_resumed_by_the_next_start(stack, day):
+    stack.seed(day, 6)
+    items = [Item(r["player_lookup"], r["game_id"]) for r in synthetic_context(day, 6)]
+    batch_id = ids.new_batch_id(day)
+    stack.store.create_batch(batch_id, day, items, force=False, faults=None, dispatch_token="dead-start")
+    # It died after writing half the item documents and before publishing anything.
+    for it in items[3:]:
+        stack.store.batch_ref(batch_id).collection(ITEMS).document(it.item_id).delete()
+    early = stack.start(day)
+    assert early.status_code == 409, "while its dispatch lease lives, the starter may still be publishing"
+    stack.store.batch_ref(batch_id).update({"dispatch_lease_until": _ago(1)})
+    resumed = stack.start(day)
+    assert resumed.status_code == 200, resumed.text
+    assert resumed.json()["batch_id"] == batch_id and resumed.json()["resumed"] is True
+    batch = stack.wait(batch_id)
+    assert batch["status"] == CONSOLIDATED and batch["merged_items"] == 6
+
+
+def test_a_transient_merge_failure_is_retried_under_a_new_attempt_id(stack, day):
+    batch, ledger = stack.run(day, 3, faults="merge_transient=2")
+    assert batch["status"] == CONSOLIDATED and ledger.ok, (batch.get("error"), ledger.problems)
+    assert batch["merge_attempt"] == 2
+    assert batch["merge_result"]["job_id"] == f"batchline_merge_{batch['batch_id']}_g0_a2"
+    assert ledger.main_table_mutating_dml == 1 and len(_merges(stack, batch["batch_id"])) == 1
+
+
+def test_concurrent_deliveries_of_one_consolidation_message_run_one_merge(stack, day):
+    batch_id, _ = _staged_batch(stack, day, 3)
+    assert stack.store.claim_consolidation(batch_id, "all_items_terminal", claimant="c")
+    stack.store.set_batch_fields(batch_id, {"consolidation_message_id": "m-dup"})
+    payload = ConsolidationRequest(batch_id=batch_id, reason="all_items_terminal").model_dump()
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        answers = list(pool.map(lambda _: stack.push("coordinator/consolidate", payload, message_id="m-dup"),
+                                range(4)))
+    results = sorted(r.json()["result"] for r in answers)
+    assert all(r.status_code == 200 for r in answers)
+    assert results.count("consolidated") == 1 and set(results) <= {"consolidated", "busy", "done"}, results
+    assert stack.store.get_batch(batch_id)["status"] == CONSOLIDATED
+    assert len(_merges(stack, batch_id)) == 1
+
+
+def test_the_stall_check_reopens_a_consolidation_that_failed_transiently(stack, day):
+    batch_id, _ = _staged_batch(stack, day, 2)
+    assert stack.store.claim_consolidation(batch_id, "all_items_terminal", claimant="c")
+    stack.store.set_batch_fields(batch_id, {"consolidation_message_id": "m-gone"})
+    # Its message was retried until dead-lettered (BigQuery was away): failed, but transiently.
+    dead = stack.push("coordinator/dead-letters/consolidation",
+                      ConsolidationRequest(batch_id=batch_id, reason="all_items_terminal").model_dump())
+    assert dead.json()["result"] == "recorded"
+    assert stack.store.get_batch(batch_id)["status"] == CONSOLIDATION_FAILED
+    reports = [r for r in stack.stall_check(stall_minutes=30) if r["batch_id"] == batch_id]
+    assert [r["action"] for r in reports] == ["consolidation_reopened"]
+    batch = stack.wait_for(batch_id, CONSOLIDATED)
+    assert batch["consolidation_generation"] == 1 and batch["auto_reopens"] == 1 and batch["merged_items"] == 2
+
+
+def test_the_stall_check_leaves_a_permanent_failure_to_a_person(stack, day):
+    batch, _ = stack.run(day, 2, faults="zero_merge=1")
+    assert batch["status"] == CONSOLIDATION_FAILED and batch["failure_kind"] == "permanent"
+    assert [r for r in stack.stall_check(stall_minutes=30) if r["batch_id"] == batch["batch_id"]] == []
+    assert stack.store.get_batch(batch["batch_id"])["status"] == CONSOLIDATION_FAILED
+
+
+def test_a_worker_outage_of_eight_seconds_dead_letters_nothing(stack, day):
+    stack.seed(day, 30)
+    resp = stack.start(day)
+    assert resp.status_code == 200
+    batch_id = resp.json()["batch_id"]
+    info = stack.info
+    worker = info.handles["worker"]
+    time.sleep(1.0)
+    assert procs.stop(worker)
+    try:
+        time.sleep(8.0)
+    finally:
+        env = {**info.settings_obj().as_env(), **info.client_env()}
+        handle = local_stack._start_function("worker", Path(info.state_dir), env, 4,
+                                             port=worker.port)
+        info.services["worker"] = handle.to_dict()
+        info.save()
+    batch = stack.wait(batch_id)
+    assert batch["status"] == CONSOLIDATED
+    assert batch["failed_items"] == [] and batch["merged_items"] == 30, "an outage within the budget loses nothing"

@@ -1,0 +1,110 @@
+"""Re-runs of a date on the real stack: exactly one ACTIVE prediction per (player, system, prop), rows
+of a newer run never overwritten by an older one, and no completion recorded without its rows."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from google.cloud import bigquery
+
+from batchline import ids
+from batchline.local.provision import seed_context, synthetic_context
+from batchline.messages import CompletionMessage, ConsolidationRequest
+from batchline.state import CONSOLIDATED, CONSOLIDATION_FAILED, PENDING, REJECTED, Item
+
+
+def _rows(stack, day) -> list[dict]:
+    s = stack.clients.settings
+    job = stack.clients.bq.query(
+        f"SELECT player_lookup, system_id, prop_type, game_id, batch_id, is_active FROM `{s.main_table_id}` "
+        f"WHERE game_date = @d", job_config=bigquery.QueryJobConfig(
+            query_parameters=[bigquery.ScalarQueryParameter("d", "DATE", day)]))
+    return [dict(r.items()) for r in job.result()]
+
+
+def _one_active_each(rows: list[dict]) -> bool:
+    active = Counter((r["player_lookup"], r["system_id"], r["prop_type"]) for r in rows if r["is_active"])
+    return all(n == 1 for n in active.values())
+
+
+def test_a_rerun_after_the_schedule_changed_leaves_exactly_one_active_row_each(stack, day):
+    schedule = synthetic_context(day, 6)
+    seed_context(stack.clients.bq, stack.clients.settings, day, schedule)
+    first, _ = stack.run(day, 6, seed=False)
+    # player_0001 moves to another game; player_0002 leaves the schedule.
+    changed = [dict(r, game_id="moved_g99") if r["player_lookup"] == "player_0001" else r
+               for r in schedule if r["player_lookup"] != "player_0002"]
+    seed_context(stack.clients.bq, stack.clients.settings, day, changed)
+    second, ledger = stack.run(day, 5, force=True, seed=False)
+    assert second["status"] == CONSOLIDATED and ledger.ok, ledger.problems
+    rows = _rows(stack, day)
+    active = [r for r in rows if r["is_active"]]
+    assert _one_active_each(rows)
+    assert {r["batch_id"] for r in active} == {second["batch_id"]}, "the date's active rows are the re-run's"
+    assert {r["player_lookup"] for r in active} == {r["player_lookup"] for r in changed}
+    assert {r["game_id"] for r in active if r["player_lookup"] == "player_0001"} == {"moved_g99"}
+    stale = [r for r in rows if not r["is_active"]]
+    assert {(r["player_lookup"], r["batch_id"]) for r in stale} == {
+        ("player_0001", first["batch_id"]), ("player_0002", first["batch_id"])}, "replaced rows kept, inactive"
+    assert len(stale) == 10 and second["kept_previous_items"] == {}
+
+
+def test_items_a_rerun_did_not_merge_keep_their_previous_rows_and_say_so(stack, day):
+    first, _ = stack.run(day, 4)
+    second, ledger = stack.run(day, 4, force=True, seed=False, faults="poison=player_0002")
+    assert second["status"] == CONSOLIDATED and ledger.missing_items == []
+    assert second["kept_previous_items"] == {"player_0002": first["batch_id"]}
+    rows = _rows(stack, day)
+    assert _one_active_each(rows) and len([r for r in rows if r["is_active"]]) == 20
+    assert {r["batch_id"] for r in rows if r["is_active"] and r["player_lookup"] == "player_0002"} == {
+        first["batch_id"]}
+
+
+def test_an_older_failed_batch_is_never_reconsolidated_over_a_newer_run(stack, day):
+    older, _ = stack.run(day, 3, faults="zero_merge=1")
+    assert older["status"] == CONSOLIDATION_FAILED
+    newer, _ = stack.run(day, 3, force=True, seed=False)
+    assert newer["status"] == CONSOLIDATED
+    stack.store.set_batch_fields(older["batch_id"], {"faults": None})  # "the cause is fixed"
+    r = stack.push("coordinator/consolidate",
+                   ConsolidationRequest(batch_id=older["batch_id"], reason="manual").model_dump(), message_id="op-1")
+    assert r.status_code == 200 and r.json()["result"] == "refused"
+    after = stack.store.get_batch(older["batch_id"])
+    assert after["status"] == CONSOLIDATION_FAILED and newer["batch_id"] in after["reopen_refused"]
+    assert {r["batch_id"] for r in _rows(stack, day)} == {newer["batch_id"]}, "no row went back to the older run"
+
+
+def _pending_batch(stack, day, n: int) -> tuple[str, list[Item]]:
+    items = [Item(f"player_{i:04d}", "g1") for i in range(n)]
+    batch_id = ids.new_batch_id(day)
+    stack.store.create_batch(batch_id, day, items, force=True, faults=None, dispatch_token="test")
+    stack.store.mark_running(batch_id, "test")
+    return batch_id, items
+
+
+def test_a_completion_with_nothing_behind_it_is_refused_on_every_path(stack, day):
+    batch_id, items = _pending_batch(stack, day, 2)
+    item = items[0].item_id
+    own = ids.staging_table_name(batch_id, item)
+    other = ids.staging_table_name(ids.new_batch_id(day), item)
+    s = stack.clients.settings
+
+    def completion(table: str, rows: int) -> dict:
+        return CompletionMessage(batch_id=batch_id, item_id=item, staging_table=table, row_count=rows,
+                                 write_status="ok", attempt=1).model_dump(mode="json")
+
+    forged = [completion(own, 0), completion(own, 5), completion(other, 5), completion(s.main_table, 5)]
+    for n, payload in enumerate(forged):
+        r = stack.push("coordinator/completions", payload, message_id=f"forged-{n}")
+        assert r.status_code == 400, (payload, r.text)
+        r = stack.push("coordinator/dead-letters/completions", payload, message_id=f"forged-dl-{n}")
+        assert r.status_code == 200 and r.json()["result"] == "rejected", (payload, r.text)
+    stack.stage(s, batch_id, day, item, list(stack.clients.bq.get_table(s.main_table_id).schema))
+    r = stack.push("coordinator/completions", completion(own, 7), message_id="wrong-count")
+    assert r.status_code == 400 and "holds 5" in r.json()["error"]
+    assert stack.store.get_item(batch_id, item)["status"] == PENDING, "nothing forged was recorded"
+    rejected = [d.to_dict() for d in stack.clients.fs.collection(REJECTED).stream()
+                if d.to_dict()["message_id"].startswith("forged-dl-") and batch_id in d.to_dict()["reason"]]
+    assert len(rejected) == len(forged), "each forged dead letter is kept where an operator sees it"
+    r = stack.push("coordinator/completions", completion(own, 5), message_id="true")
+    assert r.status_code == 200 and r.json()["result"] == "recorded"

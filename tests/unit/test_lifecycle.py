@@ -1,0 +1,197 @@
+"""The lifecycle decisions, without Firestore: every guard in microseconds, and a hypothesis state
+machine of the consolidation protocol (deliveries, leases, MERGE attempts, crashes, time) whose
+invariant is the promise of F2: never two successful MERGEs of one batch generation."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from batchline import lifecycle as lc
+
+T0 = dt.datetime(2030, 1, 1, 12, tzinfo=dt.UTC)
+
+
+def _batch(status: str, **extra) -> dict:
+    return {"batch_id": "20300101_abcdefabcdef", "game_date": "2030-01-01", "status": status, **extra}
+
+
+def _apply(batch: dict, decision) -> tuple[object, dict]:
+    result, update = decision
+    return result, {**batch, **(update or {})}
+
+
+# -- the claim ------------------------------------------------------------------------------------
+def test_a_claim_is_won_once_and_an_unpublished_claim_is_taken_over_after_the_grace():
+    won, batch = _apply(_batch(lc.RUNNING), lc.decide_claim(_batch(lc.RUNNING), "r", "m1", T0))
+    assert won and batch["status"] == lc.CONSOLIDATION_REQUESTED
+    assert lc.decide_claim(batch, "r", "m1", T0 + dt.timedelta(seconds=5)) == (True, None), "its own redelivery"
+    assert lc.decide_claim(batch, "r", "m2", T0 + dt.timedelta(seconds=5)) == (False, None), "within the grace"
+    late = T0 + lc.CLAIM_GRACE
+    taken, update = lc.decide_claim(batch, "r", "m2", late)
+    assert taken and update["consolidation_claimant"] == "m2" and update["consolidation_requested_at"] == late
+    published = {**batch, "consolidation_message_id": "x"}
+    assert lc.decide_claim(published, "r", "m2", late + dt.timedelta(hours=1), take_over=True) == (False, None)
+
+
+# -- the lease ------------------------------------------------------------------------------------
+def test_two_deliveries_of_one_message_are_two_contenders():
+    (verdict, _), batch = _apply(_batch(lc.CONSOLIDATION_REQUESTED), lc.decide_lease(
+        _batch(lc.CONSOLIDATION_REQUESTED), "delivery-1", T0))
+    assert verdict == "run"
+    (verdict, _), update = lc.decide_lease(batch, "delivery-2", T0 + dt.timedelta(seconds=1))
+    assert verdict == "busy" and update is None
+    (verdict, _), update = lc.decide_lease(batch, "delivery-2", T0 + lc.LEASE_TTL)
+    assert verdict == "run" and update["lease_token"] == "delivery-2", "an expired lease is taken over"
+
+
+def test_a_released_lease_lets_the_next_delivery_in_at_once_and_only_the_holder_renews_or_releases():
+    batch = _batch(lc.CONSOLIDATING, lease_token="a", lease_expires_at=T0 + lc.LEASE_TTL)
+    assert lc.decide_renew(batch, "b", T0) == (False, None)
+    assert lc.decide_release(batch, "b") == (False, None)
+    assert lc.decide_renew(batch, "a", T0)[1] == {"lease_expires_at": T0 + lc.LEASE_TTL}
+    _, released = _apply(batch, lc.decide_release(batch, "a"))
+    assert lc.decide_lease(released, "b", T0)[0][0] == "run"
+
+
+@pytest.mark.parametrize("status", lc.TERMINAL_STATUSES)
+def test_a_terminal_batch_is_done_for_every_delivery(status):
+    assert lc.decide_lease(_batch(status), "x", T0) == (("done", _batch(status)), None)
+
+
+@pytest.mark.parametrize("status", lc.OPEN_STATUSES)
+def test_an_unclaimed_batch_is_not_consolidated(status):
+    assert lc.decide_lease(_batch(status), "x", T0)[0][0] == "busy"
+
+
+# -- MERGE attempts -------------------------------------------------------------------------------
+def test_only_the_holder_moves_on_and_only_from_the_attempt_it_saw_fail():
+    batch = _batch(lc.CONSOLIDATING, lease_token="a", merge_attempt=1)
+    assert lc.decide_next_merge_attempt(batch, "b", 1) == (False, None)
+    assert lc.decide_next_merge_attempt(batch, "a", 0) == (False, None), "a stale failure moves nothing"
+    assert lc.decide_next_merge_attempt(batch, "a", 1) == (True, {"merge_attempt": 2})
+
+
+# -- re-opening a failed consolidation ------------------------------------------------------------
+def test_a_failed_batch_is_reopened_only_while_it_is_the_dates_newest_run():
+    failed = _batch(lc.CONSOLIDATION_FAILED, failure_kind=lc.TRANSIENT, consolidation_generation=2)
+    why, update = lc.decide_reopen(failed, "20300101_000000000001", "op", T0, auto=False)
+    assert update is None and "newer run" in why
+    result, update = lc.decide_reopen(failed, failed["batch_id"], "op", T0, auto=False)
+    assert result == "reopened" and update["status"] == lc.CONSOLIDATION_REQUESTED
+    assert update["consolidation_generation"] == 3 and update["merge_attempt"] == 0
+
+
+def test_the_stall_check_reopens_transient_failures_a_bounded_number_of_times():
+    own = "20300101_abcdefabcdef"
+    permanent = _batch(lc.CONSOLIDATION_FAILED, failure_kind=lc.PERMANENT)
+    assert lc.decide_reopen(permanent, own, "s", T0, auto=True)[1] is None
+    assert lc.decide_reopen(permanent, own, "s", T0, auto=False)[1] is not None, "a person may"
+    spent = _batch(lc.CONSOLIDATION_FAILED, failure_kind=lc.TRANSIENT, auto_reopens=lc.MAX_AUTO_REOPENS)
+    assert lc.decide_reopen(spent, own, "s", T0, auto=True)[1] is None
+    fresh = _batch(lc.CONSOLIDATION_FAILED, failure_kind=lc.TRANSIENT)
+    assert lc.decide_reopen(fresh, own, "s", T0, auto=True)[1]["auto_reopens"] == 1
+
+
+# -- dispatch -------------------------------------------------------------------------------------
+def test_a_dispatch_is_resumed_only_once_its_lease_lapsed():
+    batch = _batch(lc.DISPATCHING, dispatch_token="start", dispatch_lease_until=T0 + lc.DISPATCH_LEASE)
+    assert lc.decide_dispatch_lease(batch, "retry", T0) == (False, None)
+    assert lc.decide_dispatch_lease(batch, "start", T0)[0], "its holder renews"
+    ok, update = lc.decide_dispatch_lease(batch, "retry", T0 + lc.DISPATCH_LEASE)
+    assert ok and update["dispatch_token"] == "retry"
+    assert lc.decide_mark_running(batch, "retry", T0) == (False, None), "only the holder marks it running"
+    assert lc.decide_mark_running(batch, "start", T0)[1]["status"] == lc.RUNNING
+    assert lc.decide_dispatch_lease(_batch(lc.RUNNING), "x", T0) == (False, None)
+
+
+# -- items ----------------------------------------------------------------------------------------
+def test_a_failure_never_overrides_a_completion_and_a_completion_overrides_a_failure():
+    assert lc.decide_failure({"status": lc.COMPLETED}, "x", T0) == ("already_completed", None)
+    result, update = lc.decide_completion({"status": lc.FAILED}, late=False, staging_table="t", row_count=5,
+                                          attempt=3, now=T0)
+    assert result == "recorded" and update["status"] == lc.COMPLETED and update["previous_status"] == lc.FAILED
+    assert lc.decide_failure({"status": lc.PENDING}, "dl", T0, dead_lettered=True)[1]["dead_lettered_at"] == T0
+
+
+# -- the protocol as a state machine --------------------------------------------------------------
+class ConsolidationProtocol(RuleBasedStateMachine):
+    """Deliveries arrive and take the lease or not; a holder believes it holds the lease until the
+    expiry it last wrote, starts the MERGE job of the current attempt (or waits for it, as
+    run_merge_once does), sees an attempt fail (perhaps a stale one), renews, releases or crashes;
+    time passes. Jobs are keyed by attempt, as job ids are."""
+
+    def __init__(self):
+        super().__init__()
+        self.batch = _batch(lc.CONSOLIDATION_REQUESTED)
+        self.now = T0
+        self.believes: dict[str, dt.datetime] = {}  # holder -> the lease expiry it last wrote
+        self.jobs: dict[int, str] = {}  # attempt -> running | failed | succeeded
+        self.n = 0
+
+    @rule()
+    def deliver(self):
+        self.n += 1
+        token = f"d{self.n}"
+        (verdict, _), self.batch = _apply(self.batch, lc.decide_lease(self.batch, token, self.now))
+        if verdict == "run":
+            self.believes[token] = self.batch["lease_expires_at"]
+
+    @precondition(lambda self: self.believes)
+    @rule(data=st.data())
+    def run_merge(self, data):
+        data.draw(st.sampled_from(sorted(self.believes)))
+        self.jobs.setdefault(int(self.batch.get("merge_attempt") or 0), "running")
+
+    @precondition(lambda self: any(s == "running" for s in self.jobs.values()))
+    @rule(ok=st.booleans(), data=st.data())
+    def job_finishes(self, ok, data):
+        attempt = data.draw(st.sampled_from([a for a, s in self.jobs.items() if s == "running"]))
+        self.jobs[attempt] = "succeeded" if ok else "failed"
+
+    @precondition(lambda self: self.believes and any(s == "failed" for s in self.jobs.values()))
+    @rule(data=st.data())
+    def holder_sees_an_attempt_fail(self, data):
+        token = data.draw(st.sampled_from(sorted(self.believes)))
+        attempt = data.draw(st.sampled_from([a for a, s in self.jobs.items() if s == "failed"]))
+        _, self.batch = _apply(self.batch, lc.decide_next_merge_attempt(self.batch, token, attempt))
+        released, self.batch = _apply(self.batch, lc.decide_release(self.batch, token))
+        self.believes.pop(token, None)
+
+    @precondition(lambda self: self.believes)
+    @rule(data=st.data())
+    def holder_renews_or_crashes(self, data):
+        token = data.draw(st.sampled_from(sorted(self.believes)))
+        if data.draw(st.booleans()):
+            renewed, self.batch = _apply(self.batch, lc.decide_renew(self.batch, token, self.now))
+            if renewed:
+                self.believes[token] = self.batch["lease_expires_at"]
+            else:
+                self.believes.pop(token)
+        else:
+            self.believes.pop(token)
+
+    @rule(seconds=st.integers(min_value=1, max_value=200))
+    def time_passes(self, seconds):
+        self.now += dt.timedelta(seconds=seconds)
+
+    @invariant()
+    def never_two_successful_merges(self):
+        assert sum(s == "succeeded" for s in self.jobs.values()) <= 1
+
+    @invariant()
+    def a_new_attempt_only_after_a_failed_one(self):
+        for attempt in self.jobs:
+            assert all(self.jobs.get(prior) == "failed" for prior in range(attempt))
+
+    @invariant()
+    def at_most_one_delivery_believes_it_holds_the_lease(self):
+        assert sum(expiry > self.now for expiry in self.believes.values()) <= 1
+
+
+TestConsolidationProtocol = ConsolidationProtocol.TestCase
+TestConsolidationProtocol.settings = settings(max_examples=300, stateful_step_count=40, deadline=None)
