@@ -177,8 +177,8 @@ def handle_consolidation(clients: Clients, envelope: PushEnvelope) -> str:
         return verdict
     finished = False
     try:
-        with LeaseKeeper(store, req.batch_id, token):
-            outcome = consolidate_batch(clients, req.batch_id, batch, token)
+        with LeaseKeeper(store, req.batch_id, token) as keeper:
+            outcome = consolidate_batch(clients, req.batch_id, batch, token, keeper)
         finished = True
         return outcome
     finally:
@@ -187,7 +187,8 @@ def handle_consolidation(clients: Clients, envelope: PushEnvelope) -> str:
             store.release_lease(req.batch_id, token)
 
 
-def consolidate_batch(clients: Clients, batch_id: str, batch: dict, lease: str) -> str:
+def consolidate_batch(clients: Clients, batch_id: str, batch: dict, lease: str,
+                      keeper: LeaseKeeper | None = None) -> str:
     """Inventory, one MERGE, verification, cleanup, result. Every write is conditional on still
     holding the lease, so nothing written here can overwrite another writer's state."""
     s = clients.settings
@@ -214,6 +215,10 @@ def consolidate_batch(clients: Clients, batch_id: str, batch: dict, lease: str) 
     injected = faults_mod.parse(batch.get("faults")) if s.allow_faults else faults_mod.FaultSpec()
     tables = list(inv.tables.values())
     attempt = int(batch.get("merge_attempt") or 0)
+    if keeper is not None and keeper.lost:
+        log_event("consolidation_lease_lost", severity="ERROR", batch_id=batch_id, lease=lease,
+                  message="lost the batch before its MERGE; the delivery now holding it consolidates")
+        return "lease_lost"
     try:
         if merged is None and tables:
             result = cons.merge_staging(

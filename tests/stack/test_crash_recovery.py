@@ -140,3 +140,23 @@ def test_a_worker_outage_of_eight_seconds_dead_letters_nothing(stack, day):
     batch = stack.wait(batch_id)
     assert batch["status"] == CONSOLIDATED
     assert batch["failed_items"] == [] and batch["merged_items"] == 30, "an outage within the budget loses nothing"
+
+
+def test_a_consolidation_whose_holder_died_is_taken_over_once_its_lease_lapses(stack, day):
+    batch_id, _ = _staged_batch(stack, day, 2)
+    assert stack.store.claim_consolidation(batch_id, "all_items_terminal", claimant="c")
+    stack.store.set_batch_fields(batch_id, {"consolidation_message_id": "m-died"})
+    verdict, _ = stack.store.take_lease(batch_id, "holder-killed-mid-merge")
+    assert verdict == "run"
+    # Its redelivery found the lease alive and was answered busy (and acknowledged).
+    busy = stack.push("coordinator/consolidate",
+                      ConsolidationRequest(batch_id=batch_id, reason="all_items_terminal").model_dump(),
+                      message_id="m-died")
+    assert busy.json()["result"] == "busy"
+    assert [r for r in stack.stall_check(stall_minutes=30) if r["batch_id"] == batch_id] == [], "lease alive"
+    stack.store.set_batch_fields(batch_id, {"lease_expires_at": _ago(1)})
+    reports = [r for r in stack.stall_check(stall_minutes=30) if r["batch_id"] == batch_id]
+    assert [r["action"] for r in reports] == ["consolidation_lease_expired_republished"]
+    batch = stack.wait(batch_id)
+    assert batch["status"] == CONSOLIDATED and batch["merged_items"] == 2
+    assert len(_merges(stack, batch_id)) == 1
