@@ -1,0 +1,96 @@
+"""Every statement batchline sends to BigQuery is valid GoogleSQL, judged by Google's ZetaSQL analyzer
+in BigQuery's product mode against a catalog built from batchline/schema.py (docs/sql-validation.md).
+The emulator runs DuckDB and accepts SQL that BigQuery rejects; this does not."""
+
+from __future__ import annotations
+
+import pytest
+import statements as st
+from google.cloud import bigquery
+from zetasql_service import AnalysisError
+
+
+@pytest.mark.parametrize("driver", list(st.DRIVERS))
+def test_every_statement_the_code_sends_is_valid_googlesql(zetasql, driver):
+    run, expected_kinds = st.DRIVERS[driver]
+    drive = run()
+    kinds = tuple(zetasql.analyze(s.sql, s.params, drive.tables) for s in drive.sent)
+    assert kinds == expected_kinds
+
+
+def test_every_query_call_site_in_the_code_is_exercised_by_a_driver():
+    sent = [s for run, _ in st.DRIVERS.values() for s in run().sent]
+    missing = st.uncovered(st.call_sites(), sent)
+    assert not missing, ("SQL sent from here is not analyzed; add a driver to tests/sql/statements.py "
+                         "that runs this code path: " + ", ".join(map(str, missing)))
+
+
+def test_the_call_site_scan_sees_the_known_senders_and_wrappers():
+    sites = {(c.path, c.function) for c in st.call_sites()}
+    assert {("batchline/consolidate.py", "query_one"), ("batchline/consolidate.py", "run_merge_once"),
+            ("batchline/ledger.py", "compute"), ("batchline/coordinator.py", "expected_items")} <= sites
+    # a wrapper's callers count as senders: merge_staging passes its SQL through query_one and run_merge_once
+    assert sum(1 for c in st.call_sites() if c.function == "merge_staging") == 2
+
+
+def test_a_staging_table_lacking_a_nullable_column_is_merged_with_a_typed_null(zetasql):
+    drive = st.merge_with_typed_nulls()
+    merge = next(s for s in drive.sent if s.sql.startswith("MERGE"))
+    assert "CAST(NULL AS FLOAT64) AS `line_value`" in merge.sql
+    assert zetasql.analyze(merge.sql, merge.params, drive.tables) == "merge"
+
+
+def test_the_chunk_combine_creates_scratch_tables_the_merge_then_reads(zetasql):
+    drive = st.merge_in_chunks()
+    ctas = [s for s in drive.sent if s.sql.startswith("CREATE OR REPLACE TABLE")]
+    merge = next(s for s in drive.sent if s.sql.startswith("MERGE"))
+    assert len(ctas) == 2 and "CAST(NULL AS FLOAT64)" in "".join(s.sql for s in ctas)
+    assert "cmb_" in merge.sql and "stg_" not in merge.sql
+    for s in [*ctas, merge]:
+        zetasql.analyze(s.sql, s.params, drive.tables)
+
+
+# -- the analyzer is a real judge: what it must reject ------------------------------------------------
+@pytest.mark.parametrize(("duckdb_only", "googlesql"), [
+    ("SELECT 1::INT64 AS n", "SELECT CAST(1 AS INT64) AS n"),                      # :: cast
+    ("SELECT 'Ab' ILIKE 'a%' AS m", "SELECT LOWER('Ab') LIKE 'a%' AS m"),           # ILIKE
+    ("SELECT LIST_VALUE(1, 2) AS l", "SELECT [1, 2] AS l"),                         # DuckDB list function
+    ("SELECT player_lookup FROM `batchline-local.predictions.player_game_context` "
+     "WHERE game_date = @d ORDER BY ALL", "SELECT player_lookup FROM "
+     "`batchline-local.predictions.player_game_context` WHERE game_date = @d ORDER BY 1"),  # ORDER BY ALL
+])
+def test_duckdb_only_sql_is_rejected_and_its_googlesql_spelling_accepted(zetasql, duckdb_only, googlesql):
+    params = [bigquery.ScalarQueryParameter("d", "DATE", st.DATE)] if "@d" in googlesql else []
+    with pytest.raises(AnalysisError):
+        zetasql.analyze(duckdb_only, params)
+    assert zetasql.analyze(googlesql, params) == "query"
+
+
+def test_bigquery_product_mode_rejects_types_bigquery_lacks(zetasql):
+    for t in ("UINT64", "INT32", "FLOAT"):
+        with pytest.raises(AnalysisError, match="not supported|Type not found"):
+            zetasql.analyze(f"SELECT CAST(1 AS {t}) AS n")
+
+
+def test_a_typed_null_of_the_wrong_type_is_rejected_by_the_merge_insert(zetasql):
+    drive = st.merge_with_typed_nulls()
+    merge = next(s for s in drive.sent if s.sql.startswith("MERGE"))
+    broken = merge.sql.replace("CAST(NULL AS FLOAT64)", "CAST(NULL AS DATE)")
+    assert broken != merge.sql
+    with pytest.raises(AnalysisError, match="line_value|DATE"):
+        zetasql.analyze(broken, merge.params, drive.tables)
+
+
+def test_unknown_names_and_mistyped_parameters_are_rejected(zetasql):
+    drive = st.coordinator_expected_items()
+    (sent,) = drive.sent
+    with pytest.raises(AnalysisError, match="Unrecognized name"):
+        zetasql.analyze(sent.sql.replace("player_lookup,", "player_id,"), sent.params)
+    with pytest.raises(AnalysisError, match="not found"):
+        zetasql.analyze(sent.sql.replace("player_game_context", "player_game_contexts"), sent.params)
+    with pytest.raises(AnalysisError, match="No matching signature"):
+        zetasql.analyze(sent.sql, [bigquery.ScalarQueryParameter("d", "INT64", 20300115)])
+    # as in BigQuery, a STRING parameter is coerced to DATE (parameters coerce like literals)
+    assert zetasql.analyze(sent.sql, [bigquery.ScalarQueryParameter("d", "STRING", "2030-01-15")]) == "query"
+    with pytest.raises(AnalysisError, match="Query parameter 'd' not found"):
+        zetasql.analyze(sent.sql, [])
