@@ -13,9 +13,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from google.cloud import bigquery
+from google.cloud.bigquery import SchemaField
 
 from batchline.schema import CONTEXT_TABLE_COLUMNS, MAIN_TABLE_COLUMNS, Column
 from batchline.settings import Settings
+
+Schema = Sequence[SchemaField]
 
 # The GoogleSQL language features BigQuery documents, defined once. Deliberately NOT ZetaSQL's
 # maximum set: that includes what BigQuery lacks (nanosecond timestamps, protos, GROUP BY ROLLUP
@@ -102,10 +105,24 @@ TYPE_KINDS = {
 }
 
 
-def set_type(protos, type_proto, bq_type: str) -> None:
-    if bq_type.upper() not in TYPE_KINDS:
-        raise ValueError(f"no ZetaSQL type for BigQuery type {bq_type!r} (extend TYPE_KINDS)")
-    type_proto.type_kind = protos.enum("zetasql.TypeKind", TYPE_KINDS[bq_type.upper()])
+def set_type(protos, type_proto, field: SchemaField) -> None:
+    """A column's full type: ARRAY<...> for mode REPEATED, STRUCT<...> of its subfields for RECORD."""
+    if field.mode == "REPEATED":
+        type_proto.type_kind = protos.enum("zetasql.TypeKind", "TYPE_ARRAY")
+        set_type(protos, type_proto.array_type.element_type,
+                 SchemaField(field.name, field.field_type, mode="NULLABLE", fields=field.fields))
+    elif field.field_type.upper() in ("RECORD", "STRUCT"):
+        type_proto.type_kind = protos.enum("zetasql.TypeKind", "TYPE_STRUCT")
+        for sub in field.fields:
+            set_type(protos, type_proto.struct_type.field.add(field_name=sub.name).field_type, sub)
+    elif field.field_type.upper() in TYPE_KINDS:
+        type_proto.type_kind = protos.enum("zetasql.TypeKind", TYPE_KINDS[field.field_type.upper()])
+    else:
+        raise ValueError(f"no ZetaSQL type for BigQuery type {field.field_type!r} (extend TYPE_KINDS)")
+
+
+def schema(columns: Sequence[Column]) -> list[SchemaField]:
+    return [SchemaField(c.name, c.type, mode=c.mode) for c in columns]
 
 
 def language_options(protos, lo) -> None:
@@ -115,19 +132,14 @@ def language_options(protos, lo) -> None:
     lo.supported_statement_kinds.extend(protos.enum("zetasql.ResolvedNodeKind", k) for k in STATEMENT_KINDS)
 
 
-def batchline_tables(settings: Settings, staging: dict[str, Sequence[Column]]) -> dict[str, Sequence[Column]]:
-    """Full table id -> columns: the main and context tables, plus the given staging-dataset tables
-    (staging and scratch tables are created with the main table's schema, possibly an older one)."""
-    tables: dict[str, Sequence[Column]] = {
-        settings.main_table_id: MAIN_TABLE_COLUMNS,
-        settings.context_table_id: CONTEXT_TABLE_COLUMNS,
-    }
-    for name, cols in staging.items():
-        tables[settings.staging_table_id(name)] = cols
-    return tables
+def batchline_tables(settings: Settings, tables: dict[str, Schema] | None = None) -> dict[str, Schema]:
+    """Full table id -> schema: the main and context tables as batchline/schema.py defines them,
+    updated with `tables` (staging and scratch tables, or a main table with a newer live schema)."""
+    return {settings.main_table_id: schema(MAIN_TABLE_COLUMNS),
+            settings.context_table_id: schema(CONTEXT_TABLE_COLUMNS), **(tables or {})}
 
 
-def fill_catalog(protos, catalog, tables: dict[str, Sequence[Column]]) -> None:
+def fill_catalog(protos, catalog, tables: dict[str, Schema]) -> None:
     """Register each `project.dataset.table` both as one dotted name and as nested catalogs."""
     catalog.name = "bigquery"
     language_options(protos, catalog.builtin_function_options.language_options)
@@ -144,11 +156,10 @@ def fill_catalog(protos, catalog, tables: dict[str, Sequence[Column]]) -> None:
         _add_table(protos, sub((project, dataset)).table.add(), table, cols)
 
 
-def _add_table(protos, t, name: str, cols: Sequence[Column]) -> None:
+def _add_table(protos, t, name: str, cols: Schema) -> None:
     t.name = name
     for col in cols:
-        c = t.column.add(name=col.name)
-        set_type(protos, c.type, col.type)
+        set_type(protos, t.column.add(name=col.name).type, col)
 
 
 def query_parameters(protos, options, params: Iterable) -> None:
@@ -156,11 +167,10 @@ def query_parameters(protos, options, params: Iterable) -> None:
     for p in params:
         if not isinstance(p, bigquery.ScalarQueryParameter):
             raise NotImplementedError(f"only scalar query parameters are mapped so far, got {p!r}")
-        q = options.query_parameters.add(name=p.name)
-        set_type(protos, q.type, p.type_)
+        set_type(protos, options.query_parameters.add(name=p.name).type, SchemaField(p.name, p.type_))
 
 
-def analyze_request(protos, sql: str, params: Iterable, tables: dict[str, Sequence[Column]]):
+def analyze_request(protos, sql: str, params: Iterable, tables: dict[str, Schema]):
     req = protos.message("zetasql.local_service.AnalyzeRequest")()
     language_options(protos, req.options.language_options)
     req.options.error_message_mode = protos.enum("zetasql.ErrorMessageMode", "ERROR_MESSAGE_ONE_LINE")

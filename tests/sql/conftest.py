@@ -3,13 +3,12 @@ at the end (also when tests fail). Not installed is a failure naming the make ta
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 import bigquery_dialect as dialect
 import pytest
 from zetasql_service import ZetaSqlServer, ZetaSqlUnavailable, statement_kind
 
-from batchline.schema import Column
 from batchline.settings import Settings
 
 
@@ -17,12 +16,12 @@ class Analyzer:
     def __init__(self, server: ZetaSqlServer):
         self.server = server
 
-    def analyze(self, sql: str, params: Iterable = (), staging: dict[str, Sequence[Column]] | None = None,
+    def analyze(self, sql: str, params: Iterable = (), tables: dict[str, dialect.Schema] | None = None,
                 settings: Settings | None = None) -> str:
         """Analyze one statement as BigQuery would; returns its kind ('merge', 'query', ...) or raises
-        AnalysisError with ZetaSQL's message. The catalog holds the main and context tables plus the
-        given staging-dataset tables."""
-        tables = dialect.batchline_tables(settings or Settings(), staging or {})
+        AnalysisError with ZetaSQL's message. The catalog holds the main and context tables, updated
+        with `tables` (full table id -> schema)."""
+        tables = dialect.batchline_tables(settings or Settings(), tables)
         request = dialect.analyze_request(self.server.protos, sql, params, tables)
         kind = statement_kind(self.server.analyze(request))
         return kind.removeprefix("resolved_").removesuffix("_stmt_node")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import ast
 import datetime as dt
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -23,7 +23,7 @@ from google.cloud.bigquery import SchemaField
 
 from batchline import consolidate, coordinator, ids, ledger, reconcile, staging
 from batchline.local import provision
-from batchline.schema import MAIN_TABLE_COLUMNS, Column
+from batchline.schema import MAIN_TABLE_COLUMNS
 from batchline.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -101,24 +101,21 @@ def _code_frames() -> tuple[tuple[str, int], ...]:
 @dataclass
 class Drive:
     sent: list[Sent]
-    tables: dict[str, Sequence[Column]] = field(default_factory=dict)  # staging dataset: name -> columns
+    tables: dict[str, list[SchemaField]] = field(default_factory=dict)  # full table id -> schema, for the catalog
 
 
-def _columns(schema: list[SchemaField]) -> tuple[Column, ...]:
-    return tuple(Column(f.name, f.field_type, f.mode) for f in schema)
-
-
-def _merge(staged: dict[str, list[SchemaField]], chunk: int = consolidate.MAX_TABLES_PER_STATEMENT) -> Drive:
+def _merge(staged: dict[str, list[SchemaField]], chunk: int = consolidate.MAX_TABLES_PER_STATEMENT,
+           main_schema: list[SchemaField] = MAIN_SCHEMA) -> Drive:
     rows_each = 3
-    tables = {S.main_table_id: (MAIN_SCHEMA, 0)}
+    tables = {S.main_table_id: (main_schema, 0)}
     tables |= {S.staging_table_id(t): (schema, rows_each) for t, schema in staged.items()}
     n = rows_each * len(staged)
     bq = RecordingBigQuery(tables, lambda sql: [{"n": n, "k": n, "p": len(staged), "s": 5}])
     consolidate.merge_staging(bq, S, BATCH, DATE, list(staged), chunk=chunk)
-    catalog = {t: _columns(schema) for t, schema in staged.items()}
+    catalog = {table_id: schema for table_id, (schema, _) in tables.items()}
     # Scratch tables are created by the chunk CTAS, whose select lists yield the main table's columns.
     chunks = -(-len(staged) // chunk) if len(staged) > chunk else 0
-    catalog |= {ids.combined_table_name(BATCH, k): MAIN_TABLE_COLUMNS for k in range(chunks)}
+    catalog |= {S.staging_table_id(ids.combined_table_name(BATCH, k)): main_schema for k in range(chunks)}
     return Drive(bq.sent, catalog)
 
 
@@ -158,7 +155,7 @@ def reconcile_complete_players() -> Drive:
 def staging_count_rows() -> Drive:
     bq = RecordingBigQuery({}, lambda sql: [{"n": 0}])
     staging.count_rows(bq, S.staging_table_id(_stg("player_a")))
-    return Drive(bq.sent, {_stg("player_a"): MAIN_TABLE_COLUMNS})
+    return Drive(bq.sent, {S.staging_table_id(_stg("player_a")): MAIN_SCHEMA})
 
 
 def provision_seed_context() -> Drive:
