@@ -136,6 +136,19 @@ def merge_in_chunks() -> Drive:
     return _merge(staged, chunk=2)
 
 
+# The main table after a schema change added a NULLABLE RECORD and a REPEATED column that older
+# staging tables lack (F5): the typed NULLs must carry the full STRUCT<...> / ARRAY<...> types.
+NEWER_MAIN_SCHEMA = [*MAIN_SCHEMA,
+                     SchemaField("inputs", "RECORD", mode="NULLABLE", fields=[
+                         SchemaField("minutes", "FLOAT64"), SchemaField("home", "BOOL"),
+                         SchemaField("recent", "INT64", mode="REPEATED")]),
+                     SchemaField("tags", "STRING", mode="REPEATED")]
+
+
+def merge_with_newer_record_and_repeated_columns() -> Drive:
+    return _merge({_stg("player_a"): NEWER_MAIN_SCHEMA, _stg("player_b"): MAIN_SCHEMA}, main_schema=NEWER_MAIN_SCHEMA)
+
+
 def _clients(bq: RecordingBigQuery) -> SimpleNamespace:
     return SimpleNamespace(settings=S, bq=bq, fs=None)
 
@@ -191,6 +204,8 @@ def ledger_compute() -> Drive:
 DRIVERS: dict[str, tuple[Callable[[], Drive], tuple[str, ...]]] = {
     "merge_one_table": (merge_one_table, ("merge", "query")),
     "merge_with_typed_nulls": (merge_with_typed_nulls, ("merge", "query")),
+    "merge_with_newer_record_and_repeated_columns": (merge_with_newer_record_and_repeated_columns,
+                                                     ("merge", "query")),
     "merge_in_chunks": (merge_in_chunks, ("create_table_as_select", "create_table_as_select", "merge", "query")),
     "coordinator_expected_items": (coordinator_expected_items, ("query",)),
     "reconcile_complete_players": (reconcile_complete_players, ("query",)),
