@@ -94,3 +94,22 @@ def test_unknown_names_and_mistyped_parameters_are_rejected(zetasql):
     assert zetasql.analyze(sent.sql, [bigquery.ScalarQueryParameter("d", "STRING", "2030-01-15")]) == "query"
     with pytest.raises(AnalysisError, match="Query parameter 'd' not found"):
         zetasql.analyze(sent.sql, [])
+
+
+MAIN = "`batchline-local.predictions.player_prop_predictions`"
+
+
+@pytest.mark.parametrize("sql", [
+    # constructs BigQuery accepts that need BIGQUERY_FEATURES or the two-way table registration
+    f"SELECT player_lookup FROM {MAIN} WHERE game_date = @d QUALIFY ROW_NUMBER() OVER (PARTITION BY "
+    "player_lookup ORDER BY updated_at DESC) = 1",  # this ZetaSQL build wants WHERE/GROUP BY with QUALIFY
+    f"MERGE {MAIN} T USING (SELECT * FROM {MAIN}) S ON T.prediction_id = S.prediction_id "
+    "WHEN NOT MATCHED BY SOURCE AND T.game_date = @d THEN DELETE",
+    "SELECT * EXCEPT (batch_id) FROM batchline-local.predictions.player_prop_predictions",
+    "SELECT SAFE_CAST(line_value AS NUMERIC), DATE_TRUNC(game_date, WEEK(MONDAY)) "
+    "FROM `batchline-local`.predictions.player_prop_predictions",
+    "CREATE TABLE `batchline-local.batchline_staging.t` PARTITION BY game_date CLUSTER BY player_lookup "
+    f"AS SELECT * FROM {MAIN} WHERE game_date = @d",
+])
+def test_bigquery_constructs_beyond_ours_are_accepted(zetasql, sql):
+    assert zetasql.analyze(sql, [bigquery.ScalarQueryParameter("d", "DATE", st.DATE)])
