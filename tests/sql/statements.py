@@ -21,12 +21,15 @@ import pytest
 from google.api_core import exceptions as gexc
 from google.cloud.bigquery import SchemaField
 
+import batchline
 from batchline import consolidate, coordinator, ids, ledger, reconcile, staging
 from batchline.local import provision
 from batchline.schema import MAIN_TABLE_COLUMNS
 from batchline.settings import Settings
 
-REPO = Path(__file__).resolve().parents[2]
+# The checkout whose batchline is imported (not necessarily this test file's, e.g. another worktree
+# on PYTHONPATH): its code is both run by the drivers and scanned for call sites.
+REPO = Path(batchline.__file__).resolve().parents[1]
 CODE_DIRS = ("batchline", "functions")  # where statements sent to BigQuery may be built
 QUERY_METHODS = {"query", "query_and_wait"}  # google.cloud.bigquery.Client methods that run SQL
 
@@ -68,11 +71,14 @@ class RecordingBigQuery:
         self.answer = answer
         self.sent: list[Sent] = []
 
-    def query(self, sql, job_config=None, job_id=None, **_kw):
+    def query(self, query, job_config=None, job_id=None, **_kw):
         params = list(job_config.query_parameters) if job_config is not None else []
-        self.sent.append(Sent(sql, params, _code_frames()))
-        affected = sum(n for _, n in self.tables.values()) if sql.lstrip().startswith("MERGE") else 0
-        return _Job(job_id or f"job_{len(self.sent)}", self.answer(sql), affected)
+        self.sent.append(Sent(query, params, _code_frames()))
+        affected = sum(n for _, n in self.tables.values()) if query.lstrip().startswith("MERGE") else 0
+        return _Job(job_id or f"job_{len(self.sent)}", self.answer(query), affected)
+
+    def query_and_wait(self, query, job_config=None, **kw):
+        return self.query(query, job_config=job_config, **kw).result()
 
     def get_table(self, table_id):
         if table_id not in self.tables:
