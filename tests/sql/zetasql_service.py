@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import os
 import platform
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -96,6 +98,14 @@ class Protos:
         return values[value_name].number
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: on Linux, have the kernel stop the server if the test process dies
+    without running its teardown (SIGKILL, OOM)."""
+    if sys.platform == "linux":
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -132,7 +142,8 @@ class ZetaSqlServer:
         with open(self._log, "wb") as log:
             try:
                 self.proc = subprocess.Popen([str(self.binary), "127.0.0.1", str(port)],
-                                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                             preexec_fn=_die_with_parent)
             except OSError as exc:  # wrong arch, missing loader, not executable
                 raise ZetaSqlUnavailable(f"cannot run {self.binary}: {exc}") from exc
         self.channel = grpc.insecure_channel(f"127.0.0.1:{port}")
