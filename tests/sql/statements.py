@@ -57,7 +57,6 @@ class _Job:
     job_id: str
     rows: list
     num_dml_affected_rows: int = 0
-    statement_type: str = "SELECT"
 
     def result(self):
         return [_Row(r) for r in self.rows]
@@ -199,7 +198,8 @@ class _Batches:
 def ledger_compute() -> Drive:
     bq = RecordingBigQuery({}, lambda sql: [{"n": 0, "k": 0, "mine": 0}] if "COUNT(" in sql else [])
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("batchline.state.BatchStore", _Batches)
+        mp.setattr("batchline.state.BatchStore", _Batches)  # compute imports it at call time
+        mp.setattr(ledger, "BatchStore", _Batches, raising=False)  # ... or, if that changes, at module level
         mp.setattr(ledger, "dead_lettered_items", lambda clients, batch_id: set())  # Pub/Sub, no SQL
         ledger.compute(_clients(bq), BATCH, 1.0)
     return Drive(bq.sent)
