@@ -165,9 +165,13 @@ def _add_table(protos, t, name: str, cols: Schema) -> None:
 def query_parameters(protos, options, params: Iterable) -> None:
     """Declare the statement's named parameters with the types the code gives BigQuery."""
     for p in params:
-        if not isinstance(p, bigquery.ScalarQueryParameter):
-            raise NotImplementedError(f"only scalar query parameters are mapped so far, got {p!r}")
-        set_type(protos, options.query_parameters.add(name=p.name).type, SchemaField(p.name, p.type_))
+        if isinstance(p, bigquery.ScalarQueryParameter):
+            field = SchemaField(p.name, p.type_)
+        elif isinstance(p, bigquery.ArrayQueryParameter) and isinstance(p.array_type, str):
+            field = SchemaField(p.name, p.array_type, mode="REPEATED")
+        else:
+            raise NotImplementedError(f"query parameter not mapped to a ZetaSQL type yet: {p!r}")
+        set_type(protos, options.query_parameters.add(name=p.name).type, field)
 
 
 def analyze_request(protos, sql: str, params: Iterable, tables: dict[str, Schema]):

@@ -22,7 +22,7 @@ from google.api_core import exceptions as gexc
 from google.cloud.bigquery import SchemaField
 
 import batchline
-from batchline import consolidate, coordinator, ids, ledger, reconcile, staging
+from batchline import consolidate, coordinator, dispatch, ids, ledger, reconcile, staging
 from batchline.local import provision
 from batchline.schema import MAIN_TABLE_COLUMNS
 from batchline.settings import Settings
@@ -115,7 +115,7 @@ def _merge(staged: dict[str, list[SchemaField]], chunk: int = consolidate.MAX_TA
     tables = {S.main_table_id: (main_schema, 0)}
     tables |= {S.staging_table_id(t): (schema, rows_each) for t, schema in staged.items()}
     n = rows_each * len(staged)
-    bq = RecordingBigQuery(tables, lambda sql: [{"n": n, "k": n, "p": len(staged), "s": 5}])
+    bq = RecordingBigQuery(tables, lambda sql: [{"n": n, "k": n, "p": len(staged), "s": 5, "dup": 0}])
     consolidate.merge_staging(bq, S, BATCH, DATE, list(staged), chunk=chunk)
     catalog = {table_id: schema for table_id, (schema, _) in tables.items()}
     # Scratch tables are created by the chunk CTAS, whose select lists yield the main table's columns.
@@ -154,13 +154,29 @@ def merge_with_newer_record_and_repeated_columns() -> Drive:
     return _merge({_stg("player_a"): NEWER_MAIN_SCHEMA, _stg("player_b"): MAIN_SCHEMA}, main_schema=NEWER_MAIN_SCHEMA)
 
 
+def merge_injected_transient_failure() -> Drive:
+    """The `merge_transient` fault sends a failing statement in place of the MERGE. The stand-in
+    runs it without error, so the 0-row check then fails the consolidation, as it must."""
+    tables = {S.main_table_id: (MAIN_SCHEMA, 0), S.staging_table_id(_stg("player_a")): (MAIN_SCHEMA, 3)}
+    bq = RecordingBigQuery(tables, lambda sql: [{"n": 3, "k": 3, "p": 1, "s": 5, "dup": 0}])
+    with pytest.raises(consolidate.ConsolidationError, match="affected 0 rows"):
+        consolidate.merge_staging(bq, S, BATCH, DATE, [_stg("player_a")], fail_transiently=True)
+    return Drive(bq.sent, {t: schema for t, (schema, _) in tables.items()})
+
+
 def _clients(bq: RecordingBigQuery) -> SimpleNamespace:
     return SimpleNamespace(settings=S, bq=bq, fs=None)
 
 
-def coordinator_expected_items() -> Drive:
+def dispatch_expected_items() -> Drive:
     bq = RecordingBigQuery({}, lambda sql: [])
-    coordinator.expected_items(_clients(bq), DATE)
+    dispatch.expected_items(_clients(bq), DATE)
+    return Drive(bq.sent)
+
+
+def coordinator_kept_previous() -> Drive:
+    bq = RecordingBigQuery({}, lambda sql: [])
+    coordinator._kept_previous(_clients(bq), BATCH, DATE, set())
     return Drive(bq.sent)
 
 
@@ -208,12 +224,15 @@ def ledger_compute() -> Drive:
 # driver -> the resolved statement kinds it must send, in order (so a driver cannot silently stop
 # exercising what it claims to cover).
 DRIVERS: dict[str, tuple[Callable[[], Drive], tuple[str, ...]]] = {
-    "merge_one_table": (merge_one_table, ("merge", "query")),
-    "merge_with_typed_nulls": (merge_with_typed_nulls, ("merge", "query")),
+    "merge_one_table": (merge_one_table, ("merge", "query", "query")),
+    "merge_with_typed_nulls": (merge_with_typed_nulls, ("merge", "query", "query")),
     "merge_with_newer_record_and_repeated_columns": (merge_with_newer_record_and_repeated_columns,
-                                                     ("merge", "query")),
-    "merge_in_chunks": (merge_in_chunks, ("create_table_as_select", "create_table_as_select", "merge", "query")),
-    "coordinator_expected_items": (coordinator_expected_items, ("query",)),
+                                                     ("merge", "query", "query")),
+    "merge_in_chunks": (merge_in_chunks, ("create_table_as_select", "create_table_as_select", "merge", "query",
+                                          "query")),
+    "merge_injected_transient_failure": (merge_injected_transient_failure, ("query", "query", "query")),
+    "dispatch_expected_items": (dispatch_expected_items, ("query",)),
+    "coordinator_kept_previous": (coordinator_kept_previous, ("query",)),
     "reconcile_complete_players": (reconcile_complete_players, ("query",)),
     "staging_count_rows": (staging_count_rows, ("query",)),
     "provision_seed_context": (provision_seed_context, ("delete",)),

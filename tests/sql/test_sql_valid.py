@@ -26,12 +26,22 @@ def test_every_query_call_site_in_the_code_is_exercised_by_a_driver():
                          "that runs this code path: " + ", ".join(map(str, missing)))
 
 
-def test_the_call_site_scan_sees_the_known_senders_and_wrappers():
-    sites = {(c.path, c.function) for c in st.call_sites()}
-    assert {("batchline/consolidate.py", "query_one"), ("batchline/consolidate.py", "run_merge_once"),
-            ("batchline/ledger.py", "compute"), ("batchline/coordinator.py", "expected_items")} <= sites
-    # a wrapper's callers count as senders: merge_staging passes its SQL through query_one and run_merge_once
-    assert sum(1 for c in st.call_sites() if c.function == "merge_staging") == 2
+def test_the_call_site_scan_finds_direct_calls_wrappers_and_their_callers(tmp_path):
+    (tmp_path / "batchline").mkdir()
+    (tmp_path / "batchline" / "m.py").write_text(
+        "def run(bq, sql, params):\n"            # a wrapper: passes its own parameter as the SQL
+        "    return bq.query(sql, job_config=params)\n"
+        "def direct(bq):\n"
+        "    return bq.query_and_wait(\n"
+        "        'SELECT 1')\n"
+        "def via_wrapper(bq):\n"
+        "    def inner():\n"
+        "        return run(bq, 'SELECT 2', None)\n"
+        "    return inner()\n"
+        "def unrelated(db):\n"
+        "    return db.collection('x').where('a', '==', 1)\n")
+    sites = [(c.function, c.first_line, c.last_line) for c in st.call_sites(root=tmp_path)]
+    assert sites == [("run", 2, 2), ("direct", 4, 5), ("inner", 8, 8)]
 
 
 def test_a_staging_table_lacking_a_nullable_column_is_merged_with_a_typed_null(zetasql):
@@ -82,7 +92,7 @@ def test_a_typed_null_of_the_wrong_type_is_rejected_by_the_merge_insert(zetasql)
 
 
 def test_unknown_names_and_mistyped_parameters_are_rejected(zetasql):
-    drive = st.coordinator_expected_items()
+    drive = st.dispatch_expected_items()
     (sent,) = drive.sent
     with pytest.raises(AnalysisError, match="Unrecognized name"):
         zetasql.analyze(sent.sql.replace("player_lookup,", "player_id,"), sent.params)
