@@ -70,9 +70,12 @@ class Protos:
     """The message classes of the local-service API, built from the package's .proto files."""
 
     def __init__(self, proto_root: Path, workdir: Path):
-        import grpc_tools
         from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-        from grpc_tools import protoc
+        try:
+            import grpc_tools
+            from grpc_tools import protoc
+        except ImportError as exc:
+            raise ZetaSqlUnavailable("grpcio-tools is not installed (the dev extra: make install)") from exc
 
         if not (proto_root / "local_service.proto").is_file():
             raise ZetaSqlUnavailable(f"{proto_root}/local_service.proto is missing; {INSTALL_HINT}")
