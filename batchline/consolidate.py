@@ -172,9 +172,9 @@ def select_lists(main_schema: list[bigquery.SchemaField],
             if s is None:
                 if f.mode == "REQUIRED":
                     problems.append(f"{table}: lacks REQUIRED column {f.name}")
-                exprs.append(f"CAST(NULL AS {_sql_type(f.field_type)}) AS {_ident(f.name)}")
-            elif _sql_type(s.field_type) != _sql_type(f.field_type):
-                problems.append(f"{table}: column {f.name} is {s.field_type}, main table has {f.field_type}")
+                exprs.append(f"CAST(NULL AS {_column_type(f)}) AS {_ident(f.name)}")
+            elif _column_type(s) != _column_type(f):
+                problems.append(f"{table}: column {f.name} is {_column_type(s)}, main table has {_column_type(f)}")
                 exprs.append(_ident(f.name))
             else:
                 exprs.append(_ident(f.name))
@@ -182,6 +182,16 @@ def select_lists(main_schema: list[bigquery.SchemaField],
     if problems:
         raise SchemaIncompatible("staging schema incompatible with the main table: " + "; ".join(problems))
     return selects
+
+
+def _column_type(f: bigquery.SchemaField) -> str:
+    """A column's full GoogleSQL type, as a typed NULL needs it: STRUCT<...> of a RECORD's fields,
+    ARRAY<...> for mode REPEATED (`CAST(NULL AS STRUCT)` is not valid SQL)."""
+    if _sql_type(f.field_type) == "STRUCT":
+        t = "STRUCT<{}>".format(", ".join(f"{_ident(sub.name)} {_column_type(sub)}" for sub in f.fields))
+    else:
+        t = _sql_type(f.field_type)
+    return f"ARRAY<{t}>" if f.mode == "REPEATED" else t
 
 
 _TYPE_ALIASES = {"INTEGER": "INT64", "FLOAT": "FLOAT64", "BOOLEAN": "BOOL", "NUMERIC": "NUMERIC",

@@ -55,11 +55,33 @@ def test_missing_nullable_main_column_becomes_typed_null(col, sql_type):
 
 
 @pytest.mark.parametrize(("declared", "sql"), [("INTEGER", "INT64"), ("FLOAT", "FLOAT64"), ("BOOLEAN", "BOOL"),
-                                               ("TIMESTAMP", "TIMESTAMP"), ("RECORD", "STRUCT")])
+                                               ("TIMESTAMP", "TIMESTAMP")])
 def test_typed_null_uses_standard_sql_type(declared, sql):
     main = [SchemaField("k", "STRING", mode="REQUIRED"), SchemaField("extra", declared, mode="NULLABLE")]
     exprs = c.select_lists(main, {T1: {"k": SchemaField("k", "STRING")}})[T1]
     assert exprs == ["`k`", f"CAST(NULL AS {sql}) AS `extra`"]
+
+
+def test_typed_null_of_record_and_repeated_columns_carries_the_full_type():
+    # `CAST(NULL AS STRUCT)` and a scalar NULL for an ARRAY column are invalid GoogleSQL (tests/sql)
+    record = SchemaField("extra", "RECORD", mode="NULLABLE", fields=[
+        SchemaField("a", "INTEGER"), SchemaField("b", "STRING", mode="REPEATED")])
+    main = [SchemaField("k", "STRING", mode="REQUIRED"), record, SchemaField("tags", "STRING", mode="REPEATED"),
+            SchemaField("rows", "RECORD", mode="REPEATED", fields=[SchemaField("x", "FLOAT")])]
+    exprs = c.select_lists(main, {T1: {"k": SchemaField("k", "STRING")}})[T1]
+    assert exprs == ["`k`", "CAST(NULL AS STRUCT<`a` INT64, `b` ARRAY<STRING>>) AS `extra`",
+                     "CAST(NULL AS ARRAY<STRING>) AS `tags`", "CAST(NULL AS ARRAY<STRUCT<`x` FLOAT64>>) AS `rows`"]
+
+
+def test_repeated_versus_single_or_different_record_fields_is_a_mismatch():
+    main = [SchemaField("k", "STRING", mode="REQUIRED"), SchemaField("tags", "STRING", mode="REPEATED"),
+            SchemaField("r", "RECORD", fields=[SchemaField("a", "INT64")])]
+    staging = {"k": SchemaField("k", "STRING"), "tags": SchemaField("tags", "STRING"),
+               "r": SchemaField("r", "RECORD", fields=[SchemaField("a", "STRING")])}
+    with pytest.raises(c.SchemaIncompatible) as info:
+        c.select_lists(main, {T1: staging})
+    assert "tags is STRING, main table has ARRAY<STRING>" in str(info.value)
+    assert "r is STRUCT<`a` STRING>, main table has STRUCT<`a` INT64>" in str(info.value)
 
 
 def test_missing_required_column_raises_naming_table_and_column():
