@@ -64,6 +64,8 @@ def test_simultaneous_completions_record_each_item_once_and_claim_once(stack, da
 
 def test_the_same_completion_pushed_eight_times_at_once_is_recorded_once(stack, day):
     batch_id, items = _batch(stack, day, 2)
+    s = stack.clients.settings
+    stack.stage(s, batch_id, day, items[0].item_id, list(stack.clients.bq.get_table(s.main_table_id).schema))
     msg = CompletionMessage(batch_id=batch_id, item_id=items[0].item_id, row_count=5, write_status="ok", attempt=1,
                             staging_table=ids.staging_table_name(batch_id, items[0].item_id))
     with ThreadPoolExecutor(max_workers=8) as pool:
