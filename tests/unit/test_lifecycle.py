@@ -195,3 +195,85 @@ class ConsolidationProtocol(RuleBasedStateMachine):
 
 TestConsolidationProtocol = ConsolidationProtocol.TestCase
 TestConsolidationProtocol.settings = settings(max_examples=300, stateful_step_count=40, deadline=None)
+
+
+# -- exact decisions: the fields written are the contract with Firestore and every reader ----------
+def test_every_claim_writes_the_whole_claim_and_take_over_ignores_the_grace():
+    claim = {"status": lc.CONSOLIDATION_REQUESTED, "consolidation_reason": "stalled",
+             "consolidation_claimant": "stall-check", "consolidation_requested_at": T0}
+    assert lc.decide_claim(_batch(lc.DISPATCHING), "stalled", "stall-check", T0) == (True, claim)
+    fresh = _batch(lc.CONSOLIDATION_REQUESTED, consolidation_claimant="m1", consolidation_requested_at=T0)
+    assert lc.decide_claim(fresh, "stalled", "stall-check", T0, take_over=True) == (True, claim)
+    unknown_time = _batch(lc.CONSOLIDATION_REQUESTED, consolidation_claimant="m1")
+    assert lc.decide_claim(unknown_time, "stalled", "stall-check", T0) == (True, claim)
+    assert lc.decide_claim(_batch(lc.CONSOLIDATING), "r", "m1", T0) == (False, None)
+
+
+def test_exact_lease_renewal_release_and_take():
+    held = _batch(lc.CONSOLIDATING, lease_token="a", lease_expires_at=T0)
+    assert lc.decide_renew(held, "a", T0) == (True, {"lease_expires_at": T0 + lc.LEASE_TTL})
+    assert lc.decide_renew(_batch(lc.CONSOLIDATED, lease_token="a"), "a", T0) == (False, None)
+    assert lc.decide_release(held, "a") == (True, {"lease_token": None, "lease_expires_at": None})
+    assert lc.decide_release(_batch(lc.CONSOLIDATED, lease_token="a"), "a") == (False, None)
+    requested = _batch(lc.CONSOLIDATION_REQUESTED)
+    update = {"status": lc.CONSOLIDATING, "lease_token": "t", "lease_expires_at": T0 + lc.LEASE_TTL}
+    assert lc.decide_lease(requested, "t", T0) == (("run", {**requested, **update}), update)
+    same_holder = _batch(lc.CONSOLIDATING, lease_token="t", lease_expires_at=T0 + lc.LEASE_TTL)
+    assert lc.decide_lease(same_holder, "t", T0)[0][0] == "run", "a holder may take its own lease again"
+
+
+def test_exact_reopen_decisions():
+    own = "20300101_abcdefabcdef"
+    assert lc.decide_reopen(_batch(lc.CONSOLIDATED), own, "op", T0, auto=False) == (
+        "batch is consolidated, not consolidation_failed", None)
+    failed = _batch(lc.CONSOLIDATION_FAILED, failure_kind=lc.TRANSIENT, auto_reopens=1)
+    newer = "20300101_000000000001"
+    why, update = lc.decide_reopen(failed, newer, "op", T0, auto=False)
+    assert update is None and why == (
+        f"a newer run of 2030-01-01 ({newer}) replaced this batch; re-consolidating it would overwrite newer "
+        f"rows. Start a new run of the date instead")
+    assert lc.decide_reopen(_batch(lc.CONSOLIDATION_FAILED, failure_kind=lc.PERMANENT), own, "s", T0, auto=True) == (
+        "not re-opened automatically (permanent failure, 0 re-opens)", None)
+    assert lc.decide_reopen(failed, own, "s", T0, auto=True) == ("reopened", {
+        "status": lc.CONSOLIDATION_REQUESTED, "consolidation_claimant": "s", "consolidation_requested_at": T0,
+        "consolidation_message_id": None, "consolidation_reason": "auto_reopen", "lease_token": None,
+        "lease_expires_at": None, "error": None, "failure_kind": None, "merge_attempt": 0,
+        "consolidation_generation": 1, "auto_reopens": 2})
+    result, update = lc.decide_reopen(failed, own, "op", T0, auto=False)
+    assert result == "reopened" and update["consolidation_reason"] == "manual" and "auto_reopens" not in update
+
+
+def test_exact_merge_attempt_and_dispatch_decisions():
+    fresh = _batch(lc.CONSOLIDATING, lease_token="a")  # no merge_attempt yet: attempt 0
+    assert lc.decide_next_merge_attempt(fresh, "a", 0) == (True, {"merge_attempt": 1})
+    assert lc.decide_next_merge_attempt(_batch(lc.CONSOLIDATED, lease_token="a"), "a", 0) == (False, None)
+    unheld = _batch(lc.DISPATCHING)
+    assert lc.decide_dispatch_lease(unheld, "s", T0) == (
+        True, {"dispatch_token": "s", "dispatch_lease_until": T0 + lc.DISPATCH_LEASE})
+    held = _batch(lc.DISPATCHING, dispatch_token="s")
+    assert lc.decide_mark_running(held, "s", T0) == (
+        True, {"status": lc.RUNNING, "dispatched_at": T0, "dispatch_token": None, "dispatch_lease_until": None})
+    assert lc.decide_mark_running(_batch(lc.CONSOLIDATION_REQUESTED, dispatch_token="s"), "s", T0) == (False, None)
+
+
+def test_exact_transition_decisions():
+    fields = {"status": lc.CONSOLIDATED}
+    assert lc.decide_transition(_batch(lc.CONSOLIDATING), [lc.CONSOLIDATING], fields) == (True, fields)
+    assert lc.decide_transition(_batch(lc.RUNNING), [lc.CONSOLIDATING], fields) == (False, None)
+    leased = _batch(lc.CONSOLIDATING, lease_token="a")
+    assert lc.decide_transition(leased, [lc.CONSOLIDATING], fields, "a") == (True, fields)
+    assert lc.decide_transition(leased, [lc.CONSOLIDATING], fields, "b") == (False, None)
+
+
+def test_exact_item_decisions():
+    assert lc.decide_completion({"status": lc.COMPLETED}, late=False, staging_table="t", row_count=5, attempt=1,
+                                now=T0) == ("duplicate", None)
+    assert lc.decide_completion({"status": lc.PENDING}, late=True, staging_table="t", row_count=5, attempt=2,
+                                now=T0) == ("late", {
+        "status": lc.COMPLETED, "staging_table": "t", "row_count": 5, "attempt": 2,
+        "previous_status": lc.PENDING, "late": True, "updated_at": T0})
+    assert lc.decide_failure({"status": lc.FAILED}, "x", T0) == ("duplicate", None)
+    assert lc.decide_failure({"status": lc.PENDING}, "why", T0) == (
+        "recorded", {"status": lc.FAILED, "failure_reason": "why", "updated_at": T0})
+    assert lc.decide_failure({"status": lc.PENDING}, "why", T0, dead_lettered=True) == (
+        "recorded", {"status": lc.FAILED, "failure_reason": "why", "updated_at": T0, "dead_lettered_at": T0})
