@@ -498,7 +498,10 @@ def from_pulumi() -> StackConfig:
     import pulumi
 
     c = pulumi.Config(NAMESPACE)
-    raw: dict[str, Any] = {"gcp": c.require_object("gcp")}
+    # Every key the engine handed over counts, not only the ones read below: an unknown top-level key
+    # (a typo such as `batchline:emergncy`) must fail like an unknown nested key does.
+    raw: dict[str, Any] = {k: "<set>" for k in namespace_keys() if k not in TOP_LEVEL_KEYS}
+    raw["gcp"] = c.require_object("gcp")
     for k in ("functions", "emergency_profile", "pubsub", "schedules", "thresholds", "notifications",
               "bigquery", "firestore"):
         v = c.get_object(k)
@@ -507,3 +510,12 @@ def from_pulumi() -> StackConfig:
     if c.get("emergency") is not None:
         raw["emergency"] = c.get_bool("emergency")
     return load(raw, has_slack_token=c.get_secret("slack_token") is not None)
+
+
+def namespace_keys() -> list[str]:
+    """The `batchline:` keys of the running stack's config (namespace stripped), as the engine passed
+    them: explicitly set config plus the PULUMI_CONFIG bag."""
+    from pulumi.runtime import config as runtime_config
+
+    keys = set(runtime_config.CONFIG.get()) | set(runtime_config.get_config_env())
+    return sorted(k.split(":", 1)[1] for k in keys if k.startswith(f"{NAMESPACE}:"))

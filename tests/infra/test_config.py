@@ -101,3 +101,13 @@ def test_topology_defaults_survive_unless_overridden(dev_raw, prod_raw):
     prod = config.load(_set(prod_raw, "pubsub.per_topic.completions", {"ack_deadline_s": 30}), has_slack_token=True)
     assert prod.pubsub.policies["completions"].ack_deadline_s == 30
     assert prod.pubsub.policies["work"].max_delivery_attempts == 10  # stack-wide value
+
+
+@pytest.mark.parametrize("key", ["emergncy", "slack_tokn", "function"])
+def test_program_start_rejects_unknown_top_level_key(dev_raw, key):
+    """`load` rejects unknown top-level keys, and the program must hand it every `batchline:` key the
+    engine passed, not only those it reads (issue 7 item 10)."""
+    raw = copy.deepcopy(dev_raw)
+    raw[key] = True
+    with pytest.raises(ConfigError, match=f"unknown config key\\(s\\) batchline:{key}"):
+        harness.run_program(raw, stack="dev")
