@@ -214,9 +214,7 @@ def function_runtime(run: StackRun) -> list[Violation]:
     """Runtime, entry point, internal ingress, dedicated service account, and every settings variable
     (never BATCHLINE_ALLOW_FAULTS)."""
     out: list[Violation] = []
-    required = {settings.ENV_PROJECT, settings.ENV_TOPIC_PREFIX, settings.ENV_MAIN_DATASET, settings.ENV_MAIN_TABLE,
-                settings.ENV_CONTEXT_TABLE, settings.ENV_STAGING_DATASET, settings.ENV_BQ_LOCATION,
-                settings.ENV_STALL_MINUTES, settings.ENV_MIN_COMPLETION_PCT}
+    required = set(settings.Settings().deployed_env())  # the contract, from its one source
     for f in run.of_type(T_FUNCTION):
         fn = _function_of(f)
         bc, sc = f.inputs.get("buildConfig") or {}, f.inputs.get("serviceConfig") or {}

@@ -47,23 +47,21 @@ def content_hash(files: dict[str, Path]) -> str:
     return h.hexdigest()[:16]
 
 
-def function_env(cfg: StackConfig) -> dict[str, str]:
-    """The variables batchline.settings reads. BATCHLINE_ALLOW_FAULTS is never set by infra."""
+def function_settings(cfg: StackConfig) -> settings.Settings:
+    """The settings each deployed function must read back from its environment."""
     bq, t = cfg.bigquery, cfg.thresholds
-    return {
-        settings.ENV_PROJECT: cfg.gcp.project,
-        settings.ENV_TOPIC_PREFIX: cfg.pubsub.topic_prefix,
-        settings.ENV_MAIN_DATASET: bq.main_dataset,
-        settings.ENV_MAIN_TABLE: bq.main_table,
-        settings.ENV_CONTEXT_TABLE: bq.context_table,
-        settings.ENV_STAGING_DATASET: bq.staging_dataset,
-        settings.ENV_BQ_LOCATION: bq.location,
-        settings.ENV_STALL_MINUTES: str(t.stall_minutes),
-        settings.ENV_MIN_COMPLETION_PCT: str(t.min_completion_pct),
-        settings.ENV_COVERAGE_WARNING_PCT: str(t.coverage_warning_pct),
-        settings.ENV_COVERAGE_CRITICAL_PCT: str(t.coverage_critical_pct),
-        settings.ENV_TIMEZONE: cfg.schedules.start.time_zone,
-    }
+    return settings.Settings(
+        project=cfg.gcp.project, topic_prefix=cfg.pubsub.topic_prefix, main_dataset=bq.main_dataset,
+        main_table=bq.main_table, context_table=bq.context_table, staging_dataset=bq.staging_dataset,
+        bq_location=bq.location, stall_minutes=t.stall_minutes, min_completion_pct=t.min_completion_pct,
+        coverage_warning_pct=t.coverage_warning_pct, coverage_critical_pct=t.coverage_critical_pct,
+        allow_faults=False, timezone=cfg.schedules.start.time_zone)
+
+
+def function_env(cfg: StackConfig) -> dict[str, str]:
+    """The variables batchline.settings reads, rendered by the settings object itself (one source of
+    the contract). BATCHLINE_ALLOW_FAULTS is never set by infra."""
+    return function_settings(cfg).deployed_env()
 
 
 class Functions(pulumi.ComponentResource):
