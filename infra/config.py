@@ -14,11 +14,12 @@ from __future__ import annotations
 import re
 import zoneinfo
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from batchline import ids
-from batchline.topology import FUNCTIONS, WORKER, DeliveryPolicy, build_topology
+from batchline.topology import COORDINATOR, FUNCTIONS, WORKER, DeliveryPolicy, build_topology
+from infra import limits
 
 NAMESPACE = "batchline"
 
@@ -29,8 +30,8 @@ MAX_INSTANCES = (1, 1000)
 CONCURRENCY = (1, 1000)  # Cloud Functions gen2 per-instance request concurrency
 MIN_INSTANCES = (0, 100)
 TIMEOUT_S = (1, 3600)  # HTTP functions (gen2)
-MEMORY_CHOICES = ("256Mi", "512Mi", "1Gi", "2Gi", "4Gi", "8Gi", "16Gi", "32Gi")
-CPU_CHOICES = ("0.083", "0.167", "0.333", "0.583", "1", "2", "4", "8")
+MEMORY_CHOICES = tuple(limits.MEMORY_MIB)
+CPU_CHOICES = limits.CPU_CHOICES  # which pairs Google accepts: limits.memory_cpu_problem
 ACK_DEADLINE_S = (10, 600)
 MAX_DELIVERY_ATTEMPTS = (5, 100)
 BACKOFF_S = (0, 600)
@@ -86,12 +87,18 @@ class FunctionsConfig:
     caps: dict[str, FunctionCaps]  # effective caps (emergency profile already applied)
     emergency: bool = False
     normal_caps: dict[str, FunctionCaps] = field(default_factory=dict)  # caps without the profile
+    profile_caps: dict[str, FunctionCaps] = field(default_factory=dict)  # caps with the profile
+
+    def longest_timeout_s(self, fn: str) -> int:
+        """The function's timeout in either mode: callers' deadlines must hold when the flag flips."""
+        return max(c[fn].timeout_s for c in (self.caps, self.normal_caps, self.profile_caps) if fn in c)
 
 
 @dataclass(frozen=True)
 class PubSubConfig:
     topic_prefix: str
     policies: dict[str, DeliveryPolicy]  # topic key -> effective policy of its source subscriptions
+    dead_letter_push_ack_s: int = 60  # ack deadline of the push readers of dead-letter topics
 
 
 @dataclass(frozen=True)
@@ -295,6 +302,9 @@ def _caps(raw: Any, path: str, base: FunctionCaps) -> FunctionCaps:
     if caps.concurrency > 1 and float(caps.cpu) < 1:
         raise ConfigError(f"{_key(path + '.concurrency')} > 1 needs {_key(path + '.cpu')} >= 1 "
                           f"(Cloud Functions gen2 rule), got cpu {caps.cpu}")
+    problem = limits.memory_cpu_problem(caps.memory, caps.cpu)
+    if problem:
+        raise ConfigError(f"{_key(path + '.memory')} / {_key(path + '.cpu')}: Google rejects this pair: {problem}")
     return caps
 
 
@@ -304,7 +314,8 @@ def load_functions(raw: Any, flag: bool, profile: Any) -> FunctionsConfig:
     p = _obj(profile if profile is not None else DEFAULT_EMERGENCY_PROFILE, "emergency_profile", FUNCTIONS)
     emergency_caps = {fn: _caps(p[fn], f"emergency_profile.{fn}", normal[fn]) if fn in p else normal[fn]
                       for fn in FUNCTIONS}
-    return FunctionsConfig(caps=emergency_caps if flag else normal, emergency=flag, normal_caps=normal)
+    return FunctionsConfig(caps=emergency_caps if flag else normal, emergency=flag, normal_caps=normal,
+                           profile_caps=emergency_caps)
 
 
 _POLICY_KEYS = ("ack_deadline_s", "max_delivery_attempts", "min_backoff_s", "max_backoff_s", "retention_s")
@@ -325,7 +336,20 @@ def _policy(o: Mapping[str, Any], path: str, base: DeliveryPolicy) -> DeliveryPo
     return pol
 
 
-def load_pubsub(raw: Any) -> PubSubConfig:
+def _push_ack_check(ack: int, key: str, sub: str, fn: str, timeout_s: int) -> None:
+    need = limits.needed_deadline(timeout_s)
+    if need > limits.PUSH_ACK_DEADLINE_MAX_S:
+        raise ConfigError(f"{_key(f'functions.{fn}.timeout_s')} ({timeout_s}) + {limits.DEADLINE_MARGIN_S} s margin "
+                          f"exceeds the {limits.PUSH_ACK_DEADLINE_MAX_S} s maximum ack deadline of the push "
+                          f"subscription {sub}: for push, the ack deadline is the request timeout")
+    if ack < need:
+        raise ConfigError(f"{_key(key)} ({ack}) must be at least {_key(f'functions.{fn}.timeout_s')} ({timeout_s}) "
+                          f"+ {limits.DEADLINE_MARGIN_S} s for {sub}: for push, the ack deadline is the request "
+                          f"timeout, and a shorter one redelivers requests that are still running")
+
+
+def load_pubsub(raw: Any, functions: FunctionsConfig | None = None) -> PubSubConfig:
+    functions = functions or load_functions(None, False, None)
     o = _obj(raw, "pubsub", ("topic_prefix", "per_topic", *_POLICY_KEYS))
     prefix = _ident(o, "topic_prefix", "pubsub", "batchline", ids.validate_topic_prefix)
     topology = build_topology(prefix)
@@ -333,13 +357,28 @@ def load_pubsub(raw: Any) -> PubSubConfig:
     per_topic = _obj(o.get("per_topic"), "pubsub.per_topic", keys)
     policies: dict[str, DeliveryPolicy] = {}
     for t in topology.topics:
-        base = t.subscriptions[0].policy  # the topology's own per-topic defaults
+        spec = t.subscriptions[0]
+        base = spec.policy  # the topology's own per-topic defaults
+        if spec.push is not None:  # unset, a push ack deadline follows the target's timeout
+            base = replace(base, ack_deadline_s=limits.default_push_ack(
+                base.ack_deadline_s, functions.longest_timeout_s(spec.push.function)))
         # stack-wide values override the topology's defaults, per-topic values override both
+        topic_values = _obj(per_topic.get(t.key), f"pubsub.per_topic.{t.key}", _POLICY_KEYS)
         merged = {k: o[k] for k in _POLICY_KEYS if k in o}
-        merged.update(_obj(per_topic.get(t.key), f"pubsub.per_topic.{t.key}", _POLICY_KEYS))
+        merged.update(topic_values)
         path = f"pubsub.per_topic.{t.key}" if t.key in per_topic else "pubsub"
         policies[t.key] = _policy(merged, path, base)
-    return PubSubConfig(topic_prefix=prefix, policies=policies)
+        for s in t.subscriptions:
+            if s.push is not None:
+                key = (f"pubsub.per_topic.{t.key}.ack_deadline_s" if "ack_deadline_s" in topic_values
+                       else "pubsub.ack_deadline_s")
+                _push_ack_check(policies[t.key].ack_deadline_s, key, s.name, s.push.function,
+                                functions.longest_timeout_s(s.push.function))
+    # the dead-letter topics' push readers call the coordinator's /dead-letters/<key>
+    coordinator_timeout = functions.longest_timeout_s(COORDINATOR)
+    dlq_ack = limits.default_push_ack(60, coordinator_timeout)
+    _push_ack_check(dlq_ack, "pubsub", f"{prefix}-*-dlq-push", COORDINATOR, coordinator_timeout)
+    return PubSubConfig(topic_prefix=prefix, policies=policies, dead_letter_push_ack_s=dlq_ack)
 
 
 def _schedule(raw: Any, path: str) -> Schedule:
@@ -350,7 +389,9 @@ def _schedule(raw: Any, path: str) -> Schedule:
                     time_zone=_tz(o.get("time_zone", "UTC"), f"{path}.time_zone"))
 
 
-def load_schedules(raw: Any) -> SchedulesConfig:
+def load_schedules(raw: Any, functions: FunctionsConfig | None = None) -> SchedulesConfig:
+    functions = functions or load_functions(None, False, None)
+    timeouts = {job: functions.longest_timeout_s(fn) for job, fn in limits.SCHEDULED_FUNCTIONS.items()}
     o = _obj(raw, "schedules", ("start", "stall_check", "reconcile", "retry"))
     r = _obj(o.get("retry"), "schedules.retry",
              ("retry_count", "min_backoff_s", "max_backoff_s", "max_doublings", "attempt_deadline_s"))
@@ -360,9 +401,17 @@ def load_schedules(raw: Any) -> SchedulesConfig:
         min_backoff_s=_int(r, "min_backoff_s", "schedules.retry", d.min_backoff_s, SCHEDULER_BACKOFF_S),
         max_backoff_s=_int(r, "max_backoff_s", "schedules.retry", d.max_backoff_s, SCHEDULER_BACKOFF_S),
         max_doublings=_int(r, "max_doublings", "schedules.retry", d.max_doublings, SCHEDULER_MAX_DOUBLINGS),
-        attempt_deadline_s=_int(r, "attempt_deadline_s", "schedules.retry", d.attempt_deadline_s,
+        attempt_deadline_s=_int(r, "attempt_deadline_s", "schedules.retry",
+                                limits.default_attempt_deadline(list(timeouts.values())),
                                 SCHEDULER_ATTEMPT_DEADLINE_S),
     )
+    for job, timeout_s in timeouts.items():
+        fn = limits.SCHEDULED_FUNCTIONS[job]
+        if retry.attempt_deadline_s < limits.needed_deadline(timeout_s):
+            raise ConfigError(
+                f"{_key('schedules.retry.attempt_deadline_s')} ({retry.attempt_deadline_s}) must be at least "
+                f"{_key(f'functions.{fn}.timeout_s')} ({timeout_s}) + {limits.DEADLINE_MARGIN_S} s (the {job} job "
+                f"calls {fn}; a shorter deadline retries a run that is still going: duplicate runs, false failures)")
     if retry.min_backoff_s > retry.max_backoff_s:
         raise ConfigError(f"{_key('schedules.retry.min_backoff_s')} must not exceed "
                           f"{_key('schedules.retry.max_backoff_s')}")
@@ -480,11 +529,12 @@ def load(raw: Mapping[str, Any], *, has_slack_token: bool | None = None) -> Stac
             emergency = emergency.lower() == "true"
         else:
             raise ConfigError(f"{_key('emergency')} must be true or false, got {emergency!r}")
+    functions = load_functions(raw.get("functions"), emergency, raw.get("emergency_profile"))
     return StackConfig(
         gcp=load_gcp(raw.get("gcp")),
-        functions=load_functions(raw.get("functions"), emergency, raw.get("emergency_profile")),
-        pubsub=load_pubsub(raw.get("pubsub")),
-        schedules=load_schedules(raw.get("schedules")),
+        functions=functions,
+        pubsub=load_pubsub(raw.get("pubsub"), functions),
+        schedules=load_schedules(raw.get("schedules"), functions),
         thresholds=load_thresholds(raw.get("thresholds")),
         notifications=load_notifications(raw.get("notifications"), has_slack_token),
         bigquery=load_bigquery(raw.get("bigquery")),

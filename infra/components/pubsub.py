@@ -12,6 +12,8 @@ delete a quiet dead-letter subscription).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pulumi
 import pulumi_gcp as gcp
 
@@ -76,7 +78,9 @@ class PubSub(pulumi.ComponentResource):
                 gcp.pubsub.TopicIAMMember(f"{t.dead_letter_topic}-agent-publisher", project=project,
                                           topic=dlq.name, role="roles/pubsub.publisher", member=agent, opts=child)
                 for reader in topology.dead_letter_subscriptions(t):
-                    sub = subscription(reader, dlq, DLQ_READER_POLICY, None)
+                    policy = DLQ_READER_POLICY if reader.push is None else replace(
+                        DLQ_READER_POLICY, ack_deadline_s=cfg.dead_letter_push_ack_s)  # >= coordinator timeout
+                    sub = subscription(reader, dlq, policy, None)
                     self.subscriptions[reader.name] = sub
                     if reader.push is None:
                         self.dead_letter_pull[t.key] = sub

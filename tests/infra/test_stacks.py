@@ -82,7 +82,10 @@ def test_delivery_policy_comes_from_config(prod_run):
     work = subs["batchline-work-push"]
     assert work["deadLetterPolicy"]["maxDeliveryAttempts"] == 10
     assert work["deadLetterPolicy"]["deadLetterTopic"].endswith("/topics/batchline-work-dlq")
-    assert work["ackDeadlineSeconds"] == 120
+    assert work["ackDeadlineSeconds"] == 180  # the stack file's value, >= worker timeout 120 + margin
+    assert subs["batchline-completions-push"]["ackDeadlineSeconds"] == 570  # coordinator 540 + margin
+    assert subs["batchline-work-dlq-push"]["ackDeadlineSeconds"] == 570  # the dead-letter push reader too
+    assert subs["batchline-work-dlq-pull"]["ackDeadlineSeconds"] == 60
     assert subs["batchline-consolidation-push"]["ackDeadlineSeconds"] == 600  # topology default kept
     assert work["retryPolicy"] == {"minimumBackoff": "10s", "maximumBackoff": "600s"}
 
