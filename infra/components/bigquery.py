@@ -52,7 +52,8 @@ class BigQuery(pulumi.ComponentResource):
         self.grants = [
             gcp.bigquery.DatasetIamMember(
                 f"{name}-{kind}-{who}-{role.split('.')[-1]}", project=project,
-                dataset_id=datasets[kind].dataset_id, role=role, member=members[who], opts=child)
+                dataset_id=datasets[kind].dataset_id, role=role, member=members[who],
+                opts=pulumi.ResourceOptions(parent=self, replace_with=[datasets[kind]]))
             for who, access in ACCESS.items() if who in members
             for kind, role in access.dataset_roles
         ]

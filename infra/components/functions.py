@@ -66,7 +66,8 @@ def function_env(cfg: StackConfig) -> dict[str, str]:
 
 class Functions(pulumi.ComponentResource):
     def __init__(self, name: str, cfg: StackConfig, emails: dict[str, pulumi.Input[str]],
-                 members: dict[str, pulumi.Input[str]], root: Path = REPO_ROOT,
+                 members: dict[str, pulumi.Input[str]], build_account: pulumi.Input[str],
+                 build_grants: list[pulumi.Resource], root: Path = REPO_ROOT,
                  opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("batchline:infra:Functions", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
@@ -96,6 +97,9 @@ class Functions(pulumi.ComponentResource):
                     "runtime": RUNTIME,
                     "entry_point": fn,
                     "source": {"storage_source": {"bucket": self.bucket.name, "object": obj.name}},
+                    # our own build account with exactly the roles Google lists (iam.BUILD_ROLES), never
+                    # the project's default build account, which new projects leave without them
+                    "service_account": build_account,
                 },
                 service_config={
                     "max_instance_count": caps.max_instances,
@@ -109,12 +113,14 @@ class Functions(pulumi.ComponentResource):
                     "all_traffic_on_latest_revision": True,
                     "service_account_email": emails[fn],
                 },
-                opts=child)
-        # invoker: only the identities ACCESS says invoke a function (push and scheduler)
+                opts=pulumi.ResourceOptions(parent=self, depends_on=build_grants))
+        # invoker: only the identities ACCESS says invoke a function (push and scheduler). A grant on a
+        # resource is replaced with it: a service recreated under the same name has no bindings.
         self.invokers = [
             gcp.cloudrunv2.ServiceIamMember(
                 f"{name}-{fn}-invoker-{who}", project=project, location=region,
-                name=self.functions[fn].name, role=INVOKER_ROLE, member=members[who], opts=child)
+                name=self.functions[fn].name, role=INVOKER_ROLE, member=members[who],
+                opts=pulumi.ResourceOptions(parent=self, replace_with=[self.functions[fn]]))
             for who, access in ACCESS.items() if who in members
             for fn in access.invokes
         ]

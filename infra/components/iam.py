@@ -1,4 +1,5 @@
-"""Service accounts: one per function, one for Pub/Sub push, one for Cloud Scheduler.
+"""Service accounts: one per function, one for Pub/Sub push, one for Cloud Scheduler, one that Cloud
+Build runs the functions' builds as.
 
 What each identity may do is declared once, here, as data (`ACCESS`); the components that own a
 resource (dataset, topic, function) grant exactly these roles on it, and the policy set checks that
@@ -17,7 +18,14 @@ from batchline.topology import COORDINATOR, RECONCILE, WORKER
 
 PUSH = "push"
 SCHEDULER = "scheduler"
+BUILD = "build"
 INVOKER_ROLE = "roles/run.invoker"  # gen2 functions are Cloud Run services
+# The roles Google's "Custom Service Account for Cloud Build" page lists for the account a function's
+# build runs as (https://cloud.google.com/functions/docs/securing/build-custom-sa): build logs, the
+# built image in Artifact Registry, the source archive in Cloud Storage. Since July 2024 a new
+# project's default build account may lack them, and the first `pulumi up` fails to build.
+BUILD_ROLES: tuple[str, ...] = ("roles/logging.logWriter", "roles/artifactregistry.writer",
+                                "roles/storage.objectViewer")
 
 
 @dataclass(frozen=True)
@@ -30,10 +38,11 @@ class Access:
 
 ACCESS: dict[str, Access] = {
     # writes its own staging table (created from the main table's live schema: F5), publishes completion;
-    # reads batch/item state and counts its attempts on the item document (Firestore)
+    # reads batch/item state and counts its attempts on the item document (Firestore). Of the main
+    # table it reads only the schema: metadata, never rows.
     WORKER: Access(
         project_roles=("roles/bigquery.jobUser", "roles/datastore.user"),
-        dataset_roles=(("staging", "roles/bigquery.dataEditor"), ("main", "roles/bigquery.dataViewer")),
+        dataset_roles=(("staging", "roles/bigquery.dataEditor"), ("main", "roles/bigquery.metadataViewer")),
         publishes_to=("completions",),
     ),
     # batch state in Firestore, one MERGE into main, deletes verified staging tables, dispatches work
@@ -42,15 +51,17 @@ ACCESS: dict[str, Access] = {
         dataset_roles=(("staging", "roles/bigquery.dataEditor"), ("main", "roles/bigquery.dataEditor")),
         publishes_to=("work", "consolidation", "summary"),
     ),
-    # compares schedule (context table) with predictions, lists orphaned staging tables,
-    # re-dispatches small gaps as a new batch
+    # compares schedule (context table) with predictions (reads rows of main), lists orphaned staging
+    # tables (names only: metadata), re-dispatches small gaps as a new batch through the coordinator's
+    # start logic, which publishes work and, for a batch with nothing pending, a consolidation request
     RECONCILE: Access(
         project_roles=("roles/bigquery.jobUser", "roles/datastore.user"),
-        dataset_roles=(("main", "roles/bigquery.dataViewer"), ("staging", "roles/bigquery.dataViewer")),
-        publishes_to=("work",),
+        dataset_roles=(("main", "roles/bigquery.dataViewer"), ("staging", "roles/bigquery.metadataViewer")),
+        publishes_to=("work", "consolidation"),
     ),
     PUSH: Access(invokes=(WORKER, COORDINATOR)),
     SCHEDULER: Access(invokes=(COORDINATOR, RECONCILE)),
+    BUILD: Access(project_roles=BUILD_ROLES),
 }
 
 
@@ -69,9 +80,10 @@ class ServiceAccounts(pulumi.ComponentResource):
         self.emails: dict[str, pulumi.Output[str]] = {w: a.email for w, a in self.accounts.items()}
         self.members: dict[str, pulumi.Output[str]] = {
             w: a.email.apply(lambda e: f"serviceAccount:{e}") for w, a in self.accounts.items()}
-        self.project_grants = [
-            gcp.projects.IAMMember(f"{name}-{who}-{role.split('/')[-1]}", project=project, role=role,
-                                   member=self.members[who], opts=child)
-            for who, access in ACCESS.items() for role in access.project_roles
-        ]
+        self.grants_of: dict[str, list[gcp.projects.IAMMember]] = {
+            who: [gcp.projects.IAMMember(f"{name}-{who}-{role.split('/')[-1]}", project=project, role=role,
+                                         member=self.members[who], opts=child)
+                  for role in access.project_roles]
+            for who, access in ACCESS.items()}
+        self.project_grants = [g for grants in self.grants_of.values() for g in grants]
         self.register_outputs({"emails": self.emails})
