@@ -24,7 +24,7 @@ from batchline import schema, settings
 from batchline.topology import FUNCTIONS, build_topology
 from infra.components.functions import FUNCTION_LABEL, INGRESS, RUNTIME
 from infra.components.iam import ACCESS, INVOKER_ROLE, PUSH, SCHEDULER
-from infra.components.monitoring import ALERT_LABEL, F9_ALERTS
+from infra.components.monitoring import ALERT_LABEL, DEAD_LETTER_METRIC, F9_ALERTS
 from infra.config import ACK_DEADLINE_S, BACKOFF_S, MAX_DELIVERY_ATTEMPTS
 from infra.harness import Resource, StackRun
 
@@ -321,12 +321,14 @@ def alerts(run: StackRun) -> list[Violation]:
             out.append(Violation("alerts", a.name, "no runbook in the documentation"))
         if not a.inputs.get("conditions"):
             out.append(Violation("alerts", a.name, "no condition"))
-    dlq_pull = {s.inputs.get("name") for s in run.of_type(T_SUB)
-                if _topic_name_of(s.inputs.get("topic")) in _dead_letter_topics(run) and not s.inputs.get("pushConfig")}
+    # new dead letters: Pub/Sub's delta count on every source subscription, not the kept backlog
+    sources = {s.inputs.get("name") for s in run.of_type(T_SUB) if s.inputs.get("deadLetterPolicy")}
     watched = {f for a in by_key.get("dead-letter-messages", []) for c in a.inputs.get("conditions") or []
-               for f in re.findall(r'subscription_id="([^"]+)"', (c.get("conditionThreshold") or {}).get("filter", ""))}
-    for sub in sorted(dlq_pull - watched):
-        out.append(Violation("alerts", sub, "dead-letter pull subscription not watched by the dead-letter alert"))
+               for flt in [(c.get("conditionThreshold") or {}).get("filter", "")] if DEAD_LETTER_METRIC in flt
+               for f in re.findall(r'subscription_id="([^"]+)"', flt)}
+    for sub in sorted(sources - watched):
+        out.append(Violation("alerts", sub, "source subscription's new dead letters not watched by the dead-letter "
+                                            f"alert ({DEAD_LETTER_METRIC})"))
     return out
 
 

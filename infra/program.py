@@ -46,7 +46,8 @@ def build(cfg: StackConfig, slack_token: pulumi.Input[str] | None = None,
                           accounts.emails[SCHEDULER], opts=after_apis)
     dlq_pull = [t.dead_letter_pull_subscription for t in topology.topics
                 if any(s.dead_letter for s in t.subscriptions)]
-    monitoring = Monitoring("monitoring", cfg, [f"{prefix}-{fn}" for fn in FUNCTIONS], dlq_pull,
+    sources = [s.name for t in topology.topics for s in t.subscriptions if s.dead_letter]
+    monitoring = Monitoring("monitoring", cfg, [f"{prefix}-{fn}" for fn in FUNCTIONS], dlq_pull, sources,
                             slack_token=slack_token, opts=after_apis)
     del firestore, monitoring
     return {

@@ -120,12 +120,16 @@ def test_alert_thresholds_follow_config(prod_run):
     assert dml["aggregations"][0]["alignmentPeriod"] == f"{t.dml_rate_limit_window_s}s"
     assert t.dml_rate_limit_errors - 1 < dml["thresholdValue"] < t.dml_rate_limit_errors
     dlq = by_key["dead_letter_messages"]["conditions"]
-    assert all("pubsub.googleapis.com/subscription/num_undelivered_messages" in c["conditionThreshold"]["filter"]
-               for c in dlq)
+    # a delta of new dead letters per source subscription, never the backlog operators keep (item 7)
+    assert all("pubsub.googleapis.com/subscription/dead_letter_message_count" in c["conditionThreshold"]["filter"]
+               and c["conditionThreshold"]["aggregations"][0]["perSeriesAligner"] == "ALIGN_DELTA" for c in dlq)
+    assert not any("num_undelivered_messages" in json.dumps(a) for a in by_key.values())
+    matched = {k: a["conditions"][0]["conditionMatchedLog"]["filter"] for k, a in by_key.items()
+               if "conditionMatchedLog" in a["conditions"][0]}
+    assert f"jsonPayload.coverage_pct<{t.coverage_warning_pct}" in matched["coverage_warning"]
+    assert f"jsonPayload.coverage_pct<{t.coverage_critical_pct}" in matched["coverage_critical"]
     metrics = {m.inputs["name"].split("/")[-1]: m.inputs["filter"]
                for m in prod_run.of_type("gcp:logging/metric:Metric")}
-    assert f"jsonPayload.coverage_pct<{t.coverage_warning_pct}" in metrics["coverage_below_warning"]
-    assert f"jsonPayload.coverage_pct<{t.coverage_critical_pct}" in metrics["coverage_below_critical"]
     assert 'jsonPayload.event="staging_write_failed"' in metrics["staging_write_failed"]
 
 
