@@ -15,13 +15,13 @@ import pulumi_gcp as gcp
 
 from batchline import settings
 from batchline.topology import FUNCTIONS
+from infra.access import FUNCTION_LABEL
 from infra.components.iam import ACCESS, INVOKER_ROLE
 from infra.config import StackConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RUNTIME = "python312"
 INGRESS = "ALLOW_INTERNAL_ONLY"
-FUNCTION_LABEL = "batchline-function"
 EXCLUDED = ("batchline/local/", "batchline/cli.py")
 
 

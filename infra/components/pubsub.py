@@ -18,6 +18,7 @@ import pulumi
 import pulumi_gcp as gcp
 
 from batchline.topology import DeliveryPolicy, SubscriptionSpec, Topology
+from infra.access import TOPIC_LABEL
 from infra.components.iam import ACCESS
 from infra.config import PubSubConfig
 
@@ -71,7 +72,8 @@ class PubSub(pulumi.ComponentResource):
                 push_config=push, opts=child)
 
         for t in topology.topics:
-            topic = gcp.pubsub.Topic(t.name, project=project, name=t.name, labels=labels, opts=child)
+            topic = gcp.pubsub.Topic(t.name, project=project, name=t.name, labels={**labels, TOPIC_LABEL: t.key},
+                                     opts=child)
             self.topics[t.key] = topic
             dlq = None
             if any(s.dead_letter for s in t.subscriptions):
