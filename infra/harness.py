@@ -17,6 +17,7 @@ import pulumi
 import yaml
 
 from infra.config import NAMESPACE, StackConfig
+from infra.view import Stack, View, as_preview, walk
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MOCK_PROJECT_NUMBER = "123456789012"
@@ -32,6 +33,7 @@ class Resource:
     custom: bool
     # from the registration request, as the engine (and a CrossGuard pack) sees them
     urn: str = ""
+    id: str = ""
     property_dependencies: dict[str, list[str]] = field(default_factory=dict)  # input -> URNs it came from
     dependencies: list[str] = field(default_factory=list)  # URNs (depends_on and property dependencies)
     replace_with: list[str] = field(default_factory=list)  # URNs whose replacement replaces this one
@@ -86,7 +88,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
         elif t == "gcp:monitoring/alertPolicy:AlertPolicy":
             state["name"] = f"projects/{project}/alertPolicies/{args.name}"
             rid = state["name"]
-        r = Resource(t, args.name, inputs, state, bool(args.custom))
+        r = Resource(t, args.name, inputs, state, bool(args.custom), id=rid)
         self.resources.append(r)
         self.by_key[(t, args.name)] = r
         return rid, state
@@ -183,3 +185,19 @@ def run_program(raw: dict[str, Any], stack: str = "test", secrets: dict[str, str
 
 def run_stack(stack: str, root: Path = REPO_ROOT, secrets: dict[str, str] | None = None) -> StackRun:
     return run_program(load_stack_config(stack, root), stack=stack, secrets=secrets)
+
+
+def stack_view(run: StackRun, *, preview: bool = False) -> Stack:
+    """The recorded resources as the rules see them (infra.view). `preview=True` blanks every value
+    that may come from another resource, as `pulumi preview` shows it before anything exists."""
+    views = [View(r.type, r.name, r.urn, r.inputs,
+                  {k: tuple(v) for k, v in r.property_dependencies.items()},
+                  tuple(r.dependencies), tuple(r.replace_with))
+             for r in run.resources if r.custom]
+    if not preview:
+        return Stack(views)
+    # what each resource computes: its id and every output string that is not one of its inputs
+    computed = {r.urn: ({x for x in walk(r.outputs) if isinstance(x, str)}
+                        - {x for x in walk(r.inputs) if isinstance(x, str)}) | {r.id}
+                for r in run.resources}
+    return Stack([as_preview(v, computed) for v in views])

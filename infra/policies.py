@@ -22,11 +22,12 @@ from typing import Any
 
 from batchline import schema, settings
 from batchline.topology import FUNCTIONS, build_topology
+from infra import rules
 from infra.components.functions import FUNCTION_LABEL, INGRESS, RUNTIME
 from infra.components.iam import ACCESS, INVOKER_ROLE, PUSH, SCHEDULER
 from infra.components.monitoring import ALERT_LABEL, DEAD_LETTER_METRIC, F9_ALERTS
 from infra.config import ACK_DEADLINE_S, BACKOFF_S, MAX_DELIVERY_ATTEMPTS
-from infra.harness import Resource, StackRun
+from infra.harness import Resource, StackRun, stack_view
 
 T_TOPIC = "gcp:pubsub/topic:Topic"
 T_SUB = "gcp:pubsub/subscription:Subscription"
@@ -236,19 +237,6 @@ def function_runtime(run: StackRun) -> list[Violation]:
     return out
 
 
-@policy("no-public-access")
-def no_public_access(run: StackRun) -> list[Violation]:
-    """No allUsers / allAuthenticatedUsers anywhere, no primitive roles."""
-    out: list[Violation] = []
-    for r in run.resources:
-        for s in _walk(r.inputs):
-            if any(m in s for m in PUBLIC_MEMBERS):
-                out.append(Violation("no-public-access", r.name, f"public member in {s!r}"))
-        if r.inputs.get("role") in PRIMITIVE_ROLES:
-            out.append(Violation("no-public-access", r.name, f"primitive role {r.inputs['role']}"))
-    return out
-
-
 @policy("invokers")
 def invokers(run: StackRun) -> list[Violation]:
     """Only the push and scheduler service accounts may invoke functions, each only the functions it
@@ -389,26 +377,18 @@ def bigquery(run: StackRun) -> list[Violation]:
     return out
 
 
-@policy("least-privilege")
-def least_privilege(run: StackRun) -> list[Violation]:
-    """Project- and dataset-level grants to our service accounts are exactly those ACCESS declares."""
-    out: list[Violation] = []
-    who_of = {f"serviceAccount:{_sa_email(run, w)}": w for w in ACCESS}
-    bq = run.config.bigquery
-    kind = {bq.main_dataset: "main", bq.staging_dataset: "staging"}
-    want = {(w, "project", r) for w, a in ACCESS.items() for r in a.project_roles}
-    want |= {(w, k, r) for w, a in ACCESS.items() for k, r in a.dataset_roles}
-    have = set()
-    for g in run.of_type(T_PROJECT_IAM):
-        have.add((who_of.get(g.inputs.get("member"), g.inputs.get("member")), "project", g.inputs.get("role")))
-    for g in run.of_type(T_DATASET_IAM):
-        have.add((who_of.get(g.inputs.get("member"), g.inputs.get("member")),
-                  kind.get(g.inputs.get("datasetId"), g.inputs.get("datasetId")), g.inputs.get("role")))
-    for w, scope, role in sorted(have - want, key=str):
-        out.append(Violation("least-privilege", f"{w}", f"unexpected {role} on {scope}"))
-    for w, scope, role in sorted(want - have, key=str):
-        out.append(Violation("least-privilege", f"{w}", f"missing {role} on {scope}"))
-    return out
+def _rule(name: str) -> Check:
+    def go(run: StackRun) -> list[Violation]:
+        return [Violation(f.rule, f.resource, f.reason) for f in rules.RULES[name].check(stack_view(run))]
+    go.__doc__ = rules.RULES[name].description
+    return go
+
+
+# The deploy-gating rules shared with the CrossGuard pack (infra/rules.py) run here too, on the
+# registered resources' neutral view; the checks above compare with the stack config, which a pack
+# cannot see.
+for _name in rules.RULES:
+    POLICIES[_name] = _rule(_name)
 
 
 def check_all(run: StackRun, only: list[str] | None = None) -> list[Violation]:

@@ -89,7 +89,7 @@ BREAKAGES = [
     ("bigquery", "no default table expiration", _edit(policies.T_DATASET, "bq-staging",
                                                       lambda i: i.pop("defaultTableExpirationMs"))),
     ("bigquery", "not clustered", _edit(policies.T_TABLE, "bq-main-table", lambda i: i.update(clusterings=[]))),
-    ("least-privilege", "unexpected roles/bigquery.admin", _edit(policies.T_PROJECT_IAM, "sa-worker",
+    ("least-privilege", "may not hold roles/bigquery.admin", _edit(policies.T_PROJECT_IAM, "sa-worker",
                                                                  lambda i: i.update(role="roles/bigquery.admin"))),
 ]
 
@@ -103,7 +103,12 @@ def test_policy_detects_breakage(prod_run, policy, reason, mutate):
 
 
 def test_every_policy_has_a_breakage_test():
-    assert {p for p, _, _ in BREAKAGES} == set(policies.POLICIES)
+    """The shared rules' own breakage tests live in test_rules.py."""
+    from infra import rules
+    from tests.infra.test_rules import BREAKAGES as RULE_BREAKAGES
+
+    assert {p for p, _, _ in BREAKAGES} | {r for r, _, _ in RULE_BREAKAGES} == set(policies.POLICIES)
+    assert set(rules.RULES) <= set(policies.POLICIES)
 
 
 def test_runner_exit_status(capsys):
