@@ -18,6 +18,7 @@ import re
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from batchline import schema, settings
@@ -408,6 +409,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--secret", action="append", default=[], metavar="KEY=VALUE",
                     help="a secret config value not in the stack file (e.g. slack_token=placeholder)")
     ap.add_argument("--policy", action="append", choices=sorted(POLICIES), help="run only these checks")
+    ap.add_argument("--export-views", metavar="PATH",
+                    help="also write the resources as a policy pack sees them (for policy/selfcheck.py)")
+    ap.add_argument("--preview", action="store_true", help="with --export-views: as preview shows them")
     args = ap.parse_args(argv)
     secrets = dict(s.split("=", 1) for s in args.secret)
     try:
@@ -415,6 +419,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
+    if args.export_views:
+        from infra.pack import to_wire
+
+        Path(args.export_views).write_text(json.dumps(to_wire(stack_view(run, preview=args.preview)), default=str))
     violations = check_all(run, args.policy)
     for v in violations:
         print(v)
