@@ -17,29 +17,26 @@ from dataclasses import dataclass
 from batchline import settings
 from infra import limits
 from infra.access import ACCESS, BUILD, BUILD_ROLES, DATASET_LABEL, FUNCTION_LABEL, INVOKER_ROLE, TOPIC_LABEL
+from infra.resource_types import (
+    GRANTS,
+    RESOURCE_GRANTS,
+    T_ACCOUNT,
+    T_ALERT,
+    T_DATASET,
+    T_DATASET_IAM,
+    T_FUNCTION,
+    T_IDENTITY,
+    T_JOB,
+    T_METRIC,
+    T_PROJECT_IAM,
+    T_RUN_IAM,
+    T_SLEEP,
+    T_SUB,
+    T_TOPIC,
+    T_TOPIC_IAM,
+)
 from infra.view import UNKNOWN, Finding, Stack, View, seconds, walk
 
-T_ACCOUNT = "gcp:serviceaccount/account:Account"
-T_SA_IAM = "gcp:serviceaccount/iAMMember:IAMMember"
-T_PROJECT_IAM = "gcp:projects/iAMMember:IAMMember"
-T_DATASET = "gcp:bigquery/dataset:Dataset"
-T_DATASET_IAM = "gcp:bigquery/datasetIamMember:DatasetIamMember"
-T_TOPIC = "gcp:pubsub/topic:Topic"
-T_TOPIC_IAM = "gcp:pubsub/topicIAMMember:TopicIAMMember"
-T_SUB = "gcp:pubsub/subscription:Subscription"
-T_SUB_IAM = "gcp:pubsub/subscriptionIAMMember:SubscriptionIAMMember"
-T_FUNCTION = "gcp:cloudfunctionsv2/function:Function"
-T_RUN_IAM = "gcp:cloudrunv2/serviceIamMember:ServiceIamMember"
-T_JOB = "gcp:cloudscheduler/job:Job"
-T_METRIC = "gcp:logging/metric:Metric"
-T_ALERT = "gcp:monitoring/alertPolicy:AlertPolicy"
-T_SLEEP = "time:index/sleep:Sleep"
-T_IDENTITY = "gcp:projects/serviceIdentity:ServiceIdentity"
-
-# per-resource IAM member type -> the input naming the resource the grant is on
-RESOURCE_GRANTS: dict[str, str] = {T_TOPIC_IAM: "topic", T_SUB_IAM: "subscription", T_DATASET_IAM: "datasetId",
-                                   T_RUN_IAM: "name", T_SA_IAM: "serviceAccountId"}
-GRANTS = (T_PROJECT_IAM, *RESOURCE_GRANTS)
 PUBLIC_MEMBERS = ("allUsers", "allAuthenticatedUsers")
 PRIMITIVE_ROLES = ("roles/owner", "roles/editor", "roles/viewer")
 DEAD_LETTER_METRIC = "pubsub.googleapis.com/subscription/dead_letter_message_count"
@@ -157,6 +154,39 @@ def least_privilege(stack: Stack) -> list[Finding]:
         if not ok:
             out.append(Finding("least-privilege", g.name, f"{who} may not hold {role} on {scope}"))
     return out
+
+
+def _granted(stack: Stack) -> set[tuple[str, str, str, str]]:
+    """(identity, scope kind, scope key, role) of every grant to one of our accounts."""
+    out = set()
+    for g in (v for v in stack.views if v.type in GRANTS):
+        who, role = identity(stack, g), g.get("role")
+        if who is None or not isinstance(role, str):
+            continue
+        if g.type == T_PROJECT_IAM:
+            out.add((who, "project", "", role))
+        for prop, type_, kind, label in (("datasetId", T_DATASET, "dataset", DATASET_LABEL),
+                                         ("topic", T_TOPIC, "topic", TOPIC_LABEL),
+                                         ("name", T_FUNCTION, "function", FUNCTION_LABEL)):
+            if g.type == {"dataset": T_DATASET_IAM, "topic": T_TOPIC_IAM, "function": T_RUN_IAM}[kind]:
+                out |= {(who, kind, str(d.label(label)), role) for d in stack.deps_of(g, prop, type_)}
+    return out
+
+
+@rule("declared-grants-exist", mandatory=False)
+def declared_grants_exist(stack: Stack) -> list[Finding]:
+    """Every grant `infra/access.py` declares exists: a function without its publisher, dataset or
+    project role, or a caller without its invoker grant, fails with 403 in production."""
+    if not stack.of_type(T_FUNCTION):
+        return []
+    want = set()
+    for who, a in ACCESS.items():
+        want |= {(who, "project", "", r) for r in a.project_roles}
+        want |= {(who, "dataset", k, r) for k, r in a.dataset_roles}
+        want |= {(who, "topic", t, "roles/pubsub.publisher") for t in a.publishes_to}
+        want |= {(who, "function", f, INVOKER_ROLE) for f in a.invokes}
+    return [Finding("declared-grants-exist", who, f"missing {role} on {kind} {key}".rstrip())
+            for who, kind, key, role in sorted(want - _granted(stack))]
 
 
 @rule("build-service-account", mandatory=True)
