@@ -12,16 +12,50 @@ errors too, so a typo never silently falls back to a default.
 from __future__ import annotations
 
 import re
-import zoneinfo
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 from batchline import ids
-from batchline.topology import COORDINATOR, FUNCTIONS, WORKER, DeliveryPolicy, build_topology
+from batchline.topology import COORDINATOR, FUNCTIONS, DeliveryPolicy, build_topology
 from infra import limits
+from infra.config_fields import (
+    _EMAIL,
+    _REGION,
+    NAMESPACE,
+    ConfigError,
+    _bool,
+    _choice,
+    _cron,
+    _float,
+    _ident,
+    _int,
+    _key,
+    _obj,
+    _tz,
+)
+from infra.config_types import (
+    DEFAULT_CAPS,
+    DEFAULT_EMERGENCY_PROFILE,
+    BigQueryConfig,
+    FirestoreConfig,
+    FunctionCaps,
+    FunctionsConfig,
+    GcpConfig,
+    Notifications,
+    PubSubConfig,
+    Schedule,
+    SchedulerRetry,
+    SchedulesConfig,
+    StackConfig,
+    Thresholds,
+)
 
-NAMESPACE = "batchline"
+# re-exported: callers import the config objects and ConfigError from here
+__all__ = ["DEFAULT_CAPS", "DEFAULT_EMERGENCY_PROFILE", "NAMESPACE", "BigQueryConfig", "ConfigError",
+           "FirestoreConfig", "FunctionCaps", "FunctionsConfig", "GcpConfig", "Notifications", "PubSubConfig",
+           "Schedule", "SchedulerRetry", "SchedulesConfig", "StackConfig", "Thresholds", "from_pulumi", "load"]
+
 
 # ---------------------------------------------------------------------------------------------
 # Ranges, declared once: validation uses them and docs/infra.md lists them.
@@ -48,225 +82,6 @@ DML_WINDOW_S = (60, 3600)
 # the daily reconciliation alerts on any it finds orphaned. The expiration is a last net, so it must
 # outlast a long weekend of an unanswered alert: at least 3 days.
 STAGING_EXPIRATION_HOURS = (72, 24 * 90)
-
-
-class ConfigError(ValueError):
-    """A stack config value is missing, unknown or out of range; the message names the key."""
-
-
-# ---------------------------------------------------------------------------------------------
-# Typed config objects
-# ---------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class GcpConfig:
-    project: str
-    region: str = "us-central1"
-
-
-@dataclass(frozen=True)
-class FunctionCaps:
-    max_instances: int
-    concurrency: int
-    memory: str = "512Mi"
-    cpu: str = "1"
-    timeout_s: int = 540
-    min_instances: int = 0
-
-
-DEFAULT_CAPS: dict[str, FunctionCaps] = {
-    "worker": FunctionCaps(max_instances=20, concurrency=5, memory="1Gi", timeout_s=120),
-    "coordinator": FunctionCaps(max_instances=5, concurrency=10, memory="512Mi", timeout_s=540),
-    "reconcile": FunctionCaps(max_instances=1, concurrency=1, memory="512Mi", timeout_s=900),
-}
-# The seeds' emergency cut (F10): 4 instances x 3 requests on the fan-out worker.
-DEFAULT_EMERGENCY_PROFILE: dict[str, dict[str, int]] = {WORKER: {"max_instances": 4, "concurrency": 3}}
-
-
-@dataclass(frozen=True)
-class FunctionsConfig:
-    caps: dict[str, FunctionCaps]  # effective caps (emergency profile already applied)
-    emergency: bool = False
-    normal_caps: dict[str, FunctionCaps] = field(default_factory=dict)  # caps without the profile
-    profile_caps: dict[str, FunctionCaps] = field(default_factory=dict)  # caps with the profile
-
-    def longest_timeout_s(self, fn: str) -> int:
-        """The function's timeout in either mode: callers' deadlines must hold when the flag flips."""
-        return max(c[fn].timeout_s for c in (self.caps, self.normal_caps, self.profile_caps) if fn in c)
-
-
-@dataclass(frozen=True)
-class PubSubConfig:
-    topic_prefix: str
-    policies: dict[str, DeliveryPolicy]  # topic key -> effective policy of its source subscriptions
-    dead_letter_push_ack_s: int = 60  # ack deadline of the push readers of dead-letter topics
-
-
-@dataclass(frozen=True)
-class Schedule:
-    cron: str
-    time_zone: str
-
-
-@dataclass(frozen=True)
-class SchedulerRetry:
-    retry_count: int = 3
-    min_backoff_s: int = 30
-    max_backoff_s: int = 600
-    max_doublings: int = 3
-    attempt_deadline_s: int = 600
-
-
-@dataclass(frozen=True)
-class SchedulesConfig:
-    start: Schedule
-    stall_check: Schedule
-    reconcile: Schedule
-    retry: SchedulerRetry = field(default_factory=SchedulerRetry)
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    stall_minutes: int = 30
-    min_completion_pct: float = 0.0
-    coverage_warning_pct: float = 95.0
-    coverage_critical_pct: float = 85.0
-    staging_write_failure_rate_pct: float = 10.0
-    dml_rate_limit_errors: int = 5
-    dml_rate_limit_window_s: int = 60
-
-
-@dataclass(frozen=True)
-class Notifications:
-    emails: tuple[str, ...] = ()
-    slack_channel: str | None = None  # the token is the secret `batchline:slack_token`
-
-
-@dataclass(frozen=True)
-class BigQueryConfig:
-    location: str = "US"
-    staging_location: str = "US"
-    main_dataset: str = "predictions"
-    main_table: str = "player_prop_predictions"
-    context_table: str = "player_game_context"
-    staging_dataset: str = "batchline_staging"
-    staging_table_expiration_hours: int = 336
-    deletion_protection: bool = True
-
-
-@dataclass(frozen=True)
-class FirestoreConfig:
-    create: bool = True  # false when the project already has a (default) database
-    location: str = "nam5"
-    database: str = "(default)"
-
-
-@dataclass(frozen=True)
-class StackConfig:
-    gcp: GcpConfig
-    functions: FunctionsConfig
-    pubsub: PubSubConfig
-    schedules: SchedulesConfig
-    thresholds: Thresholds
-    notifications: Notifications
-    bigquery: BigQueryConfig
-    firestore: FirestoreConfig
-    apis: tuple[str, ...]
-
-
-# ---------------------------------------------------------------------------------------------
-# Validation helpers
-# ---------------------------------------------------------------------------------------------
-def _key(path: str) -> str:
-    return f"{NAMESPACE}:{path}"
-
-
-def _obj(value: Any, path: str, allowed: tuple[str, ...]) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"{_key(path)} must be an object, got {type(value).__name__}")
-    unknown = sorted(set(value) - set(allowed))
-    if unknown:
-        raise ConfigError(
-            f"{_key(path)}: unknown key(s) {', '.join(_key(f'{path}.{u}') for u in unknown)}; "
-            f"allowed: {', '.join(allowed)}")
-    return dict(value)
-
-
-def _int(obj: Mapping[str, Any], name: str, path: str, default: int | None, rng: tuple[int, int]) -> int:
-    key = f"{path}.{name}"
-    raw = obj.get(name, default)
-    if raw is None:
-        raise ConfigError(f"{_key(key)} is required (integer between {rng[0]} and {rng[1]})")
-    if isinstance(raw, bool) or not isinstance(raw, (int, str)):
-        raise ConfigError(f"{_key(key)} must be an integer between {rng[0]} and {rng[1]}, got {raw!r}")
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{_key(key)} must be an integer between {rng[0]} and {rng[1]}, got {raw!r}") from exc
-    if not rng[0] <= value <= rng[1]:
-        raise ConfigError(f"{_key(key)} must be between {rng[0]} and {rng[1]}, got {value}")
-    return value
-
-
-def _float(obj: Mapping[str, Any], name: str, path: str, default: float, rng: tuple[float, float]) -> float:
-    key = f"{path}.{name}"
-    raw = obj.get(name, default)
-    if isinstance(raw, bool):
-        raise ConfigError(f"{_key(key)} must be a number between {rng[0]} and {rng[1]}, got {raw!r}")
-    try:
-        value = float(raw)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{_key(key)} must be a number between {rng[0]} and {rng[1]}, got {raw!r}") from exc
-    if not rng[0] <= value <= rng[1]:
-        raise ConfigError(f"{_key(key)} must be between {rng[0]} and {rng[1]}, got {value}")
-    return value
-
-
-def _bool(obj: Mapping[str, Any], name: str, path: str, default: bool) -> bool:
-    raw = obj.get(name, default)
-    if isinstance(raw, bool):
-        return raw
-    if isinstance(raw, str) and raw.lower() in ("true", "false"):
-        return raw.lower() == "true"
-    raise ConfigError(f"{_key(f'{path}.{name}')} must be true or false, got {raw!r}")
-
-
-def _choice(obj: Mapping[str, Any], name: str, path: str, default: str, choices: tuple[str, ...]) -> str:
-    raw = str(obj.get(name, default))
-    if raw not in choices:
-        raise ConfigError(f"{_key(f'{path}.{name}')} must be one of {', '.join(choices)}, got {raw!r}")
-    return raw
-
-
-def _ident(obj: Mapping[str, Any], name: str, path: str, default: str | None, check) -> str:
-    raw = obj.get(name, default)
-    if raw is None:
-        raise ConfigError(f"{_key(f'{path}.{name}')} is required")
-    try:
-        return check(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{_key(f'{path}.{name}')}: {exc}") from exc
-
-
-_CRON_FIELD = re.compile(r"[0-9A-Za-z*/,\-]+")
-_REGION = re.compile(r"[a-z]+-[a-z]+[0-9]")
-_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
-
-
-def _cron(value: Any, key: str) -> str:
-    if not isinstance(value, str) or len(value.split()) != 5 or not all(
-            _CRON_FIELD.fullmatch(f) for f in value.split()):
-        raise ConfigError(f"{_key(key)} must be a 5-field unix-cron expression, got {value!r}")
-    return value
-
-
-def _tz(value: Any, key: str) -> str:
-    try:
-        zoneinfo.ZoneInfo(str(value))
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
-        raise ConfigError(f"{_key(key)} must be an IANA time zone (e.g. America/New_York), got {value!r}") from exc
-    return str(value)
 
 
 # ---------------------------------------------------------------------------------------------
