@@ -92,7 +92,7 @@ def load_gcp(raw: Any) -> GcpConfig:
         raise ConfigError(f"{_key('gcp')} is required: {{project: <project id>, region: <region>}}")
     o = _obj(raw, "gcp", ("project", "region"))
     project = _ident(o, "project", "gcp", None, ids.validate_project)
-    region = str(o.get("region", GcpConfig.region))
+    region = str(o.get("region", GcpConfig.model_fields["region"].default))
     if not _REGION.fullmatch(region):
         raise ConfigError(f"{_key('gcp.region')} must be a GCP region like us-central1, got {region!r}")
     return GcpConfig(project=project, region=region)
@@ -238,7 +238,7 @@ def load_schedules(raw: Any, functions: FunctionsConfig | None = None) -> Schedu
 
 def load_thresholds(raw: Any) -> Thresholds:
     p = "thresholds"
-    o = _obj(raw, p, tuple(Thresholds.__dataclass_fields__))
+    o = _obj(raw, p, tuple(Thresholds.model_fields))
     d = Thresholds()
     t = Thresholds(
         stall_minutes=_int(o, "stall_minutes", p, d.stall_minutes, STALL_MINUTES),
@@ -275,7 +275,7 @@ def load_notifications(raw: Any, has_slack_token: bool) -> Notifications:
 
 def load_bigquery(raw: Any) -> BigQueryConfig:
     p = "bigquery"
-    o = _obj(raw, p, tuple(BigQueryConfig.__dataclass_fields__))
+    o = _obj(raw, p, tuple(BigQueryConfig.model_fields))
     d = BigQueryConfig()
     location = _ident(o, "location", p, d.location, ids.validate_location)
     bq = BigQueryConfig(

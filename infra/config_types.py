@@ -1,9 +1,10 @@
 """The typed stack configuration objects (`infra.config.load` builds them, everything else reads
-them)."""
+them): frozen pydantic models that refuse unknown fields and mistyped values, so a loader that
+builds one wrongly fails at once."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from pydantic import BaseModel, ConfigDict, Field
 
 from batchline.topology import WORKER, DeliveryPolicy
 
@@ -11,14 +12,16 @@ from batchline.topology import WORKER, DeliveryPolicy
 # ---------------------------------------------------------------------------------------------
 # Typed config objects
 # ---------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class GcpConfig:
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+
+class GcpConfig(_Frozen):
     project: str
     region: str = "us-central1"
 
 
-@dataclass(frozen=True)
-class FunctionCaps:
+class FunctionCaps(_Frozen):
     max_instances: int
     concurrency: int
     memory: str = "512Mi"
@@ -36,33 +39,29 @@ DEFAULT_CAPS: dict[str, FunctionCaps] = {
 DEFAULT_EMERGENCY_PROFILE: dict[str, dict[str, int]] = {WORKER: {"max_instances": 4, "concurrency": 3}}
 
 
-@dataclass(frozen=True)
-class FunctionsConfig:
+class FunctionsConfig(_Frozen):
     caps: dict[str, FunctionCaps]  # effective caps (emergency profile already applied)
     emergency: bool = False
-    normal_caps: dict[str, FunctionCaps] = field(default_factory=dict)  # caps without the profile
-    profile_caps: dict[str, FunctionCaps] = field(default_factory=dict)  # caps with the profile
+    normal_caps: dict[str, FunctionCaps] = Field(default_factory=dict)  # caps without the profile
+    profile_caps: dict[str, FunctionCaps] = Field(default_factory=dict)  # caps with the profile
 
     def longest_timeout_s(self, fn: str) -> int:
         """The function's timeout in either mode: callers' deadlines must hold when the flag flips."""
         return max(c[fn].timeout_s for c in (self.caps, self.normal_caps, self.profile_caps) if fn in c)
 
 
-@dataclass(frozen=True)
-class PubSubConfig:
+class PubSubConfig(_Frozen):
     topic_prefix: str
     policies: dict[str, DeliveryPolicy]  # topic key -> effective policy of its source subscriptions
     dead_letter_push_ack_s: int = 60  # ack deadline of the push readers of dead-letter topics
 
 
-@dataclass(frozen=True)
-class Schedule:
+class Schedule(_Frozen):
     cron: str
     time_zone: str
 
 
-@dataclass(frozen=True)
-class SchedulerRetry:
+class SchedulerRetry(_Frozen):
     retry_count: int = 3
     min_backoff_s: int = 30
     max_backoff_s: int = 600
@@ -70,16 +69,14 @@ class SchedulerRetry:
     attempt_deadline_s: int = 600
 
 
-@dataclass(frozen=True)
-class SchedulesConfig:
+class SchedulesConfig(_Frozen):
     start: Schedule
     stall_check: Schedule
     reconcile: Schedule
-    retry: SchedulerRetry = field(default_factory=SchedulerRetry)
+    retry: SchedulerRetry = Field(default_factory=SchedulerRetry)
 
 
-@dataclass(frozen=True)
-class Thresholds:
+class Thresholds(_Frozen):
     stall_minutes: int = 30
     min_completion_pct: float = 0.0
     coverage_warning_pct: float = 95.0
@@ -89,14 +86,12 @@ class Thresholds:
     dml_rate_limit_window_s: int = 60
 
 
-@dataclass(frozen=True)
-class Notifications:
+class Notifications(_Frozen):
     emails: tuple[str, ...] = ()
     slack_channel: str | None = None  # the token is the secret `batchline:slack_token`
 
 
-@dataclass(frozen=True)
-class BigQueryConfig:
+class BigQueryConfig(_Frozen):
     location: str = "US"
     staging_location: str = "US"
     main_dataset: str = "predictions"
@@ -107,15 +102,13 @@ class BigQueryConfig:
     deletion_protection: bool = True
 
 
-@dataclass(frozen=True)
-class FirestoreConfig:
+class FirestoreConfig(_Frozen):
     create: bool = True  # false when the project already has a (default) database
     location: str = "nam5"
     database: str = "(default)"
 
 
-@dataclass(frozen=True)
-class StackConfig:
+class StackConfig(_Frozen):
     gcp: GcpConfig
     functions: FunctionsConfig
     pubsub: PubSubConfig

@@ -186,3 +186,21 @@ def test_every_push_subscription_outlasts_its_target(dev_raw, prod_raw):
                 if s.push:
                     timeout = cfg.functions.caps[s.push.function].timeout_s
                     assert cfg.pubsub.policies[t.key].ack_deadline_s >= timeout + limits.DEADLINE_MARGIN_S
+
+
+def test_config_objects_are_typed_and_closed():
+    """The objects load() builds are strict pydantic models: a loader that passes a string for a
+    number, or a field that does not exist, fails at once instead of deploying it."""
+    import pydantic
+
+    from infra.config_types import FunctionCaps, PubSubConfig
+
+    with pytest.raises(pydantic.ValidationError):
+        FunctionCaps(max_instances="3", concurrency=1)
+    with pytest.raises(pydantic.ValidationError):
+        FunctionCaps(max_instances=3, concurrency=1, timeout=60)
+    with pytest.raises(pydantic.ValidationError):
+        PubSubConfig(topic_prefix="x", policies={}, dead_letter_push_ack_s="570")
+    caps = FunctionCaps(max_instances=3, concurrency=1)
+    with pytest.raises(pydantic.ValidationError):
+        caps.max_instances = 4  # frozen
