@@ -56,5 +56,5 @@ def run(handler_name: str, fn: Callable[[], dict], body: bytes = b"") -> Respons
         return respond({"ok": False, "error": str(exc)}, 503)
     except Exception as exc:  # noqa: BLE001 - answered 500 so the caller retries; never swallowed
         log_event("handler_failed", severity="ERROR", handler=handler_name, error=str(exc),
-                  error_type=type(exc).__name__, traceback=traceback.format_exc(limit=8), **log_context(body))
+                  error_type=type(exc).__name__, stack_trace=traceback.format_exc(limit=8), **log_context(body))
         return respond({"ok": False, "error": f"{type(exc).__name__}: {exc}"}, 500)

@@ -90,6 +90,15 @@ class Settings:
             env[ENV_BIGQUERY_EMULATOR_HOST] = self.bigquery_emulator_host
         return env
 
+    def deployed_env(self) -> dict[str, str]:
+        """What a deployment sets on every function: `as_env()` without the fault switch (a
+        deployment never enables faults) and without emulator endpoints. The Pulumi program renders
+        the functions' environment with this, so the contract is written once, here."""
+        env = self.as_env()
+        env.pop(ENV_ALLOW_FAULTS)
+        env.pop(ENV_BIGQUERY_EMULATOR_HOST, None)
+        return env
+
 
 def _int(env: dict[str, str], key: str, default: int, lo: int, hi: int) -> int:
     raw = env.get(key)

@@ -12,15 +12,50 @@ errors too, so a typo never silently falls back to a default.
 from __future__ import annotations
 
 import re
-import zoneinfo
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import replace
 from typing import Any
 
 from batchline import ids
-from batchline.topology import FUNCTIONS, WORKER, DeliveryPolicy, build_topology
+from batchline.topology import COORDINATOR, FUNCTIONS, DeliveryPolicy, build_topology
+from infra import limits
+from infra.config_fields import (
+    _EMAIL,
+    _REGION,
+    NAMESPACE,
+    ConfigError,
+    _bool,
+    _choice,
+    _cron,
+    _float,
+    _ident,
+    _int,
+    _key,
+    _obj,
+    _tz,
+)
+from infra.config_types import (
+    DEFAULT_CAPS,
+    DEFAULT_EMERGENCY_PROFILE,
+    BigQueryConfig,
+    FirestoreConfig,
+    FunctionCaps,
+    FunctionsConfig,
+    GcpConfig,
+    Notifications,
+    PubSubConfig,
+    Schedule,
+    SchedulerRetry,
+    SchedulesConfig,
+    StackConfig,
+    Thresholds,
+)
 
-NAMESPACE = "batchline"
+# re-exported: callers import the config objects and ConfigError from here
+__all__ = ["DEFAULT_CAPS", "DEFAULT_EMERGENCY_PROFILE", "NAMESPACE", "BigQueryConfig", "ConfigError",
+           "FirestoreConfig", "FunctionCaps", "FunctionsConfig", "GcpConfig", "Notifications", "PubSubConfig",
+           "Schedule", "SchedulerRetry", "SchedulesConfig", "StackConfig", "Thresholds", "from_pulumi", "load"]
+
 
 # ---------------------------------------------------------------------------------------------
 # Ranges, declared once: validation uses them and docs/infra.md lists them.
@@ -29,8 +64,8 @@ MAX_INSTANCES = (1, 1000)
 CONCURRENCY = (1, 1000)  # Cloud Functions gen2 per-instance request concurrency
 MIN_INSTANCES = (0, 100)
 TIMEOUT_S = (1, 3600)  # HTTP functions (gen2)
-MEMORY_CHOICES = ("256Mi", "512Mi", "1Gi", "2Gi", "4Gi", "8Gi", "16Gi", "32Gi")
-CPU_CHOICES = ("0.083", "0.167", "0.333", "0.583", "1", "2", "4", "8")
+MEMORY_CHOICES = tuple(limits.MEMORY_MIB)
+CPU_CHOICES = limits.CPU_CHOICES  # which pairs Google accepts: limits.memory_cpu_problem
 ACK_DEADLINE_S = (10, 600)
 MAX_DELIVERY_ATTEMPTS = (5, 100)
 BACKOFF_S = (0, 600)
@@ -49,219 +84,6 @@ DML_WINDOW_S = (60, 3600)
 STAGING_EXPIRATION_HOURS = (72, 24 * 90)
 
 
-class ConfigError(ValueError):
-    """A stack config value is missing, unknown or out of range; the message names the key."""
-
-
-# ---------------------------------------------------------------------------------------------
-# Typed config objects
-# ---------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class GcpConfig:
-    project: str
-    region: str = "us-central1"
-
-
-@dataclass(frozen=True)
-class FunctionCaps:
-    max_instances: int
-    concurrency: int
-    memory: str = "512Mi"
-    cpu: str = "1"
-    timeout_s: int = 540
-    min_instances: int = 0
-
-
-DEFAULT_CAPS: dict[str, FunctionCaps] = {
-    "worker": FunctionCaps(max_instances=20, concurrency=5, memory="1Gi", timeout_s=120),
-    "coordinator": FunctionCaps(max_instances=5, concurrency=10, memory="512Mi", timeout_s=540),
-    "reconcile": FunctionCaps(max_instances=1, concurrency=1, memory="512Mi", timeout_s=900),
-}
-# The seeds' emergency cut (F10): 4 instances x 3 requests on the fan-out worker.
-DEFAULT_EMERGENCY_PROFILE: dict[str, dict[str, int]] = {WORKER: {"max_instances": 4, "concurrency": 3}}
-
-
-@dataclass(frozen=True)
-class FunctionsConfig:
-    caps: dict[str, FunctionCaps]  # effective caps (emergency profile already applied)
-    emergency: bool = False
-    normal_caps: dict[str, FunctionCaps] = field(default_factory=dict)  # caps without the profile
-
-
-@dataclass(frozen=True)
-class PubSubConfig:
-    topic_prefix: str
-    policies: dict[str, DeliveryPolicy]  # topic key -> effective policy of its source subscriptions
-
-
-@dataclass(frozen=True)
-class Schedule:
-    cron: str
-    time_zone: str
-
-
-@dataclass(frozen=True)
-class SchedulerRetry:
-    retry_count: int = 3
-    min_backoff_s: int = 30
-    max_backoff_s: int = 600
-    max_doublings: int = 3
-    attempt_deadline_s: int = 600
-
-
-@dataclass(frozen=True)
-class SchedulesConfig:
-    start: Schedule
-    stall_check: Schedule
-    reconcile: Schedule
-    retry: SchedulerRetry = field(default_factory=SchedulerRetry)
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    stall_minutes: int = 30
-    min_completion_pct: float = 0.0
-    coverage_warning_pct: float = 95.0
-    coverage_critical_pct: float = 85.0
-    staging_write_failure_rate_pct: float = 10.0
-    dml_rate_limit_errors: int = 5
-    dml_rate_limit_window_s: int = 60
-
-
-@dataclass(frozen=True)
-class Notifications:
-    emails: tuple[str, ...] = ()
-    slack_channel: str | None = None  # the token is the secret `batchline:slack_token`
-
-
-@dataclass(frozen=True)
-class BigQueryConfig:
-    location: str = "US"
-    staging_location: str = "US"
-    main_dataset: str = "predictions"
-    main_table: str = "player_prop_predictions"
-    context_table: str = "player_game_context"
-    staging_dataset: str = "batchline_staging"
-    staging_table_expiration_hours: int = 336
-    deletion_protection: bool = True
-
-
-@dataclass(frozen=True)
-class FirestoreConfig:
-    create: bool = True  # false when the project already has a (default) database
-    location: str = "nam5"
-    database: str = "(default)"
-
-
-@dataclass(frozen=True)
-class StackConfig:
-    gcp: GcpConfig
-    functions: FunctionsConfig
-    pubsub: PubSubConfig
-    schedules: SchedulesConfig
-    thresholds: Thresholds
-    notifications: Notifications
-    bigquery: BigQueryConfig
-    firestore: FirestoreConfig
-    apis: tuple[str, ...]
-
-
-# ---------------------------------------------------------------------------------------------
-# Validation helpers
-# ---------------------------------------------------------------------------------------------
-def _key(path: str) -> str:
-    return f"{NAMESPACE}:{path}"
-
-
-def _obj(value: Any, path: str, allowed: tuple[str, ...]) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"{_key(path)} must be an object, got {type(value).__name__}")
-    unknown = sorted(set(value) - set(allowed))
-    if unknown:
-        raise ConfigError(
-            f"{_key(path)}: unknown key(s) {', '.join(_key(f'{path}.{u}') for u in unknown)}; "
-            f"allowed: {', '.join(allowed)}")
-    return dict(value)
-
-
-def _int(obj: Mapping[str, Any], name: str, path: str, default: int | None, rng: tuple[int, int]) -> int:
-    key = f"{path}.{name}"
-    raw = obj.get(name, default)
-    if raw is None:
-        raise ConfigError(f"{_key(key)} is required (integer between {rng[0]} and {rng[1]})")
-    if isinstance(raw, bool) or not isinstance(raw, (int, str)):
-        raise ConfigError(f"{_key(key)} must be an integer between {rng[0]} and {rng[1]}, got {raw!r}")
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{_key(key)} must be an integer between {rng[0]} and {rng[1]}, got {raw!r}") from exc
-    if not rng[0] <= value <= rng[1]:
-        raise ConfigError(f"{_key(key)} must be between {rng[0]} and {rng[1]}, got {value}")
-    return value
-
-
-def _float(obj: Mapping[str, Any], name: str, path: str, default: float, rng: tuple[float, float]) -> float:
-    key = f"{path}.{name}"
-    raw = obj.get(name, default)
-    if isinstance(raw, bool):
-        raise ConfigError(f"{_key(key)} must be a number between {rng[0]} and {rng[1]}, got {raw!r}")
-    try:
-        value = float(raw)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{_key(key)} must be a number between {rng[0]} and {rng[1]}, got {raw!r}") from exc
-    if not rng[0] <= value <= rng[1]:
-        raise ConfigError(f"{_key(key)} must be between {rng[0]} and {rng[1]}, got {value}")
-    return value
-
-
-def _bool(obj: Mapping[str, Any], name: str, path: str, default: bool) -> bool:
-    raw = obj.get(name, default)
-    if isinstance(raw, bool):
-        return raw
-    if isinstance(raw, str) and raw.lower() in ("true", "false"):
-        return raw.lower() == "true"
-    raise ConfigError(f"{_key(f'{path}.{name}')} must be true or false, got {raw!r}")
-
-
-def _choice(obj: Mapping[str, Any], name: str, path: str, default: str, choices: tuple[str, ...]) -> str:
-    raw = str(obj.get(name, default))
-    if raw not in choices:
-        raise ConfigError(f"{_key(f'{path}.{name}')} must be one of {', '.join(choices)}, got {raw!r}")
-    return raw
-
-
-def _ident(obj: Mapping[str, Any], name: str, path: str, default: str | None, check) -> str:
-    raw = obj.get(name, default)
-    if raw is None:
-        raise ConfigError(f"{_key(f'{path}.{name}')} is required")
-    try:
-        return check(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{_key(f'{path}.{name}')}: {exc}") from exc
-
-
-_CRON_FIELD = re.compile(r"[0-9A-Za-z*/,\-]+")
-_REGION = re.compile(r"[a-z]+-[a-z]+[0-9]")
-_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
-
-
-def _cron(value: Any, key: str) -> str:
-    if not isinstance(value, str) or len(value.split()) != 5 or not all(
-            _CRON_FIELD.fullmatch(f) for f in value.split()):
-        raise ConfigError(f"{_key(key)} must be a 5-field unix-cron expression, got {value!r}")
-    return value
-
-
-def _tz(value: Any, key: str) -> str:
-    try:
-        zoneinfo.ZoneInfo(str(value))
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
-        raise ConfigError(f"{_key(key)} must be an IANA time zone (e.g. America/New_York), got {value!r}") from exc
-    return str(value)
-
-
 # ---------------------------------------------------------------------------------------------
 # Per-concern loaders
 # ---------------------------------------------------------------------------------------------
@@ -270,7 +92,7 @@ def load_gcp(raw: Any) -> GcpConfig:
         raise ConfigError(f"{_key('gcp')} is required: {{project: <project id>, region: <region>}}")
     o = _obj(raw, "gcp", ("project", "region"))
     project = _ident(o, "project", "gcp", None, ids.validate_project)
-    region = str(o.get("region", GcpConfig.region))
+    region = str(o.get("region", GcpConfig.model_fields["region"].default))
     if not _REGION.fullmatch(region):
         raise ConfigError(f"{_key('gcp.region')} must be a GCP region like us-central1, got {region!r}")
     return GcpConfig(project=project, region=region)
@@ -295,6 +117,9 @@ def _caps(raw: Any, path: str, base: FunctionCaps) -> FunctionCaps:
     if caps.concurrency > 1 and float(caps.cpu) < 1:
         raise ConfigError(f"{_key(path + '.concurrency')} > 1 needs {_key(path + '.cpu')} >= 1 "
                           f"(Cloud Functions gen2 rule), got cpu {caps.cpu}")
+    problem = limits.memory_cpu_problem(caps.memory, caps.cpu)
+    if problem:
+        raise ConfigError(f"{_key(path + '.memory')} / {_key(path + '.cpu')}: Google rejects this pair: {problem}")
     return caps
 
 
@@ -304,7 +129,8 @@ def load_functions(raw: Any, flag: bool, profile: Any) -> FunctionsConfig:
     p = _obj(profile if profile is not None else DEFAULT_EMERGENCY_PROFILE, "emergency_profile", FUNCTIONS)
     emergency_caps = {fn: _caps(p[fn], f"emergency_profile.{fn}", normal[fn]) if fn in p else normal[fn]
                       for fn in FUNCTIONS}
-    return FunctionsConfig(caps=emergency_caps if flag else normal, emergency=flag, normal_caps=normal)
+    return FunctionsConfig(caps=emergency_caps if flag else normal, emergency=flag, normal_caps=normal,
+                           profile_caps=emergency_caps)
 
 
 _POLICY_KEYS = ("ack_deadline_s", "max_delivery_attempts", "min_backoff_s", "max_backoff_s", "retention_s")
@@ -325,7 +151,20 @@ def _policy(o: Mapping[str, Any], path: str, base: DeliveryPolicy) -> DeliveryPo
     return pol
 
 
-def load_pubsub(raw: Any) -> PubSubConfig:
+def _push_ack_check(ack: int, key: str, sub: str, fn: str, timeout_s: int) -> None:
+    need = limits.needed_deadline(timeout_s)
+    if need > limits.PUSH_ACK_DEADLINE_MAX_S:
+        raise ConfigError(f"{_key(f'functions.{fn}.timeout_s')} ({timeout_s}) + {limits.DEADLINE_MARGIN_S} s margin "
+                          f"exceeds the {limits.PUSH_ACK_DEADLINE_MAX_S} s maximum ack deadline of the push "
+                          f"subscription {sub}: for push, the ack deadline is the request timeout")
+    if ack < need:
+        raise ConfigError(f"{_key(key)} ({ack}) must be at least {_key(f'functions.{fn}.timeout_s')} ({timeout_s}) "
+                          f"+ {limits.DEADLINE_MARGIN_S} s for {sub}: for push, the ack deadline is the request "
+                          f"timeout, and a shorter one redelivers requests that are still running")
+
+
+def load_pubsub(raw: Any, functions: FunctionsConfig | None = None) -> PubSubConfig:
+    functions = functions or load_functions(None, False, None)
     o = _obj(raw, "pubsub", ("topic_prefix", "per_topic", *_POLICY_KEYS))
     prefix = _ident(o, "topic_prefix", "pubsub", "batchline", ids.validate_topic_prefix)
     topology = build_topology(prefix)
@@ -333,13 +172,28 @@ def load_pubsub(raw: Any) -> PubSubConfig:
     per_topic = _obj(o.get("per_topic"), "pubsub.per_topic", keys)
     policies: dict[str, DeliveryPolicy] = {}
     for t in topology.topics:
-        base = t.subscriptions[0].policy  # the topology's own per-topic defaults
+        spec = t.subscriptions[0]
+        base = spec.policy  # the topology's own per-topic defaults
+        if spec.push is not None:  # unset, a push ack deadline follows the target's timeout
+            base = replace(base, ack_deadline_s=limits.default_push_ack(
+                base.ack_deadline_s, functions.longest_timeout_s(spec.push.function)))
         # stack-wide values override the topology's defaults, per-topic values override both
+        topic_values = _obj(per_topic.get(t.key), f"pubsub.per_topic.{t.key}", _POLICY_KEYS)
         merged = {k: o[k] for k in _POLICY_KEYS if k in o}
-        merged.update(_obj(per_topic.get(t.key), f"pubsub.per_topic.{t.key}", _POLICY_KEYS))
+        merged.update(topic_values)
         path = f"pubsub.per_topic.{t.key}" if t.key in per_topic else "pubsub"
         policies[t.key] = _policy(merged, path, base)
-    return PubSubConfig(topic_prefix=prefix, policies=policies)
+        for s in t.subscriptions:
+            if s.push is not None:
+                key = (f"pubsub.per_topic.{t.key}.ack_deadline_s" if "ack_deadline_s" in topic_values
+                       else "pubsub.ack_deadline_s")
+                _push_ack_check(policies[t.key].ack_deadline_s, key, s.name, s.push.function,
+                                functions.longest_timeout_s(s.push.function))
+    # the dead-letter topics' push readers call the coordinator's /dead-letters/<key>
+    coordinator_timeout = functions.longest_timeout_s(COORDINATOR)
+    dlq_ack = limits.default_push_ack(60, coordinator_timeout)
+    _push_ack_check(dlq_ack, "pubsub", f"{prefix}-*-dlq-push", COORDINATOR, coordinator_timeout)
+    return PubSubConfig(topic_prefix=prefix, policies=policies, dead_letter_push_ack_s=dlq_ack)
 
 
 def _schedule(raw: Any, path: str) -> Schedule:
@@ -350,7 +204,9 @@ def _schedule(raw: Any, path: str) -> Schedule:
                     time_zone=_tz(o.get("time_zone", "UTC"), f"{path}.time_zone"))
 
 
-def load_schedules(raw: Any) -> SchedulesConfig:
+def load_schedules(raw: Any, functions: FunctionsConfig | None = None) -> SchedulesConfig:
+    functions = functions or load_functions(None, False, None)
+    timeouts = {job: functions.longest_timeout_s(fn) for job, fn in limits.SCHEDULED_FUNCTIONS.items()}
     o = _obj(raw, "schedules", ("start", "stall_check", "reconcile", "retry"))
     r = _obj(o.get("retry"), "schedules.retry",
              ("retry_count", "min_backoff_s", "max_backoff_s", "max_doublings", "attempt_deadline_s"))
@@ -360,9 +216,17 @@ def load_schedules(raw: Any) -> SchedulesConfig:
         min_backoff_s=_int(r, "min_backoff_s", "schedules.retry", d.min_backoff_s, SCHEDULER_BACKOFF_S),
         max_backoff_s=_int(r, "max_backoff_s", "schedules.retry", d.max_backoff_s, SCHEDULER_BACKOFF_S),
         max_doublings=_int(r, "max_doublings", "schedules.retry", d.max_doublings, SCHEDULER_MAX_DOUBLINGS),
-        attempt_deadline_s=_int(r, "attempt_deadline_s", "schedules.retry", d.attempt_deadline_s,
+        attempt_deadline_s=_int(r, "attempt_deadline_s", "schedules.retry",
+                                limits.default_attempt_deadline(list(timeouts.values())),
                                 SCHEDULER_ATTEMPT_DEADLINE_S),
     )
+    for job, timeout_s in timeouts.items():
+        fn = limits.SCHEDULED_FUNCTIONS[job]
+        if retry.attempt_deadline_s < limits.needed_deadline(timeout_s):
+            raise ConfigError(
+                f"{_key('schedules.retry.attempt_deadline_s')} ({retry.attempt_deadline_s}) must be at least "
+                f"{_key(f'functions.{fn}.timeout_s')} ({timeout_s}) + {limits.DEADLINE_MARGIN_S} s (the {job} job "
+                f"calls {fn}; a shorter deadline retries a run that is still going: duplicate runs, false failures)")
     if retry.min_backoff_s > retry.max_backoff_s:
         raise ConfigError(f"{_key('schedules.retry.min_backoff_s')} must not exceed "
                           f"{_key('schedules.retry.max_backoff_s')}")
@@ -374,7 +238,7 @@ def load_schedules(raw: Any) -> SchedulesConfig:
 
 def load_thresholds(raw: Any) -> Thresholds:
     p = "thresholds"
-    o = _obj(raw, p, tuple(Thresholds.__dataclass_fields__))
+    o = _obj(raw, p, tuple(Thresholds.model_fields))
     d = Thresholds()
     t = Thresholds(
         stall_minutes=_int(o, "stall_minutes", p, d.stall_minutes, STALL_MINUTES),
@@ -411,7 +275,7 @@ def load_notifications(raw: Any, has_slack_token: bool) -> Notifications:
 
 def load_bigquery(raw: Any) -> BigQueryConfig:
     p = "bigquery"
-    o = _obj(raw, p, tuple(BigQueryConfig.__dataclass_fields__))
+    o = _obj(raw, p, tuple(BigQueryConfig.model_fields))
     d = BigQueryConfig()
     location = _ident(o, "location", p, d.location, ids.validate_location)
     bq = BigQueryConfig(
@@ -480,11 +344,12 @@ def load(raw: Mapping[str, Any], *, has_slack_token: bool | None = None) -> Stac
             emergency = emergency.lower() == "true"
         else:
             raise ConfigError(f"{_key('emergency')} must be true or false, got {emergency!r}")
+    functions = load_functions(raw.get("functions"), emergency, raw.get("emergency_profile"))
     return StackConfig(
         gcp=load_gcp(raw.get("gcp")),
-        functions=load_functions(raw.get("functions"), emergency, raw.get("emergency_profile")),
-        pubsub=load_pubsub(raw.get("pubsub")),
-        schedules=load_schedules(raw.get("schedules")),
+        functions=functions,
+        pubsub=load_pubsub(raw.get("pubsub"), functions),
+        schedules=load_schedules(raw.get("schedules"), functions),
         thresholds=load_thresholds(raw.get("thresholds")),
         notifications=load_notifications(raw.get("notifications"), has_slack_token),
         bigquery=load_bigquery(raw.get("bigquery")),
@@ -498,7 +363,10 @@ def from_pulumi() -> StackConfig:
     import pulumi
 
     c = pulumi.Config(NAMESPACE)
-    raw: dict[str, Any] = {"gcp": c.require_object("gcp")}
+    # Every key the engine handed over counts, not only the ones read below: an unknown top-level key
+    # (a typo such as `batchline:emergncy`) must fail like an unknown nested key does.
+    raw: dict[str, Any] = {k: "<set>" for k in namespace_keys() if k not in TOP_LEVEL_KEYS}
+    raw["gcp"] = c.require_object("gcp")
     for k in ("functions", "emergency_profile", "pubsub", "schedules", "thresholds", "notifications",
               "bigquery", "firestore"):
         v = c.get_object(k)
@@ -507,3 +375,12 @@ def from_pulumi() -> StackConfig:
     if c.get("emergency") is not None:
         raw["emergency"] = c.get_bool("emergency")
     return load(raw, has_slack_token=c.get_secret("slack_token") is not None)
+
+
+def namespace_keys() -> list[str]:
+    """The `batchline:` keys of the running stack's config (namespace stripped), as the engine passed
+    them: explicitly set config plus the PULUMI_CONFIG bag."""
+    from pulumi.runtime import config as runtime_config
+
+    keys = set(runtime_config.CONFIG.get()) | set(runtime_config.get_config_env())
+    return sorted(k.split(":", 1)[1] for k in keys if k.startswith(f"{NAMESPACE}:"))

@@ -17,6 +17,7 @@ import pulumi
 import yaml
 
 from infra.config import NAMESPACE, StackConfig
+from infra.view import Stack, View, as_preview, walk
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MOCK_PROJECT_NUMBER = "123456789012"
@@ -30,6 +31,13 @@ class Resource:
     inputs: dict[str, Any]
     outputs: dict[str, Any]
     custom: bool
+    # from the registration request, as the engine (and a CrossGuard pack) sees them
+    urn: str = ""
+    id: str = ""
+    property_dependencies: dict[str, list[str]] = field(default_factory=dict)  # input -> URNs it came from
+    dependencies: list[str] = field(default_factory=list)  # URNs (depends_on and property dependencies)
+    replace_with: list[str] = field(default_factory=list)  # URNs whose replacement replaces this one
+    parent: str = ""
 
 
 @dataclass
@@ -48,6 +56,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
 
     def __init__(self) -> None:
         self.resources: list[Resource] = []
+        self.by_key: dict[tuple[str, str], Resource] = {}
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         inputs = dict(args.inputs)
@@ -65,6 +74,10 @@ class RecordingMocks(pulumi.runtime.Mocks):
             sc = dict(inputs.get("serviceConfig") or {})
             sc.update(uri=uri, service=f"projects/{project}/locations/{inputs['location']}/services/{inputs['name']}")
             state.update(serviceConfig=sc, url=uri)
+        elif t == "gcp:projects/serviceIdentity:ServiceIdentity":
+            agent = inputs["service"].split(".")[0]
+            email = f"service-{MOCK_PROJECT_NUMBER}@gcp-sa-{agent}.iam.gserviceaccount.com"
+            state.update(email=email, member=f"serviceAccount:{email}")
         elif t == "gcp:pubsub/topic:Topic":
             rid = f"projects/{project}/topics/{inputs['name']}"
         elif t == "gcp:pubsub/subscription:Subscription":
@@ -75,7 +88,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
         elif t == "gcp:monitoring/alertPolicy:AlertPolicy":
             state["name"] = f"projects/{project}/alertPolicies/{args.name}"
             rid = state["name"]
-        self.resources.append(Resource(t, args.name, inputs, state, bool(args.custom)))
+        r = Resource(t, args.name, inputs, state, bool(args.custom), id=rid)
+        self.resources.append(r)
+        self.by_key[(t, args.name)] = r
         return rid, state
 
     def call(self, args: pulumi.runtime.MockCallArgs):
@@ -83,6 +98,27 @@ class RecordingMocks(pulumi.runtime.Mocks):
             pid = args.args.get("projectId", "mock-project")
             return {"projectId": pid, "number": MOCK_PROJECT_NUMBER, "name": pid, "id": f"projects/{pid}"}
         return {}
+
+
+class RecordingMonitor(pulumi.runtime.mocks.MockMonitor):
+    """The mock monitor, plus what the registration request says beyond the inputs: the URN, each
+    input's dependencies, depends_on, replace_with, the parent. CrossGuard sees the same (all but
+    replace_with), so the shared rules (infra.rules) read them instead of computed outputs."""
+
+    def __init__(self, mocks: RecordingMocks) -> None:
+        super().__init__(mocks)
+        self.recording = mocks
+
+    def RegisterResource(self, request):  # noqa: N802 - the gRPC method's name
+        response = super().RegisterResource(request)
+        r = self.recording.by_key.get((request.type, request.name))
+        if r is not None:
+            r.urn = response.urn
+            r.property_dependencies = {k: list(v.urns) for k, v in request.propertyDependencies.items()}
+            r.dependencies = list(request.dependencies)
+            r.replace_with = list(request.replace_with)
+            r.parent = request.parent
+        return response
 
 
 def stack_file(stack: str, root: Path = REPO_ROOT) -> Path:
@@ -129,7 +165,8 @@ def run_program(raw: dict[str, Any], stack: str = "test", secrets: dict[str, str
         config[f"{NAMESPACE}:{name}"] = value
         secret_keys.append(f"{NAMESPACE}:{name}")
     mocks = RecordingMocks()
-    pulumi.runtime.set_mocks(mocks, project="batchline", stack=stack, preview=False)
+    pulumi.runtime.set_mocks(mocks, project="batchline", stack=stack, preview=False,
+                             monitor=RecordingMonitor(mocks))
     pulumi.runtime.set_all_config(config, secret_keys)
     result: dict[str, Any] = {}
 
@@ -148,3 +185,19 @@ def run_program(raw: dict[str, Any], stack: str = "test", secrets: dict[str, str
 
 def run_stack(stack: str, root: Path = REPO_ROOT, secrets: dict[str, str] | None = None) -> StackRun:
     return run_program(load_stack_config(stack, root), stack=stack, secrets=secrets)
+
+
+def stack_view(run: StackRun, *, preview: bool = False) -> Stack:
+    """The recorded resources as the rules see them (infra.view). `preview=True` blanks every value
+    that may come from another resource, as `pulumi preview` shows it before anything exists."""
+    views = [View(r.type, r.name, r.urn, r.inputs,
+                  {k: tuple(v) for k, v in r.property_dependencies.items()},
+                  tuple(r.dependencies), tuple(r.replace_with))
+             for r in run.resources if r.custom]
+    if not preview:
+        return Stack(views)
+    # what each resource computes: its id and every output string that is not one of its inputs
+    computed = {r.urn: ({x for x in walk(r.outputs) if isinstance(x, str)}
+                        - {x for x in walk(r.inputs) if isinstance(x, str)}) | {r.id}
+                for r in run.resources}
+    return Stack([as_preview(v, computed) for v in views])

@@ -18,15 +18,17 @@ import re
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from batchline import schema, settings
 from batchline.topology import FUNCTIONS, build_topology
+from infra import rules
 from infra.components.functions import FUNCTION_LABEL, INGRESS, RUNTIME
 from infra.components.iam import ACCESS, INVOKER_ROLE, PUSH, SCHEDULER
-from infra.components.monitoring import ALERT_LABEL, F9_ALERTS
+from infra.components.monitoring import ALERT_LABEL, DEAD_LETTER_METRIC, F9_ALERTS
 from infra.config import ACK_DEADLINE_S, BACKOFF_S, MAX_DELIVERY_ATTEMPTS
-from infra.harness import Resource, StackRun
+from infra.harness import Resource, StackRun, stack_view
 
 T_TOPIC = "gcp:pubsub/topic:Topic"
 T_SUB = "gcp:pubsub/subscription:Subscription"
@@ -214,9 +216,7 @@ def function_runtime(run: StackRun) -> list[Violation]:
     """Runtime, entry point, internal ingress, dedicated service account, and every settings variable
     (never BATCHLINE_ALLOW_FAULTS)."""
     out: list[Violation] = []
-    required = {settings.ENV_PROJECT, settings.ENV_TOPIC_PREFIX, settings.ENV_MAIN_DATASET, settings.ENV_MAIN_TABLE,
-                settings.ENV_CONTEXT_TABLE, settings.ENV_STAGING_DATASET, settings.ENV_BQ_LOCATION,
-                settings.ENV_STALL_MINUTES, settings.ENV_MIN_COMPLETION_PCT}
+    required = set(settings.Settings().deployed_env())  # the contract, from its one source
     for f in run.of_type(T_FUNCTION):
         fn = _function_of(f)
         bc, sc = f.inputs.get("buildConfig") or {}, f.inputs.get("serviceConfig") or {}
@@ -235,19 +235,6 @@ def function_runtime(run: StackRun) -> list[Violation]:
             v(f"missing settings variables {missing}")
         if settings.ENV_ALLOW_FAULTS in env:
             v(f"{settings.ENV_ALLOW_FAULTS} must never be set by infra")
-    return out
-
-
-@policy("no-public-access")
-def no_public_access(run: StackRun) -> list[Violation]:
-    """No allUsers / allAuthenticatedUsers anywhere, no primitive roles."""
-    out: list[Violation] = []
-    for r in run.resources:
-        for s in _walk(r.inputs):
-            if any(m in s for m in PUBLIC_MEMBERS):
-                out.append(Violation("no-public-access", r.name, f"public member in {s!r}"))
-        if r.inputs.get("role") in PRIMITIVE_ROLES:
-            out.append(Violation("no-public-access", r.name, f"primitive role {r.inputs['role']}"))
     return out
 
 
@@ -323,12 +310,14 @@ def alerts(run: StackRun) -> list[Violation]:
             out.append(Violation("alerts", a.name, "no runbook in the documentation"))
         if not a.inputs.get("conditions"):
             out.append(Violation("alerts", a.name, "no condition"))
-    dlq_pull = {s.inputs.get("name") for s in run.of_type(T_SUB)
-                if _topic_name_of(s.inputs.get("topic")) in _dead_letter_topics(run) and not s.inputs.get("pushConfig")}
+    # new dead letters: Pub/Sub's delta count on every source subscription, not the kept backlog
+    sources = {s.inputs.get("name") for s in run.of_type(T_SUB) if s.inputs.get("deadLetterPolicy")}
     watched = {f for a in by_key.get("dead-letter-messages", []) for c in a.inputs.get("conditions") or []
-               for f in re.findall(r'subscription_id="([^"]+)"', (c.get("conditionThreshold") or {}).get("filter", ""))}
-    for sub in sorted(dlq_pull - watched):
-        out.append(Violation("alerts", sub, "dead-letter pull subscription not watched by the dead-letter alert"))
+               for flt in [(c.get("conditionThreshold") or {}).get("filter", "")] if DEAD_LETTER_METRIC in flt
+               for f in re.findall(r'subscription_id="([^"]+)"', flt)}
+    for sub in sorted(sources - watched):
+        out.append(Violation("alerts", sub, "source subscription's new dead letters not watched by the dead-letter "
+                                            f"alert ({DEAD_LETTER_METRIC})"))
     return out
 
 
@@ -389,26 +378,18 @@ def bigquery(run: StackRun) -> list[Violation]:
     return out
 
 
-@policy("least-privilege")
-def least_privilege(run: StackRun) -> list[Violation]:
-    """Project- and dataset-level grants to our service accounts are exactly those ACCESS declares."""
-    out: list[Violation] = []
-    who_of = {f"serviceAccount:{_sa_email(run, w)}": w for w in ACCESS}
-    bq = run.config.bigquery
-    kind = {bq.main_dataset: "main", bq.staging_dataset: "staging"}
-    want = {(w, "project", r) for w, a in ACCESS.items() for r in a.project_roles}
-    want |= {(w, k, r) for w, a in ACCESS.items() for k, r in a.dataset_roles}
-    have = set()
-    for g in run.of_type(T_PROJECT_IAM):
-        have.add((who_of.get(g.inputs.get("member"), g.inputs.get("member")), "project", g.inputs.get("role")))
-    for g in run.of_type(T_DATASET_IAM):
-        have.add((who_of.get(g.inputs.get("member"), g.inputs.get("member")),
-                  kind.get(g.inputs.get("datasetId"), g.inputs.get("datasetId")), g.inputs.get("role")))
-    for w, scope, role in sorted(have - want, key=str):
-        out.append(Violation("least-privilege", f"{w}", f"unexpected {role} on {scope}"))
-    for w, scope, role in sorted(want - have, key=str):
-        out.append(Violation("least-privilege", f"{w}", f"missing {role} on {scope}"))
-    return out
+def _rule(name: str) -> Check:
+    def go(run: StackRun) -> list[Violation]:
+        return [Violation(f.rule, f.resource, f.reason) for f in rules.RULES[name].check(stack_view(run))]
+    go.__doc__ = rules.RULES[name].description
+    return go
+
+
+# The deploy-gating rules shared with the CrossGuard pack (infra/rules.py) run here too, on the
+# registered resources' neutral view; the checks above compare with the stack config, which a pack
+# cannot see.
+for _name in rules.RULES:
+    POLICIES[_name] = _rule(_name)
 
 
 def check_all(run: StackRun, only: list[str] | None = None) -> list[Violation]:
@@ -428,6 +409,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--secret", action="append", default=[], metavar="KEY=VALUE",
                     help="a secret config value not in the stack file (e.g. slack_token=placeholder)")
     ap.add_argument("--policy", action="append", choices=sorted(POLICIES), help="run only these checks")
+    ap.add_argument("--export-views", metavar="PATH",
+                    help="also write the resources as a policy pack sees them (for policy/selfcheck.py)")
+    ap.add_argument("--preview", action="store_true", help="with --export-views: as preview shows them")
     args = ap.parse_args(argv)
     secrets = dict(s.split("=", 1) for s in args.secret)
     try:
@@ -435,6 +419,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
+    if args.export_views:
+        from infra.pack import to_wire
+
+        Path(args.export_views).write_text(json.dumps(to_wire(stack_view(run, preview=args.preview)), default=str))
     violations = check_all(run, args.policy)
     for v in violations:
         print(v)

@@ -12,7 +12,7 @@ from infra.components.apis import Apis
 from infra.components.bigquery import BigQuery
 from infra.components.firestore import Firestore
 from infra.components.functions import REPO_ROOT, Functions
-from infra.components.iam import PUSH, SCHEDULER, ServiceAccounts
+from infra.components.iam import BUILD, PUSH, SCHEDULER, ServiceAccounts
 from infra.components.monitoring import Monitoring
 from infra.components.pubsub import PubSub
 from infra.components.scheduler import Scheduler
@@ -34,16 +34,20 @@ def build(cfg: StackConfig, slack_token: pulumi.Input[str] | None = None,
     firestore = Firestore("firestore", project, cfg.firestore, opts=after_apis)
     functions = Functions("fn", cfg, accounts.emails,
                           {PUSH: accounts.members[PUSH], SCHEDULER: accounts.members[SCHEDULER]},
+                          build_account=accounts.accounts[BUILD].name, build_grants=accounts.grants_of[BUILD],
                           root=root, opts=after_apis)
-    number = gcp.organizations.get_project_output(project_id=project,
-                                                  opts=pulumi.InvokeOutputOptions(provider=provider)).number
+    # The Pub/Sub service agent, created if the project has none yet and named as the API reports it
+    # (not a string assembled from the project number).
+    pubsub_agent = gcp.projects.ServiceIdentity("pubsub-agent", project=project, service="pubsub.googleapis.com",
+                                                opts=after_apis)
     pubsub = PubSub("pubsub", project, topology, cfg.pubsub, functions.uris, accounts.emails[PUSH],
-                    accounts.accounts[PUSH].name, function_members, number, opts=after_apis)
+                    accounts.accounts[PUSH], function_members, pubsub_agent, opts=after_apis)
     scheduler = Scheduler("scheduler", project, region, prefix, cfg.schedules, functions.uris,
                           accounts.emails[SCHEDULER], opts=after_apis)
     dlq_pull = [t.dead_letter_pull_subscription for t in topology.topics
                 if any(s.dead_letter for s in t.subscriptions)]
-    monitoring = Monitoring("monitoring", cfg, [f"{prefix}-{fn}" for fn in FUNCTIONS], dlq_pull,
+    sources = [s.name for t in topology.topics for s in t.subscriptions if s.dead_letter]
+    monitoring = Monitoring("monitoring", cfg, [f"{prefix}-{fn}" for fn in FUNCTIONS], dlq_pull, sources,
                             slack_token=slack_token, opts=after_apis)
     del firestore, monitoring
     return {

@@ -13,6 +13,7 @@ import pulumi
 import pulumi_gcp as gcp
 
 from batchline import schema
+from infra.access import DATASET_LABEL
 from infra.components.iam import ACCESS
 from infra.config import BigQueryConfig
 
@@ -30,13 +31,14 @@ class BigQuery(pulumi.ComponentResource):
         self.main_dataset = gcp.bigquery.Dataset(
             f"{name}-main", project=project, dataset_id=cfg.main_dataset, location=cfg.location,
             description="batchline predictions (main and context tables)",
-            delete_contents_on_destroy=False, labels=labels, opts=child)
+            delete_contents_on_destroy=False, labels={**labels, DATASET_LABEL: "main"}, opts=child)
         self.staging_dataset = gcp.bigquery.Dataset(
             f"{name}-staging", project=project, dataset_id=cfg.staging_dataset, location=cfg.staging_location,
             description="batchline per-item staging tables; the coordinator deletes them after verifying "
                         "their rows in the main table. The default expiration is a last safety net.",
             default_table_expiration_ms=cfg.staging_table_expiration_hours * 3600 * 1000,
-            delete_contents_on_destroy=not cfg.deletion_protection, labels=labels, opts=child)
+            delete_contents_on_destroy=not cfg.deletion_protection, labels={**labels, DATASET_LABEL: "staging"},
+            opts=child)
         self.main_table = gcp.bigquery.Table(
             f"{name}-main-table", project=project, dataset_id=self.main_dataset.dataset_id,
             table_id=cfg.main_table, schema=schema_json(schema.MAIN_TABLE_COLUMNS),
@@ -52,7 +54,8 @@ class BigQuery(pulumi.ComponentResource):
         self.grants = [
             gcp.bigquery.DatasetIamMember(
                 f"{name}-{kind}-{who}-{role.split('.')[-1]}", project=project,
-                dataset_id=datasets[kind].dataset_id, role=role, member=members[who], opts=child)
+                dataset_id=datasets[kind].dataset_id, role=role, member=members[who],
+                opts=pulumi.ResourceOptions(parent=self, replace_with=[datasets[kind]]))
             for who, access in ACCESS.items() if who in members
             for kind, role in access.dataset_roles
         ]

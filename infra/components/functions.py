@@ -15,13 +15,13 @@ import pulumi_gcp as gcp
 
 from batchline import settings
 from batchline.topology import FUNCTIONS
+from infra.access import FUNCTION_LABEL
 from infra.components.iam import ACCESS, INVOKER_ROLE
 from infra.config import StackConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RUNTIME = "python312"
 INGRESS = "ALLOW_INTERNAL_ONLY"
-FUNCTION_LABEL = "batchline-function"
 EXCLUDED = ("batchline/local/", "batchline/cli.py")
 
 
@@ -47,28 +47,27 @@ def content_hash(files: dict[str, Path]) -> str:
     return h.hexdigest()[:16]
 
 
-def function_env(cfg: StackConfig) -> dict[str, str]:
-    """The variables batchline.settings reads. BATCHLINE_ALLOW_FAULTS is never set by infra."""
+def function_settings(cfg: StackConfig) -> settings.Settings:
+    """The settings each deployed function must read back from its environment."""
     bq, t = cfg.bigquery, cfg.thresholds
-    return {
-        settings.ENV_PROJECT: cfg.gcp.project,
-        settings.ENV_TOPIC_PREFIX: cfg.pubsub.topic_prefix,
-        settings.ENV_MAIN_DATASET: bq.main_dataset,
-        settings.ENV_MAIN_TABLE: bq.main_table,
-        settings.ENV_CONTEXT_TABLE: bq.context_table,
-        settings.ENV_STAGING_DATASET: bq.staging_dataset,
-        settings.ENV_BQ_LOCATION: bq.location,
-        settings.ENV_STALL_MINUTES: str(t.stall_minutes),
-        settings.ENV_MIN_COMPLETION_PCT: str(t.min_completion_pct),
-        settings.ENV_COVERAGE_WARNING_PCT: str(t.coverage_warning_pct),
-        settings.ENV_COVERAGE_CRITICAL_PCT: str(t.coverage_critical_pct),
-        settings.ENV_TIMEZONE: cfg.schedules.start.time_zone,
-    }
+    return settings.Settings(
+        project=cfg.gcp.project, topic_prefix=cfg.pubsub.topic_prefix, main_dataset=bq.main_dataset,
+        main_table=bq.main_table, context_table=bq.context_table, staging_dataset=bq.staging_dataset,
+        bq_location=bq.location, stall_minutes=t.stall_minutes, min_completion_pct=t.min_completion_pct,
+        coverage_warning_pct=t.coverage_warning_pct, coverage_critical_pct=t.coverage_critical_pct,
+        allow_faults=False, timezone=cfg.schedules.start.time_zone)
+
+
+def function_env(cfg: StackConfig) -> dict[str, str]:
+    """The variables batchline.settings reads, rendered by the settings object itself (one source of
+    the contract). BATCHLINE_ALLOW_FAULTS is never set by infra."""
+    return function_settings(cfg).deployed_env()
 
 
 class Functions(pulumi.ComponentResource):
     def __init__(self, name: str, cfg: StackConfig, emails: dict[str, pulumi.Input[str]],
-                 members: dict[str, pulumi.Input[str]], root: Path = REPO_ROOT,
+                 members: dict[str, pulumi.Input[str]], build_account: pulumi.Input[str],
+                 build_grants: list[pulumi.Resource], root: Path = REPO_ROOT,
                  opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("batchline:infra:Functions", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
@@ -98,6 +97,9 @@ class Functions(pulumi.ComponentResource):
                     "runtime": RUNTIME,
                     "entry_point": fn,
                     "source": {"storage_source": {"bucket": self.bucket.name, "object": obj.name}},
+                    # our own build account with exactly the roles Google lists (iam.BUILD_ROLES), never
+                    # the project's default build account, which new projects leave without them
+                    "service_account": build_account,
                 },
                 service_config={
                     "max_instance_count": caps.max_instances,
@@ -111,12 +113,14 @@ class Functions(pulumi.ComponentResource):
                     "all_traffic_on_latest_revision": True,
                     "service_account_email": emails[fn],
                 },
-                opts=child)
-        # invoker: only the identities ACCESS says invoke a function (push and scheduler)
+                opts=pulumi.ResourceOptions(parent=self, depends_on=build_grants))
+        # invoker: only the identities ACCESS says invoke a function (push and scheduler). A grant on a
+        # resource is replaced with it: a service recreated under the same name has no bindings.
         self.invokers = [
             gcp.cloudrunv2.ServiceIamMember(
                 f"{name}-{fn}-invoker-{who}", project=project, location=region,
-                name=self.functions[fn].name, role=INVOKER_ROLE, member=members[who], opts=child)
+                name=self.functions[fn].name, role=INVOKER_ROLE, member=members[who],
+                opts=pulumi.ResourceOptions(parent=self, replace_with=[self.functions[fn]]))
             for who, access in ACCESS.items() if who in members
             for fn in access.invokes
         ]

@@ -1,6 +1,24 @@
-"""Cloud Monitoring: notification channels, log-based metrics fed by the functions' structured logs
-(one JSON line per state transition, `jsonPayload.event` names it), and one alert policy per F9 alert.
-Every policy notifies the stack's channels and carries a runbook telling the on-call what to run."""
+"""Cloud Monitoring: notification channels and one alert policy per F9 alert, fed by the functions'
+structured logs (one JSON line per state transition, `jsonPayload.event` names it) and by Pub/Sub's own
+metrics. Every policy notifies the stack's channels and carries a runbook (`runbooks.py`).
+
+The first `pulumi up` on a new project must succeed. The Monitoring API answers 404 ("Cannot find
+metric(s) ... it could take up to 10 minutes to become available") to an alert policy on a
+log-based metric created minutes before, and `depends_on` only orders the two calls (a long-standing,
+still-open provider issue: https://github.com/hashicorp/terraform-provider-google/issues/11102). So:
+
+* single-event alerts (a consolidation failed, a gap, low coverage, an event needing a human) are
+  log-match conditions (`condition_matched_log`) on the log filter itself: no metric, nothing to wait
+  for (https://cloud.google.com/logging/docs/alerting/log-based-alerts);
+* the alerts that need a rate or a count over a window (staging write failure rate, DML rate limit)
+  stay metric-threshold conditions on log-based metrics, and their policies wait for a
+  `pulumiverse_time.Sleep` that starts after the metrics exist and lasts the 10 minutes the API
+  names. The sleep is created once; it is replaced (so waits again) only when the set of metrics
+  changes;
+* new dead letters are counted by Pub/Sub's built-in `subscription/dead_letter_message_count` of
+  each source subscription (a delta: the alert closes by itself and pages again for the next dead
+  letter), never the backlog of the dead-letter pull subscriptions, which operators keep.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +26,9 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_gcp as gcp
+import pulumiverse_time as time
 
+from infra.components.runbooks import runbooks
 from infra.config import StackConfig
 
 # The F9 alerts, by key. The policy set checks there is exactly one alert policy for each.
@@ -24,6 +44,30 @@ F9_ALERTS: tuple[str, ...] = (
     "needs-attention",
 )
 ALERT_LABEL = "batchline_alert"  # user label carrying the key on each policy
+# How long a new log-based metric may take before alert policies can reference it (the API's 404 says
+# "up to 10 minutes").
+METRIC_SETTLE = "600s"
+# Log-match alert policies must set a notification rate limit (one notification per period per incident).
+LOG_MATCH_RATE_LIMIT = "300s"
+DEAD_LETTER_METRIC = "pubsub.googleapis.com/subscription/dead_letter_message_count"
+# Log filters that only threshold conditions need as log-based metrics; every other filter is a
+# log-match condition.
+THRESHOLD_METRICS: tuple[str, ...] = ("staging_write_failed", "staging_write_attempts", "dml_rate_limited")
+# alert key -> the log filter (LogMetric key) of its log-match condition
+LOG_MATCH_ALERTS: dict[str, str] = {
+    "staging-gap": "staging_gap",
+    "coverage-warning": "coverage_below_warning",
+    "coverage-critical": "coverage_below_critical",
+    "consolidation-failed": "consolidation_failed",
+    "reconciliation-gap": "reconciliation_gap",
+    "needs-attention": "needs_attention",
+}
+# alerts whose conditions read log-based metrics: they wait for the metrics to settle
+METRIC_THRESHOLD_ALERTS: tuple[str, ...] = ("staging-write-failure-rate", "dml-rate-limited")
+SEVERITY = {"coverage-warning": "WARNING", "staging-gap": "WARNING", "coverage-critical": "CRITICAL",
+            "consolidation-failed": "CRITICAL", "dead-letter-messages": "ERROR",
+            "staging-write-failure-rate": "ERROR", "dml-rate-limited": "ERROR",
+            "reconciliation-gap": "ERROR", "needs-attention": "WARNING"}
 
 
 @dataclass(frozen=True)
@@ -50,9 +94,6 @@ def log_metrics(cfg: StackConfig) -> tuple[LogMetric, ...]:
         LogMetric("dml_rate_limited", "BigQuery 'Too many DML statements outstanding' errors",
                   'jsonPayload.event="dml_rate_limited"'),
         LogMetric("consolidation_failed", "Failed consolidations", 'jsonPayload.event="consolidation_failed"'),
-        LogMetric("item_dead_lettered", "Work items that reached a dead-letter topic",
-                  'jsonPayload.event="item_dead_lettered"'),
-        LogMetric("batch_stalled", "Batches the stall check found stalled", 'jsonPayload.event="batch_stalled"'),
         LogMetric("reconciliation_gap", "Daily reconciliations that found missing predictions or orphaned staging",
                   'jsonPayload.event="reconciliation_gap"'),
         LogMetric("needs_attention", "Late completions, failed dispatches, rejected messages, bad schedule rows",
@@ -63,88 +104,9 @@ def log_metrics(cfg: StackConfig) -> tuple[LogMetric, ...]:
     )
 
 
-def runbooks(cfg: StackConfig, dlq_subscriptions: list[str]) -> dict[str, tuple[str, str]]:
-    """alert key -> (subject, markdown runbook)."""
-    p, prefix, bq, t = cfg.gcp.project, cfg.pubsub.topic_prefix, cfg.bigquery, cfg.thresholds
-    logs = (f"gcloud logging read 'resource.type=\"cloud_run_revision\" AND "
-            f"resource.labels.service_name:\"{prefix}-\" AND jsonPayload.event=\"{{event}}\"' "
-            f"--project={p} --freshness=2h --format=json")
-    stall = f"gcloud scheduler jobs run {prefix}-stall-check --project={p} --location={cfg.gcp.region}"
-    reconcile = f"gcloud scheduler jobs run {prefix}-reconcile --project={p} --location={cfg.gcp.region}"
-    pulls = "\n".join(f"gcloud pubsub subscriptions pull {s} --project={p} --limit=20 --format=json"
-                      for s in dlq_subscriptions)
-    return {
-        "staging-write-failure-rate": (
-            f"batchline: staging write failures above {t.staging_write_failure_rate_pct}%",
-            "Workers are failing to write their staging tables (F1). Failed items are retried by Pub/Sub and "
-            "dead-lettered after the maximum attempts, nothing is acknowledged without a durable write.\n\n"
-            f"1. See the errors: `{logs.format(event='staging_write_failed')}`\n"
-            f"2. Check the staging dataset exists and quotas: `bq show --project_id={p} {bq.staging_dataset}`\n"
-            "3. If the cause is load (quota, DML), apply the emergency profile: "
-            "`pulumi config set batchline:emergency true && pulumi up`.\n"
-            f"4. After the fix, re-dispatch missing items: `{stall}`"),
-        "staging-gap": (
-            "batchline: staging tables missing at consolidation",
-            "The coordinator consolidated a batch with fewer staging tables than expected items; the gap was "
-            "recorded with the missing item ids (F4/F9).\n\n"
-            f"1. Which items: `{logs.format(event='staging_gap')}` (field missing_staging_tables / items)\n"
-            f"2. Re-dispatch them: `{stall}`\n3. Confirm with the daily reconciliation: `{reconcile}`"),
-        "coverage-warning": (
-            f"batchline: coverage below {t.coverage_warning_pct}%",
-            "A consolidation produced fewer predictions than expected.\n\n"
-            f"1. Details: `{logs.format(event='consolidation_succeeded')}` (coverage_pct, batch_id)\n"
-            f"2. Re-dispatch the missing items: `{stall}`\n3. Reconcile: `{reconcile}`"),
-        "coverage-critical": (
-            f"batchline: coverage below {t.coverage_critical_pct}% (critical)",
-            "A consolidation covered far fewer players than scheduled. Treat as an outage.\n\n"
-            f"1. Details: `{logs.format(event='consolidation_succeeded')}`\n"
-            f"2. Look for failing writes: `{logs.format(event='staging_write_failed')}`\n"
-            f"3. Dead letters: \n```\n{pulls}\n```\n4. Re-dispatch: `{stall}`, then `{reconcile}`"),
-        "dead-letter-messages": (
-            "batchline: messages in a dead-letter subscription",
-            "Messages exhausted their delivery attempts. They are kept in the dead-letter pull subscriptions "
-            "(do not ack them before the cause is known).\n\n"
-            f"1. Inspect (without ack):\n```\n{pulls}\n```\n"
-            f"2. Why: `{logs.format(event='item_dead_lettered')}`\n"
-            f"3. After the fix, re-dispatch the items: `{stall}`"),
-        "dml-rate-limited": (
-            f"batchline: BigQuery DML rate limit ({t.dml_rate_limit_errors} in {t.dml_rate_limit_window_s}s)",
-            "BigQuery answered 'Too many DML statements outstanding'. Only the coordinator's one MERGE per "
-            "batch should run DML on the main table (F2); something else is mutating it.\n\n"
-            f"1. Who: `{logs.format(event='dml_rate_limited')}`\n"
-            f"2. Running jobs: `bq ls --jobs=true --all=true --max_results=50 --project_id={p}`\n"
-            "3. Reduce load: `pulumi config set batchline:emergency true && pulumi up`"),
-        "consolidation-failed": (
-            "batchline: consolidation failed",
-            "The consolidation MERGE failed; staging tables are kept (F6), nothing is lost.\n\n"
-            f"1. Error: `{logs.format(event='consolidation_failed')}` (schema drift is reported with column "
-            "names, F5)\n"
-            f"2. Staging tables kept: `bq ls --max_results=1000 {p}:{bq.staging_dataset}`\n"
-            "3. After the fix, consolidate again (a new MERGE generation over the kept tables): "
-            f"`gcloud pubsub topics publish {prefix}-consolidation --project={p} "
-            "--message='{\"v\":1,\"batch_id\":\"<BATCH_ID>\",\"reason\":\"manual\"}'`"),
-        "reconciliation-gap": (
-            "batchline: daily reconciliation found a gap",
-            "The schedule (context table) and the main table disagree for a date, or staging tables outlived "
-            "their batch. Small gaps were re-dispatched as a new batch automatically (`action` in the log).\n\n"
-            f"1. What: `{logs.format(event='reconciliation_gap')}` (incomplete_items, orphaned_staging_tables)\n"
-            f"2. Orphaned staging tables hold rows not in the main table: `bq ls --max_results=1000 "
-            f"{p}:{bq.staging_dataset}`\n"
-            f"3. Re-run the check after a fix: `{reconcile}`"),
-        "needs-attention": (
-            "batchline: an event needs a human",
-            "A completion arrived after its batch was consolidated (its staging table is kept), a dispatch "
-            "failed, a dead-lettered message could not be attributed to an item (kept in Firestore "
-            "`rejected_messages`), or schedule rows were invalid.\n\n"
-            f"1. Which: `{logs.format(event='late_completion')}` (likewise dispatch_failed, message_rejected, "
-            "context_rows_rejected)\n"
-            f"2. Late rows are picked up by the daily reconciliation: `{reconcile}`"),
-    }
-
-
 class Monitoring(pulumi.ComponentResource):
     def __init__(self, name: str, cfg: StackConfig, function_names: list[str], dlq_subscriptions: list[str],
-                 slack_token: pulumi.Input[str] | None = None,
+                 source_subscriptions: list[str], slack_token: pulumi.Input[str] | None = None,
                  opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("batchline:infra:Monitoring", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
@@ -164,74 +126,78 @@ class Monitoring(pulumi.ComponentResource):
         channel_ids = [c.name for c in self.channels]
 
         services = " OR ".join(f'resource.labels.service_name="{n}"' for n in function_names)
+        filters = {m.key: f'resource.type="cloud_run_revision" AND ({services}) AND {m.condition}'
+                   for m in log_metrics(cfg)}
+        descriptions = {m.key: m.description for m in log_metrics(cfg)}
         self.metrics: dict[str, gcp.logging.Metric] = {}
-        for m in log_metrics(cfg):
-            self.metrics[m.key] = gcp.logging.Metric(
-                f"{name}-{m.key}", project=project, name=f"{prefix}/{m.key}", description=m.description,
-                filter=f'resource.type="cloud_run_revision" AND ({services}) AND {m.condition}',
+        for key in THRESHOLD_METRICS:
+            self.metrics[key] = gcp.logging.Metric(
+                f"{name}-{key}", project=project, name=f"{prefix}/{key}", description=descriptions[key],
+                filter=filters[key],
                 metric_descriptor={"metric_kind": "DELTA", "value_type": "INT64", "unit": "1",
                                    "labels": [{"key": "batch_id", "value_type": "STRING"}]},
                 label_extractors={"batch_id": "EXTRACT(jsonPayload.batch_id)"},
                 opts=child)
+        # The wait between creating the metrics and the first alert policy that references them.
+        self.metrics_settled = time.Sleep(
+            f"{name}-metrics-settle", create_duration=METRIC_SETTLE,
+            triggers={"metrics": ",".join(sorted(THRESHOLD_METRICS))},
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(self.metrics.values())))
 
-        def log_filter(key: str) -> pulumi.Output[str]:
+        def metric_filter(key: str) -> pulumi.Output[str]:
             return pulumi.Output.concat('metric.type="logging.googleapis.com/user/', self.metrics[key].name,
                                         '" AND resource.type="cloud_run_revision"')
 
         def count(key: str, window_s: int = 300, above: float = 0) -> dict:
-            return {"filter": log_filter(key), "comparison": "COMPARISON_GT", "threshold_value": above,
+            return {"filter": metric_filter(key), "comparison": "COMPARISON_GT", "threshold_value": above,
                     "duration": "0s", "trigger": {"count": 1},
                     "aggregations": [{"alignment_period": f"{window_s}s", "per_series_aligner": "ALIGN_SUM",
                                       "cross_series_reducer": "REDUCE_SUM"}]}
 
         ratio = count("staging_write_failed", above=t.staging_write_failure_rate_pct / 100)
-        ratio.update(denominator_filter=log_filter("staging_write_attempts"),
+        ratio.update(denominator_filter=metric_filter("staging_write_attempts"),
                      denominator_aggregations=ratio["aggregations"])
         conditions: dict[str, list[dict]] = {
             "staging-write-failure-rate": [{"display_name": f"failed / attempted staging writes > "
                                                             f"{t.staging_write_failure_rate_pct}% over 5 min",
                                             "condition_threshold": ratio}],
-            "staging-gap": [{"display_name": "staging table gap > 0 at consolidation",
-                             "condition_threshold": count("staging_gap")}],
-            "coverage-warning": [{"display_name": f"coverage < {t.coverage_warning_pct}%",
-                                  "condition_threshold": count("coverage_below_warning")}],
-            "coverage-critical": [{"display_name": f"coverage < {t.coverage_critical_pct}%",
-                                   "condition_threshold": count("coverage_below_critical")}],
-            "dead-letter-messages": [
-                {"display_name": f"undelivered messages in {sub} > 0",
-                 "condition_threshold": {
-                     "filter": 'metric.type="pubsub.googleapis.com/subscription/num_undelivered_messages" AND '
-                               f'resource.type="pubsub_subscription" AND resource.labels.subscription_id="{sub}"',
-                     "comparison": "COMPARISON_GT", "threshold_value": 0, "duration": "0s",
-                     "trigger": {"count": 1},
-                     "aggregations": [{"alignment_period": "60s", "per_series_aligner": "ALIGN_MAX"}]}}
-                for sub in dlq_subscriptions],
             # threshold conditions only support GT/LT: "> n - 0.5" is ">= n" on an integer count
             "dml-rate-limited": [{"display_name": f">= {t.dml_rate_limit_errors} DML rate-limit errors in "
                                                   f"{t.dml_rate_limit_window_s}s",
                                   "condition_threshold": count("dml_rate_limited", t.dml_rate_limit_window_s,
                                                                t.dml_rate_limit_errors - 0.5)}],
-            "consolidation-failed": [{"display_name": "consolidation failed",
-                                      "condition_threshold": count("consolidation_failed")}],
-            "reconciliation-gap": [{"display_name": "reconciliation gap > 0",
-                                    "condition_threshold": count("reconciliation_gap", 3600)}],
-            "needs-attention": [{"display_name": "late completion, failed dispatch or rejected message",
-                                 "condition_threshold": count("needs_attention")}],
+            "dead-letter-messages": [
+                {"display_name": f"new dead letters from {sub}",
+                 "condition_threshold": {
+                     "filter": f'metric.type="{DEAD_LETTER_METRIC}" AND resource.type="pubsub_subscription" '
+                               f'AND resource.labels.subscription_id="{sub}"',
+                     "comparison": "COMPARISON_GT", "threshold_value": 0, "duration": "0s",
+                     "trigger": {"count": 1},
+                     "aggregations": [{"alignment_period": "60s", "per_series_aligner": "ALIGN_DELTA",
+                                       "cross_series_reducer": "REDUCE_SUM"}]}}
+                for sub in source_subscriptions],
         }
-        severity = {"coverage-warning": "WARNING", "staging-gap": "WARNING", "coverage-critical": "CRITICAL",
-                    "consolidation-failed": "CRITICAL", "dead-letter-messages": "ERROR",
-                    "staging-write-failure-rate": "ERROR", "dml-rate-limited": "ERROR",
-                    "reconciliation-gap": "ERROR", "needs-attention": "WARNING"}
+        for key, log_key in LOG_MATCH_ALERTS.items():
+            conditions[key] = [{"display_name": descriptions[log_key],
+                                "condition_matched_log": {
+                                    "filter": filters[log_key],
+                                    "label_extractors": {"batch_id": "EXTRACT(jsonPayload.batch_id)"}}}]
         books = runbooks(cfg, dlq_subscriptions)
         self.alerts: dict[str, gcp.monitoring.AlertPolicy] = {}
         for key in F9_ALERTS:
             subject, content = books[key]
+            log_match = key in LOG_MATCH_ALERTS
+            strategy: dict = {"auto_close": "86400s"}
+            if log_match:
+                strategy["notification_rate_limit"] = {"period": LOG_MATCH_RATE_LIMIT}
+            on_metrics = key in METRIC_THRESHOLD_ALERTS
             self.alerts[key] = gcp.monitoring.AlertPolicy(
                 f"{name}-{key}", project=project, display_name=f"[{prefix}] {subject}", combiner="OR",
-                severity=severity[key], conditions=conditions[key], notification_channels=channel_ids,
+                severity=SEVERITY[key], conditions=conditions[key], notification_channels=channel_ids,
                 documentation={"subject": subject, "content": content, "mime_type": "text/markdown"},
-                alert_strategy={"auto_close": "86400s"},
+                alert_strategy=strategy,
                 user_labels={ALERT_LABEL: key.replace("-", "_"), "stack_prefix": prefix},
-                opts=pulumi.ResourceOptions(parent=self, depends_on=list(self.metrics.values())))
+                opts=pulumi.ResourceOptions(parent=self,
+                                            depends_on=[self.metrics_settled] if on_metrics else []))
         self.register_outputs({"alerts": {k: a.name for k, a in self.alerts.items()},
                                "metrics": {k: m.name for k, m in self.metrics.items()}})

@@ -12,10 +12,13 @@ delete a quiet dead-letter subscription).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pulumi
 import pulumi_gcp as gcp
 
 from batchline.topology import DeliveryPolicy, SubscriptionSpec, Topology
+from infra.access import TOPIC_LABEL
 from infra.components.iam import ACCESS
 from infra.config import PubSubConfig
 
@@ -23,22 +26,25 @@ DLQ_READER_POLICY = DeliveryPolicy(ack_deadline_s=60, max_delivery_attempts=5, m
                                    max_backoff_s=600, retention_s=7 * 24 * 3600)
 
 
-def service_agent(project_number: pulumi.Input[str]) -> pulumi.Output[str]:
-    return pulumi.Output.concat("serviceAccount:service-", project_number, "@gcp-sa-pubsub.iam.gserviceaccount.com")
-
-
 class PubSub(pulumi.ComponentResource):
     def __init__(self, name: str, project: str, topology: Topology, cfg: PubSubConfig,
                  uris: dict[str, pulumi.Input[str]], push_email: pulumi.Input[str],
-                 push_account_id: pulumi.Input[str],
-                 members: dict[str, pulumi.Input[str]], project_number: pulumi.Input[str],
+                 push_account: gcp.serviceaccount.Account,
+                 members: dict[str, pulumi.Input[str]], agent: gcp.projects.ServiceIdentity,
                  opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("batchline:infra:PubSub", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        agent = service_agent(project_number)
+
+        def on(resource: pulumi.Resource) -> pulumi.ResourceOptions:
+            """A grant on a resource is replaced together with it: a topic or subscription recreated
+            under the same name starts without bindings, and the grant would show no diff."""
+            return pulumi.ResourceOptions(parent=self, replace_with=[resource])
+
+        agent_member = agent.member  # the Pub/Sub service agent, as the API reports it
         # the service agent mints the OIDC tokens of our push subscriptions
-        gcp.serviceaccount.IAMMember(f"{name}-agent-token-creator", service_account_id=push_account_id,
-                                     role="roles/iam.serviceAccountTokenCreator", member=agent, opts=child)
+        gcp.serviceaccount.IAMMember(f"{name}-agent-token-creator", service_account_id=push_account.name,
+                                     role="roles/iam.serviceAccountTokenCreator", member=agent_member,
+                                     opts=on(push_account))
         self.topics: dict[str, gcp.pubsub.Topic] = {}
         self.dead_letter_topics: dict[str, gcp.pubsub.Topic] = {}
         self.subscriptions: dict[str, gcp.pubsub.Subscription] = {}
@@ -66,7 +72,8 @@ class PubSub(pulumi.ComponentResource):
                 push_config=push, opts=child)
 
         for t in topology.topics:
-            topic = gcp.pubsub.Topic(t.name, project=project, name=t.name, labels=labels, opts=child)
+            topic = gcp.pubsub.Topic(t.name, project=project, name=t.name, labels={**labels, TOPIC_LABEL: t.key},
+                                     opts=child)
             self.topics[t.key] = topic
             dlq = None
             if any(s.dead_letter for s in t.subscriptions):
@@ -74,9 +81,12 @@ class PubSub(pulumi.ComponentResource):
                                        labels=labels, opts=child)
                 self.dead_letter_topics[t.key] = dlq
                 gcp.pubsub.TopicIAMMember(f"{t.dead_letter_topic}-agent-publisher", project=project,
-                                          topic=dlq.name, role="roles/pubsub.publisher", member=agent, opts=child)
+                                          topic=dlq.name, role="roles/pubsub.publisher", member=agent_member,
+                                          opts=on(dlq))
                 for reader in topology.dead_letter_subscriptions(t):
-                    sub = subscription(reader, dlq, DLQ_READER_POLICY, None)
+                    policy = DLQ_READER_POLICY if reader.push is None else replace(
+                        DLQ_READER_POLICY, ack_deadline_s=cfg.dead_letter_push_ack_s)  # >= coordinator timeout
+                    sub = subscription(reader, dlq, policy, None)
                     self.subscriptions[reader.name] = sub
                     if reader.push is None:
                         self.dead_letter_pull[t.key] = sub
@@ -87,14 +97,14 @@ class PubSub(pulumi.ComponentResource):
                 if spec.dead_letter:
                     gcp.pubsub.SubscriptionIAMMember(f"{spec.name}-agent-subscriber", project=project,
                                                      subscription=sub.name, role="roles/pubsub.subscriber",
-                                                     member=agent, opts=child)
+                                                     member=agent_member, opts=on(sub))
         # functions publish only to the topics ACCESS lists for them
         for who, access in ACCESS.items():
             for key in access.publishes_to:
                 if who in members:
                     gcp.pubsub.TopicIAMMember(f"{topology.topic(key).name}-{who}-publisher", project=project,
                                               topic=self.topics[key].name, role="roles/pubsub.publisher",
-                                              member=members[who], opts=child)
+                                              member=members[who], opts=on(self.topics[key]))
         self.register_outputs({
             "topics": {k: v.name for k, v in self.topics.items()},
             "dead_letter_pull_subscriptions": {k: v.name for k, v in self.dead_letter_pull.items()},

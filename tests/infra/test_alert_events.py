@@ -37,7 +37,24 @@ def test_every_alerted_event_is_emitted(dev_config):
 def test_failure_events_all_reach_an_alert(dev_config):
     alerted = {name for m in log_metrics(dev_config) for name in re.findall(r'jsonPayload\.event="([a-z_]+)"',
                                                                               m.condition)}
+    # item_dead_lettered is not in this list: dead letters page through Pub/Sub's own
+    # dead_letter_message_count of every source subscription (test_dead_letters_page_on_pubsubs_count),
+    # which also covers topics whose dead letters the coordinator never logs.
     for event in ("staging_write_failed", "staging_gap", "consolidation_failed", "dml_rate_limited",
-                  "item_dead_lettered", "reconciliation_gap", "late_completion", "message_rejected",
+                  "reconciliation_gap", "late_completion", "message_rejected",
                   "dispatch_failed", "coverage_low"):
         assert event in alerted, f"{event} is logged but no alert watches it"
+
+
+def test_dead_letters_page_on_pubsubs_count(dev_run):
+    from batchline.topology import build_topology
+    from infra import policies
+    from infra.components.monitoring import DEAD_LETTER_METRIC
+
+    sources = {s.name for t in build_topology(dev_run.config.pubsub.topic_prefix).topics for s in t.subscriptions
+               if s.dead_letter}
+    alert = next(a for a in dev_run.of_type(policies.T_ALERT)
+                 if a.inputs["userLabels"]["batchline_alert"] == "dead_letter_messages")
+    watched = {re.search(r'subscription_id="([^"]+)"', c["conditionThreshold"]["filter"]).group(1)
+               for c in alert.inputs["conditions"] if DEAD_LETTER_METRIC in c["conditionThreshold"]["filter"]}
+    assert watched == sources

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from infra import config, harness
+from batchline.topology import build_topology
+from infra import config, harness, limits
 from infra.config import ConfigError
 
 
@@ -95,9 +96,111 @@ def test_max_instances_range_is_exactly_enforced(n):
 
 def test_topology_defaults_survive_unless_overridden(dev_raw, prod_raw):
     dev = config.load(dev_raw)
-    # dev sets no ack deadlines: the shared topology's per-topic values stay
-    assert dev.pubsub.policies["work"].ack_deadline_s == 120
+    # dev sets no ack deadlines: the shared topology's per-topic values stay, raised where a push
+    # subscription's target runs longer (worker 120 s + 30 s margin; coordinator 540 s + 30 s)
+    assert dev.pubsub.policies["work"].ack_deadline_s == 150
+    assert dev.pubsub.policies["completions"].ack_deadline_s == 570
     assert dev.pubsub.policies["consolidation"].ack_deadline_s == 600
-    prod = config.load(_set(prod_raw, "pubsub.per_topic.completions", {"ack_deadline_s": 30}), has_slack_token=True)
-    assert prod.pubsub.policies["completions"].ack_deadline_s == 30
+    assert dev.pubsub.policies["summary"].ack_deadline_s == 60  # pull: the topology's value
+    assert dev.pubsub.dead_letter_push_ack_s == 570
+    prod = config.load(_set(prod_raw, "pubsub.per_topic.summary", {"ack_deadline_s": 30}), has_slack_token=True)
+    assert prod.pubsub.policies["summary"].ack_deadline_s == 30
+    assert prod.pubsub.policies["work"].ack_deadline_s == 180  # the stack file's value
     assert prod.pubsub.policies["work"].max_delivery_attempts == 10  # stack-wide value
+
+
+@pytest.mark.parametrize("key", ["emergncy", "slack_tokn", "function"])
+def test_program_start_rejects_unknown_top_level_key(dev_raw, key):
+    """`load` rejects unknown top-level keys, and the program must hand it every `batchline:` key the
+    engine passed, not only those it reads (issue 7 item 10)."""
+    raw = copy.deepcopy(dev_raw)
+    raw[key] = True
+    with pytest.raises(ConfigError, match=f"unknown config key\\(s\\) batchline:{key}"):
+        harness.run_program(raw, stack="dev")
+
+
+# --- Google's memory/CPU table (issue 7 item 4) ------------------------------------------------
+@pytest.mark.parametrize("memory, cpu, ok", [
+    ("1Gi", "0.583", True), ("512Mi", "0.333", True), ("2Gi", "1", True), ("4Gi", "1", True),
+    ("8Gi", "2", True), ("16Gi", "4", True), ("32Gi", "8", True), ("256Mi", "1", True),
+    ("2Gi", "0.583", False),   # 2 GiB needs 1 vCPU
+    ("8Gi", "1", False),       # more than 4 GiB needs 2 vCPU
+    ("16Gi", "2", False),      # more than 8 GiB needs 4 vCPU
+    ("32Gi", "4", False),      # more than 24 GiB needs 8 vCPU
+    ("256Mi", "4", False),     # 4 vCPU needs at least 2 GiB
+    ("1Gi", "8", False),       # 8 vCPU needs at least 4 GiB
+    ("1Gi", "0.333", False),   # below 0.5 vCPU at most 512 MiB (and 1 GiB needs .583)
+])
+def test_memory_cpu_pairs_follow_googles_table(dev_raw, memory, cpu, ok):
+    raw = _set(_set(_set(dev_raw, "functions.reconcile.memory", memory), "functions.reconcile.cpu", cpu),
+               "functions.reconcile.concurrency", 1)
+    if ok:
+        assert config.load(raw).functions.caps["reconcile"].memory == memory
+    else:
+        with pytest.raises(ConfigError, match="functions.reconcile.memory / batchline:functions.reconcile.cpu: "
+                                              "Google rejects this pair"):
+            config.load(raw)
+
+
+def test_emergency_profile_pairs_are_checked_too(dev_raw):
+    with pytest.raises(ConfigError, match="emergency_profile.worker.memory .* Google rejects"):
+        config.load(_set(dev_raw, "emergency_profile", {"worker": {"memory": "8Gi"}}))
+
+
+# --- deadlines (issue 7 items 5 and 6) ----------------------------------------------------------
+def test_scheduler_deadline_default_outlasts_the_reconcile_timeout(dev_raw):
+    cfg = config.load(dev_raw)
+    assert cfg.functions.caps["reconcile"].timeout_s == 900
+    assert cfg.schedules.retry.attempt_deadline_s >= 900 + limits.DEADLINE_MARGIN_S
+
+
+def test_scheduler_deadline_shorter_than_a_target_timeout_is_rejected(dev_raw):
+    with pytest.raises(ConfigError, match=r"schedules.retry.attempt_deadline_s \(600\) must be at least "
+                                          r"batchline:functions.reconcile.timeout_s \(900\) \+ 30 s"):
+        config.load(_set(dev_raw, "schedules.retry.attempt_deadline_s", 600))
+    with pytest.raises(ConfigError, match="functions.coordinator.timeout_s"):
+        config.load(_set(_set(dev_raw, "functions.reconcile.timeout_s", 60), "functions.coordinator.timeout_s",
+                         1790))
+
+
+@pytest.mark.parametrize("path, value, message", [
+    ("pubsub.per_topic.work.ack_deadline_s", 120,
+     r"pubsub.per_topic.work.ack_deadline_s \(120\) must be at least batchline:functions.worker.timeout_s \(120\)"),
+    ("pubsub.ack_deadline_s", 300, r"pubsub.ack_deadline_s \(300\) must be at least "
+                                   r"batchline:functions.coordinator.timeout_s \(540\)"),
+    ("functions.coordinator.timeout_s", 580, r"functions.coordinator.timeout_s \(580\) \+ 30 s margin exceeds the "
+                                             r"600 s maximum ack deadline"),
+    ("emergency_profile.worker.timeout_s", 200,
+     r"pubsub.per_topic.work.ack_deadline_s \(180\) must be at least batchline:functions.worker.timeout_s \(200\)"),
+])
+def test_push_ack_deadline_shorter_than_the_target_timeout_is_rejected(prod_raw, path, value, message):
+    with pytest.raises(ConfigError, match=message):
+        config.load(_set(prod_raw, path, value), has_slack_token=True)
+
+
+def test_every_push_subscription_outlasts_its_target(dev_raw, prod_raw):
+    for raw in (dev_raw, prod_raw):
+        cfg = config.load(raw, has_slack_token=True)
+        for t in build_topology(cfg.pubsub.topic_prefix).topics:
+            for s in t.subscriptions:
+                if s.push:
+                    timeout = cfg.functions.caps[s.push.function].timeout_s
+                    assert cfg.pubsub.policies[t.key].ack_deadline_s >= timeout + limits.DEADLINE_MARGIN_S
+
+
+def test_config_objects_are_typed_and_closed():
+    """The objects load() builds are strict pydantic models: a loader that passes a string for a
+    number, or a field that does not exist, fails at once instead of deploying it."""
+    import pydantic
+
+    from infra.config_types import FunctionCaps, PubSubConfig
+
+    with pytest.raises(pydantic.ValidationError):
+        FunctionCaps(max_instances="3", concurrency=1)
+    with pytest.raises(pydantic.ValidationError):
+        FunctionCaps(max_instances=3, concurrency=1, timeout=60)
+    with pytest.raises(pydantic.ValidationError):
+        PubSubConfig(topic_prefix="x", policies={}, dead_letter_push_ack_s="570")
+    caps = FunctionCaps(max_instances=3, concurrency=1)
+    with pytest.raises(pydantic.ValidationError):
+        caps.max_instances = 4  # frozen

@@ -82,7 +82,10 @@ def test_delivery_policy_comes_from_config(prod_run):
     work = subs["batchline-work-push"]
     assert work["deadLetterPolicy"]["maxDeliveryAttempts"] == 10
     assert work["deadLetterPolicy"]["deadLetterTopic"].endswith("/topics/batchline-work-dlq")
-    assert work["ackDeadlineSeconds"] == 120
+    assert work["ackDeadlineSeconds"] == 180  # the stack file's value, >= worker timeout 120 + margin
+    assert subs["batchline-completions-push"]["ackDeadlineSeconds"] == 570  # coordinator 540 + margin
+    assert subs["batchline-work-dlq-push"]["ackDeadlineSeconds"] == 570  # the dead-letter push reader too
+    assert subs["batchline-work-dlq-pull"]["ackDeadlineSeconds"] == 60
     assert subs["batchline-consolidation-push"]["ackDeadlineSeconds"] == 600  # topology default kept
     assert work["retryPolicy"] == {"minimumBackoff": "10s", "maximumBackoff": "600s"}
 
@@ -117,12 +120,16 @@ def test_alert_thresholds_follow_config(prod_run):
     assert dml["aggregations"][0]["alignmentPeriod"] == f"{t.dml_rate_limit_window_s}s"
     assert t.dml_rate_limit_errors - 1 < dml["thresholdValue"] < t.dml_rate_limit_errors
     dlq = by_key["dead_letter_messages"]["conditions"]
-    assert all("pubsub.googleapis.com/subscription/num_undelivered_messages" in c["conditionThreshold"]["filter"]
-               for c in dlq)
+    # a delta of new dead letters per source subscription, never the backlog operators keep (item 7)
+    assert all("pubsub.googleapis.com/subscription/dead_letter_message_count" in c["conditionThreshold"]["filter"]
+               and c["conditionThreshold"]["aggregations"][0]["perSeriesAligner"] == "ALIGN_DELTA" for c in dlq)
+    assert not any("num_undelivered_messages" in json.dumps(a) for a in by_key.values())
+    matched = {k: a["conditions"][0]["conditionMatchedLog"]["filter"] for k, a in by_key.items()
+               if "conditionMatchedLog" in a["conditions"][0]}
+    assert f"jsonPayload.coverage_pct<{t.coverage_warning_pct}" in matched["coverage_warning"]
+    assert f"jsonPayload.coverage_pct<{t.coverage_critical_pct}" in matched["coverage_critical"]
     metrics = {m.inputs["name"].split("/")[-1]: m.inputs["filter"]
                for m in prod_run.of_type("gcp:logging/metric:Metric")}
-    assert f"jsonPayload.coverage_pct<{t.coverage_warning_pct}" in metrics["coverage_below_warning"]
-    assert f"jsonPayload.coverage_pct<{t.coverage_critical_pct}" in metrics["coverage_below_critical"]
     assert 'jsonPayload.event="staging_write_failed"' in metrics["staging_write_failed"]
 
 

@@ -1,0 +1,65 @@
+"""Who may do what, declared once as data (no Pulumi here, so the CrossGuard pack and the offline rules
+import it too). The components that own a resource (dataset, topic, function) grant exactly these
+roles on it, and the rules check that nothing else was granted. Project-level grants are limited to
+the roles that have no narrower scope (BigQuery jobs, Firestore, and the build account's roles).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from batchline.topology import COORDINATOR, RECONCILE, WORKER
+
+PUSH = "push"
+SCHEDULER = "scheduler"
+BUILD = "build"
+INVOKER_ROLE = "roles/run.invoker"  # gen2 functions are Cloud Run services
+# The roles Google's "Custom Service Account for Cloud Build" page lists for the account a function's
+# build runs as (https://cloud.google.com/functions/docs/securing/build-custom-sa): build logs, the
+# built image in Artifact Registry, the source archive in Cloud Storage. Since July 2024 a new
+# project's default build account may lack them, and the first `pulumi up` fails to build.
+BUILD_ROLES: tuple[str, ...] = ("roles/logging.logWriter", "roles/artifactregistry.writer",
+                                "roles/storage.objectViewer")
+
+
+@dataclass(frozen=True)
+class Access:
+    project_roles: tuple[str, ...] = ()
+    dataset_roles: tuple[tuple[str, str], ...] = ()  # (dataset kind "main"|"staging", role)
+    publishes_to: tuple[str, ...] = ()  # topic keys
+    invokes: tuple[str, ...] = ()  # function names
+
+
+ACCESS: dict[str, Access] = {
+    # writes its own staging table (created from the main table's live schema: F5), publishes completion;
+    # reads batch/item state and counts its attempts on the item document (Firestore). Of the main
+    # table it reads only the schema: metadata, never rows.
+    WORKER: Access(
+        project_roles=("roles/bigquery.jobUser", "roles/datastore.user"),
+        dataset_roles=(("staging", "roles/bigquery.dataEditor"), ("main", "roles/bigquery.metadataViewer")),
+        publishes_to=("completions",),
+    ),
+    # batch state in Firestore, one MERGE into main, deletes verified staging tables, dispatches work
+    COORDINATOR: Access(
+        project_roles=("roles/bigquery.jobUser", "roles/datastore.user"),
+        dataset_roles=(("staging", "roles/bigquery.dataEditor"), ("main", "roles/bigquery.dataEditor")),
+        publishes_to=("work", "consolidation", "summary"),
+    ),
+    # compares schedule (context table) with predictions (reads rows of main), lists orphaned staging
+    # tables (names only: metadata), re-dispatches small gaps as a new batch through the coordinator's
+    # start logic, which publishes work and, for a batch with nothing pending, a consolidation request
+    RECONCILE: Access(
+        project_roles=("roles/bigquery.jobUser", "roles/datastore.user"),
+        dataset_roles=(("main", "roles/bigquery.dataViewer"), ("staging", "roles/bigquery.metadataViewer")),
+        publishes_to=("work", "consolidation"),
+    ),
+    PUSH: Access(invokes=(WORKER, COORDINATOR)),
+    SCHEDULER: Access(invokes=(COORDINATOR, RECONCILE)),
+    BUILD: Access(project_roles=BUILD_ROLES),
+}
+
+
+# Labels that name what a resource is to the rules, which see inputs and not our Python objects:
+FUNCTION_LABEL = "batchline-function"  # on each function: worker | coordinator | reconcile
+DATASET_LABEL = "batchline-dataset"  # on each dataset: main | staging (ACCESS's dataset kinds)
+TOPIC_LABEL = "batchline-topic"  # on each source topic: its topology key (ACCESS's publishes_to)

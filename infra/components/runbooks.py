@@ -1,0 +1,86 @@
+"""Runbooks: what the on-call runs for each alert (the alert policies' documentation)."""
+
+from __future__ import annotations
+
+from infra.config import StackConfig
+
+
+def runbooks(cfg: StackConfig, dlq_subscriptions: list[str]) -> dict[str, tuple[str, str]]:
+    """alert key -> (subject, markdown runbook)."""
+    p, prefix, bq, t = cfg.gcp.project, cfg.pubsub.topic_prefix, cfg.bigquery, cfg.thresholds
+    logs = (f"gcloud logging read 'resource.type=\"cloud_run_revision\" AND "
+            f"resource.labels.service_name:\"{prefix}-\" AND jsonPayload.event=\"{{event}}\"' "
+            f"--project={p} --freshness=2h --format=json")
+    stall = f"gcloud scheduler jobs run {prefix}-stall-check --project={p} --location={cfg.gcp.region}"
+    reconcile = f"gcloud scheduler jobs run {prefix}-reconcile --project={p} --location={cfg.gcp.region}"
+    pulls = "\n".join(f"gcloud pubsub subscriptions pull {s} --project={p} --limit=20 --format=json"
+                      for s in dlq_subscriptions)
+    return {
+        "staging-write-failure-rate": (
+            f"batchline: staging write failures above {t.staging_write_failure_rate_pct}%",
+            "Workers are failing to write their staging tables (F1). Failed items are retried by Pub/Sub and "
+            "dead-lettered after the maximum attempts, nothing is acknowledged without a durable write.\n\n"
+            f"1. See the errors: `{logs.format(event='staging_write_failed')}`\n"
+            f"2. Check the staging dataset exists and quotas: `bq show --project_id={p} {bq.staging_dataset}`\n"
+            "3. If the cause is load (quota, DML), apply the emergency profile: "
+            "`pulumi config set batchline:emergency true && pulumi up`.\n"
+            f"4. After the fix, re-dispatch missing items: `{stall}`"),
+        "staging-gap": (
+            "batchline: staging tables missing at consolidation",
+            "The coordinator consolidated a batch with fewer staging tables than expected items; the gap was "
+            "recorded with the missing item ids (F4/F9).\n\n"
+            f"1. Which items: `{logs.format(event='staging_gap')}` (field missing_staging_tables / items)\n"
+            f"2. Re-dispatch them: `{stall}`\n3. Confirm with the daily reconciliation: `{reconcile}`"),
+        "coverage-warning": (
+            f"batchline: coverage below {t.coverage_warning_pct}%",
+            "A consolidation produced fewer predictions than expected.\n\n"
+            f"1. Details: `{logs.format(event='consolidation_succeeded')}` (coverage_pct, batch_id)\n"
+            f"2. Re-dispatch the missing items: `{stall}`\n3. Reconcile: `{reconcile}`"),
+        "coverage-critical": (
+            f"batchline: coverage below {t.coverage_critical_pct}% (critical)",
+            "A consolidation covered far fewer players than scheduled. Treat as an outage.\n\n"
+            f"1. Details: `{logs.format(event='consolidation_succeeded')}`\n"
+            f"2. Look for failing writes: `{logs.format(event='staging_write_failed')}`\n"
+            f"3. Dead letters: \n```\n{pulls}\n```\n4. Re-dispatch: `{stall}`, then `{reconcile}`"),
+        "dead-letter-messages": (
+            "batchline: new messages dead-lettered",
+            "A source subscription just forwarded messages to its dead-letter topic (they exhausted their "
+            "delivery attempts). The alert counts new dead letters, so it closes by itself and pages again for "
+            "the next one; the messages are kept in the dead-letter pull subscriptions (do not ack them before "
+            "the cause is known).\n\n"
+            f"1. Inspect (without ack):\n```\n{pulls}\n```\n"
+            f"2. Why: `{logs.format(event='item_dead_lettered')}`\n"
+            f"3. After the fix, re-dispatch the items: `{stall}`"),
+        "dml-rate-limited": (
+            f"batchline: BigQuery DML rate limit ({t.dml_rate_limit_errors} in {t.dml_rate_limit_window_s}s)",
+            "BigQuery answered 'Too many DML statements outstanding'. Only the coordinator's one MERGE per "
+            "batch should run DML on the main table (F2); something else is mutating it.\n\n"
+            f"1. Who: `{logs.format(event='dml_rate_limited')}`\n"
+            f"2. Running jobs: `bq ls --jobs=true --all=true --max_results=50 --project_id={p}`\n"
+            "3. Reduce load: `pulumi config set batchline:emergency true && pulumi up`"),
+        "consolidation-failed": (
+            "batchline: consolidation failed",
+            "The consolidation MERGE failed; staging tables are kept (F6), nothing is lost.\n\n"
+            f"1. Error: `{logs.format(event='consolidation_failed')}` (schema drift is reported with column "
+            "names, F5)\n"
+            f"2. Staging tables kept: `bq ls --max_results=1000 {p}:{bq.staging_dataset}`\n"
+            "3. After the fix, consolidate again (a new MERGE generation over the kept tables): "
+            f"`gcloud pubsub topics publish {prefix}-consolidation --project={p} "
+            "--message='{\"v\":1,\"batch_id\":\"<BATCH_ID>\",\"reason\":\"manual\"}'`"),
+        "reconciliation-gap": (
+            "batchline: daily reconciliation found a gap",
+            "The schedule (context table) and the main table disagree for a date, or staging tables outlived "
+            "their batch. Small gaps were re-dispatched as a new batch automatically (`action` in the log).\n\n"
+            f"1. What: `{logs.format(event='reconciliation_gap')}` (incomplete_items, orphaned_staging_tables)\n"
+            f"2. Orphaned staging tables hold rows not in the main table: `bq ls --max_results=1000 "
+            f"{p}:{bq.staging_dataset}`\n"
+            f"3. Re-run the check after a fix: `{reconcile}`"),
+        "needs-attention": (
+            "batchline: an event needs a human",
+            "A completion arrived after its batch was consolidated (its staging table is kept), a dispatch "
+            "failed, a dead-lettered message could not be attributed to an item (kept in Firestore "
+            "`rejected_messages`), or schedule rows were invalid.\n\n"
+            f"1. Which: `{logs.format(event='late_completion')}` (likewise dispatch_failed, message_rejected, "
+            "context_rows_rejected)\n"
+            f"2. Late rows are picked up by the daily reconciliation: `{reconcile}`"),
+    }

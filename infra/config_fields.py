@@ -1,0 +1,111 @@
+"""Field validation for stack config: each helper reads one key and raises ConfigError naming the
+full key (`batchline:<path>`) and what is allowed."""
+
+from __future__ import annotations
+
+import re
+import zoneinfo
+from collections.abc import Mapping
+from typing import Any
+
+NAMESPACE = "batchline"
+
+
+class ConfigError(ValueError):
+    """A stack config value is missing, unknown or out of range; the message names the key."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation helpers
+# ---------------------------------------------------------------------------------------------
+def _key(path: str) -> str:
+    return f"{NAMESPACE}:{path}"
+
+
+def _obj(value: Any, path: str, allowed: tuple[str, ...]) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{_key(path)} must be an object, got {type(value).__name__}")
+    unknown = sorted(set(value) - set(allowed))
+    if unknown:
+        raise ConfigError(
+            f"{_key(path)}: unknown key(s) {', '.join(_key(f'{path}.{u}') for u in unknown)}; "
+            f"allowed: {', '.join(allowed)}")
+    return dict(value)
+
+
+def _int(obj: Mapping[str, Any], name: str, path: str, default: int | None, rng: tuple[int, int]) -> int:
+    key = f"{path}.{name}"
+    raw = obj.get(name, default)
+    if raw is None:
+        raise ConfigError(f"{_key(key)} is required (integer between {rng[0]} and {rng[1]})")
+    if isinstance(raw, bool) or not isinstance(raw, (int, str)):
+        raise ConfigError(f"{_key(key)} must be an integer between {rng[0]} and {rng[1]}, got {raw!r}")
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{_key(key)} must be an integer between {rng[0]} and {rng[1]}, got {raw!r}") from exc
+    if not rng[0] <= value <= rng[1]:
+        raise ConfigError(f"{_key(key)} must be between {rng[0]} and {rng[1]}, got {value}")
+    return value
+
+
+def _float(obj: Mapping[str, Any], name: str, path: str, default: float, rng: tuple[float, float]) -> float:
+    key = f"{path}.{name}"
+    raw = obj.get(name, default)
+    if isinstance(raw, bool):
+        raise ConfigError(f"{_key(key)} must be a number between {rng[0]} and {rng[1]}, got {raw!r}")
+    try:
+        value = float(raw)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{_key(key)} must be a number between {rng[0]} and {rng[1]}, got {raw!r}") from exc
+    if not rng[0] <= value <= rng[1]:
+        raise ConfigError(f"{_key(key)} must be between {rng[0]} and {rng[1]}, got {value}")
+    return value
+
+
+def _bool(obj: Mapping[str, Any], name: str, path: str, default: bool) -> bool:
+    raw = obj.get(name, default)
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str) and raw.lower() in ("true", "false"):
+        return raw.lower() == "true"
+    raise ConfigError(f"{_key(f'{path}.{name}')} must be true or false, got {raw!r}")
+
+
+def _choice(obj: Mapping[str, Any], name: str, path: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = str(obj.get(name, default))
+    if raw not in choices:
+        raise ConfigError(f"{_key(f'{path}.{name}')} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
+
+
+def _ident(obj: Mapping[str, Any], name: str, path: str, default: str | None, check) -> str:
+    raw = obj.get(name, default)
+    if raw is None:
+        raise ConfigError(f"{_key(f'{path}.{name}')} is required")
+    try:
+        return check(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{_key(f'{path}.{name}')}: {exc}") from exc
+
+
+_CRON_FIELD = re.compile(r"[0-9A-Za-z*/,\-]+")
+_REGION = re.compile(r"[a-z]+-[a-z]+[0-9]")
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+
+
+def _cron(value: Any, key: str) -> str:
+    if not isinstance(value, str) or len(value.split()) != 5 or not all(
+            _CRON_FIELD.fullmatch(f) for f in value.split()):
+        raise ConfigError(f"{_key(key)} must be a 5-field unix-cron expression, got {value!r}")
+    return value
+
+
+def _tz(value: Any, key: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(str(value))
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(f"{_key(key)} must be an IANA time zone (e.g. America/New_York), got {value!r}") from exc
+    return str(value)
