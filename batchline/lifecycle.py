@@ -139,7 +139,7 @@ def decide_reopen(batch: dict, date_active_batch: str | None, claimant: str, now
 # -- MERGE attempts ---------------------------------------------------------------------------
 def decide_next_merge_attempt(batch: dict, token: str, failed_attempt: int) -> Decision:
     """Move on from a MERGE attempt that is known to have failed; only the lease holder may, and only
-    from the attempt it saw fail, so two callers can never both start a new MERGE."""
+    past the attempt it saw fail, so two callers can never both start a new MERGE."""
     if batch["status"] != CONSOLIDATING or batch.get("lease_token") != token:
         return False, None
     if int(batch.get("merge_attempt") or 0) != failed_attempt:
