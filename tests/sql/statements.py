@@ -22,7 +22,7 @@ from google.api_core import exceptions as gexc
 from google.cloud.bigquery import SchemaField
 
 import batchline
-from batchline import consolidate, coordinator, dispatch, ids, ledger, reconcile, staging
+from batchline import chaos, consolidate, coordinator, dispatch, ids, ledger, reconcile, staging
 from batchline.local import provision
 from batchline.schema import MAIN_TABLE_COLUMNS
 from batchline.settings import Settings
@@ -221,6 +221,16 @@ def ledger_compute() -> Drive:
     return Drive(bq.sent)
 
 
+def chaos_judge() -> Drive:
+    bq = RecordingBigQuery({}, lambda sql: [])
+    out = chaos.Outcome(chaos.Schedule(0, 1, "seed=1", 0, False, False, None), BATCH, "consolidated", 1)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ledger, "dead_lettered_items", lambda clients, batch_id: set())  # Pub/Sub, no SQL
+        mp.setattr(chaos, "BatchStore", _Batches)
+        chaos._judge(_clients(bq), {}, DATE, {"player_a"}, out)
+    return Drive(bq.sent)
+
+
 # driver -> the resolved statement kinds it must send, in order (so a driver cannot silently stop
 # exercising what it claims to cover).
 DRIVERS: dict[str, tuple[Callable[[], Drive], tuple[str, ...]]] = {
@@ -237,6 +247,7 @@ DRIVERS: dict[str, tuple[Callable[[], Drive], tuple[str, ...]]] = {
     "staging_count_rows": (staging_count_rows, ("query",)),
     "provision_seed_context": (provision_seed_context, ("delete",)),
     "ledger_compute": (ledger_compute, ("query", "query", "query")),
+    "chaos_judge": (chaos_judge, ("query",)),
 }
 
 
