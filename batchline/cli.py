@@ -86,20 +86,30 @@ def _wait(clients, batch_id: str, expected: int, timeout_s: float) -> dict:
             time.sleep(0.5)
 
 
+def _ids(ids_: list[str], limit: int = 10) -> str:
+    return "" if not ids_ else " " + ", ".join(ids_[:limit]) + (" ..." if len(ids_) > limit else "")
+
+
 def print_ledger(ledger: Ledger) -> None:
     table = Table(title=f"loss ledger - batch {ledger.batch_id} ({ledger.game_date})", show_header=False)
+    parts = ledger.merged_items + ledger.dead_lettered_items + len(ledger.missing_items)
+    colour = "red" if not ledger.ok else "green" if ledger.complete else "yellow"
     rows = [
         ("batch status", ledger.batch_status),
         ("expected items", ledger.expected_items),
         ("merged items", ledger.merged_items),
-        ("dead-lettered items", f"{ledger.dead_lettered_items} {ledger.dead_lettered_ids[:10] or ''}"),
-        ("missing items", f"{len(ledger.missing_items)} {ledger.missing_items[:20] or ''}"),
+        ("  of which recovered", f"{ledger.recovered_items}{_ids(ledger.recovered_ids)}"),
+        ("dead-lettered items (not merged)", f"{ledger.dead_lettered_items}{_ids(ledger.dead_lettered_ids)}"),
+        ("missing items", f"{len(ledger.missing_items)}{_ids(ledger.missing_items, 20)}"),
+        ("merged + dead-lettered + missing", f"{parts} (= expected)"),
+        ("coverage", f"{ledger.coverage_pct:.1f} % (warning below {ledger.coverage_warning_pct:g} %)"),
         ("merged rows", ledger.merged_rows),
         ("duplicate rows", ledger.duplicate_rows),
         ("staging tables left", ledger.staging_tables_left),
-        ("mutating DML on main table", ledger.main_table_mutating_dml),
+        ("this batch's DML on main table", ledger.main_table_mutating_dml),
+        ("all DML on main table meanwhile", ledger.main_table_mutating_dml_window),
         ("elapsed", f"{ledger.elapsed_s:.1f} s"),
-        ("verdict", "[green]OK: nothing lost silently" if ledger.ok else "[red]" + "; ".join(ledger.problems)),
+        ("verdict", f"[{colour}]{ledger.verdict}"),
     ]
     for k, v in rows:
         table.add_row(k, str(v))
