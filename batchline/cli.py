@@ -32,12 +32,49 @@ STATE_DIR_OPT = typer.Option(local_stack.DEFAULT_STATE_DIR, "--state-dir", help=
 @local_app.command("up")
 def local_up(state_dir: Path = STATE_DIR_OPT,
              threads: int = typer.Option(4, min=1, max=64, help="Per-instance concurrency of each function."),
-             max_delivery_attempts: int = typer.Option(5, min=5, max=100)) -> None:
-    """Start (or reuse) the local stack."""
-    with console.status("starting emulators and functions"):
-        info = local_stack.up(state_dir, threads=threads, max_delivery_attempts=max_delivery_attempts)
+             max_delivery_attempts: int = typer.Option(5, min=5, max=100),
+             supervise: bool = typer.Option(False, "--supervise",
+                                            help="Then keep watching and restart whatever dies (Ctrl-C to stop)."),
+             interval: float = typer.Option(2.0, min=0.2, help="Seconds between supervision checks.")) -> None:
+    """Start the local stack, or reuse it: only dead processes are restarted (an emulator restarted
+    that way lost its state, which is printed as a WARNING)."""
+    with console.status("starting (or checking) emulators and functions"):
+        info, report = local_stack.up_with_report(state_dir, threads=threads,
+                                                  max_delivery_attempts=max_delivery_attempts, notify=_notify)
+    _print_report(report)
     _print_status(state_dir)
     out.print("export " + " ".join(f"{k}={v}" for k, v in info.client_env().items()), soft_wrap=True)
+    if supervise:
+        local_supervise(state_dir, interval)
+
+
+@local_app.command("supervise")
+def local_supervise(state_dir: Path = STATE_DIR_OPT,
+                    interval: float = typer.Option(2.0, min=0.2, help="Seconds between checks.")) -> None:
+    """Watch the running stack and restart what dies (functions freely; a dead emulator with a WARNING
+    that its state is gone), until `batchline local down` or Ctrl-C."""
+    from batchline.local.heal import supervise
+
+    console.print(f"supervising the stack in {state_dir} every {interval:g} s (Ctrl-C to stop)")
+    try:
+        restarts = supervise(state_dir, interval, notify=_notify)
+    except KeyboardInterrupt:
+        console.print("supervision stopped; the stack keeps running")
+        return
+    console.print(f"supervision ended after {restarts} restart(s)")
+
+
+def _notify(message: str) -> None:
+    console.print(("[bold red]" if message.startswith("WARNING") else "[yellow]") + message, soft_wrap=True)
+
+
+def _print_report(report: local_stack.UpReport) -> None:
+    for label, names in (("started", report.started), ("reused", report.reused),
+                         ("restarted", report.restarted), ("stopped", report.stopped)):
+        if names:
+            console.print(f"{label}: {', '.join(names)}")
+    if report.state_lost:
+        console.print(f"[bold red]WARNING: state lost with the restart of: {', '.join(report.state_lost)}")
 
 
 @local_app.command("down")
@@ -132,10 +169,11 @@ def run(players: int = typer.Option(450, min=1, max=5000, help="Synthetic player
         spec = faults_mod.parse(faults, seed=seed).to_spec() if faults else None
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
-    started_here = not local_stack.is_up(state_dir)
     t0 = time.monotonic()
-    with console.status("starting the local stack (Pub/Sub, Firestore, BigQuery emulators + 3 functions)"):
-        info = local_stack.up(state_dir)
+    with console.status("starting (or reusing) the local stack (Pub/Sub, Firestore, BigQuery emulators + 3 "
+                        "functions)"):
+        info, report = local_stack.up_with_report(state_dir, ephemeral=not keep_stack, user=True, notify=_notify)
+    _print_report(report)
     try:
         clients = info.activate()
         console.print(f"stack ready in {time.monotonic() - t0:.1f}s; seeding {players} players for {day}")
@@ -152,8 +190,10 @@ def run(players: int = typer.Option(450, min=1, max=5000, help="Synthetic player
         _wait(clients, started["batch_id"], started["expected_items"], timeout_s)
         ledger = compute(clients, started["batch_id"], time.monotonic() - t_start)
     finally:
-        if started_here and not keep_stack:
-            local_stack.down(state_dir)
+        # stops the stack only if a run without --keep-stack started it and no other run still uses it
+        stopped = local_stack.release(state_dir)
+        if stopped:
+            console.print(f"stopped the stack this run started: {', '.join(stopped)}")
     print_ledger(ledger)
     if json_path:
         json_path.write_text(ledger.to_json())
