@@ -39,8 +39,7 @@ def local_up(state_dir: Path = STATE_DIR_OPT,
     """Start the local stack, or reuse it: only dead processes are restarted (an emulator restarted
     that way lost its state, which is printed as a WARNING)."""
     with console.status("starting (or checking) emulators and functions"):
-        info, report = local_stack.up_with_report(state_dir, threads=threads,
-                                                  max_delivery_attempts=max_delivery_attempts, notify=_notify)
+        info, report = _up(state_dir, threads=threads, max_delivery_attempts=max_delivery_attempts)
     _print_report(report)
     _print_status(state_dir)
     out.print("export " + " ".join(f"{k}={v}" for k, v in info.client_env().items()), soft_wrap=True)
@@ -62,6 +61,16 @@ def local_supervise(state_dir: Path = STATE_DIR_OPT,
         console.print("supervision stopped; the stack keeps running")
         return
     console.print(f"supervision ended after {restarts} restart(s)")
+
+
+def _up(state_dir: Path, **kwargs) -> tuple[local_stack.StackInfo, local_stack.UpReport]:
+    from batchline.local.heal import StackUnhealthy
+
+    try:
+        return local_stack.up_with_report(state_dir, notify=_notify, **kwargs)
+    except StackUnhealthy as exc:
+        console.print(f"[bold red]{exc}", soft_wrap=True)
+        raise typer.Exit(1) from exc
 
 
 def _notify(message: str) -> None:
@@ -172,7 +181,7 @@ def run(players: int = typer.Option(450, min=1, max=5000, help="Synthetic player
     t0 = time.monotonic()
     with console.status("starting (or reusing) the local stack (Pub/Sub, Firestore, BigQuery emulators + 3 "
                         "functions)"):
-        info, report = local_stack.up_with_report(state_dir, ephemeral=not keep_stack, user=True, notify=_notify)
+        info, report = _up(state_dir, ephemeral=not keep_stack, user=True)
     _print_report(report)
     try:
         clients = info.activate()

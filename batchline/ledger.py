@@ -79,7 +79,7 @@ class Ledger:
     @property
     def verdict(self) -> str:
         if not self.ok:
-            return "LOSS: " + "; ".join(self.problems)
+            return "NOT OK: " + "; ".join(self.problems)
         low = (f"; coverage {self.coverage_pct:.1f}% below the {self.coverage_warning_pct:g}% warning level"
                if self.coverage_pct < self.coverage_warning_pct else "")
         if self.complete:

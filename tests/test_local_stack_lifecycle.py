@@ -154,3 +154,20 @@ def test_two_concurrent_runs_share_one_stack_and_the_last_one_stops_it(tmp_path)
         assert _leaders_in(state) == set() and S.load(state) is None
     finally:
         S.down(state)
+
+
+def test_an_emulator_that_runs_but_does_not_answer_is_never_restarted(running, monkeypatch):
+    state, info = running
+    before = _pids(state)
+    monkeypatch.setattr(heal, "EMULATOR_GRACE_S", 1.0)
+    os.killpg(before[P.FIRESTORE], signal.SIGSTOP)
+    try:
+        with pytest.raises(heal.StackUnhealthy, match="firestore emulator .* running but has not answered"):
+            S.up_with_report(state, notify=lambda m: None)
+        said: list[str] = []
+        assert heal.supervise(state, interval_s=0.1, notify=said.append, rounds=1) == 0
+        assert any(m.startswith("WARNING: the firestore emulator") for m in said), said
+    finally:
+        os.killpg(before[P.FIRESTORE], signal.SIGCONT)
+    assert _pids(state) == before
+    assert BatchStore(info.activate().fs).get_batch("20300101_aaaaaaaaaaaa") is not None, "its state is intact"

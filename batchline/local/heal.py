@@ -180,7 +180,10 @@ def supervise(state_dir: Path | str, interval_s: float = 2.0, notify: Callable[[
                 notify(f"no stack recorded in {state_dir}: supervision ends")
                 return restarts
             report = st.UpReport()
-            heal_locked(info, report, notify)
+            try:
+                heal_locked(info, report, notify)
+            except StackUnhealthy as exc:  # said every round until someone acts; never restarted blindly
+                notify(f"WARNING: {exc}")
             restarts += len(report.restarted)
         if rounds is None or n < rounds:
             time.sleep(interval_s)
