@@ -7,12 +7,14 @@ import datetime as dt
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from google.cloud import pubsub_v1
 from typer.testing import CliRunner
 
 from batchline.cli import app
@@ -124,6 +126,31 @@ def test_supervise_restarts_a_killed_function_on_its_port(running):
     assert S.is_up(state)
     # pushes reach it: a batch completes
     result = CliRunner().invoke(app, ["run", "--state-dir", str(state), "--players", "2", "--game-date", "2030-02-03"])
+    assert result.exit_code == 0, result.output
+
+
+def test_a_function_whose_port_was_taken_gets_a_new_one_and_the_pushes_follow(running):
+    state, info = running
+    before = S.load(state).handles["worker"]
+    _kill(before.pid)
+    squatter = socket.socket()
+    squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    squatter.bind((P.LOOPBACK, before.port))
+    squatter.listen()
+    try:
+        _, report = S.up_with_report(state, notify=lambda m: None)
+    finally:
+        squatter.close()
+    now = S.load(state).handles["worker"]
+    assert report.restarted == ["worker"] and now.port != before.port and P.is_alive(now)
+    sub = pubsub_v1.SubscriberClient()
+    try:
+        work = sub.get_subscription(subscription=sub.subscription_path(
+            info.settings_obj().project, S.build_topology_for(info).topic("work").subscriptions[0].name))
+    finally:
+        sub.close()
+    assert work.push_config.push_endpoint.startswith(now.url), work.push_config.push_endpoint
+    result = CliRunner().invoke(app, ["run", "--state-dir", str(state), "--players", "3", "--game-date", "2030-02-04"])
     assert result.exit_code == 0, result.output
 
 
