@@ -84,33 +84,38 @@ def test_run_restarts_only_a_crashed_function_and_keeps_emulator_state(running):
     before = _pids(state)
     BatchStore(clients.fs).create_batch("20300101_aaaaaaaaaaaa", dt.date(2030, 1, 1), [Item("player_0000", "g1")],
                                         force=True, faults=None)
-    _kill(before["worker"])
+    orphans = P._group_members(before["worker"])
+    os.kill(before["worker"], signal.SIGKILL)  # the gunicorn master alone: its worker process is orphaned
     result = CliRunner().invoke(app, ["run", "--state-dir", str(state), "--players", "3", "--game-date", "2030-02-01"])
     assert result.exit_code == 0, result.output
     after = _pids(state)
     assert {k: after[k] for k in (*EMULATORS, "coordinator", "reconcile")} == \
         {k: before[k] for k in (*EMULATORS, "coordinator", "reconcile")}
     assert after["worker"] != before["worker"] and "restarted function worker (had died" in result.output
+    assert len(orphans) > 1 and not any(P._proc_stat(p) and P._proc_stat(p)[0] not in "ZX" for p in orphans)
+    assert S.load(state).handles["worker"].port == info.handles["worker"].port, "same port: pushes unchanged"
     assert BatchStore(info.activate().fs).get_batch("20300101_aaaaaaaaaaaa") is not None, "Firestore state kept"
     # the run did not start this stack, so it leaves it running (no --keep-stack needed)
     assert S.is_up(state) and _leaders_in(state) == set(after.values())
 
 
-def test_a_dead_emulator_is_restarted_with_a_loud_warning_and_the_rest_is_kept(running):
+@pytest.mark.parametrize("emulator", [P.BIGQUERY, P.PUBSUB, P.FIRESTORE])
+def test_a_dead_emulator_is_restarted_with_a_loud_warning_and_the_rest_is_kept(running, emulator):
     state, _ = running
     before = _pids(state)
-    host_before = S.load(state).handles[P.BIGQUERY].host
-    _kill(before[P.BIGQUERY])
+    host_before = S.load(state).handles[emulator].host
+    _kill(before[emulator])
     said: list[str] = []
     info, report = S.up_with_report(state, notify=said.append)
     after = _pids(state)
-    assert report.restarted == [P.BIGQUERY] and report.state_lost == [P.BIGQUERY]
-    assert sorted(report.reused) == sorted([P.PUBSUB, P.FIRESTORE, "worker", "coordinator", "reconcile"])
-    assert [m for m in said if m.startswith("WARNING: the bigquery emulator") and "GONE" in m], said
-    assert {k: v for k, v in after.items() if k != P.BIGQUERY} == {k: v for k, v in before.items() if k != P.BIGQUERY}
-    assert info.handles[P.BIGQUERY].host == host_before, "restarted on its old address: clients keep working"
-    # the tables were provisioned again, so a batch still runs end to end
-    result = CliRunner().invoke(app, ["run", "--state-dir", str(state), "--players", "3", "--game-date", "2030-02-02"])
+    assert report.restarted == [emulator] and report.state_lost == [emulator], said
+    assert sorted(report.reused) == sorted(set(before) - {emulator})
+    assert [m for m in said if m.startswith(f"WARNING: the {emulator} emulator") and "GONE" in m], said
+    assert {k: v for k, v in after.items() if k != emulator} == {k: v for k, v in before.items() if k != emulator}
+    assert info.handles[emulator].host == host_before, "restarted on its old address: clients keep working"
+    # what the pipeline needs was provisioned again (tables, topics), so a batch still runs end to end
+    day = {P.BIGQUERY: "2030-02-02", P.PUBSUB: "2030-02-05", P.FIRESTORE: "2030-02-06"}[emulator]
+    result = CliRunner().invoke(app, ["run", "--state-dir", str(state), "--players", "3", "--game-date", day])
     assert result.exit_code == 0, result.output
 
 
@@ -185,6 +190,8 @@ def test_two_concurrent_runs_share_one_stack_and_the_last_one_stops_it(tmp_path)
 
 def test_an_emulator_that_runs_but_does_not_answer_is_never_restarted(running, monkeypatch):
     state, info = running
+    BatchStore(info.activate().fs).create_batch("20300102_bbbbbbbbbbbb", dt.date(2030, 1, 2),
+                                                [Item("player_0000", "g1")], force=True, faults=None)
     before = _pids(state)
     monkeypatch.setattr(heal, "EMULATOR_GRACE_S", 1.0)
     os.killpg(before[P.FIRESTORE], signal.SIGSTOP)
@@ -197,4 +204,4 @@ def test_an_emulator_that_runs_but_does_not_answer_is_never_restarted(running, m
     finally:
         os.killpg(before[P.FIRESTORE], signal.SIGCONT)
     assert _pids(state) == before
-    assert BatchStore(info.activate().fs).get_batch("20300101_aaaaaaaaaaaa") is not None, "its state is intact"
+    assert BatchStore(info.activate().fs).get_batch("20300102_bbbbbbbbbbbb") is not None, "its state is intact"

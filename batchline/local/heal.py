@@ -15,6 +15,8 @@ Callers hold the stack lock (`stack.exclusive`): `stack.up_with_report` and `sup
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -63,12 +65,29 @@ def _answers_within(name: str, handle: procs.ServiceHandle, grace_s: float) -> b
         time.sleep(0.5)
 
 
+def _clear_remains(handle: procs.ServiceHandle, state_dir: Path, wait_s: float = 10.0) -> None:
+    """A service whose leader died may leave group members behind (gunicorn workers) or still be
+    closing its sockets (a JVM's threads outlive its main thread for a moment): kill what is left of
+    its group (only processes running in this stack's folder) and wait for its ports to be free."""
+    for pid in procs._group_members(handle.pgid):
+        try:
+            if Path(os.readlink(f"/proc/{pid}/cwd")) == state_dir.resolve():
+                os.kill(pid, signal.SIGKILL)
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+    deadline = time.monotonic() + wait_s
+    ports = [handle.port, *handle.extra_ports.values()]
+    while any(procs._port_in_use(p) for p in ports) and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
 def _restart_emulator(info: st.StackInfo, name: str, old: procs.ServiceHandle | None) -> procs.ServiceHandle:
     """Start emulator `name` again, on its old ports if they are free (clients keep their address)."""
     state_dir = Path(info.state_dir)
     project = info.settings_obj().project
     kwargs: dict = {"project": project}
     if old is not None:
+        _clear_remains(old, state_dir)
         kwargs["port"] = old.port
         if name == procs.BIGQUERY and "grpc" in old.extra_ports:
             kwargs["grpc_port"] = old.extra_ports["grpc"]
@@ -133,6 +152,7 @@ def _heal_functions(info: st.StackInfo, report: st.UpReport, notify: Callable[[s
                "was not answering" if procs.is_alive(old) else "had died")
         if old is not None:
             procs.stop(old)
+            _clear_remains(old, state_dir)
         try:
             new = st.start_function(name, state_dir, env, info.threads, port=old.port if old else None)
         except procs.StartupError:
