@@ -213,8 +213,10 @@ def run(players: int = typer.Option(450, min=1, max=5000, help="Synthetic player
 def ledger(batch_id: str, json_path: Path = typer.Option(None, "--json"), state_dir: Path = STATE_DIR_OPT) -> None:
     """Recompute the loss ledger of a batch on the running local stack."""
     info = local_stack.load(state_dir)
-    if info is None or not local_stack.is_up(state_dir):
-        console.print("[red]no running local stack; start one with `batchline local up`")
+    st = local_stack.status(state_dir)
+    # the ledger reads the emulators only: a dead function does not stop it
+    if info is None or not all(st.get(n, {}).get("answering") for n in local_stack.EMULATORS):
+        console.print("[red]no running local stack (its emulators must answer); start one with `batchline local up`")
         raise typer.Exit(2)
     result = compute(info.activate(), ids.validate_batch_id(batch_id), 0.0)
     print_ledger(result)

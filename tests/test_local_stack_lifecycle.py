@@ -119,10 +119,17 @@ def test_a_dead_emulator_is_restarted_with_a_loud_warning_and_the_rest_is_kept(r
     assert result.exit_code == 0, result.output
 
 
-def test_supervise_restarts_a_killed_function_on_its_port(running):
+def test_supervise_restarts_a_killed_function_on_its_port(running, tmp_path):
     state, info = running
+    ran = CliRunner().invoke(app, ["run", "--state-dir", str(state), "--players", "2", "--game-date", "2030-02-07",
+                                   "--json", str(tmp_path / "l.json")])
+    assert ran.exit_code == 0, ran.output
     before = S.load(state).handles["coordinator"]
     _kill(before.pid)
+    # the ledger needs only the emulators: it still works with a function down
+    ledger = CliRunner().invoke(app, ["ledger", json.loads((tmp_path / "l.json").read_text())["batch_id"],
+                                      "--state-dir", str(state)])
+    assert ledger.exit_code == 0 and "OK: complete" in ledger.output, ledger.output
     said: list[str] = []
     assert heal.supervise(state, interval_s=0.1, notify=said.append, rounds=1) == 1
     now = S.load(state).handles["coordinator"]
