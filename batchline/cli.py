@@ -32,13 +32,58 @@ STATE_DIR_OPT = typer.Option(local_stack.DEFAULT_STATE_DIR, "--state-dir", help=
 @local_app.command("up")
 def local_up(state_dir: Path = STATE_DIR_OPT,
              threads: int = typer.Option(4, min=1, max=64, help="Per-instance concurrency of each function."),
-             max_delivery_attempts: int = typer.Option(local_stack.LOCAL_MAX_DELIVERY_ATTEMPTS, min=5,
-                                                       max=100)) -> None:
-    """Start (or reuse) the local stack."""
-    with console.status("starting emulators and functions"):
-        info = local_stack.up(state_dir, threads=threads, max_delivery_attempts=max_delivery_attempts)
+             max_delivery_attempts: int = typer.Option(local_stack.LOCAL_MAX_DELIVERY_ATTEMPTS, min=5, max=100),
+             supervise: bool = typer.Option(False, "--supervise",
+                                            help="Then keep watching and restart whatever dies (Ctrl-C to stop)."),
+             interval: float = typer.Option(2.0, min=0.2, help="Seconds between supervision checks.")) -> None:
+    """Start the local stack, or reuse it: only dead processes are restarted (an emulator restarted
+    that way lost its state, which is printed as a WARNING)."""
+    with console.status("starting (or checking) emulators and functions"):
+        info, report = _up(state_dir, threads=threads, max_delivery_attempts=max_delivery_attempts)
+    _print_report(report)
     _print_status(state_dir)
     out.print("export " + " ".join(f"{k}={v}" for k, v in info.client_env().items()), soft_wrap=True)
+    if supervise:
+        local_supervise(state_dir, interval)
+
+
+@local_app.command("supervise")
+def local_supervise(state_dir: Path = STATE_DIR_OPT,
+                    interval: float = typer.Option(2.0, min=0.2, help="Seconds between checks.")) -> None:
+    """Watch the running stack and restart what dies (functions freely; a dead emulator with a WARNING
+    that its state is gone), until `batchline local down` or Ctrl-C."""
+    from batchline.local.heal import supervise
+
+    console.print(f"supervising the stack in {state_dir} every {interval:g} s (Ctrl-C to stop)")
+    try:
+        restarts = supervise(state_dir, interval, notify=_notify)
+    except KeyboardInterrupt:
+        console.print("supervision stopped; the stack keeps running")
+        return
+    console.print(f"supervision ended after {restarts} restart(s)")
+
+
+def _up(state_dir: Path, **kwargs) -> tuple[local_stack.StackInfo, local_stack.UpReport]:
+    from batchline.local.heal import StackUnhealthy
+
+    try:
+        return local_stack.up_with_report(state_dir, notify=_notify, **kwargs)
+    except StackUnhealthy as exc:
+        console.print(f"[bold red]{exc}", soft_wrap=True)
+        raise typer.Exit(1) from exc
+
+
+def _notify(message: str) -> None:
+    console.print(("[bold red]" if message.startswith("WARNING") else "[yellow]") + message, soft_wrap=True)
+
+
+def _print_report(report: local_stack.UpReport) -> None:
+    for label, names in (("started", report.started), ("reused", report.reused),
+                         ("restarted", report.restarted), ("stopped", report.stopped)):
+        if names:
+            console.print(f"{label}: {', '.join(names)}")
+    if report.state_lost:
+        console.print(f"[bold red]WARNING: state lost with the restart of: {', '.join(report.state_lost)}")
 
 
 @local_app.command("down")
@@ -87,20 +132,30 @@ def _wait(clients, batch_id: str, expected: int, timeout_s: float) -> dict:
             time.sleep(0.5)
 
 
+def _ids(ids_: list[str], limit: int = 10) -> str:
+    return "" if not ids_ else " " + ", ".join(ids_[:limit]) + (" ..." if len(ids_) > limit else "")
+
+
 def print_ledger(ledger: Ledger) -> None:
     table = Table(title=f"loss ledger - batch {ledger.batch_id} ({ledger.game_date})", show_header=False)
+    parts = ledger.merged_items + ledger.dead_lettered_items + len(ledger.missing_items)
+    colour = "red" if not ledger.ok else "green" if ledger.complete else "yellow"
     rows = [
         ("batch status", ledger.batch_status),
         ("expected items", ledger.expected_items),
         ("merged items", ledger.merged_items),
-        ("dead-lettered items", f"{ledger.dead_lettered_items} {ledger.dead_lettered_ids[:10] or ''}"),
-        ("missing items", f"{len(ledger.missing_items)} {ledger.missing_items[:20] or ''}"),
+        ("  of which recovered", f"{ledger.recovered_items}{_ids(ledger.recovered_ids)}"),
+        ("dead-lettered items (not merged)", f"{ledger.dead_lettered_items}{_ids(ledger.dead_lettered_ids)}"),
+        ("missing items", f"{len(ledger.missing_items)}{_ids(ledger.missing_items, 20)}"),
+        ("merged + dead-lettered + missing", f"{parts} (= expected)"),
+        ("coverage", f"{ledger.coverage_pct:.1f} % (warning below {ledger.coverage_warning_pct:g} %)"),
         ("merged rows", ledger.merged_rows),
         ("duplicate rows", ledger.duplicate_rows),
         ("staging tables left", ledger.staging_tables_left),
-        ("mutating DML on main table", ledger.main_table_mutating_dml),
+        ("this batch's DML on main table", ledger.main_table_mutating_dml),
+        ("all DML on main table meanwhile", ledger.main_table_mutating_dml_window),
         ("elapsed", f"{ledger.elapsed_s:.1f} s"),
-        ("verdict", "[green]OK: nothing lost silently" if ledger.ok else "[red]" + "; ".join(ledger.problems)),
+        ("verdict", f"[{colour}]{ledger.verdict}"),
     ]
     for k, v in rows:
         table.add_row(k, str(v))
@@ -123,10 +178,11 @@ def run(players: int = typer.Option(450, min=1, max=5000, help="Synthetic player
         spec = faults_mod.parse(faults, seed=seed).to_spec() if faults else None
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
-    started_here = not local_stack.is_up(state_dir)
     t0 = time.monotonic()
-    with console.status("starting the local stack (Pub/Sub, Firestore, BigQuery emulators + 3 functions)"):
-        info = local_stack.up(state_dir)
+    with console.status("starting (or reusing) the local stack (Pub/Sub, Firestore, BigQuery emulators + 3 "
+                        "functions)"):
+        info, report = _up(state_dir, ephemeral=not keep_stack, user=True)
+    _print_report(report)
     try:
         clients = info.activate()
         console.print(f"stack ready in {time.monotonic() - t0:.1f}s; seeding {players} players for {day}")
@@ -143,8 +199,10 @@ def run(players: int = typer.Option(450, min=1, max=5000, help="Synthetic player
         _wait(clients, started["batch_id"], started["expected_items"], timeout_s)
         ledger = compute(clients, started["batch_id"], time.monotonic() - t_start)
     finally:
-        if started_here and not keep_stack:
-            local_stack.down(state_dir)
+        # stops the stack only if a run without --keep-stack started it and no other run still uses it
+        stopped = local_stack.release(state_dir)
+        if stopped:
+            console.print(f"stopped the stack this run started: {', '.join(stopped)}")
     print_ledger(ledger)
     if json_path:
         json_path.write_text(ledger.to_json())
@@ -155,8 +213,10 @@ def run(players: int = typer.Option(450, min=1, max=5000, help="Synthetic player
 def ledger(batch_id: str, json_path: Path = typer.Option(None, "--json"), state_dir: Path = STATE_DIR_OPT) -> None:
     """Recompute the loss ledger of a batch on the running local stack."""
     info = local_stack.load(state_dir)
-    if info is None or not local_stack.is_up(state_dir):
-        console.print("[red]no running local stack; start one with `batchline local up`")
+    st = local_stack.status(state_dir)
+    # the ledger reads the emulators only: a dead function does not stop it
+    if info is None or not all(st.get(n, {}).get("answering") for n in local_stack.EMULATORS):
+        console.print("[red]no running local stack (its emulators must answer); start one with `batchline local up`")
         raise typer.Exit(2)
     result = compute(info.activate(), ids.validate_batch_id(batch_id), 0.0)
     print_ledger(result)

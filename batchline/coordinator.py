@@ -18,6 +18,7 @@ from batchline import ids
 from batchline import lifecycle as lc
 from batchline.claim import request_consolidation_if_done
 from batchline.clients import Clients
+from batchline.dead_letters import DeadLetterLog
 from batchline.dispatch import StartResult, expected_items, start_batch  # noqa: F401 - the coordinator's routes
 from batchline.lease import LeaseKeeper
 from batchline.logs import log_event
@@ -121,6 +122,7 @@ def handle_dead_letter(clients: Clients, source: str, envelope: PushEnvelope) ->
         if source == "work":
             msg = parse_model(WorkMessage, payload)
             _check_work(store, msg)
+            DeadLetterLog(clients.fs).record(msg.batch_id, msg.item_id, envelope.message.message_id, attempts)
             result = store.record_failure(msg.batch_id, msg.item_id,
                                           f"work message dead-lettered after {attempts} delivery attempts",
                                           dead_lettered=True)

@@ -22,8 +22,8 @@ from google.api_core import exceptions as gexc
 from google.cloud.bigquery import SchemaField
 
 import batchline
-from batchline import chaos, consolidate, coordinator, dispatch, ids, ledger, reconcile, staging
-from batchline.local import provision
+from batchline import consolidate, coordinator, dispatch, ids, ledger, reconcile, staging
+from batchline.local import chaos, provision
 from batchline.schema import MAIN_TABLE_COLUMNS
 from batchline.settings import Settings
 
@@ -212,7 +212,7 @@ class _Batches:
 
 
 def ledger_compute() -> Drive:
-    bq = RecordingBigQuery({}, lambda sql: [{"n": 0, "k": 0, "mine": 0}] if "COUNT(" in sql else [])
+    bq = RecordingBigQuery({}, lambda sql: [{"n": 0, "k": 0, "mine": 0, "dup": 0}] if "COUNT(" in sql else [])
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr("batchline.state.BatchStore", _Batches)  # compute imports it at call time
         mp.setattr(ledger, "BatchStore", _Batches, raising=False)  # ... or, if that changes, at module level
@@ -225,7 +225,7 @@ def chaos_judge() -> Drive:
     bq = RecordingBigQuery({}, lambda sql: [])
     out = chaos.Outcome(chaos.Schedule(0, 1, "seed=1", 0, False, False, None), BATCH, "consolidated", 1)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(ledger, "dead_lettered_items", lambda clients, batch_id: set())  # Pub/Sub, no SQL
+        mp.setattr(ledger, "dead_letters_in_subscription", lambda clients, batch_id: set())  # Pub/Sub, no SQL
         mp.setattr(chaos, "BatchStore", _Batches)
         chaos._judge(_clients(bq), {}, DATE, {"player_a"}, out)
     return Drive(bq.sent)
@@ -246,7 +246,7 @@ DRIVERS: dict[str, tuple[Callable[[], Drive], tuple[str, ...]]] = {
     "reconcile_complete_players": (reconcile_complete_players, ("query",)),
     "staging_count_rows": (staging_count_rows, ("query",)),
     "provision_seed_context": (provision_seed_context, ("delete",)),
-    "ledger_compute": (ledger_compute, ("query", "query", "query")),
+    "ledger_compute": (ledger_compute, ("query", "query", "query", "query")),
     "chaos_judge": (chaos_judge, ("query",)),
 }
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 
-from batchline import chaos
+from batchline.local import chaos
 
 
 def test_random_fault_schedules_lose_nothing_silently(stack):

@@ -7,10 +7,13 @@ import json
 
 from typer.testing import CliRunner
 
+from batchline import faults
 from batchline.cli import app
 
 REQUIRED = {"batch_id", "expected_items", "merged_items", "dead_lettered_items", "missing_items",
-            "duplicate_rows", "staging_tables_left", "main_table_mutating_dml", "elapsed_s"}
+            "duplicate_rows", "staging_tables_left", "main_table_mutating_dml", "elapsed_s",
+            "recovered_items", "recovered_ids", "dead_lettered_ids", "main_table_mutating_dml_window",
+            "coverage_pct", "complete", "verdict"}
 
 
 def _run(stack, tmp_path, *args: str):
@@ -28,7 +31,11 @@ def test_run_prints_and_writes_the_ledger_and_exits_0(stack, day, tmp_path):
     assert ledger["missing_items"] == [] and ledger["duplicate_rows"] == 0
     assert ledger["staging_tables_left"] == 0 and ledger["main_table_mutating_dml"] == 1
     assert ledger["elapsed_s"] > 0 and ledger["ok"] is True
-    assert "loss ledger" in result.output and "player_0005" in result.output
+    # accounted for (exit 0) but not complete, and 8 of 9 is below the 95 % coverage warning level
+    assert ledger["complete"] is False and ledger["coverage_pct"] == 88.89
+    assert ledger["verdict"] == (f"ACCOUNTED FOR but INCOMPLETE: 1 dead-lettered (replay with: batchline dlq "
+                                 f"replay --batch {ledger['batch_id']}); coverage 88.9% below the 95% warning level")
+    assert "loss ledger" in result.output and "player_0005" in result.output and "INCOMPLETE" in result.output
     assert stack.store.get_batch(ledger["batch_id"])["status"] == "consolidated"
 
 
@@ -43,3 +50,31 @@ def test_run_rejects_a_bad_fault_spec_before_starting_anything(stack, tmp_path):
     result, ledger = _run(stack, tmp_path, "--players", "3", "--faults", "staging_write=2")
     assert result.exit_code == 2 and ledger is None
     assert "staging_write" in result.output
+
+
+def test_run_ledger_partition_adds_up_when_dead_lettered_items_are_recovered(stack, day, tmp_path):
+    """Issue 8: an item dead-lettered after its staging table was written is merged (recovered), and
+    counted once: merged + dead-lettered + missing == expected."""
+    spec, players = "staging_write=0.5,completion_publish=0.4", 30
+    fs = faults.parse(spec, seed=2)
+    items = [f"player_{n:04d}" for n in range(players)]
+    doomed = fs.exhausted_items(items, 5)
+    recovered = [i for i in doomed if any(not fs.fires("staging_write", i, n) for n in range(1, 6))]
+    lost = sorted(set(doomed) - set(recovered))
+    assert recovered and lost, "the seed must produce both kinds"
+    result, ledger = _run(stack, tmp_path, "--players", str(players), "--game-date", day.isoformat(),
+                          "--faults", spec, "--seed", "2")
+    assert result.exit_code == 0, result.output
+    assert ledger["recovered_ids"] == recovered and ledger["recovered_items"] == len(recovered)
+    assert ledger["dead_lettered_ids"] == lost and ledger["dead_lettered_items"] == len(lost)
+    assert ledger["merged_items"] == players - len(lost) and ledger["missing_items"] == []
+    assert ledger["merged_items"] + ledger["dead_lettered_items"] + len(ledger["missing_items"]) == players
+    assert ledger["complete"] is False and ledger["main_table_mutating_dml"] == 1
+    assert ledger["verdict"].startswith(f"ACCOUNTED FOR but INCOMPLETE: {len(lost)} dead-lettered")
+
+
+def test_run_verdict_is_ok_complete_for_a_clean_batch(stack, day, tmp_path):
+    result, ledger = _run(stack, tmp_path, "--players", "4", "--game-date", day.isoformat())
+    assert result.exit_code == 0, result.output
+    assert ledger["complete"] is True and ledger["verdict"] == "OK: complete" and ledger["coverage_pct"] == 100.0
+    assert "OK: complete" in result.output

@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 from batchline import ids
 from batchline.local import processes as procs
@@ -125,18 +124,15 @@ def test_a_worker_outage_of_eight_seconds_dead_letters_nothing(stack, day):
     resp = stack.start(day)
     assert resp.status_code == 200
     batch_id = resp.json()["batch_id"]
-    info = stack.info
-    worker = info.handles["worker"]
+    worker = local_stack.load(stack.info.state_dir).handles["worker"]
     time.sleep(1.0)
     assert procs.stop(worker)
     try:
         time.sleep(8.0)
     finally:
-        env = {**info.settings_obj().as_env(), **info.client_env()}
-        handle = local_stack._start_function("worker", Path(info.state_dir), env, 4,
-                                             port=worker.port)
-        info.services["worker"] = handle.to_dict()
-        info.save()
+        healed = local_stack.up(stack.info.state_dir)  # what `batchline local supervise` does
+        stack.info.services.update(healed.services)
+    assert healed.handles["worker"].port == worker.port and healed.handles["worker"].pid != worker.pid
     batch = stack.wait(batch_id)
     assert batch["status"] == CONSOLIDATED
     assert batch["failed_items"] == [] and batch["merged_items"] == 30, "an outage within the budget loses nothing"

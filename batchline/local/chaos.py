@@ -19,7 +19,6 @@ import datetime as dt
 import random
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import requests
 from google.cloud import bigquery
@@ -89,14 +88,14 @@ class Outcome:
         return {**asdict(self), "kinds": self.schedule.kinds}
 
 
-def _kill_and_restore(info: local_stack.StackInfo, name: str, down_s: float) -> None:
-    handle = info.handles[name]
-    procs.stop(handle)
+def _kill_and_restore(state_dir: str, name: str, down_s: float) -> None:
+    """Kill one function as a crash would (no goodbye), and let the supervisor's heal bring it back
+    on its port after `down_s`, as `batchline local supervise` does."""
+    info = local_stack.load(state_dir)
+    assert info is not None, f"no local stack in {state_dir}"
+    procs.stop(info.handles[name])
     time.sleep(down_s)
-    env = {**info.settings_obj().as_env(), **info.client_env()}
-    new = local_stack._start_function(name, Path(info.state_dir), env, 4, port=handle.port)
-    info.services[name] = new.to_dict()
-    info.save()
+    local_stack.up(state_dir)
 
 
 def _inject_while_running(clients: Clients, info, sched: Schedule, batch_id: str, day: dt.date,
@@ -107,7 +106,7 @@ def _inject_while_running(clients: Clients, info, sched: Schedule, batch_id: str
         clients.publish("work", encode(WorkMessage(batch_id=batch_id, game_date=day, item_id=it["item_id"],
                                                    game_id=it["game_id"])), batch_id=batch_id, item_id=it["item_id"])
     if sched.kill:
-        _kill_and_restore(info, sched.kill, down_s=rng.uniform(2.0, 6.0))
+        _kill_and_restore(info.state_dir, sched.kill, down_s=rng.uniform(2.0, 6.0))
     if sched.delete_staging:
         done: list[dict] = []
         deadline = time.monotonic() + 60
@@ -135,7 +134,7 @@ def _judge(clients: Clients, batch: dict, day: dt.date, expected: set[str], out:
     out.duplicate_rows = sum(n - 1 for n in keys.values())
     merged = {r["player_lookup"] for r in rows if r["batch_id"] == out.batch_id}
     out.merged = sorted(merged & expected)
-    dead = ledger.dead_lettered_items(clients, out.batch_id) & expected  # Pub/Sub's dead-letter subscription
+    dead = ledger.dead_letters_in_subscription(clients, out.batch_id) & expected  # Pub/Sub's own record
     store = BatchStore(clients.fs)
     for item in sorted(dead - merged):
         doc = store.get_item(out.batch_id, item) or {}
