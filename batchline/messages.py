@@ -13,7 +13,7 @@ import datetime as dt
 import json
 from typing import Annotated, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from batchline import ids
 
@@ -21,7 +21,9 @@ BatchId = Annotated[str, AfterValidator(ids.validate_batch_id)]
 ItemId = Annotated[str, AfterValidator(ids.validate_item_id)]
 GameId = Annotated[str, AfterValidator(ids.validate_game_id)]
 TableName = Annotated[str, AfterValidator(ids.validate_table_name)]
-GameDate = Annotated[dt.date, AfterValidator(ids.parse_game_date)]
+# BeforeValidator, not AfterValidator: pydantic's own date parsing would first turn a unix timestamp or a
+# midnight datetime string into a date; only a `YYYY-MM-DD` string (or a date object built in code) passes.
+GameDate = Annotated[dt.date, BeforeValidator(ids.parse_game_date)]
 
 MAX_MESSAGE_BYTES = 64 * 1024
 M = TypeVar("M", bound=BaseModel)

@@ -317,3 +317,30 @@ def test_parse_json_body_parses_object_and_rejects_others():
 
 def test_invalid_message_is_value_error():
     assert issubclass(m.InvalidMessage, ValueError)
+
+
+# -- strict ISO dates on every model that takes one ---------------------------------------------
+DATED = [(m.StartRequest, {}), (m.ReconcileRequest, {}),
+         (m.WorkMessage, {"batch_id": BATCH, "item_id": "a", "game_id": "G1"})]
+
+
+@pytest.mark.parametrize(("model", "rest"), DATED)
+@pytest.mark.parametrize("raw", [
+    1767225600, 1767225600.0, "1767225600",  # unix timestamps (pydantic's lax date parsing took these)
+    "2026-01-15T00:00:00", "2026-01-15T00:00:00Z", "2026-01-15 00:00:00",  # midnight datetimes (same)
+    "", " ", "2025-02-30", "20260115", True, [2026, 1, 15], {"y": 2026},
+])
+def test_game_dates_are_strict_iso_strings_everywhere(model, rest, raw):
+    with pytest.raises(m.InvalidMessage, match="game_date"):
+        m.parse_model(model, {**rest, "game_date": raw})
+
+
+@pytest.mark.parametrize(("model", "rest"), DATED)
+def test_an_iso_date_string_still_parses_to_a_date(model, rest):
+    assert m.parse_model(model, {**rest, "game_date": "2026-01-15"}).game_date == dt.date(2026, 1, 15)
+
+
+def test_reconcile_without_a_date_means_the_default_day():
+    """The scheduler POSTs `{}`; reconcile then checks yesterday in the schedule's zone (reconcile.py)."""
+    assert m.parse_model(m.ReconcileRequest, m.parse_json_body(b"")).game_date is None
+    assert m.parse_model(m.ReconcileRequest, m.parse_json_body(b"{}")).game_date is None
