@@ -25,7 +25,13 @@ TableName = Annotated[str, AfterValidator(ids.validate_table_name)]
 # midnight datetime string into a date; only a `YYYY-MM-DD` string (or a date object built in code) passes.
 GameDate = Annotated[dt.date, BeforeValidator(ids.parse_game_date)]
 
-MAX_MESSAGE_BYTES = 64 * 1024
+MAX_MESSAGE_BYTES = 64 * 1024  # a message's data, and the JSON body of a scheduler/operator request
+# A push body carries the data base64-encoded (4/3 of its size) plus the envelope and our few attributes;
+# anything bigger cannot hold a message of ours, whatever Pub/Sub's own 10 MB limit allows.
+MAX_PUSH_BODY_BYTES = 128 * 1024
+# Pub/Sub counts deliveries from 1 and a dead-letter policy stops at 100; the bound is generous but shared
+# by the envelope and the completion, so a delivery accepted upfront can always report its attempt.
+MAX_DELIVERY_ATTEMPT = 1000
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -56,7 +62,7 @@ class CompletionMessage(_Strict):
     staging_table: TableName
     row_count: int = Field(ge=0, le=100_000)
     write_status: Literal["ok"]
-    attempt: int = Field(ge=0, le=1000)
+    attempt: int = Field(ge=0, le=MAX_DELIVERY_ATTEMPT)
 
 
 class ConsolidationRequest(_Strict):
@@ -114,12 +120,12 @@ class PushEnvelope(BaseModel):
 
     message: PushMessage
     subscription: str = Field(min_length=1, max_length=512)
-    delivery_attempt: int | None = Field(default=None, alias="deliveryAttempt", ge=0)
+    delivery_attempt: int | None = Field(default=None, alias="deliveryAttempt", ge=0, le=MAX_DELIVERY_ATTEMPT)
 
 
-def _json_object(raw: bytes, what: str) -> dict:
-    if len(raw) > MAX_MESSAGE_BYTES:
-        raise InvalidMessage(f"{what} is {len(raw)} bytes; the limit is {MAX_MESSAGE_BYTES}")
+def _json_object(raw: bytes, what: str, limit: int = MAX_MESSAGE_BYTES) -> dict:
+    if len(raw) > limit:
+        raise InvalidMessage(f"{what} is {len(raw)} bytes; the limit is {limit}")
     try:
         value = json.loads(raw)
     except (ValueError, RecursionError) as exc:  # bad UTF-8, bad JSON, absurd nesting or integers
@@ -131,7 +137,7 @@ def _json_object(raw: bytes, what: str) -> dict:
 
 def parse_envelope(body: bytes) -> PushEnvelope:
     try:
-        return PushEnvelope.model_validate(_json_object(body, "push body"))
+        return PushEnvelope.model_validate(_json_object(body, "push body", MAX_PUSH_BODY_BYTES))
     except ValidationError as exc:
         raise InvalidMessage(f"not a Pub/Sub push envelope: {_errors(exc)}") from exc
 

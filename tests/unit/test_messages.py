@@ -63,7 +63,7 @@ def test_work_message_round_trips_through_push_envelope():
 @FAST
 @given(item=st.from_regex(r"[a-z0-9][a-z0-9_]{0,63}", fullmatch=True).filter(str.isascii),
        day=st.dates(dt.date(2000, 1, 1), dt.date(2100, 12, 31)),
-       attempt=st.none() | st.integers(0, 10**6))
+       attempt=st.none() | st.integers(0, m.MAX_DELIVERY_ATTEMPT))
 def test_round_trip_property(item, day, attempt):
     msg = work(item_id=item, game_date=day.isoformat())
     extra = {} if attempt is None else {"deliveryAttempt": attempt}
@@ -75,6 +75,22 @@ def test_round_trip_property(item, day, attempt):
 def test_delivery_attempt_absent_is_none():
     env = m.parse_envelope(envelope_bytes(m.encode(work())))
     assert env.delivery_attempt is None
+
+
+def test_a_push_body_holding_a_message_at_the_data_limit_is_accepted():
+    """A 48 KB message is a ~64 KB push body: the envelope limit must leave room for base64 of a full
+    MAX_MESSAGE_BYTES payload (the old single limit made such a dead letter loop forever)."""
+    data = b'{"pad": "' + b"x" * (m.MAX_MESSAGE_BYTES - 20) + b'"}'
+    env = m.parse_envelope(envelope_bytes(data))
+    assert m.decode_data(env)["pad"].startswith("x")
+
+
+@pytest.mark.parametrize("attempt", [m.MAX_DELIVERY_ATTEMPT + 1, 5000, 10**30])
+def test_delivery_attempt_beyond_what_a_completion_can_carry_is_rejected_upfront(attempt):
+    with pytest.raises(m.InvalidMessage, match="deliveryAttempt"):
+        m.parse_envelope(envelope_bytes(m.encode(work()), deliveryAttempt=attempt))
+    env = m.parse_envelope(envelope_bytes(m.encode(work()), deliveryAttempt=m.MAX_DELIVERY_ATTEMPT))
+    m.CompletionMessage(**{**completion(), "attempt": env.delivery_attempt})  # the bound is shared
 
 
 def test_negative_delivery_attempt_rejected():
@@ -110,14 +126,14 @@ def test_non_object_bodies_rejected(body):
         m.parse_envelope(body)
 
 
-def test_max_message_bytes_enforced():
+def test_max_push_body_bytes_enforced():
     body = envelope_bytes(m.encode(work()))
-    padded = body[:-1] + b"," + b'"pad":"' + b"x" * m.MAX_MESSAGE_BYTES + b'"}'
+    padded = body[:-1] + b"," + b'"pad":"' + b"x" * m.MAX_PUSH_BODY_BYTES + b'"}'
     with pytest.raises(m.InvalidMessage, match="limit"):
         m.parse_envelope(padded)
     # exactly at the limit is still parsed (whitespace padding is valid JSON)
-    at_limit = body + b" " * (m.MAX_MESSAGE_BYTES - len(body))
-    assert len(at_limit) == m.MAX_MESSAGE_BYTES
+    at_limit = body + b" " * (m.MAX_PUSH_BODY_BYTES - len(body))
+    assert len(at_limit) == m.MAX_PUSH_BODY_BYTES
     assert m.parse_envelope(at_limit).message.message_id == "123"
     with pytest.raises(m.InvalidMessage, match="limit"):
         m.parse_envelope(at_limit + b" ")
