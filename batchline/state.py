@@ -275,17 +275,27 @@ class BatchStore:
                                                          "redispatch_count": firestore.Increment(1)})
         wb.commit()
 
-    def record_rejected(self, message_id: str, subscription: str, data: bytes, reason: str) -> None:
-        """Keep a dead-lettered message that names no known item, where an operator sees it."""
+    def record_rejected(self, message_id: str, subscription: str, data: bytes, reason: str, *,
+                        source: str | None = None, size: int | None = None) -> str:
+        """Keep a dead-lettered message that names no known item, or that could not even be parsed,
+        where an operator sees it. `data` is kept as a bounded prefix; `size` is the full length.
+        Idempotent per message id (a redelivery overwrites the same document). Returns the doc id."""
         # the id is hashed: a message id is untrusted text, and "/" would address another document
-        doc_id = hashlib.sha256(message_id.encode()).hexdigest()[:40]
+        doc_id = hashlib.sha256(message_id.encode("utf-8", "surrogatepass")).hexdigest()[:40]
+
+        def text(value: str, n: int) -> str:  # untrusted JSON text may hold lone surrogates: not UTF-8
+            return value[:n].encode("utf-8", "backslashreplace").decode("utf-8")
+
         self.fs.collection(REJECTED).document(doc_id).set({
-            "message_id": message_id,
-            "subscription": subscription,
-            "data": data[:64 * 1024],
-            "reason": reason[:2000],
+            "message_id": text(message_id, 256),
+            "subscription": text(subscription, 512),
+            "data": data[:64 * 1024],  # a Firestore document holds 1 MiB
+            "data_bytes": len(data) if size is None else size,
+            "source": source,
+            "reason": text(reason, 2000),
             "received_at": now(),
         })
+        return doc_id
 
     # -- consolidation claim and lease --------------------------------------------------------
     def _compare_and_set(self, ref, decide: Callable[[dict], tuple[object, dict | None]],

@@ -5,12 +5,10 @@ import dataclasses
 import functions_framework
 
 from batchline.clients import default_clients
-from batchline.http import run
-from batchline.messages import parse_envelope
+from batchline.http import run_push
 from batchline.worker import handle_work
 
 
 @functions_framework.http
 def worker(request):
-    body = request.get_data()
-    return run("worker", lambda: dataclasses.asdict(handle_work(default_clients(), parse_envelope(body))), body)
+    return run_push("worker", request, lambda env: dataclasses.asdict(handle_work(default_clients(), env)))
