@@ -99,6 +99,9 @@ class StallCheckRequest(_Strict):
 
 
 class ReconcileRequest(_Strict):
+    """No game_date (the scheduler POSTs `{}`, or an empty body) means yesterday in the schedule's time
+    zone, explicitly (reconcile.py); any date given must be a `YYYY-MM-DD` string."""
+
     game_date: GameDate | None = None
     redispatch_max: int = Field(default=25, ge=0, le=1000)
 
@@ -114,7 +117,9 @@ class PushMessage(BaseModel):
 class PushEnvelope(BaseModel):
     """A Pub/Sub push request body. `deliveryAttempt` is only present on subscriptions with a
     dead-letter policy (and the Pub/Sub emulator never sends it); the CloudEvent conversion drops it,
-    which is why we parse the envelope ourselves."""
+    which is why we parse the envelope ourselves. A deliveryAttempt above MAX_DELIVERY_ATTEMPT is
+    refused, not clamped: Pub/Sub never sends one (its dead-letter policy stops at 100), so the envelope
+    is forged or corrupt, and refusing it upfront means no handler acts on it."""
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 

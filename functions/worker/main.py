@@ -5,10 +5,12 @@ import dataclasses
 import functions_framework
 
 from batchline.clients import default_clients
-from batchline.http import run_push
+from batchline.http import respond, run_push
 from batchline.worker import handle_work
 
 
 @functions_framework.http
 def worker(request):
+    if request.method != "POST":  # a health check or a stray GET is not a delivery: no line, no parse
+        return respond({"ok": False, "error": "POST only"}, 405)
     return run_push("worker", request, lambda env: dataclasses.asdict(handle_work(default_clients(), env)))

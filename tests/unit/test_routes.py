@@ -146,3 +146,23 @@ def test_a_dead_letter_that_cannot_be_recorded_is_a_5xx(dead_letters, capsys):
     resp = dead_letters.post("/dead-letters/work", data=b"not json")
     assert resp.status_code == 500
     assert [r["event"] for r in _lines(capsys)] == ["handler_failed"]
+
+
+def test_a_dead_letter_its_handler_cannot_place_is_recorded_under_its_message_id(dead_letters, monkeypatch,
+                                                                                 capsys):
+    """Whatever the handler refuses (InvalidMessage, UnknownItem) is recorded and acked here too, so a
+    change inside handle_dead_letter cannot turn a refusal into an endless redelivery."""
+    from batchline.state import UnknownItem
+    client_module = sys.modules["main"]
+    for exc in (UnknownItem("batch b has no item i"), client_module.core.InvalidMessage("bad completion")):
+        monkeypatch.setattr(client_module.core, "handle_dead_letter", lambda *a, e=exc: (_ for _ in ()).throw(e))
+        resp = dead_letters.post("/dead-letters/completions", data=envelope(b"{}"))
+        assert resp.status_code == 200 and resp.get_json()["result"] == "rejected"
+    assert [c["message_id"] for c in FakeStore.calls] == ["m-1", "m-1"]
+    assert [r["event"] for r in _lines(capsys)] == ["message_rejected", "message_rejected"]
+
+
+def test_the_worker_answers_a_get_with_405_and_no_line(no_clients, capsys):
+    client, _ = no_clients("worker")
+    assert client.get("/").status_code == 405
+    assert _lines(capsys) == []
