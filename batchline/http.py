@@ -158,7 +158,7 @@ def run_dead_letter(source: str, request, sources: tuple[str, ...], record: Call
         message_id = message_id or "body-sha256:" + hashlib.sha256(raw).hexdigest()
         reason = f"{type(exc).__name__}: {exc}"
         doc = record(message_id=message_id, subscription=_field(raw, "subscription") or f"(unparsed, {source[:64]})",
-                     data=raw, reason=reason, source=source[:64], size=size)
+                     data=b"", reason=reason, source=source[:64], body=raw, body_bytes=size)
         log_event("message_rejected", severity="ERROR", handler="dead_letters", source=source[:64],
                   message_id=message_id[:128], rejected_doc=doc, body_bytes=size, error=reason[:500])
         return {"result": "rejected", "rejected_doc": doc}
@@ -172,13 +172,16 @@ def _raising(exc: Exception) -> Callable[[], dict]:
     return fn
 
 
-_FIELD = re.compile(rb'"(messageId|message_id|subscription)"\s*:\s*"([^"\\]{1,512})"')
+_FIELD = re.compile(rb'"(messageId|message_id|subscription)"\s*:\s*"((?:[^"\\]|\\.){1,1024})"')
 
 
 def _field(raw: bytes, name: str) -> str | None:
     """A top-level-looking string field of a body that may not parse: the first `"name": "..."` found,
-    enough to name the delivery in the record (redeliveries of one message share the document)."""
+    JSON escapes decoded, enough to name the delivery in the record (redeliveries share the document)."""
     for m in _FIELD.finditer(raw):
         if m.group(1).decode() == name:
-            return m.group(2).decode("utf-8", "replace")
+            try:
+                return json.loads(b'"' + m.group(2) + b'"')
+            except ValueError:  # bad UTF-8 or a broken escape: keep the text as it is
+                return m.group(2).decode("utf-8", "replace")
     return None

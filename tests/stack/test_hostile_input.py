@@ -115,7 +115,7 @@ def test_targeted_bodies_on_every_route(stack, body):
     TALLY[("targeted", resp.status_code)] += 1
     assert resp.status_code == 200 and resp.json()["result"] == "rejected"
     doc = stack.clients.fs.collection(REJECTED).document(resp.json()["rejected_doc"]).get().to_dict()
-    assert doc["data_bytes"] == len(body) and doc["data"] == body[:64 * 1024]
+    assert doc["body_bytes"] == len(body) and doc["body"] == body[:64 * 1024] and doc["data"] == b""
     assert snapshot(stack, with_rejected=False) == before
     _healthy(stack)
 
@@ -174,6 +174,19 @@ def test_malformed_framing_is_a_400_never_a_500(stack, head, body, who):
     assert ours == (who == OURS), answer[:400]
     assert _count(stack, "worker", REFUSED, "worker") == lines + (1 if ours else 0)
     _healthy(stack)
+
+
+@pytest.mark.parametrize("message_id", ["\ud800", "a\x00b", "\U0001d54f/../x"])
+@pytest.mark.parametrize("body", [b"not json", b'{"garbage": 1}'])
+def test_a_dead_letter_with_an_unencodable_message_id_is_recorded(stack, message_id, body):
+    """A lone surrogate is valid JSON but not UTF-8, which Firestore refuses: it must not make the
+    record fail (a 5xx on a dead-letter route loops). Both the envelope path and the handler's."""
+    resp = stack.push("coordinator/dead-letters/work", body, message_id=message_id)
+    TALLY[("targeted", resp.status_code)] += 1
+    assert resp.status_code == 200 and resp.json()["result"] == "rejected", resp.text
+    doc_id = hashlib.sha256(message_id.encode("utf-8", "surrogatepass")).hexdigest()[:40]
+    doc = stack.clients.fs.collection(REJECTED).document(doc_id).get().to_dict()
+    assert doc["message_id"] == message_id.encode("utf-8", "backslashreplace").decode()
 
 
 def _publish_dead_letter(stack, source: str, data: bytes) -> str:

@@ -128,8 +128,8 @@ def test_an_unparseable_dead_letter_is_recorded_logged_and_acked(dead_letters, c
     assert resp.status_code == 200, resp.get_data()
     assert resp.get_json()["result"] == "rejected"
     [call] = FakeStore.calls
-    assert why in call["reason"] and call["data"] == body[:len(call["data"])] and call["data"]
-    assert call["size"] in (len(body), None) and call["source"] == path.rsplit("/", 1)[1]
+    assert why in call["reason"] and call["body"] == body[:len(call["body"])] and call["body"]
+    assert call["body_bytes"] in (len(body), None) and call["source"] == path.rsplit("/", 1)[1]
     [line] = _lines(capsys)
     assert (line["event"], line["severity"], line["rejected_doc"]) == ("message_rejected", "ERROR", "doc-1")
 
