@@ -166,3 +166,14 @@ def test_the_worker_answers_a_get_with_405_and_no_line(no_clients, capsys):
     client, _ = no_clients("worker")
     assert client.get("/").status_code == 405
     assert _lines(capsys) == []
+
+
+@pytest.mark.parametrize("content_type", ["multipart/form-data; boundary=x", "application/x-www-form-urlencoded",
+                                          "text/plain", None])
+def test_the_content_type_does_not_change_the_answer(no_clients, capsys, content_type):
+    """No form parsing (and so no werkzeug 413 without a line) whatever the request claims to be."""
+    client, _ = no_clients("coordinator")
+    body = b"--x\r\nContent-Disposition: form-data; name=a\r\n\r\n" + b"v" * (2 * 1024 * 1024) + b"\r\n--x--\r\n"
+    resp = client.post("/completions", data=body, content_type=content_type)
+    assert resp.status_code == 400 and "limit is" in resp.get_json()["error"]
+    assert [r["event"] for r in _lines(capsys)] == ["request_rejected"]
