@@ -38,9 +38,8 @@ def coordinator(request):
     if path == topology.PATH_STALL_CHECK:
         return run_json("stall_check", request, StallCheckRequest,
                         lambda req: {"stalled": core.stall_check(default_clients(), req)})
-    prefix = topology.PATH_DEAD_LETTERS + "/"
-    if path.startswith(prefix):
-        source = path[len(prefix):]
+    if path == topology.PATH_DEAD_LETTERS or path.startswith(topology.PATH_DEAD_LETTERS + "/"):
+        source = path[len(topology.PATH_DEAD_LETTERS) + 1:]  # "" or unknown: recorded, never a looping 404
         return run_dead_letter(
             source, request, core.DEAD_LETTER_SOURCES,
             record=lambda **kw: BatchStore(default_clients().fs).record_rejected(**kw),

@@ -13,11 +13,13 @@ import hashlib
 import json
 import socket
 import time
+from urllib.parse import quote
 
 import pytest
 import requests
 from hostile import BAD_DATES, INJECTIONS, TALLY, json_bodies, log_lines, push_bodies, snapshot
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from batchline import ids
 from batchline.local import stack as local_stack
@@ -95,6 +97,17 @@ def test_fuzzed_dead_letters_are_recorded_logged_and_acked(stack, source):
     assert len(snapshot(stack)[REJECTED]) > rejected_before
     assert _count(stack, "coordinator", ("message_rejected",)) - lines == len(answered)
     _healthy(stack)
+
+
+@CASES
+@given(source=st.sampled_from(INJECTIONS) | st.text(min_size=1, max_size=30),
+       body=push_bodies("work") | st.just(b'{"message": {"data": "e30=", "messageId": "m"}, "subscription": "s"}'))
+def test_fuzzed_dead_letter_sources_are_recorded_and_acked(stack, source, body):
+    """An unknown /dead-letters/<source> (injection, NUL, "..", unicode) is recorded like any other
+    unparseable dead letter, never a 4xx that loops (a known source with a bad body is rejected too)."""
+    resp = _post(stack, "coordinator", "/dead-letters/" + quote(source, safe=""), body)
+    TALLY[("dead-letters/<hostile>", resp.status_code)] += 1
+    assert resp.status_code == 200 and resp.json()["result"] == "rejected", (source, resp.text[:300])
 
 
 # -- targeted ---------------------------------------------------------------------------------------

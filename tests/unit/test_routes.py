@@ -177,3 +177,10 @@ def test_the_content_type_does_not_change_the_answer(no_clients, capsys, content
     resp = client.post("/completions", data=body, content_type=content_type)
     assert resp.status_code == 400 and "limit is" in resp.get_json()["error"]
     assert [r["event"] for r in _lines(capsys)] == ["request_rejected"]
+
+
+@pytest.mark.parametrize("path", ["/dead-letters", "/dead-letters/", "/dead-letters/%2F..%2Fx", "/dead-letters/a%00"])
+def test_any_path_under_dead_letters_records_rather_than_404s(dead_letters, capsys, path):
+    resp = dead_letters.post(path, data=envelope(b"{}"))
+    assert resp.status_code == 200 and resp.get_json()["result"] == "rejected"
+    assert "unknown dead-letter source" in FakeStore.calls[0]["reason"]
