@@ -7,16 +7,38 @@ with the reason in the body; retrying it dead-letters it where it stays visible.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import traceback
 from collections.abc import Callable
+from typing import TypeVar
+
+from werkzeug.exceptions import HTTPException
 
 from batchline.faults import FaultInjected
 from batchline.logs import log_event
-from batchline.messages import InvalidMessage
+from batchline.messages import (
+    MAX_MESSAGE_BYTES,
+    MAX_PUSH_BODY_BYTES,
+    InvalidMessage,
+    PushEnvelope,
+    parse_envelope,
+    parse_json_body,
+    parse_model,
+)
 from batchline.state import BatchConflict, UnknownItem
 
+try:  # gunicorn (functions-framework's server) decodes a chunked body lazily, while the handler reads it
+    from gunicorn.http.errors import ParseException as _WireError
+except ImportError:  # pragma: no cover - the Flask development server has no such errors
+    _WireError = OSError
+
 Response = tuple[str, int, dict[str, str]]
+M = TypeVar("M")
+# Pub/Sub messages reach 10 MB (13.4 MB base64 in a push body); a Cloud Functions request 32 MiB. A
+# dead-letter body is read whole up to this, so the record can name it; beyond, its prefix is recorded.
+MAX_DEAD_LETTER_BODY_BYTES = 32 * 1024 * 1024
 _JSON = {"Content-Type": "application/json"}
 
 
@@ -24,14 +46,45 @@ def respond(body: dict, status: int) -> Response:
     return json.dumps(body, default=str), status, _JSON
 
 
+class BodyTooLarge(InvalidMessage):
+    """The body is over the route's limit; `prefix` holds its first `limit` bytes."""
+
+    def __init__(self, limit: int, prefix: bytes, size: int | None) -> None:
+        super().__init__(f"body is {'over ' + str(limit) if size is None else size} bytes; the limit is {limit}")
+        self.prefix, self.size = prefix, size
+
+
+def read_body(request, limit: int) -> bytes:
+    """The request body, read only up to `limit` bytes (werkzeug would read it all, and answer a bare
+    413 if a limit were configured). Too large -> BodyTooLarge; a malformed chunked body or a dropped
+    connection -> InvalidMessage: both become a 4xx with a structured line, never an unclassified 500."""
+    declared = request.content_length
+    try:
+        stream, chunks, got = request.stream, [], 0
+        while got <= limit:
+            chunk = stream.read(min(64 * 1024, limit + 1 - got))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            got += len(chunk)
+    except (_WireError, OSError, ValueError, HTTPException) as exc:
+        raise InvalidMessage(f"request body unreadable: {type(exc).__name__}: {str(exc)[:200]}") from exc
+    body = b"".join(chunks)
+    if len(body) > limit:
+        raise BodyTooLarge(limit, body[:limit], declared)
+    return body
+
+
 def log_context(body: bytes) -> dict[str, str]:
     """batch_id and item of a push delivery, from the attributes we publish with, so every failure
     line names what failed (F8). Best effort and never raising: it runs on the failure path."""
+    if len(body) > MAX_PUSH_BODY_BYTES:
+        return {}
     try:
         attrs = json.loads(body)["message"]["attributes"]
         return {"batch_id": str(attrs.get("batch_id"))[:64] if attrs.get("batch_id") else None,
                 "item": str(attrs.get("item_id"))[:64] if attrs.get("item_id") else None}
-    except (ValueError, KeyError, TypeError, AttributeError):
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return {}
 
 
@@ -40,9 +93,10 @@ def run(handler_name: str, fn: Callable[[], dict], body: bytes = b"") -> Respons
     (5xx), give up with a reason (4xx) or move on (2xx). `body` only labels the failure lines."""
     try:
         return respond({"ok": True, **fn()}, 200)
-    except InvalidMessage as exc:
-        log_event("request_rejected", severity="ERROR", handler=handler_name, error=str(exc), **log_context(body))
-        return respond({"ok": False, "error": str(exc)}, 400)
+    except (InvalidMessage, RecursionError) as exc:  # RecursionError: absurdly nested input, never retried
+        error = str(exc) if isinstance(exc, InvalidMessage) else f"input nested too deeply: {exc}"
+        log_event("request_rejected", severity="ERROR", handler=handler_name, error=error, **log_context(body))
+        return respond({"ok": False, "error": error}, 400)
     except UnknownItem as exc:
         log_event("request_unknown_item", severity="ERROR", handler=handler_name, error=str(exc),
                   **log_context(body))
@@ -58,3 +112,76 @@ def run(handler_name: str, fn: Callable[[], dict], body: bytes = b"") -> Respons
         log_event("handler_failed", severity="ERROR", handler=handler_name, error=str(exc),
                   error_type=type(exc).__name__, stack_trace=traceback.format_exc(limit=8), **log_context(body))
         return respond({"ok": False, "error": f"{type(exc).__name__}: {exc}"}, 500)
+
+
+# -- routes: read and validate everything before the handler (and its clients) runs ---------------
+def run_json(handler_name: str, request, model: type[M], fn: Callable[[M], dict]) -> Response:
+    """A scheduler/operator JSON route: body read up to MAX_MESSAGE_BYTES and validated into `model`."""
+    return run(handler_name, lambda: fn(parse_model(model, parse_json_body(read_body(request, MAX_MESSAGE_BYTES)))))
+
+
+def run_push(handler_name: str, request, fn: Callable[[PushEnvelope], dict]) -> Response:
+    """A live Pub/Sub push route. A body that can never be a message of ours is a 4xx: Pub/Sub retries,
+    then dead-letters it, and the dead-letter route records it."""
+    try:
+        body = read_body(request, MAX_PUSH_BODY_BYTES)
+    except InvalidMessage as exc:
+        return run(handler_name, _raising(exc))
+    return run(handler_name, lambda: fn(parse_envelope(body)), body)
+
+
+def run_dead_letter(source: str, request, sources: tuple[str, ...], record: Callable[..., str],
+                    fn: Callable[[PushEnvelope], dict]) -> Response:
+    """A dead-letter push route. Nothing redelivers from here to anywhere else, so a non-2xx would loop
+    forever: a delivery that cannot be parsed or handled (oversized, bad JSON or base64, unknown source,
+    unknown item) is recorded durably by `record` (rejected_messages/{hash}), logged as an ERROR
+    `message_rejected` line (alerted on), and only then acked. Failing to record it is a 5xx."""
+    raw: bytes = b""
+    size: int | None = None
+
+    def handle() -> dict:
+        nonlocal raw, size
+        try:
+            raw = read_body(request, MAX_DEAD_LETTER_BODY_BYTES)
+            size = len(raw)
+            if source not in sources:
+                raise InvalidMessage(f"unknown dead-letter source {source[:64]!r}")
+            return fn(parse_envelope(raw))
+        except BodyTooLarge as exc:
+            raw, size = exc.prefix, exc.size
+            return _reject(exc)
+        except (InvalidMessage, UnknownItem, RecursionError) as exc:
+            return _reject(exc)
+
+    def _reject(exc: Exception) -> dict:
+        message_id = _field(raw, "messageId") or _field(raw, "message_id")
+        message_id = message_id or "body-sha256:" + hashlib.sha256(raw).hexdigest()
+        reason = f"{type(exc).__name__}: {exc}"
+        doc = record(message_id=message_id, subscription=_field(raw, "subscription") or f"(unparsed, {source[:64]})",
+                     data=b"", reason=reason, source=source[:64], body=raw, body_bytes=size)
+        log_event("message_rejected", severity="ERROR", handler="dead_letters", source=source[:64],
+                  message_id=message_id[:128], rejected_doc=doc, body_bytes=size, error=reason[:500])
+        return {"result": "rejected", "rejected_doc": doc}
+
+    return run("dead_letters", handle)
+
+
+def _raising(exc: Exception) -> Callable[[], dict]:
+    def fn() -> dict:
+        raise exc
+    return fn
+
+
+_FIELD = re.compile(rb'"(messageId|message_id|subscription)"\s*:\s*"((?:[^"\\]|\\.){1,1024})"')
+
+
+def _field(raw: bytes, name: str) -> str | None:
+    """A top-level-looking string field of a body that may not parse: the first `"name": "..."` found,
+    JSON escapes decoded, enough to name the delivery in the record (redeliveries share the document)."""
+    for m in _FIELD.finditer(raw):
+        if m.group(1).decode() == name:
+            try:
+                return json.loads(b'"' + m.group(2) + b'"')
+            except ValueError:  # bad UTF-8 or a broken escape: keep the text as it is
+                return m.group(2).decode("utf-8", "replace")
+    return None

@@ -13,7 +13,7 @@ import datetime as dt
 import json
 from typing import Annotated, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from batchline import ids
 
@@ -21,9 +21,17 @@ BatchId = Annotated[str, AfterValidator(ids.validate_batch_id)]
 ItemId = Annotated[str, AfterValidator(ids.validate_item_id)]
 GameId = Annotated[str, AfterValidator(ids.validate_game_id)]
 TableName = Annotated[str, AfterValidator(ids.validate_table_name)]
-GameDate = Annotated[dt.date, AfterValidator(ids.parse_game_date)]
+# BeforeValidator, not AfterValidator: pydantic's own date parsing would first turn a unix timestamp or a
+# midnight datetime string into a date; only a `YYYY-MM-DD` string (or a date object built in code) passes.
+GameDate = Annotated[dt.date, BeforeValidator(ids.parse_game_date)]
 
-MAX_MESSAGE_BYTES = 64 * 1024
+MAX_MESSAGE_BYTES = 64 * 1024  # a message's data, and the JSON body of a scheduler/operator request
+# A push body carries the data base64-encoded (4/3 of its size) plus the envelope and our few attributes;
+# anything bigger cannot hold a message of ours, whatever Pub/Sub's own 10 MB limit allows.
+MAX_PUSH_BODY_BYTES = 128 * 1024
+# Pub/Sub counts deliveries from 1 and a dead-letter policy stops at 100; the bound is generous but shared
+# by the envelope and the completion, so a delivery accepted upfront can always report its attempt.
+MAX_DELIVERY_ATTEMPT = 1000
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -54,7 +62,7 @@ class CompletionMessage(_Strict):
     staging_table: TableName
     row_count: int = Field(ge=0, le=100_000)
     write_status: Literal["ok"]
-    attempt: int = Field(ge=0, le=1000)
+    attempt: int = Field(ge=0, le=MAX_DELIVERY_ATTEMPT)
 
 
 class ConsolidationRequest(_Strict):
@@ -91,6 +99,9 @@ class StallCheckRequest(_Strict):
 
 
 class ReconcileRequest(_Strict):
+    """No game_date (the scheduler POSTs `{}`, or an empty body) means yesterday in the schedule's time
+    zone, explicitly (reconcile.py); any date given must be a `YYYY-MM-DD` string."""
+
     game_date: GameDate | None = None
     redispatch_max: int = Field(default=25, ge=0, le=1000)
 
@@ -106,18 +117,20 @@ class PushMessage(BaseModel):
 class PushEnvelope(BaseModel):
     """A Pub/Sub push request body. `deliveryAttempt` is only present on subscriptions with a
     dead-letter policy (and the Pub/Sub emulator never sends it); the CloudEvent conversion drops it,
-    which is why we parse the envelope ourselves."""
+    which is why we parse the envelope ourselves. A deliveryAttempt above MAX_DELIVERY_ATTEMPT is
+    refused, not clamped: Pub/Sub never sends one (its dead-letter policy stops at 100), so the envelope
+    is forged or corrupt, and refusing it upfront means no handler acts on it."""
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
     message: PushMessage
     subscription: str = Field(min_length=1, max_length=512)
-    delivery_attempt: int | None = Field(default=None, alias="deliveryAttempt", ge=0)
+    delivery_attempt: int | None = Field(default=None, alias="deliveryAttempt", ge=0, le=MAX_DELIVERY_ATTEMPT)
 
 
-def _json_object(raw: bytes, what: str) -> dict:
-    if len(raw) > MAX_MESSAGE_BYTES:
-        raise InvalidMessage(f"{what} is {len(raw)} bytes; the limit is {MAX_MESSAGE_BYTES}")
+def _json_object(raw: bytes, what: str, limit: int = MAX_MESSAGE_BYTES) -> dict:
+    if len(raw) > limit:
+        raise InvalidMessage(f"{what} is {len(raw)} bytes; the limit is {limit}")
     try:
         value = json.loads(raw)
     except (ValueError, RecursionError) as exc:  # bad UTF-8, bad JSON, absurd nesting or integers
@@ -129,7 +142,7 @@ def _json_object(raw: bytes, what: str) -> dict:
 
 def parse_envelope(body: bytes) -> PushEnvelope:
     try:
-        return PushEnvelope.model_validate(_json_object(body, "push body"))
+        return PushEnvelope.model_validate(_json_object(body, "push body", MAX_PUSH_BODY_BYTES))
     except ValidationError as exc:
         raise InvalidMessage(f"not a Pub/Sub push envelope: {_errors(exc)}") from exc
 

@@ -16,6 +16,7 @@ from batchline import ids
 from batchline.clients import Clients
 from batchline.logs import log_event
 from batchline.messages import (
+    MAX_DELIVERY_ATTEMPT,
     CompletionMessage,
     InvalidMessage,
     PushEnvelope,
@@ -98,6 +99,8 @@ def handle_work(clients: Clients, envelope: PushEnvelope, predictor: Predictor |
         return WorkOutcome("batch_closed", msg.batch_id, msg.item_id)
 
     attempt = envelope.delivery_attempt or store.count_attempt(msg.batch_id, msg.item_id)
+    if attempt > MAX_DELIVERY_ATTEMPT:  # checked before the write: the completion could not carry it
+        raise InvalidMessage(f"attempt {attempt} of {msg.item_id} exceeds {MAX_DELIVERY_ATTEMPT}")
     log_ctx = {"batch_id": msg.batch_id, "item": msg.item_id, "attempt": attempt}
     injected = (faults_mod.parse(batch.get("faults"))
                 if clients.settings.allow_faults else faults_mod.FaultSpec())

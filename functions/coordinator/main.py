@@ -5,6 +5,8 @@ POST /completions        Pub/Sub push: a worker's completion event
 POST /consolidate        Pub/Sub push: consolidate a batch (one MERGE)
 POST /dead-letters/<src> Pub/Sub push from a dead-letter topic: record the terminal state
 POST /stall-check        scheduler: find stalled batches, re-dispatch or consolidate partially
+
+Every body is read with a size limit and validated before the clients are touched (batchline.http).
 """
 
 import dataclasses
@@ -14,8 +16,9 @@ import functions_framework
 from batchline import coordinator as core
 from batchline import topology
 from batchline.clients import default_clients
-from batchline.http import respond, run
-from batchline.messages import StallCheckRequest, StartRequest, parse_envelope, parse_json_body, parse_model
+from batchline.http import respond, run_dead_letter, run_json, run_push
+from batchline.messages import StallCheckRequest, StartRequest
+from batchline.state import BatchStore
 
 
 @functions_framework.http
@@ -23,22 +26,22 @@ def coordinator(request):
     path = request.path.rstrip("/") or "/"
     if request.method != "POST":
         return respond({"ok": False, "error": "POST only"}, 405)
-    body = request.get_data()
     if path == topology.PATH_START:
-        return run("start", lambda: dataclasses.asdict(
-            core.start_batch(default_clients(), parse_model(StartRequest, parse_json_body(body)))))
+        return run_json("start", request, StartRequest,
+                        lambda req: dataclasses.asdict(core.start_batch(default_clients(), req)))
     if path == topology.PATH_COMPLETIONS:
-        return run("completions", lambda: {
-            "result": core.handle_completion(default_clients(), parse_envelope(body))}, body)
+        return run_push("completions", request,
+                        lambda env: {"result": core.handle_completion(default_clients(), env)})
     if path == topology.PATH_CONSOLIDATE:
-        return run("consolidate", lambda: {
-            "result": core.handle_consolidation(default_clients(), parse_envelope(body))}, body)
+        return run_push("consolidate", request,
+                        lambda env: {"result": core.handle_consolidation(default_clients(), env)})
     if path == topology.PATH_STALL_CHECK:
-        return run("stall_check", lambda: {"stalled": core.stall_check(
-            default_clients(), parse_model(StallCheckRequest, parse_json_body(body)))})
-    prefix = topology.PATH_DEAD_LETTERS + "/"
-    if path.startswith(prefix):
-        source = path[len(prefix):]
-        return run("dead_letters", lambda: {"result": core.handle_dead_letter(
-            default_clients(), source, parse_envelope(body))}, body)
-    return respond({"ok": False, "error": f"no route {path}"}, 404)
+        return run_json("stall_check", request, StallCheckRequest,
+                        lambda req: {"stalled": core.stall_check(default_clients(), req)})
+    if path == topology.PATH_DEAD_LETTERS or path.startswith(topology.PATH_DEAD_LETTERS + "/"):
+        source = path[len(topology.PATH_DEAD_LETTERS) + 1:]  # "" or unknown: recorded, never a looping 404
+        return run_dead_letter(
+            source, request, core.DEAD_LETTER_SOURCES,
+            record=lambda **kw: BatchStore(default_clients().fs).record_rejected(**kw),
+            fn=lambda env: {"result": core.handle_dead_letter(default_clients(), source, env)})
+    return respond({"ok": False, "error": f"no route {path[:200]}"}, 404)

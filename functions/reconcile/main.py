@@ -1,10 +1,12 @@
-"""Cloud Function `reconcile`: the daily schedule-versus-predictions check (scheduler target)."""
+"""Cloud Function `reconcile`: the daily schedule-versus-predictions check (scheduler target).
+
+The scheduler POSTs `{}`: no game_date means yesterday in the schedule's time zone (reconcile.py)."""
 
 import functions_framework
 
 from batchline.clients import default_clients
-from batchline.http import respond, run
-from batchline.messages import ReconcileRequest, parse_json_body, parse_model
+from batchline.http import respond, run_json
+from batchline.messages import ReconcileRequest
 from batchline.reconcile import reconcile as reconcile_core
 
 
@@ -12,5 +14,5 @@ from batchline.reconcile import reconcile as reconcile_core
 def reconcile(request):
     if request.method != "POST":
         return respond({"ok": False, "error": "POST only"}, 405)
-    return run("reconcile", lambda: reconcile_core(
-        default_clients(), parse_model(ReconcileRequest, parse_json_body(request.get_data()))).as_dict())
+    return run_json("reconcile", request, ReconcileRequest,
+                    lambda req: reconcile_core(default_clients(), req).as_dict())

@@ -5,12 +5,12 @@ import dataclasses
 import functions_framework
 
 from batchline.clients import default_clients
-from batchline.http import run
-from batchline.messages import parse_envelope
+from batchline.http import respond, run_push
 from batchline.worker import handle_work
 
 
 @functions_framework.http
 def worker(request):
-    body = request.get_data()
-    return run("worker", lambda: dataclasses.asdict(handle_work(default_clients(), parse_envelope(body))), body)
+    if request.method != "POST":  # a health check or a stray GET is not a delivery: no line, no parse
+        return respond({"ok": False, "error": "POST only"}, 405)
+    return run_push("worker", request, lambda env: dataclasses.asdict(handle_work(default_clients(), env)))

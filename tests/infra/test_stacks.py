@@ -214,7 +214,11 @@ def test_requirements_pinned_to_tested_versions():
                 "google.cloud.firestore_v1": "google-cloud-firestore", "google.cloud.pubsub_v1": "google-cloud-pubsub",
                 "google.api_core": "google-cloud-bigquery", "google.auth": "google-cloud-bigquery",
                 "google.protobuf": "google-cloud-pubsub", "functions_framework": "functions-framework",
-                "pydantic": "pydantic"}
+                "pydantic": "pydantic",
+                # functions-framework itself requires the server it runs on and the WSGI layer (checked below)
+                "gunicorn": "functions-framework", "werkzeug": "functions-framework"}
+    ff_requires = " ".join(importlib.metadata.requires("functions-framework")).lower()
+    assert "gunicorn" in ff_requires and "werkzeug" in ff_requires
     imported: set[str] = set()
     for arc, path in source_files("worker").items():
         if arc.endswith(".py"):

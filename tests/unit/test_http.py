@@ -76,3 +76,12 @@ def test_log_context_never_raises_on_any_json_shape(value):
     ctx = log_context(json.dumps(value).encode())
     assert set(ctx) <= {"batch_id", "item"}
     assert all(v is None or (isinstance(v, str) and len(v) <= 64) for v in ctx.values())
+
+
+@pytest.mark.parametrize("body", [b"[" * 5000 + b"]" * 5000, b'{"message": ' * 3000 + b"1" + b"}" * 3000])
+def test_deep_nesting_is_a_400_with_one_line_not_an_escaped_recursion_error(body, capsys):
+    assert log_context(body) == {}
+    _, code, _ = run("h", _raise(RecursionError("maximum recursion depth exceeded")), body)
+    assert code == 400
+    [line] = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert line["event"] == "request_rejected" and "nested too deeply" in line["error"]

@@ -63,7 +63,7 @@ def test_work_message_round_trips_through_push_envelope():
 @FAST
 @given(item=st.from_regex(r"[a-z0-9][a-z0-9_]{0,63}", fullmatch=True).filter(str.isascii),
        day=st.dates(dt.date(2000, 1, 1), dt.date(2100, 12, 31)),
-       attempt=st.none() | st.integers(0, 10**6))
+       attempt=st.none() | st.integers(0, m.MAX_DELIVERY_ATTEMPT))
 def test_round_trip_property(item, day, attempt):
     msg = work(item_id=item, game_date=day.isoformat())
     extra = {} if attempt is None else {"deliveryAttempt": attempt}
@@ -75,6 +75,22 @@ def test_round_trip_property(item, day, attempt):
 def test_delivery_attempt_absent_is_none():
     env = m.parse_envelope(envelope_bytes(m.encode(work())))
     assert env.delivery_attempt is None
+
+
+def test_a_push_body_holding_a_message_at_the_data_limit_is_accepted():
+    """A 48 KB message is a ~64 KB push body: the envelope limit must leave room for base64 of a full
+    MAX_MESSAGE_BYTES payload (the old single limit made such a dead letter loop forever)."""
+    data = b'{"pad": "' + b"x" * (m.MAX_MESSAGE_BYTES - 20) + b'"}'
+    env = m.parse_envelope(envelope_bytes(data))
+    assert m.decode_data(env)["pad"].startswith("x")
+
+
+@pytest.mark.parametrize("attempt", [m.MAX_DELIVERY_ATTEMPT + 1, 5000, 10**30])
+def test_delivery_attempt_beyond_what_a_completion_can_carry_is_rejected_upfront(attempt):
+    with pytest.raises(m.InvalidMessage, match="deliveryAttempt"):
+        m.parse_envelope(envelope_bytes(m.encode(work()), deliveryAttempt=attempt))
+    env = m.parse_envelope(envelope_bytes(m.encode(work()), deliveryAttempt=m.MAX_DELIVERY_ATTEMPT))
+    m.CompletionMessage(**{**completion(), "attempt": env.delivery_attempt})  # the bound is shared
 
 
 def test_negative_delivery_attempt_rejected():
@@ -110,14 +126,14 @@ def test_non_object_bodies_rejected(body):
         m.parse_envelope(body)
 
 
-def test_max_message_bytes_enforced():
+def test_max_push_body_bytes_enforced():
     body = envelope_bytes(m.encode(work()))
-    padded = body[:-1] + b"," + b'"pad":"' + b"x" * m.MAX_MESSAGE_BYTES + b'"}'
+    padded = body[:-1] + b"," + b'"pad":"' + b"x" * m.MAX_PUSH_BODY_BYTES + b'"}'
     with pytest.raises(m.InvalidMessage, match="limit"):
         m.parse_envelope(padded)
     # exactly at the limit is still parsed (whitespace padding is valid JSON)
-    at_limit = body + b" " * (m.MAX_MESSAGE_BYTES - len(body))
-    assert len(at_limit) == m.MAX_MESSAGE_BYTES
+    at_limit = body + b" " * (m.MAX_PUSH_BODY_BYTES - len(body))
+    assert len(at_limit) == m.MAX_PUSH_BODY_BYTES
     assert m.parse_envelope(at_limit).message.message_id == "123"
     with pytest.raises(m.InvalidMessage, match="limit"):
         m.parse_envelope(at_limit + b" ")
@@ -317,3 +333,30 @@ def test_parse_json_body_parses_object_and_rejects_others():
 
 def test_invalid_message_is_value_error():
     assert issubclass(m.InvalidMessage, ValueError)
+
+
+# -- strict ISO dates on every model that takes one ---------------------------------------------
+DATED = [(m.StartRequest, {}), (m.ReconcileRequest, {}),
+         (m.WorkMessage, {"batch_id": BATCH, "item_id": "a", "game_id": "G1"})]
+
+
+@pytest.mark.parametrize(("model", "rest"), DATED)
+@pytest.mark.parametrize("raw", [
+    1767225600, 1767225600.0, "1767225600",  # unix timestamps (pydantic's lax date parsing took these)
+    "2026-01-15T00:00:00", "2026-01-15T00:00:00Z", "2026-01-15 00:00:00",  # midnight datetimes (same)
+    "", " ", "2025-02-30", "20260115", True, [2026, 1, 15], {"y": 2026},
+])
+def test_game_dates_are_strict_iso_strings_everywhere(model, rest, raw):
+    with pytest.raises(m.InvalidMessage, match="game_date"):
+        m.parse_model(model, {**rest, "game_date": raw})
+
+
+@pytest.mark.parametrize(("model", "rest"), DATED)
+def test_an_iso_date_string_still_parses_to_a_date(model, rest):
+    assert m.parse_model(model, {**rest, "game_date": "2026-01-15"}).game_date == dt.date(2026, 1, 15)
+
+
+def test_reconcile_without_a_date_means_the_default_day():
+    """The scheduler POSTs `{}`; reconcile then checks yesterday in the schedule's zone (reconcile.py)."""
+    assert m.parse_model(m.ReconcileRequest, m.parse_json_body(b"")).game_date is None
+    assert m.parse_model(m.ReconcileRequest, m.parse_json_body(b"{}")).game_date is None
