@@ -17,12 +17,14 @@ from batchline import faults as faults_mod
 from batchline import ids
 from batchline.ledger import Ledger, compute
 from batchline.local import stack as local_stack
+from batchline.local.chaos_cmd import chaos_command
 from batchline.local.provision import seed_context, synthetic_context
 from batchline.state import TERMINAL_STATUSES, BatchStore
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
 local_app = typer.Typer(help="Start, stop and check the local stack (emulators + functions).", no_args_is_help=True)
 app.add_typer(local_app, name="local")
+app.command("chaos")(chaos_command)
 console = Console(stderr=True)
 out = Console()
 

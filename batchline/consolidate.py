@@ -342,7 +342,7 @@ def kept_previous_sql(main: str) -> str:
 def merge_staging(bq: bigquery.Client, settings: Settings, batch_id: str, game_date: dt.date,
                   tables: list[str], *, scheduled_items: list[str] | None = None, merge_date: dt.date | None = None,
                   chunk: int = MAX_TABLES_PER_STATEMENT, generation: int = 0, attempt: int = 0,
-                  fail_transiently: bool = False) -> MergeResult:
+                  fail_transiently: bool = False, pause_in_merge_s: float = 0.0) -> MergeResult:
     """Check schemas, count what is staged, MERGE once, verify. Raises ConsolidationError on a
     permanent failure and MergeAttemptFailed when the job failed transiently; lets other API errors
     propagate (the job may still be running) so the message is redelivered and waits for it.
@@ -378,6 +378,7 @@ def merge_staging(bq: bigquery.Client, settings: Settings, batch_id: str, game_d
                              bigquery.QueryJobConfig(query_parameters=merge_params(
                                  batch_id, game_date, merged_items,
                                  merged_items if scheduled_items is None else scheduled_items, merge_date)), job_id)
+    time.sleep(pause_in_merge_s)  # the pause_in_merge fault: the job runs, its waiter may be killed
     try:
         job.result()
     except gexc.GoogleAPICallError as exc:

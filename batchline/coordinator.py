@@ -7,6 +7,7 @@ after its write is durable.
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
 
 from google.api_core import exceptions as gexc
@@ -228,7 +229,7 @@ def consolidate_batch(clients: Clients, batch_id: str, batch: dict, lease: str,
                 scheduled_items=batch.get("scheduled_items") or [i["item_id"] for i in items],
                 merge_date=game_date + dt.timedelta(days=1) if injected.zero_merge else None,
                 generation=int(batch.get("consolidation_generation") or 0), attempt=attempt,
-                fail_transiently=attempt < injected.merge_transient)
+                fail_transiently=attempt < injected.merge_transient, pause_in_merge_s=injected.pause_in_merge)
             merged = result.as_dict()
             # Durable before any deletion, so a redelivery skips straight to cleanup.
             if not store.transition(batch_id, [CONSOLIDATING], {
@@ -240,6 +241,7 @@ def consolidate_batch(clients: Clients, batch_id: str, batch: dict, lease: str,
             log_event("merge_verified", batch_id=batch_id, job_id=result.job_id,
                       affected_rows=result.affected_rows, verified_rows=result.verified_rows,
                       timings_s=result.timings_s)
+            time.sleep(injected.pause_after_merge)  # the pause_after_merge fault: killed before cleanup
     except cons.MergeAttemptFailed as exc:
         moved = store.next_merge_attempt(batch_id, lease, attempt)
         log_event("merge_attempt_failed", severity="ERROR", batch_id=batch_id, job_id=exc.job_id,

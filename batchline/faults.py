@@ -19,7 +19,9 @@ PROBABILITY_FAULTS = ("staging_write", "completion_publish")
 FLAG_FAULTS = ("zero_merge",)
 # Counted faults: `merge_transient=N` makes the first N MERGE attempts of a consolidation fail the way
 # a passing BigQuery error does (the attempt's job finishes with an error, nothing changes).
-COUNT_FAULTS = ("merge_transient",)
+# `pause_in_merge=S` / `pause_after_merge=S` hold the consolidation for S seconds after its MERGE job
+# was submitted / after the verified result was recorded: a window in which a test kills the process.
+COUNT_FAULTS = ("merge_transient", "pause_in_merge", "pause_after_merge")
 
 
 class FaultInjected(RuntimeError):
@@ -33,6 +35,8 @@ class FaultSpec:
     poison: tuple[str, ...] = ()
     zero_merge: bool = False
     merge_transient: int = 0
+    pause_in_merge: int = 0
+    pause_after_merge: int = 0
     seed: int = 0
 
     def __bool__(self) -> bool:
@@ -44,8 +48,7 @@ class FaultSpec:
             parts.append("poison=" + "+".join(self.poison))
         if self.zero_merge:
             parts.append("zero_merge=1")
-        if self.merge_transient:
-            parts.append(f"merge_transient={self.merge_transient}")
+        parts += [f"{k}={getattr(self, k)}" for k in COUNT_FAULTS if getattr(self, k)]
         parts.append(f"seed={self.seed}")
         return ",".join(parts)
 
@@ -104,8 +107,8 @@ def parse(spec: str | None, seed: int = 0) -> FaultSpec:
                 n = int(raw)
             except ValueError as exc:
                 raise ValueError(f"fault {key} needs a count, got {raw!r}") from exc
-            if not 0 <= n <= 10:
-                raise ValueError(f"fault {key} must be between 0 and 10, got {n}")
+            if not 0 <= n <= 60:
+                raise ValueError(f"fault {key} must be between 0 and 60, got {n}")
             values[key] = n
         elif key == "seed":
             try:

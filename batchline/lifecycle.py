@@ -45,7 +45,7 @@ PERMANENT = "permanent"
 MAX_AUTO_REOPENS = 3
 
 # A holder renews its lease every LEASE_TTL / 4; a lease not renewed for LEASE_TTL is dead.
-LEASE_TTL = dt.timedelta(minutes=2)
+LEASE_TTL = dt.timedelta(seconds=60)
 # A consolidation claimed but not published after this long: its claimant died; anyone may publish.
 CLAIM_GRACE = dt.timedelta(seconds=60)
 # A start renews this while it publishes; a dispatch silent for this long is resumed by the next caller.

@@ -83,7 +83,7 @@ def test_run_restarts_only_a_crashed_function_and_keeps_emulator_state(running):
     clients = info.activate()
     before = _pids(state)
     BatchStore(clients.fs).create_batch("20300101_aaaaaaaaaaaa", dt.date(2030, 1, 1), [Item("player_0000", "g1")],
-                                        force=True, faults=None)
+                                        force=True, faults=None, dispatch_token="test")
     orphans = P._group_members(before["worker"])
     os.kill(before["worker"], signal.SIGKILL)  # the gunicorn master alone: its worker process is orphaned
     result = CliRunner().invoke(app, ["run", "--state-dir", str(state), "--players", "3", "--game-date", "2030-02-01"])
@@ -198,7 +198,8 @@ def test_two_concurrent_runs_share_one_stack_and_the_last_one_stops_it(tmp_path)
 def test_an_emulator_that_runs_but_does_not_answer_is_never_restarted(running, monkeypatch):
     state, info = running
     BatchStore(info.activate().fs).create_batch("20300102_bbbbbbbbbbbb", dt.date(2030, 1, 2),
-                                                [Item("player_0000", "g1")], force=True, faults=None)
+                                                [Item("player_0000", "g1")], force=True, faults=None,
+                                                dispatch_token="test")
     before = _pids(state)
     monkeypatch.setattr(heal, "EMULATOR_GRACE_S", 1.0)
     os.killpg(before[P.FIRESTORE], signal.SIGSTOP)

@@ -36,7 +36,7 @@ FIRST_DAY = dt.date(2040, 1, 1)
 
 @dataclass(frozen=True)
 class Schedule:
-    n: int
+    n: int  # the schedule's game date is FIRST_DAY + n days
     players: int
     faults: str
     duplicates: int  # work + completion messages published again while the batch runs

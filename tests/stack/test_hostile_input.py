@@ -246,8 +246,9 @@ def test_delivery_attempt_5000_is_refused_before_any_staging_write(stack, day):
     le=1000) and loop on 500. A control delivery with deliveryAttempt 3 shows the write would happen."""
     store = stack.store
     batch_id = ids.new_batch_id(day)
-    store.create_batch(batch_id, day, [Item("player_0001", "g1")], force=False, faults=None)
-    store.mark_running(batch_id)
+    store.create_batch(batch_id, day, [Item("player_0001", "g1")], force=False, faults=None,
+                       dispatch_token="test")
+    store.mark_running(batch_id, "test")
     table = ids.staging_table_name(batch_id, "player_0001")
     work = encode(WorkMessage(batch_id=batch_id, game_date=day, item_id="player_0001", game_id="g1"))
 
