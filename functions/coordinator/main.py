@@ -5,14 +5,15 @@ POST /completions        Pub/Sub push: a worker's completion event
 POST /consolidate        Pub/Sub push: consolidate a batch (one MERGE)
 POST /dead-letters/<src> Pub/Sub push from a dead-letter topic: record the terminal state
 POST /stall-check        scheduler: find stalled batches, re-dispatch or consolidate partially
+POST /control            Pub/Sub push from the control topic: an operator request (batchline.control)
 """
 
 import dataclasses
 
 import functions_framework
 
+from batchline import control_actions, topology
 from batchline import coordinator as core
-from batchline import topology
 from batchline.clients import default_clients
 from batchline.http import respond, run
 from batchline.messages import StallCheckRequest, StartRequest, parse_envelope, parse_json_body, parse_model
@@ -33,6 +34,8 @@ def coordinator(request):
     if path == topology.PATH_CONSOLIDATE:
         return run("consolidate", lambda: {
             "result": core.handle_consolidation(default_clients(), parse_envelope(body))}, body)
+    if path == topology.PATH_CONTROL:
+        return run("control", lambda: control_actions.handle_control(default_clients(), parse_envelope(body)), body)
     if path == topology.PATH_STALL_CHECK:
         return run("stall_check", lambda: {"stalled": core.stall_check(
             default_clients(), parse_model(StallCheckRequest, parse_json_body(body)))})

@@ -22,7 +22,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 RUNTIME = "python312"
 INGRESS = "ALLOW_INTERNAL_ONLY"
 FUNCTION_LABEL = "batchline-function"
-EXCLUDED = ("batchline/local/", "batchline/cli.py")
+EXCLUDED = ("batchline/local/", "batchline/cli.py", "batchline/ops/")  # operator CLI: typer, rich
 
 
 def source_files(function: str, root: Path = REPO_ROOT) -> dict[str, Path]:
