@@ -92,7 +92,7 @@ def replay_dead_letters(clients: Clients, source: str, batch_id: str | None, lim
     path = dead_letter_path(clients, sub, source)
     acked: set[str] = set()
     received: list = []
-    result: dict = {"source": source, "batch_id": batch_id, "scanned": 0, "replayed": [], "not_replayed": [],
+    result: dict = {"source": source, "batch_filter": batch_id, "scanned": 0, "replayed": [], "not_replayed": [],
                     "repair_batches": [], "skipped_unparsable": 0}
     try:
         received = pull_all(sub, path)
