@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 from google.cloud import pubsub_v1
 from typer.testing import CliRunner
@@ -76,6 +77,12 @@ def test_start_through_the_control_path_and_the_json_shapes_of_start_status_audi
     # the human form of the same commands
     result, _ = cli(stack, "audit", batch_id)
     assert result.exit_code == 0 and "every item accounted for" in result.stdout
+    result, _ = cli(stack, "status", batch_id)
+    assert result.exit_code == 0 and "consolidated" in result.stdout and "next: nothing to do" in result.stdout
+    # and the coordinator logged the answer as one structured line
+    log = Path(stack.info.handles["coordinator"].log_path).read_text()
+    lines = [json.loads(line) for line in log.splitlines() if f"t-start-{day}" in line and line.startswith("{")]
+    assert [(x["event"], x["status"], x["batch_id"]) for x in lines] == [("control_request", "done", batch_id)]
 
 
 def test_the_same_request_twice_starts_one_batch_and_is_answered_from_the_record(stack, day):
@@ -166,6 +173,8 @@ def test_consolidate_again_after_a_failed_consolidation_and_refusals(stack, day)
     # consolidated now: consolidating again is refused, with the reason
     result, out = cli(stack, "consolidate", batch_id, "--json")
     assert result.exit_code == 1 and out["status"] == "refused" and "consolidated" in out["error"]
+    result, out = cli(stack, "redispatch", batch_id, "player_0099", "--json")
+    assert result.exit_code == 1 and out["status"] == "refused" and "player_0099" in out["error"]
 
 
 def test_reconcile_through_the_control_path(stack, day):
