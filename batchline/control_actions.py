@@ -127,7 +127,6 @@ def execute(clients: Clients, req) -> dict:
         return {"request_id": req.request_id, "status": previous["status"], "result": previous.get("result"),
                 "from_record": True}
     retry_since = previous["accepted_at"] if verdict == "retry" and previous.get("accepted_at") else None
-    finished = False
     try:
         try:
             status, result = _ACTIONS[req.action](clients, req, retry_since)
@@ -137,10 +136,9 @@ def execute(clients: Clients, req) -> dict:
         except (InvalidMessage, UnknownItem) as exc:
             status, result = REFUSED, {"error": str(exc)}
         store.finish(req.request_id, status, result)
-        finished = True
-    finally:
-        if not finished:
-            store.release(req.request_id, token, "a delivery failed; Pub/Sub redelivers (see the coordinator log)")
+    except Exception as exc:  # noqa: BLE001 - kept on the record for the operator, then re-raised (5xx)
+        store.release(req.request_id, token, f"{type(exc).__name__}: {exc} (Pub/Sub redelivers)")
+        raise
     log_event("control_request", severity="WARNING" if status == REFUSED else "INFO", request_id=req.request_id,
               action=req.action, status=status, batch_id=result.get("batch_id"), result=result)
     return {"request_id": req.request_id, "status": status, "result": result, "from_record": False}

@@ -62,7 +62,7 @@ def status(clients: Clients, batch_id: str) -> dict:
     return {
         "batch_id": batch_id, "game_date": batch["game_date"], "status": batch["status"],
         "expected_items": batch.get("expected_items"), "items": counts,
-        "dead_lettered_items": len(dead), "repair_of": batch.get("only_items") is not None,
+        "dead_lettered_items": len(dead), "repair_batch": batch.get("only_items") is not None,
         "timings_s": timings,
         "times": {k: _iso(batch.get(k)) for k in ("created_at", "dispatched_at", "consolidation_requested_at",
                                                   "consolidated_at", "updated_at")},
@@ -80,7 +80,9 @@ def status(clients: Clients, batch_id: str) -> dict:
             "main_table_dml_jobs": len(batch.get("main_table_dml_jobs") or [])},
         "superseded_by": batch.get("superseded_by"),
         "next_steps": steps,
-        "needs_attention": bool(steps) and batch["status"] not in lc.ACTIVE_STATUSES,
+        "needs_attention": (batch["status"] in (lc.CONSOLIDATION_FAILED, lc.DISPATCH_FAILED)
+                            or any(not i.get("replayed_in") for i in dead)
+                            or bool(batch.get("missing_items"))),
     }
 
 

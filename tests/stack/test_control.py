@@ -18,7 +18,7 @@ from batchline.replay import describe, pull_all, release
 
 START_KEYS = {"request_id", "action", "status", "result", "error", "attempts", "message_id"}
 STATUS_KEYS = {"batch_id", "game_date", "status", "expected_items", "items", "dead_lettered_items", "timings_s",
-               "times", "gaps", "consolidation", "next_steps", "needs_attention", "superseded_by", "repair_of"}
+               "times", "gaps", "consolidation", "next_steps", "needs_attention", "superseded_by", "repair_batch"}
 AUDIT_KEYS = {"batch_id", "game_date", "batch_status", "expected_items", "counts", "sum", "merged_rows",
               "duplicate_rows", "duplicate_active_rows", "items", "problems", "ok", "unexpected_merged_items"}
 
@@ -148,6 +148,10 @@ def test_poison_item_refused_restart_then_dlq_replay_ends_merged(stack, day):
     (dead,) = [i for i in au["items"] if i["state"] == "dead_lettered"]
     assert dead["item_id"] == "player_0002" and dead["replayed_in"] == repair["batch_id"]
     assert dead["active_rows_from"] == [repair["batch_id"]]
+    result, st = cli(stack, "status", first, "--json")
+    assert result.exit_code == 0 and st["next_steps"] == [] and st["gaps"]["failed_items"] == [
+        {"item_id": "player_0002", "reason": st["gaps"]["failed_items"][0]["reason"], "dead_lettered": True,
+         "replayed_in": repair["batch_id"]}]
     # every player of the date now has its 5 active rows, once
     rows = list(stack.clients.bq.query(
         f"SELECT player_lookup, COUNT(*) AS n FROM `{stack.clients.settings.main_table_id}` "
