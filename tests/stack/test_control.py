@@ -200,6 +200,12 @@ def test_bad_input_exits_2_and_sends_nothing(stack):
                  ["start", "2030-01-01", "--request-id", "a/b"]):
         result, _ = cli(stack, *args)
         assert result.exit_code == 2, (args, result.output)
+    # a malformed request that reaches the route anyway: 400 (Pub/Sub retries, then dead-letters it),
+    # and its dead letter ends as a visible rejected message
+    r = stack.push("coordinator/control", {"action": "start", "request_id": "r", "game_date": "2030-02-30"})
+    assert r.status_code == 400 and "game_date" in r.json()["error"]
+    r = stack.push("coordinator/dead-letters/control", b"{not json", message_id="control-junk-1")
+    assert r.status_code == 200 and r.json()["result"] == "rejected"
 
 
 def test_a_dead_lettered_control_request_is_recorded_failed_and_dlq_replay_runs_it(stack, day):
