@@ -52,8 +52,8 @@ class RequestStore:
 
     def claim(self, req, token: str) -> tuple[str, dict | None]:
         """('run', None) first time; ('retry', previous record) when a failed or lapsed attempt is
-        taken over; ('recorded', record) when the request already has its answer, or when the id was
-        used for a different request (the record stays the first request's)."""
+        taken over; ('recorded', record) when the request already has its answer; ('reused', record)
+        when the id names a different request (nothing runs; the record stays the first request's)."""
         ref, body = self.ref(req.request_id), req.model_dump(mode="json")
 
         @firestore.transactional
@@ -66,7 +66,9 @@ class RequestStore:
                                  "lease_until": t + LEASE, "result": None, "error": None, "updated_at": t})
                 return "run", None
             doc = snap.to_dict()
-            if doc.get("request") != body or doc["status"] in FINAL:
+            if doc.get("request") != body:
+                return "reused", doc
+            if doc["status"] in FINAL:
                 return "recorded", doc
             if doc["status"] == ACCEPTED and doc.get("lease_until") and doc["lease_until"] > t:
                 raise ControlBusy(f"request {req.request_id} is being run by another delivery")
@@ -121,9 +123,11 @@ def execute(clients: Clients, req) -> dict:
     store = RequestStore(clients.fs)
     token = uuid.uuid4().hex
     verdict, previous = store.claim(req, token)
-    if verdict == "recorded":
-        log_event("control_request", request_id=req.request_id, action=req.action, status=previous["status"],
-                  outcome="answered_from_record", batch_id=(previous.get("result") or {}).get("batch_id"))
+    if verdict in ("recorded", "reused"):
+        log_event("control_request", severity="ERROR" if verdict == "reused" else "INFO",
+                  request_id=req.request_id, action=req.action, status=previous["status"],
+                  outcome="answered_from_record" if verdict == "recorded" else "request_id_reused_not_run",
+                  batch_id=(previous.get("result") or {}).get("batch_id"))
         return {"request_id": req.request_id, "status": previous["status"], "result": previous.get("result"),
                 "from_record": True}
     retry_since = previous["accepted_at"] if verdict == "retry" and previous.get("accepted_at") else None

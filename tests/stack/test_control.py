@@ -103,6 +103,11 @@ def test_the_same_request_twice_starts_one_batch_and_is_answered_from_the_record
     assert resp.json()["result"]["batch_id"] == record["result"]["batch_id"]
     assert [b["batch_id"] for b in _batches_of(stack, day)] == [record["result"]["batch_id"]]
     assert store.get(req.request_id)["attempts"] == 1
+    # the same id for another request: not run, and the CLI says so (bad input)
+    other = day.replace(year=2099)
+    result, _ = cli(stack, "start", other.isoformat(), "--request-id", req.request_id)
+    assert result.exit_code == 2 and "already names another request" in result.output
+    assert _batches_of(stack, other) == [] and store.get(req.request_id)["request"]["game_date"] == day.isoformat()
 
 
 def test_poison_item_refused_restart_then_dlq_replay_ends_merged(stack, day):
