@@ -172,6 +172,7 @@ def audit(batch_id: str, as_json: bool = JSON, state_dir: Path = STATE_DIR, proj
     else:
         render.key_values(f"audit of batch {a['batch_id']} ({a['game_date']}, {a['batch_status']})", {
             "expected items": a["expected_items"], **a["counts"], "sum": a["sum"], "merged rows": a["merged_rows"],
+            "merged, rows since updated by a later run": a["overwritten_by_later_runs"],
             "duplicate rows": a["duplicate_rows"],
             "verdict": "OK: every item accounted for" if a["ok"] else "; ".join(a["problems"])})
         render.records("items not simply merged", ["item_id", "state", "rows", "reason", "attempts", "replayed_in",

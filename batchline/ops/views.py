@@ -7,6 +7,7 @@ import datetime as dt
 
 from google.cloud import bigquery
 
+from batchline import ids
 from batchline import lifecycle as lc
 from batchline.audit import STATES, partition
 from batchline.clients import Clients
@@ -106,20 +107,27 @@ def audit(clients: Clients, batch_id: str) -> dict:
     dup = query(f"SELECT COUNT(*) AS n, COUNT(DISTINCT prediction_id) AS k, COUNTIF(is_active) AS a, "
                 f"COUNT(DISTINCT CASE WHEN is_active THEN prediction_id END) AS ak FROM `{s.main_table_id}` "
                 f"WHERE game_date = @d", [d])[0]
-    active = {}
-    for r in query(f"SELECT DISTINCT player_lookup, batch_id FROM `{s.main_table_id}` "
-                   f"WHERE game_date = @d AND is_active", [d]):
-        active.setdefault(r["player_lookup"], set()).add(r["batch_id"])
+    active: dict[str, dict[str, int]] = {}
+    for r in query(f"SELECT player_lookup, batch_id, COUNT(*) AS n FROM `{s.main_table_id}` "
+                   f"WHERE game_date = @d AND is_active GROUP BY player_lookup, batch_id", [d]):
+        active.setdefault(r["player_lookup"], {})[r["batch_id"]] = int(r["n"])
+    # Items this batch's verified MERGE wrote whose rows a later run of the date has since updated
+    # (a MERGE updates matching rows, batch id included): merged, and still in the main table.
+    merged_by_batch = {i for t in (batch.get("merge_result") or {}).get("tables") or []
+                       if (i := ids.item_of_staging_table(batch_id, t))}
+    overwritten = {i: sorted(active[i]) for i in merged_by_batch - set(rows) if active.get(i)}
     dead = {k for k, i in items.items() if i.get("dead_lettered_at")}
-    parts = partition(items, rows, dead)
+    parts = partition(items, set(rows) | set(overwritten), dead)
     detail = []
     for state in STATES:
         for item_id in parts[state]:
             i = items[item_id]
             entry = {"item_id": item_id, "state": state, "rows": rows.get(item_id, 0), "item_status": i["status"]}
+            if item_id in overwritten:
+                entry.update(rows=sum(active[item_id].values()), overwritten_by=overwritten[item_id])
             if state in ("dead_lettered", "missing", "recovered"):
                 entry.update(reason=i.get("failure_reason"), attempts=i.get("attempts"),
-                             replayed_in=i.get("replayed_in"), active_rows_from=sorted(active.get(item_id, [])))
+                             replayed_in=i.get("replayed_in"), active_rows_from=sorted(active.get(item_id, {})))
             detail.append(entry)
     duplicate_rows = int(dup["n"]) - int(dup["k"])
     duplicate_active = int(dup["a"]) - int(dup["ak"])
@@ -132,7 +140,8 @@ def audit(clients: Clients, batch_id: str) -> dict:
     return {
         "batch_id": batch_id, "game_date": batch["game_date"], "batch_status": batch["status"],
         "expected_items": len(items), "counts": counts, "sum": sum(counts.values()),
-        "merged_rows": sum(rows.values()), "unexpected_merged_items": sorted(set(rows) - set(items)),
+        "merged_rows": sum(rows.values()), "overwritten_by_later_runs": len(overwritten),
+        "unexpected_merged_items": sorted(set(rows) - set(items)),
         "duplicate_rows": duplicate_rows, "duplicate_active_rows": duplicate_active,
         "items": detail, "problems": problems, "ok": not problems,
     }

@@ -20,7 +20,8 @@ START_KEYS = {"request_id", "action", "status", "result", "error", "attempts", "
 STATUS_KEYS = {"batch_id", "game_date", "status", "expected_items", "items", "dead_lettered_items", "timings_s",
                "times", "gaps", "consolidation", "next_steps", "needs_attention", "superseded_by", "repair_batch"}
 AUDIT_KEYS = {"batch_id", "game_date", "batch_status", "expected_items", "counts", "sum", "merged_rows",
-              "duplicate_rows", "duplicate_active_rows", "items", "problems", "ok", "unexpected_merged_items"}
+              "duplicate_rows", "duplicate_active_rows", "items", "problems", "ok", "unexpected_merged_items",
+              "overwritten_by_later_runs"}
 
 
 def cli(stack, *args: str):
@@ -79,6 +80,14 @@ def test_start_through_the_control_path_and_the_json_shapes_of_start_status_audi
     assert result.exit_code == 0 and "every item accounted for" in result.stdout
     result, _ = cli(stack, "status", batch_id)
     assert result.exit_code == 0 and "consolidated" in result.stdout and "next: nothing to do" in result.stdout
+    # a later run of the date updates these rows (batch id included): the first batch still merged them
+    result, again = cli(stack, "start", day.isoformat(), "--wait", "--json")
+    assert result.exit_code == 0, result.output
+    second = again["result"]["batch_id"]
+    result, au = cli(stack, "audit", batch_id, "--json")
+    assert result.exit_code == 0 and au["counts"]["merged"] == 6 and au["merged_rows"] == 0
+    assert au["overwritten_by_later_runs"] == 6 and {tuple(i["overwritten_by"]) for i in au["items"]} == {(second,)}
+    assert all(i["rows"] == 5 for i in au["items"]) and au["duplicate_rows"] == 0
     # and the coordinator logged the answer as one structured line
     log = Path(stack.info.handles["coordinator"].log_path).read_text()
     lines = [json.loads(line) for line in log.splitlines() if f"t-start-{day}" in line and line.startswith("{")]
