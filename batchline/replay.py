@@ -93,7 +93,7 @@ def replay_dead_letters(clients: Clients, source: str, batch_id: str | None, lim
     acked: set[str] = set()
     received: list = []
     result: dict = {"source": source, "batch_filter": batch_id, "scanned": 0, "replayed": [], "not_replayed": [],
-                    "repair_batches": [], "skipped_unparsable": 0}
+                    "repair_batches": [], "reconsolidated_batches": [], "skipped_unparsable": 0}
     try:
         received = pull_all(sub, path)
         result["scanned"] = len(received)
@@ -113,6 +113,7 @@ def replay_dead_letters(clients: Clients, source: str, batch_id: str | None, lim
                     if not ok:
                         result["not_replayed"].append({"message_id": info["message_id"], **outcome})
                         continue
+                    result["reconsolidated_batches"].append(info["batch_id"])
                 else:
                     attrs = {k: v for k, v in r.message.attributes.items()
                              if not k.startswith(DEAD_LETTER_ATTRIBUTE_PREFIX)}

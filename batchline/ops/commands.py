@@ -68,8 +68,8 @@ def _request(clients: Clients, req, as_json: bool, wait: bool, timeout_s: float,
     answer = {"request_id": req.request_id, "action": req.action, "status": record["status"], "result": result,
               "error": record.get("error"), "attempts": record.get("attempts"), "message_id": record.get("message_id")}
     code = render.EXIT_OK if record["status"] == "done" and ok(result) else render.EXIT_PROBLEM
-    batch_ids = [result["batch_id"]] if result.get("batch_id") else [b["batch_id"] for b in
-                                                                     result.get("repair_batches") or []]
+    batch_ids = ([result["batch_id"]] if result.get("batch_id") else []) + [
+        b["batch_id"] for b in result.get("repair_batches") or []] + list(result.get("reconsolidated_batches") or [])
     if wait and record["status"] == "done" and batch_ids:
         answer["batches"] = []
         for b in batch_ids:

@@ -252,3 +252,28 @@ def test_a_dead_lettered_control_request_is_recorded_failed_and_dlq_replay_runs_
     assert [b["batch_id"] for b in _batches_of(stack, day)] == [record["result"]["batch_id"]]
     result, out = cli(stack, "dlq", "list", "--source", "control", "--json")
     assert out["count"] == 0
+
+
+def test_replaying_a_consolidation_dead_letter_consolidates_its_batch_again(stack, day):
+    stack.seed(day, 3)
+    resp = stack.start(day, faults="zero_merge=1")
+    assert resp.status_code == 200, resp.text
+    batch_id = resp.json()["batch_id"]
+    assert stack.wait(batch_id)["status"] == "consolidation_failed"
+    # its consolidation request, dead-lettered as Pub/Sub does it (the push reader leaves a batch that
+    # already failed as it is; the pull reader keeps the message for replay)
+    c = stack.clients
+    topic = c.publisher.topic_path(c.settings.project, c.topology.topic("consolidation").dead_letter_topic)
+    c.publisher.publish(topic, json.dumps({"v": 1, "batch_id": batch_id, "reason": "all_items_terminal"}).encode(),
+                        batch_id=batch_id, CloudPubSubDeadLetterSourceDeliveryCount="20").result(timeout=30)
+    stack.store.set_batch_fields(batch_id, {"faults": None})  # the cause, fixed
+    result, out = cli(stack, "dlq", "replay", "--source", "consolidation", "--batch", batch_id, "--wait", "--json")
+    assert result.exit_code == 0, result.output
+    assert [m["batch_id"] for m in out["result"]["replayed"]] == [batch_id]
+    assert out["batches"] == [{"batch_id": batch_id, "status": "consolidated", "error": None}]
+    batch = stack.store.get_batch(batch_id)
+    assert batch["status"] == "consolidated" and batch["consolidation_generation"] == 1
+    result, au = cli(stack, "audit", batch_id, "--json")
+    assert result.exit_code == 0 and au["counts"]["merged"] == 3 and au["merged_rows"] == 15
+    result, out = cli(stack, "dlq", "list", "--source", "consolidation", "--batch", batch_id, "--json")
+    assert out["count"] == 0
