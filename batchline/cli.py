@@ -227,6 +227,12 @@ def ledger(batch_id: str, json_path: Path = typer.Option(None, "--json"), state_
     raise typer.Exit(0 if result.ok else 1)
 
 
+# Operator commands over the control path (start, status, audit, consolidate, reconcile, redispatch, dlq).
+from batchline.ops.commands import register as _register_ops  # noqa: E402
+
+_register_ops(app)
+
+
 def main() -> None:  # pragma: no cover - console entry for `python -m batchline.cli`
     app()
 

@@ -14,8 +14,9 @@ from google.api_core import exceptions as gexc
 from google.cloud import bigquery, firestore
 
 from batchline import consolidate as cons
+from batchline import control as ctl
+from batchline import control_actions, ids
 from batchline import faults as faults_mod
-from batchline import ids
 from batchline import lifecycle as lc
 from batchline.claim import request_consolidation_if_done
 from batchline.clients import Clients
@@ -47,7 +48,7 @@ from batchline.state import (
 )
 from batchline.topology import TOPOLOGY
 
-DEAD_LETTER_SOURCES = TOPOLOGY.dead_letter_sources()  # ("work", "completions", "consolidation")
+DEAD_LETTER_SOURCES = TOPOLOGY.dead_letter_sources()  # work, completions, consolidation, control
 
 
 # -- completions and dead letters -------------------------------------------------------------
@@ -137,6 +138,8 @@ def handle_dead_letter(clients: Clients, source: str, envelope: PushEnvelope) ->
             log_event("completion_dead_lettered", severity="ERROR", batch_id=msg.batch_id, item=msg.item_id,
                       delivery_attempts=attempts)
             return _record_completion(clients, msg, envelope.message.message_id)
+        if source == "control":
+            return control_actions.handle_control_dead_letter(clients, ctl.parse_control(payload), attempts)
         req = parse_model(ConsolidationRequest, payload)
         # Only a consolidation still under way can fail this way; a late dead letter for a batch that
         # consolidated in the meantime (or another generation) changes nothing. A consolidation that

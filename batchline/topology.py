@@ -21,6 +21,7 @@ PATH_COMPLETIONS = "/completions"
 PATH_CONSOLIDATE = "/consolidate"
 PATH_STALL_CHECK = "/stall-check"
 PATH_DEAD_LETTERS = "/dead-letters"  # + "/<source topic key>"
+PATH_CONTROL = "/control"  # operator requests (batchline.control), pushed from the control topic
 PATH_WORK = "/"  # the worker's only route
 PATH_RECONCILE = "/"  # the reconcile function's only route
 
@@ -137,6 +138,13 @@ def build_topology(prefix: str = "batchline") -> Topology:
             )),
             TopicSpec("consolidation", n("consolidation"), (
                 SubscriptionSpec(n("consolidation-push"), Push(COORDINATOR, PATH_CONSOLIDATE),
+                                 DeliveryPolicy(ack_deadline_s=600)),
+            )),
+            # Operator requests (`batchline start/consolidate/reconcile/dlq replay`): the only way an
+            # operator reaches the internal-only coordinator, locally and deployed alike. Its dead
+            # letters are recorded as failed control requests (/dead-letters/control).
+            TopicSpec("control", n("control"), (
+                SubscriptionSpec(n("control-push"), Push(COORDINATOR, PATH_CONTROL),
                                  DeliveryPolicy(ack_deadline_s=600)),
             )),
             # Batch summaries are a copy of batch state for downstream readers; their dead letters

@@ -5,6 +5,7 @@ POST /completions        Pub/Sub push: a worker's completion event
 POST /consolidate        Pub/Sub push: consolidate a batch (one MERGE)
 POST /dead-letters/<src> Pub/Sub push from a dead-letter topic: record the terminal state
 POST /stall-check        scheduler: find stalled batches, re-dispatch or consolidate partially
+POST /control            Pub/Sub push from the control topic: an operator request (batchline.control)
 
 Every body is read with a size limit and validated before the clients are touched (batchline.http).
 """
@@ -13,8 +14,8 @@ import dataclasses
 
 import functions_framework
 
+from batchline import control_actions, topology
 from batchline import coordinator as core
-from batchline import topology
 from batchline.clients import default_clients
 from batchline.http import respond, run_dead_letter, run_json, run_push
 from batchline.messages import StallCheckRequest, StartRequest
@@ -35,6 +36,8 @@ def coordinator(request):
     if path == topology.PATH_CONSOLIDATE:
         return run_push("consolidate", request,
                         lambda env: {"result": core.handle_consolidation(default_clients(), env)})
+    if path == topology.PATH_CONTROL:
+        return run_push("control", request, lambda env: control_actions.handle_control(default_clients(), env))
     if path == topology.PATH_STALL_CHECK:
         return run_json("stall_check", request, StallCheckRequest,
                         lambda req: {"stalled": core.stall_check(default_clients(), req)})

@@ -22,7 +22,7 @@ from infra.config import StackConfig
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RUNTIME = "python312"
 INGRESS = "ALLOW_INTERNAL_ONLY"
-EXCLUDED = ("batchline/local/", "batchline/cli.py")
+EXCLUDED = ("batchline/local/", "batchline/cli.py", "batchline/ops/")  # operator CLI: typer, rich
 
 
 def source_files(function: str, root: Path = REPO_ROOT) -> dict[str, Path]:

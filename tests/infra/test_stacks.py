@@ -135,7 +135,7 @@ def test_alert_thresholds_follow_config(prod_run):
 
 def test_operator_outputs(prod_run):
     out = prod_run.outputs
-    assert set(out["topics"]) == {"work", "completions", "consolidation", "summary"}
+    assert set(out["topics"]) == {"work", "completions", "consolidation", "control", "summary"}
     assert set(out["function_urls"]) == set(FUNCTIONS)
     assert out["main_dataset"] == "predictions" and out["staging_dataset"] == "batchline_staging"
     assert set(out["dead_letter_pull_subscriptions"]) == set(out["dead_letter_topics"])

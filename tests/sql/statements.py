@@ -24,6 +24,7 @@ from google.cloud.bigquery import SchemaField
 import batchline
 from batchline import consolidate, coordinator, dispatch, ids, ledger, reconcile, staging
 from batchline.local import chaos, provision
+from batchline.ops import views
 from batchline.schema import MAIN_TABLE_COLUMNS
 from batchline.settings import Settings
 
@@ -231,6 +232,19 @@ def chaos_judge() -> Drive:
     return Drive(bq.sent)
 
 
+def ops_audit() -> Drive:
+    def answer(sql: str) -> list[dict]:
+        if "AS dup" in sql:
+            return [{"dup": 0}]
+        return [{"n": 0, "k": 0}] if "COUNT(DISTINCT prediction_id)" in sql else []
+
+    bq = RecordingBigQuery({}, answer)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(views, "BatchStore", _Batches)
+        views.audit(_clients(bq), BATCH)
+    return Drive(bq.sent)
+
+
 # driver -> the resolved statement kinds it must send, in order (so a driver cannot silently stop
 # exercising what it claims to cover).
 DRIVERS: dict[str, tuple[Callable[[], Drive], tuple[str, ...]]] = {
@@ -248,6 +262,7 @@ DRIVERS: dict[str, tuple[Callable[[], Drive], tuple[str, ...]]] = {
     "provision_seed_context": (provision_seed_context, ("delete",)),
     "ledger_compute": (ledger_compute, ("query", "query", "query", "query")),
     "chaos_judge": (chaos_judge, ("query",)),
+    "ops_audit": (ops_audit, ("query", "query", "query", "query")),
 }
 
 

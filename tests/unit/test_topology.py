@@ -8,7 +8,7 @@ import pytest
 
 from batchline import topology as tp
 
-COORDINATOR_ROUTES = {tp.PATH_START, tp.PATH_COMPLETIONS, tp.PATH_CONSOLIDATE, tp.PATH_STALL_CHECK}
+COORDINATOR_ROUTES = {tp.PATH_START, tp.PATH_COMPLETIONS, tp.PATH_CONSOLIDATE, tp.PATH_STALL_CHECK, tp.PATH_CONTROL}
 
 
 def _all_subscriptions(topo: tp.Topology):
@@ -21,7 +21,7 @@ def _all_subscriptions(topo: tp.Topology):
 
 
 def test_default_topology_keys():
-    assert [t.key for t in tp.TOPOLOGY.topics] == ["work", "completions", "consolidation", "summary"]
+    assert [t.key for t in tp.TOPOLOGY.topics] == ["work", "completions", "consolidation", "control", "summary"]
     assert tp.TOPOLOGY == tp.build_topology("batchline")
 
 
@@ -48,7 +48,7 @@ def test_every_source_subscription_has_dlq_with_pull_reader_and_push_reader_when
                              f"{tp.PATH_DEAD_LETTERS}/{t.key}")}
         else:
             assert push == set(), "an unhandled dead-letter topic must not push to a route that answers 400"
-    assert {t.key for t, _ in sources if t.dead_letter_handled} == {"work", "completions", "consolidation"}
+    assert {t.key for t, _ in sources if t.dead_letter_handled} == {"work", "completions", "consolidation", "control"}
 
 
 def test_dead_letter_readers_do_not_dead_letter():
@@ -64,10 +64,10 @@ def test_edges_cover_every_subscription_exactly():
     expected = {(topic, s.name, s.push.function if s.push else None, s.push.path if s.push else None)
                 for topic, s in _all_subscriptions(topo)}
     assert topo.edges() == expected
-    # 4 source subscriptions + 2 readers per handled dead-letter topic + 1 (pull) per unhandled one
+    # 5 source subscriptions + 2 readers per handled dead-letter topic + 1 (pull) per unhandled one
     readers = sum(1 + t.dead_letter_handled for t in topo.topics if any(s.dead_letter for s in t.subscriptions))
     assert len(topo.edges()) == sum(len(t.subscriptions) for t in topo.topics) + readers
-    assert readers == 7
+    assert readers == 9
 
 
 def test_topic_without_dead_lettering_subscriptions_gets_no_dlq():
@@ -117,10 +117,14 @@ def test_expected_push_wiring():
     assert ("batchline-consolidation", "batchline-consolidation-push", tp.COORDINATOR,
             tp.PATH_CONSOLIDATE) in edges
     assert ("batchline-summary", "batchline-summary-pull", None, None) in edges
+    assert ("batchline-control", "batchline-control-push", tp.COORDINATOR, tp.PATH_CONTROL) in edges
+    assert ("batchline-control-dlq", "batchline-control-dlq-push", tp.COORDINATOR,
+            f"{tp.PATH_DEAD_LETTERS}/control") in edges
 
 
 def test_coordinator_routes_are_distinct_paths():
-    routes = [tp.PATH_START, tp.PATH_COMPLETIONS, tp.PATH_CONSOLIDATE, tp.PATH_STALL_CHECK, tp.PATH_DEAD_LETTERS]
+    routes = [tp.PATH_START, tp.PATH_COMPLETIONS, tp.PATH_CONSOLIDATE, tp.PATH_STALL_CHECK, tp.PATH_DEAD_LETTERS,
+              tp.PATH_CONTROL]
     assert len(set(routes)) == len(routes)
     assert all(r.startswith("/") and r != "/" for r in routes)
 
@@ -150,6 +154,7 @@ def test_delivery_policies_within_pubsub_bounds():
 def test_specific_ack_deadlines():
     assert tp.TOPOLOGY.topic("work").subscriptions[0].policy.ack_deadline_s == 120
     assert tp.TOPOLOGY.topic("consolidation").subscriptions[0].policy.ack_deadline_s == 600
+    assert tp.TOPOLOGY.topic("control").subscriptions[0].policy.ack_deadline_s == 600
 
 
 def test_specs_are_frozen():

@@ -1,0 +1,161 @@
+"""Dead letters: read them (`batchline dlq list`) and replay them (the control request
+`replay_dead_letters`, run by the coordinator, which already publishes to every source topic).
+
+Each source topic's dead-letter topic has a pull subscription `<prefix>-<topic>-dlq-pull` that keeps
+every dead letter. Reading pulls and then releases (ack deadline 0), so nothing leaves. Replaying
+acknowledges a message only after what replaces it is durable:
+
+- work: the items are run again as a repair batch of their date (`repair.start_repair`); republishing
+  the original work message would not help, since the worker skips work of a batch that moved on;
+- consolidation: the batch is re-opened and consolidated again (`repair.consolidate_again`);
+- completions and control: the original data and attributes are republished to the source topic and
+  the publish is awaited.
+
+What is not replayed (other batches, beyond `limit`, refused repairs) is released at once.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections import defaultdict
+
+from google.cloud import pubsub_v1
+
+from batchline import ids
+from batchline.clients import Clients
+from batchline.logs import log_event
+from batchline.messages import InvalidMessage
+from batchline.repair import consolidate_again, start_repair
+from batchline.state import BatchConflict
+
+DEAD_LETTER_ATTRIBUTE_PREFIX = "CloudPubSubDeadLetter"
+MAX_SCAN = 5000
+
+
+def dead_letter_path(clients: Clients, sub: pubsub_v1.SubscriberClient, source: str) -> str:
+    return sub.subscription_path(clients.settings.project,
+                                 clients.topology.topic(source).dead_letter_pull_subscription)
+
+
+def pull_all(sub: pubsub_v1.SubscriberClient, path: str, max_messages: int = MAX_SCAN) -> list:
+    """Pull until the subscription answers empty (or `max_messages`); the caller acks or releases."""
+    out: list = []
+    while len(out) < max_messages:
+        resp = sub.pull(subscription=path, max_messages=min(500, max_messages - len(out)), timeout=10)
+        if not resp.received_messages:
+            break
+        out.extend(resp.received_messages)
+    return out
+
+
+def release(sub: pubsub_v1.SubscriberClient, path: str, ack_ids: list[str]) -> None:
+    for i in range(0, len(ack_ids), 500):
+        sub.modify_ack_deadline(subscription=path, ack_ids=ack_ids[i:i + 500], ack_deadline_seconds=0)
+
+
+def describe(received) -> dict:
+    """A dead letter for people and scripts: ids, attributes and what its payload names."""
+    m = received.message
+    info: dict = {"message_id": m.message_id, "publish_time": m.publish_time.isoformat() if m.publish_time else None,
+                  "attributes": dict(m.attributes), "batch_id": None, "item_id": None, "payload": None,
+                  "payload_error": None}
+    try:
+        payload = json.loads(m.data)
+        if not isinstance(payload, dict):
+            raise ValueError("not a JSON object")
+        info["payload"] = payload
+        batch_id, item_id = payload.get("batch_id"), payload.get("item_id")
+        info["batch_id"] = ids.validate_batch_id(batch_id) if batch_id is not None else None
+        info["item_id"] = ids.validate_item_id(item_id) if item_id is not None else None
+    except (ValueError, RecursionError) as exc:
+        info["payload_error"] = str(exc)[:300]
+        info["data_b64"] = base64.b64encode(m.data[:2048]).decode()
+    return info
+
+
+def list_dead_letters(clients: Clients, source: str) -> list[dict]:
+    sub = pubsub_v1.SubscriberClient()
+    path = dead_letter_path(clients, sub, source)
+    try:
+        received = pull_all(sub, path)
+        try:
+            return [{"source": source, **describe(r)} for r in received]
+        finally:
+            release(sub, path, [r.ack_id for r in received])
+    finally:
+        sub.close()
+
+
+def replay_dead_letters(clients: Clients, source: str, batch_id: str | None, limit: int, claimant: str) -> dict:
+    sub = pubsub_v1.SubscriberClient()
+    path = dead_letter_path(clients, sub, source)
+    acked: set[str] = set()
+    received: list = []
+    result: dict = {"source": source, "batch_filter": batch_id, "scanned": 0, "replayed": [], "not_replayed": [],
+                    "repair_batches": [], "reconsolidated_batches": [], "skipped_unparsable": 0}
+    try:
+        received = pull_all(sub, path)
+        result["scanned"] = len(received)
+        chosen = []
+        for r in received:
+            info = describe(r)
+            if info["payload_error"]:
+                result["skipped_unparsable"] += 1
+            elif len(chosen) < limit and (batch_id is None or info["batch_id"] == batch_id):
+                chosen.append((r, info))
+        if source == "work":
+            _replay_work(clients, sub, path, chosen, acked, result)
+        else:
+            for r, info in chosen:
+                if source == "consolidation":
+                    ok, outcome = consolidate_again(clients, ids.validate_batch_id(info["batch_id"]), claimant)
+                    if not ok:
+                        result["not_replayed"].append({"message_id": info["message_id"], **outcome})
+                        continue
+                    result["reconsolidated_batches"].append(info["batch_id"])
+                else:
+                    attrs = {k: v for k, v in r.message.attributes.items()
+                             if not k.startswith(DEAD_LETTER_ATTRIBUTE_PREFIX)}
+                    clients.publish(source, r.message.data, **{**attrs, "replayed_from": r.message.message_id})
+                sub.acknowledge(subscription=path, ack_ids=[r.ack_id])
+                acked.add(r.ack_id)
+                result["replayed"].append({"message_id": info["message_id"], "batch_id": info["batch_id"],
+                                           "item_id": info["item_id"]})
+    finally:
+        try:
+            release(sub, path, [r.ack_id for r in received if r.ack_id not in acked])
+        finally:
+            sub.close()
+    log_event("dead_letters_replayed", source=source, batch_id=batch_id, replayed=len(result["replayed"]),
+              not_replayed=len(result["not_replayed"]), repair_batches=result["repair_batches"])
+    return result
+
+
+def _replay_work(clients: Clients, sub, path: str, chosen: list, acked: set[str], result: dict) -> None:
+    """One repair batch per date; its dead letters are acknowledged once the batch is dispatched."""
+    by_date: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+    ack_by_date: dict[str, list] = defaultdict(list)
+    for r, info in chosen:
+        game_date = (info["payload"] or {}).get("game_date")
+        if info["batch_id"] is None or info["item_id"] is None or not isinstance(game_date, str):
+            result["not_replayed"].append({"message_id": info["message_id"], "error": "not a work message"})
+            continue
+        by_date[game_date][info["batch_id"]].add(info["item_id"])
+        ack_by_date[game_date].append((r, info))
+    for game_date, batches in sorted(by_date.items()):
+        try:
+            started = start_repair(clients, ids.parse_game_date(game_date),
+                                   {b: sorted(i) for b, i in batches.items()})
+        except (BatchConflict, InvalidMessage, ValueError) as exc:
+            for _, info in ack_by_date[game_date]:
+                result["not_replayed"].append({"message_id": info["message_id"], "batch_id": info["batch_id"],
+                                               "item_id": info["item_id"], "error": str(exc)[:500]})
+            continue
+        sub.acknowledge(subscription=path, ack_ids=[r.ack_id for r, _ in ack_by_date[game_date]])
+        acked.update(r.ack_id for r, _ in ack_by_date[game_date])
+        result["repair_batches"].append({"batch_id": started.batch_id, "game_date": game_date,
+                                         "expected_items": started.expected_items})
+        for _, info in ack_by_date[game_date]:
+            result["replayed"].append({"message_id": info["message_id"], "batch_id": info["batch_id"],
+                                       "item_id": info["item_id"], "replayed_in": started.batch_id})

@@ -1,0 +1,28 @@
+"""batchline.audit.partition: every expected item in exactly one terminal state."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from batchline.audit import STATES, partition
+
+names = st.sets(st.sampled_from([f"p{i}" for i in range(30)]), max_size=30)
+
+
+@given(names, names, names)
+def test_each_expected_item_is_in_exactly_one_state(expected, merged, dead):
+    parts = partition(expected, merged, dead)
+    assert tuple(parts) == STATES
+    flat = [i for state in STATES for i in parts[state]]
+    assert sorted(flat) == sorted(expected) and len(flat) == len(set(flat))
+    for i in expected:
+        state = next(s for s in STATES if i in parts[s])
+        assert state == ("recovered" if i in merged and i in dead else "merged" if i in merged
+                         else "dead_lettered" if i in dead else "missing")
+
+
+def test_examples():
+    assert partition(["a", "b", "c", "d"], ["a", "b", "x"], ["b", "c"]) == {
+        "merged": ["a"], "recovered": ["b"], "dead_lettered": ["c"], "missing": ["d"]}
+    assert partition([], ["a"], ["b"]) == {s: [] for s in STATES}
