@@ -18,6 +18,7 @@ from batchline import faults as faults_mod
 from batchline import ids
 from batchline.claim import request_consolidation_if_done
 from batchline.clients import Clients
+from batchline.freshness import check_fresh
 from batchline.logs import log_event
 from batchline.messages import InvalidMessage, StartRequest, WorkMessage, encode
 from batchline.state import DISPATCH_FAILED, DISPATCHING, PENDING, BatchConflict, BatchStore, Item
@@ -85,6 +86,9 @@ def start_batch(clients: Clients, req: StartRequest, only_items: list[str] | Non
     items = schedule if only_items is None else [i for i in schedule if i.item_id in set(only_items)]
     if not items:
         raise InvalidMessage(f"no valid context rows for {game_date}; nothing to run")
+    if only_items is None and not req.accept_stale_inputs:
+        # A repair (only_items) re-runs items of a date whose inputs a start accepted already.
+        check_fresh(clients, game_date)
     batch_id = ids.new_batch_id(game_date)
     store = BatchStore(clients.fs)
     token = uuid.uuid4().hex

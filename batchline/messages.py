@@ -82,6 +82,8 @@ class StartRequest(_Strict):
     game_date: GameDate | None = None
     force: bool = False
     faults: str | None = Field(default=None, max_length=1000)
+    # An operator re-running a date whose context is known good but was loaded long ago.
+    accept_stale_inputs: bool = False
 
 
 class StallCheckRequest(_Strict):

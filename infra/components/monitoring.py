@@ -22,6 +22,7 @@ F9_ALERTS: tuple[str, ...] = (
     "consolidation-failed",
     "reconciliation-gap",
     "needs-attention",
+    "stale-inputs",
 )
 ALERT_LABEL = "batchline_alert"  # user label carrying the key on each policy
 
@@ -60,6 +61,8 @@ def log_metrics(cfg: StackConfig) -> tuple[LogMetric, ...]:
                   'jsonPayload.event="message_rejected" OR jsonPayload.event="context_rows_rejected" OR '
                   'jsonPayload.event="batch_stalled" OR jsonPayload.event="stall_check_failed" OR '
                   'jsonPayload.event="consolidation_lease_lost")'),
+        LogMetric("start_refused_stale_inputs", "Starts refused because the date's context rows were stale",
+                  'jsonPayload.event="start_refused_stale_inputs"'),
     )
 
 
@@ -139,6 +142,15 @@ def runbooks(cfg: StackConfig, dlq_subscriptions: list[str]) -> dict[str, tuple[
             f"1. Which: `{logs.format(event='late_completion')}` (likewise dispatch_failed, message_rejected, "
             "context_rows_rejected)\n"
             f"2. Late rows are picked up by the daily reconciliation: `{reconcile}`"),
+        "stale-inputs": (
+            "batchline: start refused, context rows stale",
+            "A start found the date's context rows loaded longer ago than "
+            "BATCHLINE_CONTEXT_MAX_AGE_HOURS (or without `loaded_at`), answered 424 and ran nothing: the "
+            "upstream load is late or failed.\n\n"
+            f"1. Which date, newest load time, allowed age: `{logs.format(event='start_refused_stale_inputs')}`\n"
+            f"2. Check the upstream load of `{bq.main_dataset}.{bq.context_table}` for that date (`loaded_at`).\n"
+            f"3. After it reloads, start again: `gcloud scheduler jobs run {prefix}-start --project={p} "
+            f"--location={cfg.gcp.region}`"),
     }
 
 
@@ -217,11 +229,14 @@ class Monitoring(pulumi.ComponentResource):
                                     "condition_threshold": count("reconciliation_gap", 3600)}],
             "needs-attention": [{"display_name": "late completion, failed dispatch or rejected message",
                                  "condition_threshold": count("needs_attention")}],
+            "stale-inputs": [{"display_name": "start refused: stale context rows",
+                              "condition_threshold": count("start_refused_stale_inputs")}],
         }
         severity = {"coverage-warning": "WARNING", "staging-gap": "WARNING", "coverage-critical": "CRITICAL",
                     "consolidation-failed": "CRITICAL", "dead-letter-messages": "ERROR",
                     "staging-write-failure-rate": "ERROR", "dml-rate-limited": "ERROR",
-                    "reconciliation-gap": "ERROR", "needs-attention": "WARNING"}
+                    "reconciliation-gap": "ERROR", "needs-attention": "WARNING",
+                    "stale-inputs": "ERROR"}
         books = runbooks(cfg, dlq_subscriptions)
         self.alerts: dict[str, gcp.monitoring.AlertPolicy] = {}
         for key in F9_ALERTS:
