@@ -72,7 +72,11 @@ def expected_items(clients: Clients, game_date: dt.date,
     return list(items.values()), rejected
 
 
-def start_batch(clients: Clients, req: StartRequest, only_items: list[str] | None = None) -> StartResult:
+def start_batch(clients: Clients, req: StartRequest, only_items: list[str] | None = None, *,
+                repeat_repair: bool = False) -> StartResult:
+    """Register and dispatch a batch of the date: all of it, or `only_items` (a repair, refused with
+    RepairAlreadyAttempted when those items were all repaired once since the date's last full run,
+    unless `repeat_repair`)."""
     s = clients.settings
     game_date = req.game_date or s.today()
     if req.faults:
@@ -98,7 +102,8 @@ def start_batch(clients: Clients, req: StartRequest, only_items: list[str] | Non
             superseded = store.create_batch(
                 batch_id, game_date, items, force=req.force, faults=req.faults, dispatch_token=token,
                 only_items=None if only_items is None else [i.item_id for i in items],
-                scheduled_items=None if only_items is None else [i.item_id for i in schedule])
+                scheduled_items=None if only_items is None else [i.item_id for i in schedule],
+                repeat_repair=repeat_repair)
             break
         except BatchConflict as exc:
             # The date's batch is still dispatching: if its starter died, this start finishes its

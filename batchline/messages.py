@@ -95,6 +95,8 @@ class StallCheckRequest(_Strict):
 class ReconcileRequest(_Strict):
     game_date: GameDate | None = None
     redispatch_max: int = Field(default=25, ge=0, le=1000)
+    # Repair the gap even if its items were all repaired once already (an operator, after a fix).
+    repair: bool = False
 
 
 class PushMessage(BaseModel):
