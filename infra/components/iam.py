@@ -42,11 +42,11 @@ ACCESS: dict[str, Access] = {
         dataset_roles=(("staging", "roles/bigquery.dataEditor"), ("main", "roles/bigquery.dataEditor")),
         publishes_to=("work", "consolidation", "summary"),
     ),
-    # compares schedule (context table) with predictions, lists orphaned staging tables,
-    # re-dispatches small gaps as a new batch
+    # compares schedule (context table) with predictions, re-dispatches small gaps as a new batch;
+    # merges orphaned staging tables into main (one MERGE per batch) and deletes them once verified
     RECONCILE: Access(
         project_roles=("roles/bigquery.jobUser", "roles/datastore.user"),
-        dataset_roles=(("main", "roles/bigquery.dataViewer"), ("staging", "roles/bigquery.dataViewer")),
+        dataset_roles=(("main", "roles/bigquery.dataEditor"), ("staging", "roles/bigquery.dataEditor")),
         publishes_to=("work",),
     ),
     PUSH: Access(invokes=(WORKER, COORDINATOR)),
