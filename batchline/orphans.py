@@ -33,6 +33,7 @@ from google.cloud import bigquery, firestore
 
 from batchline import consolidate as cons
 from batchline import ids
+from batchline import lifecycle as lc
 from batchline.clients import Clients
 from batchline.logs import log_event
 from batchline.state import (
@@ -144,6 +145,23 @@ def active_owners(clients: Clients, game_date: dt.date) -> dict[str, set[str]]:
     return owners
 
 
+def classify(item: str | None, schedule: set[str], owners: set[str], batch_id: str, created_at: dt.datetime,
+             created: dict[str, dt.datetime | None]) -> tuple[str, str]:
+    """What to do with batch `batch_id`'s orphaned staging table of `item`, given the batches whose rows
+    are the item's active rows in the main table (`owners`) and when each batch was created:
+    ("merge", ""), ("drop", the newer batch whose rows replace it) or ("keep", why)."""
+    if item is None or item not in schedule:
+        return "keep", "its player is not on the date's schedule"
+    others = owners - {batch_id}
+    newer = sorted(o for o in others if created.get(o) and created[o] > created_at)  # type: ignore[operator]
+    if newer:
+        return "drop", newer[0]
+    undated = sorted(o for o in others if not created.get(o))
+    if undated:
+        return "keep", f"the player's active rows come from {undated[0]}, which no batch document dates"
+    return "merge", ""  # a gap, this batch's own rows, or rows of older runs: this run is the newest
+
+
 def _finish(clients: Clients, store: BatchStore, game_date: dt.date, schedule: set[str], batch: dict,
             names: list[str], report: OrphanReport) -> None:
     batch_id, mine = batch["batch_id"], batch["created_at"]
@@ -159,17 +177,13 @@ def _finish(clients: Clients, store: BatchStore, game_date: dt.date, schedule: s
                 report.kept[name] = "scratch table of a consolidation that did not finish"
             continue
         item = ids.item_of_staging_table(batch_id, name)
-        others = owners.get(item, set()) - {batch_id} if item else set()
-        newer = sorted(o for o in others if created.get(o) and created[o] > mine)
-        undated = sorted(o for o in others if not created.get(o))
-        if item is None or item not in schedule:
-            report.kept[name] = "its player is not on the date's schedule"
-        elif newer:
-            drop[name] = newer[0]
-        elif undated:
-            report.kept[name] = f"the player's active rows come from {undated[0]}, which no batch document dates"
-        else:
+        verdict, detail = classify(item, schedule, owners.get(item or "", set()), batch_id, mine, created)
+        if verdict == "merge":
             merge.append(name)
+        elif verdict == "drop":
+            drop[name] = detail
+        else:
+            report.kept[name] = detail
     if merge:
         _merge(clients, store, game_date, batch, merge, sorted(set(owners) | {
             i for t in merge if (i := ids.item_of_staging_table(batch_id, t))}), report)
@@ -225,8 +239,7 @@ def take_orphan_lease(store: BatchStore, game_date: dt.date, token: str, label: 
     def txn_fn(txn) -> str | None:
         snap = ref.get(transaction=txn)
         doc = (snap.to_dict() or {}) if snap.exists else {}
-        until = doc.get("orphan_merge_until")
-        if doc.get("orphan_merge_token") not in (None, token) and until is not None and until > now():
+        if doc.get("orphan_merge_token") != token and lc.orphan_merge_held(doc, now()):
             return "another reconciliation is merging this date's orphans"
         active = doc.get("active_batch_id")
         if active:

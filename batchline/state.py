@@ -136,7 +136,7 @@ class BatchStore:
             date_doc = (snap.to_dict() or {}) if snap.exists else {}
             previous = date_doc.get("active_batch_id")
             superseded = None
-            if date_doc.get("orphan_merge_token") and not lc._expired(date_doc.get("orphan_merge_until"), now()):
+            if lc.orphan_merge_held(date_doc, now()):
                 raise BatchConflict(str(date_doc.get("orphan_merge_batch_id") or previous), MERGING_ORPHANS)
             if previous:
                 prev_snap = self.batch_ref(previous).get(transaction=txn)
@@ -151,10 +151,10 @@ class BatchStore:
                     superseded = previous
             date_update = {"active_batch_id": batch_id, "updated_at": now()}
             if only_items is not None:
-                repaired = set(date_doc.get("repaired_items") or [])
-                if set(only_items) <= repaired and not repeat_repair:
-                    raise RepairAlreadyAttempted(date_doc.get("last_repair_batch_id"), sorted(only_items))
-                date_update.update(repaired_items=sorted(repaired | set(only_items)), last_repair_batch_id=batch_id)
+                repaired_by, record = lc.decide_repair(date_doc, only_items, batch_id, repeat=repeat_repair)
+                if record is None:
+                    raise RepairAlreadyAttempted(str(repaired_by), sorted(only_items))
+                date_update.update(record)
             txn.create(batch_ref, {
                 "batch_id": batch_id,
                 "game_date": game_date.isoformat(),
