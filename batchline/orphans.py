@@ -11,7 +11,9 @@ being reconciled is decided on evidence in the main table and in batch state, ne
     batch's own consolidation), verified, recorded on the batch document (`orphans_merged`), deleted;
   - the main table holds active rows for the player from a newer batch: the orphan is superseded
     evidence (merging it would overwrite newer rows with older ones); recorded (`orphans_dropped`),
-    logged (`orphan_dropped_superseded`, naming the newer batch), then deleted;
+    logged (`orphans_dropped`, naming the newer batch), then deleted;
+  - a table a consolidated batch's own verified MERGE merged (only its cleanup was lost) is deleted
+    the same way, without a second MERGE;
 - anything else is kept and reported with its reason: a batch still active (reported once older than
   BATCHLINE_ORPHAN_AGE_HOURS; the stall check owns active batches), a failed consolidation (kept for
   the operator's re-open), another date's table (reconcile that date), an unknown batch, a player no
@@ -167,21 +169,25 @@ def _finish(clients: Clients, store: BatchStore, game_date: dt.date, schedule: s
     batch_id, mine = batch["batch_id"], batch["created_at"]
     owners = active_owners(clients, game_date)
     created = {b: (_get_batch(store, b) or {}).get("created_at") for b in set().union(*owners.values())}
+    merged = (batch.get("merge_result") or {}) if batch["status"] == CONSOLIDATED else {}
     merge: list[str] = []
-    drop: dict[str, str] = {}  # table -> the newer batch holding the player's active rows
+    drop: dict[str, str] = {}  # table -> why it may go
+    newer_batches: set[str] = set()
     for name in names:
+        if name in merged.get("tables", []) or name in merged.get("scratch_tables", []):
+            # a table (or scratch copy) its own verified MERGE merged; only its cleanup was lost
+            drop[name] = f"merged by the batch's own verified MERGE {merged.get('job_id')}"
+            continue
         if name.startswith(ids.COMBINED_PREFIX):
-            if batch["status"] == CONSOLIDATED and name in (batch.get("merge_result") or {}).get("scratch_tables", []):
-                drop[name] = batch_id  # a scratch copy of tables its own verified MERGE merged
-            else:
-                report.kept[name] = "scratch table of a consolidation that did not finish"
+            report.kept[name] = "scratch table of a consolidation that did not finish"
             continue
         item = ids.item_of_staging_table(batch_id, name)
         verdict, detail = classify(item, schedule, owners.get(item or "", set()), batch_id, mine, created)
         if verdict == "merge":
             merge.append(name)
         elif verdict == "drop":
-            drop[name] = detail
+            drop[name] = f"the player's active rows come from the newer batch {detail}"
+            newer_batches.add(detail)
         else:
             report.kept[name] = detail
     if merge:
@@ -192,9 +198,10 @@ def _finish(clients: Clients, store: BatchStore, game_date: dt.date, schedule: s
         # Recorded before anything is deleted; the main table's active rows for these players come
         # from the newer batches named (checked just now, under the date's lease).
         store.set_batch_fields(batch_id, {"orphans_dropped": firestore.ArrayUnion([{
-            "tables": superseded, "newer_batches": sorted(set(drop.values())), "at": now()}])})
-        log_event("orphan_dropped_superseded", severity="WARNING", batch_id=batch_id, game_date=game_date,
-                  tables=superseded, newer_batches=drop, message="orphaned staging rows replaced by a newer run")
+            "tables": superseded, "why": drop, "newer_batches": sorted(newer_batches), "at": now()}])})
+        log_event("orphans_dropped", severity="WARNING", batch_id=batch_id, game_date=game_date,
+                  tables=superseded, why=drop, newer_batches=sorted(newer_batches),
+                  message="orphaned staging tables deleted without merging: their rows are replaced or merged")
         cons.delete_tables(clients.bq, clients.settings, superseded)
         report.dropped += superseded
 

@@ -92,7 +92,7 @@ def reconcile(clients: Clients, req: ReconcileRequest) -> Reconciliation:
             action = "gap_too_large_to_redispatch"
     left = sorted(orphans.kept)
     result = Reconciliation(game_date, len(expected), len(complete), incomplete, left, redispatched, action,
-                            orphans.merged, orphans.dropped, orphans.kept, previous_repair)
+                            sorted(orphans.merged), sorted(orphans.dropped), orphans.kept, previous_repair)
     coverage = round(100.0 * len(complete) / len(expected), 2) if expected else 100.0
     log_event("reconciliation_gap" if incomplete or left else "reconciliation_ok",
               severity="ERROR" if incomplete or left else "INFO", game_date=game_date,

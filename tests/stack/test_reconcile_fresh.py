@@ -82,15 +82,18 @@ def test_orphaned_unmerged_staging_table_is_merged_verified_then_deleted(stack, 
     # failed item fills a gap; the older run's tables are superseded by the newer run's rows.
     late = stack.stage(s, new["batch_id"], day, "player_0003", schema)
     stale = [stack.stage(s, old["batch_id"], day, p, schema) for p in ("player_0001", "player_0003")]
+    # And a table the newer run's own verified MERGE merged, whose cleanup was lost: deleted, not re-merged.
+    lost_cleanup = stack.stage(s, new["batch_id"], day, "player_0000", schema)
+    assert lost_cleanup in new["merge_result"]["tables"]
     assert _q(stack, "SELECT COUNT(*) AS n FROM {main} WHERE game_date = @d AND is_active "
                      "AND player_lookup = 'player_0003'", day)[0]["n"] == 0
     merges_before = len(_orphan_merges(stack))
 
     rec = _reconcile(stack, day)
-    assert rec["orphans_merged"] == [late] and rec["orphans_dropped"] == sorted(stale)
-    assert not {late, *stale} & set(rec["orphans_kept"]), rec["orphans_kept"]
+    assert rec["orphans_merged"] == [late] and rec["orphans_dropped"] == sorted([*stale, lost_cleanup])
+    assert not {late, lost_cleanup, *stale} & set(rec["orphans_kept"]), rec["orphans_kept"]
     assert rec["incomplete_items"] == [] and rec["action"] == "none", "the merged orphan closed the gap"
-    assert not {late, *stale} & _staging_names(stack), "deleted after the merge was verified"
+    assert not {late, lost_cleanup, *stale} & _staging_names(stack), "deleted after the merge was verified"
     rows = _q(stack, "SELECT player_lookup, batch_id, COUNT(*) AS n FROM {main} WHERE game_date = @d AND is_active "
                      "GROUP BY player_lookup, batch_id ORDER BY player_lookup", day)
     assert rows == [{"player_lookup": f"player_{n:04d}", "batch_id": new["batch_id"], "n": 5} for n in range(4)], \
@@ -101,6 +104,7 @@ def test_orphaned_unmerged_staging_table_is_merged_verified_then_deleted(stack, 
     assert len(record) == 1 and record[0]["tables"] == [late] and record[0]["rows"] == 5
     assert record[0]["job_id"].startswith(f"batchline_merge_{new['batch_id']}_g1000_")
     assert stack.store.get_batch(old["batch_id"])["orphans_dropped"][0]["newer_batches"] == [new["batch_id"]]
+    assert list(stack.store.get_batch(new["batch_id"])["orphans_dropped"][0]["why"]) == [lost_cleanup]
     assert len(_orphan_merges(stack)) == merges_before + 1, "one MERGE for the orphans"
 
     again = _reconcile(stack, day)
