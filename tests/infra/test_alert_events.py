@@ -39,5 +39,5 @@ def test_failure_events_all_reach_an_alert(dev_config):
                                                                               m.condition)}
     for event in ("staging_write_failed", "staging_gap", "consolidation_failed", "dml_rate_limited",
                   "item_dead_lettered", "reconciliation_gap", "late_completion", "message_rejected",
-                  "dispatch_failed", "coverage_low"):
+                  "dispatch_failed", "coverage_low", "start_refused_stale_inputs"):
         assert event in alerted, f"{event} is logged but no alert watches it"

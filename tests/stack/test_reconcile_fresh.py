@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import requests
@@ -13,7 +14,9 @@ from google.cloud import bigquery
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from batchline import ids
+from batchline.clients import Clients
 from batchline.local.provision import seed_context, synthetic_context
+from batchline.orphans import handle_orphans
 from batchline.state import CONSOLIDATED, Item
 
 
@@ -118,6 +121,11 @@ def test_an_orphan_of_an_active_batch_is_left_to_it(stack, day):
     table = stack.stage(s, batch_id, day, "player_0000", list(stack.clients.bq.get_table(s.main_table_id).schema))
     rec = _reconcile(stack, day)
     assert table not in rec["orphans_kept"] and table not in rec["orphans_merged"], "young: not an orphan yet"
+    assert table in _staging_names(stack)
+    # Once older than BATCHLINE_ORPHAN_AGE_HOURS (0 here stands for "the age has passed") it is reported,
+    # and still neither merged nor deleted: the stall check owns an active batch's tables.
+    aged = handle_orphans(Clients(replace(s, orphan_age_hours=0)), day, {"player_0000"})
+    assert aged.kept[table].startswith("batch still running") and table not in aged.merged + aged.dropped
     assert table in _staging_names(stack)
     stack.store.transition(batch_id, ["running"], {"status": "superseded"})  # leave nothing open
 
