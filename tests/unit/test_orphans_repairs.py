@@ -7,8 +7,9 @@ import datetime as dt
 
 import pytest
 
+from batchline.consolidate import merge_job_id, verify_sql
 from batchline.lifecycle import decide_repair, orphan_merge_held
-from batchline.orphans import classify
+from batchline.orphans import ORPHAN_GENERATION_BASE, classify
 
 T0 = dt.datetime(2030, 1, 1, 12, tzinfo=dt.UTC)
 OLD, ME, NEW = "20300101_000000000001", "20300101_000000000002", "20300101_000000000003"
@@ -55,3 +56,16 @@ def test_the_orphan_lease_holds_only_while_live():
     assert orphan_merge_held({"orphan_merge_token": "t", "orphan_merge_until": now + dt.timedelta(minutes=1)}, now)
     assert not orphan_merge_held({"orphan_merge_token": "t", "orphan_merge_until": now}, now)
     assert not orphan_merge_held({"orphan_merge_token": None, "orphan_merge_until": now + dt.timedelta(hours=1)}, now)
+
+
+def test_orphan_verification_counts_only_the_merged_items():
+    main = "`p.d.t`"
+    assert "@verify_items" not in verify_sql(main), "a batch's own consolidation verifies all its rows"
+    sql = verify_sql(main, only_items=True)
+    assert sql.endswith("AND player_lookup IN UNNEST(@verify_items)") and "batch_id = @batch_id" in sql
+
+
+def test_orphan_merge_job_ids_never_collide_with_the_batch_consolidation():
+    batch = "20300101_0123456789ab"
+    own = {merge_job_id(batch, g, a) for g in range(ORPHAN_GENERATION_BASE) for a in range(10)}
+    assert merge_job_id(batch, ORPHAN_GENERATION_BASE, 0) not in own
