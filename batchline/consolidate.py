@@ -322,9 +322,12 @@ class MergeAttemptFailed(RuntimeError):
         self.job_id = job_id
 
 
-def verify_sql(main: str) -> str:
+def verify_sql(main: str, only_items: bool = False) -> str:
+    """The batch's rows in the main table; `only_items` restricts them to @verify_items (an orphan merge
+    adds a few items to a batch whose other rows were merged before)."""
     return (f"SELECT COUNT(*) AS n, COUNT(DISTINCT prediction_id) AS k, COUNT(DISTINCT player_lookup) AS p, "
-            f"COUNT(DISTINCT system_id) AS s FROM {main} WHERE game_date = @game_date AND batch_id = @batch_id")
+            f"COUNT(DISTINCT system_id) AS s FROM {main} WHERE game_date = @game_date AND batch_id = @batch_id"
+            + (" AND player_lookup IN UNNEST(@verify_items)" if only_items else ""))
 
 
 def active_duplicates_sql(main: str) -> str:
@@ -342,14 +345,16 @@ def kept_previous_sql(main: str) -> str:
 def merge_staging(bq: bigquery.Client, settings: Settings, batch_id: str, game_date: dt.date,
                   tables: list[str], *, scheduled_items: list[str] | None = None, merge_date: dt.date | None = None,
                   chunk: int = MAX_TABLES_PER_STATEMENT, generation: int = 0, attempt: int = 0,
-                  fail_transiently: bool = False, pause_in_merge_s: float = 0.0) -> MergeResult:
+                  fail_transiently: bool = False, pause_in_merge_s: float = 0.0,
+                  verify_only_merged: bool = False) -> MergeResult:
     """Check schemas, count what is staged, MERGE once, verify. Raises ConsolidationError on a
     permanent failure and MergeAttemptFailed when the job failed transiently; lets other API errors
     propagate (the job may still be running) so the message is redelivered and waits for it.
 
     `merge_date` exists only for the `zero_merge` fault: a MERGE whose source is filtered on the
     wrong date affects 0 rows, which the verification must catch. `fail_transiently` only for the
-    `merge_transient` fault: this attempt's job is a statement that fails, classified as passing."""
+    `merge_transient` fault: this attempt's job is a statement that fails, classified as passing.
+    `verify_only_merged` (orphan merges, batchline/orphans.py) verifies only the items of `tables`."""
     clock = _Clock()
     main_id = settings.main_table_id
     main_schema = list(bq.get_table(main_id).schema)
@@ -386,7 +391,8 @@ def merge_staging(bq: bigquery.Client, settings: Settings, batch_id: str, game_d
     clock.lap("merge")
     affected = int(job.num_dml_affected_rows or 0)
     main = _qualified(settings.project, settings.main_dataset, settings.main_table)
-    verified = query_one(bq, verify_sql(main), params)
+    only = [bigquery.ArrayQueryParameter("verify_items", "STRING", merged_items)] if verify_only_merged else []
+    verified = query_one(bq, verify_sql(main, verify_only_merged), [*params, *only])
     active_dups = int(query_one(bq, active_duplicates_sql(main), params)["dup"])
     result = MergeResult(job_id=job.job_id, staged_rows=staged["n"], staged_keys=verified["k"],
                          staged_items=staged["p"], affected_rows=affected, verified_rows=verified["n"],

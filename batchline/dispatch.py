@@ -18,6 +18,7 @@ from batchline import faults as faults_mod
 from batchline import ids
 from batchline.claim import request_consolidation_if_done
 from batchline.clients import Clients
+from batchline.freshness import check_fresh
 from batchline.logs import log_event
 from batchline.messages import InvalidMessage, StartRequest, WorkMessage, encode
 from batchline.state import DISPATCH_FAILED, DISPATCHING, PENDING, BatchConflict, BatchStore, Item
@@ -71,7 +72,11 @@ def expected_items(clients: Clients, game_date: dt.date,
     return list(items.values()), rejected
 
 
-def start_batch(clients: Clients, req: StartRequest, only_items: list[str] | None = None) -> StartResult:
+def start_batch(clients: Clients, req: StartRequest, only_items: list[str] | None = None, *,
+                repeat_repair: bool = False) -> StartResult:
+    """Register and dispatch a batch of the date: all of it, or `only_items` (a repair, refused with
+    RepairAlreadyAttempted when those items were all repaired once since the date's last full run,
+    unless `repeat_repair`)."""
     s = clients.settings
     game_date = req.game_date or s.today()
     if req.faults:
@@ -85,6 +90,9 @@ def start_batch(clients: Clients, req: StartRequest, only_items: list[str] | Non
     items = schedule if only_items is None else [i for i in schedule if i.item_id in set(only_items)]
     if not items:
         raise InvalidMessage(f"no valid context rows for {game_date}; nothing to run")
+    if only_items is None and not req.accept_stale_inputs:
+        # A repair (only_items) re-runs items of a date whose inputs a start accepted already.
+        check_fresh(clients, game_date)
     batch_id = ids.new_batch_id(game_date)
     store = BatchStore(clients.fs)
     token = uuid.uuid4().hex
@@ -94,7 +102,8 @@ def start_batch(clients: Clients, req: StartRequest, only_items: list[str] | Non
             superseded = store.create_batch(
                 batch_id, game_date, items, force=req.force, faults=req.faults, dispatch_token=token,
                 only_items=None if only_items is None else [i.item_id for i in items],
-                scheduled_items=None if only_items is None else [i.item_id for i in schedule])
+                scheduled_items=None if only_items is None else [i.item_id for i in schedule],
+                repeat_repair=repeat_repair)
             break
         except BatchConflict as exc:
             # The date's batch is still dispatching: if its starter died, this start finishes its

@@ -17,6 +17,7 @@ from typing import TypeVar
 from werkzeug.exceptions import HTTPException
 
 from batchline.faults import FaultInjected
+from batchline.freshness import StaleInputs
 from batchline.logs import log_event
 from batchline.messages import (
     MAX_MESSAGE_BYTES,
@@ -105,6 +106,12 @@ def run(handler_name: str, fn: Callable[[], dict], body: bytes = b"") -> Respons
         log_event("start_conflict", severity="WARNING", handler=handler_name, batch_id=exc.batch_id,
                   batch_status=exc.status)
         return respond({"ok": False, "error": str(exc), "batch_id": exc.batch_id, "status": exc.status}, 409)
+    except StaleInputs as exc:
+        log_event("start_refused_stale_inputs", severity="ERROR", handler=handler_name, error=str(exc),
+                  game_date=exc.game_date, newest_loaded_at=exc.newest_loaded_at,
+                  max_age_hours=exc.max_age_hours, context_rows=exc.rows)
+        return respond({"ok": False, "error": str(exc), "game_date": exc.game_date,
+                        "newest_loaded_at": exc.newest_loaded_at, "max_age_hours": exc.max_age_hours}, 424)
     except FaultInjected as exc:
         log_event("fault_injected", severity="WARNING", handler=handler_name, error=str(exc), **log_context(body))
         return respond({"ok": False, "error": str(exc)}, 503)

@@ -167,6 +167,23 @@ def decide_mark_running(batch: dict, token: str, now: dt.datetime) -> Decision:
     return True, {"status": RUNNING, "dispatched_at": now, "dispatch_token": None, "dispatch_lease_until": None}
 
 
+# -- repairs of a date ------------------------------------------------------------------------
+def decide_repair(date_doc: dict, only_items: list[str], batch_id: str, *, repeat: bool) -> Decision:
+    """Whether a repair batch of `only_items` may start, and the date document's repair record: the
+    items repaired since the date's last full run (a full run writes the date document afresh). A
+    repair whose items were all repaired already is refused (result: the batch that repaired them)
+    unless `repeat` (an operator after a fix)."""
+    repaired = set(date_doc.get("repaired_items") or [])
+    if set(only_items) <= repaired and not repeat:
+        return date_doc.get("last_repair_batch_id") or "unknown", None
+    return None, {"repaired_items": sorted(repaired | set(only_items)), "last_repair_batch_id": batch_id}
+
+
+def orphan_merge_held(date_doc: dict, now: dt.datetime) -> bool:
+    """A reconciliation holds the date's orphan-merge lease: no batch of the date may start meanwhile."""
+    return bool(date_doc.get("orphan_merge_token")) and not _expired(date_doc.get("orphan_merge_until"), now)
+
+
 # -- generic guarded transition ---------------------------------------------------------------
 def decide_transition(batch: dict, allowed_from: Iterable[str], fields: dict,
                       lease_token: str | None = None) -> Decision:

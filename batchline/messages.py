@@ -90,6 +90,8 @@ class StartRequest(_Strict):
     game_date: GameDate | None = None
     force: bool = False
     faults: str | None = Field(default=None, max_length=1000)
+    # An operator re-running a date whose context is known good but was loaded long ago.
+    accept_stale_inputs: bool = False
 
 
 class StallCheckRequest(_Strict):
@@ -104,6 +106,8 @@ class ReconcileRequest(_Strict):
 
     game_date: GameDate | None = None
     redispatch_max: int = Field(default=25, ge=0, le=1000)
+    # Repair the gap even if its items were all repaired once already (an operator, after a fix).
+    repair: bool = False
 
 
 class PushMessage(BaseModel):

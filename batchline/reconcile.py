@@ -1,9 +1,15 @@
 """Daily reconciliation (F9 layer 6): the schedule against the main table, whatever happened.
 
-For a date it compares the context table (who should have predictions) with the main table (who has
-all prediction systems), lists staging tables that outlived their batch, logs the result as one
-structured line that alerts can key on, and re-dispatches a small gap as a new batch of just the
-missing items. A large gap is only reported: it needs a human.
+For a date it first finishes the staging tables that outlived their batch (merged, or dropped when a
+newer run replaced their rows, or kept and reported with the reason: batchline/orphans.py), then
+compares the context table (who should have predictions) with the main table (who has all prediction
+systems), logs the result as one structured line that alerts can key on, and re-dispatches a small gap
+as a new batch of just the missing items. A large gap is only reported: it needs a human.
+
+A gap is repaired once: the repair batch is registered in the transaction that records its items on
+the date document, so two reconciliations never start two repairs of one gap, and a gap that persists
+after its repair (a poison item) is reported (`repair_already_attempted`) instead of re-run every day,
+until an operator asks again with `repair: true` or a full run of the date starts the record afresh.
 """
 
 from __future__ import annotations
@@ -19,8 +25,9 @@ from batchline.clients import Clients
 from batchline.dispatch import expected_items, start_batch
 from batchline.logs import log_event
 from batchline.messages import ReconcileRequest, StartRequest
+from batchline.orphans import handle_orphans
 from batchline.schema import PREDICTION_SYSTEMS
-from batchline.state import ACTIVE_STATUSES, BatchConflict, BatchStore
+from batchline.state import BatchConflict, RepairAlreadyAttempted
 
 
 @dataclass
@@ -29,9 +36,13 @@ class Reconciliation:
     expected_items: int
     complete_items: int
     incomplete_items: list[str]
-    orphaned_staging_tables: list[str]
+    orphaned_staging_tables: list[str]  # still there after this run; why is in orphans_kept
     redispatched_batch_id: str | None
     action: str
+    orphans_merged: list[str]
+    orphans_dropped: list[str]
+    orphans_kept: dict[str, str]
+    previous_repair_batch_id: str | None = None
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -52,67 +63,42 @@ def complete_players(clients: Clients, game_date: dt.date) -> set[str]:
     return {r["player_lookup"] for r in job.result()}
 
 
-LIST_CAP = 200_000
-
-
-def list_all_tables(bq: bigquery.Client, dataset: str) -> list:
-    """Every table of a dataset. Real BigQuery pages through `max_results`; bqemulator returns at
-    most `max_results` in one page and no token, so the cap is explicit and hitting it is an error
-    rather than a silently short list."""
-    tables = list(bq.list_tables(dataset, max_results=LIST_CAP))
-    if len(tables) >= LIST_CAP:
-        raise RuntimeError(f"{dataset} has at least {LIST_CAP} tables; the orphan scan cannot see them all")
-    return tables
-
-
-def orphaned_staging_tables(clients: Clients) -> list[str]:
-    """Staging tables whose batch is no longer active: evidence nobody will merge by itself."""
-    s = clients.settings
-    store = BatchStore(clients.fs)
-    status_of: dict[str, str | None] = {}
-    orphans = []
-    for t in list_all_tables(clients.bq, f"{s.project}.{s.staging_dataset}"):
-        name = t.table_id
-        prefix = next((p for p in (ids.STAGING_PREFIX, ids.COMBINED_PREFIX) if name.startswith(p)), None)
-        if prefix is None:
-            continue
-        batch_id = name[len(prefix):].split("__", 1)[0]
-        if batch_id not in status_of:
-            try:
-                batch = store.get_batch(ids.validate_batch_id(batch_id))
-            except ValueError:
-                batch = None
-            status_of[batch_id] = batch["status"] if batch else None
-        if status_of[batch_id] not in ACTIVE_STATUSES:
-            orphans.append(name)
-    return sorted(orphans)
-
-
 def reconcile(clients: Clients, req: ReconcileRequest) -> Reconciliation:
     game_date = req.game_date or (clients.settings.today() - dt.timedelta(days=1))
     items, _ = expected_items(clients, game_date)
     expected = {i.item_id for i in items}
+    orphans = handle_orphans(clients, game_date, expected)  # before counting: merged orphans close gaps
     try:
         complete = complete_players(clients, game_date) & expected
     except gexc.NotFound:
         complete = set()
     incomplete = sorted(expected - complete)
-    orphans = orphaned_staging_tables(clients)
-    redispatched = None
+    redispatched = previous_repair = None
     action = "none"
     if incomplete:
         if len(incomplete) <= req.redispatch_max:
             try:
-                redispatched = start_batch(clients, StartRequest(game_date=game_date), only_items=incomplete).batch_id
+                redispatched = start_batch(clients, StartRequest(game_date=game_date), only_items=incomplete,
+                                           repeat_repair=req.repair).batch_id
                 action = "redispatched"
             except BatchConflict as exc:
                 action = f"batch {exc.batch_id} still {exc.status}; not redispatched"
+            except RepairAlreadyAttempted as exc:
+                action, previous_repair = "repair_already_attempted", exc.batch_id
+                log_event("repair_already_attempted", severity="WARNING", batch_id=exc.batch_id, game_date=game_date,
+                          items=incomplete[:200], message="this gap was repaired once and persists; "
+                          "reconcile with repair=true after a fix")
         else:
             action = "gap_too_large_to_redispatch"
-    result = Reconciliation(game_date, len(expected), len(complete), incomplete, orphans, redispatched, action)
+    left = sorted(orphans.kept)
+    result = Reconciliation(game_date, len(expected), len(complete), incomplete, left, redispatched, action,
+                            sorted(orphans.merged), sorted(orphans.dropped), orphans.kept, previous_repair)
     coverage = round(100.0 * len(complete) / len(expected), 2) if expected else 100.0
-    log_event("reconciliation_gap" if incomplete or orphans else "reconciliation_ok",
-              severity="ERROR" if incomplete or orphans else "INFO", game_date=game_date,
+    log_event("reconciliation_gap" if incomplete or left else "reconciliation_ok",
+              severity="ERROR" if incomplete or left else "INFO", game_date=game_date,
               coverage_pct=coverage, incomplete_items=incomplete[:200], incomplete_count=len(incomplete),
-              orphaned_staging_tables=len(orphans), action=action, redispatched_batch_id=redispatched)
+              orphaned_staging_tables=len(left), orphans_kept=dict(list(orphans.kept.items())[:50]),
+              orphans_merged=len(orphans.merged), orphans_dropped=len(orphans.dropped),
+              orphan_merge_jobs=orphans.merge_jobs, action=action, redispatched_batch_id=redispatched,
+              previous_repair_batch_id=previous_repair)
     return result

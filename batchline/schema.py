@@ -50,6 +50,9 @@ CONTEXT_TABLE_COLUMNS: tuple[Column, ...] = (
     Column("game_date", "DATE", "REQUIRED", "Date of the game."),
     Column("player_lookup", "STRING", "REQUIRED", "Player expected to get predictions."),
     Column("game_id", "STRING", "REQUIRED", "Game the player plays in."),
+    # NULLABLE so that adding it to an existing table is a compatible change; a start treats a date
+    # whose rows carry no load time as stale (batchline/freshness.py), so the loader must fill it.
+    Column("loaded_at", "TIMESTAMP", "NULLABLE", "When the upstream load wrote the row; a start refuses stale dates."),
 )
 CONTEXT_TABLE_PARTITION_FIELD = "game_date"
 

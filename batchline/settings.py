@@ -29,6 +29,12 @@ ENV_ALLOW_FAULTS = "BATCHLINE_ALLOW_FAULTS"
 # The time zone "today" is taken in when the scheduler's call names no date (the schedule's zone:
 # an evening start in New York is already tomorrow in UTC).
 ENV_TIMEZONE = "BATCHLINE_TIMEZONE"
+# A start refuses (424) when the date's newest context row was loaded longer ago than this; 0 disables
+# the check. The upstream "done" event is not evidence that the data is there (dispatch.check_fresh).
+ENV_CONTEXT_MAX_AGE_HOURS = "BATCHLINE_CONTEXT_MAX_AGE_HOURS"
+# A staging table of a batch that is still active, older than this, is reported by the reconciliation
+# (never merged or deleted by age alone: the stall check owns active batches).
+ENV_ORPHAN_AGE_HOURS = "BATCHLINE_ORPHAN_AGE_HOURS"
 # Emulator endpoints (local stack and tests only). The Pub/Sub and Firestore clients read their
 # standard *_EMULATOR_HOST variables themselves; BigQuery has no such variable, so we name one.
 ENV_BIGQUERY_EMULATOR_HOST = "BIGQUERY_EMULATOR_HOST"
@@ -53,6 +59,8 @@ class Settings:
     coverage_critical_pct: float = 85.0
     allow_faults: bool = False
     timezone: str = "UTC"
+    context_max_age_hours: int = 24
+    orphan_age_hours: int = 24
     bigquery_emulator_host: str | None = None
 
     def today(self) -> dt.date:
@@ -85,6 +93,8 @@ class Settings:
             ENV_COVERAGE_CRITICAL_PCT: str(self.coverage_critical_pct),
             ENV_ALLOW_FAULTS: "1" if self.allow_faults else "0",
             ENV_TIMEZONE: self.timezone,
+            ENV_CONTEXT_MAX_AGE_HOURS: str(self.context_max_age_hours),
+            ENV_ORPHAN_AGE_HOURS: str(self.orphan_age_hours),
         }
         if self.bigquery_emulator_host:
             env[ENV_BIGQUERY_EMULATOR_HOST] = self.bigquery_emulator_host
@@ -158,5 +168,7 @@ def from_env(env: dict[str, str] | None = None) -> Settings:
         coverage_critical_pct=critical,
         allow_faults=env.get(ENV_ALLOW_FAULTS, "0") == "1",
         timezone=tz,
+        context_max_age_hours=_int(env, ENV_CONTEXT_MAX_AGE_HOURS, d.context_max_age_hours, 0, 24 * 31),
+        orphan_age_hours=_int(env, ENV_ORPHAN_AGE_HOURS, d.orphan_age_hours, 1, 24 * 31),
         bigquery_emulator_host=env.get(ENV_BIGQUERY_EMULATOR_HOST) or None,
     )

@@ -66,6 +66,22 @@ class BatchConflict(Exception):
         self.status = status
 
 
+class RepairAlreadyAttempted(Exception):
+    """Every item of a repair was already repaired once since the date's last full run; another repair
+    would only repeat it (the reconciliation reports the gap instead, unless an operator forces it)."""
+
+    def __init__(self, batch_id: str | None, items: list[str]):
+        super().__init__(f"items {items[:20]} were already repaired by batch {batch_id}")
+        self.batch_id = batch_id
+        self.items = items
+
+
+# The reconciliation merges orphaned staging tables of a date under this lease on the date document;
+# a start of the date waits (409) while it is held, so no batch MERGE can race an orphan MERGE.
+ORPHAN_LEASE = dt.timedelta(minutes=10)
+MERGING_ORPHANS = "merging_orphans"
+
+
 class ContentionError(RuntimeError):
     """A compare-and-set kept losing; the handler answers 5xx and Pub/Sub redelivers."""
 
@@ -97,7 +113,7 @@ class BatchStore:
     # -- creating a batch ---------------------------------------------------------------------
     def create_batch(self, batch_id: str, game_date: dt.date, items: list[Item], *, force: bool,
                      faults: str | None, dispatch_token: str, only_items: list[str] | None = None,
-                     scheduled_items: list[str] | None = None) -> str | None:
+                     scheduled_items: list[str] | None = None, repeat_repair: bool = False) -> str | None:
         """Register a new batch run as the date's active one; returns the batch it supersedes.
 
         The date document and the batch document change in one transaction, so two concurrent
@@ -105,15 +121,23 @@ class BatchStore:
         starter. Item documents are written before any work message is published, so a completion
         can never arrive for an item the state does not know. A batch that runs only some items of
         the date (`only_items`, a repair) records the date's whole schedule (`scheduled_items`): its
-        MERGE deactivates rows of players no longer scheduled, never those it did not run."""
+        MERGE deactivates rows of players no longer scheduled, never those it did not run.
+
+        Repairs are idempotent per gap: the date document accumulates the items repaired since the
+        date's last full run (which resets it), in this same transaction, and a repair whose items were
+        all repaired already raises RepairAlreadyAttempted unless `repeat_repair`. A start also waits
+        (BatchConflict) while the reconciliation holds the date's orphan-merge lease."""
         date_ref = self.date_ref(game_date)
         batch_ref = self.batch_ref(batch_id)
 
         @firestore.transactional
         def claim_date(txn) -> str | None:
             snap = date_ref.get(transaction=txn)
-            previous = snap.get("active_batch_id") if snap.exists else None
+            date_doc = (snap.to_dict() or {}) if snap.exists else {}
+            previous = date_doc.get("active_batch_id")
             superseded = None
+            if lc.orphan_merge_held(date_doc, now()):
+                raise BatchConflict(str(date_doc.get("orphan_merge_batch_id") or previous), MERGING_ORPHANS)
             if previous:
                 prev_snap = self.batch_ref(previous).get(transaction=txn)
                 prev_status = prev_snap.get("status") if prev_snap.exists else None
@@ -125,6 +149,12 @@ class BatchStore:
                     txn.update(self.batch_ref(previous), {"status": SUPERSEDED, "superseded_by": batch_id,
                                                           "updated_at": now()})
                     superseded = previous
+            date_update = {"active_batch_id": batch_id, "updated_at": now()}
+            if only_items is not None:
+                repaired_by, record = lc.decide_repair(date_doc, only_items, batch_id, repeat=repeat_repair)
+                if record is None:
+                    raise RepairAlreadyAttempted(str(repaired_by), sorted(only_items))
+                date_update.update(record)
             txn.create(batch_ref, {
                 "batch_id": batch_id,
                 "game_date": game_date.isoformat(),
@@ -139,7 +169,7 @@ class BatchStore:
                 "created_at": now(),
                 "updated_at": now(),
             })
-            txn.set(date_ref, {"active_batch_id": batch_id, "updated_at": now()})
+            txn.set(date_ref, date_update)  # a full run starts the date's repair record afresh
             return superseded
 
         superseded = claim_date(self.fs.transaction())

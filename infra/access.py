@@ -45,12 +45,13 @@ ACCESS: dict[str, Access] = {
         dataset_roles=(("staging", "roles/bigquery.dataEditor"), ("main", "roles/bigquery.dataEditor")),
         publishes_to=("work", "consolidation", "summary"),
     ),
-    # compares schedule (context table) with predictions (reads rows of main), lists orphaned staging
-    # tables (names only: metadata), re-dispatches small gaps as a new batch through the coordinator's
-    # start logic, which publishes work and, for a batch with nothing pending, a consolidation request
+    # compares schedule (context table) with predictions (reads rows of main), finishes orphaned staging
+    # tables (one verified MERGE into main per batch, then deletes them: dataEditor on both datasets),
+    # re-dispatches small gaps as a new batch through the coordinator's start logic, which publishes
+    # work and, for a batch with nothing pending, a consolidation request
     RECONCILE: Access(
         project_roles=("roles/bigquery.jobUser", "roles/datastore.user"),
-        dataset_roles=(("main", "roles/bigquery.dataViewer"), ("staging", "roles/bigquery.metadataViewer")),
+        dataset_roles=(("main", "roles/bigquery.dataEditor"), ("staging", "roles/bigquery.dataEditor")),
         publishes_to=("work", "consolidation"),
     ),
     PUSH: Access(invokes=(WORKER, COORDINATOR)),

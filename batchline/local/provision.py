@@ -63,9 +63,13 @@ def synthetic_context(game_date: dt.date, players: int, seed: int = 0) -> list[d
     return rows
 
 
-def seed_context(bq: bigquery.Client, s: Settings, game_date: dt.date, rows: list[dict]) -> None:
+def seed_context(bq: bigquery.Client, s: Settings, game_date: dt.date, rows: list[dict],
+                 loaded_at: dt.datetime | None = None) -> None:
     """Replace the context rows of one date (the context table is not the main table: DML here is
-    the seeding tool's, not the pipeline's)."""
+    the seeding tool's, not the pipeline's), stamped `loaded_at` (now by default) as an upstream load
+    would stamp them: a start refuses a date whose newest load is too old (batchline/freshness.py)."""
+    stamp = (loaded_at or dt.datetime.now(dt.UTC)).isoformat()
+    rows = [{"loaded_at": stamp, **r} for r in rows]
     bq.query(
         f"DELETE FROM `{s.context_table_id}` WHERE game_date = @d",
         job_config=bigquery.QueryJobConfig(query_parameters=[bigquery.ScalarQueryParameter("d", "DATE", game_date)]),

@@ -42,6 +42,7 @@ F9_ALERTS: tuple[str, ...] = (
     "consolidation-failed",
     "reconciliation-gap",
     "needs-attention",
+    "stale-inputs",
 )
 ALERT_LABEL = "batchline_alert"  # user label carrying the key on each policy
 # How long a new log-based metric may take before alert policies can reference it (the API's 404 says
@@ -61,13 +62,14 @@ LOG_MATCH_ALERTS: dict[str, str] = {
     "consolidation-failed": "consolidation_failed",
     "reconciliation-gap": "reconciliation_gap",
     "needs-attention": "needs_attention",
+    "stale-inputs": "start_refused_stale_inputs",
 }
 # alerts whose conditions read log-based metrics: they wait for the metrics to settle
 METRIC_THRESHOLD_ALERTS: tuple[str, ...] = ("staging-write-failure-rate", "dml-rate-limited")
 SEVERITY = {"coverage-warning": "WARNING", "staging-gap": "WARNING", "coverage-critical": "CRITICAL",
             "consolidation-failed": "CRITICAL", "dead-letter-messages": "ERROR",
             "staging-write-failure-rate": "ERROR", "dml-rate-limited": "ERROR",
-            "reconciliation-gap": "ERROR", "needs-attention": "WARNING"}
+            "reconciliation-gap": "ERROR", "needs-attention": "WARNING", "stale-inputs": "ERROR"}
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,8 @@ def log_metrics(cfg: StackConfig) -> tuple[LogMetric, ...]:
                   'jsonPayload.event="message_rejected" OR jsonPayload.event="context_rows_rejected" OR '
                   'jsonPayload.event="batch_stalled" OR jsonPayload.event="stall_check_failed" OR '
                   'jsonPayload.event="consolidation_lease_lost")'),
+        LogMetric("start_refused_stale_inputs", "Starts refused because the date's context rows were stale",
+                  'jsonPayload.event="start_refused_stale_inputs"'),
     )
 
 

@@ -64,9 +64,9 @@ def runbooks(cfg: StackConfig, dlq_subscriptions: list[str]) -> dict[str, tuple[
             f"1. Error: `{logs.format(event='consolidation_failed')}` (schema drift is reported with column "
             "names, F5)\n"
             f"2. Staging tables kept: `bq ls --max_results=1000 {p}:{bq.staging_dataset}`\n"
-            "3. After the fix, consolidate again (a new MERGE generation over the kept tables): "
-            f"`gcloud pubsub topics publish {prefix}-consolidation --project={p} "
-            "--message='{\"v\":1,\"batch_id\":\"<BATCH_ID>\",\"reason\":\"manual\"}'`"),
+            "3. After the fix, consolidate again (a new MERGE generation over the kept tables), through the "
+            f"control topic: `batchline consolidate <BATCH_ID> --project {p} --wait` (refused if a newer run "
+            "of the date exists: then start the date again)"),
         "reconciliation-gap": (
             "batchline: daily reconciliation found a gap",
             "The schedule (context table) and the main table disagree for a date, or staging tables outlived "
@@ -83,4 +83,12 @@ def runbooks(cfg: StackConfig, dlq_subscriptions: list[str]) -> dict[str, tuple[
             f"1. Which: `{logs.format(event='late_completion')}` (likewise dispatch_failed, message_rejected, "
             "context_rows_rejected)\n"
             f"2. Late rows are picked up by the daily reconciliation: `{reconcile}`"),
+        "stale-inputs": (
+            "batchline: start refused, context rows stale",
+            "A start found the date's context rows loaded longer ago than "
+            "BATCHLINE_CONTEXT_MAX_AGE_HOURS (or without `loaded_at`), answered 424 and ran nothing: the "
+            "upstream load is late or failed.\n\n"
+            f"1. Which date, newest load time, allowed age: `{logs.format(event='start_refused_stale_inputs')}`\n"
+            f"2. Check the upstream load of `{bq.main_dataset}.{bq.context_table}` for that date (`loaded_at`).\n"
+            f"3. After it reloads, start again: `batchline start <DATE> --project {p} --wait`"),
     }

@@ -22,6 +22,7 @@ NON_DEFAULT = {
     "context_table": "ctx_x", "staging_dataset": "stg_x", "bq_location": "EU", "stall_minutes": 17,
     "min_completion_pct": 12.5, "coverage_warning_pct": 91.0, "coverage_critical_pct": 80.0,
     "allow_faults": True, "timezone": "Europe/Paris", "bigquery_emulator_host": "localhost:9050",
+    "context_max_age_hours": 6, "orphan_age_hours": 48,
 }
 LOCAL_ONLY = {"allow_faults", "bigquery_emulator_host"}  # never in a deployment
 

@@ -150,10 +150,10 @@ def test_pack_policies_report_through_report_violation(prod_run):
     records = _records(prod_run)
     assert run_pack(records) == {}
     broken = copy.deepcopy(records)
-    grant = next(r for r in broken if r["name"] == "bq-staging-reconcile-metadataViewer")
-    grant["props"]["role"] = "roles/bigquery.dataViewer"
+    grant = next(r for r in broken if r["name"] == "bq-staging-reconcile-dataEditor")
+    grant["props"]["role"] = "roles/bigquery.admin"
     report = run_pack(broken)
     # the grant is both one reconcile may not hold and the declared one, now missing
     assert set(report) == {"least-privilege", "declared-grants-exist"}
     (message, urn), = report["least-privilege"]
-    assert "reconcile may not hold roles/bigquery.dataViewer" in message and urn == grant["urn"]
+    assert "reconcile may not hold roles/bigquery.admin" in message and urn == grant["urn"]

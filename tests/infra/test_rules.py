@@ -72,8 +72,8 @@ BREAKAGES = [
     # item 11: metadata roles where only metadata is read
     ("least-privilege", "worker may not hold roles/bigquery.dataViewer",
      inputs(T.T_DATASET_IAM, "bq-main-worker-metadataViewer", _set_role("roles/bigquery.dataViewer"))),
-    ("least-privilege", "reconcile may not hold roles/bigquery.dataViewer",
-     inputs(T.T_DATASET_IAM, "bq-staging-reconcile-metadataViewer", _set_role("roles/bigquery.dataViewer"))),
+    ("least-privilege", "reconcile may not hold roles/bigquery.admin",
+     inputs(T.T_DATASET_IAM, "bq-staging-reconcile-dataEditor", _set_role("roles/bigquery.admin"))),
     ("least-privilege", "may not hold roles/pubsub.publisher on topic ['summary']",
      edit(T.T_TOPIC_IAM, "batchline-work-reconcile-publisher", _swap_topic)),
     ("least-privilege", "may not hold roles/bigquery.admin",

@@ -22,7 +22,7 @@ from google.api_core import exceptions as gexc
 from google.cloud.bigquery import SchemaField
 
 import batchline
-from batchline import consolidate, coordinator, dispatch, ids, ledger, reconcile, staging
+from batchline import consolidate, coordinator, dispatch, freshness, ids, ledger, orphans, reconcile, staging
 from batchline.local import chaos, provision
 from batchline.ops import views
 from batchline.schema import MAIN_TABLE_COLUMNS
@@ -111,13 +111,13 @@ class Drive:
 
 
 def _merge(staged: dict[str, list[SchemaField]], chunk: int = consolidate.MAX_TABLES_PER_STATEMENT,
-           main_schema: list[SchemaField] = MAIN_SCHEMA) -> Drive:
+           main_schema: list[SchemaField] = MAIN_SCHEMA, verify_only_merged: bool = False) -> Drive:
     rows_each = 3
     tables = {S.main_table_id: (main_schema, 0)}
     tables |= {S.staging_table_id(t): (schema, rows_each) for t, schema in staged.items()}
     n = rows_each * len(staged)
     bq = RecordingBigQuery(tables, lambda sql: [{"n": n, "k": n, "p": len(staged), "s": 5, "dup": 0}])
-    consolidate.merge_staging(bq, S, BATCH, DATE, list(staged), chunk=chunk)
+    consolidate.merge_staging(bq, S, BATCH, DATE, list(staged), chunk=chunk, verify_only_merged=verify_only_merged)
     catalog = {table_id: schema for table_id, (schema, _) in tables.items()}
     # Scratch tables are created by the chunk CTAS, whose select lists yield the main table's columns.
     chunks = -(-len(staged) // chunk) if len(staged) > chunk else 0
@@ -131,6 +131,10 @@ def _stg(item: str) -> str:
 
 def merge_one_table() -> Drive:
     return _merge({_stg("player_a"): MAIN_SCHEMA})
+
+
+def merge_orphans_verifying_only_their_items() -> Drive:
+    return _merge({_stg("player_a"): MAIN_SCHEMA}, verify_only_merged=True)
 
 
 def merge_with_typed_nulls() -> Drive:
@@ -232,6 +236,18 @@ def chaos_judge() -> Drive:
     return Drive(bq.sent)
 
 
+def freshness_check() -> Drive:
+    bq = RecordingBigQuery({}, lambda sql: [{"n": 1, "newest": dt.datetime.now(dt.UTC)}])
+    freshness.check_fresh(SimpleNamespace(settings=S, bq=bq, fs=None), DATE)
+    return Drive(bq.sent)
+
+
+def orphans_active_owners() -> Drive:
+    bq = RecordingBigQuery({}, lambda sql: [])
+    orphans.active_owners(_clients(bq), DATE)
+    return Drive(bq.sent)
+
+
 def ops_audit() -> Drive:
     def answer(sql: str) -> list[dict]:
         if "AS dup" in sql:
@@ -263,6 +279,10 @@ DRIVERS: dict[str, tuple[Callable[[], Drive], tuple[str, ...]]] = {
     "ledger_compute": (ledger_compute, ("query", "query", "query", "query")),
     "chaos_judge": (chaos_judge, ("query",)),
     "ops_audit": (ops_audit, ("query", "query", "query", "query")),
+    "freshness_check": (freshness_check, ("query",)),
+    "orphans_active_owners": (orphans_active_owners, ("query",)),
+    "merge_orphans_verifying_only_their_items": (merge_orphans_verifying_only_their_items,
+                                                 ("merge", "query", "query")),
 }
 
 

@@ -1,0 +1,275 @@
+"""Orphaned staging tables: the reconciliation finishes what a batch left behind (F6, F9 layer 6).
+
+A staging table outlives its batch when its completion came after the MERGE, when its batch was
+superseded or failed to dispatch after some work ran, or when a cleanup died. Each orphan of the date
+being reconciled is decided on evidence in the main table and in batch state, never on age alone:
+
+- its batch ended (consolidated, superseded, dispatch_failed) and its player is on the date's schedule:
+  - the main table holds no active rows for the player, or only rows of this batch or of batches
+    created before it: the table is merged with one MERGE per batch (consolidate.merge_staging, under
+    a MERGE generation of its own from ORPHAN_GENERATION_BASE up, so its job ids never collide with the
+    batch's own consolidation), verified, recorded on the batch document (`orphans_merged`), deleted;
+  - the main table holds active rows for the player from a newer batch: the orphan is superseded
+    evidence (merging it would overwrite newer rows with older ones); recorded (`orphans_dropped`),
+    logged (`orphans_dropped`, naming the newer batch), then deleted;
+  - a table a consolidated batch's own verified MERGE merged (only its cleanup was lost) is deleted
+    the same way, without a second MERGE;
+- anything else is kept and reported with its reason: a batch still active (reported once older than
+  BATCHLINE_ORPHAN_AGE_HOURS; the stall check owns active batches), a failed consolidation (kept for
+  the operator's re-open), another date's table (reconcile that date), an unknown batch, a player no
+  longer scheduled, main-table rows from a batch no document dates.
+
+The merges of a date run under a lease on its date document, taken only while the date's newest batch
+has ended without failing consolidation; a start of the date waits (409) while it is held, so no batch
+MERGE of the date can land between the ownership check and the orphan MERGE. The MERGE's scheduled
+items are every player with active rows plus the merged ones, so it deactivates nobody else's rows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import asdict, dataclass, field
+
+from google.cloud import bigquery, firestore
+
+from batchline import consolidate as cons
+from batchline import ids
+from batchline import lifecycle as lc
+from batchline.clients import Clients
+from batchline.logs import log_event
+from batchline.state import (
+    ACTIVE_STATUSES,
+    CONSOLIDATED,
+    CONSOLIDATION_FAILED,
+    DISPATCH_FAILED,
+    ORPHAN_LEASE,
+    SUPERSEDED,
+    BatchStore,
+    now,
+)
+
+ORPHAN_GENERATION_BASE = 1000  # batch consolidations use generations 0, 1, 2, ... (re-opens)
+ENDED = (CONSOLIDATED, SUPERSEDED, DISPATCH_FAILED)
+LIST_CAP = 200_000
+
+
+@dataclass
+class OrphanReport:
+    merged: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+    kept: dict[str, str] = field(default_factory=dict)  # table -> why it is still there
+    merge_jobs: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def list_all_tables(bq: bigquery.Client, dataset: str) -> list:
+    """Every table of a dataset. Real BigQuery pages through `max_results`; bqemulator returns at
+    most `max_results` in one page and no token, so the cap is explicit and hitting it is an error
+    rather than a silently short list."""
+    tables = list(bq.list_tables(dataset, max_results=LIST_CAP))
+    if len(tables) >= LIST_CAP:
+        raise RuntimeError(f"{dataset} has at least {LIST_CAP} tables; the orphan scan cannot see them all")
+    return tables
+
+
+def _groups(clients: Clients) -> dict[str, list]:
+    """Staging and scratch tables by the batch id in their name."""
+    s = clients.settings
+    groups: dict[str, list] = {}
+    for t in list_all_tables(clients.bq, f"{s.project}.{s.staging_dataset}"):
+        prefix = next((p for p in (ids.STAGING_PREFIX, ids.COMBINED_PREFIX) if t.table_id.startswith(p)), None)
+        if prefix is not None:
+            groups.setdefault(t.table_id[len(prefix):].split("__", 1)[0], []).append(t)
+    return groups
+
+
+def _get_batch(store: BatchStore, batch_id: str) -> dict | None:
+    try:
+        return store.get_batch(ids.validate_batch_id(batch_id))
+    except ValueError:
+        return None
+
+
+def handle_orphans(clients: Clients, game_date: dt.date, schedule: set[str]) -> OrphanReport:
+    s = clients.settings
+    store = BatchStore(clients.fs)
+    report = OrphanReport()
+    candidates: dict[str, tuple[dict, list[str]]] = {}
+    age = dt.timedelta(hours=s.orphan_age_hours)
+    for batch_id, tables in sorted(_groups(clients).items()):
+        names = sorted(t.table_id for t in tables)
+        batch = _get_batch(store, batch_id)
+        status = batch["status"] if batch else None
+        if status in ACTIVE_STATUSES:
+            stale = f"batch still {status} after {s.orphan_age_hours} h; the stall check owns it"
+            report.kept.update({t.table_id: stale for t in tables if t.created is None or now() - t.created > age})
+            continue
+        if batch is None:
+            reason = "no batch document records this batch"
+        elif status == CONSOLIDATION_FAILED:
+            reason = "its batch's consolidation failed; kept for the operator's re-open"
+        elif batch["game_date"] != game_date.isoformat():
+            reason = f"a table of {batch['game_date']}; reconcile that date to finish it"
+        else:
+            candidates[batch_id] = (batch, names)
+            continue
+        report.kept.update(dict.fromkeys(names, reason))
+    if not candidates:
+        return report
+    token = uuid.uuid4().hex
+    busy = take_orphan_lease(store, game_date, token, min(candidates))
+    if busy:
+        for _, names in candidates.values():
+            report.kept.update(dict.fromkeys(names, busy))
+        return report
+    try:
+        # Newest batch first: once its orphans are merged, an older batch's table of the same player
+        # is recognised as superseded instead of being merged over them.
+        for batch, names in sorted(candidates.values(), key=lambda c: c[0]["created_at"], reverse=True):
+            _finish(clients, store, game_date, schedule, batch, names, report)
+    finally:
+        release_orphan_lease(store, game_date, token)
+    return report
+
+
+def active_owners(clients: Clients, game_date: dt.date) -> dict[str, set[str]]:
+    """player -> the batches whose rows are the player's active rows for the date."""
+    rows = clients.bq.query(
+        f"SELECT player_lookup, batch_id FROM `{clients.settings.main_table_id}` WHERE game_date = @d AND is_active "
+        f"GROUP BY player_lookup, batch_id",
+        job_config=bigquery.QueryJobConfig(query_parameters=[bigquery.ScalarQueryParameter("d", "DATE", game_date)]))
+    owners: dict[str, set[str]] = {}
+    for r in rows.result():
+        owners.setdefault(r["player_lookup"], set()).add(r["batch_id"])
+    return owners
+
+
+def classify(item: str | None, schedule: set[str], owners: set[str], batch_id: str, created_at: dt.datetime,
+             created: dict[str, dt.datetime | None]) -> tuple[str, str]:
+    """What to do with batch `batch_id`'s orphaned staging table of `item`, given the batches whose rows
+    are the item's active rows in the main table (`owners`) and when each batch was created:
+    ("merge", ""), ("drop", the newer batch whose rows replace it) or ("keep", why)."""
+    if item is None or item not in schedule:
+        return "keep", "its player is not on the date's schedule"
+    others = owners - {batch_id}
+    newer = sorted(o for o in others if created.get(o) and created[o] > created_at)  # type: ignore[operator]
+    if newer:
+        return "drop", newer[0]
+    undated = sorted(o for o in others if not created.get(o))
+    if undated:
+        return "keep", f"the player's active rows come from {undated[0]}, which no batch document dates"
+    return "merge", ""  # a gap, this batch's own rows, or rows of older runs: this run is the newest
+
+
+def _finish(clients: Clients, store: BatchStore, game_date: dt.date, schedule: set[str], batch: dict,
+            names: list[str], report: OrphanReport) -> None:
+    batch_id, mine = batch["batch_id"], batch["created_at"]
+    owners = active_owners(clients, game_date)
+    created = {b: (_get_batch(store, b) or {}).get("created_at") for b in set().union(*owners.values())}
+    merged = (batch.get("merge_result") or {}) if batch["status"] == CONSOLIDATED else {}
+    merge: list[str] = []
+    drop: dict[str, str] = {}  # table -> why it may go
+    newer_batches: set[str] = set()
+    for name in names:
+        if name in merged.get("tables", []) or name in merged.get("scratch_tables", []):
+            # a table (or scratch copy) its own verified MERGE merged; only its cleanup was lost
+            drop[name] = f"merged by the batch's own verified MERGE {merged.get('job_id')}"
+            continue
+        if name.startswith(ids.COMBINED_PREFIX):
+            report.kept[name] = "scratch table of a consolidation that did not finish"
+            continue
+        item = ids.item_of_staging_table(batch_id, name)
+        verdict, detail = classify(item, schedule, owners.get(item or "", set()), batch_id, mine, created)
+        if verdict == "merge":
+            merge.append(name)
+        elif verdict == "drop":
+            drop[name] = f"the player's active rows come from the newer batch {detail}"
+            newer_batches.add(detail)
+        else:
+            report.kept[name] = detail
+    if merge:
+        _merge(clients, store, game_date, batch, merge, sorted(set(owners) | {
+            i for t in merge if (i := ids.item_of_staging_table(batch_id, t))}), report)
+    if drop:
+        superseded = sorted(drop)
+        # Recorded before anything is deleted; the main table's active rows for these players come
+        # from the newer batches named (checked just now, under the date's lease).
+        store.set_batch_fields(batch_id, {"orphans_dropped": firestore.ArrayUnion([{
+            "tables": superseded, "why": drop, "newer_batches": sorted(newer_batches), "at": now()}])})
+        log_event("orphans_dropped", severity="WARNING", batch_id=batch_id, game_date=game_date,
+                  tables=superseded, why=drop, newer_batches=sorted(newer_batches),
+                  message="orphaned staging tables deleted without merging: their rows are replaced or merged")
+        cons.delete_tables(clients.bq, clients.settings, superseded)
+        report.dropped += superseded
+
+
+def _merge(clients: Clients, store: BatchStore, game_date: dt.date, batch: dict, tables: list[str],
+           scheduled: list[str], report: OrphanReport) -> None:
+    """One MERGE of a batch's orphans; a redelivered reconciliation finds the same job by its id (the
+    pending record names generation and tables), and a failed one is retried by the next run under a
+    new generation, with the tables kept meanwhile."""
+    batch_id = batch["batch_id"]
+    pending = batch.get("orphan_merge_pending") or {}
+    if sorted(pending.get("tables") or []) == tables:
+        generation = int(pending["generation"])
+    else:
+        generation = max(int(batch.get("orphan_generation") or 0) + 1, ORPHAN_GENERATION_BASE)
+    store.set_batch_fields(batch_id, {"orphan_generation": generation,
+                                      "orphan_merge_pending": {"generation": generation, "tables": tables}})
+    try:
+        result = cons.merge_staging(clients.bq, clients.settings, batch_id, game_date, tables,
+                                    scheduled_items=scheduled, generation=generation, verify_only_merged=True)
+    except (cons.ConsolidationError, cons.MergeAttemptFailed) as exc:
+        store.set_batch_fields(batch_id, {"orphan_merge_pending": None, "orphan_merge_error": str(exc)[:2000]})
+        log_event("orphan_merge_failed", severity="ERROR", batch_id=batch_id, game_date=game_date,
+                  tables=tables, error=str(exc))
+        report.kept.update(dict.fromkeys(tables, f"orphan MERGE failed, tables kept: {str(exc)[:300]}"))
+        return
+    store.set_batch_fields(batch_id, {"orphan_merge_pending": None, "orphans_merged": firestore.ArrayUnion([{
+        "job_id": result.job_id, "tables": tables, "rows": result.verified_rows, "items": result.verified_items,
+        "at": now()}]), "main_table_dml_jobs": firestore.ArrayUnion([result.job_id])})
+    log_event("orphans_merged", batch_id=batch_id, game_date=game_date, job_id=result.job_id, tables=tables,
+              affected_rows=result.affected_rows, verified_rows=result.verified_rows)
+    cons.delete_tables(clients.bq, clients.settings, tables)
+    report.merged += tables
+    report.merge_jobs.append(result.job_id)
+
+
+def take_orphan_lease(store: BatchStore, game_date: dt.date, token: str, label: str) -> str | None:
+    """Hold the date for orphan merges; None when taken, else why not (the orphans are then reported)."""
+    ref = store.date_ref(game_date)
+
+    @firestore.transactional
+    def txn_fn(txn) -> str | None:
+        snap = ref.get(transaction=txn)
+        doc = (snap.to_dict() or {}) if snap.exists else {}
+        if doc.get("orphan_merge_token") != token and lc.orphan_merge_held(doc, now()):
+            return "another reconciliation is merging this date's orphans"
+        active = doc.get("active_batch_id")
+        if active:
+            a = store.batch_ref(active).get(transaction=txn)
+            status = a.get("status") if a.exists else None
+            if status in ACTIVE_STATUSES:
+                return f"the date's batch {active} is still {status}; its orphans wait for it"
+            if status == CONSOLIDATION_FAILED:
+                return f"the date's newest batch {active} failed consolidation; resolve that first"
+        txn.set(ref, {"orphan_merge_token": token, "orphan_merge_until": now() + ORPHAN_LEASE,
+                      "orphan_merge_batch_id": label, "updated_at": now()}, merge=True)
+        return None
+
+    return txn_fn(store.fs.transaction())
+
+
+def release_orphan_lease(store: BatchStore, game_date: dt.date, token: str) -> None:
+    ref = store.date_ref(game_date)
+
+    @firestore.transactional
+    def txn_fn(txn) -> None:
+        snap = ref.get(transaction=txn)
+        if snap.exists and (snap.to_dict() or {}).get("orphan_merge_token") == token:
+            txn.update(ref, {"orphan_merge_token": None, "orphan_merge_until": None})
+
+    txn_fn(store.fs.transaction())

@@ -1,0 +1,167 @@
+"""Issue 8 on the real stack: a start refuses stale inputs; the reconciliation merges (or drops, when a
+newer run replaced them) orphaned staging tables; reconciling twice never starts two repair batches."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+
+import requests
+from google.cloud import bigquery
+from google.cloud.firestore_v1.base_query import FieldFilter
+
+from batchline import ids
+from batchline.clients import Clients
+from batchline.local.provision import seed_context, synthetic_context
+from batchline.orphans import handle_orphans
+from batchline.state import CONSOLIDATED, Item
+
+
+def _log_lines(stack, function: str) -> list[dict]:
+    out = []
+    for line in Path(stack.info.handles[function].log_path).read_text().splitlines():
+        if line.startswith("{"):
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue
+    return out
+
+
+def test_stale_inputs_are_refused_and_logged(stack, day):
+    loaded = dt.datetime.now(dt.UTC) - dt.timedelta(hours=30)
+    seed_context(stack.clients.bq, stack.clients.settings, day, synthetic_context(day, 3), loaded_at=loaded)
+    r = stack.start(day)
+    assert r.status_code == 424, r.text
+    body = r.json()
+    assert body["game_date"] == day.isoformat() and body["max_age_hours"] == 24
+    assert dt.datetime.fromisoformat(body["newest_loaded_at"]) == loaded
+    assert stack.store.active_batch_of(day) is None, "nothing was registered for the date"
+    refused = [x for x in _log_lines(stack, "coordinator")
+               if x.get("event") == "start_refused_stale_inputs" and x.get("game_date") == day.isoformat()]
+    assert len(refused) == 1 and refused[0]["severity"] == "ERROR" and refused[0]["max_age_hours"] == 24
+    assert refused[0]["context_rows"] == 3
+    # No rows at all stays a different answer (400), not "stale".
+    empty = stack.start(day + dt.timedelta(days=3000))
+    assert empty.status_code == 400 and "no valid context rows" in empty.json()["error"]
+    # Once the upstream load is redone, the same start runs.
+    batch, ledger = stack.run(day, 3)
+    assert batch["status"] == CONSOLIDATED and ledger.ok
+
+
+def _q(stack, sql: str, day: dt.date) -> list[dict]:
+    job = stack.clients.bq.query(sql.format(main=f"`{stack.clients.settings.main_table_id}`"),
+                                 job_config=bigquery.QueryJobConfig(query_parameters=[
+                                     bigquery.ScalarQueryParameter("d", "DATE", day)]))
+    return [dict(r.items()) for r in job.result()]
+
+
+def _reconcile(stack, day: dt.date, **body) -> dict:
+    r = requests.post(stack.url("reconcile") + "/", json={"game_date": day.isoformat(), **body}, timeout=300)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def _staging_names(stack) -> set[str]:
+    s = stack.clients.settings
+    return {t.table_id for t in stack.clients.bq.list_tables(f"{s.project}.{s.staging_dataset}", max_results=100000)}
+
+
+def _orphan_merges(stack) -> list:
+    return [j for j in stack.clients.bq.list_jobs(all_users=True, max_results=5000)
+            if getattr(j, "statement_type", None) == "MERGE" and "_g1000_" in j.job_id]
+
+
+def test_orphaned_unmerged_staging_table_is_merged_verified_then_deleted(stack, day):
+    s = stack.clients.settings
+    old, _ = stack.run(day, 4, faults="poison=player_0003")
+    new, _ = stack.run(day, 4, faults="poison=player_0003", force=True)
+    assert old["failed_items"] == new["failed_items"] == ["player_0003"]
+    schema = list(stack.clients.bq.get_table(s.main_table_id).schema)
+    # Late writes: staging tables that appeared after their batch's MERGE. The newer run's table of the
+    # failed item fills a gap; the older run's tables are superseded by the newer run's rows.
+    late = stack.stage(s, new["batch_id"], day, "player_0003", schema)
+    stale = [stack.stage(s, old["batch_id"], day, p, schema) for p in ("player_0001", "player_0003")]
+    # And a table the newer run's own verified MERGE merged, whose cleanup was lost: deleted, not re-merged.
+    lost_cleanup = stack.stage(s, new["batch_id"], day, "player_0000", schema)
+    assert lost_cleanup in new["merge_result"]["tables"]
+    assert _q(stack, "SELECT COUNT(*) AS n FROM {main} WHERE game_date = @d AND is_active "
+                     "AND player_lookup = 'player_0003'", day)[0]["n"] == 0
+    merges_before = len(_orphan_merges(stack))
+
+    rec = _reconcile(stack, day)
+    assert rec["orphans_merged"] == [late] and rec["orphans_dropped"] == sorted([*stale, lost_cleanup])
+    assert not {late, lost_cleanup, *stale} & set(rec["orphans_kept"]), rec["orphans_kept"]
+    assert rec["incomplete_items"] == [] and rec["action"] == "none", "the merged orphan closed the gap"
+    assert not {late, lost_cleanup, *stale} & _staging_names(stack), "deleted after the merge was verified"
+    rows = _q(stack, "SELECT player_lookup, batch_id, COUNT(*) AS n FROM {main} WHERE game_date = @d AND is_active "
+                     "GROUP BY player_lookup, batch_id ORDER BY player_lookup", day)
+    assert rows == [{"player_lookup": f"player_{n:04d}", "batch_id": new["batch_id"], "n": 5} for n in range(4)], \
+        "one active row per player and system, all from the newest run: the older orphans overwrote nothing"
+    assert _q(stack, "SELECT COUNT(*) AS n FROM {main} WHERE game_date = @d AND batch_id = '"
+                     + old["batch_id"] + "' AND player_lookup = 'player_0003'", day)[0]["n"] == 0
+    record = stack.store.get_batch(new["batch_id"])["orphans_merged"]
+    assert len(record) == 1 and record[0]["tables"] == [late] and record[0]["rows"] == 5
+    assert record[0]["job_id"].startswith(f"batchline_merge_{new['batch_id']}_g1000_")
+    assert stack.store.get_batch(old["batch_id"])["orphans_dropped"][0]["newer_batches"] == [new["batch_id"]]
+    assert list(stack.store.get_batch(new["batch_id"])["orphans_dropped"][0]["why"]) == [lost_cleanup]
+    assert len(_orphan_merges(stack)) == merges_before + 1, "one MERGE for the orphans"
+
+    again = _reconcile(stack, day)
+    assert again["orphans_merged"] == [] and again["orphans_dropped"] == [] and again["action"] == "none"
+    assert len(_orphan_merges(stack)) == merges_before + 1, "a second reconciliation changes nothing"
+
+
+def test_an_orphan_of_an_active_batch_is_left_to_it(stack, day):
+    batch_id, _ = _registered_running_batch(stack, day)
+    s = stack.clients.settings
+    table = stack.stage(s, batch_id, day, "player_0000", list(stack.clients.bq.get_table(s.main_table_id).schema))
+    rec = _reconcile(stack, day)
+    assert table not in rec["orphans_kept"] and table not in rec["orphans_merged"], "young: not an orphan yet"
+    assert table in _staging_names(stack)
+    # Once older than BATCHLINE_ORPHAN_AGE_HOURS (0 here stands for "the age has passed") it is reported,
+    # and still neither merged nor deleted: the stall check owns an active batch's tables.
+    aged = handle_orphans(Clients(replace(s, orphan_age_hours=0)), day, {"player_0000"})
+    assert aged.kept[table].startswith("batch still running") and table not in aged.merged + aged.dropped
+    assert table in _staging_names(stack)
+    stack.store.transition(batch_id, ["running"], {"status": "superseded"})  # leave nothing open
+
+
+def _registered_running_batch(stack, day: dt.date) -> tuple[str, list[Item]]:
+    stack.seed(day, 1)
+    items = [Item("player_0000", synthetic_context(day, 1)[0]["game_id"])]
+    batch_id = ids.new_batch_id(day)
+    stack.store.create_batch(batch_id, day, items, force=True, faults=None, dispatch_token="test")
+    stack.store.mark_running(batch_id, "test")
+    return batch_id, items
+
+
+def _repair_batches(stack, day: dt.date) -> list[dict]:
+    q = stack.clients.fs.collection("batches").where(filter=FieldFilter("game_date", "==", day.isoformat()))
+    return [b for b in (d.to_dict() for d in q.stream()) if b.get("only_items")]
+
+
+def test_reconciling_twice_starts_one_repair_batch(stack, day):
+    batch, ledger = stack.run(day, 4, faults="poison=player_0002")
+    assert ledger.dead_lettered_ids == ["player_0002"]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        first = list(pool.map(lambda _: _reconcile(stack, day), range(2)))
+    repairs = _repair_batches(stack, day)
+    assert len(repairs) == 1, "two concurrent reconciliations, one repair batch"
+    assert sorted(r["action"] for r in first)[1] == "redispatched"
+    assert [r["redispatched_batch_id"] for r in first].count(repairs[0]["batch_id"]) == 1
+    assert stack.wait(repairs[0]["batch_id"])["status"] == CONSOLIDATED
+    # The gap persists after its repair (here: the repaired rows are withdrawn again, as a poison item
+    # would leave them missing): the next reconciliation reports it and starts nothing.
+    _q(stack, "UPDATE {main} SET is_active = FALSE WHERE game_date = @d AND player_lookup = 'player_0002'", day)
+    later = _reconcile(stack, day)
+    assert later["incomplete_items"] == ["player_0002"] and later["action"] == "repair_already_attempted"
+    assert later["previous_repair_batch_id"] == repairs[0]["batch_id"] and later["redispatched_batch_id"] is None
+    assert len(_repair_batches(stack, day)) == 1
+    # An operator who fixed the cause asks for another repair explicitly.
+    forced = _reconcile(stack, day, repair=True)
+    assert forced["action"] == "redispatched" and len(_repair_batches(stack, day)) == 2
+    assert stack.wait(forced["redispatched_batch_id"])["status"] == CONSOLIDATED
