@@ -37,6 +37,8 @@ def chaos_command(schedules: int = typer.Option(20, "--schedules", min=1, max=10
             outcomes.append(outcome)
             if outcome.problems:
                 console.print(f"[red]schedule {n}: {'; '.join(outcome.problems)}[/red]")
+            if json_path:  # after every schedule, so a long run that is stopped still leaves its figures
+                _write(json_path, seed, outcomes)
             progress.advance(task)
     summary = chaos.summarize(outcomes)
     table = Table("figure", "value", title=f"chaos: {schedules} schedules, seed {seed}")
@@ -44,8 +46,12 @@ def chaos_command(schedules: int = typer.Option(20, "--schedules", min=1, max=10
         table.add_row(key.replace("_", " "), json.dumps(value) if isinstance(value, (dict, list)) else str(value))
     out.print(table)
     if json_path:
-        json_path.write_text(json.dumps({"seed": seed, "summary": summary,
-                                         "outcomes": [o.as_dict() for o in outcomes]}, indent=2, default=str))
+        _write(json_path, seed, outcomes)
     bad = summary["items_lost"] or summary["duplicate_rows"] or summary["max_successful_merges_per_batch"] > 1 \
         or summary["failed_schedules"]
     raise typer.Exit(1 if bad else 0)
+
+
+def _write(path: Path, seed: int, outcomes: list) -> None:
+    path.write_text(json.dumps({"seed": seed, "summary": chaos.summarize(outcomes),
+                                "outcomes": [o.as_dict() for o in outcomes]}, indent=2, default=str))
