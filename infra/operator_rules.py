@@ -10,8 +10,9 @@ control topic: they hold exactly `infra/access.py`'s OPERATOR_ACCESS and never i
 from __future__ import annotations
 
 from infra.access import INVOKER_ROLE, OPERATOR_ACCESS
+from infra.grant_scopes import declared_grant, declared_set, granted_set
 from infra.resource_types import GRANTS, T_IDENTITY
-from infra.rules import declared_grant, declared_set, granted_set, identity, rule
+from infra.rules import identity, rule
 from infra.view import Finding, Stack, View
 
 INVOKER_ROLES = (INVOKER_ROLE, "roles/cloudfunctions.invoker")
