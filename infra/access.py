@@ -13,6 +13,7 @@ from batchline.topology import COORDINATOR, RECONCILE, WORKER
 PUSH = "push"
 SCHEDULER = "scheduler"
 BUILD = "build"
+OPERATORS = "operators"  # the IAM members `batchline:operators` lists (people, groups), not our accounts
 INVOKER_ROLE = "roles/run.invoker"  # gen2 functions are Cloud Run services
 # The roles Google's "Custom Service Account for Cloud Build" page lists for the account a function's
 # build runs as (https://cloud.google.com/functions/docs/securing/build-custom-sa): build logs, the
@@ -28,6 +29,11 @@ class Access:
     dataset_roles: tuple[tuple[str, str], ...] = ()  # (dataset kind "main"|"staging", role)
     publishes_to: tuple[str, ...] = ()  # topic keys
     invokes: tuple[str, ...] = ()  # function names
+    reads_dead_letters: tuple[str, ...] = ()  # topic keys: subscriber on its `-dlq-pull` subscription
+
+
+# every topic whose dead letters are kept in a `<prefix>-<key>-dlq-pull` subscription
+DEAD_LETTER_KEYS: tuple[str, ...] = ("work", "completions", "consolidation", "control")
 
 
 ACCESS: dict[str, Access] = {
@@ -39,11 +45,14 @@ ACCESS: dict[str, Access] = {
         dataset_roles=(("staging", "roles/bigquery.dataEditor"), ("main", "roles/bigquery.metadataViewer")),
         publishes_to=("completions",),
     ),
-    # batch state in Firestore, one MERGE into main, deletes verified staging tables, dispatches work
+    # batch state in Firestore, one MERGE into main, deletes verified staging tables, dispatches work;
+    # `dlq replay` (batchline.replay, run by the coordinator on a control request) pulls and acks the
+    # dead-letter pull subscriptions and republishes to the source topic (completions and control too)
     COORDINATOR: Access(
         project_roles=("roles/bigquery.jobUser", "roles/datastore.user"),
         dataset_roles=(("staging", "roles/bigquery.dataEditor"), ("main", "roles/bigquery.dataEditor")),
-        publishes_to=("work", "consolidation", "summary"),
+        publishes_to=("work", "consolidation", "summary", "completions", "control"),
+        reads_dead_letters=DEAD_LETTER_KEYS,
     ),
     # compares schedule (context table) with predictions (reads rows of main), finishes orphaned staging
     # tables (one verified MERGE into main per batch, then deletes them: dataEditor on both datasets),
@@ -59,8 +68,21 @@ ACCESS: dict[str, Access] = {
     BUILD: Access(project_roles=BUILD_ROLES),
 }
 
+# What each member of `batchline:operators` gets (issue 8: operator actions reach the coordinator only
+# through the control topic; no operator invokes a function). The operator CLI publishes control
+# requests, reads their answers and batches in Firestore (read-only), runs `batchline audit` queries
+# (jobs in the project, rows of the main dataset) and `dlq list` pulls dead letters and releases them
+# (never acks: subscriber, which also allows acking, is the narrowest role that pulls).
+OPERATOR_ACCESS = Access(
+    project_roles=("roles/bigquery.jobUser", "roles/datastore.viewer"),
+    dataset_roles=(("main", "roles/bigquery.dataViewer"),),
+    publishes_to=("control",),
+    reads_dead_letters=DEAD_LETTER_KEYS,
+)
+
 
 # Labels that name what a resource is to the rules, which see inputs and not our Python objects:
 FUNCTION_LABEL = "batchline-function"  # on each function: worker | coordinator | reconcile
 DATASET_LABEL = "batchline-dataset"  # on each dataset: main | staging (ACCESS's dataset kinds)
 TOPIC_LABEL = "batchline-topic"  # on each source topic: its topology key (ACCESS's publishes_to)
+DEAD_LETTER_LABEL = "batchline-dead-letters"  # on each dead-letter pull subscription: its topic key

@@ -31,6 +31,7 @@ from infra.config_fields import (
     _ident,
     _int,
     _key,
+    _members,
     _obj,
     _tz,
 )
@@ -326,7 +327,7 @@ REQUIRED_APIS: tuple[str, ...] = (
 )
 
 TOP_LEVEL_KEYS = ("gcp", "functions", "emergency", "emergency_profile", "pubsub", "schedules", "thresholds",
-                  "notifications", "slack_token", "bigquery", "firestore")
+                  "notifications", "slack_token", "bigquery", "firestore", "operators")
 
 
 def load(raw: Mapping[str, Any], *, has_slack_token: bool | None = None) -> StackConfig:
@@ -355,6 +356,7 @@ def load(raw: Mapping[str, Any], *, has_slack_token: bool | None = None) -> Stac
         bigquery=load_bigquery(raw.get("bigquery")),
         firestore=load_firestore(raw.get("firestore")),
         apis=REQUIRED_APIS,
+        operators=_members(raw.get("operators"), "operators"),
     )
 
 
@@ -368,7 +370,7 @@ def from_pulumi() -> StackConfig:
     raw: dict[str, Any] = {k: "<set>" for k in namespace_keys() if k not in TOP_LEVEL_KEYS}
     raw["gcp"] = c.require_object("gcp")
     for k in ("functions", "emergency_profile", "pubsub", "schedules", "thresholds", "notifications",
-              "bigquery", "firestore"):
+              "bigquery", "firestore", "operators"):
         v = c.get_object(k)
         if v is not None:
             raw[k] = v

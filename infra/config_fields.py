@@ -94,6 +94,23 @@ def _ident(obj: Mapping[str, Any], name: str, path: str, default: str | None, ch
 _CRON_FIELD = re.compile(r"[0-9A-Za-z*/,\-]+")
 _REGION = re.compile(r"[a-z]+-[a-z]+[0-9]")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+_MEMBER = re.compile(r"(user|group|serviceAccount):[^@\s:]+@[^@\s:]+\.[^@\s:]+")
+
+
+def _members(value: Any, key: str) -> tuple[str, ...]:
+    """A list of IAM members, each `user:EMAIL`, `group:EMAIL` or `serviceAccount:EMAIL`, no duplicates."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise ConfigError(f"{_key(key)} must be a list of IAM members (user:EMAIL, group:EMAIL or "
+                          f"serviceAccount:EMAIL), got {value!r}")
+    for m in value:
+        if not isinstance(m, str) or not _MEMBER.fullmatch(m):
+            raise ConfigError(f"{_key(key)}: {m!r} is not an IAM member; each must be user:EMAIL, group:EMAIL "
+                              f"or serviceAccount:EMAIL")
+    if len(set(value)) != len(value):
+        raise ConfigError(f"{_key(key)} lists a member twice: {value!r}")
+    return tuple(value)
 
 
 def _cron(value: Any, key: str) -> str:

@@ -118,3 +118,4 @@ class StackConfig(_Frozen):
     bigquery: BigQueryConfig
     firestore: FirestoreConfig
     apis: tuple[str, ...]
+    operators: tuple[str, ...] = ()  # IAM members granted infra/access.py's OPERATOR_ACCESS

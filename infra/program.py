@@ -28,9 +28,9 @@ def build(cfg: StackConfig, slack_token: pulumi.Input[str] | None = None,
 
     apis = Apis("apis", project, cfg.apis, opts=base)
     after_apis = pulumi.ResourceOptions(provider=provider, depends_on=[apis])
-    accounts = ServiceAccounts("sa", project, prefix, opts=after_apis)
+    accounts = ServiceAccounts("sa", project, prefix, cfg.operators, opts=after_apis)
     function_members = {fn: accounts.members[fn] for fn in FUNCTIONS}
-    bigquery = BigQuery("bq", project, cfg.bigquery, prefix, function_members, opts=after_apis)
+    bigquery = BigQuery("bq", project, cfg.bigquery, prefix, function_members, cfg.operators, opts=after_apis)
     firestore = Firestore("firestore", project, cfg.firestore, opts=after_apis)
     functions = Functions("fn", cfg, accounts.emails,
                           {PUSH: accounts.members[PUSH], SCHEDULER: accounts.members[SCHEDULER]},
@@ -41,7 +41,7 @@ def build(cfg: StackConfig, slack_token: pulumi.Input[str] | None = None,
     pubsub_agent = gcp.projects.ServiceIdentity("pubsub-agent", project=project, service="pubsub.googleapis.com",
                                                 opts=after_apis)
     pubsub = PubSub("pubsub", project, topology, cfg.pubsub, functions.uris, accounts.emails[PUSH],
-                    accounts.accounts[PUSH], function_members, pubsub_agent, opts=after_apis)
+                    accounts.accounts[PUSH], function_members, pubsub_agent, cfg.operators, opts=after_apis)
     scheduler = Scheduler("scheduler", project, region, prefix, cfg.schedules, functions.uris,
                           accounts.emails[SCHEDULER], opts=after_apis)
     dlq_pull = [t.dead_letter_pull_subscription for t in topology.topics

@@ -16,24 +16,20 @@ from dataclasses import dataclass
 
 from batchline import settings
 from infra import limits
-from infra.access import ACCESS, BUILD, BUILD_ROLES, DATASET_LABEL, FUNCTION_LABEL, INVOKER_ROLE, TOPIC_LABEL
+from infra.access import ACCESS, BUILD, BUILD_ROLES
+from infra.grant_scopes import declared_grant, declared_set, granted_set
 from infra.resource_types import (
     GRANTS,
     RESOURCE_GRANTS,
     T_ACCOUNT,
     T_ALERT,
-    T_DATASET,
-    T_DATASET_IAM,
     T_FUNCTION,
     T_IDENTITY,
     T_JOB,
     T_METRIC,
     T_PROJECT_IAM,
-    T_RUN_IAM,
     T_SLEEP,
     T_SUB,
-    T_TOPIC,
-    T_TOPIC_IAM,
 )
 from infra.view import UNKNOWN, Finding, Stack, View, seconds, walk
 
@@ -127,32 +123,16 @@ def authenticated_calls(stack: Stack) -> list[Finding]:
 @rule("least-privilege", mandatory=True)
 def least_privilege(stack: Stack) -> list[Finding]:
     """Every grant to one of our service accounts is one `infra/access.py` declares: project roles,
-    dataset roles by dataset kind, publisher by topic key, invoker by function."""
+    dataset roles by dataset kind, publisher by topic key, subscriber on the dead-letter pull
+    subscription of a declared topic key, invoker by function."""
     out = []
     for g in (v for v in stack.views if v.type in GRANTS):
         who = identity(stack, g)
         if who is None:
-            continue  # not one of our accounts (e.g. the Pub/Sub service agent): other rules
-        access, role = ACCESS[who], g.get("role")
-        if g.type == T_PROJECT_IAM:
-            ok = role in access.project_roles
-            scope = "the project"
-        elif g.type == T_DATASET_IAM:
-            kinds = {d.label(DATASET_LABEL) for d in stack.deps_of(g, "datasetId", T_DATASET)}
-            ok = any((k, role) in access.dataset_roles for k in kinds)
-            scope = f"dataset {sorted(map(str, kinds))}"
-        elif g.type == T_TOPIC_IAM:
-            keys = {t.label(TOPIC_LABEL) for t in stack.deps_of(g, "topic", T_TOPIC)}
-            ok = role == "roles/pubsub.publisher" and any(k in access.publishes_to for k in keys)
-            scope = f"topic {sorted(map(str, keys))}"
-        elif g.type == T_RUN_IAM:
-            fns = {f.label(FUNCTION_LABEL) for f in stack.deps_of(g, "name", T_FUNCTION)}
-            ok = role == INVOKER_ROLE and any(fn in access.invokes for fn in fns)
-            scope = f"function {sorted(map(str, fns))}"
-        else:
-            ok, scope = False, g.get("serviceAccountId") or "a service account"
+            continue  # not one of our accounts (the Pub/Sub service agent, operators): other rules
+        ok, scope = declared_grant(stack, g, ACCESS[who])
         if not ok:
-            out.append(Finding("least-privilege", g.name, f"{who} may not hold {role} on {scope}"))
+            out.append(Finding("least-privilege", g.name, f"{who} may not hold {g.get('role')} on {scope}"))
     return out
 
 
@@ -160,31 +140,19 @@ def _granted(stack: Stack) -> set[tuple[str, str, str, str]]:
     """(identity, scope kind, scope key, role) of every grant to one of our accounts."""
     out = set()
     for g in (v for v in stack.views if v.type in GRANTS):
-        who, role = identity(stack, g), g.get("role")
-        if who is None or not isinstance(role, str):
-            continue
-        if g.type == T_PROJECT_IAM:
-            out.add((who, "project", "", role))
-        for prop, type_, kind, label in (("datasetId", T_DATASET, "dataset", DATASET_LABEL),
-                                         ("topic", T_TOPIC, "topic", TOPIC_LABEL),
-                                         ("name", T_FUNCTION, "function", FUNCTION_LABEL)):
-            if g.type == {"dataset": T_DATASET_IAM, "topic": T_TOPIC_IAM, "function": T_RUN_IAM}[kind]:
-                out |= {(who, kind, str(d.label(label)), role) for d in stack.deps_of(g, prop, type_)}
+        who = identity(stack, g)
+        if who is not None:
+            out |= {(who, *x) for x in granted_set(stack, g)}
     return out
 
 
 @rule("declared-grants-exist", mandatory=False)
 def declared_grants_exist(stack: Stack) -> list[Finding]:
-    """Every grant `infra/access.py` declares exists: a function without its publisher, dataset or
-    project role, or a caller without its invoker grant, fails with 403 in production."""
+    """Every grant `infra/access.py` declares exists: a function without its publisher, subscriber,
+    dataset or project role, or a caller without its invoker grant, fails with 403 in production."""
     if not stack.of_type(T_FUNCTION):
         return []
-    want = set()
-    for who, a in ACCESS.items():
-        want |= {(who, "project", "", r) for r in a.project_roles}
-        want |= {(who, "dataset", k, r) for k, r in a.dataset_roles}
-        want |= {(who, "topic", t, "roles/pubsub.publisher") for t in a.publishes_to}
-        want |= {(who, "function", f, INVOKER_ROLE) for f in a.invokes}
+    want = {(who, *x) for who, a in ACCESS.items() for x in declared_set(a)}
     return [Finding("declared-grants-exist", who, f"missing {role} on {kind} {key}".rstrip())
             for who, kind, key, role in sorted(want - _granted(stack))]
 
@@ -339,3 +307,7 @@ def grants_replaced_with_resource(stack: Stack) -> list[Finding]:
 def check(stack: Stack, names: list[str] | None = None, *, offline: bool = True) -> list[Finding]:
     return [f for r in RULES.values() if (names is None or r.name in names) and (offline or not r.offline)
             for f in r.check(stack)]
+
+
+# rules kept in their own modules, registered in RULES when this module loads
+from infra import operator_rules  # noqa: E402,F401

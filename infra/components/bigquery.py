@@ -13,8 +13,8 @@ import pulumi
 import pulumi_gcp as gcp
 
 from batchline import schema
-from infra.access import DATASET_LABEL
-from infra.components.iam import ACCESS
+from infra.access import DATASET_LABEL, OPERATOR_ACCESS
+from infra.components.iam import ACCESS, operator_slug
 from infra.config import BigQueryConfig
 
 
@@ -24,7 +24,8 @@ def schema_json(columns: tuple[schema.Column, ...]) -> str:
 
 class BigQuery(pulumi.ComponentResource):
     def __init__(self, name: str, project: str, cfg: BigQueryConfig, prefix: str,
-                 members: dict[str, pulumi.Input[str]], opts: pulumi.ResourceOptions | None = None) -> None:
+                 members: dict[str, pulumi.Input[str]], operators: tuple[str, ...] = (),
+                 opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("batchline:infra:BigQuery", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         labels = {"app": "batchline", "stack-prefix": prefix}
@@ -51,12 +52,14 @@ class BigQuery(pulumi.ComponentResource):
             time_partitioning={"type": "DAY", "field": schema.CONTEXT_TABLE_PARTITION_FIELD},
             deletion_protection=cfg.deletion_protection, labels=labels, opts=child)
         datasets = {"main": self.main_dataset, "staging": self.staging_dataset}
+        grantees = [(who, members[who], access) for who, access in ACCESS.items() if who in members]
+        grantees += [(f"operator-{operator_slug(m)}", m, OPERATOR_ACCESS) for m in operators]
         self.grants = [
             gcp.bigquery.DatasetIamMember(
                 f"{name}-{kind}-{who}-{role.split('.')[-1]}", project=project,
-                dataset_id=datasets[kind].dataset_id, role=role, member=members[who],
+                dataset_id=datasets[kind].dataset_id, role=role, member=member,
                 opts=pulumi.ResourceOptions(parent=self, replace_with=[datasets[kind]]))
-            for who, access in ACCESS.items() if who in members
+            for who, member, access in grantees
             for kind, role in access.dataset_roles
         ]
         self.register_outputs({

@@ -18,8 +18,8 @@ import pulumi
 import pulumi_gcp as gcp
 
 from batchline.topology import DeliveryPolicy, SubscriptionSpec, Topology
-from infra.access import TOPIC_LABEL
-from infra.components.iam import ACCESS
+from infra.access import DEAD_LETTER_LABEL, OPERATOR_ACCESS, TOPIC_LABEL
+from infra.components.iam import ACCESS, operator_slug
 from infra.config import PubSubConfig
 
 DLQ_READER_POLICY = DeliveryPolicy(ack_deadline_s=60, max_delivery_attempts=5, min_backoff_s=10,
@@ -31,7 +31,7 @@ class PubSub(pulumi.ComponentResource):
                  uris: dict[str, pulumi.Input[str]], push_email: pulumi.Input[str],
                  push_account: gcp.serviceaccount.Account,
                  members: dict[str, pulumi.Input[str]], agent: gcp.projects.ServiceIdentity,
-                 opts: pulumi.ResourceOptions | None = None) -> None:
+                 operators: tuple[str, ...] = (), opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("batchline:infra:PubSub", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
 
@@ -52,14 +52,14 @@ class PubSub(pulumi.ComponentResource):
         labels = {"app": "batchline", "stack-prefix": topology.prefix}
 
         def subscription(spec: SubscriptionSpec, topic: gcp.pubsub.Topic, policy: DeliveryPolicy,
-                         dlq: gcp.pubsub.Topic | None) -> gcp.pubsub.Subscription:
+                         dlq: gcp.pubsub.Topic | None, extra: dict[str, str] | None = None) -> gcp.pubsub.Subscription:
             push = None
             if spec.push is not None:
                 uri = uris[spec.push.function]
                 push = {"push_endpoint": pulumi.Output.concat(uri, spec.push.path),
                         "oidc_token": {"service_account_email": push_email, "audience": uri}}
             return gcp.pubsub.Subscription(
-                spec.name, project=project, name=spec.name, topic=topic.id, labels=labels,
+                spec.name, project=project, name=spec.name, topic=topic.id, labels={**labels, **(extra or {})},
                 ack_deadline_seconds=policy.ack_deadline_s,
                 message_retention_duration=f"{policy.retention_s}s",
                 retain_acked_messages=False,
@@ -86,7 +86,9 @@ class PubSub(pulumi.ComponentResource):
                 for reader in topology.dead_letter_subscriptions(t):
                     policy = DLQ_READER_POLICY if reader.push is None else replace(
                         DLQ_READER_POLICY, ack_deadline_s=cfg.dead_letter_push_ack_s)  # >= coordinator timeout
-                    sub = subscription(reader, dlq, policy, None)
+                    # the pull reader is labelled with its topic key: the rules see which grant is on which
+                    sub = subscription(reader, dlq, policy, None,
+                                       {DEAD_LETTER_LABEL: t.key} if reader.push is None else None)
                     self.subscriptions[reader.name] = sub
                     if reader.push is None:
                         self.dead_letter_pull[t.key] = sub
@@ -98,13 +100,20 @@ class PubSub(pulumi.ComponentResource):
                     gcp.pubsub.SubscriptionIAMMember(f"{spec.name}-agent-subscriber", project=project,
                                                      subscription=sub.name, role="roles/pubsub.subscriber",
                                                      member=agent_member, opts=on(sub))
-        # functions publish only to the topics ACCESS lists for them
-        for who, access in ACCESS.items():
+        # functions publish only to the topics ACCESS lists for them, and pull only the dead letters it
+        # lists; each operator (stack config) gets OPERATOR_ACCESS's topics and dead letters
+        grantees = [(who, members[who], ACCESS[who]) for who in ACCESS if who in members]
+        grantees += [(f"operator-{operator_slug(m)}", m, OPERATOR_ACCESS) for m in operators]
+        for who, member, access in grantees:
             for key in access.publishes_to:
-                if who in members:
-                    gcp.pubsub.TopicIAMMember(f"{topology.topic(key).name}-{who}-publisher", project=project,
-                                              topic=self.topics[key].name, role="roles/pubsub.publisher",
-                                              member=members[who], opts=on(self.topics[key]))
+                gcp.pubsub.TopicIAMMember(f"{topology.topic(key).name}-{who}-publisher", project=project,
+                                          topic=self.topics[key].name, role="roles/pubsub.publisher",
+                                          member=member, opts=on(self.topics[key]))
+            for key in access.reads_dead_letters:
+                sub = self.dead_letter_pull[key]
+                gcp.pubsub.SubscriptionIAMMember(f"{topology.topic(key).dead_letter_pull_subscription}-{who}-subscriber",
+                                                 project=project, subscription=sub.name,
+                                                 role="roles/pubsub.subscriber", member=member, opts=on(sub))
         self.register_outputs({
             "topics": {k: v.name for k, v in self.topics.items()},
             "dead_letter_pull_subscriptions": {k: v.name for k, v in self.dead_letter_pull.items()},

@@ -25,6 +25,10 @@ def _calls(node: ast.AST) -> set[str]:
                 out.add(f.id)
             elif isinstance(f, ast.Attribute):
                 out.add(f.attr)
+            elif isinstance(f, ast.Subscript) and isinstance(f.value, ast.Name):  # _ACTIONS[action](...)
+                out.add(f.value.id)
+        elif isinstance(n, ast.Dict):  # a dispatch table ({"replay_dead_letters": _replay}) calls its values
+            out |= {v.id for v in n.values if isinstance(v, ast.Name)}
     return out
 
 
@@ -36,17 +40,35 @@ def _published(node: ast.AST) -> set[str]:
             and isinstance(n.args[0], ast.Constant) and isinstance(n.args[0].value, str)}
 
 
+# Publishes whose topic key is a variable, and the keys it can hold: `dlq replay` republishes a
+# completions or control dead letter to its source topic (work and consolidation dead letters are
+# repaired instead, batchline/replay.py). test_dynamic_publishes_are_known keeps this list whole.
+DYNAMIC_PUBLISHES: dict[str, set[str]] = {"replay_dead_letters": {"completions", "control"}}
+
+
+def _dynamic(node: ast.AST) -> bool:
+    """Whether `node` has a `clients.publish(<not a string literal>, ...)` call."""
+    return any(isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == "publish"
+               and isinstance(n.func.value, ast.Name) and n.func.value.id == "clients" and n.args
+               and not (isinstance(n.args[0], ast.Constant) and isinstance(n.args[0].value, str))
+               for n in ast.walk(node))
+
+
 def _definitions() -> dict[str, tuple[set[str], set[str]]]:
     """function name -> (names it calls, topics it publishes to), over the archived package."""
     defs: dict[str, tuple[set[str], set[str]]] = {}
     for path in (ROOT / "batchline").glob("*.py"):
         if path.name == "cli.py":
             continue
-        for node in ast.walk(ast.parse(path.read_text())):
+        tree = ast.parse(path.read_text())
+        for node in tree.body:  # a module-level dispatch table is "defined" as the names it holds
+            if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+                defs.setdefault(node.targets[0].id, (set(), set()))[0].update(_calls(node.value))
+        for node in ast.walk(tree):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 calls, topics = defs.setdefault(node.name, (set(), set()))
                 calls |= _calls(node)
-                topics |= _published(node)
+                topics |= _published(node) | (DYNAMIC_PUBLISHES.get(node.name, set()) if _dynamic(node) else set())
     return defs
 
 
@@ -71,6 +93,33 @@ def topics_published_by(function: str) -> set[str]:
 @pytest.mark.parametrize("function", FUNCTIONS)
 def test_functions_publish_exactly_where_access_allows(function):
     assert topics_published_by(function) == set(ACCESS[function].publishes_to)
+
+
+def test_dynamic_publishes_are_known():
+    """Every publish with a variable topic key is one DYNAMIC_PUBLISHES accounts for."""
+    found = {node.name for path in (ROOT / "batchline").glob("*.py") if path.name != "cli.py"
+             for node in ast.walk(ast.parse(path.read_text()))
+             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and _dynamic(node)
+             and not any(_dynamic(inner) for inner in node.body if isinstance(inner, (ast.FunctionDef,
+                                                                                       ast.AsyncFunctionDef)))}
+    assert found == set(DYNAMIC_PUBLISHES)
+
+
+def test_coordinator_replays_through_completions_and_control():
+    assert {"completions", "control"} <= topics_published_by("coordinator")
+
+
+def test_dead_letter_keys_are_the_topics_that_dead_letter():
+    from batchline.control import REPLAY_SOURCES
+    from batchline.topology import build_topology
+    from infra.access import DEAD_LETTER_KEYS, OPERATOR_ACCESS
+
+    # the dead letters `dlq list` and `dlq replay` read: each a topic that dead-letters
+    assert tuple(DEAD_LETTER_KEYS) == tuple(REPLAY_SOURCES)
+    topology = build_topology("x")
+    assert set(DEAD_LETTER_KEYS) <= {t.key for t in topology.topics if any(s.dead_letter for s in t.subscriptions)}
+    assert ACCESS["coordinator"].reads_dead_letters == DEAD_LETTER_KEYS == OPERATOR_ACCESS.reads_dead_letters
+    assert OPERATOR_ACCESS.invokes == () and OPERATOR_ACCESS.publishes_to == ("control",)
 
 
 def test_reconcile_reaches_the_consolidation_topic():

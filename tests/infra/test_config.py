@@ -66,6 +66,40 @@ def test_out_of_range_config_names_the_key(dev_raw, path, value, message):
     assert message in str(err.value)
 
 
+def test_operators_default_empty_and_prod_lists_a_group(dev_raw, prod_raw):
+    raw = copy.deepcopy(dev_raw)
+    raw.pop("operators", None)
+    assert config.load(raw).operators == ()
+    assert config.load(prod_raw, has_slack_token=True).operators == ("group:batchline-operators@example.com",)
+
+
+@pytest.mark.parametrize("members", [["user:a@example.com", "group:ops@example.com",
+                                      "serviceAccount:bot@p.iam.gserviceaccount.com"], []])
+def test_operators_accepts_users_groups_and_service_accounts(dev_raw, members):
+    assert config.load(_set(dev_raw, "operators", members)).operators == tuple(members)
+
+
+@pytest.mark.parametrize("value, message", [
+    (["a@example.com"], "batchline:operators: 'a@example.com' is not an IAM member"),
+    (["domain:example.com"], "batchline:operators: 'domain:example.com' is not an IAM member"),
+    (["allUsers"], "batchline:operators: 'allUsers' is not an IAM member"),
+    (["user:nobody"], "batchline:operators: 'user:nobody' is not an IAM member"),
+    (["User:a@example.com"], "batchline:operators: 'User:a@example.com' is not an IAM member"),
+    ([3], "batchline:operators: 3 is not an IAM member"),
+    ("group:ops@example.com", "batchline:operators must be a list of IAM members"),
+    (["user:a@example.com", "user:a@example.com"], "batchline:operators lists a member twice"),
+])
+def test_bad_operator_member_is_rejected_naming_the_key(dev_raw, value, message):
+    with pytest.raises(ConfigError) as err:
+        config.load(_set(dev_raw, "operators", value))
+    assert message in str(err.value)
+
+
+def test_program_start_rejects_a_bad_operator(dev_raw):
+    with pytest.raises(ConfigError, match="batchline:operators: 'ops@example.com' is not an IAM member"):
+        harness.run_program(_set(dev_raw, "operators", ["ops@example.com"]), stack="dev")
+
+
 def test_slack_channel_without_token_names_the_secret(prod_raw):
     with pytest.raises(ConfigError, match="batchline:slack_token"):
         config.load(prod_raw, has_slack_token=False)

@@ -54,6 +54,30 @@ def _set_role(role: str) -> Callable[[dict], None]:
     return lambda i: i.update(role=role)
 
 
+OPERATOR = "group:batchline-operators@example.com"
+OP = OPERATOR.replace(":", "-")
+
+
+def _on(prop: str, type_: str, name: str) -> Callable[[Resource, list[Resource]], None]:
+    """Move a grant onto another resource (the property dependency naming what it is on)."""
+    def go(r: Resource, rs: list[Resource]) -> None:
+        r.property_dependencies[prop] = [_urn(rs, type_, name)]
+    return go
+
+
+def _to_worker(r: Resource, rs: list[Resource]) -> None:
+    r.property_dependencies["member"] = [_urn(rs, T.T_ACCOUNT, "sa-worker")]
+
+
+def _to_operator(r: Resource, rs: list[Resource]) -> None:
+    r.inputs["member"] = OPERATOR
+    r.property_dependencies["member"] = []
+
+
+def _unlabel(r: Resource, rs: list[Resource]) -> None:
+    r.inputs["labels"].pop("batchline-dead-letters")
+
+
 BREAKAGES = [
     ("no-public-access", "primitive role", inputs(T.T_PROJECT_IAM, "sa-worker-datastore.user",
                                                   _set_role("roles/editor"))),
@@ -78,11 +102,43 @@ BREAKAGES = [
      edit(T.T_TOPIC_IAM, "batchline-work-reconcile-publisher", _swap_topic)),
     ("least-privilege", "may not hold roles/bigquery.admin",
      inputs(T.T_PROJECT_IAM, "sa-worker-bigquery.jobUser", _set_role("roles/bigquery.admin"))),
+    # issue 8: the coordinator pulls dead letters only from the dlq-pull subscriptions, nobody else does
+    ("least-privilege", "coordinator may not hold roles/pubsub.editor on subscription",
+     inputs(T.T_SUB_IAM, "batchline-control-dlq-pull-coordinator-subscriber", _set_role("roles/pubsub.editor"))),
+    ("least-privilege", "coordinator may not hold roles/pubsub.subscriber on subscription ['batchline-work-push']",
+     edit(T.T_SUB_IAM, "batchline-work-dlq-pull-coordinator-subscriber",
+          _on("subscription", T.T_SUB, "batchline-work-push"))),
+    ("least-privilege", "worker may not hold roles/pubsub.subscriber on subscription ['batchline-work-dlq-pull']",
+     edit(T.T_SUB_IAM, "batchline-work-dlq-pull-coordinator-subscriber", _to_worker)),
     # item 9: a declared publisher grant the program forgot
     ("declared-grants-exist", "missing roles/pubsub.publisher on topic consolidation",
      lambda rs: rs.remove(_one(rs, T.T_TOPIC_IAM, "batchline-consolidation-reconcile-publisher"))),
     ("declared-grants-exist", "missing roles/run.invoker on function worker",
      lambda rs: rs.remove(_one(rs, T.T_RUN_IAM, "fn-worker-invoker-push"))),
+    # issue 8: replay pulls every dlq-pull subscription and republishes completions and control
+    ("declared-grants-exist", "missing roles/pubsub.subscriber on subscription control",
+     lambda rs: rs.remove(_one(rs, T.T_SUB_IAM, "batchline-control-dlq-pull-coordinator-subscriber"))),
+    ("declared-grants-exist", "missing roles/pubsub.publisher on topic control",
+     lambda rs: rs.remove(_one(rs, T.T_TOPIC_IAM, "batchline-control-coordinator-publisher"))),
+    ("declared-grants-exist", "missing roles/pubsub.subscriber on subscription completions",
+     edit(T.T_SUB, "batchline-completions-dlq-pull", _unlabel)),
+    # issue 8: operators hold exactly OPERATOR_ACCESS, and never an invoker role
+    ("operator-grants", f"operator {OPERATOR} may not hold roles/datastore.user on the project",
+     inputs(T.T_PROJECT_IAM, f"sa-operator-{OP}-datastore.viewer", _set_role("roles/datastore.user"))),
+    ("operator-grants", f"operator {OPERATOR} may not hold roles/pubsub.subscriber on subscription "
+                        "['batchline-work-push']",
+     edit(T.T_SUB_IAM, f"batchline-work-dlq-pull-operator-{OP}-subscriber",
+          _on("subscription", T.T_SUB, "batchline-work-push"))),
+    ("operator-grants", f"operator {OPERATOR} may not hold roles/pubsub.publisher on topic ['work']",
+     edit(T.T_TOPIC_IAM, f"batchline-control-operator-{OP}-publisher", _on("topic", T.T_TOPIC, "batchline-work"))),
+    ("operator-grants", f"operator {OPERATOR} may not hold roles/bigquery.dataViewer on dataset ['staging']",
+     edit(T.T_DATASET_IAM, f"bq-main-operator-{OP}-dataViewer", _on("datasetId", T.T_DATASET, "bq-staging"))),
+    ("operator-grants", f"{OPERATOR} may not hold roles/run.invoker: no new invoker",
+     edit(T.T_RUN_IAM, "fn-coordinator-invoker-push", _to_operator)),
+    ("operator-grants-complete", f"{OPERATOR}: missing roles/bigquery.dataViewer on dataset main",
+     lambda rs: rs.remove(_one(rs, T.T_DATASET_IAM, f"bq-main-operator-{OP}-dataViewer"))),
+    ("operator-grants-complete", f"{OPERATOR}: missing roles/pubsub.subscriber on subscription consolidation",
+     lambda rs: rs.remove(_one(rs, T.T_SUB_IAM, f"batchline-consolidation-dlq-pull-operator-{OP}-subscriber"))),
     # item 2
     ("build-service-account", "does not build as the build service account",
      edit(T.T_FUNCTION, "fn-coordinator", lambda r, rs: (r.inputs["buildConfig"].pop("serviceAccount"),
@@ -169,5 +225,5 @@ def test_preview_view_hides_computed_values(prod_run):
 def test_security_rules_are_mandatory():
     mandatory = {n for n, r in rules.RULES.items() if r.mandatory}
     assert {"no-public-access", "function-ingress", "authenticated-calls", "least-privilege",
-            "build-service-account"} <= mandatory
+            "build-service-account", "operator-grants"} <= mandatory
     assert "push-ack-deadline" not in mandatory
