@@ -29,6 +29,7 @@ from infra.components.iam import ACCESS, INVOKER_ROLE, PUSH, SCHEDULER
 from infra.components.monitoring import ALERT_LABEL, DEAD_LETTER_METRIC, F9_ALERTS
 from infra.config import ACK_DEADLINE_S, BACKOFF_S, MAX_DELIVERY_ATTEMPTS
 from infra.harness import Resource, StackRun, stack_view
+from infra.view import seconds as _seconds
 
 T_TOPIC = "gcp:pubsub/topic:Topic"
 T_SUB = "gcp:pubsub/subscription:Subscription"
@@ -72,15 +73,6 @@ def policy(name: str) -> Callable[[Check], Check]:
 
 
 # --- helpers over registered resources ---------------------------------------------------------
-def _seconds(value: Any) -> float | None:
-    if isinstance(value, str) and value.endswith("s"):
-        try:
-            return float(value[:-1])
-        except ValueError:
-            return None
-    return None
-
-
 def _topic_name_of(ref: str | None) -> str | None:
     return ref.rsplit("/", 1)[-1] if ref else None
 
