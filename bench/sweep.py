@@ -231,7 +231,7 @@ def main() -> None:
                     help="permit sizes >= 10,000 (the current design needs ~10 min and chunk tables)")
     ap.add_argument("--state-dir", default=None, help="reuse the stack running there (else a temporary one)")
     ap.add_argument("--threads", type=int, default=4)
-    ap.add_argument("--timeout", type=float, default=3600)
+    ap.add_argument("--timeout", type=float, default=1800)
     ap.add_argument("--report-only", action="store_true")
     args = ap.parse_args()
     if args.report_only:
