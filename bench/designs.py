@@ -135,7 +135,8 @@ def time_single_item_merge(clients, samples: int) -> dict:
     finally:
         clients.bq.delete_table(s2.main_table_id, not_found_ok=True)
     return {"samples_s": [r(x) for x in times], "median_s": r(statistics.median(times)),
-            "main_table_rows": clients.bq.get_table(s.main_table_id).num_rows}
+            "main_table_rows": list(clients.bq.query(f"SELECT COUNT(*) AS n FROM `{s.main_table_id}`")
+                                    .result())[0]["n"]}
 
 
 # ------------------------------------------------------------------------------------------------

@@ -215,7 +215,7 @@ def _plots(clean: list[dict]) -> None:
         ax.legend(fontsize=8)
     a1.set_ylabel("items/s end to end")
     a1.set_title("Throughput vs batch size")
-    a2.set_ylabel("seconds (consolidation_requested_at -> consolidated_at)")
+    a2.set_ylabel("seconds (requested -> consolidated)")
     a2.set_title("Consolidation time vs batch size")
     fig.suptitle(f"current design, local stack, {clean[-1]['machine']['cpus']} cores (shared; see load in sweep.md)",
                  fontsize=9)
