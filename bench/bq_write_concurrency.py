@@ -20,6 +20,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 
 from common import loadavg, machine, utc_now, write_json
 from floor import DefaultStreamWriter, rows_for
@@ -33,6 +34,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--appenders", type=int, default=2)
     ap.add_argument("--rest", type=int, default=2)
+    ap.add_argument("--cursor-patch", action="store_true",
+                    help="start bqemulator through bench/bq_launcher_cursor.py (experimental workaround)")
     args = ap.parse_args()
     from google.api_core.client_options import ClientOptions
     from google.auth.credentials import AnonymousCredentials
@@ -41,6 +44,12 @@ def main() -> None:
     project, dataset = "bench-write", "bench"
     with tempfile.TemporaryDirectory(prefix="bq-write-") as tmp:
         h = procs.start_bigquery(tmp, project=project)
+        if args.cursor_patch:
+            procs.stop(h)
+            argv = [a if not a.endswith("bq_launcher.py") else str(Path(__file__).with_name("bq_launcher_cursor.py"))
+                    for a in h.argv]
+            h = procs.start_process(procs.BIGQUERY, argv, tmp, {}, lambda: procs.bigquery_ready(h.host, project),
+                                    60.0, port=h.port, extra_ports=h.extra_ports, project=project)
         try:
             bq = bigquery.Client(project=project, credentials=AnonymousCredentials(),
                                  client_options=ClientOptions(api_endpoint=f"http://{h.host}"))
@@ -96,8 +105,13 @@ def main() -> None:
             stop.set()
             out = {"kind": "bq_write_concurrency", "at": utc_now(), "machine": machine(), "loadavg_before": before,
                    "loadavg_after": loadavg(), "seconds": args.seconds, "appenders": args.appenders,
-                   "rest_threads": args.rest, "calls_done": dict(done), "errors": len(errors),
+                   "rest_threads": args.rest, "cursor_patch": args.cursor_patch, "calls_done": dict(done),
+                   "errors": len(errors),
                    "error_samples": errors[:5], "hung": hung_at is not None, "hung_after_s": hung_at}
+            if hung_at is None:  # every acknowledged append must be in the table, once
+                row = list(bq.query(f"SELECT COUNT(*) AS n, COUNT(DISTINCT prediction_id) AS k "
+                                    f"FROM `{project}.{dataset}.batch`").result(timeout=60))[0]
+                out["batch_table_rows"] = {"expected": 5 * done["append"], "found": row["n"], "distinct": row["k"]}
             print(json.dumps(out, indent=1))
             write_json(f"bq-write-concurrency-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}.json", out)
         finally:
