@@ -56,7 +56,7 @@ def test_dev_and_prod_differ_as_configured(dev_run, prod_run):
     sched = {r.stack: {j.inputs["name"].rsplit("-", 1)[-1]: j.inputs["schedule"] for j in r.of_type(policies.T_JOB)}
              for r in (dev_run, prod_run)}
     assert sched["dev"] != sched["prod"]
-    assert sched["prod"]["check"] == "* 10-23 * * *"  # every 15 minutes in the game window
+    assert sched["prod"]["check"] == "* 10-23 * * *"  # every minute in the game window
     channels = {r.stack: sorted((c.inputs["type"], json.dumps(c.inputs.get("labels"))) for c in
                                 r.of_type(policies.T_CHANNEL)) for r in (dev_run, prod_run)}
     assert channels["dev"] == [("email", json.dumps({"email_address": "batchline-dev@example.com"}))]
