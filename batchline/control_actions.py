@@ -28,7 +28,7 @@ from batchline.messages import InvalidMessage, PushEnvelope, ReconcileRequest, S
 from batchline.reconcile import reconcile
 from batchline.repair import consolidate_again, start_repair
 from batchline.replay import replay_dead_letters
-from batchline.state import BatchConflict, BatchStore, UnknownItem, now
+from batchline.state import BatchConflict, BatchStore, RepairAlreadyAttempted, UnknownItem, now
 
 ACCEPTED, DONE, REFUSED, FAILED = "accepted", "done", "refused", "failed"
 FINAL = (DONE, REFUSED)
@@ -137,6 +137,8 @@ def execute(clients: Clients, req) -> dict:
         except BatchConflict as exc:
             status, result = REFUSED, {"error": str(exc), "conflicting_batch_id": exc.batch_id,
                                        "conflicting_status": exc.status}
+        except RepairAlreadyAttempted as exc:
+            status, result = REFUSED, {"error": str(exc), "repaired_by": exc.batch_id}
         except (InvalidMessage, UnknownItem) as exc:
             status, result = REFUSED, {"error": str(exc)}
         store.finish(req.request_id, status, result)

@@ -41,7 +41,6 @@ from batchline.state import (
     CONSOLIDATED,
     CONSOLIDATING,
     CONSOLIDATION_FAILED,
-    CONSOLIDATION_REQUESTED,
     BatchStore,
     UnknownItem,
     now,
@@ -141,12 +140,12 @@ def handle_dead_letter(clients: Clients, source: str, envelope: PushEnvelope) ->
         if source == "control":
             return control_actions.handle_control_dead_letter(clients, ctl.parse_control(payload), attempts)
         req = parse_model(ConsolidationRequest, payload)
-        # Only a consolidation still under way can fail this way; a late dead letter for a batch that
-        # consolidated in the meantime (or another generation) changes nothing. A consolidation that
-        # failed permanently answered 2xx; one that dead-letters failed transiently every time.
-        failed = store.transition(req.batch_id, [CONSOLIDATION_REQUESTED, CONSOLIDATING], {
-            "status": CONSOLIDATION_FAILED, "failure_kind": lc.TRANSIENT,
-            "error": f"consolidation dead-lettered after {attempts} attempts"})
+        # Only a consolidation nobody is running can fail this way (lifecycle.decide_consolidation_dead_letter):
+        # a late dead letter for a batch consolidated, re-opened or held by a live delivery changes
+        # nothing. A consolidation that failed permanently answered 2xx; one that dead-letters failed
+        # transiently every time.
+        failed = store.consolidation_dead_lettered(req.batch_id,
+                                                   f"consolidation dead-lettered after {attempts} attempts")
         log_event("consolidation_failed" if failed else "consolidation_dead_letter_ignored",
                   severity="ERROR" if failed else "WARNING", batch_id=req.batch_id, reason="dead-lettered",
                   failure_kind=lc.TRANSIENT, delivery_attempts=attempts)
@@ -180,6 +179,8 @@ def handle_consolidation(clients: Clients, envelope: PushEnvelope) -> str:
     verdict, batch = store.take_lease(req.batch_id, token)
     if verdict != "run":
         log_event("consolidation_skipped", batch_id=req.batch_id, verdict=verdict, batch_status=batch["status"])
+        if batch["status"] == CONSOLIDATED and not batch.get("summary_message_id"):
+            publish_summary(clients, batch)  # the first delivery failed between its result and its summary
         return verdict
     finished = False
     try:
@@ -221,7 +222,8 @@ def consolidate_batch(clients: Clients, batch_id: str, batch: dict, lease: str,
     injected = faults_mod.parse(batch.get("faults")) if s.allow_faults else faults_mod.FaultSpec()
     tables = list(inv.tables.values())
     attempt = int(batch.get("merge_attempt") or 0)
-    if keeper is not None and keeper.lost:
+    if merged is None and tables and ((keeper is not None and keeper.lost) or not store.renew_lease(batch_id, lease)):
+        # checked right before the MERGE: a dead letter, a re-open or a newer holder may have moved the batch
         log_event("consolidation_lease_lost", severity="ERROR", batch_id=batch_id, lease=lease,
                   message="lost the batch before its MERGE; the delivery now holding it consolidates")
         return "lease_lost"
@@ -294,11 +296,20 @@ def consolidate_batch(clients: Clients, batch_id: str, batch: dict, lease: str,
         log_event("coverage_low", severity="ERROR" if coverage < s.coverage_critical_pct else "WARNING",
                   batch_id=batch_id, warning_pct=s.coverage_warning_pct, critical_pct=s.coverage_critical_pct,
                   coverage_pct=coverage, failed_items=inv.failed_items[:100], missing_items=missing[:100])
-    summary = BatchSummary(batch_id=batch_id, game_date=game_date, status=CONSOLIDATED, expected_items=expected,
-                           merged_items=merged_items, failed_items=inv.failed_items, missing_items=missing,
-                           merged_rows=int(merged.get("verified_rows", 0)), coverage_pct=coverage)
-    clients.publish("summary", encode(summary), batch_id=batch_id)
+    publish_summary(clients, store.get_batch(batch_id) or {})
     return "consolidated"
+
+
+def publish_summary(clients: Clients, batch: dict) -> None:
+    """The consolidated batch's summary, from its recorded result; its message id is recorded, so a
+    redelivery after a failed publish (the batch is already `done`) sends it, and only then."""
+    summary = BatchSummary(batch_id=batch["batch_id"], game_date=batch["game_date"], status=CONSOLIDATED,
+                           expected_items=int(batch["expected_items"]), merged_items=int(batch["merged_items"]),
+                           failed_items=list(batch.get("failed_items") or []),
+                           missing_items=list(batch.get("missing_items") or []),
+                           merged_rows=int(batch.get("merged_rows") or 0), coverage_pct=float(batch["coverage_pct"]))
+    message_id = clients.publish("summary", encode(summary), batch_id=batch["batch_id"])
+    BatchStore(clients.fs).set_batch_fields(batch["batch_id"], {"summary_message_id": message_id})
 
 
 def _kept_previous(clients: Clients, batch_id: str, game_date: dt.date, merged: set[str]) -> dict[str, str]:

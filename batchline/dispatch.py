@@ -146,8 +146,9 @@ def dispatch(clients: Clients, batch_id: str, game_date: dt.date, items: list[It
         log_event("dispatch_lost", severity="WARNING", batch_id=batch_id)
         raise
     except Exception as exc:
-        store.transition(batch_id, [DISPATCHING], {"status": DISPATCH_FAILED, "error": str(exc)[:2000]})
-        log_event("dispatch_failed", severity="ERROR", batch_id=batch_id, error=str(exc))
+        failed = store.dispatch_failed(batch_id, token, str(exc))
+        log_event("dispatch_failed" if failed else "dispatch_lost", severity="ERROR", batch_id=batch_id,
+                  error=str(exc))
         raise
     if store.mark_running(batch_id, token):
         log_event("batch_dispatched", batch_id=batch_id, expected_items=len(items))

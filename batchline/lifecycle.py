@@ -120,6 +120,10 @@ def decide_reopen(batch: dict, date_active_batch: str | None, claimant: str, now
     most MAX_AUTO_REOPENS times. A verified MERGE result is kept, so a re-open resumes at cleanup."""
     if batch["status"] != CONSOLIDATION_FAILED:
         return f"batch is {batch['status']}, not {CONSOLIDATION_FAILED}", None
+    if not auto and claimant in (batch.get("consolidation_claimant"), batch.get("consolidation_message_id")):
+        # a redelivery of the operator request that already re-opened it: that attempt failed again,
+        # and a permanent failure waits for a new request, not for Pub/Sub
+        return "this request already re-opened the batch once", None
     if date_active_batch != batch["batch_id"]:
         return (f"a newer run of {batch['game_date']} ({date_active_batch}) replaced this batch; "
                 f"re-consolidating it would overwrite newer rows. Start a new run of the date instead"), None
@@ -134,6 +138,19 @@ def decide_reopen(batch: dict, date_active_batch: str | None, claimant: str, now
     if auto:
         update["auto_reopens"] = reopens + 1
     return "reopened", update
+
+
+def decide_consolidation_dead_letter(batch: dict, now: dt.datetime, error: str) -> Decision:
+    """A consolidation message dead-lettered (it failed transiently on every delivery). The batch is
+    failed (transiently) only if nobody is consolidating it now: waiting for its claim, or consolidating
+    with a lapsed or released lease. A live holder (a later delivery, a re-open) is left alone."""
+    status = batch["status"]
+    idle = status == CONSOLIDATION_REQUESTED or (
+        status == CONSOLIDATING and (not batch.get("lease_token") or _expired(batch.get("lease_expires_at"), now)))
+    if not idle:
+        return False, None
+    return True, {"status": CONSOLIDATION_FAILED, "failure_kind": TRANSIENT, "error": error,
+                  "lease_token": None, "lease_expires_at": None}
 
 
 # -- MERGE attempts ---------------------------------------------------------------------------
@@ -157,6 +174,14 @@ def decide_dispatch_lease(batch: dict, token: str, now: dt.datetime) -> Decision
     if holder and holder != token and not _expired(batch.get("dispatch_lease_until"), now):
         return False, None
     return True, {"dispatch_token": token, "dispatch_lease_until": now + DISPATCH_LEASE}
+
+
+def decide_dispatch_failed(batch: dict, token: str, error: str) -> Decision:
+    """The dispatcher holding the lease saw a publish fail: the batch fails loudly. A dispatcher whose
+    lease another took over (it was too slow) changes nothing: the new holder is publishing."""
+    if batch["status"] != DISPATCHING or batch.get("dispatch_token") != token:
+        return False, None
+    return True, {"status": DISPATCH_FAILED, "error": error[:2000], "dispatch_token": None}
 
 
 def decide_mark_running(batch: dict, token: str, now: dt.datetime) -> Decision:

@@ -374,6 +374,14 @@ class BatchStore:
     def release_lease(self, batch_id: str, token: str) -> bool:
         return bool(self._compare_and_set(self.batch_ref(batch_id), lambda b: lc.decide_release(b, token)))
 
+    def consolidation_dead_lettered(self, batch_id: str, error: str) -> bool:
+        return bool(self._compare_and_set(self.batch_ref(batch_id), lambda b: lc.decide_consolidation_dead_letter(
+            b, now(), error)))
+
+    def dispatch_failed(self, batch_id: str, token: str, error: str) -> bool:
+        return bool(self._compare_and_set(self.batch_ref(batch_id), lambda b: lc.decide_dispatch_failed(
+            b, token, error)))
+
     def next_merge_attempt(self, batch_id: str, token: str, failed_attempt: int) -> bool:
         return bool(self._compare_and_set(self.batch_ref(batch_id), lambda b: lc.decide_next_merge_attempt(
             b, token, failed_attempt)))

@@ -8,6 +8,8 @@ import datetime as dt
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from google.cloud import firestore
+
 from batchline import ids
 from batchline.local import processes as procs
 from batchline.local import stack as local_stack
@@ -156,3 +158,15 @@ def test_a_consolidation_whose_holder_died_is_taken_over_once_its_lease_lapses(s
     batch = stack.wait(batch_id)
     assert batch["status"] == CONSOLIDATED and batch["merged_items"] == 2
     assert len(_merges(stack, batch_id)) == 1
+
+
+def test_a_summary_lost_after_the_result_is_sent_by_the_redelivery(stack, day):
+    batch, _ = stack.run(day, 2)
+    first = batch["summary_message_id"]
+    stack.store.batch_ref(batch["batch_id"]).update({"summary_message_id": firestore.DELETE_FIELD})  # lost
+    r = stack.push("coordinator/consolidate",
+                   ConsolidationRequest(batch_id=batch["batch_id"], reason="all_items_terminal").model_dump(),
+                   message_id="redelivered")
+    assert r.json()["result"] == "done"
+    again = stack.store.get_batch(batch["batch_id"])["summary_message_id"]
+    assert again and again != first

@@ -277,3 +277,35 @@ def test_exact_item_decisions():
         "recorded", {"status": lc.FAILED, "failure_reason": "why", "updated_at": T0})
     assert lc.decide_failure({"status": lc.PENDING}, "why", T0, dead_lettered=True) == (
         "recorded", {"status": lc.FAILED, "failure_reason": "why", "updated_at": T0, "dead_lettered_at": T0})
+
+
+# -- found by review: a dead letter, a slow dispatcher and a redelivered operator request --------
+def test_a_consolidation_dead_letter_fails_only_a_batch_nobody_is_consolidating():
+    live = _batch(lc.CONSOLIDATING, lease_token="m2", lease_expires_at=T0 + lc.LEASE_TTL)
+    assert lc.decide_consolidation_dead_letter(live, T0, "dl") == (False, None), "a live holder is left alone"
+    lapsed = {**live, "lease_expires_at": T0}
+    failed = {"status": lc.CONSOLIDATION_FAILED, "failure_kind": lc.TRANSIENT, "error": "dl", "lease_token": None,
+              "lease_expires_at": None}
+    assert lc.decide_consolidation_dead_letter(lapsed, T0, "dl") == (True, failed)
+    assert lc.decide_consolidation_dead_letter(_batch(lc.CONSOLIDATING), T0, "dl") == (True, failed), "released"
+    assert lc.decide_consolidation_dead_letter(_batch(lc.CONSOLIDATION_REQUESTED), T0, "dl") == (True, failed)
+    for status in (*lc.TERMINAL_STATUSES, *lc.OPEN_STATUSES):
+        assert lc.decide_consolidation_dead_letter(_batch(status), T0, "dl") == (False, None), status
+
+
+def test_only_the_dispatcher_holding_the_lease_fails_the_batch():
+    batch = _batch(lc.DISPATCHING, dispatch_token="resumer")
+    assert lc.decide_dispatch_failed(batch, "slow-starter", "timeout") == (False, None)
+    assert lc.decide_dispatch_failed(batch, "resumer", "x" * 3000) == (
+        True, {"status": lc.DISPATCH_FAILED, "error": "x" * 2000, "dispatch_token": None})
+    assert lc.decide_dispatch_failed(_batch(lc.RUNNING, dispatch_token="resumer"), "resumer", "e") == (False, None)
+
+
+def test_a_redelivered_operator_request_does_not_reopen_the_batch_again():
+    own = "20300101_abcdefabcdef"
+    by_message = _batch(lc.CONSOLIDATION_FAILED, failure_kind=lc.PERMANENT, consolidation_claimant="op-msg")
+    assert lc.decide_reopen(by_message, own, "op-msg", T0, auto=False) == (
+        "this request already re-opened the batch once", None)
+    published = _batch(lc.CONSOLIDATION_FAILED, consolidation_claimant="control-req", consolidation_message_id="m7")
+    assert lc.decide_reopen(published, own, "m7", T0, auto=False)[1] is None
+    assert lc.decide_reopen(published, own, "m8", T0, auto=False)[0] == "reopened", "a new request re-opens it"
