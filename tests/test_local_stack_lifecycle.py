@@ -147,7 +147,15 @@ def test_a_function_whose_port_was_taken_gets_a_new_one_and_the_pushes_follow(ru
     _kill(before.pid)
     squatter = socket.socket()
     squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    squatter.bind((P.LOOPBACK, before.port))
+    deadline = time.monotonic() + 30
+    while True:  # the killed master's gunicorn worker holds the port until it notices it is orphaned
+        try:
+            squatter.bind((P.LOOPBACK, before.port))
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
     squatter.listen()
     try:
         _, report = S.up_with_report(state, notify=lambda m: None)
