@@ -1,7 +1,7 @@
 """Where every expected item of a batch ended: exactly one of four terminal states.
 
 merged         rows in the main table carrying the batch id (counted there)
-recovered      dead-lettered, then merged from its staging table anyway (its write had succeeded)
+recovered      dead-lettered, then merged from its staged write anyway (its write had succeeded)
 dead_lettered  dead-lettered and not merged (batch state has the reason and the attempts)
 missing        neither merged nor dead-lettered: the number that must be zero
 

@@ -153,7 +153,7 @@ def print_ledger(ledger: Ledger) -> None:
         ("coverage", f"{ledger.coverage_pct:.1f} % (warning below {ledger.coverage_warning_pct:g} %)"),
         ("merged rows", ledger.merged_rows),
         ("duplicate rows", ledger.duplicate_rows),
-        ("staging tables left", ledger.staging_tables_left),
+        ("staging table left", ledger.staging_tables_left),
         ("this batch's DML on main table", ledger.main_table_mutating_dml),
         ("all DML on main table meanwhile", ledger.main_table_mutating_dml_window),
         ("elapsed", f"{ledger.elapsed_s:.1f} s"),

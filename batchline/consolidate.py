@@ -1,40 +1,33 @@
-"""Consolidation: every staging table of a batch into the main table with ONE MERGE (F2, F5, F6).
+"""Consolidation: the batch staging table's manifest into the main table with ONE MERGE (F2, F5, F6).
 
-1. Inventory: the staging tables that exist for the batch versus the items batch state expects; a
-   gap is recorded and logged, and the batch proceeds with what exists (F9 layer 4). A staging table
-   whose completion was lost is still merged: the table, not the event, is the evidence.
-2. Schema check against the main table's live schema: a staging table may lack newer NULLABLE
+1. Inventory: one GROUP BY over the batch staging table gives every write (item, write id, rows). The
+   manifest is the write each completion recorded; an item with staged rows but no usable completion
+   (lost, dead-lettered after a durable append) is recovered from one complete write of its own: the
+   rows, not the event, are the evidence. Other writes (redelivered or abandoned attempts) are never
+   merged. Gaps are recorded and logged, and the batch proceeds with what exists (F9 layer 4).
+2. Schema check of the staging table against the main table's live schema: it may lack newer NULLABLE
    columns (selected as typed NULLs); anything else is reported with the column names, before any
    table is touched (F5).
-3. One MERGE keyed on the prediction id, with an explicit column list, so a re-run updates rows.
-   Past MAX_TABLES_PER_STATEMENT staging tables (BigQuery's per-query limits), chunks are first
-   combined into scratch tables in the staging dataset; the main table still sees one MERGE.
-   The rows staged are summed from the staging tables' metadata (load jobs keep numRows exact; a
-   COUNT over a 450-way UNION cost 13 s on the emulator, more than the MERGE itself).
-4. Verification: the rows now carrying this batch id in the main table must equal the rows staged,
-   one per prediction id; a 0-row MERGE with non-empty staging is a failure (F6).
-5. Only then are the staging tables deleted.
+3. One MERGE keyed on the prediction id, with an explicit column list, reading only the manifest's
+   (item, write id) pairs, so a re-run updates rows.
+4. Verification per item: each merged item's rows now carrying this batch id in the main table must
+   equal what its write staged, one per prediction id; a 0-row MERGE with rows staged is a failure (F6).
+5. Only then is the staging table dropped, and only if no rows arrived after the inventory.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import math
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 from google.api_core import exceptions as gexc
 from google.cloud import bigquery
 
-from batchline import ids
+from batchline import ids, staging
 from batchline.schema import MAIN_TABLE_INSERT_ONLY, MAIN_TABLE_KEY
 from batchline.settings import Settings
-
-# BigQuery allows at most 1,000 tables in one query and 1 MB of query text (~2,500 of our SELECTs).
-# Beyond this many staging tables, chunks are first combined into scratch tables in the staging
-# dataset (DDL there, never DML on the main table), so the main table still sees exactly one MERGE.
-MAX_TABLES_PER_STATEMENT = 500
+from batchline.staging import ITEM_COLUMN, STAGING_COLUMNS, WRITE_COLUMN, StagedWrite
 
 
 class ConsolidationError(RuntimeError):
@@ -47,12 +40,18 @@ class SchemaIncompatible(ConsolidationError):
 
 @dataclass
 class Inventory:
-    tables: dict[str, str]  # item id -> staging table name, for every existing staging table
+    writes: dict[str, StagedWrite]  # item id -> the one write of it to merge (manifest or recovered)
     expected_completed: list[str]  # items batch state says completed
-    missing_tables: list[str]  # completed items whose staging table does not exist
-    recovered: list[str]  # items with a staging table but no recorded completion
+    missing_writes: list[str]  # completed items whose recorded write is not (or no longer) staged whole
+    recovered: list[str]  # items merged from a write no recorded completion names
     failed_items: list[str]
     pending_items: list[str]
+    staged_rows_total: int = 0  # every staged row, any write: cleanup keeps the table if more arrive
+    abandoned_writes: int = 0  # writes of redelivered or abandoned attempts, never merged
+    unknown_items: list[str] = field(default_factory=list)  # staged rows of items the batch does not have
+
+    def manifest(self) -> dict[str, str]:
+        return {item: w.write_id for item, w in sorted(self.writes.items())}
 
 
 @dataclass
@@ -65,8 +64,8 @@ class MergeResult:
     verified_rows: int
     verified_items: int
     verified_systems: int
-    tables: list[str] = field(default_factory=list)
-    scratch_tables: list[str] = field(default_factory=list)
+    items: list[str] = field(default_factory=list)
+    manifest: dict[str, str] = field(default_factory=dict)  # item -> write id merged
     timings_s: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
@@ -95,63 +94,42 @@ def _ident(name: str) -> str:
     return f"`{ids.validate_table_name(name)}`"  # column names follow the same allow-list
 
 
-def existing_staging_tables(bq: bigquery.Client, settings: Settings, batch_id: str,
-                            item_ids: list[str]) -> dict[str, str]:
-    """item id -> staging table, for every item of the batch whose staging table exists.
-
-    Asked table by table, by the name the worker must have used: precise, proportional to the batch
-    rather than to the dataset, and immune to listing limits (bqemulator truncates tables.list at
-    1,000 without a page token, which once hid 200 of 1,200 staging tables from a consolidation)."""
-    names = {i: ids.staging_table_name(batch_id, i) for i in item_ids}
-
-    def exists(item: str) -> bool:
-        try:
-            bq.get_table(settings.staging_table_id(names[item]))
-            return True
-        except gexc.NotFound:
-            return False
-
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        found = dict(zip(item_ids, pool.map(exists, item_ids), strict=True))
-    return {i: names[i] for i in sorted(item_ids) if found[i]}
-
-
-def existing_scratch_tables(bq: bigquery.Client, settings: Settings, batch_id: str, n_items: int) -> list[str]:
-    """The chunk tables a consolidation of `n_items` may have created and not yet deleted."""
-    out = []
-    chunks = math.ceil(n_items / MAX_TABLES_PER_STATEMENT) if n_items > MAX_TABLES_PER_STATEMENT else 0
-    for n in range(chunks):
-        name = ids.combined_table_name(batch_id, n)
-        try:
-            bq.get_table(settings.staging_table_id(name))
-            out.append(name)
-        except gexc.NotFound:
-            continue
-    return out
-
-
 def inventory(bq: bigquery.Client, settings: Settings, batch_id: str, items: list[dict]) -> Inventory:
+    """What the batch staging table holds against what batch state expects; see the module docstring."""
     ids.validate_batch_id(batch_id)
-    tables = existing_staging_tables(bq, settings, batch_id, [it["item_id"] for it in items])
+    staged = staging.staged_writes(bq, settings, batch_id)
     by_status: dict[str, list[str]] = {}
+    docs = {it["item_id"]: it for it in items}
     for it in items:
         by_status.setdefault(it["status"], []).append(it["item_id"])
     completed = sorted(by_status.get("completed", []))
+    writes: dict[str, StagedWrite] = {}
+    recovered: list[str] = []
+    for item, candidates in sorted(staged.items()):
+        if item in docs:
+            writes[item], was_recorded = choose_write(docs[item], candidates)
+            if not was_recorded:
+                recovered.append(item)
+    missing = [i for i in completed if i not in writes or i in recovered]
     return Inventory(
-        tables=tables,
-        expected_completed=completed,
-        missing_tables=[i for i in completed if i not in tables],
-        recovered=sorted(i for i in tables if i not in set(completed)),
-        failed_items=sorted(by_status.get("failed", [])),
-        pending_items=sorted(by_status.get("pending", [])),
+        writes=writes, expected_completed=completed, missing_writes=missing, recovered=sorted(recovered),
+        failed_items=sorted(by_status.get("failed", [])), pending_items=sorted(by_status.get("pending", [])),
+        staged_rows_total=sum(w.rows for ws in staged.values() for w in ws.values()),
+        abandoned_writes=sum(len(ws) for item, ws in staged.items() if item in docs) - len(writes),
+        unknown_items=sorted(set(staged) - set(docs)),
     )
 
 
-def _metadata(bq: bigquery.Client, table_id: str) -> tuple[dict[str, bigquery.SchemaField], int]:
-    """Schema and row count of a staging table. Staging tables are only ever written by load jobs,
-    whose numRows is exact once the job is done (it is DML that leaves it stale)."""
-    table = bq.get_table(table_id)
-    return {f.name: f for f in table.schema}, int(table.num_rows or 0)
+def choose_write(doc: dict, candidates: dict[str, StagedWrite]) -> tuple[StagedWrite, bool]:
+    """The one write of an item to merge, and whether it is the write its completion recorded.
+
+    The recorded write when it is staged whole (the manifest); otherwise one complete write of the item
+    (an acknowledged append is all of its rows or none): one without repeated prediction ids, then the
+    most rows, then the highest write id, so every caller picks the same one."""
+    recorded = candidates.get(doc.get("write_id") or "")
+    if doc.get("status") == "completed" and recorded is not None and recorded.rows == doc.get("row_count"):
+        return recorded, True
+    return max(candidates.values(), key=lambda w: (w.keys == w.rows, w.rows, w.write_id)), False
 
 
 def select_lists(main_schema: list[bigquery.SchemaField],
@@ -206,13 +184,27 @@ def _sql_type(t: str) -> str:
     return t
 
 
-def source_sql(settings: Settings, selects: dict[str, list[str]]) -> str:
-    parts = [
-        "SELECT {} FROM {} WHERE game_date = @game_date AND batch_id = @batch_id".format(
-            ", ".join(exprs), _qualified(settings.project, settings.staging_dataset, table))
-        for table, exprs in selects.items()
-    ]
-    return "\nUNION ALL\n".join(parts)
+def _manifest_filter() -> str:
+    return f"CONCAT({ITEM_COLUMN}, '/', {WRITE_COLUMN}) IN UNNEST(@manifest)"
+
+
+def source_sql(settings: Settings, batch_id: str, exprs: list[str]) -> str:
+    """The MERGE source: the manifest's writes of the batch staging table, as the main table's columns."""
+    return "SELECT {} FROM {} WHERE game_date = @game_date AND batch_id = @batch_id AND {}".format(
+        ", ".join(exprs), _qualified(settings.project, settings.staging_dataset, ids.batch_staging_table(batch_id)),
+        _manifest_filter())
+
+
+def staged_items_sql(settings: Settings, batch_id: str) -> str:
+    """What the MERGE source holds per item: rows, distinct prediction ids."""
+    return (f"SELECT {ITEM_COLUMN} AS item_id, COUNT(*) AS n, COUNT(DISTINCT prediction_id) AS k FROM "
+            f"{_qualified(settings.project, settings.staging_dataset, ids.batch_staging_table(batch_id))} "
+            f"WHERE game_date = @game_date AND batch_id = @batch_id AND {_manifest_filter()} GROUP BY {ITEM_COLUMN}")
+
+
+def manifest_param(manifest: dict[str, str]) -> bigquery.ArrayQueryParameter:
+    return bigquery.ArrayQueryParameter("manifest", "STRING", [
+        f"{ids.validate_item_id(i)}/{ids.validate_write_id(w)}" for i, w in sorted(manifest.items())])
 
 
 def merge_sql(settings: Settings, main_schema: list[bigquery.SchemaField], source: str,
@@ -291,22 +283,6 @@ def run_merge_once(bq: bigquery.Client, sql: str, job_config: bigquery.QueryJobC
         return bq.get_job(job_id)
 
 
-def combine_chunks(bq: bigquery.Client, settings: Settings, batch_id: str, main_schema: list[bigquery.SchemaField],
-                   selects: dict[str, list[str]], params: list, chunk: int) -> dict[str, list[str]]:
-    """Copy each chunk of staging tables into one scratch table (main table's columns, this batch's
-    rows only) and return the select lists that read the scratch tables instead."""
-    names = list(selects)
-    combined: dict[str, list[str]] = {}
-    for n, start in enumerate(range(0, len(names), chunk)):
-        name = ids.combined_table_name(batch_id, n)
-        part = {t: selects[t] for t in names[start:start + chunk]}
-        bq.query(f"CREATE OR REPLACE TABLE {_qualified(settings.project, settings.staging_dataset, name)} AS\n"
-                 f"{source_sql(settings, part)}",
-                 job_config=bigquery.QueryJobConfig(query_parameters=params)).result()
-        combined[name] = [_ident(f.name) for f in main_schema]
-    return combined
-
-
 def merge_job_id(batch_id: str, generation: int = 0, attempt: int = 0) -> str:
     """One job id per (generation, attempt): a redelivery waits for the job of the current attempt;
     only an attempt known to have failed is followed by the next one (lifecycle.decide_next_merge_attempt)."""
@@ -323,11 +299,12 @@ class MergeAttemptFailed(RuntimeError):
 
 
 def verify_sql(main: str, only_items: bool = False) -> str:
-    """The batch's rows in the main table; `only_items` restricts them to @verify_items (an orphan merge
-    adds a few items to a batch whose other rows were merged before)."""
-    return (f"SELECT COUNT(*) AS n, COUNT(DISTINCT prediction_id) AS k, COUNT(DISTINCT player_lookup) AS p, "
-            f"COUNT(DISTINCT system_id) AS s FROM {main} WHERE game_date = @game_date AND batch_id = @batch_id"
-            + (" AND player_lookup IN UNNEST(@verify_items)" if only_items else ""))
+    """The batch's rows in the main table per player (= item); `only_items` restricts them to
+    @verify_items (an orphan merge adds a few items to a batch whose other rows were merged before)."""
+    return (f"SELECT player_lookup AS item_id, COUNT(*) AS n, COUNT(DISTINCT prediction_id) AS k, "
+            f"ARRAY_AGG(DISTINCT system_id) AS systems FROM {main} WHERE game_date = @game_date "
+            f"AND batch_id = @batch_id" + (" AND player_lookup IN UNNEST(@verify_items)" if only_items else "")
+            + " GROUP BY player_lookup")
 
 
 def active_duplicates_sql(main: str) -> str:
@@ -343,46 +320,48 @@ def kept_previous_sql(main: str) -> str:
 
 
 def merge_staging(bq: bigquery.Client, settings: Settings, batch_id: str, game_date: dt.date,
-                  tables: list[str], *, scheduled_items: list[str] | None = None, merge_date: dt.date | None = None,
-                  chunk: int = MAX_TABLES_PER_STATEMENT, generation: int = 0, attempt: int = 0,
+                  manifest: dict[str, str], *, scheduled_items: list[str] | None = None,
+                  merge_date: dt.date | None = None, generation: int = 0, attempt: int = 0,
                   fail_transiently: bool = False, pause_in_merge_s: float = 0.0,
                   verify_only_merged: bool = False) -> MergeResult:
-    """Check schemas, count what is staged, MERGE once, verify. Raises ConsolidationError on a
-    permanent failure and MergeAttemptFailed when the job failed transiently; lets other API errors
-    propagate (the job may still be running) so the message is redelivered and waits for it.
+    """Check the schema, count what the manifest stages, MERGE once, verify per item. Raises
+    ConsolidationError on a permanent failure and MergeAttemptFailed when the job failed transiently;
+    lets other API errors propagate (the job may still be running) so the message is redelivered and
+    waits for it.
 
-    `merge_date` exists only for the `zero_merge` fault: a MERGE whose source is filtered on the
-    wrong date affects 0 rows, which the verification must catch. `fail_transiently` only for the
-    `merge_transient` fault: this attempt's job is a statement that fails, classified as passing.
-    `verify_only_merged` (orphan merges, batchline/orphans.py) verifies only the items of `tables`."""
+    `manifest`: item id -> the write id to merge. `merge_date` exists only for the `zero_merge` fault: a
+    MERGE whose source is filtered on the wrong date affects 0 rows, which the verification must catch.
+    `fail_transiently` only for the `merge_transient` fault: this attempt's job is a statement that
+    fails, classified as passing. `verify_only_merged` (orphan merges, batchline/orphans.py) verifies
+    only the manifest's items."""
     clock = _Clock()
-    main_id = settings.main_table_id
-    main_schema = list(bq.get_table(main_id).schema)
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        meta = dict(zip(tables, pool.map(lambda t: _metadata(bq, settings.staging_table_id(t)), tables),
-                        strict=True))
-    schemas = {t: m[0] for t, m in meta.items()}
-    staged = {"n": sum(m[1] for m in meta.values()), "p": sum(1 for m in meta.values() if m[1] > 0)}
-    merged_items = sorted(i for t in tables if (i := ids.item_of_staging_table(batch_id, t)))
-    clock.lap("schema_check")
-    selects = select_lists(main_schema, schemas)
-    updatable = {c for cols in schemas.values() for c in cols}
+    main_schema = list(bq.get_table(settings.main_table_id).schema)
+    table = ids.batch_staging_table(batch_id)
+    try:
+        stg_schema = {f.name: f for f in bq.get_table(settings.staging_table_id(table)).schema
+                      if f.name not in STAGING_COLUMNS}
+    except gexc.NotFound:
+        raise ConsolidationError(f"staging table {table} does not exist; nothing of {len(manifest)} "
+                                 f"manifest writes can be merged") from None
     params = batch_params(batch_id, game_date)
-    scratch: list[str] = []
-    if len(selects) > chunk:
-        selects = combine_chunks(bq, settings, batch_id, main_schema, selects, params, chunk)
-        scratch = list(selects)
-        clock.lap("combine_chunks")
-    source = source_sql(settings, selects)
+    staged = {r["item_id"]: (int(r["n"]), int(r["k"])) for r in bq.query_and_wait(
+        staged_items_sql(settings, batch_id), job_config=bigquery.QueryJobConfig(query_parameters=[
+            *params, manifest_param(manifest)]))}
+    merged_items = sorted(manifest)
+    clock.lap("inventory")
+    exprs = select_lists(main_schema, {table: stg_schema})[table]
     job_id = merge_job_id(batch_id, generation, attempt)
     if fail_transiently:
         job = run_merge_once(bq, "SELECT ERROR('injected transient MERGE failure')", bigquery.QueryJobConfig(),
                              job_id)
     else:
-        job = run_merge_once(bq, merge_sql(settings, main_schema, source, updatable),
-                             bigquery.QueryJobConfig(query_parameters=merge_params(
-                                 batch_id, game_date, merged_items,
-                                 merged_items if scheduled_items is None else scheduled_items, merge_date)), job_id)
+        job = run_merge_once(bq, merge_sql(settings, main_schema, source_sql(settings, batch_id, exprs),
+                                           set(stg_schema)),
+                             bigquery.QueryJobConfig(query_parameters=[
+                                 *merge_params(batch_id, game_date, merged_items,
+                                               merged_items if scheduled_items is None else scheduled_items,
+                                               merge_date),
+                                 manifest_param(manifest)]), job_id)
     time.sleep(pause_in_merge_s)  # the pause_in_merge fault: the job runs, its waiter may be killed
     try:
         job.result()
@@ -392,23 +371,29 @@ def merge_staging(bq: bigquery.Client, settings: Settings, batch_id: str, game_d
     affected = int(job.num_dml_affected_rows or 0)
     main = _qualified(settings.project, settings.main_dataset, settings.main_table)
     only = [bigquery.ArrayQueryParameter("verify_items", "STRING", merged_items)] if verify_only_merged else []
-    verified = query_one(bq, verify_sql(main, verify_only_merged), [*params, *only])
+    in_main = {r["item_id"]: (int(r["n"]), int(r["k"]), set(r["systems"] or ())) for r in bq.query_and_wait(
+        verify_sql(main, verify_only_merged), job_config=bigquery.QueryJobConfig(query_parameters=[*params, *only]))}
     active_dups = int(query_one(bq, active_duplicates_sql(main), params)["dup"])
-    result = MergeResult(job_id=job.job_id, staged_rows=staged["n"], staged_keys=verified["k"],
-                         staged_items=staged["p"], affected_rows=affected, verified_rows=verified["n"],
-                         verified_items=verified["p"], verified_systems=verified["s"], tables=list(tables),
-                         scratch_tables=scratch,
-                         timings_s={**clock.laps, "verify": clock.lap("verify")})
-    if staged["n"] > 0 and affected == 0:
-        raise ConsolidationError(f"MERGE {job.job_id} affected 0 rows while staging holds "
-                                 f"{staged['n']}; staging tables kept")
-    if verified["n"] != staged["n"] or verified["k"] != verified["n"] or verified["p"] != staged["p"]:
-        raise ConsolidationError(f"verification failed: main table has {verified['n']} rows "
-                                 f"({verified['k']} distinct ids) / {verified['p']} players for the batch, "
-                                 f"staging had {staged['n']} rows / {staged['p']} players; staging tables kept")
+    staged_rows = sum(n for n, _ in staged.values())
+    result = MergeResult(
+        job_id=job.job_id, staged_rows=staged_rows, staged_keys=sum(k for _, k in staged.values()),
+        staged_items=len(staged), affected_rows=affected, verified_rows=sum(v[0] for v in in_main.values()),
+        verified_items=len(in_main), verified_systems=len(set().union(*(v[2] for v in in_main.values()))),
+        items=merged_items, manifest=dict(sorted(manifest.items())),
+        timings_s={**clock.laps, "verify": clock.lap("verify")})
+    if staged_rows > 0 and affected == 0:
+        raise ConsolidationError(f"MERGE {job.job_id} affected 0 rows while staging holds {staged_rows}; "
+                                 f"staging table kept")
+    wrong = sorted(i for i in set(staged) | set(in_main)
+                   if in_main.get(i, (0, 0))[:2] != (staged.get(i, (0, 0))[0],) * 2)
+    if wrong:
+        details = ", ".join(f"{i}: staged {staged.get(i, (0, 0))[0]}, main {in_main.get(i, (0, 0))[0]} rows "
+                            f"({in_main.get(i, (0, 0))[1]} distinct ids)" for i in wrong[:20])
+        raise ConsolidationError(f"verification failed for {len(wrong)} items after MERGE {job.job_id} "
+                                 f"({details}); staging table kept")
     if active_dups:
         raise ConsolidationError(f"verification failed: {active_dups} active rows for {game_date} beyond one per "
-                                 f"player, system and prop after MERGE {job.job_id}; staging tables kept")
+                                 f"player, system and prop after MERGE {job.job_id}; staging table kept")
     return result
 
 
@@ -430,16 +415,3 @@ def _classify_merge_failure(job, exc: Exception, *, injected: bool = False) -> N
 # BigQuery's error reasons for conditions that pass (https://cloud.google.com/bigquery/docs/error-messages).
 TRANSIENT_REASONS = frozenset({"backendError", "internalError", "rateLimitExceeded", "jobRateLimitExceeded",
                                "resourcesExceeded", "jobBackendError", "jobInternalError"})
-
-
-def delete_tables(bq: bigquery.Client, settings: Settings, tables: list[str]) -> int:
-    """Delete staging tables whose rows were verified in the main table; returns how many went."""
-    def drop(t: str) -> int:
-        try:
-            bq.delete_table(settings.staging_table_id(t))
-            return 1
-        except gexc.NotFound:
-            return 0  # already gone (a redelivered consolidation)
-
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        return sum(pool.map(drop, tables))

@@ -57,7 +57,7 @@ class StartControl(_Control):
 
 
 class ConsolidateControl(_Control):
-    """Consolidate a `consolidation_failed` batch again from its kept staging tables."""
+    """Consolidate a `consolidation_failed` batch again from its kept staging table."""
 
     action: Literal["consolidate"]
     batch_id: BatchId

@@ -10,12 +10,11 @@ import datetime as dt
 import time
 import uuid
 
-from google.api_core import exceptions as gexc
 from google.cloud import bigquery, firestore
 
 from batchline import consolidate as cons
 from batchline import control as ctl
-from batchline import control_actions, ids
+from batchline import control_actions, ids, staging
 from batchline import faults as faults_mod
 from batchline import lifecycle as lc
 from batchline.claim import request_consolidation_if_done
@@ -56,44 +55,44 @@ def handle_completion(clients: Clients, envelope: PushEnvelope) -> str:
                               envelope.message.message_id)
 
 
-def _check_completion(clients: Clients, msg: CompletionMessage) -> bool:
-    """Whether the completion is news; raises InvalidMessage when it cannot be true. Applied on every
-    path that records a completion (live and dead-lettered): the staging table must be the one named
-    for (batch run, item), and exist holding exactly the rows the completion claims, or a forged or
-    confused message would mark an item done with nothing behind it (and its worker would skip it)."""
-    if msg.staging_table != ids.staging_table_name(msg.batch_id, msg.item_id):
-        raise InvalidMessage(f"staging table {msg.staging_table} does not belong to "
-                             f"batch {msg.batch_id} item {msg.item_id}")
-    item = BatchStore(clients.fs).get_item(msg.batch_id, msg.item_id)
-    if item is None:
+def _check_completion(clients: Clients, msg: CompletionMessage) -> dict | None:
+    """The batch document when the completion is news, None when the item is already completed; raises
+    InvalidMessage when it cannot be true. Applied on every
+    path that records a completion (live and dead-lettered): the staging table must be the batch's, and
+    the write it names must hold exactly the rows it claims for that item, or a forged or confused
+    message would mark an item done with nothing behind it (and its worker would skip it)."""
+    if msg.staging_table != ids.batch_staging_table(msg.batch_id):
+        raise InvalidMessage(f"staging table {msg.staging_table} is not the staging table of batch {msg.batch_id}")
+    batch, item = BatchStore(clients.fs).get_batch_and_item(msg.batch_id, msg.item_id)
+    if batch is None or item is None:
         raise UnknownItem(f"batch {msg.batch_id} has no item {msg.item_id}")
     if item["status"] == COMPLETED:
-        return False
+        return None
     try:
-        table = clients.bq.get_table(clients.settings.staging_table_id(msg.staging_table))
-    except gexc.NotFound:
+        staged = staging.count_write(clients.bq, clients.settings, msg.batch_id, msg.item_id, msg.write_id)
+    except staging.StagingTableMissing:
         raise InvalidMessage(f"completion of {msg.item_id} names staging table {msg.staging_table}, "
                              f"which does not exist") from None
-    if int(table.num_rows or 0) != msg.row_count:
-        raise InvalidMessage(f"completion of {msg.item_id} claims {msg.row_count} rows; staging table "
-                             f"{msg.staging_table} holds {table.num_rows}")
-    return True
+    if staged != msg.row_count:
+        raise InvalidMessage(f"completion of {msg.item_id} claims {msg.row_count} rows in write {msg.write_id}; "
+                             f"the batch staging table holds {staged}")
+    return batch
 
 
 def _record_completion(clients: Clients, msg: CompletionMessage, claimant: str) -> str:
-    if _check_completion(clients, msg):
+    batch = _check_completion(clients, msg)
+    if batch is not None:
         result = BatchStore(clients.fs).record_completion(msg.batch_id, msg.item_id, msg.staging_table,
-                                                          msg.row_count, msg.attempt)
+                                                          msg.row_count, msg.attempt, msg.write_id, batch)
     else:
         result = "duplicate"
     if result == "late":
         log_event("late_completion", severity="ERROR", batch_id=msg.batch_id, item=msg.item_id,
-                  staging_table=msg.staging_table, message="completion arrived after the batch moved on; if "
-                  "its staging table was not merged, the daily reconciliation re-runs the item")
+                  staging_table=msg.staging_table, write_id=msg.write_id, message="completion arrived after the "
+                  "batch moved on; if its write was not merged, the daily reconciliation finishes or re-runs the item")
     else:
         log_event("item_completed" if result == "recorded" else "completion_duplicate",
-                  batch_id=msg.batch_id, item=msg.item_id, staging_table=msg.staging_table,
-                  row_count=msg.row_count)
+                  batch_id=msg.batch_id, item=msg.item_id, write_id=msg.write_id, row_count=msg.row_count)
     request_consolidation_if_done(clients, msg.batch_id, claimant)
     return result
 
@@ -132,7 +131,7 @@ def handle_dead_letter(clients: Clients, source: str, envelope: PushEnvelope) ->
             request_consolidation_if_done(clients, msg.batch_id, envelope.message.message_id)
             return result
         if source == "completions":
-            # The staging table is durable; recording the completion here keeps its rows.
+            # The staged write is durable; recording the completion here keeps its rows.
             msg = parse_model(CompletionMessage, payload)
             log_event("completion_dead_lettered", severity="ERROR", batch_id=msg.batch_id, item=msg.item_id,
                       delivery_attempts=attempts)
@@ -205,37 +204,42 @@ def consolidate_batch(clients: Clients, batch_id: str, batch: dict, lease: str,
     inv = cons.inventory(clients.bq, s, batch_id, items)
     merged = batch.get("merge_result")
     if merged is not None:
-        # A redelivery after the MERGE was verified: the tables that were merged are the inventory,
-        # whatever cleanup already deleted.
-        inv.tables = {item: t for t in merged["tables"] if (item := ids.item_of_staging_table(batch_id, t))}
-        inv.missing_tables = [i for i in inv.expected_completed if i not in inv.tables]
-        inv.recovered = sorted(i for i in inv.tables if i not in set(inv.expected_completed))
+        # A redelivery after the MERGE was verified: what was merged is the inventory, whatever
+        # cleanup already dropped.
+        manifest = dict(merged["manifest"])
+        inv.missing_writes = [i for i in inv.expected_completed if i not in manifest]
+        inv.recovered = list(merged.get("recovered", []))
+        inv.abandoned_writes = int(merged.get("abandoned_writes", 0))
+        inv.staged_rows_total = int(merged.get("staged_rows_total", inv.staged_rows_total))
+    else:
+        manifest = inv.manifest()
     expected = int(batch["expected_items"])
-    log_event("staging_inventory", batch_id=batch_id, expected_items=expected,
-              staging_tables=len(inv.tables), completed=len(inv.expected_completed),
-              failed=len(inv.failed_items), pending=len(inv.pending_items), recovered=inv.recovered)
-    gap = expected - len(inv.tables)
+    log_event("staging_inventory", batch_id=batch_id, expected_items=expected, staged_items=len(manifest),
+              completed=len(inv.expected_completed), failed=len(inv.failed_items), pending=len(inv.pending_items),
+              recovered=inv.recovered[:500], abandoned_writes=inv.abandoned_writes,
+              unknown_items=inv.unknown_items[:100])
+    gap = expected - len(manifest)
     if gap:
-        log_event("staging_gap", severity="WARNING", batch_id=batch_id, missing_staging_tables=gap,
-                  missing_items=sorted(set(i["item_id"] for i in items) - set(inv.tables))[:500],
-                  completed_without_table=inv.missing_tables)
+        log_event("staging_gap", severity="WARNING", batch_id=batch_id, missing_staged_items=gap,
+                  missing_items=sorted(set(i["item_id"] for i in items) - set(manifest))[:500],
+                  completed_without_write=inv.missing_writes)
     injected = faults_mod.parse(batch.get("faults")) if s.allow_faults else faults_mod.FaultSpec()
-    tables = list(inv.tables.values())
     attempt = int(batch.get("merge_attempt") or 0)
-    if merged is None and tables and ((keeper is not None and keeper.lost) or not store.renew_lease(batch_id, lease)):
+    if merged is None and manifest and ((keeper is not None and keeper.lost) or not store.renew_lease(batch_id, lease)):
         # checked right before the MERGE: a dead letter, a re-open or a newer holder may have moved the batch
         log_event("consolidation_lease_lost", severity="ERROR", batch_id=batch_id, lease=lease,
                   message="lost the batch before its MERGE; the delivery now holding it consolidates")
         return "lease_lost"
     try:
-        if merged is None and tables:
+        if merged is None and manifest:
             result = cons.merge_staging(
-                clients.bq, s, batch_id, game_date, tables,
+                clients.bq, s, batch_id, game_date, manifest,
                 scheduled_items=batch.get("scheduled_items") or [i["item_id"] for i in items],
                 merge_date=game_date + dt.timedelta(days=1) if injected.zero_merge else None,
                 generation=int(batch.get("consolidation_generation") or 0), attempt=attempt,
                 fail_transiently=attempt < injected.merge_transient, pause_in_merge_s=injected.pause_in_merge)
-            merged = result.as_dict()
+            merged = {**result.as_dict(), "staged_rows_total": inv.staged_rows_total, "recovered": inv.recovered,
+                      "abandoned_writes": inv.abandoned_writes}
             # Durable before any deletion, so a redelivery skips straight to cleanup.
             if not store.transition(batch_id, [CONSOLIDATING], {
                     "merge_result": merged, "main_table_dml_jobs": firestore.ArrayUnion([result.job_id])},
@@ -255,20 +259,19 @@ def consolidate_batch(clients: Clients, batch_id: str, batch: dict, lease: str,
     except cons.ConsolidationError as exc:
         store.transition(batch_id, [CONSOLIDATING], {"status": CONSOLIDATION_FAILED, "error": str(exc)[:4000],
                                                      "failure_kind": lc.PERMANENT,
-                                                     "staging_tables_kept": len(tables)}, lease_token=lease)
+                                                     "staged_items_kept": len(manifest)}, lease_token=lease)
         log_event("consolidation_failed", severity="ERROR", batch_id=batch_id, error=str(exc),
-                  failure_kind=lc.PERMANENT, staging_tables_kept=len(tables))
+                  failure_kind=lc.PERMANENT, staged_items_kept=len(manifest))
         return "failed"
     except Exception as exc:
         if cons.is_dml_rate_limit(exc):
             log_event("dml_rate_limited", severity="ERROR", batch_id=batch_id, error=str(exc))
         raise
     merged = merged or {}
-    kept_previous = _kept_previous(clients, batch_id, game_date, set(inv.tables))
-    deleted = cons.delete_tables(clients.bq, s, list(merged.get("tables", [])))
-    cons.delete_tables(clients.bq, s, list(merged.get("scratch_tables", [])))
+    kept_previous = _kept_previous(clients, batch_id, game_date, set(manifest))
+    deleted = _drop_staging(clients, batch_id, inv.staged_rows_total)
     merged_items = int(merged.get("verified_items", 0))
-    missing = sorted(set(i["item_id"] for i in items) - set(inv.tables) - set(inv.failed_items))
+    missing = sorted(set(i["item_id"] for i in items) - set(manifest) - set(inv.failed_items))
     coverage = round(100.0 * merged_items / expected, 2) if expected else 0.0
     finished = store.transition(batch_id, [CONSOLIDATING], {
         "status": CONSOLIDATED,
@@ -278,9 +281,10 @@ def consolidate_batch(clients: Clients, batch_id: str, batch: dict, lease: str,
         "missing_items": missing,
         "recovered_items": inv.recovered,
         "kept_previous_items": kept_previous,
-        "staging_gap": gap,  # expected items without a staging table at consolidation (F9 layer 4)
-        "completed_without_table": inv.missing_tables,
-        "staging_tables_deleted": deleted,
+        "staging_gap": gap,  # expected items without a staged write at consolidation (F9 layer 4)
+        "completed_without_write": inv.missing_writes,
+        "abandoned_writes": inv.abandoned_writes,
+        "staging_table_dropped": deleted,
         "coverage_pct": coverage,
         "consolidated_at": now(),
     }, lease_token=lease)
@@ -290,7 +294,7 @@ def consolidate_batch(clients: Clients, batch_id: str, batch: dict, lease: str,
         return "lease_lost"
     log_event("consolidation_succeeded", batch_id=batch_id, merged_items=merged_items,
               merged_rows=merged.get("verified_rows", 0), coverage_pct=coverage,
-              failed_items=len(inv.failed_items), missing_items=len(missing), staging_tables_deleted=deleted,
+              failed_items=len(inv.failed_items), missing_items=len(missing), staging_table_dropped=deleted,
               kept_previous_items=len(kept_previous))
     if coverage < s.coverage_warning_pct:
         log_event("coverage_low", severity="ERROR" if coverage < s.coverage_critical_pct else "WARNING",
@@ -298,6 +302,20 @@ def consolidate_batch(clients: Clients, batch_id: str, batch: dict, lease: str,
                   coverage_pct=coverage, failed_items=inv.failed_items[:100], missing_items=missing[:100])
     publish_summary(clients, store.get_batch(batch_id) or {})
     return "consolidated"
+
+
+def _drop_staging(clients: Clients, batch_id: str, staged_rows_total: int) -> bool:
+    """Drop the batch staging table after verification, unless rows arrived since the inventory (a
+    worker that checked the batch was open just before consolidation): then the table is kept for the
+    daily reconciliation, which merges or supersedes those rows (batchline/orphans.py)."""
+    now_staged = sum(w.rows for ws in staging.staged_writes(clients.bq, clients.settings, batch_id).values()
+                     for w in ws.values())
+    if now_staged > staged_rows_total:
+        log_event("staging_kept_late_rows", severity="WARNING", batch_id=batch_id,
+                  rows_at_inventory=staged_rows_total, rows_now=now_staged,
+                  message="rows were staged after the inventory; the reconciliation finishes them")
+        return False
+    return bool(staging.drop_batch_table(clients.bq, clients.settings, batch_id))
 
 
 def publish_summary(clients: Clients, batch: dict) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from google.cloud import bigquery
 
 from batchline import faults as faults_mod
-from batchline import ids
+from batchline import ids, staging
 from batchline.claim import request_consolidation_if_done
 from batchline.clients import Clients
 from batchline.freshness import check_fresh
@@ -127,9 +127,11 @@ def start_batch(clients: Clients, req: StartRequest, only_items: list[str] | Non
 
 
 def dispatch(clients: Clients, batch_id: str, game_date: dt.date, items: list[Item], token: str) -> None:
-    """Publish one work message per item, renewing the dispatch lease between chunks; then running."""
+    """Create the batch staging table, publish one work message per item, renewing the dispatch lease
+    between chunks; then running."""
     store = BatchStore(clients.fs)
     try:
+        staging.create_batch_table(clients.bq, clients.settings, batch_id)
         for start in range(0, len(items), PUBLISH_CHUNK):
             if not store.take_dispatch(batch_id, token):
                 raise DispatchLost(f"batch {batch_id}: another dispatcher took over")

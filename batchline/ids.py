@@ -20,10 +20,9 @@ _BATCH_ID = re.compile(r"[0-9]{8}_[0-9a-f]{12}")
 _ITEM_ID = re.compile(r"[a-z0-9][a-z0-9_]{0,63}")
 _GAME_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_]{0,63}")
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_WRITE_ID = re.compile(r"[0-9a-f]{32}")
 
 STAGING_PREFIX = "stg_"
-COMBINED_PREFIX = "cmb_"
-_STAGING_SEPARATOR = "__"
 
 
 def _check(pattern: re.Pattern[str], value: object, what: str) -> str:
@@ -87,29 +86,25 @@ def new_batch_id(game_date: dt.date) -> str:
     return f"{game_date:%Y%m%d}_{secrets.token_hex(6)}"
 
 
-def staging_table_name(batch_id: str, item_id: str) -> str:
-    """Unique per batch run and per item (F7): re-running a date gets a new batch id, so new tables."""
-    return f"{STAGING_PREFIX}{validate_batch_id(batch_id)}{_STAGING_SEPARATOR}{validate_item_id(item_id)}"
+def batch_staging_table(batch_id: str) -> str:
+    """The one staging table of a batch run (F7): a re-run of a date gets a new batch id, so a new table."""
+    return f"{STAGING_PREFIX}{validate_batch_id(batch_id)}"
 
 
-def combined_table_name(batch_id: str, n: int) -> str:
-    """A scratch table holding one chunk of a large batch's staging tables (see consolidate.py).
-    Its prefix differs from STAGING_PREFIX, so it is never mistaken for an item's table."""
-    if not 0 <= n < 10_000:
-        raise ValueError(f"invalid chunk number {n}")
-    return f"{COMBINED_PREFIX}{validate_batch_id(batch_id)}{_STAGING_SEPARATOR}{n:04d}"
-
-
-def staging_prefix(batch_id: str) -> str:
-    return f"{STAGING_PREFIX}{validate_batch_id(batch_id)}{_STAGING_SEPARATOR}"
-
-
-def item_of_staging_table(batch_id: str, table: str) -> str | None:
-    """The item id a staging table of `batch_id` belongs to, or None if it is not one of its tables."""
-    prefix = staging_prefix(batch_id)
-    if not table.startswith(prefix):
+def batch_of_staging_table(table: str) -> str | None:
+    """The batch id a staging table belongs to, or None if the name is not a batch staging table's."""
+    if not table.startswith(STAGING_PREFIX):
         return None
     try:
-        return validate_item_id(table[len(prefix):])
+        return validate_batch_id(table[len(STAGING_PREFIX):])
     except ValueError:
         return None
+
+
+def validate_write_id(value: object) -> str:
+    """A write id: one per delivery attempt of a work item, tagging the rows that attempt appended."""
+    return _check(_WRITE_ID, value, "write id")
+
+
+def new_write_id() -> str:
+    return secrets.token_hex(16)

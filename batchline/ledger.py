@@ -6,7 +6,7 @@ Every expected item falls in exactly one of three parts (asserted in `compute`):
 expected        distinct players in the context table for the date (the schedule)
 merged          expected items with rows in the main table carrying this batch id (BigQuery),
                 recovered ones included
-  recovered     the subset of merged that was dead-lettered first (its staging table was merged anyway)
+  recovered     the subset of merged that was dead-lettered first (its staged write was merged anyway)
 dead-lettered   expected items whose work message was dead-lettered and that are NOT merged
 missing         expected - merged - dead-lettered: the number that must be zero
 
@@ -30,13 +30,11 @@ from dataclasses import asdict, dataclass, field
 
 from google.cloud import bigquery, pubsub_v1
 
-from batchline import ids
+from batchline import ids, staging
 from batchline.clients import Clients
 from batchline.consolidate import (
     active_duplicates_sql,
     batch_params,
-    existing_scratch_tables,
-    existing_staging_tables,
     query_one,
 )
 from batchline.dead_letters import DeadLetterLog, dead_lettered_in_item_state
@@ -205,9 +203,7 @@ def compute(clients: Clients, batch_id: str, elapsed_s: float) -> Ledger:
     if len(merged) + len(dead_only) + len(missing) != len(expected):
         raise AssertionError(f"ledger partition does not add up: {len(merged)} + {len(dead_only)} + "
                              f"{len(missing)} != {len(expected)}")
-    items = BatchStore(clients.fs).items(batch_id)
-    staging_left = (len(existing_staging_tables(clients.bq, s, batch_id, [i["item_id"] for i in items]))
-                    + len(existing_scratch_tables(clients.bq, s, batch_id, len(items))))
+    staging_left = int(staging.batch_table_exists(clients.bq, s, batch_id))
     dml = main_table_dml(clients, batch["created_at"], batch_id)
     ledger = Ledger(
         batch_id=batch_id, game_date=game_date.isoformat(), batch_status=batch["status"],
@@ -227,7 +223,7 @@ def compute(clients: Clients, batch_id: str, elapsed_s: float) -> Ledger:
     if ledger.duplicate_rows:
         ledger.problems.append(f"{ledger.duplicate_rows} duplicate rows in the main table")
     if batch["status"] == CONSOLIDATED and staging_left:
-        ledger.problems.append(f"{staging_left} staging tables left after consolidation")
+        ledger.problems.append("the batch staging table is left after consolidation")
     generations = int(batch.get("consolidation_generation") or 0) + 1
     if batch["status"] == CONSOLIDATED and merged and not 1 <= dml <= generations:
         ledger.problems.append(f"{dml} MERGE jobs of this batch on the main table for {generations} "

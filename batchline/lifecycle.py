@@ -39,7 +39,7 @@ FAILED = "failed"
 
 # How a consolidation failed: a transient one (retried and dead-lettered, BigQuery unavailable) is
 # re-opened by the stall check on its own, at most MAX_AUTO_REOPENS times; a permanent one (schema,
-# 0-row MERGE, verification) waits for a person, with every staging table kept.
+# 0-row MERGE, verification) waits for a person, with its staging table kept.
 TRANSIENT = "transient"
 PERMANENT = "permanent"
 MAX_AUTO_REOPENS = 3
@@ -113,7 +113,7 @@ def decide_release(batch: dict, token: str) -> Decision:
 
 def decide_reopen(batch: dict, date_active_batch: str | None, claimant: str, now: dt.datetime, *,
                   auto: bool) -> Decision:
-    """Re-open a `consolidation_failed` batch (its staging tables were kept) under a new MERGE
+    """Re-open a `consolidation_failed` batch (its staging table was kept) under a new MERGE
     generation, as a claimed consolidation the caller then publishes or runs. Refused, with the reason
     as result, when a newer run of the date exists: merging an older batch again would overwrite the
     newer batch's rows with older ones. `auto` (the stall check) re-opens only transient failures, at
@@ -218,13 +218,13 @@ def decide_transition(batch: dict, allowed_from: Iterable[str], fields: dict,
 
 # -- items ------------------------------------------------------------------------------------
 def decide_completion(item: dict, *, late: bool, staging_table: str, row_count: int, attempt: int,
-                      now: dt.datetime) -> Decision:
+                      now: dt.datetime, write_id: str | None = None) -> Decision:
     """'recorded', 'late' or 'duplicate'; a completion overrides a failure (its rows are durable)."""
     if item["status"] == COMPLETED:
         return "duplicate", None
     return ("late" if late else "recorded"), {
-        "status": COMPLETED, "staging_table": staging_table, "row_count": row_count, "attempt": attempt,
-        "previous_status": item["status"], "late": late, "updated_at": now}
+        "status": COMPLETED, "staging_table": staging_table, "write_id": write_id, "row_count": row_count,
+        "attempt": attempt, "previous_status": item["status"], "late": late, "updated_at": now}
 
 
 def decide_failure(item: dict, reason: str, now: dt.datetime, *, dead_lettered: bool = False) -> Decision:

@@ -21,6 +21,7 @@ BatchId = Annotated[str, AfterValidator(ids.validate_batch_id)]
 ItemId = Annotated[str, AfterValidator(ids.validate_item_id)]
 GameId = Annotated[str, AfterValidator(ids.validate_game_id)]
 TableName = Annotated[str, AfterValidator(ids.validate_table_name)]
+WriteId = Annotated[str, AfterValidator(ids.validate_write_id)]
 # BeforeValidator, not AfterValidator: pydantic's own date parsing would first turn a unix timestamp or a
 # midnight datetime string into a date; only a `YYYY-MM-DD` string (or a date object built in code) passes.
 GameDate = Annotated[dt.date, BeforeValidator(ids.parse_game_date)]
@@ -54,13 +55,14 @@ class WorkMessage(_Strict):
 
 
 class CompletionMessage(_Strict):
-    """A worker's durable result: which staging table holds how many rows (F9 layer 2)."""
+    """A worker's durable result: which write to the batch staging table holds how many rows (F9 layer 2)."""
 
     v: Literal[1] = 1
     batch_id: BatchId
     item_id: ItemId
     staging_table: TableName
-    row_count: int = Field(ge=0, le=100_000)
+    write_id: WriteId
+    row_count: int = Field(ge=1, le=100_000)
     write_status: Literal["ok"]
     attempt: int = Field(ge=0, le=MAX_DELIVERY_ATTEMPT)
 

@@ -1,23 +1,27 @@
-"""Orphaned staging tables: the reconciliation finishes what a batch left behind (F6, F9 layer 6).
+"""Orphaned staged rows: the reconciliation finishes what a batch left behind (F6, F9 layer 6).
 
-A staging table outlives its batch when its completion came after the MERGE, when its batch was
-superseded or failed to dispatch after some work ran, or when a cleanup died. Each orphan of the date
-being reconciled is decided on evidence in the main table and in batch state, never on age alone:
+A batch staging table outlives its consolidation when rows arrived after the inventory (a worker that
+found the batch open just before), when its batch was superseded or failed to dispatch after some work
+ran, or when a cleanup died. Each item staged in the table of a batch of the date being reconciled is
+decided on evidence in the main table and in batch state, never on age alone (entries are reported as
+`<table>/<item>`):
 
 - its batch ended (consolidated, superseded, dispatch_failed) and its player is on the date's schedule:
+  - an item the batch's own verified MERGE merged: nothing to do (its other writes are abandoned
+    attempts);
   - the main table holds no active rows for the player, or only rows of this batch or of batches
-    created before it: the table is merged with one MERGE per batch (consolidate.merge_staging, under
-    a MERGE generation of its own from ORPHAN_GENERATION_BASE up, so its job ids never collide with the
-    batch's own consolidation), verified, recorded on the batch document (`orphans_merged`), deleted;
-  - the main table holds active rows for the player from a newer batch: the orphan is superseded
-    evidence (merging it would overwrite newer rows with older ones); recorded (`orphans_dropped`),
-    logged (`orphans_dropped`, naming the newer batch), then deleted;
-  - a table a consolidated batch's own verified MERGE merged (only its cleanup was lost) is deleted
-    the same way, without a second MERGE;
+    created before it: one write of the item (the one its completion recorded, else a complete one)
+    is merged with one MERGE per batch (consolidate.merge_staging, under a MERGE generation of its own,
+    ORPHAN_GENERATION_BASE and up, so its job ids never collide with the batch's own consolidation),
+    verified, recorded on the batch document (`orphans_merged`);
+  - the main table holds active rows for the player from a newer batch: superseded evidence (merging
+    it would overwrite newer rows with older ones); recorded (`orphans_dropped`) and logged, naming
+    the newer batch;
 - anything else is kept and reported with its reason: a batch still active (reported once older than
   BATCHLINE_ORPHAN_AGE_HOURS; the stall check owns active batches), a failed consolidation (kept for
   the operator's re-open), another date's table (reconcile that date), an unknown batch, a player no
   longer scheduled, main-table rows from a batch no document dates.
+The table is dropped only when every item in it is merged or superseded; otherwise it stays whole.
 
 The merges of a date run under a lease on its date document, taken only while the date's newest batch
 has ended without failing consolidation; a start of the date waits (409) while it is held, so no batch
@@ -34,7 +38,7 @@ from dataclasses import asdict, dataclass, field
 from google.cloud import bigquery, firestore
 
 from batchline import consolidate as cons
-from batchline import ids
+from batchline import ids, staging
 from batchline import lifecycle as lc
 from batchline.clients import Clients
 from batchline.logs import log_event
@@ -76,13 +80,13 @@ def list_all_tables(bq: bigquery.Client, dataset: str) -> list:
 
 
 def _groups(clients: Clients) -> dict[str, list]:
-    """Staging and scratch tables by the batch id in their name."""
+    """Batch staging tables by the batch id in their name."""
     s = clients.settings
     groups: dict[str, list] = {}
     for t in list_all_tables(clients.bq, f"{s.project}.{s.staging_dataset}"):
-        prefix = next((p for p in (ids.STAGING_PREFIX, ids.COMBINED_PREFIX) if t.table_id.startswith(p)), None)
-        if prefix is not None:
-            groups.setdefault(t.table_id[len(prefix):].split("__", 1)[0], []).append(t)
+        batch_id = ids.batch_of_staging_table(t.table_id)
+        if batch_id is not None:
+            groups.setdefault(batch_id, []).append(t)
     return groups
 
 
@@ -167,75 +171,74 @@ def classify(item: str | None, schedule: set[str], owners: set[str], batch_id: s
 def _finish(clients: Clients, store: BatchStore, game_date: dt.date, schedule: set[str], batch: dict,
             names: list[str], report: OrphanReport) -> None:
     batch_id, mine = batch["batch_id"], batch["created_at"]
+    table = ids.batch_staging_table(batch_id)
     owners = active_owners(clients, game_date)
     created = {b: (_get_batch(store, b) or {}).get("created_at") for b in set().union(*owners.values())}
-    merged = (batch.get("merge_result") or {}) if batch["status"] == CONSOLIDATED else {}
-    merge: list[str] = []
-    drop: dict[str, str] = {}  # table -> why it may go
+    own = set(((batch.get("merge_result") or {}) if batch["status"] == CONSOLIDATED else {}).get("manifest") or {})
+    docs = {d["item_id"]: d for d in store.items(batch_id)}
+    merge: dict[str, str] = {}  # item -> write id
+    drop: dict[str, str] = {}  # item -> why its rows may go
+    kept: dict[str, str] = {}
     newer_batches: set[str] = set()
-    for name in names:
-        if name in merged.get("tables", []) or name in merged.get("scratch_tables", []):
-            # a table (or scratch copy) its own verified MERGE merged; only its cleanup was lost
-            drop[name] = f"merged by the batch's own verified MERGE {merged.get('job_id')}"
-            continue
-        if name.startswith(ids.COMBINED_PREFIX):
-            report.kept[name] = "scratch table of a consolidation that did not finish"
-            continue
-        item = ids.item_of_staging_table(batch_id, name)
-        verdict, detail = classify(item, schedule, owners.get(item or "", set()), batch_id, mine, created)
+    for item, writes in sorted(staging.staged_writes(clients.bq, clients.settings, batch_id).items()):
+        if item in own:
+            continue  # merged by the batch's own verified MERGE; what is left are abandoned attempts
+        verdict, detail = classify(item if item in docs else None, schedule, owners.get(item, set()), batch_id,
+                                   mine, created)
         if verdict == "merge":
-            merge.append(name)
+            merge[item] = cons.choose_write(docs[item], writes)[0].write_id
         elif verdict == "drop":
-            drop[name] = f"the player's active rows come from the newer batch {detail}"
+            drop[item] = f"the player's active rows come from the newer batch {detail}"
             newer_batches.add(detail)
         else:
-            report.kept[name] = detail
-    if merge:
-        _merge(clients, store, game_date, batch, merge, sorted(set(owners) | {
-            i for t in merge if (i := ids.item_of_staging_table(batch_id, t))}), report)
+            kept[item] = detail
+    if merge and not _merge(clients, store, game_date, batch, merge, sorted(set(owners) | set(merge)), report):
+        kept.update(dict.fromkeys(merge, "orphan MERGE failed, rows kept"))
     if drop:
-        superseded = sorted(drop)
         # Recorded before anything is deleted; the main table's active rows for these players come
         # from the newer batches named (checked just now, under the date's lease).
         store.set_batch_fields(batch_id, {"orphans_dropped": firestore.ArrayUnion([{
-            "tables": superseded, "why": drop, "newer_batches": sorted(newer_batches), "at": now()}])})
+            "items": sorted(drop), "why": drop, "newer_batches": sorted(newer_batches), "at": now()}])})
         log_event("orphans_dropped", severity="WARNING", batch_id=batch_id, game_date=game_date,
-                  tables=superseded, why=drop, newer_batches=sorted(newer_batches),
-                  message="orphaned staging tables deleted without merging: their rows are replaced or merged")
-        cons.delete_tables(clients.bq, clients.settings, superseded)
-        report.dropped += superseded
+                  items=sorted(drop), why=drop, newer_batches=sorted(newer_batches),
+                  message="orphaned staged rows given up without merging: a newer run replaced them")
+        report.dropped += [f"{table}/{i}" for i in sorted(drop)]
+    report.kept.update({f"{table}/{i}": why for i, why in kept.items()})
+    if not kept:
+        # every item in the table is merged (by the batch or just now) or superseded
+        staging.drop_batch_table(clients.bq, clients.settings, batch_id)
 
 
-def _merge(clients: Clients, store: BatchStore, game_date: dt.date, batch: dict, tables: list[str],
-           scheduled: list[str], report: OrphanReport) -> None:
-    """One MERGE of a batch's orphans; a redelivered reconciliation finds the same job by its id (the
-    pending record names generation and tables), and a failed one is retried by the next run under a
-    new generation, with the tables kept meanwhile."""
+def _merge(clients: Clients, store: BatchStore, game_date: dt.date, batch: dict, manifest: dict[str, str],
+           scheduled: list[str], report: OrphanReport) -> bool:
+    """One MERGE of a batch's orphaned writes; a redelivered reconciliation finds the same job by its id
+    (the pending record names generation and manifest), and a failed one is retried by the next run
+    under a new generation, with the table kept meanwhile. True when merged and verified."""
     batch_id = batch["batch_id"]
+    table = ids.batch_staging_table(batch_id)
     pending = batch.get("orphan_merge_pending") or {}
-    if sorted(pending.get("tables") or []) == tables:
+    if (pending.get("manifest") or {}) == manifest:
         generation = int(pending["generation"])
     else:
         generation = max(int(batch.get("orphan_generation") or 0) + 1, ORPHAN_GENERATION_BASE)
     store.set_batch_fields(batch_id, {"orphan_generation": generation,
-                                      "orphan_merge_pending": {"generation": generation, "tables": tables}})
+                                      "orphan_merge_pending": {"generation": generation, "manifest": manifest}})
     try:
-        result = cons.merge_staging(clients.bq, clients.settings, batch_id, game_date, tables,
+        result = cons.merge_staging(clients.bq, clients.settings, batch_id, game_date, manifest,
                                     scheduled_items=scheduled, generation=generation, verify_only_merged=True)
     except (cons.ConsolidationError, cons.MergeAttemptFailed) as exc:
         store.set_batch_fields(batch_id, {"orphan_merge_pending": None, "orphan_merge_error": str(exc)[:2000]})
         log_event("orphan_merge_failed", severity="ERROR", batch_id=batch_id, game_date=game_date,
-                  tables=tables, error=str(exc))
-        report.kept.update(dict.fromkeys(tables, f"orphan MERGE failed, tables kept: {str(exc)[:300]}"))
-        return
+                  items=sorted(manifest), error=str(exc))
+        return False
     store.set_batch_fields(batch_id, {"orphan_merge_pending": None, "orphans_merged": firestore.ArrayUnion([{
-        "job_id": result.job_id, "tables": tables, "rows": result.verified_rows, "items": result.verified_items,
+        "job_id": result.job_id, "items": sorted(manifest), "rows": result.verified_rows,
         "at": now()}]), "main_table_dml_jobs": firestore.ArrayUnion([result.job_id])})
-    log_event("orphans_merged", batch_id=batch_id, game_date=game_date, job_id=result.job_id, tables=tables,
+    log_event("orphans_merged", batch_id=batch_id, game_date=game_date, job_id=result.job_id, items=sorted(manifest),
               affected_rows=result.affected_rows, verified_rows=result.verified_rows)
-    cons.delete_tables(clients.bq, clients.settings, tables)
-    report.merged += tables
+    report.merged += [f"{table}/{i}" for i in sorted(manifest)]
     report.merge_jobs.append(result.job_id)
+    return True
 
 
 def take_orphan_lease(store: BatchStore, game_date: dt.date, token: str, label: str) -> str | None:

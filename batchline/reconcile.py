@@ -1,6 +1,6 @@
 """Daily reconciliation (F9 layer 6): the schedule against the main table, whatever happened.
 
-For a date it first finishes the staging tables that outlived their batch (merged, or dropped when a
+For a date it first finishes the staged rows that outlived their batch (merged, or dropped when a
 newer run replaced their rows, or kept and reported with the reason: batchline/orphans.py), then
 compares the context table (who should have predictions) with the main table (who has all prediction
 systems), logs the result as one structured line that alerts can key on, and re-dispatches a small gap

@@ -5,7 +5,7 @@
   batch is left as it ended (an item whose work was dead-lettered stays dead-lettered there) and each
   original item document records `replayed_in`, so its audit names the batch that merged it.
 - `consolidate_again`: re-open a `consolidation_failed` batch (lifecycle.decide_reopen) and publish
-  its consolidation request (claim.publish_claimed); the MERGE then runs from its kept staging tables.
+  its consolidation request (claim.publish_claimed); the MERGE then runs from its kept staging table.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Table schemas, defined once.
 
 The Pulumi program creates the tables from these definitions, the local stack creates the emulator's
-tables from them, workers create staging tables from the main table's *live* schema (F5), and the
+tables from them, each batch's staging table is created from the main table's *live* schema (F5), and the
 consolidation MERGE names these columns explicitly.
 """
 

@@ -38,6 +38,8 @@ ENV_ORPHAN_AGE_HOURS = "BATCHLINE_ORPHAN_AGE_HOURS"
 # Emulator endpoints (local stack and tests only). The Pub/Sub and Firestore clients read their
 # standard *_EMULATOR_HOST variables themselves; BigQuery has no such variable, so we name one.
 ENV_BIGQUERY_EMULATOR_HOST = "BIGQUERY_EMULATOR_HOST"
+# The emulator's Storage Write API (gRPC) host:port; unset, batchline.write_api uses the real API.
+ENV_BIGQUERY_WRITE_EMULATOR_HOST = "BIGQUERY_WRITE_EMULATOR_HOST"
 
 
 class SettingsError(ValueError):
@@ -62,6 +64,7 @@ class Settings:
     context_max_age_hours: int = 24
     orphan_age_hours: int = 24
     bigquery_emulator_host: str | None = None
+    bigquery_write_emulator_host: str | None = None
 
     def today(self) -> dt.date:
         return dt.datetime.now(ZoneInfo(self.timezone)).date()
@@ -98,6 +101,8 @@ class Settings:
         }
         if self.bigquery_emulator_host:
             env[ENV_BIGQUERY_EMULATOR_HOST] = self.bigquery_emulator_host
+        if self.bigquery_write_emulator_host:
+            env[ENV_BIGQUERY_WRITE_EMULATOR_HOST] = self.bigquery_write_emulator_host
         return env
 
     def deployed_env(self) -> dict[str, str]:
@@ -107,6 +112,7 @@ class Settings:
         env = self.as_env()
         env.pop(ENV_ALLOW_FAULTS)
         env.pop(ENV_BIGQUERY_EMULATOR_HOST, None)
+        env.pop(ENV_BIGQUERY_WRITE_EMULATOR_HOST, None)
         return env
 
 
@@ -171,4 +177,5 @@ def from_env(env: dict[str, str] | None = None) -> Settings:
         context_max_age_hours=_int(env, ENV_CONTEXT_MAX_AGE_HOURS, d.context_max_age_hours, 0, 24 * 31),
         orphan_age_hours=_int(env, ENV_ORPHAN_AGE_HOURS, d.orphan_age_hours, 1, 24 * 31),
         bigquery_emulator_host=env.get(ENV_BIGQUERY_EMULATOR_HOST) or None,
+        bigquery_write_emulator_host=env.get(ENV_BIGQUERY_WRITE_EMULATOR_HOST) or None,
     )

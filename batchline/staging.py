@@ -1,69 +1,137 @@
-"""Staging tables: one per batch run and item, created from the main table's live schema (F5, F7).
+"""The batch staging table: ONE table per batch run, created at dispatch from the main table's live
+schema (F5, F7), written by workers through the Storage Write API default stream.
 
-The write is a load job with WRITE_TRUNCATE, so a redelivered work message replaces the table's rows
-instead of appending to them, and a load job is atomic: a staging table is either absent or whole.
-The row count is read back before anyone is told the write succeeded (F1).
+Every delivery attempt of a work item appends its rows in one AppendRows request, tagged with the item
+id and a write id of its own (`STAGING_COLUMNS`). An acknowledged append is durable, so a worker
+reports success only after it (F1). A redelivered or abandoned attempt leaves rows under another write
+id; the coordinator records the write id each completion names, and consolidation merges only the
+(item, write id) pairs of that manifest, plus one complete write of an item whose completion was lost
+(the rows, not the event, are the evidence). So exactly-once comes from the manifest, not from the
+table: appends themselves are at-least-once.
 """
 
 from __future__ import annotations
 
-import io
-import json
 import threading
 import time
+from dataclasses import dataclass
 
+from google.api_core import exceptions as gexc
 from google.cloud import bigquery
 
 from batchline import ids
+from batchline.settings import Settings
+
+ITEM_COLUMN = "staging_item_id"
+WRITE_COLUMN = "staging_write_id"
+STAGING_COLUMNS = (ITEM_COLUMN, WRITE_COLUMN)
 
 _SCHEMA_TTL_S = 60.0
 _schema_cache: dict[str, tuple[float, list[bigquery.SchemaField]]] = {}
 _schema_lock = threading.Lock()
 
 
-class StagingWriteError(RuntimeError):
-    """The staging table does not hold exactly the rows we wrote."""
+class StagingTableMissing(RuntimeError):
+    """The batch's staging table does not exist (never created, or dropped after consolidation)."""
 
 
 def live_schema(bq: bigquery.Client, table_id: str) -> list[bigquery.SchemaField]:
-    """The main table's schema as BigQuery has it now (cached for a minute per process), so a
-    column added to the main table reaches new staging tables without a redeploy."""
+    """A table's schema as BigQuery has it now, cached for a minute per process: workers append to
+    their batch table with it, without a `tables.get` per item."""
     with _schema_lock:
         hit = _schema_cache.get(table_id)
         if hit and time.monotonic() - hit[0] < _SCHEMA_TTL_S:
             return hit[1]
-    schema = list(bq.get_table(table_id).schema)
+    try:
+        schema = list(bq.get_table(table_id).schema)
+    except gexc.NotFound:
+        raise StagingTableMissing(f"table {table_id} does not exist") from None
     with _schema_lock:
         _schema_cache[table_id] = (time.monotonic(), schema)
     return schema
 
 
-def write_staging(bq: bigquery.Client, table_id: str, rows: list[dict],
-                  schema: list[bigquery.SchemaField]) -> int:
-    """Replace the staging table's contents with `rows`; return the verified row count."""
-    ids.validate_table_name(table_id.rsplit(".", 1)[-1])
-    payload = "".join(json.dumps(r, default=str, separators=(",", ":")) + "\n" for r in rows).encode()
-    config = bigquery.LoadJobConfig(
-        schema=schema,
-        source_format=bigquery.SourceFormat.NEWLINE_DELIMITED_JSON,
-        write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
-        create_disposition=bigquery.CreateDisposition.CREATE_IF_NEEDED,
-    )
-    # No `size`: the client then uses a resumable upload, which bqemulator accepts.
-    job = bq.load_table_from_file(io.BytesIO(payload), table_id, job_config=config)
-    job.result()
-    if job.errors:
-        raise StagingWriteError(f"load into {table_id} reported errors: {job.errors[:3]}")
-    count = count_rows(bq, table_id)
-    if count != len(rows):
-        raise StagingWriteError(f"{table_id} holds {count} rows after loading {len(rows)}")
-    return count
+def staging_schema(main_schema: list[bigquery.SchemaField]) -> list[bigquery.SchemaField]:
+    """The main table's columns plus the item and write id every staged row carries."""
+    clash = [f.name for f in main_schema if f.name in STAGING_COLUMNS]
+    if clash:
+        raise ValueError(f"the main table has columns reserved for staging: {clash}")
+    return [*main_schema, bigquery.SchemaField(ITEM_COLUMN, "STRING", mode="REQUIRED"),
+            bigquery.SchemaField(WRITE_COLUMN, "STRING", mode="REQUIRED")]
 
 
-def count_rows(bq: bigquery.Client, table_id: str) -> int:
-    """COUNT(*) by query: table metadata (num_rows) can lag behind a just-finished load."""
-    project, dataset, table = table_id.split(".")
-    ref = ".".join((ids.validate_project(project), ids.validate_dataset(dataset),
-                    ids.validate_table_name(table)))
-    rows = list(bq.query(f"SELECT COUNT(*) AS n FROM `{ref}`").result())
+def create_batch_table(bq: bigquery.Client, settings: Settings, batch_id: str) -> str:
+    """Create the batch's staging table from the main table's live schema; idempotent (a resumed
+    dispatch calls it again). Returns the table name."""
+    name = ids.batch_staging_table(batch_id)
+    main = list(bq.get_table(settings.main_table_id).schema)
+    bq.create_table(bigquery.Table(settings.staging_table_id(name), schema=staging_schema(main)), exists_ok=True)
+    return name
+
+
+def _ref(settings: Settings, batch_id: str) -> str:
+    return (f"`{ids.validate_project(settings.project)}.{ids.validate_dataset(settings.staging_dataset)}."
+            f"{ids.batch_staging_table(batch_id)}`")
+
+
+def write_count_sql(settings: Settings, batch_id: str) -> str:
+    """Rows one write of one item left in the batch table (a completion's claim is checked with it)."""
+    return (f"SELECT COUNT(*) AS n FROM {_ref(settings, batch_id)} "
+            f"WHERE {ITEM_COLUMN} = @item_id AND {WRITE_COLUMN} = @write_id")
+
+
+def writes_sql(settings: Settings, batch_id: str) -> str:
+    """Every write in the batch table: item, write id, rows and distinct prediction ids."""
+    return (f"SELECT {ITEM_COLUMN} AS item_id, {WRITE_COLUMN} AS write_id, COUNT(*) AS n, "
+            f"COUNT(DISTINCT prediction_id) AS k FROM {_ref(settings, batch_id)} "
+            f"GROUP BY {ITEM_COLUMN}, {WRITE_COLUMN}")
+
+
+def count_write(bq: bigquery.Client, settings: Settings, batch_id: str, item_id: str, write_id: str) -> int:
+    params = [bigquery.ScalarQueryParameter("item_id", "STRING", ids.validate_item_id(item_id)),
+              bigquery.ScalarQueryParameter("write_id", "STRING", ids.validate_write_id(write_id))]
+    try:
+        rows = list(bq.query_and_wait(write_count_sql(settings, batch_id),
+                                      job_config=bigquery.QueryJobConfig(query_parameters=params)))
+    except gexc.NotFound:
+        raise StagingTableMissing(f"batch {batch_id} has no staging table") from None
     return int(rows[0]["n"])
+
+
+@dataclass(frozen=True)
+class StagedWrite:
+    item_id: str
+    write_id: str
+    rows: int
+    keys: int
+
+
+def staged_writes(bq: bigquery.Client, settings: Settings, batch_id: str) -> dict[str, dict[str, StagedWrite]]:
+    """item id -> write id -> what that write staged, from one GROUP BY over the batch table; {} when
+    the table does not exist (nothing staged, or dropped after its rows were verified in the main table)."""
+    try:
+        rows = bq.query_and_wait(writes_sql(settings, batch_id))
+    except gexc.NotFound:
+        return {}
+    out: dict[str, dict[str, StagedWrite]] = {}
+    for r in rows:
+        w = StagedWrite(r["item_id"], r["write_id"], int(r["n"]), int(r["k"]))
+        out.setdefault(w.item_id, {})[w.write_id] = w
+    return out
+
+
+def batch_table_exists(bq: bigquery.Client, settings: Settings, batch_id: str) -> bool:
+    try:
+        bq.get_table(settings.staging_table_id(ids.batch_staging_table(batch_id)))
+        return True
+    except gexc.NotFound:
+        return False
+
+
+def drop_batch_table(bq: bigquery.Client, settings: Settings, batch_id: str) -> int:
+    """Drop the batch's staging table once its rows are verified in the main table; 1 if it went."""
+    try:
+        bq.delete_table(settings.staging_table_id(ids.batch_staging_table(batch_id)))
+        return 1
+    except gexc.NotFound:
+        return 0

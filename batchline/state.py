@@ -76,7 +76,7 @@ class RepairAlreadyAttempted(Exception):
         self.items = items
 
 
-# The reconciliation merges orphaned staging tables of a date under this lease on the date document;
+# The reconciliation merges orphaned staged rows of a date under this lease on the date document;
 # a start of the date waits (409) while it is held, so no batch MERGE can race an orphan MERGE.
 ORPHAN_LEASE = dt.timedelta(minutes=10)
 MERGING_ORPHANS = "merging_orphans"
@@ -189,6 +189,7 @@ class BatchStore:
                     "game_id": item.game_id,
                     "status": PENDING,
                     "staging_table": None,
+                    "write_id": None,
                     "row_count": None,
                     "created_at": now(),
                     "updated_at": now(),
@@ -227,6 +228,13 @@ class BatchStore:
     def get_item(self, batch_id: str, item_id: str) -> dict | None:
         snap = self.item_ref(batch_id, item_id).get()
         return snap.to_dict() if snap.exists else None
+
+    def get_batch_and_item(self, batch_id: str, item_id: str) -> tuple[dict | None, dict | None]:
+        """Both documents in one round trip (a worker and a completion need both for every item)."""
+        batch_ref, item_ref = self.batch_ref(batch_id), self.item_ref(batch_id, item_id)
+        found = {snap.reference.path: snap.to_dict() for snap in self.fs.get_all([batch_ref, item_ref])
+                 if snap.exists}
+        return found.get(batch_ref.path), found.get(item_ref.path)
 
     def items(self, batch_id: str) -> list[dict]:
         return [s.to_dict() for s in self.batch_ref(batch_id).collection(ITEMS).stream()]
@@ -285,19 +293,22 @@ class BatchStore:
         return int(self._item_transition(batch_id, item_id, decide))  # type: ignore[arg-type]
 
     def record_completion(self, batch_id: str, item_id: str, staging_table: str, row_count: int,
-                          attempt: int) -> str:
+                          attempt: int, write_id: str, batch: dict | None = None) -> str:
         """Mark an item completed; idempotent. Returns 'recorded', 'duplicate' or 'late'.
 
         'late' means the batch already moved past consolidation: the item is recorded, and the caller
-        reports it loudly, because its staging table was not part of the MERGE.
+        reports it loudly, because its write was not part of the MERGE. The recorded write id is the
+        item's entry in the batch's manifest.
         """
         # Read outside the transaction: a transactional read would lock the batch document and make
-        # it the hot document F3 is about. "late" is advisory; consolidation merges every staging
-        # table that exists, whatever the completions say.
-        batch = self.batch_ref(batch_id).get()
-        late = batch.exists and batch.get("status") not in OPEN_STATUSES
+        # it the hot document F3 is about. "late" is advisory; consolidation also merges a staged
+        # write whose completion never arrived.
+        if batch is None:
+            batch = self.get_batch(batch_id)
+        late = batch is not None and batch.get("status") not in OPEN_STATUSES
         return str(self._item_transition(batch_id, item_id, lambda item: lc.decide_completion(
-            item, late=late, staging_table=staging_table, row_count=row_count, attempt=attempt, now=now())))
+            item, late=late, staging_table=staging_table, row_count=row_count, attempt=attempt, write_id=write_id,
+            now=now())))
 
     def record_failure(self, batch_id: str, item_id: str, reason: str, *, dead_lettered: bool = False) -> str:
         """Mark an item failed (dead-lettered or given up on); never overrides a completion.

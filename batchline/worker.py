@@ -1,7 +1,9 @@
-"""The worker: one work item in, one verified staging table and one completion event out.
+"""The worker: one work item in, one acknowledged append to the batch staging table and one
+completion event out.
 
-Order matters (F1): compute -> write the staging table -> read its row count back -> publish the
-completion and wait for Pub/Sub to accept it -> only then report success. Any exception propagates, the
+Order matters (F1): compute -> append the rows, tagged with this attempt's write id, to the batch's
+staging table and wait for the Storage Write API to acknowledge them -> publish the completion naming
+the write id and row count, and wait for Pub/Sub to accept it -> only then report success. Any exception propagates, the
 HTTP adapter answers non-2xx, Pub/Sub redelivers, and after the last attempt dead-letters the message,
 where the coordinator records the item as failed. Workers never touch the main table (F2).
 """
@@ -26,7 +28,7 @@ from batchline.messages import (
     parse_model,
 )
 from batchline.predictor import PlayerContext, Predictor, load_predictor, prediction_id
-from batchline.staging import live_schema, write_staging
+from batchline.staging import ITEM_COLUMN, WRITE_COLUMN, live_schema
 from batchline.state import COMPLETED, OPEN_STATUSES, BatchStore, UnknownItem
 
 
@@ -37,6 +39,7 @@ class WorkOutcome:
     item_id: str
     staging_table: str | None = None
     row_count: int = 0
+    write_id: str | None = None
 
 
 def build_rows(msg: WorkMessage, predictor: Predictor, now: dt.datetime) -> list[dict]:
@@ -63,7 +66,10 @@ class InvalidRows(ValueError):
 
 
 def check_rows(rows: list[dict]) -> None:
-    """Refuse duplicate prediction ids before they reach staging: a MERGE would insert both."""
+    """Refuse an empty result (a completion of 0 rows could not be told from a forged one, and every
+    scheduled player gets predictions) and duplicate prediction ids (a MERGE would insert both)."""
+    if not rows:
+        raise InvalidRows("predictor produced no rows")
     seen: set[str] = set()
     for r in rows:
         if r["prediction_id"] in seen:
@@ -75,10 +81,9 @@ def check_rows(rows: list[dict]) -> None:
 def handle_work(clients: Clients, envelope: PushEnvelope, predictor: Predictor | None = None) -> WorkOutcome:
     msg = parse_model(WorkMessage, decode_data(envelope))
     store = BatchStore(clients.fs)
-    batch = store.get_batch(msg.batch_id)
+    batch, item = store.get_batch_and_item(msg.batch_id, msg.item_id)
     if batch is None:
         raise UnknownItem(f"no batch {msg.batch_id}")
-    item = store.get_item(msg.batch_id, msg.item_id)
     if item is None:
         raise UnknownItem(f"batch {msg.batch_id} has no item {msg.item_id}")
     if item.get("game_id") != msg.game_id or batch.get("game_date") != msg.game_date.isoformat():
@@ -89,7 +94,7 @@ def handle_work(clients: Clients, envelope: PushEnvelope, predictor: Predictor |
         log_event("work_duplicate", message="item already completed; redelivery ignored",
                   batch_id=msg.batch_id, item=msg.item_id)
         return WorkOutcome("duplicate", msg.batch_id, msg.item_id, item.get("staging_table"),
-                           item.get("row_count") or 0)
+                           item.get("row_count") or 0, item.get("write_id"))
     if batch["status"] not in OPEN_STATUSES:
         # A redelivery after the batch moved on (superseded or consolidating): writing now would
         # leave a staging table nobody merges. The item's state already says what happened to it.
@@ -98,21 +103,28 @@ def handle_work(clients: Clients, envelope: PushEnvelope, predictor: Predictor |
                   item=msg.item_id)
         return WorkOutcome("batch_closed", msg.batch_id, msg.item_id)
 
-    attempt = envelope.delivery_attempt or store.count_attempt(msg.batch_id, msg.item_id)
+    injected = (faults_mod.parse(batch.get("faults"))
+                if clients.settings.allow_faults else faults_mod.FaultSpec())
+    # Pub/Sub numbers deliveries on subscriptions with a dead-letter policy; the emulator does not, so
+    # there the attempt is counted in the item document, but only when a fault spec needs it (draws
+    # are per attempt): a transaction per item to number what nothing else reads costs ~10 ms. 0 =
+    # not numbered. The write id, not the attempt, is what tells one delivery's rows from another's.
+    attempt = envelope.delivery_attempt or (store.count_attempt(msg.batch_id, msg.item_id) if injected else 0)
     if attempt > MAX_DELIVERY_ATTEMPT:  # checked before the write: the completion could not carry it
         raise InvalidMessage(f"attempt {attempt} of {msg.item_id} exceeds {MAX_DELIVERY_ATTEMPT}")
     log_ctx = {"batch_id": msg.batch_id, "item": msg.item_id, "attempt": attempt}
-    injected = (faults_mod.parse(batch.get("faults"))
-                if clients.settings.allow_faults else faults_mod.FaultSpec())
-    table = ids.staging_table_name(msg.batch_id, msg.item_id)
+    table = ids.batch_staging_table(msg.batch_id)
     table_id = clients.settings.staging_table_id(table)
+    write_id = ids.new_write_id()
+    log_ctx["write_id"] = write_id
     rows = build_rows(msg, predictor or load_predictor(), dt.datetime.now(dt.UTC))
     check_rows(rows)
     try:
         if injected.fires("staging_write", msg.item_id, attempt):
             raise faults_mod.FaultInjected("injected staging write failure")
-        schema = live_schema(clients.bq, clients.settings.main_table_id)
-        count = write_staging(clients.bq, table_id, rows, schema)
+        schema = live_schema(clients.bq, table_id)
+        count = clients.appender.append(table_id, schema, [
+            {**r, ITEM_COLUMN: msg.item_id, WRITE_COLUMN: write_id} for r in rows])
     except Exception as exc:
         log_event("staging_write_failed", severity="ERROR", message=f"staging write failed: {exc}",
                   staging_table=table, error_type=type(exc).__name__, **log_ctx)
@@ -120,18 +132,19 @@ def handle_work(clients: Clients, envelope: PushEnvelope, predictor: Predictor |
     log_event("staging_write_succeeded", staging_table=table, row_count=count, **log_ctx)
 
     completion = CompletionMessage(batch_id=msg.batch_id, item_id=msg.item_id, staging_table=table,
-                                   row_count=count, write_status="ok", attempt=attempt)
+                                   write_id=write_id, row_count=count, write_status="ok", attempt=attempt)
     try:
         if injected.fires("completion_publish", msg.item_id, attempt):
             raise faults_mod.FaultInjected("injected completion publish failure")
         message_id = clients.publish("completions", encode(completion), batch_id=msg.batch_id,
                                      item_id=msg.item_id)
     except Exception as exc:
-        # The staging table is durable and a redelivery rewrites it identically; this line says why
-        # the item is being retried although its write succeeded.
+        # The append is durable but no completion names it: a redelivery appends again under a new
+        # write id, and only the write a completion names is merged (or, if none ever arrives, one
+        # complete write, recovered at consolidation). This line says why the item is retried.
         log_event("completion_publish_failed", severity="ERROR", message=f"completion publish failed: {exc}",
                   staging_table=table, error_type=type(exc).__name__, **log_ctx)
         raise
     log_event("completion_published", staging_table=table, row_count=count,
               completion_message_id=message_id, **log_ctx)
-    return WorkOutcome("staged", msg.batch_id, msg.item_id, table, count)
+    return WorkOutcome("staged", msg.batch_id, msg.item_id, table, count, write_id)

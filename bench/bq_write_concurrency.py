@@ -1,13 +1,19 @@
 """Does bqemulator 1.4.0 survive Storage Write API appends (gRPC) concurrent with REST jobs?
 
     PYTHONPATH=$PWD .venv/bin/python bench/bq_write_concurrency.py [--seconds 60] [--appenders 2] [--rest 2]
+        [--unpatched]
 
 Starts a bqemulator of its own (temporary directory), creates one table, then for `--seconds` runs
-`--appenders` threads doing default-stream appends of 5 rows (as bench/floor.py's handler does) and
+`--appenders` threads doing default-stream appends of 5 rows (batchline.write_api.StagingAppender, one
+client per thread as one per worker process, rows as bench/floor.py's handler makes them) and
 `--rest` threads doing what the pipeline does over REST (a 5-row load job, then a COUNT query).
 Every call has a deadline; the emulator counts as hung when its REST health check stops answering.
 Prints and writes bench/results/bq-write-concurrency-<time>.json: calls done per kind, errors, and
 whether and when it hung. The emulator is stopped at the end either way.
+
+By default bqemulator runs through batchline.local.bq_launcher, whose `patch_write_servicer` fixes the
+hang (the write servicer's flush on a DuckDB cursor of its own). `--unpatched` leaves that one patch
+out (the offline/upload patches stay) to reproduce the bqemulator 1.4.0 deadlock (~9 s in).
 """
 
 from __future__ import annotations
@@ -20,13 +26,14 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from pathlib import Path
 
 from common import loadavg, machine, utc_now, write_json
-from floor import DefaultStreamWriter, rows_for
+from floor import rows_for
 
 from batchline.local import processes as procs
 from batchline.local.provision import main_table_schema
+from batchline.settings import Settings
+from batchline.write_api import StagingAppender
 
 
 def main() -> None:
@@ -34,8 +41,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--appenders", type=int, default=2)
     ap.add_argument("--rest", type=int, default=2)
-    ap.add_argument("--cursor-patch", action="store_true",
-                    help="start bqemulator through bench/bq_launcher_cursor.py (experimental workaround)")
+    ap.add_argument("--unpatched", action="store_true",
+                    help="start bqemulator without the launcher's write-servicer patch (reproduces the hang)")
     args = ap.parse_args()
     from google.api_core.client_options import ClientOptions
     from google.auth.credentials import AnonymousCredentials
@@ -44,10 +51,12 @@ def main() -> None:
     project, dataset = "bench-write", "bench"
     with tempfile.TemporaryDirectory(prefix="bq-write-") as tmp:
         h = procs.start_bigquery(tmp, project=project)
-        if args.cursor_patch:
+        if args.unpatched:
             procs.stop(h)
-            argv = [a if not a.endswith("bq_launcher.py") else str(Path(__file__).with_name("bq_launcher_cursor.py"))
-                    for a in h.argv]
+            code = ("import sys; from batchline.local import bq_launcher as b; b.patch_write_servicer = lambda: None; "
+                    "b.main(sys.argv[1:])")
+            i = h.argv.index(next(a for a in h.argv if a.endswith("bq_launcher.py")))
+            argv = [*h.argv[:i], "-c", code, *h.argv[i + 1:]]
             h = procs.start_process(procs.BIGQUERY, argv, tmp, {}, lambda: procs.bigquery_ready(h.host, project),
                                     60.0, port=h.port, extra_ports=h.extra_ports, project=project)
         try:
@@ -56,18 +65,18 @@ def main() -> None:
             bq.create_dataset(dataset)
             schema = main_table_schema()
             bq.create_table(bigquery.Table(f"{project}.{dataset}.batch", schema=schema))
-            cols = [{"name": c.name, "type": c.field_type, "mode": c.mode} for c in schema]
             done: Counter = Counter()
             errors: list[str] = []
             stop = threading.Event()
             t_end = time.monotonic() + args.seconds
 
             def appender(k: int) -> None:
-                w = DefaultStreamWriter(f"127.0.0.1:{h.extra_ports['grpc']}", project, dataset, "batch", cols)
+                w = StagingAppender(Settings(project=project,
+                                             bigquery_write_emulator_host=procs.bigquery_write_host(h)))
                 n = 0
                 while not stop.is_set() and time.monotonic() < t_end:
                     try:
-                        w.append(rows_for(f"a{k}_{n}", "2039-03-03", "b"))
+                        w.append(f"{project}.{dataset}.batch", schema, rows_for(f"a{k}_{n}", "2039-03-03", "b"))
                         done["append"] += 1
                     except Exception as exc:  # noqa: BLE001 - counted and reported
                         errors.append(f"append: {exc!r}"[:300])
@@ -105,7 +114,7 @@ def main() -> None:
             stop.set()
             out = {"kind": "bq_write_concurrency", "at": utc_now(), "machine": machine(), "loadavg_before": before,
                    "loadavg_after": loadavg(), "seconds": args.seconds, "appenders": args.appenders,
-                   "rest_threads": args.rest, "cursor_patch": args.cursor_patch, "calls_done": dict(done),
+                   "rest_threads": args.rest, "write_patch": not args.unpatched, "calls_done": dict(done),
                    "errors": len(errors),
                    "error_samples": errors[:5], "hung": hung_at is not None, "hung_after_s": hung_at}
             if hung_at is None:  # every acknowledged append must be in the table, once

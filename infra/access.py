@@ -37,15 +37,16 @@ DEAD_LETTER_KEYS: tuple[str, ...] = ("work", "completions", "consolidation", "co
 
 
 ACCESS: dict[str, Access] = {
-    # writes its own staging table (created from the main table's live schema: F5), publishes completion;
-    # reads batch/item state and counts its attempts on the item document (Firestore). Of the main
-    # table it reads only the schema: metadata, never rows.
+    # appends its rows to its batch's staging table through the Storage Write API (tables.get for the
+    # schema, tables.updateData for AppendRows: dataEditor on the staging dataset; no jobs, no main
+    # table), publishes completions; reads batch/item state and may count attempts (Firestore)
     WORKER: Access(
-        project_roles=("roles/bigquery.jobUser", "roles/datastore.user"),
-        dataset_roles=(("staging", "roles/bigquery.dataEditor"), ("main", "roles/bigquery.metadataViewer")),
+        project_roles=("roles/datastore.user",),
+        dataset_roles=(("staging", "roles/bigquery.dataEditor"),),
         publishes_to=("completions",),
     ),
-    # batch state in Firestore, one MERGE into main, deletes verified staging tables, dispatches work;
+    # batch state in Firestore, creates each batch's staging table from the main table's schema, checks
+    # completions against it, one MERGE into main, drops the verified staging table, dispatches work;
     # `dlq replay` (batchline.replay, run by the coordinator on a control request) pulls and acks the
     # dead-letter pull subscriptions and republishes to the source topic (completions and control too)
     COORDINATOR: Access(

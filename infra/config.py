@@ -312,6 +312,7 @@ def load_firestore(raw: Any) -> FirestoreConfig:
 REQUIRED_APIS: tuple[str, ...] = (
     "artifactregistry.googleapis.com",
     "bigquery.googleapis.com",
+    "bigquerystorage.googleapis.com",  # the Storage Write API workers append staged rows through
     "cloudbuild.googleapis.com",
     "cloudfunctions.googleapis.com",
     "cloudresourcemanager.googleapis.com",

@@ -1,4 +1,4 @@
-"""Run bqemulator offline, with two small in-process patches.
+"""Run bqemulator offline, with three small in-process patches.
 
 Usage: ``python -m batchline.local.bq_launcher start --rest-port P --grpc-port G ...`` (the same
 arguments as ``bqemulator``; everything after the module name is passed to bqemulator's CLI).
@@ -14,8 +14,19 @@ Why a launcher instead of the ``bqemulator`` script:
   with ``Content-Type: */*``. Real BigQuery accepts it; bqemulator's whitelist rejects it with
   "multipart upload's second part has unsupported Content-Type '*/*'". We add ``*/*`` to the
   whitelist (the load job's ``sourceFormat`` decides how the bytes are parsed anyway).
+* Storage Write API appends (gRPC) concurrent with REST jobs deadlock bqemulator 1.4.0 within
+  seconds (bench/bq_write_concurrency.py reproduces it: ~9 s in, the REST health check stops
+  answering). The write servicer's ``_flush_to_target`` runs its INSERT on the one DuckDB connection
+  the REST side also uses, so a gRPC thread can hold that connection's lock while it waits for the
+  GIL held by a REST thread waiting for the lock. We run the INSERT on a cursor of its own (a separate
+  DuckDB connection to the same database, still under the servicer's write lock), then update the
+  table's ``num_rows``, so ``tables.get`` and queries see the appended rows as soon as the append is
+  acknowledged. The original also takes an AUTO time-travel snapshot per append (``CREATE TABLE AS``
+  a full copy of the table, on the shared connection: a concurrent REST query then returned the CTAS's
+  ``Count`` column instead of its own); we only publish ``TableDataChanged`` (query cache, views).
+  So ``FOR SYSTEM_TIME AS OF`` does not see Storage Write API appends; batchline does not use it.
 
-Both patches live only inside the emulator process; the installed package is not modified.
+All patches live only inside the emulator process; the installed package is not modified.
 """
 
 from __future__ import annotations
@@ -48,8 +59,42 @@ def _load_bundled(connection, name: str) -> None:
     connection.execute(f"LOAD '{path}'")
 
 
+def patch_write_servicer() -> None:
+    """The write servicer's ``_flush_to_target`` on its own DuckDB cursor (see the module docstring)."""
+    from uuid import uuid4
+
+    from bqemulator.domain.events import TableDataChanged
+    from bqemulator.grpc_api import write_servicer as ws
+    from bqemulator.storage.sql_identifiers import quoted_table_ref, register_name
+
+    def _flush_to_target(self, stream, rows) -> None:
+        target_ref = quoted_table_ref(stream.project_id, stream.dataset_id, stream.table_id)
+        reg_name = register_name(f"__bqemu_write_{uuid4().hex[:12]}")
+        with self._write_lock:
+            cur = self._ctx.engine.connection.cursor()
+            try:
+                cur.register(reg_name, rows)
+                try:
+                    cur.execute(f"INSERT INTO {target_ref} SELECT * FROM {reg_name}")
+                finally:
+                    cur.unregister(reg_name)
+            finally:
+                cur.close()
+            meta = self._ctx.catalog.get_table(stream.project_id, stream.dataset_id, stream.table_id)
+            if meta is not None:
+                self._ctx.catalog.update_table(meta.model_copy(update={"num_rows": meta.num_rows + rows.num_rows}))
+            # Not `snapshots.record_change`: its AUTO snapshot (a CREATE TABLE AS copy of the whole
+            # table, per append) runs on the shared connection too, and crosses concurrent REST results.
+            # Only the event: it invalidates the query cache and marks dependent views stale.
+            self._ctx.snapshots._events.publish(
+                TableDataChanged(stream.project_id, stream.dataset_id, stream.table_id))
+
+    ws.BigQueryWriteHandler._flush_to_target = _flush_to_target
+
+
 def apply_patches() -> None:
-    """Patch bqemulator (in this process only): offline extensions and ``*/*`` media parts."""
+    """Patch bqemulator (in this process only): offline extensions, ``*/*`` media parts, and the
+    Storage Write API's flush on its own DuckDB cursor."""
     from bqemulator.api.routes import upload
     from bqemulator.storage import engine
 
@@ -67,6 +112,7 @@ def apply_patches() -> None:
     engine.DuckDBEngine._load_format_extensions = _load_format_extensions
     if "*/*" not in upload._PERMITTED_MEDIA_CONTENT_TYPES:
         upload._PERMITTED_MEDIA_CONTENT_TYPES = (*upload._PERMITTED_MEDIA_CONTENT_TYPES, "*/*")
+    patch_write_servicer()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -3,7 +3,7 @@
 A schedule draws, from one seeded generator, a batch size and a mix of every fault the stack can
 inject: failed staging writes and completion publishes (per attempt), poisoned items, MERGE
 attempts that fail transiently, duplicate work and completion deliveries published while the batch
-runs, a late duplicate completion after it ended, a staging table deleted before consolidation, and
+runs, a late duplicate completion after it ended, one item's staged rows deleted before consolidation, and
 a function process killed mid-batch and brought back on its port.
 
 The verdict does not read the pipeline's own counts. It asks the systems of record: the main table
@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 import requests
 from google.cloud import bigquery
 
-from batchline import ids, ledger
+from batchline import ids, ledger, staging
 from batchline.clients import Clients
 from batchline.local import processes as procs
 from batchline.local import stack as local_stack
@@ -41,7 +41,7 @@ class Schedule:
     faults: str
     duplicates: int  # work + completion messages published again while the batch runs
     late_duplicate: bool  # a completion delivered again after the batch ended
-    delete_staging: bool  # one completed item's staging table deleted before consolidation
+    delete_staging: bool  # one completed item's staged rows deleted before consolidation
     kill: str | None  # a function killed mid-batch, back after a few seconds
 
     @property
@@ -117,7 +117,19 @@ def _inject_while_running(clients: Clients, info, sched: Schedule, batch_id: str
                 break
             time.sleep(0.2)
         for it in done[:1]:
-            clients.bq.delete_table(clients.settings.staging_table_id(it["staging_table"]), not_found_ok=True)
+            delete_staged_item(clients, batch_id, it["item_id"])
+
+
+def delete_staged_item_sql(settings, batch_id: str) -> str:
+    """The delete_staging fault: one item's staged rows vanish before consolidation (a fault of the
+    local stack only; nothing in production deletes staged rows)."""
+    return (f"DELETE FROM `{settings.project}.{settings.staging_dataset}.{ids.batch_staging_table(batch_id)}` "
+            f"WHERE {staging.ITEM_COLUMN} = @item_id")
+
+
+def delete_staged_item(clients: Clients, batch_id: str, item_id: str) -> None:
+    clients.bq.query(delete_staged_item_sql(clients.settings, batch_id), job_config=bigquery.QueryJobConfig(
+        query_parameters=[bigquery.ScalarQueryParameter("item_id", "STRING", item_id)])).result()
 
 
 def _judge(clients: Clients, batch: dict, day: dt.date, expected: set[str], out: Outcome) -> None:
@@ -141,7 +153,7 @@ def _judge(clients: Clients, batch: dict, day: dt.date, expected: set[str], out:
         out.dead_lettered[item] = str(doc.get("failure_reason") or "")
         if not out.dead_lettered[item]:
             out.problems.append(f"{item} dead-lettered without a readable reason")
-    named = set(batch.get("missing_items") or []) | set(batch.get("completed_without_table") or [])
+    named = set(batch.get("missing_items") or []) | set(batch.get("completed_without_write") or [])
     rest = expected - merged - dead
     out.reported_missing = sorted(rest & named)
     out.lost = sorted(rest - named)
@@ -187,8 +199,9 @@ def run_schedule(info: local_stack.StackInfo, clients: Clients, sched: Schedule,
         done = [i for i in store.items(batch_id) if i["status"] == COMPLETED]
         for it in done[:1]:
             clients.publish("completions", encode(CompletionMessage(
-                batch_id=batch_id, item_id=it["item_id"], staging_table=ids.staging_table_name(batch_id, it["item_id"]),
-                row_count=int(it.get("row_count") or 0), write_status="ok", attempt=1)), batch_id=batch_id)
+                batch_id=batch_id, item_id=it["item_id"], staging_table=ids.batch_staging_table(batch_id),
+                write_id=it["write_id"], row_count=int(it.get("row_count") or 0), write_status="ok", attempt=1)),
+                batch_id=batch_id)
             time.sleep(2.0)
     _judge(clients, batch, day, {r["player_lookup"] for r in schedule_rows}, out)
     return out

@@ -119,10 +119,11 @@ def heal_locked(info: st.StackInfo, report: st.UpReport, notify: Callable[[str],
                f"Its in-memory state is GONE: {LOST[name]}")
         report.restarted.append(name)
         report.state_lost.append(name)
-        env_changed |= old is None or new.host != old.host
+        env_changed |= old is None or new.host != old.host or new.extra_ports != old.extra_ports
         info.services[name] = new.to_dict()
         if name == procs.BIGQUERY:
             info.settings["bigquery_emulator_host"] = new.host
+            info.settings["bigquery_write_emulator_host"] = procs.bigquery_write_host(new)
         info.save()
     if procs.BIGQUERY in report.state_lost:
         create_tables(info.activate().bq, info.settings_obj())

@@ -500,6 +500,11 @@ def start_bigquery(
     )  # fmt: skip
 
 
+def bigquery_write_host(handle: ServiceHandle) -> str:
+    """host:port of bqemulator's gRPC side (the Storage Write API), for BIGQUERY_WRITE_EMULATOR_HOST."""
+    return f"{LOOPBACK}:{handle.extra_ports['grpc']}"
+
+
 def env_for_clients(
     pubsub: ServiceHandle | None = None,
     firestore: ServiceHandle | None = None,
@@ -509,7 +514,8 @@ def env_for_clients(
 
     The Pub/Sub and Firestore libraries read their ``*_EMULATOR_HOST`` themselves; BigQuery has no
     such convention, so ``BIGQUERY_EMULATOR_HOST`` is ours (see ``batchline.settings``): the REST
-    host:port to use as ``api_endpoint="http://" + host``.
+    host:port to use as ``api_endpoint="http://" + host``; ``BIGQUERY_WRITE_EMULATOR_HOST`` is the
+    gRPC host:port of its Storage Write API.
     """
     env: dict[str, str] = {}
     if pubsub is not None:
@@ -518,4 +524,6 @@ def env_for_clients(
         env["FIRESTORE_EMULATOR_HOST"] = firestore.host
     if bigquery is not None:
         env["BIGQUERY_EMULATOR_HOST"] = bigquery.host
+        if "grpc" in bigquery.extra_ports:
+            env["BIGQUERY_WRITE_EMULATOR_HOST"] = bigquery_write_host(bigquery)
     return env

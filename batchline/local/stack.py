@@ -281,7 +281,9 @@ def _start_locked(state_dir: Path, base: Settings, threads: int, max_delivery_at
         for h in handles.values():
             procs.stop(h)
         raise errors[0]
-    s = replace(base, bigquery_emulator_host=handles[procs.BIGQUERY].host, allow_faults=allow_faults)
+    s = replace(base, bigquery_emulator_host=handles[procs.BIGQUERY].host,
+                bigquery_write_emulator_host=procs.bigquery_write_host(handles[procs.BIGQUERY]),
+                allow_faults=allow_faults)
     info = StackInfo(str(state_dir), s.__dict__, {k: v.to_dict() for k, v in handles.items()},
                      max_delivery_attempts, threads, ephemeral)
     info.save()

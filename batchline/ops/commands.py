@@ -101,7 +101,7 @@ def start(game_date: str = typer.Argument(..., help="YYYY-MM-DD"),
 def consolidate(batch_id: str, wait: bool = WAIT, request_id: str = REQUEST_ID, timeout: float = TIMEOUT,
                 as_json: bool = JSON, state_dir: Path = STATE_DIR, project: str = PROJECT,
                 stack_outputs: Path = OUTPUTS, topic_prefix: str = PREFIX, setting: list[str] = SETTING) -> None:
-    """Consolidate a consolidation_failed batch again from its kept staging tables."""
+    """Consolidate a consolidation_failed batch again from its kept staging table."""
     req = _parse({"action": "consolidate", "batch_id": batch_id,
                   "request_id": request_id or new_request_id("consolidate", batch_id)})
     _request(_clients(state_dir, project, stack_outputs, topic_prefix, setting), req, as_json, wait, timeout)

@@ -7,7 +7,6 @@ import datetime as dt
 
 from google.cloud import bigquery
 
-from batchline import ids
 from batchline import lifecycle as lc
 from batchline.audit import STATES, partition
 from batchline.clients import Clients
@@ -34,7 +33,7 @@ def next_steps(batch: dict, counts: dict[str, int], dead_lettered: list[dict]) -
     elif status == lc.CONSOLIDATION_FAILED:
         how = ("the stall check re-opens a transient failure by itself, at most "
                f"{lc.MAX_AUTO_REOPENS} times; or " if batch.get("failure_kind") == lc.TRANSIENT else "")
-        steps.append(f"consolidation failed ({batch.get('error')}); staging tables are kept: {how}fix the cause, "
+        steps.append(f"consolidation failed ({batch.get('error')}); the staging table is kept: {how}fix the cause, "
                      f"then `batchline consolidate {b}`")
     elif status == lc.DISPATCH_FAILED:
         steps.append(f"dispatch failed ({batch.get('error')}): `batchline start {batch['game_date']}` again")
@@ -72,7 +71,7 @@ def status(clients: Clients, batch_id: str) -> dict:
                                    "dead_lettered": bool(i.get("dead_lettered_at")),
                                    "replayed_in": i.get("replayed_in")} for i in failed][:500],
                  "missing_items": batch.get("missing_items") or [], "staging_gap": batch.get("staging_gap"),
-                 "completed_without_table": batch.get("completed_without_table") or []},
+                 "completed_without_write": batch.get("completed_without_write") or []},
         "consolidation": {
             "generation": batch.get("consolidation_generation") or 0, "reason": batch.get("consolidation_reason"),
             "merge_job_id": merge.get("job_id"), "merged_items": batch.get("merged_items"),
@@ -116,8 +115,7 @@ def audit(clients: Clients, batch_id: str) -> dict:
         active.setdefault(r["player_lookup"], {})[r["batch_id"]] = int(r["n"])
     # Items this batch's verified MERGE wrote whose rows a later run of the date has since updated
     # (a MERGE updates matching rows, batch id included): merged, and still in the main table.
-    merged_by_batch = {i for t in (batch.get("merge_result") or {}).get("tables") or []
-                       if (i := ids.item_of_staging_table(batch_id, t))}
+    merged_by_batch = set((batch.get("merge_result") or {}).get("manifest") or {})
     overwritten = {i: sorted(active[i]) for i in merged_by_batch - set(rows) if active.get(i)}
     dead = {k for k, i in items.items() if i.get("dead_lettered_at")}
     parts = partition(items, set(rows) | set(overwritten), dead)

@@ -22,9 +22,9 @@ NON_DEFAULT = {
     "context_table": "ctx_x", "staging_dataset": "stg_x", "bq_location": "EU", "stall_minutes": 17,
     "min_completion_pct": 12.5, "coverage_warning_pct": 91.0, "coverage_critical_pct": 80.0,
     "allow_faults": True, "timezone": "Europe/Paris", "bigquery_emulator_host": "localhost:9050",
-    "context_max_age_hours": 6, "orphan_age_hours": 48,
+    "bigquery_write_emulator_host": "localhost:9060", "context_max_age_hours": 6, "orphan_age_hours": 48,
 }
-LOCAL_ONLY = {"allow_faults", "bigquery_emulator_host"}  # never in a deployment
+LOCAL_ONLY = {"allow_faults", "bigquery_emulator_host", "bigquery_write_emulator_host"}  # never in a deployment
 
 
 def test_every_setting_is_listed_here():
@@ -43,8 +43,10 @@ def test_deployed_env_round_trips_everything_but_local_switches():
     s = settings.Settings(**NON_DEFAULT)
     deployed = s.deployed_env()
     assert settings.ENV_ALLOW_FAULTS not in deployed and settings.ENV_BIGQUERY_EMULATOR_HOST not in deployed
+    assert settings.ENV_BIGQUERY_WRITE_EMULATOR_HOST not in deployed
     back = settings.from_env(deployed)
-    assert back == dataclasses.replace(s, allow_faults=False, bigquery_emulator_host=None)
+    assert back == dataclasses.replace(s, allow_faults=False, bigquery_emulator_host=None,
+                                       bigquery_write_emulator_host=None)
 
 
 def test_infra_renders_the_env_through_settings(dev_raw, prod_raw):

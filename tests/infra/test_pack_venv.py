@@ -58,11 +58,11 @@ def test_real_pack_passes_clean_stacks_at_preview(pack_python, tmp_path, stack, 
 def test_real_pack_reports_a_broken_copy(pack_python, tmp_path, dev_run):
     records = pack.to_wire(stack_view(dev_run, preview=True))
     for r in records:
-        if r["name"] == "bq-main-worker-metadataViewer":
-            r["props"]["role"] = "roles/bigquery.dataViewer"
+        if r["name"] == "bq-staging-worker-dataEditor":
+            r["props"]["role"] = "roles/bigquery.dataOwner"
         if r["name"] == "batchline-dev-work-push":
             r["props"]["ackDeadlineSeconds"] = 120
     code, report = _selfcheck(pack_python, records, tmp_path)
     assert code == 1
-    assert any("worker may not hold roles/bigquery.dataViewer" in m for m in report["least-privilege (mandatory)"])
+    assert any("worker may not hold roles/bigquery.dataOwner" in m for m in report["least-privilege (mandatory)"])
     assert any("shorter than fn-worker's timeout" in m for m in report["push-ack-deadline (advisory)"])

@@ -93,15 +93,15 @@ BREAKAGES = [
                                                                 T.T_ACCOUNT)),
     ("authenticated-calls", "does not call a function", drop_dep(T.T_JOB, "scheduler-reconcile", "httpTarget",
                                                                  T.T_FUNCTION)),
-    # item 11: metadata roles where only metadata is read
-    ("least-privilege", "worker may not hold roles/bigquery.dataViewer",
-     inputs(T.T_DATASET_IAM, "bq-main-worker-metadataViewer", _set_role("roles/bigquery.dataViewer"))),
+    # item 11: no role beyond what the account needs (the worker only appends to staging)
+    ("least-privilege", "worker may not hold roles/bigquery.dataOwner",
+     inputs(T.T_DATASET_IAM, "bq-staging-worker-dataEditor", _set_role("roles/bigquery.dataOwner"))),
     ("least-privilege", "reconcile may not hold roles/bigquery.admin",
      inputs(T.T_DATASET_IAM, "bq-staging-reconcile-dataEditor", _set_role("roles/bigquery.admin"))),
     ("least-privilege", "may not hold roles/pubsub.publisher on topic ['summary']",
      edit(T.T_TOPIC_IAM, "batchline-work-reconcile-publisher", _swap_topic)),
     ("least-privilege", "may not hold roles/bigquery.admin",
-     inputs(T.T_PROJECT_IAM, "sa-worker-bigquery.jobUser", _set_role("roles/bigquery.admin"))),
+     inputs(T.T_PROJECT_IAM, "sa-worker-datastore.user", _set_role("roles/bigquery.admin"))),
     # issue 8: the coordinator pulls dead letters only from the dlq-pull subscriptions, nobody else does
     ("least-privilege", "coordinator may not hold roles/pubsub.editor on subscription",
      inputs(T.T_SUB_IAM, "batchline-control-dlq-pull-coordinator-subscriber", _set_role("roles/pubsub.editor"))),

@@ -214,6 +214,9 @@ def test_requirements_pinned_to_tested_versions():
                 "google.cloud.firestore_v1": "google-cloud-firestore", "google.cloud.pubsub_v1": "google-cloud-pubsub",
                 "google.api_core": "google-cloud-bigquery", "google.auth": "google-cloud-bigquery",
                 "google.protobuf": "google-cloud-pubsub", "functions_framework": "functions-framework",
+                # batchline.write_api; grpc comes with it (google-api-core[grpc], grpcio)
+                "google.cloud.bigquery_storage_v1": "google-cloud-bigquery-storage",
+                "grpc": "google-cloud-bigquery-storage",
                 "pydantic": "pydantic",
                 # functions-framework itself requires the server it runs on and the WSGI layer (checked below)
                 "gunicorn": "functions-framework", "werkzeug": "functions-framework"}

@@ -4,7 +4,7 @@ Each driver runs a real code path (merge_staging, expected_items, ledger.compute
 RecordingBigQuery, a stand-in client that answers just enough for the path to complete and records
 each query's text, its typed parameters (from the QueryJobConfig the code built) and the code lines
 it came from. So the statements analyzed are the ones the code sends, not copies of them, and
-`call_sites()` can check that every `.query(` in the code was reached by some driver.
+`call_sites()` can check that every `.query(` / `.query_and_wait(` in the code was reached by some driver.
 """
 
 from __future__ import annotations
@@ -110,44 +110,50 @@ class Drive:
     tables: dict[str, list[SchemaField]] = field(default_factory=dict)  # full table id -> schema, for the catalog
 
 
-def _merge(staged: dict[str, list[SchemaField]], chunk: int = consolidate.MAX_TABLES_PER_STATEMENT,
-           main_schema: list[SchemaField] = MAIN_SCHEMA, verify_only_merged: bool = False) -> Drive:
+STAGING_TABLE_ID = S.staging_table_id(ids.batch_staging_table(BATCH))
+WRITE_A, WRITE_B = "a" * 32, "b" * 32
+
+
+def _merge(staging_main_schema: list[SchemaField] = MAIN_SCHEMA, main_schema: list[SchemaField] = MAIN_SCHEMA,
+           manifest: dict[str, str] | None = None, verify_only_merged: bool = False,
+           fail_transiently: bool = False) -> Drive:
+    """merge_staging over the batch staging table, created (staging.staging_schema) from the main
+    table's schema as it was at dispatch: `staging_main_schema`."""
+    manifest = manifest or {"player_a": WRITE_A, "player_b": WRITE_B}
     rows_each = 3
-    tables = {S.main_table_id: (main_schema, 0)}
-    tables |= {S.staging_table_id(t): (schema, rows_each) for t, schema in staged.items()}
-    n = rows_each * len(staged)
-    bq = RecordingBigQuery(tables, lambda sql: [{"n": n, "k": n, "p": len(staged), "s": 5, "dup": 0}])
-    consolidate.merge_staging(bq, S, BATCH, DATE, list(staged), chunk=chunk, verify_only_merged=verify_only_merged)
-    catalog = {table_id: schema for table_id, (schema, _) in tables.items()}
-    # Scratch tables are created by the chunk CTAS, whose select lists yield the main table's columns.
-    chunks = -(-len(staged) // chunk) if len(staged) > chunk else 0
-    catalog |= {S.staging_table_id(ids.combined_table_name(BATCH, k)): main_schema for k in range(chunks)}
-    return Drive(bq.sent, catalog)
+    tables = {S.main_table_id: (main_schema, 0),
+              STAGING_TABLE_ID: (staging.staging_schema(staging_main_schema), rows_each * len(manifest))}
+
+    def answer(sql: str) -> list[dict]:
+        if "AS dup" in sql:
+            return [{"dup": 0}]
+        # staged_items_sql and verify_sql: per item, the same counts, so the verification passes
+        return [{"item_id": i, "n": rows_each, "k": rows_each, "systems": ["s1"]} for i in manifest]
+
+    bq = RecordingBigQuery(tables, answer)
+    if fail_transiently:
+        with pytest.raises(consolidate.ConsolidationError, match="affected 0 rows"):
+            consolidate.merge_staging(bq, S, BATCH, DATE, manifest, fail_transiently=True)
+    else:
+        consolidate.merge_staging(bq, S, BATCH, DATE, manifest, verify_only_merged=verify_only_merged)
+    return Drive(bq.sent, {table_id: schema for table_id, (schema, _) in tables.items()})
 
 
-def _stg(item: str) -> str:
-    return ids.staging_table_name(BATCH, item)
-
-
-def merge_one_table() -> Drive:
-    return _merge({_stg("player_a"): MAIN_SCHEMA})
+def merge_batch_staging() -> Drive:
+    return _merge()
 
 
 def merge_orphans_verifying_only_their_items() -> Drive:
-    return _merge({_stg("player_a"): MAIN_SCHEMA}, verify_only_merged=True)
+    return _merge(manifest={"player_a": WRITE_A}, verify_only_merged=True)
 
 
 def merge_with_typed_nulls() -> Drive:
-    return _merge({_stg("player_a"): MAIN_SCHEMA, _stg("player_b"): WITHOUT_LINE_VALUE})
+    """A staging table created before the main table gained the NULLABLE line_value."""
+    return _merge(staging_main_schema=WITHOUT_LINE_VALUE)
 
 
-def merge_in_chunks() -> Drive:
-    staged = {_stg("player_a"): MAIN_SCHEMA, _stg("player_b"): WITHOUT_LINE_VALUE, _stg("player_c"): MAIN_SCHEMA}
-    return _merge(staged, chunk=2)
-
-
-# The main table after a schema change added a NULLABLE RECORD and a REPEATED column that older
-# staging tables lack (F5): the typed NULLs must carry the full STRUCT<...> / ARRAY<...> types.
+# The main table after a schema change added a NULLABLE RECORD and a REPEATED column that an older
+# staging table lacks (F5): the typed NULLs must carry the full STRUCT<...> / ARRAY<...> types.
 NEWER_MAIN_SCHEMA = [*MAIN_SCHEMA,
                      SchemaField("inputs", "RECORD", mode="NULLABLE", fields=[
                          SchemaField("minutes", "FLOAT64"), SchemaField("home", "BOOL"),
@@ -156,17 +162,13 @@ NEWER_MAIN_SCHEMA = [*MAIN_SCHEMA,
 
 
 def merge_with_newer_record_and_repeated_columns() -> Drive:
-    return _merge({_stg("player_a"): NEWER_MAIN_SCHEMA, _stg("player_b"): MAIN_SCHEMA}, main_schema=NEWER_MAIN_SCHEMA)
+    return _merge(staging_main_schema=MAIN_SCHEMA, main_schema=NEWER_MAIN_SCHEMA)
 
 
 def merge_injected_transient_failure() -> Drive:
     """The `merge_transient` fault sends a failing statement in place of the MERGE. The stand-in
     runs it without error, so the 0-row check then fails the consolidation, as it must."""
-    tables = {S.main_table_id: (MAIN_SCHEMA, 0), S.staging_table_id(_stg("player_a")): (MAIN_SCHEMA, 3)}
-    bq = RecordingBigQuery(tables, lambda sql: [{"n": 3, "k": 3, "p": 1, "s": 5, "dup": 0}])
-    with pytest.raises(consolidate.ConsolidationError, match="affected 0 rows"):
-        consolidate.merge_staging(bq, S, BATCH, DATE, [_stg("player_a")], fail_transiently=True)
-    return Drive(bq.sent, {t: schema for t, (schema, _) in tables.items()})
+    return _merge(fail_transiently=True)
 
 
 def _clients(bq: RecordingBigQuery) -> SimpleNamespace:
@@ -191,10 +193,26 @@ def reconcile_complete_players() -> Drive:
     return Drive(bq.sent)
 
 
-def staging_count_rows() -> Drive:
-    bq = RecordingBigQuery({}, lambda sql: [{"n": 0}])
-    staging.count_rows(bq, S.staging_table_id(_stg("player_a")))
-    return Drive(bq.sent, {S.staging_table_id(_stg("player_a")): MAIN_SCHEMA})
+def staging_count_write() -> Drive:
+    bq = RecordingBigQuery({}, lambda sql: [{"n": 3}])
+    staging.count_write(bq, S, BATCH, "player_a", WRITE_A)
+    return Drive(bq.sent, {STAGING_TABLE_ID: staging.staging_schema(MAIN_SCHEMA)})
+
+
+def consolidate_inventory() -> Drive:
+    """The inventory's one GROUP BY over the batch staging table (staging.staged_writes, which the
+    coordinator's cleanup and the orphan reconciliation also call)."""
+    bq = RecordingBigQuery({}, lambda sql: [{"item_id": "player_a", "write_id": WRITE_A, "n": 3, "k": 3}])
+    inv = consolidate.inventory(bq, S, BATCH, [{"item_id": "player_a", "status": "completed",
+                                                "write_id": WRITE_A, "row_count": 3}])
+    assert inv.manifest() == {"player_a": WRITE_A}
+    return Drive(bq.sent, {STAGING_TABLE_ID: staging.staging_schema(MAIN_SCHEMA)})
+
+
+def chaos_delete_staged_item() -> Drive:
+    bq = RecordingBigQuery({}, lambda sql: [])
+    chaos.delete_staged_item(_clients(bq), BATCH, "player_a")
+    return Drive(bq.sent, {STAGING_TABLE_ID: staging.staging_schema(MAIN_SCHEMA)})
 
 
 def provision_seed_context() -> Drive:
@@ -264,25 +282,26 @@ def ops_audit() -> Drive:
 # driver -> the resolved statement kinds it must send, in order (so a driver cannot silently stop
 # exercising what it claims to cover).
 DRIVERS: dict[str, tuple[Callable[[], Drive], tuple[str, ...]]] = {
-    "merge_one_table": (merge_one_table, ("merge", "query", "query")),
-    "merge_with_typed_nulls": (merge_with_typed_nulls, ("merge", "query", "query")),
+    # merge_staging: staged counts of the manifest, the MERGE, per-item verification, active duplicates
+    "merge_batch_staging": (merge_batch_staging, ("query", "merge", "query", "query")),
+    "merge_with_typed_nulls": (merge_with_typed_nulls, ("query", "merge", "query", "query")),
     "merge_with_newer_record_and_repeated_columns": (merge_with_newer_record_and_repeated_columns,
-                                                     ("merge", "query", "query")),
-    "merge_in_chunks": (merge_in_chunks, ("create_table_as_select", "create_table_as_select", "merge", "query",
-                                          "query")),
-    "merge_injected_transient_failure": (merge_injected_transient_failure, ("query", "query", "query")),
+                                                     ("query", "merge", "query", "query")),
+    "merge_injected_transient_failure": (merge_injected_transient_failure, ("query", "query", "query", "query")),
+    "merge_orphans_verifying_only_their_items": (merge_orphans_verifying_only_their_items,
+                                                 ("query", "merge", "query", "query")),
     "dispatch_expected_items": (dispatch_expected_items, ("query",)),
     "coordinator_kept_previous": (coordinator_kept_previous, ("query",)),
     "reconcile_complete_players": (reconcile_complete_players, ("query",)),
-    "staging_count_rows": (staging_count_rows, ("query",)),
+    "staging_count_write": (staging_count_write, ("query",)),
+    "consolidate_inventory": (consolidate_inventory, ("query",)),
+    "chaos_delete_staged_item": (chaos_delete_staged_item, ("delete",)),
     "provision_seed_context": (provision_seed_context, ("delete",)),
     "ledger_compute": (ledger_compute, ("query", "query", "query", "query")),
     "chaos_judge": (chaos_judge, ("query",)),
     "ops_audit": (ops_audit, ("query", "query", "query", "query")),
     "freshness_check": (freshness_check, ("query",)),
     "orphans_active_owners": (orphans_active_owners, ("query",)),
-    "merge_orphans_verifying_only_their_items": (merge_orphans_verifying_only_their_items,
-                                                 ("merge", "query", "query")),
 }
 
 

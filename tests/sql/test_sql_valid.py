@@ -51,14 +51,56 @@ def test_a_staging_table_lacking_a_nullable_column_is_merged_with_a_typed_null(z
     assert zetasql.analyze(merge.sql, merge.params, drive.tables) == "merge"
 
 
-def test_the_chunk_combine_creates_scratch_tables_the_merge_then_reads(zetasql):
-    drive = st.merge_in_chunks()
-    ctas = [s for s in drive.sent if s.sql.startswith("CREATE OR REPLACE TABLE")]
-    merge = next(s for s in drive.sent if s.sql.startswith("MERGE"))
-    assert len(ctas) == 2 and "CAST(NULL AS FLOAT64)" in "".join(s.sql for s in ctas)
-    assert "cmb_" in merge.sql and "stg_" not in merge.sql
-    for s in [*ctas, merge]:
-        zetasql.analyze(s.sql, s.params, drive.tables)
+def test_the_census_counts_query_and_wait_call_sites_too():
+    sites = {(c.path, c.function) for c in st.call_sites()}
+    # these run SQL only through Client.query_and_wait: a census of `.query(` alone would miss them
+    assert {("batchline/staging.py", "count_write"), ("batchline/staging.py", "staged_writes")} <= sites
+    assert sum(c.function == "merge_staging" for c in st.call_sites()) >= 2  # staged counts, verification
+
+
+def _sent(drive: st.Drive, start: str) -> st.Sent:
+    return next(s for s in drive.sent if s.sql.startswith(start))
+
+
+def test_the_merge_reads_only_the_manifest_writes_of_the_one_batch_staging_table(zetasql):
+    drive = st.merge_batch_staging()
+    merge = _sent(drive, "MERGE")
+    staged = drive.sent[0]
+    for s in (merge, staged):
+        assert f"`{st.STAGING_TABLE_ID}`" in s.sql and "IN UNNEST(@manifest)" in s.sql
+        (manifest,) = [p for p in s.params if p.name == "manifest"]
+        assert manifest.array_type == "STRING"
+        assert manifest.values == [f"player_a/{st.WRITE_A}", f"player_b/{st.WRITE_B}"]
+    assert "UNION" not in merge.sql and "cmb_" not in merge.sql
+    assert zetasql.analyze(merge.sql, merge.params, drive.tables) == "merge"
+
+
+def test_the_catalog_knows_the_staging_columns_and_the_manifest_type_matters(zetasql):
+    drive = st.merge_batch_staging()
+    merge = _sent(drive, "MERGE")
+    without_staging_columns = {**drive.tables, st.STAGING_TABLE_ID: st.MAIN_SCHEMA}
+    with pytest.raises(AnalysisError, match="Unrecognized name: staging_item_id"):
+        zetasql.analyze(merge.sql, merge.params, without_staging_columns)
+    ints = [bigquery.ArrayQueryParameter("manifest", "INT64", [1]) if p.name == "manifest" else p
+            for p in merge.params]
+    with pytest.raises(AnalysisError, match=r"IN UNNEST for argument types: STRING, ARRAY<INT64>"):
+        zetasql.analyze(merge.sql, ints, drive.tables)
+
+
+def test_both_verification_variants_are_analyzed(zetasql):
+    for drive, only in ((st.merge_batch_staging(), False), (st.merge_orphans_verifying_only_their_items(), True)):
+        (verify,) = [s for s in drive.sent if "ARRAY_AGG(DISTINCT system_id)" in s.sql]
+        assert ("@verify_items" in verify.sql) == only
+        assert zetasql.analyze(verify.sql, verify.params, drive.tables) == "query"
+
+
+def test_the_delete_staging_fault_deletes_one_items_rows_of_the_batch_table(zetasql):
+    drive = st.chaos_delete_staged_item()
+    (delete,) = drive.sent
+    assert delete.sql.startswith(f"DELETE FROM `{st.STAGING_TABLE_ID}` WHERE staging_item_id = @item_id")
+    assert [(p.name, p.value) for p in delete.params] == [("item_id", "player_a")]
+    with pytest.raises(AnalysisError, match="staging_item_id"):
+        zetasql.analyze(delete.sql, delete.params, {st.STAGING_TABLE_ID: st.MAIN_SCHEMA})
 
 
 # -- the analyzer is a real judge: what it must reject ------------------------------------------------

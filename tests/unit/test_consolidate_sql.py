@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 import pytest
-from google.api_core.exceptions import NotFound
 from google.cloud.bigquery import SchemaField
 
 from batchline import consolidate as c
@@ -16,8 +14,8 @@ from batchline.settings import Settings
 S = Settings()
 BATCH = "20260115_0123456789ab"
 OTHER = "20260115_ba9876543210"
-T1 = f"stg_{BATCH}__a"
-T2 = f"stg_{BATCH}__b"
+T1 = f"stg_{BATCH}"
+T2 = f"stg_{OTHER}"
 
 
 def main_schema() -> list[SchemaField]:
@@ -156,33 +154,48 @@ def test_backticked_column_names_raise():
         c.merge_sql(S, main, "SELECT 1", {"a`b"})
 
 
-# -- source_sql ---------------------------------------------------------------------------------
-def test_source_sql_is_parameterised_union():
-    selects = c.select_lists(small_main(), {T1: as_staging(small_main()), T2: as_staging(small_main()[::2])})
-    sql = c.source_sql(S, selects)
-    parts = sql.split("\nUNION ALL\n")
-    assert len(parts) == 2
-    for part, table in zip(parts, (T1, T2), strict=True):
-        assert part.startswith("SELECT `prediction_id`, ")
-        assert f"FROM `{S.project}.{S.staging_dataset}.{table}`" in part
-        assert part.endswith("WHERE game_date = @game_date AND batch_id = @batch_id")
-    assert "CAST(NULL AS FLOAT64) AS `score`" in parts[1]
-    # no value is interpolated: no literal date, batch id or quote anywhere
-    assert "'" not in sql and '"' not in sql
-    assert sql.count("@game_date") == 2 and sql.count("@batch_id") == 2
+# -- source_sql / staged_items_sql ----------------------------------------------------------------
+MANIFEST_FILTER = "CONCAT(staging_item_id, '/', staging_write_id) IN UNNEST(@manifest)"
 
 
-@pytest.mark.parametrize("table", ["t`x", "t;x", "a.b", "t x", ""])
-def test_source_sql_rejects_bad_table_names(table):
+def test_source_sql_reads_only_the_manifest_writes_of_the_batch_table():
+    exprs = c.select_lists(small_main(), {T1: as_staging(small_main()[::2])})[T1]
+    sql = c.source_sql(S, BATCH, exprs)
+    assert sql == (f"SELECT `prediction_id`, CAST(NULL AS FLOAT64) AS `score`, `n` "
+                   f"FROM `{S.project}.{S.staging_dataset}.stg_{BATCH}` "
+                   f"WHERE game_date = @game_date AND batch_id = @batch_id AND {MANIFEST_FILTER}")
+    # the staging columns are filtered on, never selected into the MERGE source
+    assert "staging_item_id" not in sql.split(" FROM ")[0] and "staging_write_id" not in sql.split(" FROM ")[0]
+    # no value is interpolated: the only literal is the separator the manifest entries use
+    assert sql.replace("'/'", "").count("'") == 0 and '"' not in sql
+    assert "UNION" not in sql and OTHER not in sql
+
+
+def test_staged_items_sql_counts_per_item_what_the_merge_source_holds():
+    sql = c.staged_items_sql(S, BATCH)
+    assert sql.startswith("SELECT staging_item_id AS item_id, COUNT(*) AS n, COUNT(DISTINCT prediction_id) AS k ")
+    assert f"FROM `{S.project}.{S.staging_dataset}.stg_{BATCH}` " in sql
+    # exactly the MERGE source's filter, so the staged counts describe the rows the MERGE reads
+    where = sql.split(" WHERE ", 1)[1].removesuffix(" GROUP BY staging_item_id")
+    assert where == c.source_sql(S, BATCH, ["`a`"]).split(" WHERE ", 1)[1]
+    assert sql.endswith(" GROUP BY staging_item_id")
+
+
+@pytest.mark.parametrize("batch", ["x`; DROP", "20260115_0123456789AB", "", f"{BATCH}__a"])
+def test_source_sql_rejects_bad_batch_ids(batch):
     with pytest.raises(ValueError):
-        c.source_sql(S, {table: ["`a`"]})
+        c.source_sql(S, batch, ["`a`"])
+    with pytest.raises(ValueError):
+        c.staged_items_sql(S, batch)
 
 
 @pytest.mark.parametrize("field", ["project", "staging_dataset"])
 def test_source_sql_validates_settings_identifiers(field):
     bad = Settings(**{field: "x`; DROP"})
     with pytest.raises(ValueError):
-        c.source_sql(bad, {T1: ["`a`"]})
+        c.source_sql(bad, BATCH, ["`a`"])
+    with pytest.raises(ValueError):
+        c.staged_items_sql(bad, BATCH)
 
 
 # -- merge_sql ----------------------------------------------------------------------------------
@@ -250,70 +263,14 @@ def test_is_dml_rate_limit():
     assert not c.is_dml_rate_limit(RuntimeError(""))
 
 
-# -- inventory ----------------------------------------------------------------------------------
-@dataclass
-class _Table:
-    table_id: str
-
-
-class FakeBQ:
-    """Answers get_table for the named tables of the staging dataset, NotFound otherwise."""
-
-    def __init__(self, names: list[str]):
-        self.names = names
-        self.asked: list[str] = []
-
-    def get_table(self, table_id: str):
-        self.asked.append(table_id)
-        dataset, name = table_id.rsplit(".", 2)[-2:]
-        if dataset == S.staging_dataset and name in self.names:
-            return _Table(name)
-        raise NotFound(f"no {table_id}")
-
-
-def test_inventory_classifies_items():
-    names = [
-        f"stg_{BATCH}__done",  # completed, table present
-        f"stg_{BATCH}__lost_event",  # pending but table exists: recovered
-        f"stg_{BATCH}__failed_one",  # failed but table exists
-        f"stg_{BATCH}__stranger",  # not an item of the batch
-        f"stg_{BATCH}__Bad",  # bad suffix
-        f"stg_{OTHER}__gone",  # another batch's table for a completed item
-        "player_prop_predictions",
-    ]
-    items = [
-        {"item_id": "done", "status": "completed"},
-        {"item_id": "gone", "status": "completed"},
-        {"item_id": "lost_event", "status": "pending"},
-        {"item_id": "failed_one", "status": "failed"},
-        {"item_id": "waiting", "status": "pending"},
-    ]
-    bq = FakeBQ(names)
-    inv = c.inventory(bq, S, BATCH, items)
-    # asked by name, once per item of the batch: nothing else in the dataset is read
-    assert sorted(bq.asked) == sorted(S.staging_table_id(f"stg_{BATCH}__{i['item_id']}") for i in items)
-    assert inv.tables == {"done": f"stg_{BATCH}__done", "failed_one": f"stg_{BATCH}__failed_one",
-                          "lost_event": f"stg_{BATCH}__lost_event"}
-    assert list(inv.tables) == sorted(inv.tables)
-    assert inv.expected_completed == ["done", "gone"]
-    assert inv.missing_tables == ["gone"]
-    assert inv.recovered == ["failed_one", "lost_event"]
-    assert inv.failed_items == ["failed_one"]
-    assert inv.pending_items == ["lost_event", "waiting"]
-
-
-def test_inventory_empty_dataset():
-    inv = c.inventory(FakeBQ([]), S, BATCH, [{"item_id": "a", "status": "completed"}])
-    assert inv.tables == {}
-    assert inv.missing_tables == ["a"]
-    assert inv.recovered == []
-
-
+# -- inventory (see also tests/unit/test_batch_staging.py) ----------------------------------------
 def test_inventory_rejects_bad_batch_id():
     with pytest.raises(ValueError):
-        c.inventory(FakeBQ([]), S, "x'; DROP", [])
+        c.inventory(object(), S, "x'; DROP", [])
 
 
 def test_merge_result_as_dict():
-    r = c.MergeResult("j", 1, 1, 1, 1, 1, 1, 5, ["t"])
-    assert r.as_dict()["tables"] == ["t"] and r.as_dict()["verified_systems"] == 5
+    r = c.MergeResult("j", 1, 1, 1, 1, 1, 1, 5, ["a"], {"a": "0" * 32})
+    d = r.as_dict()
+    assert d["items"] == ["a"] and d["manifest"] == {"a": "0" * 32} and d["verified_systems"] == 5
+    assert "tables" not in d and "scratch_tables" not in d

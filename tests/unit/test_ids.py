@@ -24,11 +24,11 @@ VALIDATORS = {
     "batch_id": (ids.validate_batch_id, ids._BATCH_ID, "20260115_0123456789ab", False),
     "item_id": (ids.validate_item_id, ids._ITEM_ID, "lebron_james", False),
     "game_id": (ids.validate_game_id, ids._GAME_ID, "G20260115_LAL", False),
+    "write_id": (ids.validate_write_id, ids._WRITE_ID, "0123456789abcdef0123456789abcdef", False),
 }
 NAMES = sorted(VALIDATORS)
 
 BATCH = "20260115_0123456789ab"
-OTHER_BATCH = "20260115_ba9876543210"
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -155,73 +155,41 @@ def test_any_allow_listed_string_is_accepted(name, data):
     assert fn(value) == value
 
 
-# -- staging table names ------------------------------------------------------------------------
-def test_staging_table_name_shape():
-    name = ids.staging_table_name(BATCH, "lebron_james")
-    assert name == f"stg_{BATCH}__lebron_james"
+# -- the batch staging table and write ids ---------------------------------------------------------
+def test_batch_staging_table_shape():
+    name = ids.batch_staging_table(BATCH)
+    assert name == f"stg_{BATCH}"
     assert ids.validate_table_name(name) == name
 
 
-def test_staging_table_name_validates_inputs():
+@pytest.mark.parametrize("bad", ["not-a-batch", f"{BATCH}`", f"{BATCH}; DROP", "", None])
+def test_batch_staging_table_validates_the_batch_id(bad):
     with pytest.raises(ValueError):
-        ids.staging_table_name("not-a-batch", "lebron")
-    with pytest.raises(ValueError):
-        ids.staging_table_name(BATCH, "le`bron")
+        ids.batch_staging_table(bad)
 
 
-item_ids = st.from_regex(ids._ITEM_ID, fullmatch=True).filter(str.isascii)
 batch_ids = st.builds(lambda d, h: f"{d:%Y%m%d}_{h}",
                       st.dates(dt.date(2000, 1, 1), dt.date(2100, 12, 31)),
                       st.from_regex(r"[0-9a-f]{12}", fullmatch=True))
 
 
 @FAST
-@given(b1=batch_ids, i1=item_ids, b2=batch_ids, i2=item_ids)
-def test_staging_table_name_is_injective(b1, i1, b2, i2):
-    n1, n2 = ids.staging_table_name(b1, i1), ids.staging_table_name(b2, i2)
-    assert (n1 == n2) == ((b1, i1) == (b2, i2))
+@given(b1=batch_ids, b2=batch_ids)
+def test_batch_staging_table_is_injective(b1, b2):
+    assert (ids.batch_staging_table(b1) == ids.batch_staging_table(b2)) == (b1 == b2)
 
 
-@FAST
-@given(b=batch_ids, i=item_ids)
-def test_staging_table_name_round_trips(b, i):
-    name = ids.staging_table_name(b, i)
-    assert ids.validate_table_name(name) == name
-    assert ids.item_of_staging_table(b, name) == i
+def test_write_id_exact_shape():
+    assert ids.validate_write_id("f" * 32) == "f" * 32
+    for bad in ("f" * 31, "f" * 33, "F" * 32, "g" * 32, "0123456789abcdef-0123456789abcde"):
+        with pytest.raises(ValueError):
+            ids.validate_write_id(bad)
 
 
-@FAST
-@given(b1=batch_ids, b2=batch_ids, i=item_ids)
-def test_item_of_staging_table_ignores_other_batches(b1, b2, i):
-    name = ids.staging_table_name(b2, i)
-    if b1 != b2:
-        assert ids.item_of_staging_table(b1, name) is None
-
-
-@pytest.mark.parametrize("table", [
-    f"stg_{BATCH}__",  # empty suffix
-    f"stg_{BATCH}__Bad",  # uppercase
-    f"stg_{BATCH}___lead",  # leading underscore
-    f"stg_{BATCH}__a-b",
-    f"stg_{BATCH}__" + "a" * 65,  # too long
-    f"stg_{BATCH}_lebron",  # single separator
-    f"stg_{OTHER_BATCH}__lebron",
-    f"{BATCH}__lebron",
-    "player_prop_predictions",
-    "",
-])
-def test_item_of_staging_table_rejects_foreign_names(table):
-    assert ids.item_of_staging_table(BATCH, table) is None
-
-
-def test_item_of_staging_table_validates_batch_id():
-    with pytest.raises(ValueError):
-        ids.item_of_staging_table("x", "stg_x__a")
-
-
-def test_staging_prefix():
-    assert ids.staging_prefix(BATCH) == f"stg_{BATCH}__"
-    assert ids.staging_table_name(BATCH, "a").startswith(ids.staging_prefix(BATCH))
+def test_new_write_ids_are_valid_and_fresh():
+    made = {ids.new_write_id() for _ in range(200)}
+    assert len(made) == 200
+    assert all(ids.validate_write_id(w) == w for w in made)
 
 
 # -- game dates ---------------------------------------------------------------------------------

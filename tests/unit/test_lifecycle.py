@@ -265,12 +265,15 @@ def test_exact_transition_decisions():
     assert lc.decide_transition(leased, [lc.CONSOLIDATING], fields, "b") == (False, None)
 
 
+WRITE = "0123456789abcdef0123456789abcdef"
+
+
 def test_exact_item_decisions():
     assert lc.decide_completion({"status": lc.COMPLETED}, late=False, staging_table="t", row_count=5, attempt=1,
                                 now=T0) == ("duplicate", None)
     assert lc.decide_completion({"status": lc.PENDING}, late=True, staging_table="t", row_count=5, attempt=2,
-                                now=T0) == ("late", {
-        "status": lc.COMPLETED, "staging_table": "t", "row_count": 5, "attempt": 2,
+                                now=T0, write_id=WRITE) == ("late", {
+        "status": lc.COMPLETED, "staging_table": "t", "write_id": WRITE, "row_count": 5, "attempt": 2,
         "previous_status": lc.PENDING, "late": True, "updated_at": T0})
     assert lc.decide_failure({"status": lc.FAILED}, "x", T0) == ("duplicate", None)
     assert lc.decide_failure({"status": lc.PENDING}, "why", T0) == (

@@ -11,7 +11,7 @@ from google.api_core import exceptions as gexc
 from google.cloud.bigquery import SchemaField
 
 from batchline import consolidate as c
-from batchline import ids
+from batchline import ids, staging
 from batchline.schema import MAIN_TABLE_COLUMNS
 from batchline.settings import Settings
 
@@ -21,9 +21,14 @@ DATE = dt.date(2030, 1, 15)
 SCHEMA = [SchemaField(col.name, col.type, mode=col.mode) for col in MAIN_TABLE_COLUMNS]
 
 
+STAGING_SCHEMA = staging.staging_schema(SCHEMA)
+WA, WB = "a" * 32, "b" * 32
+MANIFEST = {"player_a": WA, "player_b": WB}
+
+
 class _Table:
-    def __init__(self, rows: int):
-        self.schema, self.num_rows = SCHEMA, rows
+    def __init__(self, schema):
+        self.schema = schema
 
 
 class _Job:
@@ -42,75 +47,127 @@ class _Job:
         return None
 
 
-class _BigQuery:
-    """Staging tables of `rows` each; the MERGE affects `affected`; verification answers `verified`."""
+def _per_item(counts: dict[str, tuple]) -> list[dict]:
+    return [{"item_id": i, "n": v[0], "k": v[1], **({"systems": v[2]} if len(v) > 2 else {})}
+            for i, v in counts.items()]
 
-    def __init__(self, tables: dict[str, int], affected: int, verified: dict, dup: int = 0,
-                 merge_error: Exception | None = None, state: str = "DONE", reason: str | None = None):
-        self.tables = {S.main_table_id: 0} | {S.staging_table_id(t): n for t, n in tables.items()}
-        self.affected, self.verified, self.dup = affected, verified, dup
+
+class _BigQuery:
+    """The batch staging table's manifest writes stage `staged` (item -> rows, distinct ids); the MERGE
+    affects `affected`; the main table then holds `in_main` (item -> rows, distinct ids, systems)."""
+
+    def __init__(self, staged: dict[str, tuple[int, int]], affected: int, in_main: dict[str, tuple],
+                 dup: int = 0, merge_error: Exception | None = None, state: str = "DONE",
+                 reason: str | None = None):
+        self.tables = {S.main_table_id: SCHEMA, S.staging_table_id(ids.batch_staging_table(BATCH)): STAGING_SCHEMA}
+        self.staged, self.affected, self.in_main, self.dup = staged, affected, in_main, dup
         self.merge_error, self.state, self.reason = merge_error, state, reason
         self.statements: list[str] = []
+        self.params: list[dict] = []
 
     def get_table(self, table_id):
+        if table_id not in self.tables:
+            raise gexc.NotFound(table_id)
         return _Table(self.tables[table_id])
 
     def get_job(self, job_id):
         raise gexc.NotFound(job_id)
 
-    def query(self, sql, job_config=None, job_id=None, job_retry=None):
+    def _record(self, sql, job_config):
         self.statements.append(sql)
+        self.params.append({p.name: p for p in (job_config.query_parameters if job_config else [])})
+
+    def query(self, sql, job_config=None, job_id=None, job_retry=None):
+        self._record(sql, job_config)
         if sql.startswith("MERGE") or "ERROR(" in sql:
             return _Job(job_id, self.affected, self.merge_error, self.state, self.reason)
+        assert "AS dup" in sql, f"unexpected query: {sql}"
         job = _Job("q", 0)
-        job.rows = [{"dup": self.dup}] if "AS dup" in sql else [self.verified]
+        job.rows = [{"dup": self.dup}]
         return job
 
+    def query_and_wait(self, sql, job_config=None, **_kw):
+        self._record(sql, job_config)
+        if "staging_item_id AS item_id" in sql:
+            return _per_item(self.staged)
+        assert "ARRAY_AGG(DISTINCT system_id)" in sql, f"unexpected query: {sql}"
+        return _per_item(self.in_main)
 
-def _stg(item: str) -> str:
-    return ids.staging_table_name(BATCH, item)
+
+def _merge(bq: _BigQuery, manifest: dict[str, str] = MANIFEST, **kw):
+    return c.merge_staging(bq, S, BATCH, DATE, manifest, **kw)
 
 
-def _merge(bq: _BigQuery, **kw):
-    return c.merge_staging(bq, S, BATCH, DATE, [_stg("player_a"), _stg("player_b")], **kw)
-
-
-GOOD = {"n": 10, "k": 10, "p": 2, "s": 5}
+STAGED = {"player_a": (5, 5), "player_b": (5, 5)}
+GOOD = {"player_a": (5, 5, ["s1", "s2"]), "player_b": (5, 5, ["s2", "s3"])}
 
 
 def test_a_verified_merge_returns_its_figures():
-    bq = _BigQuery({_stg("player_a"): 5, _stg("player_b"): 5}, affected=10, verified=GOOD)
+    bq = _BigQuery(STAGED, affected=10, in_main=GOOD)
     result = _merge(bq)
-    assert (result.staged_rows, result.staged_items, result.affected_rows, result.verified_rows) == (10, 2, 10, 10)
-    assert result.job_id == c.merge_job_id(BATCH, 0, 0) and result.tables == [_stg("player_a"), _stg("player_b")]
+    assert (result.staged_rows, result.staged_keys, result.staged_items) == (10, 10, 2)
+    assert (result.affected_rows, result.verified_rows, result.verified_items, result.verified_systems) == (
+        10, 10, 2, 3)
+    assert result.job_id == c.merge_job_id(BATCH, 0, 0)
+    assert result.items == ["player_a", "player_b"] and result.manifest == MANIFEST
     assert sum(s.startswith("MERGE") for s in bq.statements) == 1
 
 
+def test_the_merge_and_the_staged_counts_read_only_the_manifest_writes():
+    bq = _BigQuery(STAGED, affected=10, in_main=GOOD)
+    _merge(bq)
+    entries = [f"player_a/{WA}", f"player_b/{WB}"]
+    staged_sql, merge = (next(i for i, s in enumerate(bq.statements) if cond(s)) for cond in (
+        lambda s: "staging_item_id AS item_id" in s, lambda s: s.startswith("MERGE")))
+    for i in (staged_sql, merge):
+        assert "IN UNNEST(@manifest)" in bq.statements[i]
+        assert bq.params[i]["manifest"].values == entries
+    assert bq.params[merge]["merged_items"].values == ["player_a", "player_b"]
+
+
 def test_a_merge_that_changed_nothing_while_staging_holds_rows_fails_and_keeps_the_tables():
-    bq = _BigQuery({_stg("player_a"): 5, _stg("player_b"): 5}, affected=0, verified=GOOD)
+    bq = _BigQuery(STAGED, affected=0, in_main=GOOD)
     with pytest.raises(c.ConsolidationError, match="affected 0 rows while staging holds 10"):
         _merge(bq)
 
 
-@pytest.mark.parametrize("verified, what", [
-    ({"n": 9, "k": 9, "p": 2, "s": 5}, "rows"),  # a row missing
-    ({"n": 10, "k": 9, "p": 2, "s": 5}, "distinct ids"),  # a prediction id twice
-    ({"n": 10, "k": 10, "p": 1, "s": 5}, "players"),  # a player missing
+@pytest.mark.parametrize("in_main, detail", [
+    ({**GOOD, "player_b": (4, 4, ["s2"])}, "player_b: staged 5, main 4 rows (4 distinct ids)"),  # a row missing
+    ({**GOOD, "player_b": (5, 4, ["s2"])}, "player_b: staged 5, main 5 rows (4 distinct ids)"),  # an id twice
+    ({"player_a": GOOD["player_a"]}, "player_b: staged 5, main 0 rows (0 distinct ids)"),  # an item missing
+    ({**GOOD, "player_c": (2, 2, ["s1"])}, "player_c: staged 0, main 2 rows (2 distinct ids)"),  # not staged
 ])
-def test_a_main_table_that_does_not_hold_exactly_the_staged_rows_fails(verified, what):
-    bq = _BigQuery({_stg("player_a"): 5, _stg("player_b"): 5}, affected=10, verified=verified)
-    with pytest.raises(c.ConsolidationError, match="verification failed"):
+def test_one_item_whose_rows_in_main_differ_from_its_staged_write_fails_naming_it(in_main, detail):
+    # the totals can even agree (a row moved between items): verification is per item
+    bq = _BigQuery(STAGED, affected=10, in_main=in_main)
+    with pytest.raises(c.ConsolidationError, match="verification failed for 1 items") as err:
         _merge(bq)
+    assert detail in str(err.value) and "player_a" not in str(err.value)
+
+
+def test_a_missing_staging_table_fails_before_any_statement():
+    bq = _BigQuery(STAGED, affected=10, in_main=GOOD)
+    del bq.tables[S.staging_table_id(ids.batch_staging_table(BATCH))]
+    with pytest.raises(c.ConsolidationError, match="does not exist"):
+        _merge(bq)
+    assert bq.statements == []
+
+
+def test_a_bad_write_id_in_the_manifest_is_refused_before_the_merge():
+    bq = _BigQuery(STAGED, affected=10, in_main=GOOD)
+    with pytest.raises(ValueError, match="write id"):
+        _merge(bq, manifest={"player_a": WA, "player_b": "x'; DROP TABLE t; --"})
+    assert not any(s.startswith("MERGE") for s in bq.statements)
 
 
 def test_active_duplicates_after_the_merge_fail_it():
-    bq = _BigQuery({_stg("player_a"): 5, _stg("player_b"): 5}, affected=10, verified=GOOD, dup=3)
+    bq = _BigQuery(STAGED, affected=10, in_main=GOOD, dup=3)
     with pytest.raises(c.ConsolidationError, match="3 active rows for 2030-01-15 beyond one"):
         _merge(bq)
 
 
 def test_a_finished_job_with_a_passing_reason_is_a_failed_attempt():
-    bq = _BigQuery({_stg("player_a"): 5, _stg("player_b"): 5}, affected=0, verified=GOOD,
+    bq = _BigQuery(STAGED, affected=0, in_main=GOOD,
                    merge_error=gexc.InternalServerError("backend"), reason="backendError")
     with pytest.raises(c.MergeAttemptFailed) as err:
         _merge(bq, attempt=2)
@@ -118,7 +175,7 @@ def test_a_finished_job_with_a_passing_reason_is_a_failed_attempt():
 
 
 def test_a_finished_job_with_any_other_reason_is_permanent():
-    bq = _BigQuery({_stg("player_a"): 5, _stg("player_b"): 5}, affected=0, verified=GOOD,
+    bq = _BigQuery(STAGED, affected=0, in_main=GOOD,
                    merge_error=gexc.BadRequest("Unrecognized name: edge"), reason="invalidQuery")
     with pytest.raises(c.ConsolidationError, match="rejected by BigQuery"):
         _merge(bq)
@@ -126,14 +183,13 @@ def test_a_finished_job_with_any_other_reason_is_permanent():
 
 def test_a_job_whose_fate_is_unknown_is_waited_for_not_replaced():
     error = gexc.ServiceUnavailable("polling failed")
-    bq = _BigQuery({_stg("player_a"): 5, _stg("player_b"): 5}, affected=0, verified=GOOD, merge_error=error,
-                   state="RUNNING")
+    bq = _BigQuery(STAGED, affected=0, in_main=GOOD, merge_error=error, state="RUNNING")
     with pytest.raises(gexc.ServiceUnavailable):
         _merge(bq)
 
 
 def test_the_injected_transient_failure_runs_a_failing_statement_under_the_attempts_job_id():
-    bq = _BigQuery({_stg("player_a"): 5, _stg("player_b"): 5}, affected=0, verified=GOOD,
+    bq = _BigQuery(STAGED, affected=0, in_main=GOOD,
                    merge_error=gexc.BadRequest("injected"), reason="invalidQuery")
     with pytest.raises(c.MergeAttemptFailed):
         _merge(bq, fail_transiently=True)

@@ -40,8 +40,8 @@ def envelope_bytes(data: bytes | str, **extra) -> bytes:
 
 
 def completion(**over) -> dict:
-    fields = {"batch_id": BATCH, "item_id": "a", "staging_table": f"stg_{BATCH}__a", "row_count": 5,
-              "write_status": "ok", "attempt": 1}
+    fields = {"batch_id": BATCH, "item_id": "a", "staging_table": f"stg_{BATCH}",
+              "write_id": "0123456789abcdef0123456789abcdef", "row_count": 5, "write_status": "ok", "attempt": 1}
     fields.update(over)
     return fields
 
@@ -257,7 +257,7 @@ def test_extra_fields_rejected(model):
         m.parse_model(model, {**valid, "surprise": 1})
 
 
-@pytest.mark.parametrize(("row_count", "ok"), [(0, True), (100_000, True), (-1, False), (100_001, False)])
+@pytest.mark.parametrize(("row_count", "ok"), [(1, True), (100_000, True), (0, False), (-1, False), (100_001, False)])
 def test_completion_row_count_bounds(row_count, ok):
     if ok:
         assert m.parse_model(m.CompletionMessage, completion(row_count=row_count)).row_count == row_count
@@ -269,6 +269,8 @@ def test_completion_row_count_bounds(row_count, ok):
 @pytest.mark.parametrize(("field", "value"), [
     ("attempt", -1), ("attempt", 1001), ("write_status", "failed"), ("staging_table", "a.b"),
     ("staging_table", "t`; DROP"), ("batch_id", "x"), ("item_id", "A"), ("v", 2),
+    ("write_id", "0123456789ABCDEF0123456789ABCDEF"), ("write_id", "0123456789abcdef"), ("write_id", ""),
+    ("write_id", "0123456789abcdef0123456789abcdef'"), ("write_id", None),
 ])
 def test_completion_field_validation(field, value):
     with pytest.raises(m.InvalidMessage, match=field):

@@ -62,7 +62,8 @@ def test_orphan_verification_counts_only_the_merged_items():
     main = "`p.d.t`"
     assert "@verify_items" not in verify_sql(main), "a batch's own consolidation verifies all its rows"
     sql = verify_sql(main, only_items=True)
-    assert sql.endswith("AND player_lookup IN UNNEST(@verify_items)") and "batch_id = @batch_id" in sql
+    assert "batch_id = @batch_id AND player_lookup IN UNNEST(@verify_items) GROUP BY player_lookup" in sql
+    assert sql.replace(" AND player_lookup IN UNNEST(@verify_items)", "") == verify_sql(main)
 
 
 def test_orphan_merge_job_ids_never_collide_with_the_batch_consolidation():

@@ -1,0 +1,339 @@
+"""The one staging table per batch run: its name, its schema, the manifest of writes consolidation
+merges (inventory, manifest_param) and the per-item verification after the MERGE. Pure: BigQuery is a
+small in-memory double answering the statements these functions send (the statements themselves are
+judged by ZetaSQL in tests/sql)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from google.api_core import exceptions as gexc
+from google.cloud import bigquery
+from google.cloud.bigquery import SchemaField
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from batchline import consolidate as c
+from batchline import ids, staging
+from batchline.schema import MAIN_TABLE_COLUMNS
+from batchline.settings import Settings
+
+S = Settings()
+BATCH = "20300115_0123456789ab"
+OTHER = "20300115_ba9876543210"
+DATE = dt.date(2030, 1, 15)
+MAIN_SCHEMA = [SchemaField(col.name, col.type, mode=col.mode) for col in MAIN_TABLE_COLUMNS]
+W = {k: k * 32 for k in "0123456789abcdef"}  # write ids by their repeated hex digit: W["a"] < W["c"] < W["f"]
+
+
+# -- names -------------------------------------------------------------------------------------------------
+batch_ids = st.builds(lambda d, h: f"{d:%Y%m%d}_{h}", st.dates(dt.date(2000, 1, 1), dt.date(2100, 12, 31)),
+                      st.from_regex(r"[0-9a-f]{12}", fullmatch=True))
+
+
+@settings(max_examples=200, deadline=None)
+@given(batch=batch_ids)
+def test_the_batch_staging_table_name_round_trips(batch):
+    name = ids.batch_staging_table(batch)
+    assert ids.validate_table_name(name) == name and name.startswith(ids.STAGING_PREFIX)
+    assert ids.batch_of_staging_table(name) == batch
+
+
+@pytest.mark.parametrize("table", [
+    f"stg_{BATCH}__lebron",  # a per-item table of the old design
+    f"stg_{BATCH}_",
+    f"cmb_{BATCH}__0001",  # an old scratch table
+    f"STG_{BATCH}",
+    f"stg_{BATCH.upper()}",
+    f"stg_{BATCH[:-1]}",
+    f"stg_{BATCH}0",
+    f"stg__{BATCH}",
+    f"x_stg_{BATCH}",
+    BATCH,
+    "stg_",
+    "player_prop_predictions",
+    "",
+])
+def test_names_that_are_not_a_batch_staging_table_map_to_no_batch(table):
+    assert ids.batch_of_staging_table(table) is None
+
+
+def test_each_batch_run_has_its_own_staging_table():
+    assert ids.batch_staging_table(BATCH) != ids.batch_staging_table(OTHER)
+    assert ids.batch_of_staging_table(ids.batch_staging_table(OTHER)) == OTHER
+
+
+# -- schema ------------------------------------------------------------------------------------------------
+def test_the_staging_schema_is_the_main_schema_plus_two_required_id_columns():
+    out = staging.staging_schema(MAIN_SCHEMA)
+    assert out[:len(MAIN_SCHEMA)] == MAIN_SCHEMA
+    extra = out[len(MAIN_SCHEMA):]
+    assert [(f.name, f.field_type, f.mode) for f in extra] == [
+        ("staging_item_id", "STRING", "REQUIRED"), ("staging_write_id", "STRING", "REQUIRED")]
+    assert tuple(f.name for f in extra) == staging.STAGING_COLUMNS
+
+
+@pytest.mark.parametrize("reserved", list(staging.STAGING_COLUMNS))
+def test_a_main_table_that_already_has_a_reserved_column_is_refused(reserved):
+    main = [*MAIN_SCHEMA, SchemaField(reserved, "STRING")]
+    with pytest.raises(ValueError, match=reserved):
+        staging.staging_schema(main)
+
+
+class _CreatingBigQuery:
+    def __init__(self):
+        self.created: list[tuple[bigquery.Table, bool]] = []
+
+    def get_table(self, table_id):
+        assert table_id == S.main_table_id, "the schema comes from the main table, live"
+        return type("T", (), {"schema": MAIN_SCHEMA})()
+
+    def create_table(self, table, exists_ok=False):
+        self.created.append((table, exists_ok))
+
+
+def test_create_batch_table_creates_the_batch_table_idempotently_from_the_live_main_schema():
+    bq = _CreatingBigQuery()
+    assert staging.create_batch_table(bq, S, BATCH) == f"stg_{BATCH}"
+    ((table, exists_ok),) = bq.created
+    assert exists_ok, "a resumed dispatch creates it again"
+    assert f"{table.project}.{table.dataset_id}.{table.table_id}" == S.staging_table_id(f"stg_{BATCH}")
+    assert [f.name for f in table.schema] == [f.name for f in staging.staging_schema(MAIN_SCHEMA)]
+
+
+# -- the statements' answers, in memory -----------------------------------------------------------------
+class _StagedBigQuery:
+    """The batch staging table as a list of writes (item, write id, rows); answers writes_sql's GROUP BY
+    and write_count_sql, and raises NotFound when the table does not exist."""
+
+    def __init__(self, writes: list[tuple[str, str, int]] | None):
+        self.writes = writes
+        self.sent: list[tuple[str, dict]] = []
+
+    def query_and_wait(self, sql, job_config=None, **_kw):
+        params = {p.name: p.value for p in (job_config.query_parameters if job_config else [])}
+        self.sent.append((sql, params))
+        if self.writes is None:
+            raise gexc.NotFound(f"stg_{BATCH}")
+        assert f"`{S.project}.{S.staging_dataset}.stg_{BATCH}`" in sql
+        if "GROUP BY" in sql:
+            assert sql == staging.writes_sql(S, BATCH)
+            return [{"item_id": i, "write_id": w, "n": n, "k": n} for i, w, n in self.writes]
+        assert sql == staging.write_count_sql(S, BATCH)
+        return [{"n": sum(n for i, w, n in self.writes
+                          if (i, w) == (params["item_id"], params["write_id"]))}]
+
+
+def test_count_write_counts_one_write_of_one_item():
+    bq = _StagedBigQuery([("a", W["1"], 3), ("a", W["2"], 4), ("b", W["1"], 5)])
+    assert staging.count_write(bq, S, BATCH, "a", W["2"]) == 4
+    assert staging.count_write(bq, S, BATCH, "b", W["2"]) == 0
+    assert bq.sent[0][1] == {"item_id": "a", "write_id": W["2"]}
+
+
+def test_count_write_validates_its_parameters_and_reports_a_missing_table():
+    bq = _StagedBigQuery([])
+    for item, write in (("A", W["1"]), ("a", "x' OR '1'='1"), ("a", W["1"][:-1])):
+        with pytest.raises(ValueError):
+            staging.count_write(bq, S, BATCH, item, write)
+    assert bq.sent == []
+    with pytest.raises(staging.StagingTableMissing):
+        staging.count_write(_StagedBigQuery(None), S, BATCH, "a", W["1"])
+
+
+def test_staged_writes_groups_writes_by_item():
+    bq = _StagedBigQuery([("a", W["1"], 3), ("a", W["2"], 4), ("b", W["1"], 5)])
+    out = staging.staged_writes(bq, S, BATCH)
+    assert out == {"a": {W["1"]: staging.StagedWrite("a", W["1"], 3, 3),
+                         W["2"]: staging.StagedWrite("a", W["2"], 4, 4)},
+                   "b": {W["1"]: staging.StagedWrite("b", W["1"], 5, 5)}}
+    assert staging.staged_writes(_StagedBigQuery(None), S, BATCH) == {}, "no table: nothing staged"
+
+
+# -- inventory ---------------------------------------------------------------------------------------------
+def _item(item_id: str, status: str, write_id: str | None = None, row_count: int | None = None) -> dict:
+    return {"item_id": item_id, "status": status, "write_id": write_id, "row_count": row_count}
+
+
+def test_the_recorded_write_of_a_completed_item_is_merged_when_intact_even_if_others_are_bigger():
+    bq = _StagedBigQuery([("done", W["1"], 3), ("done", W["f"], 4), ("done", W["a"], 3)])
+    inv = c.inventory(bq, S, BATCH, [_item("done", "completed", W["1"], 3)])
+    assert inv.writes == {"done": staging.StagedWrite("done", W["1"], 3, 3)}
+    assert inv.manifest() == {"done": W["1"]}
+    assert inv.recovered == [] and inv.missing_writes == [] and inv.expected_completed == ["done"]
+    assert inv.abandoned_writes == 2 and inv.staged_rows_total == 10
+
+
+@pytest.mark.parametrize("status", ["pending", "failed"])
+def test_an_item_without_a_completion_is_recovered_from_its_biggest_write(status):
+    # ties on rows are broken by the write id, so every run of the inventory picks the same write
+    bq = _StagedBigQuery([("lost", W["a"], 3), ("lost", W["c"], 3), ("lost", W["f"], 2)])
+    inv = c.inventory(bq, S, BATCH, [_item("lost", status)])
+    assert inv.manifest() == {"lost": W["c"]}
+    assert inv.recovered == ["lost"] and inv.missing_writes == [] and inv.expected_completed == []
+    assert (inv.failed_items, inv.pending_items) == (([], ["lost"]) if status == "pending" else (["lost"], []))
+    assert inv.abandoned_writes == 2
+
+
+def test_recovery_prefers_a_write_without_repeated_prediction_ids_and_both_callers_pick_the_same():
+    dup = staging.StagedWrite("x", W["f"], 6, 5)  # more rows, but one prediction id twice
+    clean = staging.StagedWrite("x", W["1"], 5, 5)
+    candidates = {dup.write_id: dup, clean.write_id: clean}
+    assert c.choose_write(_item("x", "pending"), candidates) == (clean, False)
+    assert c.choose_write(_item("x", "completed", W["1"], 5), candidates) == (clean, True)
+    assert c.choose_write(_item("x", "completed", W["1"], 4), candidates) == (clean, False), "count differs"
+    assert c.choose_write(_item("x", "failed", W["1"], 5), candidates) == (clean, False), "not completed"
+
+
+def test_a_completed_item_whose_recorded_write_is_gone_is_recovered_and_reported_missing():
+    bq = _StagedBigQuery([("gone", W["2"], 3), ("gone", W["3"], 1)])
+    inv = c.inventory(bq, S, BATCH, [_item("gone", "completed", W["1"], 3)])
+    assert inv.manifest() == {"gone": W["2"]}
+    assert inv.recovered == ["gone"] and inv.missing_writes == ["gone"]
+
+
+def test_a_recorded_write_holding_other_than_the_claimed_rows_is_not_trusted():
+    bq = _StagedBigQuery([("short", W["1"], 2), ("short", W["2"], 3)])
+    inv = c.inventory(bq, S, BATCH, [_item("short", "completed", W["1"], 3)])
+    assert inv.manifest() == {"short": W["2"]}
+    assert inv.recovered == ["short"] and inv.missing_writes == ["short"]
+
+
+def test_the_inventory_of_a_whole_batch():
+    bq = _StagedBigQuery([
+        ("done", W["1"], 3), ("done", W["9"], 3),  # recorded + a redelivery's abandoned write
+        ("gone", W["4"], 2),  # recorded write W["3"] vanished
+        ("failed_one", W["5"], 4),
+        ("stranger", W["6"], 7),  # not an item of the batch
+    ])
+    items = [_item("done", "completed", W["1"], 3), _item("gone", "completed", W["3"], 2),
+             _item("vanished", "completed", W["7"], 5), _item("failed_one", "failed"), _item("waiting", "pending")]
+    inv = c.inventory(bq, S, BATCH, items)
+    assert inv.manifest() == {"done": W["1"], "failed_one": W["5"], "gone": W["4"]}
+    assert list(inv.manifest()) == sorted(inv.manifest())
+    assert inv.expected_completed == ["done", "gone", "vanished"]
+    assert inv.missing_writes == ["gone", "vanished"]
+    assert inv.recovered == ["failed_one", "gone"]
+    assert inv.failed_items == ["failed_one"] and inv.pending_items == ["waiting"]
+    assert inv.unknown_items == ["stranger"] and "stranger" not in inv.writes
+    assert inv.staged_rows_total == 3 + 3 + 2 + 4 + 7, "every staged row, merged or not"
+
+
+def test_abandoned_writes_count_every_write_of_the_batch_items_not_merged():
+    bq = _StagedBigQuery([("a", W["1"], 3), ("a", W["2"], 3), ("a", W["3"], 3), ("b", W["4"], 1), ("b", W["5"], 2),
+                          ("stranger", W["6"], 1), ("stranger", W["7"], 1)])
+    inv = c.inventory(bq, S, BATCH, [_item("a", "completed", W["2"], 3), _item("b", "pending")])
+    assert inv.manifest() == {"a": W["2"], "b": W["5"]}
+    assert inv.abandoned_writes == 3, "writes of items the batch does not have are unknown, not abandoned"
+    assert inv.unknown_items == ["stranger"]
+
+
+def test_an_inventory_without_a_staging_table_merges_nothing_and_reports_completed_items_missing():
+    inv = c.inventory(_StagedBigQuery(None), S, BATCH, [_item("a", "completed", W["1"], 3), _item("b", "pending")])
+    assert inv.writes == {} and inv.manifest() == {}
+    assert inv.missing_writes == ["a"] and inv.recovered == [] and inv.unknown_items == []
+    assert (inv.staged_rows_total, inv.abandoned_writes) == (0, 0)
+
+
+# -- manifest_param ----------------------------------------------------------------------------------------
+def test_the_manifest_parameter_lists_item_slash_write_sorted():
+    p = c.manifest_param({"b": W["2"], "a": W["1"]})
+    assert (p.name, p.array_type) == ("manifest", "STRING")
+    assert p.values == [f"a/{W['1']}", f"b/{W['2']}"]
+    assert c.manifest_param({}).values == []
+
+
+@pytest.mark.parametrize("manifest", [
+    {"a": "x' OR TRUE OR '"},
+    {"a": W["1"][:-1]},
+    {"a": W["a"].upper()},
+    {"a": W["1"] + "/b"},
+    {"a": ""},
+    {"a": None},
+    {"A": W["1"]},
+    {"a/b": W["1"]},
+])
+def test_a_manifest_entry_that_is_not_an_item_and_a_write_id_is_refused(manifest):
+    with pytest.raises(ValueError, match="invalid (write|item) id"):
+        c.manifest_param({"ok": W["0"], **manifest})
+
+
+# -- per-item verification after the MERGE -----------------------------------------------------------------
+class _Job:
+    def __init__(self, job_id: str, affected: int = 0, rows: list[dict] | None = None):
+        self.job_id, self.num_dml_affected_rows, self.rows = job_id, affected, rows or []
+
+    def result(self):
+        return self.rows
+
+
+class _MergingBigQuery:
+    """What merge_staging calls: get_table (main and staging schema), query_and_wait (staged counts,
+    verification), get_job + query (run_merge_once) and query (active duplicates, via query_one)."""
+
+    def __init__(self, staged: dict[str, int], in_main: dict[str, int], affected: int):
+        self.staged, self.in_main, self.affected = staged, in_main, affected
+        self.tables = {S.main_table_id: MAIN_SCHEMA,
+                       S.staging_table_id(ids.batch_staging_table(BATCH)): staging.staging_schema(MAIN_SCHEMA)}
+        self.calls: list[str] = []
+
+    def get_table(self, table_id):
+        self.calls.append("get_table")
+        return type("T", (), {"schema": self.tables[table_id]})()
+
+    def get_job(self, job_id):
+        raise gexc.NotFound(job_id)
+
+    def query_and_wait(self, sql, job_config=None, **_kw):
+        if sql == c.staged_items_sql(S, BATCH):
+            self.calls.append("staged")
+            return [{"item_id": i, "n": n, "k": n} for i, n in self.staged.items()]
+        main = f"`{S.main_table_id}`"
+        assert sql in (c.verify_sql(main), c.verify_sql(main, only_items=True)), sql
+        self.calls.append("verify")
+        return [{"item_id": i, "n": n, "k": n, "systems": ["s1"]} for i, n in self.in_main.items()]
+
+    def query(self, sql, job_config=None, job_id=None, **_kw):
+        if sql.startswith("MERGE"):
+            self.calls.append("merge")
+            return _Job(job_id, self.affected)
+        assert sql == c.active_duplicates_sql(f"`{S.main_table_id}`"), sql
+        self.calls.append("duplicates")
+        return _Job("q", rows=[{"dup": 0}])
+
+
+MANIFEST = {"player_a": W["a"], "player_b": W["b"], "player_c": W["c"]}
+STAGED = {"player_a": 4, "player_b": 5, "player_c": 6}
+
+
+def test_a_merge_whose_items_all_match_their_staged_writes_is_verified():
+    bq = _MergingBigQuery(STAGED, dict(STAGED), affected=15)
+    result = c.merge_staging(bq, S, BATCH, DATE, MANIFEST)
+    assert bq.calls == ["get_table", "get_table", "staged", "merge", "verify", "duplicates"]
+    assert (result.verified_rows, result.verified_items, result.items) == (15, 3, sorted(MANIFEST))
+
+
+@pytest.mark.parametrize("in_main", [
+    {**STAGED, "player_b": 4},  # one row of player_b missing
+    {**STAGED, "player_b": 6},  # one row too many
+    {"player_a": 4, "player_c": 6},  # player_b's rows absent
+    {"player_a": 5, "player_b": 4, "player_c": 6},  # the same total, but not the same items' rows
+])
+def test_one_item_whose_count_in_main_differs_fails_the_consolidation_naming_it(in_main):
+    bq = _MergingBigQuery(STAGED, in_main, affected=15)
+    with pytest.raises(c.ConsolidationError, match="verification failed") as err:
+        c.merge_staging(bq, S, BATCH, DATE, MANIFEST)
+    msg = str(err.value)
+    assert f"player_b: staged 5, main {in_main.get('player_b', 0)} rows" in msg
+    assert "player_c" not in msg, "only the items that differ are named"
+    assert ("player_a" in msg) == (in_main["player_a"] != STAGED["player_a"])
+
+
+def test_an_orphan_merge_verifies_only_its_items():
+    bq = _MergingBigQuery({"player_b": 5}, {"player_b": 5}, affected=5)
+    result = c.merge_staging(bq, S, BATCH, DATE, {"player_b": W["b"]}, verify_only_merged=True)
+    assert result.verified_items == 1
+    bq = _MergingBigQuery({"player_b": 5}, {"player_b": 3}, affected=5)
+    with pytest.raises(c.ConsolidationError, match="player_b: staged 5, main 3 rows"):
+        c.merge_staging(bq, S, BATCH, DATE, {"player_b": W["b"]}, verify_only_merged=True)
