@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 from google.cloud import bigquery, firestore
 
@@ -41,6 +42,7 @@ from batchline.state import (
     CONSOLIDATING,
     CONSOLIDATION_FAILED,
     BatchStore,
+    ItemSnapshot,
     UnknownItem,
     now,
 )
@@ -55,37 +57,45 @@ def handle_completion(clients: Clients, envelope: PushEnvelope) -> str:
                               envelope.message.message_id)
 
 
-def _check_completion(clients: Clients, msg: CompletionMessage) -> dict | None:
-    """The batch document when the completion is news, None when the item is already completed; raises
-    InvalidMessage when it cannot be true. Applied on every
-    path that records a completion (live and dead-lettered): the staging table must be the batch's, and
-    the write it names must hold exactly the rows it claims for that item, or a forged or confused
-    message would mark an item done with nothing behind it (and its worker would skip it)."""
+def _check_completion(clients: Clients, msg: CompletionMessage) -> tuple[dict, ItemSnapshot] | None:
+    """The batch and item as read when the completion is news, None when the item is already completed;
+    raises InvalidMessage when it cannot be true. Applied on every path that records a completion (live
+    and dead-lettered): the staging table must be the batch's, and the write it names must hold exactly
+    the rows it claims for that item, or a forged or confused message would mark an item done with
+    nothing behind it (and its worker would skip it). The count runs while the documents are read."""
     if msg.staging_table != ids.batch_staging_table(msg.batch_id):
         raise InvalidMessage(f"staging table {msg.staging_table} is not the staging table of batch {msg.batch_id}")
-    batch, item = BatchStore(clients.fs).get_batch_and_item(msg.batch_id, msg.item_id)
+    staged = _CHECKS.submit(staging.count_write, clients.bq, clients.settings, msg.batch_id, msg.item_id,
+                            msg.write_id)
+    batch, item = BatchStore(clients.fs).batch_and_item_snapshots(msg.batch_id, msg.item_id)
     if batch is None or item is None:
         raise UnknownItem(f"batch {msg.batch_id} has no item {msg.item_id}")
-    if item["status"] == COMPLETED:
+    if item.data["status"] == COMPLETED:
         return None
     try:
-        staged = staging.count_write(clients.bq, clients.settings, msg.batch_id, msg.item_id, msg.write_id)
+        count = staged.result()
     except staging.StagingTableMissing:
         raise InvalidMessage(f"completion of {msg.item_id} names staging table {msg.staging_table}, "
                              f"which does not exist") from None
-    if staged != msg.row_count:
+    if count != msg.row_count:
         raise InvalidMessage(f"completion of {msg.item_id} claims {msg.row_count} rows in write {msg.write_id}; "
-                             f"the batch staging table holds {staged}")
-    return batch
+                             f"the batch staging table holds {count}")
+    return batch, item
+
+
+# The completion check's BigQuery count, run beside its Firestore read (a handler thread waits on both).
+_CHECKS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="completion-check")
 
 
 def _record_completion(clients: Clients, msg: CompletionMessage, claimant: str) -> str:
-    batch = _check_completion(clients, msg)
-    if batch is not None:
-        result = BatchStore(clients.fs).record_completion(msg.batch_id, msg.item_id, msg.staging_table,
-                                                          msg.row_count, msg.attempt, msg.write_id, batch)
+    store = BatchStore(clients.fs)
+    checked = _check_completion(clients, msg)
+    if checked is not None:
+        batch = checked[0]
+        result = store.record_completion(msg.batch_id, msg.item_id, msg.staging_table, msg.row_count, msg.attempt,
+                                         msg.write_id, *checked)
     else:
-        result = "duplicate"
+        batch, result = store.get_batch(msg.batch_id) or {"batch_id": msg.batch_id}, "duplicate"
     if result == "late":
         log_event("late_completion", severity="ERROR", batch_id=msg.batch_id, item=msg.item_id,
                   staging_table=msg.staging_table, write_id=msg.write_id, message="completion arrived after the "
@@ -93,7 +103,10 @@ def _record_completion(clients: Clients, msg: CompletionMessage, claimant: str) 
     else:
         log_event("item_completed" if result == "recorded" else "completion_duplicate",
                   batch_id=msg.batch_id, item=msg.item_id, write_id=msg.write_id, row_count=msg.row_count)
-    request_consolidation_if_done(clients, msg.batch_id, claimant)
+    # Counted after the record is durable and before the 2xx, so a redelivery counts again rather than
+    # never (progress.py); the exact pending query runs only when the batch may be done.
+    if store.count_terminal(batch, msg.item_id):
+        request_consolidation_if_done(clients, msg.batch_id, claimant)
     return result
 
 
@@ -128,7 +141,8 @@ def handle_dead_letter(clients: Clients, source: str, envelope: PushEnvelope) ->
                                           dead_lettered=True)
             log_event("item_dead_lettered", severity="ERROR", batch_id=msg.batch_id, item=msg.item_id,
                       result=result, delivery_attempts=attempts)
-            request_consolidation_if_done(clients, msg.batch_id, envelope.message.message_id)
+            if store.count_terminal(store.get_batch(msg.batch_id) or {"batch_id": msg.batch_id}, msg.item_id):
+                request_consolidation_if_done(clients, msg.batch_id, envelope.message.message_id)
             return result
         if source == "completions":
             # The staged write is durable; recording the completion here keeps its rows.

@@ -17,6 +17,7 @@ import datetime as dt
 import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from google.api_core import exceptions as gexc
 from google.api_core import retry
@@ -24,6 +25,7 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from batchline import lifecycle as lc
+from batchline import progress
 from batchline.lifecycle import (  # noqa: F401 - the statuses are part of this module's interface
     ACTIVE_STATUSES,
     COMPLETED,
@@ -51,6 +53,14 @@ _WRITE_BATCH = 400  # below Firestore's 500 writes per commit
 # then), for a few seconds at most so a push handler still answers within its ack deadline.
 _CAS_RETRY = retry.Retry(predicate=retry.if_exception_type(gexc.FailedPrecondition), initial=0.01,
                          maximum=0.5, multiplier=2.0, timeout=10.0)
+
+
+@dataclass(frozen=True)
+class ItemSnapshot:
+    """An item document as read, with the update time a compare-and-set write is conditional on."""
+
+    data: dict
+    update_time: Any
 
 
 def now() -> dt.datetime:
@@ -160,6 +170,7 @@ class BatchStore:
                 "game_date": game_date.isoformat(),
                 "status": DISPATCHING,
                 "expected_items": len(items),
+                "progress_shards": progress.shard_count(len(items)),
                 "force": force,
                 "faults": faults,
                 "dispatch_token": dispatch_token,
@@ -177,8 +188,10 @@ class BatchStore:
         return superseded
 
     def create_items(self, batch_id: str, items: list[Item]) -> None:
-        """Item documents in pending state; those that already exist are left as they are (a resumed
-        dispatch re-creates only what a crashed start did not get to)."""
+        """Item documents in pending state, and the batch's progress shards; those that already exist
+        are left as they are (a resumed dispatch re-creates only what a crashed start did not get to).
+        `items` is always the batch's whole item list."""
+        progress.Progress(self.fs, self.batch_ref(batch_id)).create([i.item_id for i in items])
         existing = {s.id for s in self.batch_ref(batch_id).collection(ITEMS).select([]).stream()}
         todo = [i for i in items if i.item_id not in existing]
         for chunk_start in range(0, len(todo), _WRITE_BATCH):
@@ -231,10 +244,16 @@ class BatchStore:
 
     def get_batch_and_item(self, batch_id: str, item_id: str) -> tuple[dict | None, dict | None]:
         """Both documents in one round trip (a worker and a completion need both for every item)."""
+        batch, item = self.batch_and_item_snapshots(batch_id, item_id)
+        return batch, (item.data if item else None)
+
+    def batch_and_item_snapshots(self, batch_id: str, item_id: str) -> tuple[dict | None, ItemSnapshot | None]:
+        """The batch document and the item document with its update time, in one round trip."""
         batch_ref, item_ref = self.batch_ref(batch_id), self.item_ref(batch_id, item_id)
-        found = {snap.reference.path: snap.to_dict() for snap in self.fs.get_all([batch_ref, item_ref])
-                 if snap.exists}
-        return found.get(batch_ref.path), found.get(item_ref.path)
+        found = {snap.reference.path: snap for snap in self.fs.get_all([batch_ref, item_ref]) if snap.exists}
+        batch, item = found.get(batch_ref.path), found.get(item_ref.path)
+        return (batch.to_dict() if batch else None,
+                ItemSnapshot(item.to_dict(), item.update_time) if item else None)
 
     def items(self, batch_id: str) -> list[dict]:
         return [s.to_dict() for s in self.batch_ref(batch_id).collection(ITEMS).stream()]
@@ -242,6 +261,12 @@ class BatchStore:
     def items_with_status(self, batch_id: str, status: str) -> list[dict]:
         q = self.batch_ref(batch_id).collection(ITEMS).where(filter=FieldFilter("status", "==", status))
         return [s.to_dict() for s in q.stream()]
+
+    def count_terminal(self, batch: dict, item_id: str) -> bool:
+        """Count an item's terminal transition on the batch's progress; True when the batch may be done
+        (batchline/progress.py), so that only then does the caller run the exact pending query."""
+        return progress.Progress(self.fs, self.batch_ref(batch["batch_id"])).count_terminal(
+            item_id, batch.get("progress_shards"))
 
     def any_pending(self, batch_id: str) -> bool:
         q = (self.batch_ref(batch_id).collection(ITEMS)
@@ -293,7 +318,8 @@ class BatchStore:
         return int(self._item_transition(batch_id, item_id, decide))  # type: ignore[arg-type]
 
     def record_completion(self, batch_id: str, item_id: str, staging_table: str, row_count: int,
-                          attempt: int, write_id: str, batch: dict | None = None) -> str:
+                          attempt: int, write_id: str, batch: dict | None = None,
+                          item: ItemSnapshot | None = None) -> str:
         """Mark an item completed; idempotent. Returns 'recorded', 'duplicate' or 'late'.
 
         'late' means the batch already moved past consolidation: the item is recorded, and the caller
@@ -306,9 +332,24 @@ class BatchStore:
         if batch is None:
             batch = self.get_batch(batch_id)
         late = batch is not None and batch.get("status") not in OPEN_STATUSES
-        return str(self._item_transition(batch_id, item_id, lambda item: lc.decide_completion(
-            item, late=late, staging_table=staging_table, row_count=row_count, attempt=attempt, write_id=write_id,
-            now=now())))
+
+        def decide(doc: dict) -> tuple[object, dict | None]:
+            return lc.decide_completion(doc, late=late, staging_table=staging_table, row_count=row_count,
+                                        attempt=attempt, write_id=write_id, now=now())
+
+        if item is not None:
+            # The caller's read of the item, written back only if nobody wrote it since (one round
+            # trip instead of a transaction's three); a lost race falls back to the transaction.
+            result, update = decide(item.data)
+            if update is None:
+                return str(result)
+            try:
+                self.item_ref(batch_id, item_id).update(
+                    update, option=self.fs.write_option(last_update_time=item.update_time))
+                return str(result)
+            except gexc.FailedPrecondition:
+                pass
+        return str(self._item_transition(batch_id, item_id, decide))
 
     def record_failure(self, batch_id: str, item_id: str, reason: str, *, dead_lettered: bool = False) -> str:
         """Mark an item failed (dead-lettered or given up on); never overrides a completion.
