@@ -95,6 +95,12 @@ def count_write(bq: bigquery.Client, settings: Settings, batch_id: str, item_id:
                                       job_config=bigquery.QueryJobConfig(query_parameters=params)))
     except gexc.NotFound:
         raise StagingTableMissing(f"batch {batch_id} has no staging table") from None
+    if not rows:
+        # A COUNT always has one row. BigQuery answers a missing table with 404; bqemulator answers
+        # 200 with `errors` and no rows, which the client does not raise on.
+        if not batch_table_exists(bq, settings, batch_id):
+            raise StagingTableMissing(f"batch {batch_id} has no staging table")
+        raise RuntimeError(f"COUNT over the staging table of {batch_id} returned no row")
     return int(rows[0]["n"])
 
 

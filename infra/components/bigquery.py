@@ -35,8 +35,8 @@ class BigQuery(pulumi.ComponentResource):
             delete_contents_on_destroy=False, labels={**labels, DATASET_LABEL: "main"}, opts=child)
         self.staging_dataset = gcp.bigquery.Dataset(
             f"{name}-staging", project=project, dataset_id=cfg.staging_dataset, location=cfg.staging_location,
-            description="batchline per-item staging tables; the coordinator deletes them after verifying "
-                        "their rows in the main table. The default expiration is a last safety net.",
+            description="batchline staging: one table per batch run; the coordinator drops it after verifying "
+                        "its rows in the main table. The default expiration is a last safety net.",
             default_table_expiration_ms=cfg.staging_table_expiration_hours * 3600 * 1000,
             delete_contents_on_destroy=not cfg.deletion_protection, labels={**labels, DATASET_LABEL: "staging"},
             opts=child)

@@ -29,7 +29,7 @@ def runbooks(cfg: StackConfig, dlq_subscriptions: list[str]) -> dict[str, tuple[
             "batchline: staging tables missing at consolidation",
             "The coordinator consolidated a batch with fewer staging tables than expected items; the gap was "
             "recorded with the missing item ids (F4/F9).\n\n"
-            f"1. Which items: `{logs.format(event='staging_gap')}` (field missing_staging_tables / items)\n"
+            f"1. Which items: `{logs.format(event='staging_gap')}` (fields missing_staged_items / missing_items)\n"
             f"2. Re-dispatch them: `{stall}`\n3. Confirm with the daily reconciliation: `{reconcile}`"),
         "coverage-warning": (
             f"batchline: coverage below {t.coverage_warning_pct}%",

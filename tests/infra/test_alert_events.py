@@ -34,6 +34,33 @@ def test_every_alerted_event_is_emitted(dev_config):
     assert not missing, f"alerts filter on events no function logs: {sorted(missing)}"
 
 
+def _fields_logged_with(event: str) -> set[str]:
+    """Keyword arguments of every `log_event("<event>", ...)` call in batchline/ (the JSON fields)."""
+    import ast
+
+    fields: set[str] = set()
+    for path in (ROOT / "batchline").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and getattr(node.func, "id", None) == "log_event" and node.args
+                    and isinstance(node.args[0], ast.Constant) and node.args[0].value == event):
+                fields |= {k.arg for k in node.keywords if k.arg}
+    return fields
+
+
+def test_every_field_an_alert_reads_is_logged_with_its_event(dev_config):
+    """A renamed field disarms an alert as silently as a renamed event (the staging gap alert read
+    `missing_staging_tables` after the coordinator had renamed it)."""
+    checked = 0
+    for m in log_metrics(dev_config):
+        events = re.findall(r'jsonPayload\.event="([a-z_]+)"', m.condition)
+        fields = set(re.findall(r"jsonPayload\.([a-z_]+)", m.condition)) - {"event"}
+        for field in fields:
+            assert any(field in _fields_logged_with(e) for e in events), \
+                f"alert {m.name} reads jsonPayload.{field}, which no log_event of {events} writes"
+            checked += 1
+    assert checked, "some alert reads a field besides the event"
+
+
 def test_failure_events_all_reach_an_alert(dev_config):
     alerted = {name for m in log_metrics(dev_config) for name in re.findall(r'jsonPayload\.event="([a-z_]+)"',
                                                                               m.condition)}

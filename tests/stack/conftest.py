@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 import pytest
 import requests
+from google.cloud import bigquery
 
-from batchline import ids
+from batchline import ids, staging
 from batchline.clients import Clients
 from batchline.ledger import Ledger, compute
 from batchline.local import stack as local_stack
@@ -23,7 +24,6 @@ from batchline.local.provision import create_tables, seed_context, synthetic_con
 from batchline.messages import WorkMessage
 from batchline.predictor import SyntheticPredictor
 from batchline.settings import Settings
-from batchline.staging import write_staging
 from batchline.state import TERMINAL_STATUSES, BatchStore
 from batchline.worker import build_rows
 
@@ -72,15 +72,25 @@ class Stack:
         assert r.status_code == 200, r.text
         return r.json()["stalled"]
 
-    def stage(self, s: Settings, batch_id: str, day: dt.date, item: str, schema) -> str:
-        """Write one item's staging table as a worker would (columns limited to `schema`)."""
-        table = ids.staging_table_name(batch_id, item)
+    def stage(self, s: Settings, batch_id: str, day: dt.date, item: str, schema=None) -> str:
+        """Append one item's rows to the batch staging table as a worker would; returns the write id.
+        The table is created if missing: from `schema` (main-table columns; the staging columns are
+        added), else from the main table's live schema, as a dispatch does."""
+        bq = self.clients.bq
+        table_id = s.staging_table_id(ids.batch_staging_table(batch_id))
+        if schema is None:
+            staging.create_batch_table(bq, s, batch_id)
+        else:
+            bq.create_table(bigquery.Table(table_id, schema=staging.staging_schema(list(schema))), exists_ok=True)
+        table_schema = list(bq.get_table(table_id).schema)
+        names = {f.name for f in table_schema}
         msg = WorkMessage(batch_id=batch_id, game_date=day, item_id=item, game_id="g1")
         rows = build_rows(msg, SyntheticPredictor(), dt.datetime.now(dt.UTC))
-        names = {f.name for f in schema}
-        write_staging(self.clients.bq, s.staging_table_id(table), [{k: v for k, v in r.items() if k in names}
-                                                                  for r in rows], schema)
-        return table
+        write_id = ids.new_write_id()
+        self.clients.appender.append(table_id, table_schema, [
+            {**{k: v for k, v in r.items() if k in names}, staging.ITEM_COLUMN: item, staging.WRITE_COLUMN: write_id}
+            for r in rows])
+        return write_id
 
     def run(self, day: dt.date, players: int, *, faults: str | None = None, force: bool = False,
             seed: bool = True) -> tuple[dict, Ledger]:

@@ -78,9 +78,10 @@ BAD = {
     "batch_id": _never(ids.validate_batch_id),
     "item_id": _never(ids.validate_item_id),
     "game_id": _never(ids.validate_game_id),
-    "staging_table": st.sampled_from(INJECTIONS),  # any of them differs from the item's own table name
+    "staging_table": st.sampled_from(INJECTIONS),  # any of them differs from the batch's staging table name
+    "write_id": _never(ids.validate_write_id),
     "game_date": st.sampled_from(BAD_DATES),
-    "row_count": st.sampled_from([-1, 100_001, "many", 1.5, [], None]),
+    "row_count": st.sampled_from([0, -1, 100_001, "many", 1.5, [], None]),
     "attempt": st.sampled_from([-1, 1001, 5000, "x", 2.5]),
     "write_status": st.sampled_from(["", "failed", "OK", None, 1]),
     "reason": st.sampled_from(["", "stall", None, 7, "manual; DROP"]),
@@ -97,7 +98,8 @@ BAD = {
 BASE = {
     "work": {"v": 1, "batch_id": GHOST, "game_date": "2030-01-01", "item_id": "player_0001", "game_id": "g1"},
     "completion": {"v": 1, "batch_id": GHOST, "item_id": "player_0001", "write_status": "ok", "attempt": 1,
-                   "staging_table": ids.staging_table_name(GHOST, "player_0001"), "row_count": 3},
+                   "staging_table": ids.batch_staging_table(GHOST), "write_id": "0123456789abcdef" * 2,
+                   "row_count": 3},
     "consolidation": {"v": 1, "batch_id": GHOST, "reason": "manual"},
     "start": {"game_date": "2030-01-01", "force": False},
     "stall": {"stall_minutes": 30, "redispatch": False},
@@ -106,7 +108,8 @@ BASE = {
 
 
 FIELDS = {"work": ["v", "batch_id", "game_date", "item_id", "game_id"],
-          "completion": ["v", "batch_id", "item_id", "staging_table", "row_count", "write_status", "attempt"],
+          "completion": ["v", "batch_id", "item_id", "staging_table", "write_id", "row_count", "write_status",
+                         "attempt"],
           "consolidation": ["v", "batch_id", "reason"], "start": ["game_date", "force", "faults"],
           "stall": ["stall_minutes", "min_completion_pct", "redispatch"], "reconcile": ["game_date", "redispatch_max"]}
 

@@ -42,7 +42,7 @@ def test_run_prints_and_writes_the_ledger_and_exits_0(stack, day, tmp_path):
 def test_run_exits_1_when_the_ledger_shows_a_loss(stack, day, tmp_path):
     result, ledger = _run(stack, tmp_path, "--players", "3", "--game-date", day.isoformat(), "--faults", "zero_merge=1")
     assert result.exit_code == 1
-    assert ledger["ok"] is False and ledger["staging_tables_left"] == 3 and ledger["merged_items"] == 0
+    assert ledger["ok"] is False and ledger["staging_tables_left"] == 1 and ledger["merged_items"] == 0
     assert any("consolidation_failed" in p for p in ledger["problems"])
 
 
@@ -53,7 +53,7 @@ def test_run_rejects_a_bad_fault_spec_before_starting_anything(stack, tmp_path):
 
 
 def test_run_ledger_partition_adds_up_when_dead_lettered_items_are_recovered(stack, day, tmp_path):
-    """Issue 8: an item dead-lettered after its staging table was written is merged (recovered), and
+    """Issue 8: an item dead-lettered after its rows were staged is merged (recovered), and
     counted once: merged + dead-lettered + missing == expected."""
     spec, players, attempts = "completion_publish=0.9,poison=player_0003", 30, stack.info.max_delivery_attempts
     fs = faults.parse(spec, seed=1)

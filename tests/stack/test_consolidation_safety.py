@@ -44,7 +44,7 @@ def test_stall_check_never_consolidates_a_batch_still_being_dispatched(stack, da
     assert stack.store.get_batch(batch_id)["status"] == DISPATCH_FAILED
 
 
-def test_an_operator_can_reconsolidate_a_failed_batch_from_its_kept_tables(stack, day):
+def test_an_operator_can_reconsolidate_a_failed_batch_from_its_kept_table(stack, day):
     batch, _ = stack.run(day, 4, faults="zero_merge=1")
     batch_id = batch["batch_id"]
     assert batch["status"] == CONSOLIDATION_FAILED
@@ -61,9 +61,9 @@ def test_a_redelivered_consolidation_waits_for_its_merge_instead_of_running_anot
     bq, s = stack.clients.bq, schema_settings
     batch_id = ids.new_batch_id(day)
     schema = list(bq.get_table(s.main_table_id).schema)
-    tables = [stack.stage(s, batch_id, day, f"player_{n:04d}", schema) for n in range(3)]
-    first = merge_staging(bq, s, batch_id, day, tables)
-    again = merge_staging(bq, s, batch_id, day, tables)  # same batch, same generation: a redelivery
+    manifest = {f"player_{n:04d}": stack.stage(s, batch_id, day, f"player_{n:04d}", schema) for n in range(3)}
+    first = merge_staging(bq, s, batch_id, day, manifest)
+    again = merge_staging(bq, s, batch_id, day, manifest)  # same batch, same generation: a redelivery
     assert again.job_id == first.job_id and again.affected_rows == first.affected_rows == 15
     merges = [j for j in bq.list_jobs(all_users=True, max_results=5000)
               if getattr(j, "statement_type", None) == "MERGE" and batch_id in (j.query or "")]

@@ -23,18 +23,21 @@ def _merges(stack, batch_id: str) -> list:
             if getattr(j, "statement_type", None) == "MERGE" and batch_id in (j.query or "")]
 
 
-def _staged_batch(stack, day, n: int) -> tuple[str, list[Item]]:
-    """A running batch whose items are all staged and completed: what is left is the consolidation."""
+def _staged_batch(stack, day, n: int) -> tuple[str, list[Item], dict[str, str]]:
+    """A running batch whose items are all staged and completed: what is left is the consolidation.
+    Also returns each item's recorded write id."""
     s = stack.clients.settings
     items = [Item(f"player_{i:04d}", "g1") for i in range(n)]
     batch_id = ids.new_batch_id(day)
     stack.store.create_batch(batch_id, day, items, force=True, faults=None, dispatch_token="test")
     stack.store.mark_running(batch_id, "test")
     schema = list(stack.clients.bq.get_table(s.main_table_id).schema)
+    writes = {}
     for it in items:
-        table = stack.stage(s, batch_id, day, it.item_id, schema)
-        stack.store.record_completion(batch_id, it.item_id, table, 5, 1)
-    return batch_id, items
+        writes[it.item_id] = stack.stage(s, batch_id, day, it.item_id, schema)
+        stack.store.record_completion(batch_id, it.item_id, ids.batch_staging_table(batch_id), 5, 1,
+                                      writes[it.item_id])
+    return batch_id, items, writes
 
 
 def _ago(seconds: float) -> dt.datetime:
@@ -42,10 +45,10 @@ def _ago(seconds: float) -> dt.datetime:
 
 
 def test_a_claim_nobody_published_is_published_by_the_next_caller_after_a_minute(stack, day):
-    batch_id, items = _staged_batch(stack, day, 2)
+    batch_id, items, writes = _staged_batch(stack, day, 2)
     assert stack.store.claim_consolidation(batch_id, "all_items_terminal", claimant="died-before-publishing")
     dup = CompletionMessage(batch_id=batch_id, item_id=items[0].item_id, row_count=5, write_status="ok", attempt=1,
-                            staging_table=ids.staging_table_name(batch_id, items[0].item_id))
+                            staging_table=ids.batch_staging_table(batch_id), write_id=writes[items[0].item_id])
     r = stack.push("coordinator/completions", dup.model_dump(mode="json"), message_id="later-1")
     assert r.json()["result"] == "duplicate"
     batch = stack.store.get_batch(batch_id)
@@ -85,7 +88,7 @@ def test_a_transient_merge_failure_is_retried_under_a_new_attempt_id(stack, day)
 
 
 def test_concurrent_deliveries_of_one_consolidation_message_run_one_merge(stack, day):
-    batch_id, _ = _staged_batch(stack, day, 3)
+    batch_id, _, _ = _staged_batch(stack, day, 3)
     assert stack.store.claim_consolidation(batch_id, "all_items_terminal", claimant="c")
     stack.store.set_batch_fields(batch_id, {"consolidation_message_id": "m-dup"})
     payload = ConsolidationRequest(batch_id=batch_id, reason="all_items_terminal").model_dump()
@@ -100,7 +103,7 @@ def test_concurrent_deliveries_of_one_consolidation_message_run_one_merge(stack,
 
 
 def test_the_stall_check_reopens_a_consolidation_that_failed_transiently(stack, day):
-    batch_id, _ = _staged_batch(stack, day, 2)
+    batch_id, _, _ = _staged_batch(stack, day, 2)
     assert stack.store.claim_consolidation(batch_id, "all_items_terminal", claimant="c")
     stack.store.set_batch_fields(batch_id, {"consolidation_message_id": "m-gone"})
     # Its message was retried until dead-lettered (BigQuery was away): failed, but transiently.
@@ -141,7 +144,7 @@ def test_a_worker_outage_of_eight_seconds_dead_letters_nothing(stack, day):
 
 
 def test_a_consolidation_whose_holder_died_is_taken_over_once_its_lease_lapses(stack, day):
-    batch_id, _ = _staged_batch(stack, day, 2)
+    batch_id, _, _ = _staged_batch(stack, day, 2)
     assert stack.store.claim_consolidation(batch_id, "all_items_terminal", claimant="c")
     stack.store.set_batch_fields(batch_id, {"consolidation_message_id": "m-died"})
     verdict, _ = stack.store.take_lease(batch_id, "holder-killed-mid-merge")

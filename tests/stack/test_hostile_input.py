@@ -21,7 +21,7 @@ from hostile import BAD_DATES, INJECTIONS, TALLY, json_bodies, log_lines, push_b
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from batchline import ids
+from batchline import ids, staging
 from batchline.local import stack as local_stack
 from batchline.messages import WorkMessage, encode
 from batchline.state import REJECTED, Item
@@ -242,14 +242,14 @@ def test_a_large_message_on_a_dead_letter_subscription_is_recorded_once_not_loop
 
 
 def test_delivery_attempt_5000_is_refused_before_any_staging_write(stack, day):
-    """The worker used to write the staging table, then fail validating its own completion (attempt
+    """The worker used to write its staged rows, then fail validating its own completion (attempt
     le=1000) and loop on 500. A control delivery with deliveryAttempt 3 shows the write would happen."""
     store = stack.store
     batch_id = ids.new_batch_id(day)
     store.create_batch(batch_id, day, [Item("player_0001", "g1")], force=False, faults=None,
                        dispatch_token="test")
+    staging.create_batch_table(stack.clients.bq, stack.clients.settings, batch_id)  # as its dispatch does
     store.mark_running(batch_id, "test")
-    table = ids.staging_table_name(batch_id, "player_0001")
     work = encode(WorkMessage(batch_id=batch_id, game_date=day, item_id="player_0001", game_id="g1"))
 
     def deliver(attempt: int) -> requests.Response:
@@ -258,15 +258,18 @@ def test_delivery_attempt_5000_is_refused_before_any_staging_write(stack, day):
         return requests.post(stack.url("worker") + "/", json=body, timeout=60)
 
     def staged() -> set[str]:
-        s = stack.clients.settings
-        return {t.table_id for t in stack.clients.bq.list_tables(f"{s.project}.{s.staging_dataset}")}
+        return set(staging.staged_writes(stack.clients.bq, stack.clients.settings, batch_id))
 
     resp = deliver(5000)
     TALLY[("targeted", resp.status_code)] += 1
     assert resp.status_code == 400 and "deliveryAttempt" in resp.json()["error"]
-    assert table not in staged() and store.get_item(batch_id, "player_0001")["status"] == "pending"
-    assert deliver(3).status_code == 200 and table in staged(), "the control delivery writes its table"
-    stack.wait(batch_id)  # its completion consolidates the batch; let that finish before the next test
+    assert staged() == set() and store.get_item(batch_id, "player_0001")["status"] == "pending"
+    assert deliver(3).status_code == 200, "the control delivery writes its rows"
+    batch = stack.wait(batch_id)  # its completion consolidates the batch (and drops its staging table)
+    write_id = store.get_item(batch_id, "player_0001")["write_id"]
+    assert batch["merge_result"]["manifest"] == {"player_0001": write_id}
+    assert batch["abandoned_writes"] == 0 and batch["merge_result"]["staged_rows_total"] == 5, \
+        "the refused delivery staged nothing, not even later"
 
 
 def test_zz_cases_tried(stack):

@@ -6,12 +6,13 @@ import datetime as dt
 import json
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 
 import requests
 from google.cloud import bigquery
 
-from batchline import faults, ids
+from batchline import faults, ids, staging
 from batchline.ledger import compute, main_table_dml_since
 from batchline.messages import CompletionMessage, ConsolidationRequest, WorkMessage, encode
 from batchline.state import CONSOLIDATED, CONSOLIDATION_FAILED, REJECTED, SUPERSEDED
@@ -30,10 +31,14 @@ def _players(n: int) -> list[str]:
 
 
 def _staging_tables(stack, batch_id: str) -> list[str]:
+    """The batch's staging tables still in the staging dataset (its one table, or nothing)."""
     s = stack.clients.settings
-    prefix = ids.staging_prefix(batch_id)
     return [t.table_id for t in stack.clients.bq.list_tables(f"{s.project}.{s.staging_dataset}")
-            if t.table_id.startswith(prefix)]
+            if ids.batch_of_staging_table(t.table_id) == batch_id]
+
+
+def _staged_items(stack, batch_id: str) -> dict[str, dict[str, staging.StagedWrite]]:
+    return staging.staged_writes(stack.clients.bq, stack.clients.settings, batch_id)
 
 
 def test_clean_batch_merges_everything_with_one_dml(stack, day):
@@ -70,9 +75,42 @@ def test_completion_publish_faults_do_not_lose_items(stack, day):
     assert max(i.get("attempts", 0) for i in stack.store.items(batch["batch_id"])) > 1
 
 
+def test_abandoned_appends_stay_in_the_batch_table_yet_each_item_is_merged_exactly_once(stack, day):
+    """The batch table's key property, end to end: appends are at-least-once (a delivery whose completion
+    publish failed leaves its rows behind under its own write id, and the redelivery appends them again),
+    yet the MERGE reads only the manifest (the write each completion named), so the main table gets
+    exactly one row set per item."""
+    spec = "completion_publish=0.5,seed=3"
+    players, attempts = _players(10), stack.info.max_delivery_attempts
+    f = faults.parse(spec)
+    assert f.exhausted_items(players, attempts) == []
+    failed = sum(next(n for n in range(1, attempts + 1) if not f.fails_attempt(p, n)) - 1 for p in players)
+    assert failed == 6, "known in advance: 3 items fail 1, 1 and 4 publishes before one succeeds"
+    batch, ledger = stack.run(day, 10, faults=spec)
+    batch_id = batch["batch_id"]
+    assert batch["status"] == CONSOLIDATED and ledger.ok, ledger.problems
+    # Every acknowledged append, as the workers logged it: more writes than items reached the batch table.
+    writes = {r["write_id"]: r["item"] for r in _log_lines(stack, "worker")
+              if r.get("batch_id") == batch_id and r["event"] == "staging_write_succeeded"}
+    assert len(writes) >= len(players) + failed, "each failed publish left a durable write behind"
+    assert batch["abandoned_writes"] == len(writes) - len(players) > 0
+    assert batch["merge_result"]["abandoned_writes"] == batch["abandoned_writes"]
+    docs = {i["item_id"]: i for i in stack.store.items(batch_id)}
+    manifest = batch["merge_result"]["manifest"]
+    assert manifest == {p: docs[p]["write_id"] for p in players}, "each item merged from its completion's write"
+    assert all(writes[w] == p for p, w in manifest.items())
+    assert batch["recovered_items"] == [] and batch["completed_without_write"] == []
+    assert (ledger.merged_items, ledger.merged_rows, ledger.duplicate_rows) == (10, 50, 0)
+    assert ledger.main_table_mutating_dml == 1 and batch["merged_rows"] == 50
+    rows = _rows(stack, day)
+    assert Counter(r["player_lookup"] for r in rows) == dict.fromkeys(players, 5), "one row set per item"
+    assert len({r["prediction_id"] for r in rows}) == 50
+    assert batch["staging_table_dropped"] is True and _staging_tables(stack, batch_id) == []
+
+
 def test_an_item_whose_every_publish_fails_is_dead_lettered_and_its_rows_recovered(stack, day):
-    """Its staging table was written but never announced: the message is dead-lettered (loudly), and the
-    consolidation still finds the table by name and merges it, recording the item as recovered."""
+    """Its rows were appended but never announced: the message is dead-lettered (loudly), and the
+    consolidation still finds its writes in the batch table and merges one, recording the item as recovered."""
     spec = "completion_publish=0.8,seed=1"
     doomed = faults.parse(spec).exhausted_items(_players(20), stack.info.max_delivery_attempts)
     assert doomed == ["player_0002"]
@@ -93,7 +131,7 @@ def test_poison_item_is_dead_lettered_and_the_rest_consolidates(stack, day):
     assert item["status"] == "failed"
     assert f"dead-lettered after {stack.info.max_delivery_attempts}" in item["failure_reason"]
     assert batch["failed_items"] == ["player_0003"]
-    assert batch["staging_gap"] == 1 and batch["completed_without_table"] == []
+    assert batch["staging_gap"] == 1 and batch["completed_without_write"] == []
     assert "player_0003" not in {r["player_lookup"] for r in _rows(stack, day)}
 
 
@@ -108,14 +146,17 @@ def test_duplicate_deliveries_never_duplicate_rows_or_consolidations(stack, day)
                                                          game_id=it["game_id"])))
     batch = stack.wait(batch_id)
     assert batch["status"] == CONSOLIDATED
-    # And late duplicates of every kind, delivered synchronously so the answers can be checked.
+    # And late duplicates of every kind, delivered synchronously so the answers can be checked; each
+    # completion names the write its item recorded.
+    items = stack.store.items(batch_id)
+    assert all(it["write_id"] for it in items)
     for it in items:
         work = WorkMessage(batch_id=batch_id, game_date=day, item_id=it["item_id"], game_id=it["game_id"])
         r = stack.push("worker/", work.model_dump(mode="json"))
         assert r.status_code == 200 and r.json()["status"] == "duplicate"
-        table = ids.staging_table_name(batch_id, it["item_id"])
-        done = CompletionMessage(batch_id=batch_id, item_id=it["item_id"], staging_table=table, row_count=5,
-                                 write_status="ok", attempt=1)
+        done = CompletionMessage(batch_id=batch_id, item_id=it["item_id"],
+                                 staging_table=ids.batch_staging_table(batch_id), write_id=it["write_id"],
+                                 row_count=5, write_status="ok", attempt=1)
         r = stack.push("coordinator/completions", done.model_dump(mode="json"))
         assert r.status_code == 200 and r.json()["result"] == "duplicate"
     r = stack.push("coordinator/consolidate", ConsolidationRequest(batch_id=batch_id, reason="manual").model_dump())
@@ -177,8 +218,11 @@ def test_zero_row_merge_is_a_failure_that_keeps_staging(stack, day):
     batch, ledger = stack.run(day, 6, faults="zero_merge=1")
     assert batch["status"] == CONSOLIDATION_FAILED
     assert "affected 0 rows" in batch["error"]
-    assert len(_staging_tables(stack, batch["batch_id"])) == 6, "the evidence is kept"
-    assert not ledger.ok and ledger.staging_tables_left == 6
+    assert _staging_tables(stack, batch["batch_id"]) == [ids.batch_staging_table(batch["batch_id"])]
+    staged = _staged_items(stack, batch["batch_id"])
+    assert len(staged) == 6 and all(sum(w.rows for w in ws.values()) >= 5 for ws in staged.values()), \
+        "the evidence is kept"
+    assert not ledger.ok and ledger.staging_tables_left == 1
     assert _rows(stack, day) == []
 
 

@@ -1,5 +1,5 @@
 """Issue 8 on the real stack: a start refuses stale inputs; the reconciliation merges (or drops, when a
-newer run replaced them) orphaned staging tables; reconciling twice never starts two repair batches."""
+newer run replaced them) orphaned staged rows; reconciling twice never starts two repair batches."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import requests
 from google.cloud import bigquery
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from batchline import ids
+from batchline import ids, staging
 from batchline.clients import Clients
 from batchline.local.provision import seed_context, synthetic_context
 from batchline.orphans import handle_orphans
@@ -75,40 +75,55 @@ def _orphan_merges(stack) -> list:
             if getattr(j, "statement_type", None) == "MERGE" and "_g1000_" in j.job_id]
 
 
-def test_orphaned_unmerged_staging_table_is_merged_verified_then_deleted(stack, day):
+def test_orphaned_unmerged_staged_rows_are_merged_verified_then_dropped(stack, day):
     s = stack.clients.settings
     old, _ = stack.run(day, 4, faults="poison=player_0003")
     new, _ = stack.run(day, 4, faults="poison=player_0003", force=True)
     assert old["failed_items"] == new["failed_items"] == ["player_0003"]
-    schema = list(stack.clients.bq.get_table(s.main_table_id).schema)
-    # Late writes: staging tables that appeared after their batch's MERGE. The newer run's table of the
-    # failed item fills a gap; the older run's tables are superseded by the newer run's rows.
-    late = stack.stage(s, new["batch_id"], day, "player_0003", schema)
-    stale = [stack.stage(s, old["batch_id"], day, p, schema) for p in ("player_0001", "player_0003")]
-    # And a table the newer run's own verified MERGE merged, whose cleanup was lost: deleted, not re-merged.
-    lost_cleanup = stack.stage(s, new["batch_id"], day, "player_0000", schema)
-    assert lost_cleanup in new["merge_result"]["tables"]
+    old_t, new_t = ids.batch_staging_table(old["batch_id"]), ids.batch_staging_table(new["batch_id"])
+    assert not {old_t, new_t} & _staging_names(stack), "both batches dropped their tables after consolidating"
+    # Late writes: rows that reached a batch table after its MERGE. The newer run's rows of the failed
+    # item fill a gap (two attempts of it, of which one is merged); the older run's rows of its failed
+    # item are superseded by the newer run's.
+    late = {stack.stage(s, new["batch_id"], day, "player_0003") for _ in range(2)}
+    stack.stage(s, old["batch_id"], day, "player_0003")
+    # And other writes of items the runs' own verified MERGEs merged (abandoned attempts that landed
+    # in a table whose drop was lost): never merged again, nothing to report.
+    stack.stage(s, new["batch_id"], day, "player_0000")
+    stack.stage(s, old["batch_id"], day, "player_0001")
+    assert "player_0001" in old["merge_result"]["manifest"]
+    assert "player_0000" in new["merge_result"]["manifest"]
     assert _q(stack, "SELECT COUNT(*) AS n FROM {main} WHERE game_date = @d AND is_active "
                      "AND player_lookup = 'player_0003'", day)[0]["n"] == 0
+    merged_0000 = _q(stack, "SELECT prediction_id, updated_at FROM {main} WHERE game_date = @d "
+                            "AND player_lookup = 'player_0000' ORDER BY prediction_id", day)
     merges_before = len(_orphan_merges(stack))
 
     rec = _reconcile(stack, day)
-    assert rec["orphans_merged"] == [late] and rec["orphans_dropped"] == sorted([*stale, lost_cleanup])
-    assert not {late, lost_cleanup, *stale} & set(rec["orphans_kept"]), rec["orphans_kept"]
+    assert rec["orphans_merged"] == [f"{new_t}/player_0003"]
+    assert rec["orphans_dropped"] == [f"{old_t}/player_0003"]
+    assert not [k for k in rec["orphans_kept"] if k.split("/")[0] in (old_t, new_t)], rec["orphans_kept"]
     assert rec["incomplete_items"] == [] and rec["action"] == "none", "the merged orphan closed the gap"
-    assert not {late, lost_cleanup, *stale} & _staging_names(stack), "deleted after the merge was verified"
+    assert not {old_t, new_t} & _staging_names(stack), "dropped once every item in them was merged or superseded"
     rows = _q(stack, "SELECT player_lookup, batch_id, COUNT(*) AS n FROM {main} WHERE game_date = @d AND is_active "
                      "GROUP BY player_lookup, batch_id ORDER BY player_lookup", day)
     assert rows == [{"player_lookup": f"player_{n:04d}", "batch_id": new["batch_id"], "n": 5} for n in range(4)], \
         "one active row per player and system, all from the newest run: the older orphans overwrote nothing"
     assert _q(stack, "SELECT COUNT(*) AS n FROM {main} WHERE game_date = @d AND batch_id = '"
                      + old["batch_id"] + "' AND player_lookup = 'player_0003'", day)[0]["n"] == 0
-    record = stack.store.get_batch(new["batch_id"])["orphans_merged"]
-    assert len(record) == 1 and record[0]["tables"] == [late] and record[0]["rows"] == 5
+    assert _q(stack, "SELECT prediction_id, updated_at FROM {main} WHERE game_date = @d "
+                     "AND player_lookup = 'player_0000' ORDER BY prediction_id", day) == merged_0000, \
+        "an item its batch merged is not merged again"
+    after = stack.store.get_batch(new["batch_id"])
+    record = after["orphans_merged"]
+    assert len(record) == 1 and record[0]["items"] == ["player_0003"] and record[0]["rows"] == 5
     assert record[0]["job_id"].startswith(f"batchline_merge_{new['batch_id']}_g1000_")
-    assert stack.store.get_batch(old["batch_id"])["orphans_dropped"][0]["newer_batches"] == [new["batch_id"]]
-    assert list(stack.store.get_batch(new["batch_id"])["orphans_dropped"][0]["why"]) == [lost_cleanup]
+    assert after["orphan_merge_pending"] is None and not after.get("orphans_dropped")
+    dropped = stack.store.get_batch(old["batch_id"])["orphans_dropped"]
+    assert len(dropped) == 1 and dropped[0]["newer_batches"] == [new["batch_id"]]
+    assert dropped[0]["items"] == ["player_0003"]
     assert len(_orphan_merges(stack)) == merges_before + 1, "one MERGE for the orphans"
+    assert len(late) == 2, "two distinct attempts were staged, and the main table holds 5 rows of one"
 
     again = _reconcile(stack, day)
     assert again["orphans_merged"] == [] and again["orphans_dropped"] == [] and again["action"] == "none"
@@ -118,15 +133,20 @@ def test_orphaned_unmerged_staging_table_is_merged_verified_then_deleted(stack, 
 def test_an_orphan_of_an_active_batch_is_left_to_it(stack, day):
     batch_id, _ = _registered_running_batch(stack, day)
     s = stack.clients.settings
-    table = stack.stage(s, batch_id, day, "player_0000", list(stack.clients.bq.get_table(s.main_table_id).schema))
+    stack.stage(s, batch_id, day, "player_0000")
+    table = ids.batch_staging_table(batch_id)
     rec = _reconcile(stack, day)
-    assert table not in rec["orphans_kept"] and table not in rec["orphans_merged"], "young: not an orphan yet"
+    named = [k for k in [*rec["orphans_kept"], *rec["orphans_merged"], *rec["orphans_dropped"]]
+             if k.split("/")[0] == table]
+    assert named == [], "young: not an orphan yet"
     assert table in _staging_names(stack)
     # Once older than BATCHLINE_ORPHAN_AGE_HOURS (0 here stands for "the age has passed") it is reported,
-    # and still neither merged nor deleted: the stall check owns an active batch's tables.
+    # and still neither merged nor dropped: the stall check owns an active batch's table.
     aged = handle_orphans(Clients(replace(s, orphan_age_hours=0)), day, {"player_0000"})
-    assert aged.kept[table].startswith("batch still running") and table not in aged.merged + aged.dropped
+    assert aged.kept[table].startswith("batch still running")
+    assert not [k for k in aged.merged + aged.dropped if k.split("/")[0] == table]
     assert table in _staging_names(stack)
+    assert set(staging.staged_writes(stack.clients.bq, s, batch_id)) == {"player_0000"}, "its rows untouched"
     stack.store.transition(batch_id, ["running"], {"status": "superseded"})  # leave nothing open
 
 

@@ -4,17 +4,20 @@ real stack."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
 
 import pytest
 import requests
 from google.cloud import bigquery
 
-from batchline import ids
+from batchline import ids, staging
 from batchline.consolidate import SchemaIncompatible, merge_staging
 from batchline.ledger import compute
 from batchline.messages import WorkMessage, encode
+from batchline.predictor import SyntheticPredictor
 from batchline.state import CONSOLIDATED, Item
+from batchline.worker import build_rows
 
 
 def _age_items(stack, batch_id: str, minutes: int, **extra) -> None:
@@ -24,7 +27,8 @@ def _age_items(stack, batch_id: str, minutes: int, **extra) -> None:
 
 
 def _registered_batch(stack, day: dt.date, players: int) -> tuple[str, list[Item]]:
-    """A batch registered in state but never dispatched: the shape of work lost in transit."""
+    """A batch registered in state, its staging table created (as a dispatch does), and no work message
+    published: the shape of work lost in transit."""
     stack.seed(day, players)
     items = [Item(f"player_{n:04d}", "g1") for n in range(players)]
     from batchline.local.provision import synthetic_context
@@ -32,8 +36,20 @@ def _registered_batch(stack, day: dt.date, players: int) -> tuple[str, list[Item
     items = [Item(i.item_id, games[i.item_id]) for i in items]
     batch_id = ids.new_batch_id(day)
     stack.store.create_batch(batch_id, day, items, force=True, faults=None, dispatch_token="test")
+    staging.create_batch_table(stack.clients.bq, stack.clients.settings, batch_id)
     stack.store.mark_running(batch_id, "test")
     return batch_id, items
+
+
+def _main_rows(bq, s, batch_id: str) -> list[dict]:
+    return [dict(r.items()) for r in bq.query(
+        f"SELECT * FROM `{s.main_table_id}` WHERE batch_id = @b", job_config=bigquery.QueryJobConfig(
+            query_parameters=[bigquery.ScalarQueryParameter("b", "STRING", batch_id)])).result()]
+
+
+def _merges(bq, batch_id: str) -> list:
+    return [j for j in bq.list_jobs(all_users=True, max_results=5000)
+            if getattr(j, "statement_type", None) == "MERGE" and batch_id in (j.query or "")]
 
 
 def test_stalled_batch_is_redispatched_and_completes(stack, day):
@@ -105,36 +121,48 @@ def test_staging_lacking_a_newer_nullable_column_merges_with_nulls(stack, schema
     bq, s = stack.clients.bq, schema_settings
     batch_id = ids.new_batch_id(day)
     old_schema = list(bq.get_table(s.main_table_id).schema)
-    tables = [stack.stage(s, batch_id, day, f"player_{n:04d}", old_schema) for n in range(3)]
+    manifest = {f"player_{n:04d}": stack.stage(s, batch_id, day, f"player_{n:04d}", old_schema) for n in range(3)}
     bq.query(f"ALTER TABLE `{s.main_table_id}` ADD COLUMN IF NOT EXISTS model_version STRING").result()
     table = bq.get_table(s.main_table_id)
     table.schema = [*old_schema, bigquery.SchemaField("model_version", "STRING", mode="NULLABLE")]
     bq.update_table(table, ["schema"])
-    result = merge_staging(bq, s, batch_id, day, tables)
+    result = merge_staging(bq, s, batch_id, day, manifest)
+    assert all(r["model_version"] is None for r in _main_rows(bq, s, batch_id))
     assert result.affected_rows == 15 and result.verified_rows == 15 and result.verified_items == 3
 
 
 def test_incompatible_staging_is_reported_by_column_before_anything_changes(stack, schema_settings, day):
     bq, s = stack.clients.bq, schema_settings
     batch_id = ids.new_batch_id(day)
+    table = ids.batch_staging_table(batch_id)
     schema = [f if f.name != "confidence" else bigquery.SchemaField("confidence", "STRING", mode="REQUIRED")
               for f in bq.get_table(s.main_table_id).schema]
-    good = stack.stage(s, batch_id, day, "player_0000", list(bq.get_table(s.main_table_id).schema))
-    bad = stack.stage(s, batch_id, day, "player_0001", schema)
+    # A batch table created from a main-table schema that has since changed a column's type; its rows
+    # were appended as that schema wanted them.
+    table_id = s.staging_table_id(table)
+    bq.create_table(bigquery.Table(table_id, schema=staging.staging_schema(schema)))
+    manifest = {}
+    for item in ("player_0000", "player_0001"):
+        manifest[item] = ids.new_write_id()
+        rows = build_rows(WorkMessage(batch_id=batch_id, game_date=day, item_id=item, game_id="g1"),
+                          SyntheticPredictor(), dt.datetime.now(dt.UTC))
+        stack.clients.appender.append(table_id, staging.staging_schema(schema), [
+            {**r, "confidence": str(r["confidence"]), staging.ITEM_COLUMN: item,
+             staging.WRITE_COLUMN: manifest[item]} for r in rows])
     with pytest.raises(SchemaIncompatible) as err:
-        merge_staging(bq, s, batch_id, day, [good, bad])
-    assert "confidence" in str(err.value) and bad in str(err.value) and good not in str(err.value)
-    names = {t.table_id for t in bq.list_tables(f"{s.project}.{s.staging_dataset}")}
-    assert {good, bad} <= names, "nothing is deleted on an incompatibility"
-    rows = list(bq.query(f"SELECT COUNT(*) AS n FROM `{s.main_table_id}` WHERE batch_id = @b",
-                         job_config=bigquery.QueryJobConfig(query_parameters=[
-                             bigquery.ScalarQueryParameter("b", "STRING", batch_id)])).result())
-    assert rows[0]["n"] == 0
+        merge_staging(bq, s, batch_id, day, manifest)
+    assert table in str(err.value)
+    assert set(re.findall(r"column (\w+)", str(err.value))) == {"confidence"}, "only the offending column is named"
+    staged = staging.staged_writes(bq, s, batch_id)
+    assert {i: set(ws) for i, ws in staged.items()} == {i: {w} for i, w in manifest.items()}, \
+        "nothing is deleted on an incompatibility"
+    assert _main_rows(bq, s, batch_id) == [] and _merges(bq, batch_id) == []
 
 
 def test_stall_check_publishes_a_claim_whose_claimant_died(stack, day):
     batch_id, items = _registered_batch(stack, day, 1)
-    stack.store.record_completion(batch_id, items[0].item_id, ids.staging_table_name(batch_id, items[0].item_id), 5, 1)
+    stack.store.record_completion(batch_id, items[0].item_id, ids.batch_staging_table(batch_id), 5, 1,
+                                  ids.new_write_id())
     # The claimant won the claim and died before publishing; its message never came back.
     assert stack.store.claim_consolidation(batch_id, "all_items_terminal", claimant="dead-message")
     stack.store.set_batch_fields(batch_id, {
@@ -142,21 +170,38 @@ def test_stall_check_publishes_a_claim_whose_claimant_died(stack, day):
     reports = [r for r in stack.stall_check(stall_minutes=30) if r["batch_id"] == batch_id]
     assert reports == [{"batch_id": batch_id, "action": "consolidation_republished"}]
     batch = stack.wait(batch_id)
-    # Its staging table never existed: consolidation finishes, and names the gap instead of hiding it.
+    # The write its completion names never reached the batch table: consolidation finishes, and names the
+    # gap instead of hiding it.
     assert batch["status"] == CONSOLIDATED and batch["missing_items"] == [items[0].item_id]
+    assert batch["completed_without_write"] == [items[0].item_id]
     assert batch["coverage_pct"] == 0.0
 
 
-def test_a_batch_too_large_for_one_statement_is_combined_in_chunks_and_still_merged_once(
-        stack, schema_settings, day):
+def test_a_batch_merge_reads_only_its_manifest_writes_in_one_merge(stack, schema_settings, day):
+    """A redelivered item leaves two writes in the batch table; the MERGE takes the one the manifest
+    names, for every item, and nothing else: one MERGE job, exactly the manifest's rows."""
     bq, s = stack.clients.bq, schema_settings
     batch_id = ids.new_batch_id(day)
     schema = list(bq.get_table(s.main_table_id).schema)
-    tables = [stack.stage(s, batch_id, day, f"player_{n:04d}", schema) for n in range(7)]
-    result = merge_staging(bq, s, batch_id, day, tables, chunk=3)
-    assert result.scratch_tables == [ids.combined_table_name(batch_id, n) for n in range(3)]
-    assert result.affected_rows == 35 and result.verified_rows == 35 and result.verified_items == 7
-    merges = [j for j in bq.list_jobs(all_users=True, max_results=5000)
-              if getattr(j, "statement_type", None) == "MERGE" and batch_id in (j.query or "")]
-    assert len(merges) == 1, "chunking adds DDL in the staging dataset, never a second MERGE"
-    assert s.main_table_id in merges[0].query and ids.combined_table_name(batch_id, 2) in merges[0].query
+    first = stack.stage(s, batch_id, day, "player_0000", schema)  # an attempt whose completion was lost
+    again = stack.stage(s, batch_id, day, "player_0000", schema)  # its redelivery
+    other = stack.stage(s, batch_id, day, "player_0001", schema)
+    assert len({first, again, other}) == 3
+    staged = [dict(r.items()) for r in bq.query(
+        f"SELECT prediction_id, updated_at, {staging.ITEM_COLUMN} AS item, {staging.WRITE_COLUMN} AS w "
+        f"FROM `{s.staging_table_id(ids.batch_staging_table(batch_id))}`").result()]
+    assert len(staged) == 15
+    manifest = {"player_0000": again, "player_0001": other}
+    result = merge_staging(bq, s, batch_id, day, manifest)
+    assert result.manifest == manifest and result.items == ["player_0000", "player_0001"]
+    assert result.staged_rows == 10 and result.affected_rows == 10
+    assert result.verified_rows == 10 and result.verified_items == 2
+    chosen = {r["prediction_id"]: r["updated_at"] for r in staged if (r["item"], r["w"]) in manifest.items()}
+    assert len(chosen) == 10
+    assert {r["updated_at"] for r in staged if r["w"] == first}.isdisjoint(chosen.values()), \
+        "the two attempts' rows can be told apart"
+    main = {r["prediction_id"]: r["updated_at"] for r in _main_rows(bq, s, batch_id)}
+    assert main == chosen, "exactly the manifest writes' rows are merged, not the abandoned attempt's"
+    merges = _merges(bq, batch_id)
+    assert len(merges) == 1, "one MERGE per batch, whatever the batch table holds"
+    assert s.main_table_id in merges[0].query and ids.batch_staging_table(batch_id) in merges[0].query

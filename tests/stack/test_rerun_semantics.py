@@ -84,27 +84,56 @@ def _pending_batch(stack, day, n: int) -> tuple[str, list[Item]]:
 
 def test_a_completion_with_nothing_behind_it_is_refused_on_every_path(stack, day):
     batch_id, items = _pending_batch(stack, day, 2)
-    item = items[0].item_id
-    own = ids.staging_table_name(batch_id, item)
-    other = ids.staging_table_name(ids.new_batch_id(day), item)
+    item, neighbour = items[0].item_id, items[1].item_id
+    own = ids.batch_staging_table(batch_id)
+    other_batch = ids.new_batch_id(day)
     s = stack.clients.settings
 
-    def completion(table: str, rows: int) -> dict:
-        return CompletionMessage(batch_id=batch_id, item_id=item, staging_table=table, row_count=rows,
-                                 write_status="ok", attempt=1).model_dump(mode="json")
+    def completion(table: str, rows: int, write_id: str, item_id: str = item, batch: str = batch_id) -> dict:
+        payload = CompletionMessage(batch_id=batch, item_id=item_id, staging_table=table, write_id=write_id,
+                                    row_count=max(rows, 1), write_status="ok", attempt=1).model_dump(mode="json")
+        return {**payload, "row_count": rows}  # 0 rows: the model refuses to build it, a forger need not
 
-    forged = [completion(own, 0), completion(own, 5), completion(other, 5), completion(s.main_table, 5)]
-    for n, payload in enumerate(forged):
-        r = stack.push("coordinator/completions", payload, message_id=f"forged-{n}")
-        assert r.status_code == 400, (payload, r.text)
-        r = stack.push("coordinator/dead-letters/completions", payload, message_id=f"forged-dl-{n}")
-        assert r.status_code == 200 and r.json()["result"] == "rejected", (payload, r.text)
-    stack.stage(s, batch_id, day, item, list(stack.clients.bq.get_table(s.main_table_id).schema))
-    r = stack.push("coordinator/completions", completion(own, 7), message_id="wrong-count")
-    assert r.status_code == 400 and "holds 5" in r.json()["error"]
+    def refused(forged: list[dict], tag: str) -> list[str]:
+        """Each forged completion: 400 on the live path, kept as rejected on the dead-letter path."""
+        errors = []
+        for n, payload in enumerate(forged):
+            r = stack.push("coordinator/completions", payload, message_id=f"forged-{tag}-{n}")
+            assert r.status_code == 400, (payload, r.text)
+            errors.append(r.json()["error"])
+            r = stack.push("coordinator/dead-letters/completions", payload,
+                           message_id=f"forged-dl-{batch_id}-{tag}-{n}")
+            assert r.status_code == 200 and r.json()["result"] == "rejected", (payload, r.text)
+        return errors
+
+    # Nothing staged yet: the batch table does not even exist.
+    before = [completion(own, 0, ids.new_write_id()), completion(own, 5, ids.new_write_id()),
+              completion(s.main_table, 5, ids.new_write_id())]
+    errors = refused(before, "before")
+    assert "row_count" in errors[0] and "does not exist" in errors[1] and "not the staging table" in errors[2]
+    # Now the item's write, its neighbour's and another batch's write of the same item are real.
+    write_id = stack.stage(s, batch_id, day, item)
+    neighbours = stack.stage(s, batch_id, day, neighbour)
+    elsewhere = stack.stage(s, other_batch, day, item)
+    after = [
+        completion(ids.batch_staging_table(other_batch), 5, elsewhere),  # another batch's table, its real write
+        completion(s.main_table, 5, write_id),  # the main table
+        completion(own, 7, write_id),  # the right write, a wrong count
+        completion(own, 5, ids.new_write_id()),  # a write id that was never staged
+        completion(own, 5, neighbours),  # a real write, of another item
+        completion(own, 5, elsewhere),  # a real write of the item, in another batch's table
+    ]
+    errors = refused(after, "after")
+    assert "not the staging table" in errors[0] and "not the staging table" in errors[1]
+    assert all("holds" in e for e in errors[2:]), errors
+    assert "holds 5" in errors[2] and all("holds 0" in e for e in errors[3:]), errors
     assert stack.store.get_item(batch_id, item)["status"] == PENDING, "nothing forged was recorded"
+    assert stack.store.get_item(batch_id, neighbour)["status"] == PENDING
     rejected = [d.to_dict() for d in stack.clients.fs.collection(REJECTED).stream()
-                if d.to_dict()["message_id"].startswith("forged-dl-") and batch_id in d.to_dict()["reason"]]
-    assert len(rejected) == len(forged), "each forged dead letter is kept where an operator sees it"
-    r = stack.push("coordinator/completions", completion(own, 5), message_id="true")
+                if d.to_dict()["message_id"].startswith(f"forged-dl-{batch_id}-")]
+    assert len(rejected) == len(before) + len(after), "each forged dead letter is kept where an operator sees it"
+    r = stack.push("coordinator/completions", completion(own, 5, write_id), message_id="true")
     assert r.status_code == 200 and r.json()["result"] == "recorded"
+    recorded = stack.store.get_item(batch_id, item)
+    assert recorded["status"] == "completed" and recorded["write_id"] == write_id and recorded["row_count"] == 5
+    stack.store.transition(batch_id, ["running"], {"status": "superseded"})  # leave nothing open

@@ -37,11 +37,12 @@ def _retrying(fn, attempts: int = 10):
 def test_simultaneous_completions_record_each_item_once_and_claim_once(stack, day):
     batch_id, items = _batch(stack, day, 24)
     store = BatchStore(stack.clients.fs)
+    writes = {it.item_id: ids.new_write_id() for it in items}
 
     def complete(n_item: tuple[int, Item]) -> tuple[str, bool]:
         n, item = n_item  # n: the delivery's message id; a duplicate is another message
-        table = ids.staging_table_name(batch_id, item.item_id)
-        result = _retrying(lambda: store.record_completion(batch_id, item.item_id, table, 5, 1))
+        table, write_id = ids.batch_staging_table(batch_id), writes[item.item_id]
+        result = _retrying(lambda: store.record_completion(batch_id, item.item_id, table, 5, 1, write_id))
         claimed = (not store.any_pending(batch_id)) and _retrying(
             lambda: store.claim_consolidation(batch_id, "all_items_terminal", claimant=f"m{n}"))
         return result, claimed
@@ -65,9 +66,9 @@ def test_simultaneous_completions_record_each_item_once_and_claim_once(stack, da
 def test_the_same_completion_pushed_eight_times_at_once_is_recorded_once(stack, day):
     batch_id, items = _batch(stack, day, 2)
     s = stack.clients.settings
-    stack.stage(s, batch_id, day, items[0].item_id, list(stack.clients.bq.get_table(s.main_table_id).schema))
+    write_id = stack.stage(s, batch_id, day, items[0].item_id)
     msg = CompletionMessage(batch_id=batch_id, item_id=items[0].item_id, row_count=5, write_status="ok", attempt=1,
-                            staging_table=ids.staging_table_name(batch_id, items[0].item_id))
+                            staging_table=ids.batch_staging_table(batch_id), write_id=write_id)
     with ThreadPoolExecutor(max_workers=8) as pool:
         answers = list(pool.map(lambda i: stack.push("coordinator/completions", msg.model_dump(mode="json"),
                                                      message_id=f"dup-{i}"), range(8)))
@@ -79,7 +80,7 @@ def test_the_same_completion_pushed_eight_times_at_once_is_recorded_once(stack, 
     assert retry.status_code == 200
     assert (ok + [retry.json()["result"]]).count("recorded") == 1
     item = stack.store.get_item(batch_id, items[0].item_id)
-    assert item["status"] == "completed" and item["row_count"] == 5
+    assert item["status"] == "completed" and item["row_count"] == 5 and item["write_id"] == write_id
     assert stack.store.get_batch(batch_id)["status"] == "running", "one item is still pending"
     stack.store.transition(batch_id, ["running"], {"status": "superseded"})  # leave nothing open
 
@@ -89,11 +90,9 @@ def test_concurrent_completion_pushes_start_exactly_one_consolidation(stack, day
     stack.seed(day, 6)
     s = stack.clients.settings
     batch_id, items = _batch(stack, day, 6)
-    schema = list(stack.clients.bq.get_table(s.main_table_id).schema)
-    for it in items:
-        stack.stage(s, batch_id, day, it.item_id, schema)
     messages = [CompletionMessage(batch_id=batch_id, item_id=it.item_id, row_count=5, write_status="ok", attempt=1,
-                                  staging_table=ids.staging_table_name(batch_id, it.item_id)) for it in items]
+                                  staging_table=ids.batch_staging_table(batch_id),
+                                  write_id=stack.stage(s, batch_id, day, it.item_id)) for it in items]
     deliveries = [(f"c-{n}-{k}", m) for k in range(2) for n, m in enumerate(messages)]
 
     def push(delivery):

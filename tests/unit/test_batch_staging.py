@@ -142,6 +142,28 @@ def test_count_write_validates_its_parameters_and_reports_a_missing_table():
         staging.count_write(_StagedBigQuery(None), S, BATCH, "a", W["1"])
 
 
+class _NoRowsBigQuery:
+    """bqemulator's answer to a query over a missing table: HTTP 200, `errors`, no rows (no exception)."""
+
+    def __init__(self, table_exists: bool):
+        self.table_exists = table_exists
+
+    def query_and_wait(self, sql, job_config=None, **_kw):
+        return []
+
+    def get_table(self, table_id):
+        if not self.table_exists:
+            raise gexc.NotFound(table_id)
+        return bigquery.Table(table_id)
+
+
+def test_a_count_without_a_row_is_a_missing_table_or_an_error_never_a_number():
+    with pytest.raises(staging.StagingTableMissing):
+        staging.count_write(_NoRowsBigQuery(table_exists=False), S, BATCH, "a", W["1"])
+    with pytest.raises(RuntimeError, match="returned no row"):
+        staging.count_write(_NoRowsBigQuery(table_exists=True), S, BATCH, "a", W["1"])
+
+
 def test_staged_writes_groups_writes_by_item():
     bq = _StagedBigQuery([("a", W["1"], 3), ("a", W["2"], 4), ("b", W["1"], 5)])
     out = staging.staged_writes(bq, S, BATCH)
