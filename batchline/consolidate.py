@@ -49,6 +49,7 @@ class Inventory:
     staged_rows_total: int = 0  # every staged row, any write: cleanup keeps the table if more arrive
     abandoned_writes: int = 0  # writes of redelivered or abandoned attempts, never merged
     unknown_items: list[str] = field(default_factory=list)  # staged rows of items the batch does not have
+    unmergeable: list[str] = field(default_factory=list)  # items whose every write repeats a prediction id
 
     def manifest(self) -> dict[str, str]:
         return {item: w.write_id for item, w in sorted(self.writes.items())}
@@ -105,9 +106,14 @@ def inventory(bq: bigquery.Client, settings: Settings, batch_id: str, items: lis
     completed = sorted(by_status.get("completed", []))
     writes: dict[str, StagedWrite] = {}
     recovered: list[str] = []
+    unmergeable: list[str] = []
     for item, candidates in sorted(staged.items()):
         if item in docs:
-            writes[item], was_recorded = choose_write(docs[item], candidates)
+            chosen, was_recorded = choose_write(docs[item], candidates)
+            if chosen is None:
+                unmergeable.append(item)
+                continue
+            writes[item] = chosen
             if not was_recorded:
                 recovered.append(item)
     missing = [i for i in completed if i not in writes or i in recovered]
@@ -116,20 +122,24 @@ def inventory(bq: bigquery.Client, settings: Settings, batch_id: str, items: lis
         failed_items=sorted(by_status.get("failed", [])), pending_items=sorted(by_status.get("pending", [])),
         staged_rows_total=sum(w.rows for ws in staged.values() for w in ws.values()),
         abandoned_writes=sum(len(ws) for item, ws in staged.items() if item in docs) - len(writes),
-        unknown_items=sorted(set(staged) - set(docs)),
+        unknown_items=sorted(set(staged) - set(docs)), unmergeable=unmergeable,
     )
 
 
-def choose_write(doc: dict, candidates: dict[str, StagedWrite]) -> tuple[StagedWrite, bool]:
+def choose_write(doc: dict, candidates: dict[str, StagedWrite]) -> tuple[StagedWrite | None, bool]:
     """The one write of an item to merge, and whether it is the write its completion recorded.
 
     The recorded write when it is staged whole (the manifest); otherwise one complete write of the item
-    (an acknowledged append is all of its rows or none): one without repeated prediction ids, then the
-    most rows, then the highest write id, so every caller picks the same one."""
-    recorded = candidates.get(doc.get("write_id") or "")
+    (an acknowledged append is all of its rows or none): the most rows, then the highest write id, so
+    every caller picks the same one. A write repeating a prediction id is never merged (the MERGE would
+    write one row of two); None when no write of the item can be."""
+    clean = {w.write_id: w for w in candidates.values() if w.keys == w.rows}
+    recorded = clean.get(doc.get("write_id") or "")
     if doc.get("status") == "completed" and recorded is not None and recorded.rows == doc.get("row_count"):
         return recorded, True
-    return max(candidates.values(), key=lambda w: (w.keys == w.rows, w.rows, w.write_id)), False
+    if not clean:
+        return None, False
+    return max(clean.values(), key=lambda w: (w.rows, w.write_id)), False
 
 
 def select_lists(main_schema: list[bigquery.SchemaField],

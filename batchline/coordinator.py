@@ -41,6 +41,7 @@ from batchline.state import (
     CONSOLIDATED,
     CONSOLIDATING,
     CONSOLIDATION_FAILED,
+    OPEN_STATUSES,
     BatchStore,
     ItemSnapshot,
     UnknownItem,
@@ -75,6 +76,8 @@ def _check_completion(clients: Clients, msg: CompletionMessage) -> tuple[dict, I
     try:
         count = staged.result()
     except staging.StagingTableMissing:
+        if batch["status"] not in OPEN_STATUSES:
+            raise _TableGone(batch) from None  # dropped after a verified MERGE: a late completion
         raise InvalidMessage(f"completion of {msg.item_id} names staging table {msg.staging_table}, "
                              f"which does not exist") from None
     if count != msg.row_count:
@@ -83,13 +86,30 @@ def _check_completion(clients: Clients, msg: CompletionMessage) -> tuple[dict, I
     return batch, item
 
 
+class _TableGone(Exception):
+    """The completion's batch moved on and its staging table is gone: nothing left to check or record."""
+
+    def __init__(self, batch: dict):
+        super().__init__(batch["batch_id"])
+        self.batch = batch
+
+
 # The completion check's BigQuery count, run beside its Firestore read (a handler thread waits on both).
 _CHECKS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="completion-check")
 
 
 def _record_completion(clients: Clients, msg: CompletionMessage, claimant: str) -> str:
     store = BatchStore(clients.fs)
-    checked = _check_completion(clients, msg)
+    try:
+        checked = _check_completion(clients, msg)
+    except _TableGone as gone:
+        merged = msg.item_id in ((gone.batch.get("merge_result") or {}).get("manifest") or {})
+        # Merged already (recovered from its staged write before this completion came) or not: then
+        # the batch reported the item failed or missing, and the daily reconciliation re-runs it.
+        log_event("completion_after_merge" if merged else "late_completion", severity="INFO" if merged else "ERROR",
+                  batch_id=msg.batch_id, item=msg.item_id, write_id=msg.write_id, batch_status=gone.batch["status"],
+                  message="completion arrived after its batch dropped the staging table")
+        return "late"
     if checked is not None:
         batch = checked[0]
         result = store.record_completion(msg.batch_id, msg.item_id, msg.staging_table, msg.row_count, msg.attempt,
@@ -227,18 +247,28 @@ def consolidate_batch(clients: Clients, batch_id: str, batch: dict, lease: str,
         inv.staged_rows_total = int(merged.get("staged_rows_total", inv.staged_rows_total))
     else:
         manifest = inv.manifest()
+    attempt = int(batch.get("merge_attempt") or 0)
+    generation = int(batch.get("consolidation_generation") or 0)
+    if merged is None and manifest:
+        # Fixed before the job exists: a redelivery of this attempt waits for the same job, so it must
+        # verify and record the manifest that job read, not a newer inventory.
+        pinned = store.pin_manifest(batch_id, generation, attempt, {
+            "manifest": manifest, "staged_rows_total": inv.staged_rows_total, "recovered": inv.recovered,
+            "abandoned_writes": inv.abandoned_writes, "missing_writes": inv.missing_writes})
+        manifest = dict(pinned["manifest"])
+        inv.recovered, inv.missing_writes = list(pinned["recovered"]), list(pinned["missing_writes"])
+        inv.staged_rows_total, inv.abandoned_writes = int(pinned["staged_rows_total"]), int(pinned["abandoned_writes"])
     expected = int(batch["expected_items"])
     log_event("staging_inventory", batch_id=batch_id, expected_items=expected, staged_items=len(manifest),
               completed=len(inv.expected_completed), failed=len(inv.failed_items), pending=len(inv.pending_items),
               recovered=inv.recovered[:500], abandoned_writes=inv.abandoned_writes,
-              unknown_items=inv.unknown_items[:100])
+              unknown_items=inv.unknown_items[:100], unmergeable=inv.unmergeable[:100])
     gap = expected - len(manifest)
     if gap:
         log_event("staging_gap", severity="WARNING", batch_id=batch_id, missing_staged_items=gap,
                   missing_items=sorted(set(i["item_id"] for i in items) - set(manifest))[:500],
                   completed_without_write=inv.missing_writes)
     injected = faults_mod.parse(batch.get("faults")) if s.allow_faults else faults_mod.FaultSpec()
-    attempt = int(batch.get("merge_attempt") or 0)
     if merged is None and manifest and ((keeper is not None and keeper.lost) or not store.renew_lease(batch_id, lease)):
         # checked right before the MERGE: a dead letter, a re-open or a newer holder may have moved the batch
         log_event("consolidation_lease_lost", severity="ERROR", batch_id=batch_id, lease=lease,
@@ -250,7 +280,7 @@ def consolidate_batch(clients: Clients, batch_id: str, batch: dict, lease: str,
                 clients.bq, s, batch_id, game_date, manifest,
                 scheduled_items=batch.get("scheduled_items") or [i["item_id"] for i in items],
                 merge_date=game_date + dt.timedelta(days=1) if injected.zero_merge else None,
-                generation=int(batch.get("consolidation_generation") or 0), attempt=attempt,
+                generation=generation, attempt=attempt,
                 fail_transiently=attempt < injected.merge_transient, pause_in_merge_s=injected.pause_in_merge)
             merged = {**result.as_dict(), "staged_rows_total": inv.staged_rows_total, "recovered": inv.recovered,
                       "abandoned_writes": inv.abandoned_writes}
@@ -321,7 +351,9 @@ def consolidate_batch(clients: Clients, batch_id: str, batch: dict, lease: str,
 def _drop_staging(clients: Clients, batch_id: str, staged_rows_total: int) -> bool:
     """Drop the batch staging table after verification, unless rows arrived since the inventory (a
     worker that checked the batch was open just before consolidation): then the table is kept for the
-    daily reconciliation, which merges or supersedes those rows (batchline/orphans.py)."""
+    daily reconciliation, which merges or supersedes those rows (batchline/orphans.py). The count and
+    the drop are two calls: an append landing between them goes with the table, but its item is one the
+    batch reported failed or missing (not in the manifest), which the reconciliation re-runs."""
     now_staged = sum(w.rows for ws in staging.staged_writes(clients.bq, clients.settings, batch_id).values()
                      for w in ws.values())
     if now_staged > staged_rows_total:
@@ -329,7 +361,8 @@ def _drop_staging(clients: Clients, batch_id: str, staged_rows_total: int) -> bo
                   rows_at_inventory=staged_rows_total, rows_now=now_staged,
                   message="rows were staged after the inventory; the reconciliation finishes them")
         return False
-    return bool(staging.drop_batch_table(clients.bq, clients.settings, batch_id))
+    staging.drop_batch_table(clients.bq, clients.settings, batch_id)  # 0 when a redelivery finds it gone
+    return True
 
 
 def publish_summary(clients: Clients, batch: dict) -> None:

@@ -62,7 +62,7 @@ LIST_CAP = 200_000
 class OrphanReport:
     merged: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
-    kept: dict[str, str] = field(default_factory=dict)  # table -> why it is still there
+    kept: dict[str, str] = field(default_factory=dict)  # `<table>/<item>` (or a table) -> why it is kept
     merge_jobs: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -175,6 +175,7 @@ def _finish(clients: Clients, store: BatchStore, game_date: dt.date, schedule: s
     owners = active_owners(clients, game_date)
     created = {b: (_get_batch(store, b) or {}).get("created_at") for b in set().union(*owners.values())}
     own = set(((batch.get("merge_result") or {}) if batch["status"] == CONSOLIDATED else {}).get("manifest") or {})
+    own |= {i for record in batch.get("orphans_merged") or [] for i in record.get("items") or []}
     docs = {d["item_id"]: d for d in store.items(batch_id)}
     merge: dict[str, str] = {}  # item -> write id
     drop: dict[str, str] = {}  # item -> why its rows may go
@@ -182,11 +183,15 @@ def _finish(clients: Clients, store: BatchStore, game_date: dt.date, schedule: s
     newer_batches: set[str] = set()
     for item, writes in sorted(staging.staged_writes(clients.bq, clients.settings, batch_id).items()):
         if item in own:
-            continue  # merged by the batch's own verified MERGE; what is left are abandoned attempts
+            continue  # merged by the batch's own verified MERGE or an earlier orphan MERGE; the rest is abandoned
         verdict, detail = classify(item if item in docs else None, schedule, owners.get(item, set()), batch_id,
                                    mine, created)
         if verdict == "merge":
-            merge[item] = cons.choose_write(docs[item], writes)[0].write_id
+            chosen = cons.choose_write(docs[item], writes)[0]
+            if chosen is None:
+                kept[item] = "every staged write of the item repeats a prediction id"
+                continue
+            merge[item] = chosen.write_id
         elif verdict == "drop":
             drop[item] = f"the player's active rows come from the newer batch {detail}"
             newer_batches.add(detail)

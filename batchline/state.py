@@ -45,6 +45,7 @@ from batchline.lifecycle import (  # noqa: F401 - the statuses are part of this 
 
 BATCHES = "batches"
 ITEMS = "items"
+MANIFESTS = "manifests"  # batches/{id}/manifests/g<generation>_a<attempt>: a MERGE attempt's pinned manifest
 DATES = "dates"
 REJECTED = "rejected_messages"
 
@@ -261,6 +262,18 @@ class BatchStore:
     def items_with_status(self, batch_id: str, status: str) -> list[dict]:
         q = self.batch_ref(batch_id).collection(ITEMS).where(filter=FieldFilter("status", "==", status))
         return [s.to_dict() for s in q.stream()]
+
+    def pin_manifest(self, batch_id: str, generation: int, attempt: int, pinned: dict) -> dict:
+        """The manifest a MERGE attempt runs with, fixed before its job is submitted: the first writer
+        wins and every later delivery of the same attempt gets the same one back, so the job a
+        redelivery waits for and the manifest it verifies and records are always the same (an
+        inventory taken again could name a write the job never read)."""
+        ref = self.batch_ref(batch_id).collection(MANIFESTS).document(f"g{int(generation)}_a{int(attempt)}")
+        try:
+            ref.create({**pinned, "pinned_at": now()})
+            return pinned
+        except gexc.Conflict:
+            return ref.get().to_dict() or {}
 
     def count_terminal(self, batch: dict, item_id: str) -> bool:
         """Count an item's terminal transition on the batch's progress; True when the batch may be done

@@ -97,7 +97,7 @@ def handle_work(clients: Clients, envelope: PushEnvelope, predictor: Predictor |
                            item.get("row_count") or 0, item.get("write_id"))
     if batch["status"] not in OPEN_STATUSES:
         # A redelivery after the batch moved on (superseded or consolidating): writing now would
-        # leave a staging table nobody merges. The item's state already says what happened to it.
+        # stage rows nobody merges. The item's state already says what happened to it.
         log_event("work_skipped", severity="WARNING", message=f"batch is {batch['status']}",
                   batch_status=batch["status"], item_status=item["status"], batch_id=msg.batch_id,
                   item=msg.item_id)

@@ -56,10 +56,13 @@ def descriptor_for(key: SchemaKey) -> tuple[descriptor_pb2.DescriptorProto, type
             return cached
         desc = descriptor_pb2.DescriptorProto(name="StagingRow")
         for number, (name, bq_type, mode) in enumerate(key, start=1):
-            if bq_type not in _PROTO_TYPES:
-                raise StagingWriteError(f"unsupported column type {bq_type} for column {name!r}")
-            if mode == "REPEATED":
-                raise StagingWriteError(f"unsupported column mode REPEATED for column {name!r}")
+            if not _encodable(bq_type, mode):
+                if mode == "REQUIRED":
+                    raise StagingWriteError(f"unsupported column type {bq_type} ({mode}) for column {name!r}")
+                # A NULLABLE column of a type we do not encode (added to the main table later) is left
+                # out of the writer schema: its rows get NULL, which the MERGE writes as a typed NULL
+                # anyway (F5). A row giving it a value is refused in encode_rows.
+                continue
             desc.field.add(name=name, number=number, type=_PROTO_TYPES[bq_type],
                            label=_FDP.LABEL_REQUIRED if mode == "REQUIRED" else _FDP.LABEL_OPTIONAL)
         file_proto = descriptor_pb2.FileDescriptorProto(name=f"staging_{uuid.uuid4().hex}.proto", syntax="proto2")
@@ -98,20 +101,26 @@ def encode_value(bq_type: str, value):
     return value
 
 
+def _encodable(bq_type: str, mode: str) -> bool:
+    return bq_type in _PROTO_TYPES and mode != "REPEATED"
+
+
 def encode_rows(key: SchemaKey, rows: Sequence[dict]) -> list[bytes]:
-    """Serialize every row, or refuse the whole batch: an unknown key, a wrong type or a missing
-    REQUIRED value raises, so no row is sent without all of its data."""
+    """Serialize every row, or refuse the whole batch: an unknown key (or a value for a column left out
+    of the writer schema), a wrong type or a missing REQUIRED value raises, so no row is sent without
+    all of its data."""
     _, cls = descriptor_for(key)
-    columns = {name: bq_type for name, bq_type, _ in key}
+    columns = {name: bq_type for name, bq_type, mode in key if _encodable(bq_type, mode)}
+    skipped = {name for name, bq_type, mode in key if not _encodable(bq_type, mode)}
     out = []
     for i, row in enumerate(rows):
-        unknown = sorted(set(row) - set(columns))
+        unknown = sorted(k for k in row if k not in columns and not (k in skipped and row[k] is None))
         if unknown:
-            raise StagingWriteError(f"row {i} has keys that are not columns of the table: {unknown}")
+            raise StagingWriteError(f"row {i} has keys that are not columns this writer encodes: {unknown}")
         msg = cls()
         try:
             for name, value in row.items():
-                encoded = encode_value(columns[name], value)
+                encoded = None if name in skipped else encode_value(columns[name], value)
                 if encoded is not None:
                     setattr(msg, name, encoded)
             out.append(msg.SerializeToString())
@@ -192,6 +201,6 @@ class StagingAppender:
             detail = "; ".join(f"row {e.index}: {e.message}" for e in row_errors[:5])
             raise StagingWriteError(f"append to {stream} refused: code {response.error.code} "
                                     f"{response.error.message} {detail}".strip())
-        if "append_result" not in response:
-            raise StagingWriteError(f"append to {stream}: the response carries no append_result")
+        # No error and no row errors is success, as the library's own AppendRowsStream treats it
+        # (a default-stream append_result may be an empty message).
         return len(rows)

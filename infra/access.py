@@ -55,8 +55,8 @@ ACCESS: dict[str, Access] = {
         publishes_to=("work", "consolidation", "summary", "completions", "control"),
         reads_dead_letters=DEAD_LETTER_KEYS,
     ),
-    # compares schedule (context table) with predictions (reads rows of main), finishes orphaned staging
-    # tables (one verified MERGE into main per batch, then deletes them: dataEditor on both datasets),
+    # compares schedule (context table) with predictions (reads rows of main), finishes orphaned staged
+    # rows (one verified MERGE into main per batch, then drops the table: dataEditor on both datasets),
     # re-dispatches small gaps as a new batch through the coordinator's start logic, which publishes
     # work and, for a batch with nothing pending, a consolidation request
     RECONCILE: Access(

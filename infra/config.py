@@ -79,8 +79,8 @@ STALL_MINUTES = (1, 24 * 60)
 PCT = (0.0, 100.0)
 DML_ERRORS = (1, 1000)
 DML_WINDOW_S = (60, 3600)
-# Staging tables are evidence (F6): the coordinator deletes them only after verifying their rows, and
-# the daily reconciliation alerts on any it finds orphaned. The expiration is a last net, so it must
+# Staged rows are evidence (F6): the coordinator drops a batch table only after verifying its rows, and
+# the daily reconciliation alerts on any rows it finds orphaned. The expiration is a last net, so it must
 # outlast a long weekend of an unanswered alert: at least 3 days.
 STAGING_EXPIRATION_HOURS = (72, 24 * 90)
 

@@ -1,8 +1,8 @@
 """BigQuery: main dataset (main + context tables) and the staging dataset.
 
 Table schemas come from `batchline.schema`, defined once. The staging dataset has a default table
-expiration as a last safety net only: the coordinator deletes staging tables itself, after verifying
-their rows in the main table (F6); the expiration catches what a crash leaves behind.
+expiration as a last safety net only: the coordinator drops a batch's staging table itself, after verifying
+its rows in the main table (F6); the expiration catches what a crash leaves behind.
 """
 
 from __future__ import annotations

@@ -18,16 +18,16 @@ def runbooks(cfg: StackConfig, dlq_subscriptions: list[str]) -> dict[str, tuple[
     return {
         "staging-write-failure-rate": (
             f"batchline: staging write failures above {t.staging_write_failure_rate_pct}%",
-            "Workers are failing to write their staging tables (F1). Failed items are retried by Pub/Sub and "
+            "Workers are failing to append to their batch staging table (F1). Failed items are retried by Pub/Sub and "
             "dead-lettered after the maximum attempts, nothing is acknowledged without a durable write.\n\n"
             f"1. See the errors: `{logs.format(event='staging_write_failed')}`\n"
             f"2. Check the staging dataset exists and quotas: `bq show --project_id={p} {bq.staging_dataset}`\n"
-            "3. If the cause is load (quota, DML), apply the emergency profile: "
+            "3. If the cause is load (Storage Write API throughput or connection quotas), apply the emergency profile: "
             "`pulumi config set batchline:emergency true && pulumi up`.\n"
             f"4. After the fix, re-dispatch missing items: `{stall}`"),
         "staging-gap": (
-            "batchline: staging tables missing at consolidation",
-            "The coordinator consolidated a batch with fewer staging tables than expected items; the gap was "
+            "batchline: items with nothing staged at consolidation",
+            "The coordinator consolidated a batch in which some expected items had no staged write; the gap was "
             "recorded with the missing item ids (F4/F9).\n\n"
             f"1. Which items: `{logs.format(event='staging_gap')}` (fields missing_staged_items / missing_items)\n"
             f"2. Re-dispatch them: `{stall}`\n3. Confirm with the daily reconciliation: `{reconcile}`"),
@@ -60,24 +60,26 @@ def runbooks(cfg: StackConfig, dlq_subscriptions: list[str]) -> dict[str, tuple[
             "3. Reduce load: `pulumi config set batchline:emergency true && pulumi up`"),
         "consolidation-failed": (
             "batchline: consolidation failed",
-            "The consolidation MERGE failed; staging tables are kept (F6), nothing is lost.\n\n"
+            "The consolidation MERGE failed; the batch staging table is kept (F6), nothing is lost.\n\n"
             f"1. Error: `{logs.format(event='consolidation_failed')}` (schema drift is reported with column "
             "names, F5)\n"
-            f"2. Staging tables kept: `bq ls --max_results=1000 {p}:{bq.staging_dataset}`\n"
-            "3. After the fix, consolidate again (a new MERGE generation over the kept tables), through the "
+            f"2. The kept table: `bq show {p}:{bq.staging_dataset}.stg_<BATCH_ID>`\n"
+            "3. After the fix, consolidate again (a new MERGE generation over the kept table), through the "
             f"control topic: `batchline consolidate <BATCH_ID> --project {p} --wait` (refused if a newer run "
             "of the date exists: then start the date again)"),
         "reconciliation-gap": (
             "batchline: daily reconciliation found a gap",
-            "The schedule (context table) and the main table disagree for a date, or staging tables outlived "
+            "The schedule (context table) and the main table disagree for a date, or staged rows outlived "
             "their batch. Small gaps were re-dispatched as a new batch automatically (`action` in the log).\n\n"
-            f"1. What: `{logs.format(event='reconciliation_gap')}` (incomplete_items, orphaned_staging_tables)\n"
-            f"2. Orphaned staging tables hold rows not in the main table: `bq ls --max_results=1000 "
+            f"1. What: `{logs.format(event='reconciliation_gap')}` (incomplete_items, "
+            "orphaned_staging_tables: `<table>/<item>` entries still kept)\n"
+            f"2. Leftover batch staging tables hold rows not in the main table: `bq ls --max_results=1000 "
             f"{p}:{bq.staging_dataset}`\n"
             f"3. Re-run the check after a fix: `{reconcile}`"),
         "needs-attention": (
             "batchline: an event needs a human",
-            "A completion arrived after its batch was consolidated (its staging table is kept), a dispatch "
+            "A completion arrived after its batch was consolidated (its write was not merged; the batch "
+            "reported the item failed or missing), a dispatch "
             "failed, a dead-lettered message could not be attributed to an item (kept in Firestore "
             "`rejected_messages`), or schedule rows were invalid.\n\n"
             f"1. Which: `{logs.format(event='late_completion')}` (likewise dispatch_failed, message_rejected, "

@@ -173,3 +173,28 @@ def test_a_summary_lost_after_the_result_is_sent_by_the_redelivery(stack, day):
     assert r.json()["result"] == "done"
     again = stack.store.get_batch(batch["batch_id"])["summary_message_id"]
     assert again and again != first
+
+
+def test_a_redelivered_consolidation_merges_and_records_the_manifest_pinned_for_its_attempt(stack, day):
+    """A delivery that submitted its MERGE and died left a pinned manifest; the redelivery waits for that
+    job, so it must verify and record that manifest, not a newer inventory (here one naming an item
+    staged after the first inventory). The newer item is reported missing and its rows keep the table."""
+    batch_id, items, writes = _staged_batch(stack, day, 2)
+    first, late = items[0].item_id, items[1].item_id
+    stack.store.pin_manifest(batch_id, 0, 0, {  # what the dead delivery's inventory saw: only `first`
+        "manifest": {first: writes[first]}, "staged_rows_total": 5, "recovered": [], "abandoned_writes": 0,
+        "missing_writes": [late]})
+    assert stack.store.claim_consolidation(batch_id, "all_items_terminal", claimant="died-after-merge")
+    payload = ConsolidationRequest(batch_id=batch_id, reason="all_items_terminal").model_dump()
+    r = stack.push("coordinator/consolidate", payload, message_id=f"pinned-{batch_id}")
+    assert r.status_code == 200 and r.json()["result"] == "consolidated", r.text
+    batch = stack.wait(batch_id)
+    assert batch["status"] == CONSOLIDATED
+    assert batch["merge_result"]["manifest"] == {first: writes[first]}, "the pinned manifest, not a new one"
+    assert batch["merged_items"] == 1 and batch["missing_items"] == [late]
+    assert batch["staging_table_dropped"] is False, "rows beyond the pinned inventory keep the table"
+    assert len(_merges(stack, batch_id)) == 1
+    stack.store.pin_manifest(batch_id, 0, 0, {"manifest": {}, "staged_rows_total": 0, "recovered": [],
+                                              "abandoned_writes": 0, "missing_writes": []})
+    again = stack.clients.fs.collection("batches").document(batch_id).collection("manifests").document("g0_a0")
+    assert again.get().to_dict()["manifest"] == {first: writes[first]}, "the first pin wins"

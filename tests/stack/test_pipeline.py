@@ -133,6 +133,18 @@ def test_poison_item_is_dead_lettered_and_the_rest_consolidates(stack, day):
     assert batch["failed_items"] == ["player_0003"]
     assert batch["staging_gap"] == 1 and batch["completed_without_write"] == []
     assert "player_0003" not in {r["player_lookup"] for r in _rows(stack, day)}
+    # A completion for the dead-lettered item after its batch dropped the staging table: nothing left to
+    # check or record; answered (no retry loop into the dead-letter queue) and logged as late, loudly.
+    assert batch["staging_table_dropped"]
+    late = CompletionMessage(batch_id=batch["batch_id"], item_id="player_0003",
+                             staging_table=ids.batch_staging_table(batch["batch_id"]), write_id=ids.new_write_id(),
+                             row_count=5, write_status="ok", attempt=1)
+    r = stack.push("coordinator/completions", late.model_dump(mode="json"), message_id=f"late-{batch['batch_id']}")
+    assert r.status_code == 200 and r.json()["result"] == "late", r.text
+    assert stack.store.get_item(batch["batch_id"], "player_0003")["status"] == "failed", "nothing recorded"
+    log = (Path(stack.info.state_dir) / "logs" / "coordinator.log").read_text()
+    assert any('"event":"late_completion"' in line and batch["batch_id"] in line and '"ERROR"' in line
+               for line in log.splitlines())
 
 
 def test_duplicate_deliveries_never_duplicate_rows_or_consolidations(stack, day):

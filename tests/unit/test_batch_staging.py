@@ -119,7 +119,8 @@ class _StagedBigQuery:
         assert f"`{S.project}.{S.staging_dataset}.stg_{BATCH}`" in sql
         if "GROUP BY" in sql:
             assert sql == staging.writes_sql(S, BATCH)
-            return [{"item_id": i, "write_id": w, "n": n, "k": n} for i, w, n in self.writes]
+            keys = getattr(self, "keys", {})
+            return [{"item_id": i, "write_id": w, "n": n, "k": keys.get((i, w), n)} for i, w, n in self.writes]
         assert sql == staging.write_count_sql(S, BATCH)
         return [{"n": sum(n for i, w, n in self.writes
                           if (i, w) == (params["item_id"], params["write_id"]))}]
@@ -206,6 +207,15 @@ def test_recovery_prefers_a_write_without_repeated_prediction_ids_and_both_calle
     assert c.choose_write(_item("x", "completed", W["1"], 5), candidates) == (clean, True)
     assert c.choose_write(_item("x", "completed", W["1"], 4), candidates) == (clean, False), "count differs"
     assert c.choose_write(_item("x", "failed", W["1"], 5), candidates) == (clean, False), "not completed"
+    assert c.choose_write(_item("x", "pending"), {dup.write_id: dup}) == (None, False), "never merged"
+    assert c.choose_write(_item("x", "completed", W["f"], 6), {dup.write_id: dup}) == (None, False)
+
+
+def test_an_item_whose_every_write_repeats_a_prediction_id_is_not_merged_and_named():
+    bq = _StagedBigQuery([("ok", W["1"], 3), ("bad", W["2"], 3)])
+    bq.keys = {("bad", W["2"]): 2}
+    inv = c.inventory(bq, S, BATCH, [_item("ok", "completed", W["1"], 3), _item("bad", "completed", W["2"], 3)])
+    assert inv.manifest() == {"ok": W["1"]} and inv.unmergeable == ["bad"] and inv.missing_writes == ["bad"]
 
 
 def test_a_completed_item_whose_recorded_write_is_gone_is_recovered_and_reported_missing():

@@ -110,12 +110,28 @@ def test_wrong_types_refused(row):
         encode_rows(KEY, [row])
 
 
-@pytest.mark.parametrize("field", [bigquery.SchemaField("x", "NUMERIC"), bigquery.SchemaField("x", "JSON"),
-                                   bigquery.SchemaField("x", "RECORD", fields=[bigquery.SchemaField("y", "STRING")]),
-                                   bigquery.SchemaField("x", "STRING", mode="REPEATED")])
-def test_unsupported_column_refused(field):
+_UNSUPPORTED = [bigquery.SchemaField("x", "NUMERIC"), bigquery.SchemaField("x", "JSON"),
+                bigquery.SchemaField("x", "RECORD", fields=[bigquery.SchemaField("y", "STRING")]),
+                bigquery.SchemaField("x", "STRING", mode="REPEATED")]
+
+
+@pytest.mark.parametrize("field", [f for f in _UNSUPPORTED if f.mode != "REPEATED"])
+def test_a_required_column_of_an_unsupported_type_is_refused(field):
+    required = bigquery.SchemaField(field.name, field.field_type, mode="REQUIRED", fields=field.fields)
     with pytest.raises(StagingWriteError, match="unsupported column"):
-        descriptor_for(schema_key([field]))
+        descriptor_for(schema_key([required]))
+
+
+@pytest.mark.parametrize("field", _UNSUPPORTED)
+def test_a_nullable_column_of_an_unsupported_type_is_left_null_and_a_value_for_it_refused(field):
+    """A column added to the main table later (F5) must not stop every append: it is left out of the
+    writer schema, its rows get NULL; a row that does give it a value is refused, never dropped."""
+    key = schema_key([bigquery.SchemaField("id", "STRING", mode="REQUIRED"), field])
+    desc, _ = descriptor_for(key)
+    assert [f.name for f in desc.field] == ["id"]
+    assert len(encode_rows(key, [{"id": "a"}, {"id": "b", "x": None}])) == 2
+    with pytest.raises(StagingWriteError, match="not columns this writer encodes"):
+        encode_rows(key, [{"id": "a", "x": ["v"] if field.mode == "REPEATED" else "v"}])
 
 
 def test_default_stream_name():
@@ -164,7 +180,6 @@ def test_append_sends_one_request_and_returns_count():
     [types.AppendRowsResponse(error={"code": 3, "message": "bad"})],
     [types.AppendRowsResponse(append_result=types.AppendRowsResponse.AppendResult(),
                               row_errors=[types.RowError(index=1, message="nope")])],
-    [types.AppendRowsResponse()],  # neither result nor error: not acknowledged
     [],  # the stream closed without a response
     RuntimeError("channel closed"),
 ])
@@ -172,6 +187,13 @@ def test_append_not_acknowledged_raises(responses):
     a, _ = appender_with(responses)
     with pytest.raises(StagingWriteError):
         a.append("p.d.t", SCHEMA, [{"id": "a"}])
+
+
+def test_a_response_without_error_is_an_acknowledgement():
+    """As the library's AppendRowsStream reads it; a false success would still be caught, because the
+    coordinator counts the write's rows before it records the completion."""
+    a, _ = appender_with([types.AppendRowsResponse()])
+    assert a.append("p.d.t", SCHEMA, [{"id": "a"}]) == 1
 
 
 def test_refused_rows_are_never_sent():
