@@ -119,13 +119,10 @@ def _wait(clients, batch_id: str, expected: int, timeout_s: float) -> dict:
         # the last step is the consolidation: the bar is full only when the batch is
         task = progress.add_task("items + merge", total=expected + 1, detail="")
         while True:
-            batch = store.get_batch(batch_id) or {}
-            counts = {s: store.count_items(batch_id, s) for s in ("completed", "failed")}
-            done = counts["completed"] + counts["failed"]
+            batch = store.get_batch(batch_id) or {"batch_id": batch_id}
+            done = min(store.terminal_count(batch), expected)  # shards over-count a completion after a failure
             terminal = batch.get("status") in TERMINAL_STATUSES
-            progress.update(task, completed=done + terminal,
-                            detail=f"completed {counts.get('completed', 0)} failed {counts.get('failed', 0)} "
-                                   f"| batch {batch.get('status')}")
+            progress.update(task, completed=done + terminal, detail=f"items done {done} | batch {batch.get('status')}")
             if terminal:
                 return batch
             if time.monotonic() > deadline:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 
 from google.cloud import bigquery, firestore
 
@@ -63,18 +62,18 @@ def _check_completion(clients: Clients, msg: CompletionMessage) -> tuple[dict, I
     raises InvalidMessage when it cannot be true. Applied on every path that records a completion (live
     and dead-lettered): the staging table must be the batch's, and the write it names must hold exactly
     the rows it claims for that item, or a forged or confused message would mark an item done with
-    nothing behind it (and its worker would skip it). The count runs while the documents are read."""
+    nothing behind it (and its worker would skip it). The count (write_checks.py: many completions per
+    query) runs while the documents are read."""
     if msg.staging_table != ids.batch_staging_table(msg.batch_id):
         raise InvalidMessage(f"staging table {msg.staging_table} is not the staging table of batch {msg.batch_id}")
-    staged = _CHECKS.submit(staging.count_write, clients.bq, clients.settings, msg.batch_id, msg.item_id,
-                            msg.write_id)
+    staged = clients.write_checks.count(msg.batch_id, msg.item_id, msg.write_id)  # runs beside the read below
     batch, item = BatchStore(clients.fs).batch_and_item_snapshots(msg.batch_id, msg.item_id)
     if batch is None or item is None:
         raise UnknownItem(f"batch {msg.batch_id} has no item {msg.item_id}")
     if item.data["status"] == COMPLETED:
         return None
     try:
-        count = staged.result()
+        count = staged.result(timeout=CHECK_TIMEOUT_S)
     except staging.StagingTableMissing:
         if batch["status"] not in OPEN_STATUSES:
             raise _TableGone(batch) from None  # dropped after a verified MERGE: a late completion
@@ -94,8 +93,7 @@ class _TableGone(Exception):
         self.batch = batch
 
 
-# The completion check's BigQuery count, run beside its Firestore read (a handler thread waits on both).
-_CHECKS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="completion-check")
+CHECK_TIMEOUT_S = 60.0  # a completion check not answered by then fails its delivery, which Pub/Sub redelivers
 
 
 def _record_completion(clients: Clients, msg: CompletionMessage, claimant: str) -> str:
@@ -111,11 +109,12 @@ def _record_completion(clients: Clients, msg: CompletionMessage, claimant: str) 
                   message="completion arrived after its batch dropped the staging table")
         return "late"
     if checked is not None:
-        batch = checked[0]
-        result = store.record_completion(msg.batch_id, msg.item_id, msg.staging_table, msg.row_count, msg.attempt,
-                                         msg.write_id, *checked)
+        result, may_be_done = store.record_completion_counted(
+            msg.batch_id, msg.item_id, msg.staging_table, msg.row_count, msg.attempt, msg.write_id, *checked)
     else:
-        batch, result = store.get_batch(msg.batch_id) or {"batch_id": msg.batch_id}, "duplicate"
+        # A redelivery: its first delivery may have died between the record and the request below.
+        result = "duplicate"
+        may_be_done = store.may_be_done(store.get_batch(msg.batch_id) or {"batch_id": msg.batch_id}, msg.item_id)
     if result == "late":
         log_event("late_completion", severity="ERROR", batch_id=msg.batch_id, item=msg.item_id,
                   staging_table=msg.staging_table, write_id=msg.write_id, message="completion arrived after the "
@@ -123,9 +122,8 @@ def _record_completion(clients: Clients, msg: CompletionMessage, claimant: str) 
     else:
         log_event("item_completed" if result == "recorded" else "completion_duplicate",
                   batch_id=msg.batch_id, item=msg.item_id, write_id=msg.write_id, row_count=msg.row_count)
-    # Counted after the record is durable and before the 2xx, so a redelivery counts again rather than
-    # never (progress.py); the exact pending query runs only when the batch may be done.
-    if store.count_terminal(batch, msg.item_id):
+    # The exact pending query runs only when the batch may be done (progress.py).
+    if may_be_done:
         request_consolidation_if_done(clients, msg.batch_id, claimant)
     return result
 
@@ -156,12 +154,12 @@ def handle_dead_letter(clients: Clients, source: str, envelope: PushEnvelope) ->
             msg = parse_model(WorkMessage, payload)
             _check_work(store, msg)
             DeadLetterLog(clients.fs).record(msg.batch_id, msg.item_id, envelope.message.message_id, attempts)
-            result = store.record_failure(msg.batch_id, msg.item_id,
-                                          f"work message dead-lettered after {attempts} delivery attempts",
-                                          dead_lettered=True)
+            result, may_be_done = store.record_failure_counted(
+                msg.batch_id, msg.item_id, f"work message dead-lettered after {attempts} delivery attempts",
+                dead_lettered=True)
             log_event("item_dead_lettered", severity="ERROR", batch_id=msg.batch_id, item=msg.item_id,
                       result=result, delivery_attempts=attempts)
-            if store.count_terminal(store.get_batch(msg.batch_id) or {"batch_id": msg.batch_id}, msg.item_id):
+            if may_be_done:
                 request_consolidation_if_done(clients, msg.batch_id, envelope.message.message_id)
             return result
         if source == "completions":

@@ -171,7 +171,7 @@ class BatchStore:
                 "game_date": game_date.isoformat(),
                 "status": DISPATCHING,
                 "expected_items": len(items),
-                "progress_shards": progress.shard_count(len(items)),
+                "progress_shard_items": progress.shard_sizes([i.item_id for i in items]),
                 "force": force,
                 "faults": faults,
                 "dispatch_token": dispatch_token,
@@ -189,10 +189,8 @@ class BatchStore:
         return superseded
 
     def create_items(self, batch_id: str, items: list[Item]) -> None:
-        """Item documents in pending state, and the batch's progress shards; those that already exist
-        are left as they are (a resumed dispatch re-creates only what a crashed start did not get to).
-        `items` is always the batch's whole item list."""
-        progress.Progress(self.fs, self.batch_ref(batch_id)).create([i.item_id for i in items])
+        """Item documents in pending state; those that already exist are left as they are (a resumed
+        dispatch re-creates only what a crashed start did not get to)."""
         existing = {s.id for s in self.batch_ref(batch_id).collection(ITEMS).select([]).stream()}
         todo = [i for i in items if i.item_id not in existing]
         for chunk_start in range(0, len(todo), _WRITE_BATCH):
@@ -275,11 +273,25 @@ class BatchStore:
         except gexc.Conflict:
             return ref.get().to_dict() or {}
 
-    def count_terminal(self, batch: dict, item_id: str) -> bool:
-        """Count an item's terminal transition on the batch's progress; True when the batch may be done
-        (batchline/progress.py), so that only then does the caller run the exact pending query."""
-        return progress.Progress(self.fs, self.batch_ref(batch["batch_id"])).count_terminal(
-            item_id, batch.get("progress_shards"))
+    def may_be_done(self, batch: dict, item_id: str, count: int | None = None) -> bool:
+        """Whether the batch may have no pending item left, from its progress shards (progress.py):
+        `count` is the item's shard count as a commit returned it, else it is read."""
+        ref = self.batch_ref(batch["batch_id"])
+        shard = progress.counted(batch, item_id, ref)
+        if shard is None:
+            return True
+        if count is None:
+            snap = shard[0].get()
+            count = int((snap.to_dict() or {}).get("terminal") or 0) if snap.exists else 0
+        return count >= shard[1] and progress.all_full(self.fs, batch, ref)
+
+    def terminal_count(self, batch: dict) -> int:
+        """Items that reached a terminal state, for a progress display: the progress shards (one small
+        read), or two count queries for a batch without them."""
+        counted = progress.total_counted(self.fs, batch, self.batch_ref(batch["batch_id"]))
+        if counted is not None:
+            return counted
+        return sum(self.count_items(batch["batch_id"], s) for s in (COMPLETED, FAILED))
 
     def any_pending(self, batch_id: str) -> bool:
         q = (self.batch_ref(batch_id).collection(ITEMS)
@@ -333,42 +345,82 @@ class BatchStore:
     def record_completion(self, batch_id: str, item_id: str, staging_table: str, row_count: int,
                           attempt: int, write_id: str, batch: dict | None = None,
                           item: ItemSnapshot | None = None) -> str:
-        """Mark an item completed; idempotent. Returns 'recorded', 'duplicate' or 'late'.
+        """Mark an item completed; idempotent. Returns 'recorded', 'duplicate' or 'late'."""
+        return self.record_completion_counted(batch_id, item_id, staging_table, row_count, attempt, write_id,
+                                              batch, item)[0]
+
+    def record_completion_counted(self, batch_id: str, item_id: str, staging_table: str, row_count: int,
+                                  attempt: int, write_id: str, batch: dict | None = None,
+                                  item: ItemSnapshot | None = None) -> tuple[str, bool]:
+        """Mark an item completed; idempotent. Returns ('recorded' | 'duplicate' | 'late', whether the
+        batch may now be done).
 
         'late' means the batch already moved past consolidation: the item is recorded, and the caller
         reports it loudly, because its write was not part of the MERGE. The recorded write id is the
-        item's entry in the batch's manifest.
-        """
+        item's entry in the batch's manifest. `batch` and `item` are the caller's reads (one round trip
+        for both); the item is then written only if nobody wrote it since, else by a transaction."""
         # Read outside the transaction: a transactional read would lock the batch document and make
         # it the hot document F3 is about. "late" is advisory; consolidation also merges a staged
         # write whose completion never arrived.
         if batch is None:
-            batch = self.get_batch(batch_id)
-        late = batch is not None and batch.get("status") not in OPEN_STATUSES
+            batch = self.get_batch(batch_id) or {"batch_id": batch_id}
+        late = batch.get("status") is not None and batch["status"] not in OPEN_STATUSES
 
         def decide(doc: dict) -> tuple[object, dict | None]:
             return lc.decide_completion(doc, late=late, staging_table=staging_table, row_count=row_count,
                                         attempt=attempt, write_id=write_id, now=now())
 
+        return self._counted_transition(batch, item_id, decide, item)
+
+    def _counted_transition(self, batch: dict, item_id: str, decide: Callable[[dict], tuple[object, dict | None]],
+                            item: ItemSnapshot | None = None) -> tuple[str, bool]:
+        """An item's transition and its count on the batch's progress shard, in one commit: conditional
+        on the caller's read of the item when given (one round trip), else (or when that race is lost)
+        in a transaction. Returns (result, whether the batch may now be done)."""
+        batch_id = batch["batch_id"]
+        ref = self.item_ref(batch_id, item_id)
+        shard = progress.counted(batch, item_id, self.batch_ref(batch_id))
         if item is not None:
-            # The caller's read of the item, written back only if nobody wrote it since (one round
-            # trip instead of a transaction's three); a lost race falls back to the transaction.
             result, update = decide(item.data)
             if update is None:
-                return str(result)
+                return str(result), self.may_be_done(batch, item_id)
+            wb = self.fs.batch()
+            wb.update(ref, update, option=self.fs.write_option(last_update_time=item.update_time))
+            if shard is not None:
+                wb.set(shard[0], progress.INCREMENT, merge=True)
             try:
-                self.item_ref(batch_id, item_id).update(
-                    update, option=self.fs.write_option(last_update_time=item.update_time))
-                return str(result)
+                written = wb.commit()
             except gexc.FailedPrecondition:
-                pass
-        return str(self._item_transition(batch_id, item_id, decide))
+                pass  # somebody wrote the item since the caller read it: decide again, in a transaction
+            else:
+                count = written[1].transform_results[0].integer_value if shard is not None else None
+                return str(result), self.may_be_done(batch, item_id, count)
+
+        @firestore.transactional
+        def txn_fn(txn) -> object:
+            snap = ref.get(transaction=txn)
+            if not snap.exists:
+                raise UnknownItem(f"batch {batch_id} has no item {item_id}")
+            result, update = decide(snap.to_dict())
+            if update is not None:
+                txn.update(ref, update)
+                if shard is not None:
+                    txn.set(shard[0], progress.INCREMENT, merge=True)
+            return result
+
+        return str(txn_fn(self.fs.transaction())), self.may_be_done(batch, item_id)
 
     def record_failure(self, batch_id: str, item_id: str, reason: str, *, dead_lettered: bool = False) -> str:
         """Mark an item failed (dead-lettered or given up on); never overrides a completion.
         Returns 'recorded', 'already_completed' or 'duplicate'."""
-        return str(self._item_transition(batch_id, item_id, lambda item: lc.decide_failure(
-            item, reason, now(), dead_lettered=dead_lettered)))
+        return self.record_failure_counted(batch_id, item_id, reason, dead_lettered=dead_lettered)[0]
+
+    def record_failure_counted(self, batch_id: str, item_id: str, reason: str, *,
+                               dead_lettered: bool = False) -> tuple[str, bool]:
+        """record_failure, and whether the batch may now be done (progress.py)."""
+        batch = self.get_batch(batch_id) or {"batch_id": batch_id}
+        return self._counted_transition(batch, item_id, lambda item: lc.decide_failure(
+            item, reason, now(), dead_lettered=dead_lettered))
 
     def mark_redispatched(self, batch_id: str, item_ids: Iterable[str]) -> None:
         wb = self.fs.batch()

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from batchline.lifecycle import COMPLETED, FAILED, TERMINAL_STATUSES
+from batchline.lifecycle import TERMINAL_STATUSES
 from batchline.state import BatchStore
 
 console = Console(stderr=True)
@@ -59,11 +59,10 @@ def wait_batch(fs, batch_id: str, timeout_s: float) -> dict:
                   TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), console=console) as progress:
         task = progress.add_task(f"batch {batch_id}", total=int(batch.get("expected_items") or 0) + 1, detail="")
         while True:
-            batch = store.get_batch(batch_id) or {}
-            done = {s: store.count_items(batch_id, s) for s in (COMPLETED, FAILED)}
+            batch = store.get_batch(batch_id) or {"batch_id": batch_id}
+            done = min(store.terminal_count(batch), int(batch.get("expected_items") or 0))
             terminal = batch.get("status") in TERMINAL_STATUSES
-            progress.update(task, completed=sum(done.values()) + terminal,
-                            detail=f"completed {done[COMPLETED]} failed {done[FAILED]} | {batch.get('status')}")
+            progress.update(task, completed=done + terminal, detail=f"items done {done} | {batch.get('status')}")
             if terminal or time.monotonic() > deadline:
                 return batch
             time.sleep(0.5)

@@ -193,9 +193,12 @@ def reconcile_complete_players() -> Drive:
     return Drive(bq.sent)
 
 
-def staging_count_write() -> Drive:
-    bq = RecordingBigQuery({}, lambda sql: [{"n": 3}])
-    staging.count_write(bq, S, BATCH, "player_a", WRITE_A)
+def staging_count_writes() -> Drive:
+    """Both statements: a group of one check, then a group of two."""
+    rows = [{"item_id": p, "write_id": WRITE_A, "n": 3} for p in ("player_a", "player_b")]
+    bq = RecordingBigQuery({}, lambda sql: rows)
+    staging.count_writes(bq, S, BATCH, [("player_a", WRITE_A)])
+    staging.count_writes(bq, S, BATCH, [("player_a", WRITE_A), ("player_b", WRITE_A)])
     return Drive(bq.sent, {STAGING_TABLE_ID: staging.staging_schema(MAIN_SCHEMA)})
 
 
@@ -293,7 +296,7 @@ DRIVERS: dict[str, tuple[Callable[[], Drive], tuple[str, ...]]] = {
     "dispatch_expected_items": (dispatch_expected_items, ("query",)),
     "coordinator_kept_previous": (coordinator_kept_previous, ("query",)),
     "reconcile_complete_players": (reconcile_complete_players, ("query",)),
-    "staging_count_write": (staging_count_write, ("query",)),
+    "staging_count_writes": (staging_count_writes, ("query", "query")),
     "consolidate_inventory": (consolidate_inventory, ("query",)),
     "chaos_delete_staged_item": (chaos_delete_staged_item, ("delete",)),
     "provision_seed_context": (provision_seed_context, ("delete",)),

@@ -105,42 +105,58 @@ def test_create_batch_table_creates_the_batch_table_idempotently_from_the_live_m
 # -- the statements' answers, in memory -----------------------------------------------------------------
 class _StagedBigQuery:
     """The batch staging table as a list of writes (item, write id, rows); answers writes_sql's GROUP BY
-    and write_count_sql, and raises NotFound when the table does not exist."""
+    and write_counts_sql, and raises NotFound when the table does not exist."""
 
     def __init__(self, writes: list[tuple[str, str, int]] | None):
         self.writes = writes
         self.sent: list[tuple[str, dict]] = []
 
     def query_and_wait(self, sql, job_config=None, **_kw):
-        params = {p.name: p.value for p in (job_config.query_parameters if job_config else [])}
+        params = {p.name: p.values if hasattr(p, "values") else p.value
+                  for p in (job_config.query_parameters if job_config else [])}
         self.sent.append((sql, params))
         if self.writes is None:
             raise gexc.NotFound(f"stg_{BATCH}")
         assert f"`{S.project}.{S.staging_dataset}.stg_{BATCH}`" in sql
-        if "GROUP BY" in sql:
-            assert sql == staging.writes_sql(S, BATCH)
-            keys = getattr(self, "keys", {})
-            return [{"item_id": i, "write_id": w, "n": n, "k": keys.get((i, w), n)} for i, w, n in self.writes]
-        assert sql == staging.write_count_sql(S, BATCH)
-        return [{"n": sum(n for i, w, n in self.writes
-                          if (i, w) == (params["item_id"], params["write_id"]))}]
+        keys = getattr(self, "keys", {})
+        if "@pairs" in sql:
+            assert sql == staging.write_counts_sql(S, BATCH)
+            asked = set(params["pairs"])
+            return [{"item_id": i, "write_id": w, "n": n} for i, w, n in self.writes if f"{i}/{w}" in asked]
+        if "@write_id" in sql:
+            assert sql == staging.write_count_sql(S, BATCH)
+            return [{"item_id": params["item_id"], "write_id": params["write_id"],
+                     "n": sum(n for i, w, n in self.writes if (i, w) == (params["item_id"], params["write_id"]))}]
+        assert sql == staging.writes_sql(S, BATCH)
+        return [{"item_id": i, "write_id": w, "n": n, "k": keys.get((i, w), n)} for i, w, n in self.writes]
+
+    def get_table(self, table_id):
+        return bigquery.Table(table_id)
 
 
-def test_count_write_counts_one_write_of_one_item():
-    bq = _StagedBigQuery([("a", W["1"], 3), ("a", W["2"], 4), ("b", W["1"], 5)])
-    assert staging.count_write(bq, S, BATCH, "a", W["2"]) == 4
-    assert staging.count_write(bq, S, BATCH, "b", W["2"]) == 0
+def test_one_check_uses_the_single_write_statement():
+    bq = _StagedBigQuery([("a", W["1"], 3), ("a", W["2"], 4)])
+    assert staging.count_writes(bq, S, BATCH, [("a", W["2"])]) == {("a", W["2"]): 4}
+    assert staging.count_writes(bq, S, BATCH, [("a", W["3"])]) == {("a", W["3"]): 0}
+    assert [sql for sql, _ in bq.sent] == [staging.write_count_sql(S, BATCH)] * 2
     assert bq.sent[0][1] == {"item_id": "a", "write_id": W["2"]}
 
 
-def test_count_write_validates_its_parameters_and_reports_a_missing_table():
+def test_count_writes_counts_each_asked_write_of_each_item_in_one_query():
+    bq = _StagedBigQuery([("a", W["1"], 3), ("a", W["2"], 4), ("b", W["1"], 5)])
+    asked = [("a", W["2"]), ("b", W["2"]), ("b", W["1"])]
+    assert staging.count_writes(bq, S, BATCH, asked) == {("a", W["2"]): 4, ("b", W["2"]): 0, ("b", W["1"]): 5}
+    assert len(bq.sent) == 1 and bq.sent[0][1] == {"pairs": sorted(f"{i}/{w}" for i, w in asked)}
+
+
+def test_count_writes_validates_its_parameters_and_reports_a_missing_table():
     bq = _StagedBigQuery([])
     for item, write in (("A", W["1"]), ("a", "x' OR '1'='1"), ("a", W["1"][:-1])):
         with pytest.raises(ValueError):
-            staging.count_write(bq, S, BATCH, item, write)
+            staging.count_writes(bq, S, BATCH, [(item, write)])
     assert bq.sent == []
     with pytest.raises(staging.StagingTableMissing):
-        staging.count_write(_StagedBigQuery(None), S, BATCH, "a", W["1"])
+        staging.count_writes(_StagedBigQuery(None), S, BATCH, [("a", W["1"])])
 
 
 class _NoRowsBigQuery:
@@ -158,11 +174,11 @@ class _NoRowsBigQuery:
         return bigquery.Table(table_id)
 
 
-def test_a_count_without_a_row_is_a_missing_table_or_an_error_never_a_number():
+def test_no_row_for_a_write_is_zero_rows_unless_the_table_is_missing():
+    """bqemulator answers a query over a missing table with 200 and no rows: that must not read as 0."""
     with pytest.raises(staging.StagingTableMissing):
-        staging.count_write(_NoRowsBigQuery(table_exists=False), S, BATCH, "a", W["1"])
-    with pytest.raises(RuntimeError, match="returned no row"):
-        staging.count_write(_NoRowsBigQuery(table_exists=True), S, BATCH, "a", W["1"])
+        staging.count_writes(_NoRowsBigQuery(table_exists=False), S, BATCH, [("a", W["1"])])
+    assert staging.count_writes(_NoRowsBigQuery(table_exists=True), S, BATCH, [("a", W["1"])]) == {("a", W["1"]): 0}
 
 
 def test_staged_writes_groups_writes_by_item():
