@@ -13,6 +13,7 @@ import platform
 import statistics
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +26,40 @@ RESULTS_DIR = BENCH_DIR / "results"
 def loadavg() -> list[float]:
     """The 1/5/15-minute load averages: the machine is shared, so every figure carries them."""
     return [round(x, 2) for x in os.getloadavg()]
+
+
+def other_tests_running() -> list[int]:
+    """Pids of other test sessions (a command line mentioning pytest), this process excluded."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit() or int(d.name) == os.getpid():
+            continue
+        try:
+            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if b"pytest" in cmd:
+            out.append(int(d.name))
+    return out
+
+
+def wait_quiet(max_load: float = 2.5, poll_s: float = 15.0, give_up_s: float | None = None) -> dict:
+    """Before a run: wait until no other test session runs and the 1-minute load is below `max_load`,
+    polling every `poll_s`; after `give_up_s` (default $BENCH_WAIT_GIVE_UP_S, else 900) run anyway.
+    Returns what was waited for (goes in the JSON)."""
+    if give_up_s is None:
+        give_up_s = float(os.environ.get("BENCH_WAIT_GIVE_UP_S", "900"))
+    t0 = time.monotonic()
+    while True:
+        tests, load = other_tests_running(), os.getloadavg()[0]
+        quiet = not tests and load < max_load
+        if quiet or time.monotonic() - t0 >= give_up_s:
+            info = {"waited_s": round(time.monotonic() - t0, 1), "give_up_s": give_up_s, "quiet": quiet,
+                    "load_1m": round(load, 2),
+                    "tests_running": len(tests)}
+            print(f"wait_quiet: {info}", flush=True)
+            return info
+        time.sleep(poll_s)
 
 
 def utc_now() -> str:
@@ -61,9 +96,21 @@ def r(x: float | None, nd: int = 3) -> float | None:
 def stack(state_dir: str | None, threads: int = 4) -> Iterator[local_stack.StackInfo]:
     """A running local stack: reuse the one recorded in `state_dir` if it answers (left running),
     else start one (in a temporary directory when none is given) and stop it afterwards."""
-    if state_dir and local_stack.is_up(state_dir):
-        yield local_stack.load(state_dir)
-        return
+    if state_dir:
+        # a loaded machine can make one status probe miss: look again before touching a given stack
+        for _ in range(4):
+            if local_stack.is_up(state_dir):
+                yield local_stack.load(state_dir)
+                return
+            if not (Path(state_dir) / "stack.json").exists():
+                break
+            time.sleep(5)
+        if (Path(state_dir) / "stack.json").exists():
+            # a given, recorded stack that is not whole: restart only what is dead, keep the rest (the
+            # main table's rows), and leave it running for the next script
+            print(f"stack in {state_dir} not answering: healing it (reuse=True)", flush=True)
+            yield local_stack.up(state_dir, threads=threads, reuse=True)
+            return
     tmp = None
     if not state_dir:
         tmp = tempfile.TemporaryDirectory(prefix="batchline-bench-")

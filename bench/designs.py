@@ -17,10 +17,14 @@ here on the local stack.
     document written a handful of times): writes per second on the hottest document, against
     Firestore's ~1 sustained write per second per document
     https://cloud.google.com/firestore/docs/best-practices#updates_to_a_single_document
-(c) Per-item staging tables (current) versus one batch table written through the Storage Write API:
-    API calls, tables created, load jobs per batch (counted from the run, and HTTP requests of one
-    item's staging write counted here on an instrumented client), and load jobs per day against the
-    100,000 load jobs per project per day quota https://cloud.google.com/bigquery/quotas#load_jobs
+(c) Per-item staging tables (05d660d) versus one batch table written through the Storage Write API
+    (HEAD): tables created, load jobs, deletes per batch and BigQuery requests per item. Ours is COUNTED
+    here on instrumented clients running batchline's own functions (gRPC AppendRows per item, REST
+    requests of the completion check `staging.count_write`, of dispatch and of consolidation) and taken
+    from a clean run's BigQuery jobs (`bq_jobs`, `bq_jobs_consolidation`); the per-item design's figures
+    are MEASURED on the old code: its sweep JSON of the same session (`--old-run`) and the HTTP count of
+    05d660d's own bench/designs.py run on its own stack (`--old-designs`, a designs-old-*.json). Load
+    jobs per day against the 100,000 per project per day quota https://cloud.google.com/bigquery/quotas#load_jobs
 
 Writes bench/results/designs-<time>.json and bench/results/designs.md. Figures, not assertions.
 """
@@ -99,7 +103,6 @@ def time_single_item_merge(clients, samples: int) -> dict:
 
     from batchline.consolidate import merge_params, merge_sql
     from batchline.local.provision import main_table_schema
-    from batchline.staging import write_staging
 
     s = clients.settings
     tag = uuid.uuid4().hex[:8]
@@ -122,7 +125,9 @@ def time_single_item_merge(clients, samples: int) -> dict:
                      "system_id": f"s{j}", "prop_type": "points", "predicted_value": 1.0, "confidence": 0.5,
                      "line_value": None, "recommendation": "PASS", "batch_id": batch_id, "created_at": now,
                      "updated_at": now, "is_active": True} for j in range(5)]
-            write_staging(clients.bq, s.staging_table_id(stg), rows, schema)
+            # the 5-row source (how it got there does not matter for the MERGE's duration)
+            clients.bq.load_table_from_json(rows, s.staging_table_id(stg), job_config=bigquery.LoadJobConfig(
+                schema=schema, write_disposition="WRITE_TRUNCATE")).result()
             cols = ", ".join(f"`{f.name}`" for f in schema)
             src = (f"SELECT {cols} FROM `{s.staging_table_id(stg)}` WHERE game_date = @game_date "
                    f"AND batch_id = @batch_id")
@@ -140,53 +145,143 @@ def time_single_item_merge(clients, samples: int) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------
-# (c) HTTP requests of one item's staging write and its share of consolidation (current design)
+# (c) Calls of the batch table design, counted on instrumented clients running the production code
 # ------------------------------------------------------------------------------------------------
 
-def count_current_item_calls(clients) -> dict:
-    """Run exactly what the worker does for one item (live schema, load job, COUNT) and what
-    consolidation does per staging table (inventory get, metadata get, delete) on a BigQuery client
-    whose HTTP session counts requests by method and path shape."""
+def _counting_bq(s, calls: Counter):
+    """A BigQuery client whose HTTP session counts requests by kind (tables.get, jobs.query, ...)."""
     import requests
     from google.api_core.client_options import ClientOptions
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import bigquery
 
-    from batchline.staging import write_staging
-
-    s = clients.settings
-    calls: Counter = Counter()
-
     def hook(resp, *args, **kwargs):
         req = resp.request
         path = req.path_url.split("?")[0]
         kind = ("upload" if "/upload/" in path else "jobs.insert" if req.method == "POST" and path.endswith("/jobs")
+                else "jobs.query" if req.method == "POST" and path.endswith("/queries")
                 else "jobs.getQueryResults" if "/queries/" in path else "jobs.get" if "/jobs/" in path
-                else "tables." + req.method.lower())
+                else "tables." + {"post": "insert"}.get(req.method.lower(), req.method.lower()))
         calls[kind] += 1
 
     session = requests.Session()
     session.hooks["response"].append(hook)
-    bq = bigquery.Client(project=s.project, credentials=AnonymousCredentials(), _http=session,
-                         client_options=ClientOptions(api_endpoint=f"http://{s.bigquery_emulator_host}"),
-                         location=s.bq_location)
-    stg = s.staging_table_id(f"designs_calls_{uuid.uuid4().hex[:8]}")
-    schema = list(bq.get_table(s.main_table_id).schema)  # the worker's live_schema: cached per minute
-    calls.clear()
-    now = dt.datetime.now(dt.UTC).isoformat()
-    rows = [{"prediction_id": f"c{j}", "game_date": "2038-01-02", "game_id": "g", "player_lookup": "p",
-             "system_id": f"s{j}", "prop_type": "points", "predicted_value": 1.0, "confidence": 0.5,
-             "line_value": None, "recommendation": "PASS", "batch_id": "b", "created_at": now, "updated_at": now,
-             "is_active": True} for j in range(5)]
-    write_staging(bq, stg, rows, schema)
-    worker = dict(calls)
-    calls.clear()
-    bq.get_table(stg)  # consolidate.inventory: existence, by name
-    bq.get_table(stg)  # consolidate._metadata: schema and num_rows
-    bq.delete_table(stg)  # after the verified MERGE
-    consolidation = dict(calls)
-    return {"worker_per_item": worker, "consolidation_per_item": consolidation,
-            "total_per_item": sum(worker.values()) + sum(consolidation.values())}
+    return bigquery.Client(project=s.project, credentials=AnonymousCredentials(), _http=session,
+                           client_options=ClientOptions(api_endpoint=f"http://{s.bigquery_emulator_host}"),
+                           location=s.bq_location)
+
+
+def count_batch_table_calls(clients, items: int = 20) -> dict:
+    """What the batch table design sends to BigQuery, on instrumented clients running batchline's own
+    functions: dispatch (`staging.create_batch_table`), each item's worker append
+    (`write_api.StagingAppender.append` on a gRPC channel counting calls by method, after
+    `staging.live_schema`, cached a minute per process), the coordinator's completion check per item
+    (`staging.count_write`), and consolidation (`staging.staged_writes` = the inventory,
+    `consolidate.merge_staging` into an empty copy of the main table, `staging.drop_batch_table`)."""
+    from dataclasses import replace
+
+    import grpc
+    from google.cloud import bigquery
+
+    from batchline import consolidate as cons
+    from batchline import ids, staging
+    from batchline.write_api import StagingAppender
+
+    s = clients.settings
+    rest: Counter = Counter()
+    grpc_calls: Counter = Counter()
+
+    class CountingInterceptor(grpc.StreamStreamClientInterceptor, grpc.UnaryUnaryClientInterceptor,
+                              grpc.UnaryStreamClientInterceptor, grpc.StreamUnaryClientInterceptor):
+        def _count(self, details):
+            grpc_calls[details.method.rsplit("/", 1)[-1]] += 1
+
+        def intercept_stream_stream(self, continuation, details, request_iterator):
+            self._count(details)
+            return continuation(details, request_iterator)
+
+        def intercept_unary_unary(self, continuation, details, request):
+            self._count(details)
+            return continuation(details, request)
+
+        def intercept_unary_stream(self, continuation, details, request):
+            self._count(details)
+            return continuation(details, request)
+
+        def intercept_stream_unary(self, continuation, details, request_iterator):
+            self._count(details)
+            return continuation(details, request_iterator)
+
+    from google.cloud import bigquery_storage_v1
+    from google.cloud.bigquery_storage_v1.services.big_query_write import transports
+
+    appender = StagingAppender(s)
+    channel = grpc.intercept_channel(grpc.insecure_channel(s.bigquery_write_emulator_host), CountingInterceptor())
+    appender._client = bigquery_storage_v1.BigQueryWriteClient(
+        transport=transports.BigQueryWriteGrpcTransport(channel=channel))
+    bq = _counting_bq(s, rest)
+    day = dt.date(2038, 2, 1) + dt.timedelta(days=int(time.time()) % 1000)
+    batch_id = ids.new_batch_id(day)
+    tag = uuid.uuid4().hex[:8]
+    copy = f"designs_calls_main_{tag}"
+    main_schema = list(clients.bq.get_table(s.main_table_id).schema)
+    t = bigquery.Table(f"{s.project}.{s.main_dataset}.{copy}", schema=main_schema)
+    clients.bq.create_table(t)
+    s_copy = replace(s, main_table=copy)
+    out: dict = {}
+    try:
+        rest.clear()
+        staging.create_batch_table(bq, s, batch_id)
+        out["dispatch_per_batch"] = dict(rest)
+        table_id = s.staging_table_id(ids.batch_staging_table(batch_id))
+        staging._schema_cache.pop(table_id, None)  # cold: the first item of a worker process in a minute
+        rest.clear()
+        schema = staging.live_schema(bq, table_id)
+        out["worker_schema_lookup_per_process_per_minute"] = dict(rest)
+        manifest = {}
+        worker_rest, worker_grpc, check_rest = Counter(), Counter(), Counter()
+        now = dt.datetime.now(dt.UTC).isoformat()
+        for k in range(items):
+            item = f"player_{k:04d}"
+            write_id = ids.new_write_id()
+            rows = [{"prediction_id": f"{day}|{item}|s{j}", "game_date": day.isoformat(), "game_id": "g00",
+                     "player_lookup": item, "system_id": f"s{j}", "prop_type": "points", "predicted_value": 1.0,
+                     "confidence": 0.5, "line_value": None, "recommendation": "PASS", "batch_id": batch_id,
+                     "created_at": now, "updated_at": now, "is_active": True,
+                     staging.ITEM_COLUMN: item, staging.WRITE_COLUMN: write_id} for j in range(5)]
+            rest.clear()
+            grpc_calls.clear()
+            schema = staging.live_schema(bq, table_id)  # warm cache, as for every later item
+            appender.append(table_id, schema, rows)
+            worker_rest.update(rest)
+            worker_grpc.update(grpc_calls)
+            rest.clear()
+            n = staging.count_write(bq, s, batch_id, item, write_id)
+            assert n == 5, n
+            check_rest.update(rest)
+            manifest[item] = write_id
+        out["worker_per_item"] = {"grpc": {k: v / items for k, v in worker_grpc.items()},
+                                  "rest": {k: v / items for k, v in worker_rest.items()}}
+        out["completion_check_per_item"] = {"rest": {k: v / items for k, v in check_rest.items()}}
+        rest.clear()
+        staged = staging.staged_writes(bq, s, batch_id)
+        inv_calls = dict(rest)
+        rest.clear()
+        res = cons.merge_staging(bq, s_copy, batch_id, day, {i: next(iter(w)) for i, w in staged.items()},
+                                 scheduled_items=sorted(manifest))
+        merge_calls = dict(rest)
+        rest.clear()
+        dropped = staging.drop_batch_table(bq, s, batch_id)
+        out["consolidation_per_batch"] = {"inventory": inv_calls, "merge_staging": merge_calls,
+                                          "drop": dict(rest), "items": items, "merged_rows": res.verified_rows,
+                                          "dropped": dropped}
+        out["consolidation_requests_per_batch"] = sum(inv_calls.values()) + sum(merge_calls.values()) + sum(
+            rest.values())
+        out["items_counted"] = items
+    finally:
+        clients.bq.delete_table(s_copy.main_table_id, not_found_ok=True)
+        clients.bq.delete_table(s.staging_table_id(ids.batch_staging_table(batch_id)), not_found_ok=True)
+    return out
 
 
 # ------------------------------------------------------------------------------------------------
@@ -201,11 +296,20 @@ def max_in_window(times: list[float], window: float = 1.0) -> int:
     return best
 
 
+def _load(path: str) -> dict:
+    return {**json.loads(Path(path).read_text()), "_file": Path(path).name}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", default=None, help="a clean sweep JSON (default: newest clean 450-item run)")
     ap.add_argument("--state-dir", default=None)
     ap.add_argument("--merge-samples", type=int, default=5)
+    ap.add_argument("--old-designs", default=None,
+                    help="designs JSON written by 05d660d's bench/designs.py (its per-item HTTP count, measured "
+                         "on the old code); default: newest designs-old-*.json in bench/results")
+    ap.add_argument("--old-run", default=None,
+                    help="a clean sweep JSON of the old design at the same size (default: newest old one)")
     args = ap.parse_args()
     if args.run:
         run = json.loads(Path(args.run).read_text())
@@ -214,14 +318,21 @@ def main() -> None:
         runs = read_results("sweep-450-clean")
         if not runs:
             sys.exit("no clean 450-item sweep JSON in bench/results: run bench/sweep.py first")
+        runs = [x for x in runs if x.get("design") == "batch table (Storage Write API)"] or runs
         run = runs[-1]
     n = run["size"]
+    old_designs = _load(args.old_designs) if args.old_designs else (read_results("designs-old-") or [None])[-1]
+    if args.old_run:
+        old_run = _load(args.old_run)
+    else:
+        olds = [x for x in read_results(f"sweep-{n}-clean") if str(x.get("design", "")).startswith("per-item")]
+        old_run = olds[-1] if olds else None
     offsets = run["completion_offsets_s"]
     before = loadavg()
     with stack(args.state_dir) as info:
         clients = info.activate()
         merge = time_single_item_merge(clients, args.merge_samples)
-        calls = count_current_item_calls(clients)
+        calls = count_batch_table_calls(clients)
     d = merge["median_s"]
     speedup = (PROD_INSTANCES * PROD_CONCURRENCY) / LOCAL_PUSH_CONCURRENCY
     prod = [t / speedup for t in offsets]
@@ -255,6 +366,9 @@ def main() -> None:
         "limit": f"~{FIRESTORE_DOC_WRITES_PER_S:g} sustained write/s per document ({FS_URL})",
     }
     jobs = run.get("bq_jobs", {})
+    cons_jobs = run.get("bq_jobs_consolidation", {})
+    old_calls = (old_designs or {}).get("c_staging", {}).get("http_requests_per_item_current")
+    old_jobs = (old_run or {}).get("bq_jobs", {})
     per_day = []
     for items in (450, 10_000):
         for batches in (1, 4, 12, 24):
@@ -262,18 +376,41 @@ def main() -> None:
             per_day.append({"items_per_batch": items, "batches_per_day": batches, "load_jobs_per_day": jobs_day,
                             "pct_of_quota": r(100 * jobs_day / LOAD_JOBS_PER_DAY, 1),
                             "batch_table_load_jobs_per_day": 0})
+    worker_grpc = sum(calls["worker_per_item"]["grpc"].values())
+    worker_rest = sum(calls["worker_per_item"]["rest"].values())
+    check_rest = sum(calls["completion_check_per_item"]["rest"].values())
     c = {
-        "measured_run": {"items": n, "load_jobs": jobs.get("load"), "query_jobs": {k: v for k, v in jobs.items()
-                                                                                    if k.startswith("query")},
-                         "staging_tables_created": run["staging_tables_created"],
-                         "staging_tables_deleted": run["staging_tables_deleted"],
-                         "scratch_tables_created": run["scratch_tables_created"]},
-        "http_requests_per_item_current": calls,
+        "batch_table_measured_run": {
+            "file": run["_file"], "items": n, "bq_jobs": jobs, "bq_jobs_during_consolidation": cons_jobs,
+            "load_jobs": jobs.get("load", 0), "staging_tables_created": run.get("staging_tables_created"),
+            "staging_tables_deleted": run.get("staging_tables_deleted"),
+            "abandoned_writes": run.get("abandoned_writes"), "recovered_items": run.get("recovered_items")},
+        "batch_table_calls_counted": calls,
+        "per_item_tables_measured_run": None if old_run is None else {
+            "file": old_run["_file"], "items": old_run["size"], "bq_jobs": old_jobs,
+            "load_jobs": old_jobs.get("load"), "staging_tables_created": old_run.get("staging_tables_created"),
+            "staging_tables_deleted": old_run.get("staging_tables_deleted"),
+            "scratch_tables_created": old_run.get("scratch_tables_created")},
+        "per_item_tables_http_per_item": old_calls,
+        "per_item_tables_http_source": (old_designs or {}).get("_file"),
         "per_batch": {
-            "per_item_tables": {"tables_created": n, "load_jobs": n, "table_deletes": n,
-                                "bigquery_requests": calls["total_per_item"] * n},
-            "batch_table": {"tables_created": 1, "load_jobs": 0, "table_deletes": 1, "append_rows_calls": n,
-                            "bigquery_requests": f"{n} AppendRows + ~5 (create, MERGE, verify, delete)"},
+            "per_item_tables": None if old_run is None else {
+                "tables_created": old_run.get("staging_tables_created"), "load_jobs": old_jobs.get("load"),
+                "table_deletes": old_run.get("staging_tables_deleted"),
+                "bigquery_requests_per_item": (old_calls or {}).get("total_per_item"),
+                "bigquery_requests": ((old_calls or {}).get("total_per_item") or 0) * n or None,
+                "grpc_calls": 0},
+            "batch_table": {"tables_created": run.get("staging_tables_created"), "load_jobs": jobs.get("load", 0),
+                            "table_deletes": None if run.get("staging_tables_deleted") is None
+                            else int(run["staging_tables_deleted"]),
+                            "bigquery_requests_per_item": r(worker_rest + check_rest, 3),
+                            "grpc_calls_per_item": worker_grpc,
+                            "bigquery_requests": (f"{n} x {worker_grpc:g} AppendRows (gRPC) + {n} x {check_rest:g} "
+                                                  f"REST (completion COUNT) + "
+                                                  f"{calls['consolidation_requests_per_batch']}"
+                                                  f" REST for consolidation + "
+                                                  f"{sum(calls['dispatch_per_batch'].values())} at dispatch"),
+                            "consolidation_statements": sum(cons_jobs.values()) if cons_jobs else None},
         },
         "load_jobs_per_day": per_day,
         "limit": f"{LOAD_JOBS_PER_DAY:,} load jobs per project per day ({LOAD_URL})",
@@ -325,18 +462,39 @@ def render(o: dict) -> str:
         f"| ours: one document per item | <= 3 per item doc (max attempts on one item: "
         f"{b['ours']['max_attempts_on_one_item']}); batch doc ~6 per batch | < 1 | <= 2 | same |",
         "",
-        "## (c) Per-item staging tables vs one batch table (Storage Write API)",
-        f"HTTP requests to BigQuery per item, current design (counted on an instrumented client): "
-        f"worker {c['http_requests_per_item_current']['worker_per_item']}, consolidation "
-        f"{c['http_requests_per_item_current']['consolidation_per_item']}, total "
-        f"{c['http_requests_per_item_current']['total_per_item']}.",
-        f"Measured run: {c['measured_run']}.",
+        "## (c) Per-item staging tables (05d660d, measured) vs one batch table (HEAD, counted)",
         "",
-        "| per batch | tables created | load jobs | table deletes | BigQuery requests |",
-        "|---|---:|---:|---:|---|",
+        "Batch table, counted on instrumented clients running batchline's functions "
+        f"({c['batch_table_calls_counted']['items_counted']} items): worker per item "
+        f"{c['batch_table_calls_counted']['worker_per_item']} "
+        f"(+ {c['batch_table_calls_counted']['worker_schema_lookup_per_process_per_minute']} "
+        "per worker process per minute: the cached live schema); completion check per item "
+        f"{c['batch_table_calls_counted']['completion_check_per_item']}; dispatch per batch "
+        f"{c['batch_table_calls_counted']['dispatch_per_batch']}; consolidation per batch "
+        f"{c['batch_table_calls_counted']['consolidation_per_batch']}.",
+        "",
+        f"Batch table, measured run {c['batch_table_measured_run']['file']}: BigQuery jobs "
+        f"{c['batch_table_measured_run']['bq_jobs']}, of which during consolidation "
+        f"{c['batch_table_measured_run']['bq_jobs_during_consolidation']}; abandoned writes "
+        f"{c['batch_table_measured_run']['abandoned_writes']}, recovered items "
+        f"{c['batch_table_measured_run']['recovered_items']}.",
+        "",
+    ]
+    if c.get("per_item_tables_measured_run"):
+        lines += [f"Per-item tables, measured run {c['per_item_tables_measured_run']['file']} (05d660d): BigQuery jobs "
+                  f"{c['per_item_tables_measured_run']['bq_jobs']}; HTTP requests per item counted by 05d660d's "
+                  f"bench/designs.py on its own code ({c.get('per_item_tables_http_source')}): "
+                  f"{c.get('per_item_tables_http_per_item')}.", ""]
+    lines += [
+        "| per batch | tables created | load jobs | table deletes | REST requests per item | gRPC calls per item "
+        "| BigQuery requests per batch |",
+        "|---|---:|---:|---:|---:|---:|---|",
     ]
     for name, v in c["per_batch"].items():
+        if not v:
+            continue
         lines.append(f"| {name} | {v['tables_created']} | {v['load_jobs']} | {v['table_deletes']} "
+                     f"| {v.get('bigquery_requests_per_item')} | {v.get('grpc_calls_per_item', v.get('grpc_calls'))} "
                      f"| {v['bigquery_requests']} |")
     lines += ["", f"Load jobs per day, {c['limit']}:", "",
               "| items/batch | batches/day | per-item tables: load jobs/day | % of quota | batch table |",

@@ -306,6 +306,7 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[450, 2000])
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--state-dir", default=None)
+    ap.add_argument("--no-wait", action="store_true", help="do not wait for a quiet machine before each run")
     ap.add_argument("--serve", nargs=2, metavar=("PORT", "CONFIG"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve:
@@ -317,7 +318,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     import tempfile
 
-    from common import loadavg, machine, r, stack, utc_now, write_json
+    from common import loadavg, machine, r, stack, utc_now, wait_quiet, write_json
     from google.cloud import bigquery, pubsub_v1
 
     from batchline.local import processes as procs
@@ -349,9 +350,11 @@ def main() -> None:
         try:
             for rep in range(args.repeat):
                 for n in args.sizes:
+                    waited = {} if args.no_wait else wait_quiet()
                     before = loadavg()
                     run = one_size(info, clients, n, f"http://127.0.0.1:{port}", cfg, Path(tmp) / "cfg.json")
-                    run.update({"repeat": rep, "loadavg_before": before, "loadavg_after": loadavg()})
+                    run.update({"repeat": rep, "wait_quiet": waited, "loadavg_before": before,
+                                "loadavg_after": loadavg()})
                     print(json.dumps(run), flush=True)
                     runs.append(run)
         finally:

@@ -1,5 +1,8 @@
-"""Batch size sweep of the CURRENT pipeline (per-item staging tables + one UNION MERGE), end to end on
-the local stack, with real Pub/Sub push deliveries.
+"""Batch size sweep of the pipeline checked out next to this script, end to end on the local stack, with
+real Pub/Sub push deliveries. Both designs of issue 10 are understood: HEAD's batch table (one staging
+table per batch written through the Storage Write API default stream, one MERGE of the manifest) and the
+replaced per-item staging tables (05d660d: a load job per item, one UNION MERGE, chunk tables past 500).
+The run JSON says which design ran (`design`; detected from batchline/write_api.py).
 
     PYTHONPATH=$PWD .venv/bin/python bench/sweep.py                      # 50 450 2000, twice each
     PYTHONPATH=$PWD .venv/bin/python bench/sweep.py --sizes 450 --repeat 2 \\
@@ -21,14 +24,17 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import statistics
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 
 import requests
-from common import RESULTS_DIR, loadavg, machine, percentile, r, read_results, stack, utc_now, write_json
+from common import RESULTS_DIR, loadavg, machine, percentile, r, read_results, stack, utc_now, wait_quiet, write_json
 
+import batchline
 from batchline import faults as faults_mod
 from batchline.ledger import compute
 from batchline.local.provision import seed_context, synthetic_context
@@ -36,10 +42,59 @@ from batchline.state import TERMINAL_STATUSES, BatchStore
 
 DEFAULT_SIZES = [50, 450, 2000]
 BIG = 10_000
+NEW_DESIGN = "batch table (Storage Write API)"
+OLD_DESIGN = "per-item staging tables (05d660d)"
+
+
+def checked_out_design() -> str:
+    """The design of the batchline package imported here: HEAD has batchline/write_api.py."""
+    return NEW_DESIGN if (Path(batchline.__file__).parent / "write_api.py").exists() else OLD_DESIGN
+
+
+def batchline_source() -> dict:
+    """Which batchline the run imported: its folder, that checkout's commit and whether it had local changes
+    (other engineers edit /work/main/batchline while benchmarks run: run HEAD from a clean worktree)."""
+    import subprocess
+
+    root = Path(batchline.__file__).resolve().parent.parent
+    def git(*a: str) -> str:
+        try:
+            return subprocess.run(["git", *a], cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+    return {"path": str(root), "commit": git("rev-parse", "--short", "HEAD"),
+            "dirty_batchline": bool(git("status", "--porcelain", "--", "batchline"))}
+
+
+def design_of(run: dict) -> str:
+    """A run JSON's design, old files included (they say "per-item staging tables (current)")."""
+    d = run.get("design") or ""
+    if d == NEW_DESIGN or "manifest" in (run.get("merge_result_keys") or []):
+        return NEW_DESIGN
+    return OLD_DESIGN if d.startswith("per-item") or not d else d
 
 
 def _secs(b: dict, a: str, z: str) -> float | None:
     return (b[z] - b[a]).total_seconds() if b.get(a) and b.get(z) else None
+
+
+def cpu_by_service(info) -> dict[str, float]:
+    """CPU seconds (user + system, children included) used so far by each stack service's process group:
+    sampled before and after a run, the difference says which process the run's time went to."""
+    tick = os.sysconf("SC_CLK_TCK")
+    groups = {h.pgid or h.pid: name for name, h in info.handles.items()}
+    out = dict.fromkeys(groups.values(), 0.0)
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        name = groups.get(int(fields[2]))  # field 5 of stat: the process group
+        if name:
+            out[name] += sum(int(x) for x in fields[11:15]) / tick  # utime stime cutime cstime
+    return out
 
 
 def jobs_during(clients, since: dt.datetime, until: dt.datetime) -> dict:
@@ -59,6 +114,7 @@ def one_run(info, clients, day: dt.date, size: int, faults: str | None, timeout_
     spec = faults_mod.parse(faults).to_spec() if faults else None
     seed_context(clients.bq, clients.settings, day, synthetic_context(day, size))
     load_before = loadavg()
+    cpu_before = cpu_by_service(info)
     t0 = time.monotonic()
     resp = requests.post(info.url("coordinator") + "/start", json={"game_date": day.isoformat(), "faults": spec},
                          timeout=600)
@@ -73,6 +129,7 @@ def one_run(info, clients, day: dt.date, size: int, faults: str | None, timeout_
         time.sleep(0.25)
     wall = time.monotonic() - t0
     load_after = loadavg()
+    cpu_after = cpu_by_service(info)
     ledger = compute(clients, batch_id, wall)
     items = store.items(batch_id)
     created = b["created_at"]
@@ -84,7 +141,7 @@ def one_run(info, clients, day: dt.date, size: int, faults: str | None, timeout_
     merge = b.get("merge_result") or {}
     consolidate_s = _secs(b, "consolidation_requested_at", "consolidated_at")
     run = {
-        "kind": "sweep", "design": "per-item staging tables (current)", "size": size, "faults": spec or "",
+        "kind": "sweep", "size": size, "faults": spec or "",
         "at": utc_now(), "machine": machine(), "loadavg_before": load_before, "loadavg_after": load_after,
         "batch_id": batch_id, "game_date": day.isoformat(), "status": b["status"],
         "wall_s": r(wall), "start_call_s": r(start_answered_s), "items_per_s": r(size / wall, 2),
@@ -107,12 +164,38 @@ def one_run(info, clients, day: dt.date, size: int, faults: str | None, timeout_
         "items": {"completed": len(done), "failed": sum(1 for i in items if i.get("status") == "failed"),
                   "attempts_total": sum(attempts), "attempts_max": max(attempts, default=0),
                   "redelivered_items": sum(1 for a in attempts if a > 1)},
-        "staging_tables_created": len(merge.get("tables", [])),
-        "scratch_tables_created": len(merge.get("scratch_tables", [])),
-        "staging_tables_deleted": b.get("staging_tables_deleted"),
         "bq_jobs": jobs_during(clients, created, b.get("consolidated_at") or b["updated_at"]),
         "completion_offsets_s": timeline,
+        "cpu_s_by_service": {k: round(cpu_after.get(k, 0.0) - v, 2) for k, v in cpu_before.items()},
+        "merge_result_keys": sorted(merge),
+        # the consolidation's own statements: jobs created between the request and the result
+        "bq_jobs_consolidation": (jobs_during(clients, b["consolidation_requested_at"], b["consolidated_at"])
+                                  if b.get("consolidation_requested_at") and b.get("consolidated_at") else {}),
     }
+    run["batchline_source"] = batchline_source()
+    design = checked_out_design()
+    if "manifest" in merge:
+        design = NEW_DESIGN
+    run["design"] = design
+    run["load_jobs"] = run["bq_jobs"].get("load", 0)
+    if design == NEW_DESIGN:
+        # one table per batch (stg_<batch>), created at dispatch; consolidation drops it after verifying
+        run["staging_tables_created"] = 1 if (merge or b.get("staging_table_dropped") is not None) else 0
+        dropped = b.get("staging_table_dropped")
+        run["staging_tables_deleted"] = None if dropped is None else int(dropped)
+        run["scratch_tables_created"] = 0
+        run["abandoned_writes"] = b.get("abandoned_writes", merge.get("abandoned_writes"))
+        run["recovered_items"] = len(b.get("recovered_items") or merge.get("recovered") or [])
+        run["manifest_items"] = len(merge.get("manifest") or {})
+        run["staged_rows_total"] = merge.get("staged_rows_total")
+        run["merge_result"] = {k: merge.get(k) for k in ("job_id", "staged_rows", "staged_keys", "staged_items",
+                                                         "affected_rows", "verified_rows", "verified_items")}
+        run["staging_gap"] = b.get("staging_gap")
+        run["completed_without_write"] = len(b.get("completed_without_write") or [])
+    else:
+        run["staging_tables_created"] = len(merge.get("tables", []))
+        run["scratch_tables_created"] = len(merge.get("scratch_tables", []))
+        run["staging_tables_deleted"] = b.get("staging_tables_deleted")
     return run
 
 
@@ -143,49 +226,112 @@ def _med(values: list[float | None]) -> float | None:
     return statistics.median(vals) if vals else None
 
 
-def report() -> None:
+DESIGN_SHORT = {NEW_DESIGN: "new", OLD_DESIGN: "old"}
+
+
+def code_of(x: dict) -> str:
+    """The commit the run's batchline came from (`batchline_source` when recorded, else the bench folder's)."""
+    src = x.get("batchline_source")
+    if src:
+        return src["commit"] + (" + local changes" if src.get("dirty_batchline") else "")
+    return (x.get("machine") or {}).get("git", "?") + ("*" if design_of(x) == NEW_DESIGN else "")
+
+
+def _timings(x: dict) -> str:
+    t = x.get("merge_timings_s") or {}
+    return ", ".join(f"{k} {v}" for k, v in t.items()) or "-"
+
+
+def _fmt(v, nd: int = 1) -> str:
+    return "-" if v is None else (f"{v:.{nd}f}" if isinstance(v, float) else str(v))
+
+
+def report(since: str | None = None) -> None:
+    """bench/results/sweep.md (a summary of medians per design and size for the runs at or after `since`,
+    then every run) and sweep.png (both designs)."""
     runs = [x for x in read_results("sweep-") if x.get("kind") == "sweep"]
     if not runs:
         print("no sweep results yet", file=sys.stderr)
         return
-    runs.sort(key=lambda x: (x["faults"] != "", x["size"], x["at"]))
+    for x in runs:
+        x["_design"] = design_of(x)
+    runs.sort(key=lambda x: (x["faults"] != "", x["size"], x["_design"], x["at"]))
+    session = [x for x in runs if not since or x["at"] >= since]
     lines = [
-        "# Sweep of the current design (per-item staging tables, one UNION MERGE)",
+        "# Sweep: batch table (Storage Write API, HEAD) vs per-item staging tables (05d660d)",
         "",
-        "Generated by `bench/sweep.py` from the JSON files next to this one; each row is one run.",
-        "Latency: item document created_at -> updated_at at its recorded completion. Floor: bench/floor.py",
-        "(newest floor JSON; `~` = extrapolated from the per-item cost and a linear MERGE fit). chunks s: the",
-        "CREATE TABLE AS SELECT of each 500 staging tables into a scratch table, before the MERGE (> 500 items).",
+        "Generated by `bench/sweep.py --report-only` from the JSON files next to this one.",
+        "Latency: item document created_at (dispatch) -> updated_at at its recorded completion. Floor: the",
+        "newest bench/floor.py JSON (`~` = extrapolated from the per-item cost and a linear MERGE fit).",
+        "consolidation: batch document consolidation_requested_at -> consolidated_at; merge timings are",
+        "`merge_result.timings_s` (new: inventory = schema check + manifest COUNT, merge, verify; old: chunk",
+        "tables (`combine_chunks`), MERGE, ...).",
         "",
-        "| size | faults | wall s | items/s | p50 s | p95 s | dispatch s | work s | consolidation s "
-        "| chunks s | MERGE s | consol. s /1k | DML main | dups | missing | floor s | wall/floor "
-        "| load 1m before/after | file |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
+        f"## Medians per design and size{' (runs at or after ' + since + ')' if since else ''}",
+        "",
+        "| size | faults | design | code | runs | wall s | items/s | p50 s | p95 s | consolidation s | consol. s /1k "
+        "| ms/item | floor s | wall/floor | DML main | dups | missing | load 1m before |",
+        "|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    groups: dict[tuple, list[dict]] = {}
+    for x in session:
+        groups.setdefault((x["size"], x["faults"], x["_design"], code_of(x)), []).append(x)
+    for (size, faults, design, code), xs in sorted(groups.items(),
+                                                   key=lambda kv: (kv[0][1] != "", kv[0][0], kv[0][2], kv[0][3])):
+        wall = _med([x["wall_s"] for x in xs])
+        floor, src = floor_for(size)
+        fl = "-" if floor is None else (f"~{floor:.1f}" if "extrapolated" in src else f"{floor:.1f}")
+        lines.append(
+            f"| {size} | {'faults' if faults else 'clean'} | {DESIGN_SHORT.get(design, design)} | {code} "
+            f"| {len(xs)} | {_fmt(wall)} | {_fmt(_med([x['items_per_s'] for x in xs]))} "
+            f"| {_fmt(_med([x['latency_s']['p50'] for x in xs]), 2)} "
+            f"| {_fmt(_med([x['latency_s']['p95'] for x in xs]), 2)} "
+            f"| {_fmt(_med([x['phases_s']['consolidation'] for x in xs]), 2)} "
+            f"| {_fmt(_med([x.get('consolidation_s_per_1000_items') for x in xs]), 2)} "
+            f"| {_fmt(1000 * wall / size if wall else None)} | {fl} "
+            f"| {(f'{wall / floor:.2f}x' if floor and wall else '-')} "
+            f"| {'/'.join(str(x['main_table_mutating_dml']) for x in xs)} "
+            f"| {'/'.join(str(x['duplicates']) for x in xs)} "
+            f"| {'/'.join(str(x['ledger']['missing']) for x in xs)} "
+            f"| {', '.join(str(x['loadavg_before'][0]) for x in xs)} |")
+    lines += [
+        "",
+        "## Every run",
+        "",
+        "| size | faults | design | code | wall s | items/s | p50 s | p95 s | dispatch s | work s | consolidation s "
+        "| merge_result.timings_s | consol. s /1k | DML main | dups | missing | load jobs | staging tables "
+        "| abandoned writes | recovered | attempts | floor s | wall/floor | load 1m before/after | at | file |",
+        "|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:"
+        "|---|---|---|",
     ]
     for x in runs:
         ph = x["phases_s"]
         floor, src = floor_for(x["size"])
-        ratio = f"{x['wall_s'] / floor:.1f}x" if floor else "-"
+        ratio = f"{x['wall_s'] / floor:.2f}x" if floor else "-"
         fl = "-" if floor is None else (f"~{floor:.1f}" if "extrapolated" in src else f"{floor:.1f}")
-        merge = (x.get("merge_timings_s") or {}).get("merge")
-        chunks = (x.get("merge_timings_s") or {}).get("combine_chunks", "-")
+        loads = x.get("load_jobs", (x.get("bq_jobs") or {}).get("load", 0))
         lines.append(
-            f"| {x['size']} | {'faults' if x['faults'] else 'clean'} | {x['wall_s']:.1f} | {x['items_per_s']:.1f} "
+            f"| {x['size']} | {'faults' if x['faults'] else 'clean'} | {DESIGN_SHORT.get(x['_design'], x['_design'])} "
+            f"| {code_of(x)} | {x['wall_s']:.1f} | {x['items_per_s']:.1f} "
             f"| {x['latency_s']['p50']} | {x['latency_s']['p95']} | {ph['dispatch']} | {ph['work']} "
-            f"| {ph['consolidation']} | {chunks} | {merge if merge is not None else '-'} "
+            f"| {ph['consolidation']} | {_timings(x)} "
             f"| {x.get('consolidation_s_per_1000_items')} | {x['main_table_mutating_dml']} | {x['duplicates']} "
-            f"| {x['ledger']['missing']} | {fl} | {ratio} "
-            f"| {x['loadavg_before'][0]}/{x['loadavg_after'][0]} | {x['_file']} |")
+            f"| {x['ledger']['missing']} | {loads} | {x.get('staging_tables_created')} "
+            f"| {x.get('abandoned_writes', '-')} | {x.get('recovered_items', '-')} "
+            f"| {x['items']['attempts_total']} | {fl} | {ratio} "
+            f"| {x['loadavg_before'][0]}/{x['loadavg_after'][0]} | {x['at']} | {x['_file']} |")
     fault_specs = sorted({x["faults"] for x in runs if x["faults"]})
     if fault_specs:
         lines += ["", "Fault runs: " + "; ".join(f"`{s}`" for s in fault_specs)]
+    lines += ["", "Designs: new = " + NEW_DESIGN + "; old = " + OLD_DESIGN + ". code: the commit batchline was "
+              "imported from (`*` = /work/main's working tree at that commit, other engineers editing it)."]
     md = RESULTS_DIR / "sweep.md"
     md.write_text("\n".join(lines) + "\n")
     print(md.read_text())
-    _plots([x for x in runs if not x["faults"]])
+    _plots([x for x in session if not x["faults"]], since)
 
 
-def _plots(clean: list[dict]) -> None:
+def _plots(clean: list[dict], since: str | None) -> None:
     try:
         import matplotlib
 
@@ -194,31 +340,42 @@ def _plots(clean: list[dict]) -> None:
     except ImportError:
         print("matplotlib is not installed (pip install -e '.[bench]'): no plots", file=sys.stderr)
         return
-    sizes = sorted({x["size"] for x in clean})
-    by = {s: [x for x in clean if x["size"] == s] for s in sizes}
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for s in sizes:
-        a1.scatter([s] * len(by[s]), [x["items_per_s"] for x in by[s]], color="tab:blue", s=18)
-        a2.scatter([s] * len(by[s]), [x["phases_s"]["consolidation"] for x in by[s]], color="tab:red", s=18)
-    a1.plot(sizes, [_med([x["items_per_s"] for x in by[s]]) for s in sizes], color="tab:blue", label="current (median)")
-    a2.plot(sizes, [_med([x["phases_s"]["consolidation"] for x in by[s]]) for s in sizes], color="tab:red",
-            label="current (median)")
-    a2.plot(sizes, [s / 1000 for s in sizes], color="grey", ls="--", label="target: 1 s per 1,000 items")
-    floors = [(s, f) for s in sizes if (f := floor_for(s)[0])]
+    if not clean:
+        return
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11.5, 4.4))
+    colours = {NEW_DESIGN: "tab:blue", OLD_DESIGN: "tab:orange"}
+    all_sizes = sorted({x["size"] for x in clean})
+    for design, colour in colours.items():
+        xs = [x for x in clean if x["_design"] == design]
+        if not xs:
+            continue
+        sizes = sorted({x["size"] for x in xs})
+        by = {s: [x for x in xs if x["size"] == s] for s in sizes}
+        for s in sizes:
+            a1.scatter([s] * len(by[s]), [x["items_per_s"] for x in by[s]], color=colour, s=16, alpha=0.6)
+            a2.scatter([s] * len(by[s]), [x["phases_s"]["consolidation"] for x in by[s]], color=colour, s=16,
+                       alpha=0.6)
+        label = f"{DESIGN_SHORT[design]}: {design} (median)"
+        a1.plot(sizes, [_med([x["items_per_s"] for x in by[s]]) for s in sizes], color=colour, label=label)
+        a2.plot(sizes, [_med([x["phases_s"]["consolidation"] for x in by[s]]) for s in sizes], color=colour,
+                label=label)
+    a2.plot(all_sizes, [s / 1000 for s in all_sizes], color="grey", ls="--", label="target: 1 s per 1,000 items")
+    floors = [(s, f) for s in all_sizes if (f := floor_for(s)[0])]
     if floors:
         a1.plot([s for s, _ in floors], [s / f for s, f in floors], color="grey", ls="--",
-                label="floor (bench/floor.py)")
+                label="floor (bench/floor.py; 10,000 extrapolated)")
     for ax in (a1, a2):
         ax.set_xscale("log")
         ax.set_xlabel("batch size (items)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7)
+    a2.set_yscale("log")
     a1.set_ylabel("items/s end to end")
     a1.set_title("Throughput vs batch size")
-    a2.set_ylabel("seconds (requested -> consolidated)")
+    a2.set_ylabel("seconds (requested -> consolidated), log")
     a2.set_title("Consolidation time vs batch size")
-    fig.suptitle(f"current design, local stack, {clean[-1]['machine']['cpus']} cores (shared; see load in sweep.md)",
-                 fontsize=9)
+    fig.suptitle(f"local stack, {clean[-1]['machine']['cpus']} cores shared (load in sweep.md)"
+                 + (f"; runs since {since}" if since else ""), fontsize=9)
     fig.tight_layout()
     out = RESULTS_DIR / "sweep.png"
     fig.savefig(out, dpi=110)
@@ -236,9 +393,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=4)
     ap.add_argument("--timeout", type=float, default=1800)
     ap.add_argument("--report-only", action="store_true")
+    ap.add_argument("--since", default=None, help="report: summary and plots only of runs at or after this "
+                                                      "ISO time (e.g. 2026-11-23T15:50); the per-run table has all")
+    ap.add_argument("--no-wait", action="store_true", help="do not wait for a quiet machine before each run")
     args = ap.parse_args()
     if args.report_only:
-        report()
+        report(args.since)
         return
     if any(s >= BIG for s in args.sizes) and not args.allow_10000:
         ap.error("sizes of 10,000 or more need --allow-10000")
@@ -248,15 +408,18 @@ def main() -> None:
         day = dt.date(2040, 1, 1) + dt.timedelta(days=int(time.time()) % 20_000)
         for rep in range(args.repeat):
             for size in args.sizes:  # round robin: a burst of load on the machine hits every size
+                waited = {} if args.no_wait else wait_quiet()
                 run = one_run(info, clients, day, size, args.faults or None, args.timeout)
                 run["repeat"] = rep
+                run["wait_quiet"] = waited
                 tag = "faults" if run["faults"] else "clean"
                 path = write_json(f"sweep-{size}-{tag}-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}.json", run)
-                print({k: run[k] for k in ("size", "faults", "wall_s", "items_per_s", "latency_s", "phases_s",
-                                           "main_table_mutating_dml", "duplicates", "loadavg_before")},
-                      "->", path.name, flush=True)
+                keys = ("design", "size", "faults", "wall_s", "items_per_s", "latency_s", "phases_s",
+                        "main_table_mutating_dml", "duplicates", "loadavg_before", "abandoned_writes",
+                        "recovered_items", "load_jobs")
+                print({k: run.get(k) for k in keys}, "->", path.name, flush=True)
                 day += dt.timedelta(days=1)
-    report()
+    report(args.since)
 
 
 if __name__ == "__main__":
