@@ -20,7 +20,7 @@ here on the local stack.
 (c) Per-item staging tables (05d660d) versus one batch table written through the Storage Write API
     (HEAD): tables created, load jobs, deletes per batch and BigQuery requests per item. Ours is COUNTED
     here on instrumented clients running batchline's own functions (gRPC AppendRows per item, REST
-    requests of the completion check `staging.count_write`, of dispatch and of consolidation) and taken
+    requests of the completion check `staging.count_writes`, of dispatch and of consolidation) and taken
     from a clean run's BigQuery jobs (`bq_jobs`, `bq_jobs_consolidation`); the per-item design's figures
     are MEASURED on the old code: its sweep JSON of the same session (`--old-run`) and the HTTP count of
     05d660d's own bench/designs.py run on its own stack (`--old-designs`, a designs-old-*.json). Load
@@ -176,7 +176,7 @@ def count_batch_table_calls(clients, items: int = 20) -> dict:
     functions: dispatch (`staging.create_batch_table`), each item's worker append
     (`write_api.StagingAppender.append` on a gRPC channel counting calls by method, after
     `staging.live_schema`, cached a minute per process), the coordinator's completion check per item
-    (`staging.count_write`), and consolidation (`staging.staged_writes` = the inventory,
+    (`staging.count_writes`), and consolidation (`staging.staged_writes` = the inventory,
     `consolidate.merge_staging` into an empty copy of the main table, `staging.drop_batch_table`)."""
     from dataclasses import replace
 
@@ -256,7 +256,7 @@ def count_batch_table_calls(clients, items: int = 20) -> dict:
             worker_rest.update(rest)
             worker_grpc.update(grpc_calls)
             rest.clear()
-            n = staging.count_write(bq, s, batch_id, item, write_id)
+            n = staging.count_writes(bq, s, batch_id, [(item, write_id)])[(item, write_id)]
             assert n == 5, n
             check_rest.update(rest)
             manifest[item] = write_id

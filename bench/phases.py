@@ -5,7 +5,7 @@
 Reads the worker's and coordinator's JSON log lines of the run's batch (logs/worker.log,
 logs/coordinator.log of the stack) and, per item, the times of `staging_write_succeeded` (the
 AppendRows was acknowledged), `completion_published` (Pub/Sub accepted the completion) and the
-coordinator's `item_completed` (the completion checked by `staging.count_write` and recorded). Prints and
+coordinator's `item_completed` (the completion checked by `staging.count_writes` and recorded). Prints and
 adds to the run JSON (`log_phases`): p50/p95 of append-acknowledged -> published and published ->
 recorded, and the rate (items/s) at which each stage got through the batch, so one sees which side
 (worker or coordinator) sets the pace. A redelivered item counts its last write. Figures, not assertions.

@@ -165,6 +165,10 @@ def test_a_consolidation_whose_holder_died_is_taken_over_once_its_lease_lapses(s
 
 def test_a_summary_lost_after_the_result_is_sent_by_the_redelivery(stack, day):
     batch, _ = stack.run(day, 2)
+    deadline = time.monotonic() + 30
+    while "summary_message_id" not in batch and time.monotonic() < deadline:
+        time.sleep(0.1)  # the summary goes out just after the batch is marked consolidated
+        batch = stack.store.get_batch(batch["batch_id"])
     first = batch["summary_message_id"]
     stack.store.batch_ref(batch["batch_id"]).update({"summary_message_id": firestore.DELETE_FIELD})  # lost
     r = stack.push("coordinator/consolidate",
