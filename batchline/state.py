@@ -312,11 +312,12 @@ class BatchStore:
         return snap.get("active_batch_id") if snap.exists else None
 
     # -- item transitions ---------------------------------------------------------------------
-    def _item_transition(self, batch_id: str, item_id: str,
-                         decide: Callable[[dict], tuple[object, dict | None]]) -> object:
+    def _item_transition(self, batch_id: str, item_id: str, decide: Callable[[dict], tuple[object, dict | None]],
+                         also: Callable[[object], None] | None = None) -> object:
         """One transaction on one item document: read it, let `decide` return (result, fields to
         update or None), write. Items are never contended by more than their own redeliveries.
-        `updated_at` is progress for the stall check, so each decision sets it or not."""
+        `updated_at` is progress for the stall check, so each decision sets it or not. `also(txn)` adds
+        writes to the same commit when the item is written."""
         ref = self.item_ref(batch_id, item_id)
 
         @firestore.transactional
@@ -327,6 +328,8 @@ class BatchStore:
             result, update = decide(snap.to_dict())
             if update is not None:
                 txn.update(ref, update)
+                if also is not None:
+                    also(txn)
             return result
 
         return txn_fn(self.fs.transaction())
@@ -396,19 +399,9 @@ class BatchStore:
                 count = written[1].transform_results[0].integer_value if shard is not None else None
                 return str(result), self.may_be_done(batch, item_id, count)
 
-        @firestore.transactional
-        def txn_fn(txn) -> object:
-            snap = ref.get(transaction=txn)
-            if not snap.exists:
-                raise UnknownItem(f"batch {batch_id} has no item {item_id}")
-            result, update = decide(snap.to_dict())
-            if update is not None:
-                txn.update(ref, update)
-                if shard is not None:
-                    txn.set(shard[0], progress.INCREMENT, merge=True)
-            return result
-
-        return str(txn_fn(self.fs.transaction())), self.may_be_done(batch, item_id)
+        result = self._item_transition(batch_id, item_id, decide, None if shard is None else (
+            lambda txn: txn.set(shard[0], progress.INCREMENT, merge=True)))
+        return str(result), self.may_be_done(batch, item_id)
 
     def record_failure(self, batch_id: str, item_id: str, reason: str, *, dead_lettered: bool = False) -> str:
         """Mark an item failed (dead-lettered or given up on); never overrides a completion.
