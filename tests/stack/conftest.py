@@ -10,6 +10,7 @@ import itertools
 import json
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import requests
@@ -91,6 +92,17 @@ class Stack:
             {**{k: v for k, v in r.items() if k in names}, staging.ITEM_COLUMN: item, staging.WRITE_COLUMN: write_id}
             for r in rows])
         return write_id
+
+    def log_lines(self, function: str) -> list[dict]:
+        """The JSON lines a function printed on stdout, as gunicorn captured them (F8)."""
+        out = []
+        for line in Path(self.info.handles[function].log_path).read_text(errors="replace").splitlines():
+            if line.startswith("{"):
+                try:
+                    out.append(json.loads(line))
+                except ValueError:
+                    continue
+        return out
 
     def run(self, day: dt.date, players: int, *, faults: str | None = None, force: bool = False,
             seed: bool = True) -> tuple[dict, Ledger]:

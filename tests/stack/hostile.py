@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import json
 from collections import Counter
-from pathlib import Path
 
 from hypothesis import strategies as st
 
@@ -167,17 +166,6 @@ def snapshot(stack, *, with_rejected: bool = True) -> dict:
     out["staging_tables"] = {t.table_id for t in stack.clients.bq.list_tables(f"{s.project}.{s.staging_dataset}")}
     if with_rejected:
         out[REJECTED] = {d.reference.path: d.update_time for d in fs.collection(REJECTED).stream()}
-    return out
-
-
-def log_lines(stack, function: str) -> list[dict]:
-    out = []
-    for line in Path(stack.info.handles[function].log_path).read_text(errors="replace").splitlines():
-        if line.startswith("{"):
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                continue
     return out
 
 

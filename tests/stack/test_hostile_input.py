@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 import pytest
 import requests
-from hostile import BAD_DATES, INJECTIONS, TALLY, json_bodies, log_lines, push_bodies, snapshot
+from hostile import BAD_DATES, INJECTIONS, TALLY, json_bodies, push_bodies, snapshot
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -48,7 +48,7 @@ def _post(stack, function: str, path: str, body: bytes) -> requests.Response:
 
 
 def _count(stack, function: str, events: tuple[str, ...], handler: str | None = None) -> int:
-    return sum(1 for r in log_lines(stack, function)
+    return sum(1 for r in stack.log_lines(function)
                if r.get("event") in events and (handler is None or r.get("handler") == handler))
 
 
@@ -227,7 +227,7 @@ def test_a_large_message_on_a_dead_letter_subscription_is_recorded_once_not_loop
     message_id = _publish_dead_letter(stack, "work", b'{"pad": "' + b"x" * size + b'"}')
 
     def lines() -> list[dict]:
-        return [r for r in log_lines(stack, "coordinator") if r.get("message_id") == message_id]
+        return [r for r in stack.log_lines("coordinator") if r.get("message_id") == message_id]
 
     deadline = time.monotonic() + 60
     while not lines() and time.monotonic() < deadline:

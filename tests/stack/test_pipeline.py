@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import time
 import uuid
 from collections import Counter
-from pathlib import Path
 
 import requests
 from google.cloud import bigquery
@@ -90,7 +88,7 @@ def test_abandoned_appends_stay_in_the_batch_table_yet_each_item_is_merged_exact
     batch_id = batch["batch_id"]
     assert batch["status"] == CONSOLIDATED and ledger.ok, ledger.problems
     # Every acknowledged append, as the workers logged it: more writes than items reached the batch table.
-    writes = {r["write_id"]: r["item"] for r in _log_lines(stack, "worker")
+    writes = {r["write_id"]: r["item"] for r in stack.log_lines("worker")
               if r.get("batch_id") == batch_id and r["event"] == "staging_write_succeeded"}
     assert len(writes) >= len(players) + failed, "each failed publish left a durable write behind"
     assert batch["abandoned_writes"] == len(writes) - len(players) > 0
@@ -142,9 +140,8 @@ def test_poison_item_is_dead_lettered_and_the_rest_consolidates(stack, day):
     r = stack.push("coordinator/completions", late.model_dump(mode="json"), message_id=f"late-{batch['batch_id']}")
     assert r.status_code == 200 and r.json()["result"] == "late", r.text
     assert stack.store.get_item(batch["batch_id"], "player_0003")["status"] == "failed", "nothing recorded"
-    log = (Path(stack.info.state_dir) / "logs" / "coordinator.log").read_text()
-    assert any('"event":"late_completion"' in line and batch["batch_id"] in line and '"ERROR"' in line
-               for line in log.splitlines())
+    assert any(r.get("event") == "late_completion" and r.get("batch_id") == batch["batch_id"]
+               and r.get("severity") == "ERROR" for r in stack.log_lines("coordinator"))
 
 
 def test_duplicate_deliveries_never_duplicate_rows_or_consolidations(stack, day):
@@ -286,23 +283,11 @@ def test_contextless_date_and_invalid_context_rows(stack, day):
     assert ledger.missing_items == ["Bad Player;"] and not ledger.ok, "a bad schedule row is a loud gap"
 
 
-def _log_lines(stack, function: str) -> list[dict]:
-    """The JSON lines a function printed on stdout, as gunicorn captured them (F8)."""
-    out = []
-    for line in Path(stack.info.handles[function].log_path).read_text().splitlines():
-        if line.startswith("{"):
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                continue
-    return out
-
-
 def test_every_state_transition_reaches_stdout_as_structured_json(stack, day):
     batch, ledger = stack.run(day, 7, faults="poison=player_0004")
     batch_id = batch["batch_id"]
-    worker = [r for r in _log_lines(stack, "worker") if r.get("batch_id") == batch_id]
-    coord = [r for r in _log_lines(stack, "coordinator") if r.get("batch_id") == batch_id]
+    worker = [r for r in stack.log_lines("worker") if r.get("batch_id") == batch_id]
+    coord = [r for r in stack.log_lines("coordinator") if r.get("batch_id") == batch_id]
     assert all({"severity", "message", "event", "batch_id", "item", "time"} <= set(r) for r in worker + coord)
     staged = {r["item"] for r in worker if r["event"] == "staging_write_succeeded"}
     assert staged == {f"player_{n:04d}" for n in range(7)} - {"player_0004"}

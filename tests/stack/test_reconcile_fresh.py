@@ -4,10 +4,8 @@ newer run replaced them) orphaned staged rows; reconciling twice never starts tw
 from __future__ import annotations
 
 import datetime as dt
-import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from pathlib import Path
 
 import requests
 from google.cloud import bigquery
@@ -20,17 +18,6 @@ from batchline.orphans import handle_orphans
 from batchline.state import CONSOLIDATED, Item
 
 
-def _log_lines(stack, function: str) -> list[dict]:
-    out = []
-    for line in Path(stack.info.handles[function].log_path).read_text().splitlines():
-        if line.startswith("{"):
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                continue
-    return out
-
-
 def test_stale_inputs_are_refused_and_logged(stack, day):
     loaded = dt.datetime.now(dt.UTC) - dt.timedelta(hours=30)
     seed_context(stack.clients.bq, stack.clients.settings, day, synthetic_context(day, 3), loaded_at=loaded)
@@ -40,7 +27,7 @@ def test_stale_inputs_are_refused_and_logged(stack, day):
     assert body["game_date"] == day.isoformat() and body["max_age_hours"] == 24
     assert dt.datetime.fromisoformat(body["newest_loaded_at"]) == loaded
     assert stack.store.active_batch_of(day) is None, "nothing was registered for the date"
-    refused = [x for x in _log_lines(stack, "coordinator")
+    refused = [x for x in stack.log_lines("coordinator")
                if x.get("event") == "start_refused_stale_inputs" and x.get("game_date") == day.isoformat()]
     assert len(refused) == 1 and refused[0]["severity"] == "ERROR" and refused[0]["max_age_hours"] == 24
     assert refused[0]["context_rows"] == 3
