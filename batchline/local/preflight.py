@@ -23,7 +23,7 @@ def problems() -> list[str]:
     try:
         import bqemulator  # noqa: F401
     except ImportError:
-        found.append("bqemulator is not installed: pip install -e '.[local]'")
+        found.append("bqemulator is not installed: make install")
     return found
 
 

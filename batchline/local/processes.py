@@ -476,7 +476,7 @@ def start_bigquery(
         import bqemulator  # noqa: F401
     except ImportError:
         raise EmulatorNotInstalled(
-            f"bqemulator is not installed in {sys.executable}: pip install bqemulator==1.4.0"
+            f"bqemulator is not installed in {sys.executable}: make install"
         ) from None
     port = port or free_port()
     grpc_port = grpc_port or free_port()
