@@ -22,6 +22,7 @@ from __future__ import annotations
 import atexit
 import base64
 import hashlib
+import heapq
 import io
 import json
 import os
@@ -48,6 +49,8 @@ class Tally:
         self.peaks: dict[str, float] = {}
         self.texts: dict[str, dict] = {}
         self.doc_writes: dict[str, list[float]] = defaultdict(list)
+        self.template_writes: Counter = Counter()
+        self.template_docs: Counter = Counter()
         self.events: list[dict] = []
         self.seq = 0
         self.dirty = False
@@ -84,7 +87,11 @@ class Tally:
 
     def doc_write(self, path: str, t: float) -> None:
         with self.lock:
-            self.doc_writes[path].append(round(t, 3))
+            times = self.doc_writes[path]
+            if not times:
+                self.template_docs[doc_template(path)] += 1
+            times.append(round(t, 3))
+            self.template_writes[doc_template(path)] += 1
 
     def statement(self, sql: str, caller: str) -> str:
         h = hashlib.sha1(f"{caller}\0{sql}".encode()).hexdigest()[:16]
@@ -129,17 +136,12 @@ class Tally:
             if not self.dirty:
                 return
             self.seq += 1
-            hot = sorted(self.doc_writes.items(), key=lambda kv: -len(kv[1]))[:HOT_DOCS_KEPT]
-            templates: Counter = Counter()
-            docs: Counter = Counter()
-            for path, ts in self.doc_writes.items():
-                tmpl = doc_template(path)
-                templates[tmpl] += len(ts)
-                docs[tmpl] += 1
+            hot = heapq.nlargest(HOT_DOCS_KEPT, self.doc_writes.items(), key=lambda kv: len(kv[1]))
             snap = {"process": self.process, "pid": self.pid, "seq": self.seq, "written_at": time.time(),
                     "last_activity": self.last_activity, "counts": dict(self.counts), "peaks": dict(self.peaks),
                     "texts": dict(self.texts), "hot_docs": {p: list(ts) for p, ts in hot},
-                    "doc_templates": {t: {"writes": templates[t], "docs": docs[t]} for t in templates}}
+                    "doc_templates": {t: {"writes": n, "docs": self.template_docs[t]}
+                                      for t, n in self.template_writes.items()}}
             events, self.events = self.events, []
             self.dirty = False
             self.last_written = snap["written_at"]

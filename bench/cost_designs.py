@@ -116,7 +116,8 @@ def _shared_rows(items: int, ours: dict, w: float) -> list[dict]:
     """Quotas every design shares (the Firestore and Pub/Sub pattern is ours in all three), over its
     work phase of `w` seconds."""
     fs_writes = ours["dollars"]["firestore"]["writes"]
-    shard = min(SHARD_ITEMS, items)
+    # one shard holds every item up to 50; past that items hash to shards unevenly (the counted ratio)
+    shard = items if items <= SHARD_ITEMS else round(SHARD_ITEMS * ours.get("hottest_shard_ratio", 1.0))
     return [
         _row("Firestore sustained writes per document (hottest: a progress shard)", "fs_doc_writes_per_s",
              shard / w, f"{shard} writes over the {w:.1f} s work phase"),
