@@ -224,11 +224,25 @@ def write(data: dict) -> None:
     for r in runs:
         for h in r["hot_docs"][:3]:
             lines.append(f"| {r['items']:,} | {h['doc']} | {h['writes']} | {h['peak_in_1s']} | {h['mean_per_s']} |")
+    lines += ["", "Firestore writes by collection, all processes (counted): " + "; ".join(
+        f"{r['items']:,} items: " + ", ".join(
+            f"{t} {v['writes']:,} on {v['docs']:,} docs" for t, v in sorted(_templates(r).items()))
+        for r in runs)]
     unsure = [k for k, f in {**PRICES, **QUOTAS}.items() if f.source in ("third-party", "unverified")]
     lines += ["", "Figures not read on a Google page (docs/cost.md says where each came from): " + ", ".join(unsure)]
     (RESULTS_DIR / "cost.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     plot(m)
+
+
+def _templates(run: dict) -> dict:
+    out: dict = {}
+    for per_proc in run["doc_templates"].values():
+        for t, v in per_proc.items():
+            cur = out.setdefault(t, {"writes": 0, "docs": 0})
+            cur["writes"] += v["writes"]
+            cur["docs"] += v["docs"]
+    return out
 
 
 def plot(m: dict) -> None:
