@@ -19,6 +19,7 @@ from batchline.ledger import Ledger, compute
 from batchline.local import stack as local_stack
 from batchline.local.chaos_cmd import chaos_command
 from batchline.local.provision import seed_context, synthetic_context
+from batchline.ops.target import TargetError, resolve
 from batchline.state import TERMINAL_STATUSES, BatchStore
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
@@ -209,15 +210,29 @@ def run(players: int = typer.Option(450, min=1, max=5000, help="Synthetic player
 
 
 @app.command()
-def ledger(batch_id: str, json_path: Path = typer.Option(None, "--json"), state_dir: Path = STATE_DIR_OPT) -> None:
-    """Recompute the loss ledger of a batch on the running local stack."""
-    info = local_stack.load(state_dir)
-    st = local_stack.status(state_dir)
-    # the ledger reads the emulators only: a dead function does not stop it
-    if info is None or not all(st.get(n, {}).get("answering") for n in local_stack.EMULATORS):
-        console.print("[red]no running local stack (its emulators must answer); start one with `batchline local up`")
-        raise typer.Exit(2)
-    result = compute(info.activate(), ids.validate_batch_id(batch_id), 0.0)
+def ledger(batch_id: str, json_path: Path = typer.Option(None, "--json"), state_dir: Path = STATE_DIR_OPT,
+           project: str = typer.Option(None, "--project", help="A deployment in this GCP project (ADC)."),
+           stack_outputs: Path = typer.Option(None, "--stack-outputs", help="JSON of `pulumi stack output --json`."),
+           setting: list[str] = typer.Option(None, "--setting", help="KEY=VALUE of batchline.settings.Settings.")
+           ) -> None:
+    """Recompute the loss ledger of a batch, on the running local stack or on a deployment (an operator
+    needs what infra/access.py OPERATOR_ACCESS grants: docs/deploy.md, "Operators")."""
+    if project is None and stack_outputs is None:
+        info = local_stack.load(state_dir)
+        st = local_stack.status(state_dir)
+        # the ledger reads the emulators only: a dead function does not stop it
+        if info is None or not all(st.get(n, {}).get("answering") for n in local_stack.EMULATORS):
+            console.print("[red]no running local stack (its emulators must answer); "
+                          "start one with `batchline local up`")
+            raise typer.Exit(2)
+        clients = info.activate()
+    else:
+        try:
+            clients = resolve(state_dir, project, stack_outputs, None, setting)
+        except TargetError as exc:
+            console.print(str(exc), style="red", markup=False)
+            raise typer.Exit(2) from None
+    result = compute(clients, ids.validate_batch_id(batch_id), 0.0)
     print_ledger(result)
     if json_path:
         json_path.write_text(result.to_json())

@@ -33,6 +33,12 @@ def bigquery_client(settings: Settings) -> bigquery.Client:
     return bigquery.Client(project=settings.project, location=settings.bq_location)
 
 
+def firestore_client(settings: Settings) -> firestore.Client:
+    """The batch-state database the settings name: "(default)" or a named one (the emulator keeps
+    each named database apart too, so the local stack can run on one)."""
+    return firestore.Client(project=settings.project, database=settings.firestore_database)
+
+
 PUBLISH_MAX_LATENCY_S = 0.001
 
 
@@ -63,7 +69,7 @@ class Clients:
     def fs(self) -> firestore.Client:
         with self._lock:
             if self._fs is None:
-                self._fs = firestore.Client(project=self.settings.project)
+                self._fs = firestore_client(self.settings)
             return self._fs
 
     @property

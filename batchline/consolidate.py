@@ -25,7 +25,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import bigquery
 
 from batchline import ids, staging
-from batchline.schema import MAIN_TABLE_INSERT_ONLY, MAIN_TABLE_KEY
+from batchline.schema import MAIN_TABLE_INSERT_ONLY, MAIN_TABLE_KEY, MAIN_TABLE_PARTITION_FIELD
 from batchline.settings import Settings
 from batchline.staging import ITEM_COLUMN, STAGING_COLUMNS, WRITE_COLUMN, StagedWrite
 
@@ -224,9 +224,16 @@ def merge_sql(settings: Settings, main_schema: list[bigquery.SchemaField], sourc
     Matched rows are updated and new ones inserted; and, in the same statement, the date's active rows
     this batch replaces are deactivated: rows of the players it merged that it did not write again
     (the player changed game, a system stopped predicting), and rows of players no longer on the
-    schedule (@scheduled_items). Players the batch did not merge keep their rows (docs/failures.md)."""
+    schedule (@scheduled_items). Players the batch did not merge keep their rows (docs/failures.md).
+
+    Every clause that can touch a main-table row names the date's partition with a constant (the
+    @target_date parameter): the ON condition and the NOT MATCHED BY SOURCE condition. So BigQuery
+    reads and rewrites the batch's one partition, not the table's whole history (docs/staging.md,
+    "What each statement scans"). The prediction id is derived from the date, so no row of another
+    date could have matched."""
     cols = [f.name for f in main_schema]
-    on = " AND ".join(f"T.{_ident(k)} = S.{_ident(k)}" for k in MAIN_TABLE_KEY)
+    on = " AND ".join([*(f"T.{_ident(k)} = S.{_ident(k)}" for k in MAIN_TABLE_KEY),
+                       f"T.{_ident(MAIN_TABLE_PARTITION_FIELD)} = @target_date"])
     sets = ", ".join(f"{_ident(c)} = S.{_ident(c)}" for c in cols
                      if c in updatable and c not in MAIN_TABLE_KEY and c not in MAIN_TABLE_INSERT_ONLY)
     col_list = ", ".join(_ident(c) for c in cols)
@@ -236,7 +243,7 @@ def merge_sql(settings: Settings, main_schema: list[bigquery.SchemaField], sourc
         f"USING (\n{source}\n) S\nON {on}\n"
         f"WHEN MATCHED THEN UPDATE SET {sets}\n"
         f"WHEN NOT MATCHED THEN INSERT ({col_list}) VALUES ({values})\n"
-        f"WHEN NOT MATCHED BY SOURCE AND T.game_date = @target_date AND T.is_active\n"
+        f"WHEN NOT MATCHED BY SOURCE AND T.{_ident(MAIN_TABLE_PARTITION_FIELD)} = @target_date AND T.is_active\n"
         f"  AND (T.player_lookup IN UNNEST(@merged_items) OR T.player_lookup NOT IN UNNEST(@scheduled_items))\n"
         f"  THEN UPDATE SET is_active = FALSE, updated_at = CURRENT_TIMESTAMP()"
     )

@@ -14,7 +14,7 @@ from google.cloud import bigquery, firestore
 
 from batchline import consolidate as cons
 from batchline import control as ctl
-from batchline import control_actions, ids, staging
+from batchline import control_actions, ids, merge_recovery, staging
 from batchline import faults as faults_mod
 from batchline import lifecycle as lc
 from batchline.claim import request_consolidation_if_done
@@ -235,27 +235,7 @@ def consolidate_batch(clients: Clients, batch_id: str, batch: dict, lease: str,
     items = store.items(batch_id)
     inv = cons.inventory(clients.bq, s, batch_id, items)
     merged = batch.get("merge_result")
-    if merged is not None:
-        # A redelivery after the MERGE was verified: what was merged is the inventory, whatever
-        # cleanup already dropped.
-        manifest = dict(merged["manifest"])
-        inv.missing_writes = [i for i in inv.expected_completed if i not in manifest]
-        inv.recovered = list(merged.get("recovered", []))
-        inv.abandoned_writes = int(merged.get("abandoned_writes", 0))
-        inv.staged_rows_total = int(merged.get("staged_rows_total", inv.staged_rows_total))
-    else:
-        manifest = inv.manifest()
-    attempt = int(batch.get("merge_attempt") or 0)
-    generation = int(batch.get("consolidation_generation") or 0)
-    if merged is None and manifest:
-        # Fixed before the job exists: a redelivery of this attempt waits for the same job, so it must
-        # verify and record the manifest that job read, not a newer inventory.
-        pinned = store.pin_manifest(batch_id, generation, attempt, {
-            "manifest": manifest, "staged_rows_total": inv.staged_rows_total, "recovered": inv.recovered,
-            "abandoned_writes": inv.abandoned_writes, "missing_writes": inv.missing_writes})
-        manifest = dict(pinned["manifest"])
-        inv.recovered, inv.missing_writes = list(pinned["recovered"]), list(pinned["missing_writes"])
-        inv.staged_rows_total, inv.abandoned_writes = int(pinned["staged_rows_total"]), int(pinned["abandoned_writes"])
+    manifest, generation, attempt, committed = _what_to_merge(clients, store, batch, inv)
     expected = int(batch["expected_items"])
     log_event("staging_inventory", batch_id=batch_id, expected_items=expected, staged_items=len(manifest),
               completed=len(inv.expected_completed), failed=len(inv.failed_items), pending=len(inv.pending_items),
@@ -279,16 +259,18 @@ def consolidate_batch(clients: Clients, batch_id: str, batch: dict, lease: str,
                 scheduled_items=batch.get("scheduled_items") or [i["item_id"] for i in items],
                 merge_date=game_date + dt.timedelta(days=1) if injected.zero_merge else None,
                 generation=generation, attempt=attempt,
-                fail_transiently=attempt < injected.merge_transient, pause_in_merge_s=injected.pause_in_merge)
+                fail_transiently=committed is None and attempt < injected.merge_transient,
+                pause_in_merge_s=injected.pause_in_merge)
             merged = {**result.as_dict(), "staged_rows_total": inv.staged_rows_total, "recovered": inv.recovered,
                       "abandoned_writes": inv.abandoned_writes}
             # Durable before any deletion, so a redelivery skips straight to cleanup.
-            if not store.transition(batch_id, [CONSOLIDATING], {
-                    "merge_result": merged, "main_table_dml_jobs": firestore.ArrayUnion([result.job_id])},
-                    lease_token=lease):
+            recorded = merge_recovery.record_merge(store, batch_id, lease, merged, result.job_id, injected,
+                                                   (result.verified_rows, result.verified_items))
+            if recorded == merge_recovery.LEASE_LOST:
                 log_event("consolidation_lease_lost", severity="ERROR", batch_id=batch_id, job_id=result.job_id,
                           message="the MERGE is done; the delivery now holding the batch finds its job and records it")
-                return "lease_lost"
+            if recorded != merge_recovery.RECORDED:
+                return recorded
             log_event("merge_verified", batch_id=batch_id, job_id=result.job_id,
                       affected_rows=result.affected_rows, verified_rows=result.verified_rows,
                       timings_s=result.timings_s)
@@ -299,9 +281,12 @@ def consolidate_batch(clients: Clients, batch_id: str, batch: dict, lease: str,
                   attempt=attempt, next_attempt=attempt + 1 if moved else None, error=str(exc))
         raise
     except cons.ConsolidationError as exc:
-        store.transition(batch_id, [CONSOLIDATING], {"status": CONSOLIDATION_FAILED, "error": str(exc)[:4000],
-                                                     "failure_kind": lc.PERMANENT,
-                                                     "staged_items_kept": len(manifest)}, lease_token=lease)
+        # A re-open runs a new MERGE after this one (merge_recovery never re-records a rejected job).
+        store.transition(batch_id, [CONSOLIDATING], {
+            "status": CONSOLIDATION_FAILED, "error": str(exc)[:4000], "failure_kind": lc.PERMANENT,
+            "staged_items_kept": len(manifest),
+            "rejected_merge_jobs": firestore.ArrayUnion([cons.merge_job_id(batch_id, generation, attempt)])},
+            lease_token=lease)
         log_event("consolidation_failed", severity="ERROR", batch_id=batch_id, error=str(exc),
                   failure_kind=lc.PERMANENT, staged_items_kept=len(manifest))
         return "failed"
@@ -315,7 +300,7 @@ def consolidate_batch(clients: Clients, batch_id: str, batch: dict, lease: str,
     merged_items = int(merged.get("verified_items", 0))
     missing = sorted(set(i["item_id"] for i in items) - set(manifest) - set(inv.failed_items))
     coverage = round(100.0 * merged_items / expected, 2) if expected else 0.0
-    finished = store.transition(batch_id, [CONSOLIDATING], {
+    finished = merge_recovery.record_final(store, batch_id, lease, merged, {
         "status": CONSOLIDATED,
         "merged_items": merged_items,
         "merged_rows": int(merged.get("verified_rows", 0)),
@@ -329,7 +314,9 @@ def consolidate_batch(clients: Clients, batch_id: str, batch: dict, lease: str,
         "staging_table_dropped": deleted,
         "coverage_pct": coverage,
         "consolidated_at": now(),
-    }, lease_token=lease)
+    })
+    if finished == merge_recovery.UNRECORDABLE:
+        return merge_recovery.UNRECORDABLE
     if not finished:
         log_event("consolidation_lease_lost", severity="ERROR", batch_id=batch_id, lease=lease,
                   message="the batch changed under this consolidation; its result was not written")
@@ -344,6 +331,44 @@ def consolidate_batch(clients: Clients, batch_id: str, batch: dict, lease: str,
                   coverage_pct=coverage, failed_items=inv.failed_items[:100], missing_items=missing[:100])
     publish_summary(clients, store.get_batch(batch_id) or {})
     return "consolidated"
+
+
+def _what_to_merge(clients: Clients, store: BatchStore, batch: dict,
+                   inv: cons.Inventory) -> tuple[dict[str, str], int, int, merge_recovery.CommittedMerge | None]:
+    """(manifest, generation, attempt, committed job) of this consolidation; `inv` is brought in line with
+    the manifest. Recorded result: what it merged. Else a MERGE that already ran (merge_recovery.py):
+    its attempt and pinned manifest. Else the current attempt, its manifest pinned before any job."""
+    batch_id, merged = batch["batch_id"], batch.get("merge_result")
+    attempt = int(batch.get("merge_attempt") or 0)
+    generation = int(batch.get("consolidation_generation") or 0)
+    if merged is not None:
+        # A redelivery after the MERGE was verified: what was merged is the inventory, whatever
+        # cleanup already dropped.
+        manifest = dict(merged["manifest"])
+        inv.missing_writes = [i for i in inv.expected_completed if i not in manifest]
+        inv.recovered = list(merged.get("recovered", []))
+        inv.abandoned_writes = int(merged.get("abandoned_writes", 0))
+        inv.staged_rows_total = int(merged.get("staged_rows_total", inv.staged_rows_total))
+        return manifest, generation, attempt, None
+    committed = merge_recovery.find_committed(clients.bq, store, batch)
+    if committed is not None:
+        # An earlier attempt's MERGE ran (or runs): record that job from the manifest it read, never a
+        # second MERGE. Its result was lost, e.g. to a failed record or a dead letter.
+        generation, attempt, pinned = committed.generation, committed.attempt, committed.pinned
+        log_event("merge_found", batch_id=batch_id, job_id=committed.job_id, job_state=committed.state,
+                  message="this batch's MERGE already ran; verifying and recording it instead of merging again")
+    else:
+        manifest = inv.manifest()
+        if not manifest:
+            return manifest, generation, attempt, None
+        # Fixed before the job exists: a redelivery of this attempt waits for the same job, so it must
+        # verify and record the manifest that job read, not a newer inventory.
+        pinned = store.pin_manifest(batch_id, generation, attempt, {
+            "manifest": manifest, "staged_rows_total": inv.staged_rows_total, "recovered": inv.recovered,
+            "abandoned_writes": inv.abandoned_writes, "missing_writes": inv.missing_writes})
+    inv.recovered, inv.missing_writes = list(pinned["recovered"]), list(pinned["missing_writes"])
+    inv.staged_rows_total, inv.abandoned_writes = int(pinned["staged_rows_total"]), int(pinned["abandoned_writes"])
+    return dict(pinned["manifest"]), generation, attempt, committed
 
 
 def _drop_staging(clients: Clients, batch_id: str, staged_rows_total: int) -> bool:

@@ -21,7 +21,10 @@ FLAG_FAULTS = ("zero_merge",)
 # a passing BigQuery error does (the attempt's job finishes with an error, nothing changes).
 # `pause_in_merge=S` / `pause_after_merge=S` hold the consolidation for S seconds after its MERGE job
 # was submitted / after the verified result was recorded: a window in which a test kills the process.
-COUNT_FAULTS = ("merge_transient", "pause_in_merge", "pause_after_merge")
+# `record_fail=N` / `record_too_large=N`: the first N attempts to record a committed MERGE's result fail
+# as Firestore would when it is unavailable (503) / when the document is too large or has too many
+# index entries (400 InvalidArgument); the attempts are counted on the batch document, across deliveries.
+COUNT_FAULTS = ("merge_transient", "pause_in_merge", "pause_after_merge", "record_fail", "record_too_large")
 
 
 class FaultInjected(RuntimeError):
@@ -37,6 +40,8 @@ class FaultSpec:
     merge_transient: int = 0
     pause_in_merge: int = 0
     pause_after_merge: int = 0
+    record_fail: int = 0
+    record_too_large: int = 0
     seed: int = 0
 
     def __bool__(self) -> bool:

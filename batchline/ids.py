@@ -21,6 +21,10 @@ _ITEM_ID = re.compile(r"[a-z0-9][a-z0-9_]{0,63}")
 _GAME_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_]{0,63}")
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _WRITE_ID = re.compile(r"[0-9a-f]{32}")
+# Firestore's database ids (projects.databases.create): 4-63 of [a-z0-9-], a letter first, a letter or
+# digit last, not UUID-like; or "(default)".
+_FIRESTORE_DATABASE = re.compile(r"\(default\)|[a-z][a-z0-9-]{2,61}[a-z0-9]")
+_UUID_LIKE = re.compile(r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}")
 
 STAGING_PREFIX = "stg_"
 
@@ -49,6 +53,13 @@ def validate_topic_prefix(value: object) -> str:
 
 def validate_location(value: object) -> str:
     return _check(_LOCATION, value, "location")
+
+
+def validate_firestore_database(value: object) -> str:
+    db = _check(_FIRESTORE_DATABASE, value, "Firestore database id")
+    if _UUID_LIKE.fullmatch(db):
+        raise ValueError(f"invalid Firestore database id: {db!r} (must not look like a UUID)")
+    return db
 
 
 def validate_batch_id(value: object) -> str:

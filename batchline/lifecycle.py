@@ -42,6 +42,9 @@ FAILED = "failed"
 # 0-row MERGE, verification) waits for a person, with its staging table kept.
 TRANSIENT = "transient"
 PERMANENT = "permanent"
+# The MERGE committed and was verified but Firestore refused its record for good (too large): the rows
+# are in the main table; a re-open by a person records the same job, never a second MERGE.
+MERGED_UNRECORDED = "merged_unrecorded"
 MAX_AUTO_REOPENS = 3
 
 # A holder renews its lease every LEASE_TTL / 4; a lease not renewed for LEASE_TTL is dead.

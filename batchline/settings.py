@@ -21,6 +21,8 @@ ENV_MAIN_TABLE = "BATCHLINE_MAIN_TABLE"
 ENV_CONTEXT_TABLE = "BATCHLINE_CONTEXT_TABLE"
 ENV_STAGING_DATASET = "BATCHLINE_STAGING_DATASET"
 ENV_BQ_LOCATION = "BATCHLINE_BQ_LOCATION"
+# The Firestore database holding batch state: "(default)" or a named database (infra's firestore.database).
+ENV_FIRESTORE_DATABASE = "BATCHLINE_FIRESTORE_DATABASE"
 ENV_STALL_MINUTES = "BATCHLINE_STALL_MINUTES"
 ENV_MIN_COMPLETION_PCT = "BATCHLINE_MIN_COMPLETION_PCT"
 ENV_COVERAGE_WARNING_PCT = "BATCHLINE_COVERAGE_WARNING_PCT"
@@ -55,6 +57,7 @@ class Settings:
     context_table: str = "player_game_context"
     staging_dataset: str = "batchline_staging"
     bq_location: str = "US"
+    firestore_database: str = "(default)"
     stall_minutes: int = 30
     min_completion_pct: float = 0.0
     coverage_warning_pct: float = 95.0
@@ -90,6 +93,7 @@ class Settings:
             ENV_CONTEXT_TABLE: self.context_table,
             ENV_STAGING_DATASET: self.staging_dataset,
             ENV_BQ_LOCATION: self.bq_location,
+            ENV_FIRESTORE_DATABASE: self.firestore_database,
             ENV_STALL_MINUTES: str(self.stall_minutes),
             ENV_MIN_COMPLETION_PCT: str(self.min_completion_pct),
             ENV_COVERAGE_WARNING_PCT: str(self.coverage_warning_pct),
@@ -168,6 +172,7 @@ def from_env(env: dict[str, str] | None = None) -> Settings:
         context_table=ident(ENV_CONTEXT_TABLE, d.context_table, ids.validate_table_name),
         staging_dataset=ident(ENV_STAGING_DATASET, d.staging_dataset, ids.validate_dataset),
         bq_location=ident(ENV_BQ_LOCATION, d.bq_location, ids.validate_location),
+        firestore_database=ident(ENV_FIRESTORE_DATABASE, d.firestore_database, ids.validate_firestore_database),
         stall_minutes=_int(env, ENV_STALL_MINUTES, d.stall_minutes, 1, 24 * 60),
         min_completion_pct=pct(ENV_MIN_COMPLETION_PCT, d.min_completion_pct),
         coverage_warning_pct=warning,

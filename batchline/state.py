@@ -273,6 +273,22 @@ class BatchStore:
         except gexc.Conflict:
             return ref.get().to_dict() or {}
 
+    def pinned_manifests(self, batch_id: str) -> dict[tuple[int, int], dict]:
+        """Every MERGE attempt's pinned manifest of the batch: (generation, attempt) -> the document."""
+        out = {}
+        for snap in self.batch_ref(batch_id).collection(MANIFESTS).stream():
+            gen, sep, att = snap.id.removeprefix("g").partition("_a")
+            if sep and gen.isdigit() and att.isdigit():
+                out[(int(gen), int(att))] = snap.to_dict() or {}
+        return out
+
+    def count_fault_attempt(self, batch_id: str, fault: str) -> int:
+        """One more attempt at the step an injected fault (batchline/faults.py) may fail, counted on the
+        batch document across deliveries; returns the count. Used only where faults are allowed."""
+        wb = self.fs.batch()
+        wb.update(self.batch_ref(batch_id), {f"fault_attempts.{fault}": firestore.Increment(1)})
+        return int(wb.commit()[0].transform_results[0].integer_value)
+
     def may_be_done(self, batch: dict, item_id: str, count: int | None = None) -> bool:
         """Whether the batch may have no pending item left, from its progress shards (progress.py):
         `count` is the item's shard count as a commit returned it, else it is read."""

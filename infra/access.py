@@ -73,10 +73,16 @@ ACCESS: dict[str, Access] = {
 # through the control topic; no operator invokes a function). The operator CLI publishes control
 # requests, reads their answers and batches in Firestore (read-only), runs `batchline audit` queries
 # (jobs in the project, rows of the main dataset) and `dlq list` pulls dead letters and releases them
-# (never acks: subscriber, which also allows acking, is the narrowest role that pulls).
+# (never acks: subscriber, which also allows acking, is the narrowest role that pulls). `batchline
+# ledger` also counts the MERGE jobs the coordinator ran (jobs.list of all users: bigquery.jobs.listAll,
+# in roles/bigquery.resourceViewer; jobUser shows only one's own jobs) and asks whether the batch's
+# staging table is left (tables.get: metadataViewer on the staging dataset, no row access). The
+# operator's ADC names the stack's project as its quota project, which takes serviceusage.services.use
+# (roles/serviceusage.serviceUsageConsumer; docs/deploy.md, "Operators").
 OPERATOR_ACCESS = Access(
-    project_roles=("roles/bigquery.jobUser", "roles/datastore.viewer"),
-    dataset_roles=(("main", "roles/bigquery.dataViewer"),),
+    project_roles=("roles/bigquery.jobUser", "roles/datastore.viewer", "roles/bigquery.resourceViewer",
+                   "roles/serviceusage.serviceUsageConsumer"),
+    dataset_roles=(("main", "roles/bigquery.dataViewer"), ("staging", "roles/bigquery.metadataViewer")),
     publishes_to=("control",),
     reads_dead_letters=DEAD_LETTER_KEYS,
 )

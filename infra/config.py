@@ -306,7 +306,7 @@ def load_firestore(raw: Any) -> FirestoreConfig:
     d = FirestoreConfig()
     return FirestoreConfig(create=_bool(o, "create", p, d.create),
                            location=_ident(o, "location", p, d.location, ids.validate_location),
-                           database=str(o.get("database", d.database)))
+                           database=_ident(o, "database", p, d.database, ids.validate_firestore_database))
 
 
 REQUIRED_APIS: tuple[str, ...] = (

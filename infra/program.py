@@ -49,7 +49,7 @@ def build(cfg: StackConfig, slack_token: pulumi.Input[str] | None = None,
     sources = [s.name for t in topology.topics for s in t.subscriptions if s.dead_letter]
     monitoring = Monitoring("monitoring", cfg, [f"{prefix}-{fn}" for fn in FUNCTIONS], dlq_pull, sources,
                             slack_token=slack_token, opts=after_apis)
-    del firestore, monitoring
+    del monitoring
     return {
         "project": project,
         "region": region,
@@ -63,6 +63,10 @@ def build(cfg: StackConfig, slack_token: pulumi.Input[str] | None = None,
         "staging_dataset": bigquery.staging_dataset.dataset_id,
         "main_table": bigquery.main_table.table_id,
         "context_table": bigquery.context_table.table_id,
+        # what the operator CLI needs to reach this stack (batchline/ops/target.py): jobs run in the
+        # datasets' location, batch state lives in this database
+        "bq_location": cfg.bigquery.location,
+        "firestore_database": firestore.database.name if firestore.database is not None else cfg.firestore.database,
         "emergency": cfg.functions.emergency,
         "caps": {fn: {"max_instances": c.max_instances, "concurrency": c.concurrency}
                  for fn, c in cfg.functions.caps.items()},

@@ -1,9 +1,10 @@
 """Which deployment a command talks to, and the control path to it.
 
 Default: the local stack recorded in `--state-dir`. `--project P` targets a deployment with the
-application-default credentials; resource names come from `--stack-outputs` (the JSON of
-`pulumi stack output --json`), `--topic-prefix` and `--setting key=value`, else the defaults of
-`batchline.settings`. Every value passes the same validation the functions apply to their environment.
+application-default credentials; resource names, the BigQuery location and the Firestore database come
+from `--stack-outputs` (the JSON of `pulumi stack output --json`), `--topic-prefix` and `--setting
+key=value`, else the defaults of `batchline.settings`. Every value passes the same validation the
+functions apply to their environment.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ def _from_outputs(path: Path) -> dict[str, str]:
     except (OSError, ValueError) as exc:
         raise TargetError(f"--stack-outputs {path}: {exc}") from exc
     fields: dict[str, str] = {}
-    for key in ("project", "main_dataset", "staging_dataset", "main_table", "context_table"):
+    for key in ("project", "main_dataset", "staging_dataset", "main_table", "context_table", "bq_location",
+                "firestore_database"):
         if isinstance(out.get(key), str):
             fields[key] = out[key]
     work = (out.get("topics") or {}).get("work")

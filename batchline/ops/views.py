@@ -30,6 +30,10 @@ def next_steps(batch: dict, counts: dict[str, int], dead_lettered: list[dict]) -
     if status in lc.ACTIVE_STATUSES:
         steps.append(f"in progress ({status}); watch with `batchline status {b}`. The stall check moves a "
                      f"batch without progress on after its stall period")
+    elif status == lc.CONSOLIDATION_FAILED and batch.get("failure_kind") == lc.MERGED_UNRECORDED:
+        steps.append(f"the MERGE {batch.get('merged_job_id')} committed: the rows ARE in the main table, only its "
+                     f"record is missing ({batch.get('error')}). Do not re-run the date; fix the cause, then "
+                     f"`batchline consolidate {b}` records that job without a second MERGE")
     elif status == lc.CONSOLIDATION_FAILED:
         how = ("the stall check re-opens a transient failure by itself, at most "
                f"{lc.MAX_AUTO_REOPENS} times; or " if batch.get("failure_kind") == lc.TRANSIENT else "")

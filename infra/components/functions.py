@@ -53,7 +53,8 @@ def function_settings(cfg: StackConfig) -> settings.Settings:
     return settings.Settings(
         project=cfg.gcp.project, topic_prefix=cfg.pubsub.topic_prefix, main_dataset=bq.main_dataset,
         main_table=bq.main_table, context_table=bq.context_table, staging_dataset=bq.staging_dataset,
-        bq_location=bq.location, stall_minutes=t.stall_minutes, min_completion_pct=t.min_completion_pct,
+        bq_location=bq.location, firestore_database=cfg.firestore.database, stall_minutes=t.stall_minutes,
+        min_completion_pct=t.min_completion_pct,
         coverage_warning_pct=t.coverage_warning_pct, coverage_critical_pct=t.coverage_critical_pct,
         allow_faults=False, timezone=cfg.schedules.start.time_zone)
 

@@ -19,7 +19,8 @@ from infra.components.functions import function_env, function_settings
 # reads back as its default and the round trip fails.
 NON_DEFAULT = {
     "project": "other-project", "topic_prefix": "other", "main_dataset": "main_x", "main_table": "tbl_x",
-    "context_table": "ctx_x", "staging_dataset": "stg_x", "bq_location": "EU", "stall_minutes": 17,
+    "context_table": "ctx_x", "staging_dataset": "stg_x", "bq_location": "EU", "firestore_database": "batchline-eu",
+    "stall_minutes": 17,
     "min_completion_pct": 12.5, "coverage_warning_pct": 91.0, "coverage_critical_pct": 80.0,
     "allow_faults": True, "timezone": "Europe/Paris", "bigquery_emulator_host": "localhost:9050",
     "bigquery_write_emulator_host": "localhost:9060", "context_max_age_hours": 6, "orphan_age_hours": 48,

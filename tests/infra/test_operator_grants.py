@@ -48,7 +48,11 @@ def test_no_operators_no_operator_grants(dev_run):
 
 def test_operator_access_is_what_the_cli_needs():
     want = {("topic", "control", "roles/pubsub.publisher"), ("project", "", "roles/datastore.viewer"),
-            ("project", "", "roles/bigquery.jobUser"), ("dataset", "main", "roles/bigquery.dataViewer")}
+            ("project", "", "roles/bigquery.jobUser"), ("dataset", "main", "roles/bigquery.dataViewer"),
+            # `batchline ledger`: every user's MERGE jobs (bigquery.jobs.listAll), the staging table's
+            # existence (tables.get); the ADC quota project (serviceusage.services.use)
+            ("project", "", "roles/bigquery.resourceViewer"), ("dataset", "staging", "roles/bigquery.metadataViewer"),
+            ("project", "", "roles/serviceusage.serviceUsageConsumer")}
     want |= {("subscription", k, "roles/pubsub.subscriber")
              for k in ("work", "completions", "consolidation", "control")}
     assert declared_set(OPERATOR_ACCESS) == want

@@ -165,3 +165,13 @@ MAIN = "`batchline-local.predictions.player_prop_predictions`"
 ])
 def test_bigquery_constructs_beyond_ours_are_accepted(zetasql, sql):
     assert zetasql.analyze(sql, [bigquery.ScalarQueryParameter("d", "DATE", st.DATE)])
+
+
+def test_the_merge_restricted_to_the_date_partition_is_valid_googlesql(zetasql):
+    """Issue 18 item 5: the ON and NOT MATCHED BY SOURCE conditions filter the partitioning column on a
+    constant parameter (so BigQuery prunes to the batch's partition), and ZetaSQL accepts it."""
+    drive = st.merge_batch_staging()
+    merge = next(s for s in drive.sent if s.sql.startswith("MERGE"))
+    assert "AND T.`game_date` = @target_date\nWHEN MATCHED" in merge.sql
+    assert "WHEN NOT MATCHED BY SOURCE AND T.`game_date` = @target_date" in merge.sql
+    assert zetasql.analyze(merge.sql, merge.params, drive.tables) == "merge"

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 import pytest
 from google.cloud.bigquery import SchemaField
 
 from batchline import consolidate as c
-from batchline.schema import MAIN_TABLE_COLUMNS, MAIN_TABLE_INSERT_ONLY, MAIN_TABLE_KEY, main_column_names
+from batchline.schema import (
+    MAIN_TABLE_COLUMNS,
+    MAIN_TABLE_INSERT_ONLY,
+    MAIN_TABLE_KEY,
+    MAIN_TABLE_PARTITION_FIELD,
+    main_column_names,
+)
 from batchline.settings import Settings
 
 S = Settings()
@@ -213,8 +220,24 @@ def test_merge_targets_main_table_and_matches_on_key():
     sql = _merge()
     assert sql.startswith(f"MERGE `{S.project}.{S.main_dataset}.{S.main_table}` T\n")
     assert "USING (\n<SOURCE>\n) S\n" in sql
-    assert "ON T.`prediction_id` = S.`prediction_id`\n" in sql
+    assert "ON T.`prediction_id` = S.`prediction_id` AND T.`game_date` = @target_date\n" in sql
     assert MAIN_TABLE_KEY == ("prediction_id",)
+
+
+def test_every_clause_that_reaches_main_table_rows_names_the_date_partition_with_a_constant():
+    """Partition pruning (issue 18 item 5): matched rows are limited by the ON condition, rows the source
+    does not match by the NOT MATCHED BY SOURCE condition; both filter the partitioning column on the
+    @target_date parameter, never on a value computed from the source (that would scan every
+    partition). WHEN NOT MATCHED only inserts (source rows)."""
+    sql = _merge()
+    on = _clause(sql, "\nON ", "\nWHEN")
+    by_source = _clause(sql, "WHEN NOT MATCHED BY SOURCE", " THEN")
+    for clause in (on, by_source):
+        assert "T.`game_date` = @target_date" in clause
+        assert "S.`game_date`" not in clause and "SELECT" not in clause
+    assert MAIN_TABLE_PARTITION_FIELD == "game_date"
+    assert any(p.name == "target_date" and p.value == dt.date(2030, 1, 2)
+               for p in c.merge_params("20300102_aaaaaaaaaaaa", dt.date(2030, 1, 2), ["a"], ["a"]))
 
 
 def test_merge_never_uses_star():

@@ -55,3 +55,18 @@ def test_generated_request_ids_are_valid_and_unique():
     a, b = new_request_id("start", "2030-01-01"), new_request_id("start", "2030-01-01")
     assert a != b and a.startswith("start-2030-01-01-")
     assert len(new_request_id("replay", "x" * 500)) <= 128
+
+
+def test_the_ledger_targets_a_deployment_through_the_same_resolution(tmp_path):
+    """`batchline ledger --project/--stack-outputs` resolves a deployment like the operator commands
+    (issue 18 item 6): a bad target is refused naming the setting, before any client is built."""
+    from typer.testing import CliRunner
+
+    from batchline.cli import app
+
+    result = CliRunner().invoke(app, ["ledger", "20300101_aaaaaaaaaaaa", "--project", "Bad_Project",
+                                      "--state-dir", str(tmp_path)])
+    assert result.exit_code == 2 and "BATCHLINE_PROJECT" in result.output and "{4,28}" in result.output
+    result = CliRunner().invoke(app, ["ledger", "20300101_aaaaaaaaaaaa", "--stack-outputs",
+                                      str(tmp_path / "missing.json"), "--state-dir", str(tmp_path)])
+    assert result.exit_code == 2 and "stack-outputs" in result.output
