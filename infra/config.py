@@ -226,7 +226,7 @@ def _schedule(raw: Any, job: str, stack_retry: SchedulerRetry, timeout_s: int) -
     retry = _retry(own, f"{path}.retry", stack_retry) if own else stack_retry
     fn = limits.SCHEDULED_FUNCTIONS[job]
     if retry.attempt_deadline_s < limits.needed_deadline(timeout_s):
-        key = f"{path}.retry.attempt_deadline_s" if "attempt_deadline_s" in own else "schedules.retry.attempt_deadline_s"
+        key = f"{path if 'attempt_deadline_s' in own else 'schedules'}.retry.attempt_deadline_s"
         raise ConfigError(
             f"{_key(key)} ({retry.attempt_deadline_s}) must be at least "
             f"{_key(f'functions.{fn}.timeout_s')} ({timeout_s}) + {limits.DEADLINE_MARGIN_S} s (the {job} job "
