@@ -16,6 +16,7 @@ from rich.table import Table
 from batchline import faults as faults_mod
 from batchline import ids
 from batchline.ledger import Ledger, compute
+from batchline.local import schedule_config
 from batchline.local import stack as local_stack
 from batchline.local.chaos_cmd import chaos_command
 from batchline.local.provision import seed_context, synthetic_context
@@ -38,13 +39,30 @@ def local_up(state_dir: Path = STATE_DIR_OPT,
              max_delivery_attempts: int = typer.Option(local_stack.LOCAL_MAX_DELIVERY_ATTEMPTS, min=5, max=100),
              supervise: bool = typer.Option(False, "--supervise",
                                             help="Then keep watching and restart whatever dies (Ctrl-C to stop)."),
-             interval: float = typer.Option(2.0, min=0.2, help="Seconds between supervision checks.")) -> None:
+             interval: float = typer.Option(2.0, min=0.2, help="Seconds between supervision checks."),
+             stack: str = typer.Option("dev", help="Run the scheduled jobs of this stack (Pulumi.<stack>.yaml)."),
+             schedule: list[str] = typer.Option([], "--schedule", help="Override a job's cron locally: "
+                                                "NAME=CRON (e.g. stall-check='* * * * *') or NAME=off."),
+             schedule_file: Path = typer.Option(None, help="Overrides from a YAML/JSON file {name: cron}."),
+             no_scheduler: bool = typer.Option(False, "--no-scheduler", help="Run no scheduled jobs.")) -> None:
     """Start the local stack, or reuse it: only dead processes are restarted (an emulator restarted
-    that way lost its state, which is printed as a WARNING)."""
-    with console.status("starting (or checking) emulators and functions"):
-        info, report = _up(state_dir, threads=threads, max_delivery_attempts=max_delivery_attempts)
+    that way lost its state, which is printed as a WARNING). The scheduler runs the stack's Cloud
+    Scheduler jobs (`batchline local schedules` lists them)."""
+    try:
+        schedules = None if no_scheduler else schedule_config.load(
+            stack, schedule_config.parse_overrides(schedule, schedule_file))
+    except schedule_config.ScheduleConfigError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    with console.status("starting (or checking) emulators, functions and the scheduler"):
+        info, report = _up(state_dir, threads=threads, max_delivery_attempts=max_delivery_attempts,
+                           schedules=schedules)
     _print_report(report)
     _print_status(state_dir)
+    if schedules is not None:
+        from batchline.local.scheduler_runs import read
+        from batchline.local.schedules_cmd import schedules_table
+
+        out.print(schedules_table(schedules, read(state_dir), dt.datetime.now(dt.UTC)))
     out.print("export " + " ".join(f"{k}={v}" for k, v in info.client_env().items()), soft_wrap=True)
     if supervise:
         local_supervise(state_dir, interval)
@@ -243,6 +261,10 @@ def ledger(batch_id: str, json_path: Path = typer.Option(None, "--json"), state_
 from batchline.ops.commands import register as _register_ops  # noqa: E402
 
 _register_ops(app)
+
+from batchline.local.schedules_cmd import register as _register_schedules  # noqa: E402
+
+_register_schedules(local_app)
 
 
 def main() -> None:  # pragma: no cover - console entry for `python -m batchline.cli`

@@ -28,6 +28,7 @@ from batchline.messages import (
     parse_json_body,
     parse_model,
 )
+from batchline.schedules import HEADER_JOB_NAME, HEADER_SCHEDULE_TIME, is_scheduler_call
 from batchline.state import BatchConflict, UnknownItem
 
 try:  # gunicorn (functions-framework's server) decodes a chunked body lazily, while the handler reads it
@@ -121,10 +122,37 @@ def run(handler_name: str, fn: Callable[[], dict], body: bytes = b"") -> Respons
         return respond({"ok": False, "error": f"{type(exc).__name__}: {exc}"}, 500)
 
 
+def refused_for_scheduler(status: int) -> bool:
+    """Whether an answer is a refusal the scheduler must not retry. Cloud Scheduler retries every
+    non-2xx (docs/scheduler.md), but a 4xx says the same request can never succeed: a start of a date
+    whose batch is still active (409), a start on stale inputs (424) or with no context rows yet
+    (400: a retry minutes later could start on half-loaded rows), a malformed body. A 5xx is a
+    failure worth retrying, and so are 408 and 429 (a timeout, a full instance), should they ever be ours."""
+    return 400 <= status < 500 and status not in (408, 429)
+
+
+def for_scheduler(handler_name: str, response: Response, headers) -> Response:
+    """A scheduler's call answered with a refusal gets a 2xx that says so (`refused`, the status it
+    would have had), and an ERROR line `scheduled_call_refused` (alerted on) naming the job: the
+    refusal stays loud, and is not repeated by the scheduler's retries. Other callers keep the 4xx."""
+    body, status, _ = response
+    if not refused_for_scheduler(status):
+        return response
+    payload = json.loads(body)
+    log_event("scheduled_call_refused", severity="ERROR", handler=handler_name, refused_status=status,
+              error=str(payload.get("error"))[:1000], scheduler_job=str(headers.get(HEADER_JOB_NAME, ""))[:200],
+              schedule_time=str(headers.get(HEADER_SCHEDULE_TIME, ""))[:64],
+              message="a scheduled call was refused; answered 2xx so the scheduler does not retry it")
+    return respond({**payload, "refused": True, "refused_status": status}, 200)
+
+
 # -- routes: read and validate everything before the handler (and its clients) runs ---------------
 def run_json(handler_name: str, request, model: type[M], fn: Callable[[M], dict]) -> Response:
-    """A scheduler/operator JSON route: body read up to MAX_MESSAGE_BYTES and validated into `model`."""
-    return run(handler_name, lambda: fn(parse_model(model, parse_json_body(read_body(request, MAX_MESSAGE_BYTES)))))
+    """A scheduler/operator JSON route: body read up to MAX_MESSAGE_BYTES and validated into `model`.
+    A scheduler's call that is refused is answered 2xx (`for_scheduler`)."""
+    response = run(handler_name,
+                   lambda: fn(parse_model(model, parse_json_body(read_body(request, MAX_MESSAGE_BYTES)))))
+    return for_scheduler(handler_name, response, request.headers) if is_scheduler_call(request.headers) else response
 
 
 def run_push(handler_name: str, request, fn: Callable[[PushEnvelope], dict]) -> Response:

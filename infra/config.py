@@ -197,44 +197,54 @@ def load_pubsub(raw: Any, functions: FunctionsConfig | None = None) -> PubSubCon
     return PubSubConfig(topic_prefix=prefix, policies=policies, dead_letter_push_ack_s=dlq_ack)
 
 
-def _schedule(raw: Any, path: str) -> Schedule:
+_RETRY_KEYS = ("retry_count", "min_backoff_s", "max_backoff_s", "max_doublings", "attempt_deadline_s")
+
+
+def _retry(raw: Any, path: str, base: SchedulerRetry) -> SchedulerRetry:
+    """A retry config read at `path`, each key unset taking `base`'s value."""
+    o = _obj(raw, path, _RETRY_KEYS)
+    retry = SchedulerRetry(
+        retry_count=_int(o, "retry_count", path, base.retry_count, SCHEDULER_RETRY_COUNT),
+        min_backoff_s=_int(o, "min_backoff_s", path, base.min_backoff_s, SCHEDULER_BACKOFF_S),
+        max_backoff_s=_int(o, "max_backoff_s", path, base.max_backoff_s, SCHEDULER_BACKOFF_S),
+        max_doublings=_int(o, "max_doublings", path, base.max_doublings, SCHEDULER_MAX_DOUBLINGS),
+        attempt_deadline_s=_int(o, "attempt_deadline_s", path, base.attempt_deadline_s,
+                                SCHEDULER_ATTEMPT_DEADLINE_S),
+    )
+    if retry.min_backoff_s > retry.max_backoff_s:
+        raise ConfigError(f"{_key(path + '.min_backoff_s')} must not exceed {_key(path + '.max_backoff_s')}")
+    return retry
+
+
+def _schedule(raw: Any, job: str, stack_retry: SchedulerRetry, timeout_s: int) -> Schedule:
+    """One job's schedule; its `retry` keys override the stack-wide `schedules.retry` for it alone."""
+    path = f"schedules.{job}"
     if raw is None:
         raise ConfigError(f"{_key(path)} is required: {{cron: '<unix-cron>', time_zone: '<IANA tz>'}}")
-    o = _obj(raw, path, ("cron", "time_zone"))
+    o = _obj(raw, path, ("cron", "time_zone", "retry"))
+    own = _obj(o.get("retry"), f"{path}.retry", _RETRY_KEYS)
+    retry = _retry(own, f"{path}.retry", stack_retry) if own else stack_retry
+    fn = limits.SCHEDULED_FUNCTIONS[job]
+    if retry.attempt_deadline_s < limits.needed_deadline(timeout_s):
+        key = f"{path if 'attempt_deadline_s' in own else 'schedules'}.retry.attempt_deadline_s"
+        raise ConfigError(
+            f"{_key(key)} ({retry.attempt_deadline_s}) must be at least "
+            f"{_key(f'functions.{fn}.timeout_s')} ({timeout_s}) + {limits.DEADLINE_MARGIN_S} s (the {job} job "
+            f"calls {fn}; a shorter deadline retries a run that is still going: duplicate runs, false failures)")
     return Schedule(cron=_cron(o.get("cron"), f"{path}.cron"),
-                    time_zone=_tz(o.get("time_zone", "UTC"), f"{path}.time_zone"))
+                    time_zone=_tz(o.get("time_zone", "UTC"), f"{path}.time_zone"), retry=retry)
 
 
 def load_schedules(raw: Any, functions: FunctionsConfig | None = None) -> SchedulesConfig:
     functions = functions or load_functions(None, False, None)
     timeouts = {job: functions.longest_timeout_s(fn) for job, fn in limits.SCHEDULED_FUNCTIONS.items()}
     o = _obj(raw, "schedules", ("start", "stall_check", "reconcile", "retry"))
-    r = _obj(o.get("retry"), "schedules.retry",
-             ("retry_count", "min_backoff_s", "max_backoff_s", "max_doublings", "attempt_deadline_s"))
     d = SchedulerRetry()
-    retry = SchedulerRetry(
-        retry_count=_int(r, "retry_count", "schedules.retry", d.retry_count, SCHEDULER_RETRY_COUNT),
-        min_backoff_s=_int(r, "min_backoff_s", "schedules.retry", d.min_backoff_s, SCHEDULER_BACKOFF_S),
-        max_backoff_s=_int(r, "max_backoff_s", "schedules.retry", d.max_backoff_s, SCHEDULER_BACKOFF_S),
-        max_doublings=_int(r, "max_doublings", "schedules.retry", d.max_doublings, SCHEDULER_MAX_DOUBLINGS),
-        attempt_deadline_s=_int(r, "attempt_deadline_s", "schedules.retry",
-                                limits.default_attempt_deadline(list(timeouts.values())),
-                                SCHEDULER_ATTEMPT_DEADLINE_S),
-    )
-    for job, timeout_s in timeouts.items():
-        fn = limits.SCHEDULED_FUNCTIONS[job]
-        if retry.attempt_deadline_s < limits.needed_deadline(timeout_s):
-            raise ConfigError(
-                f"{_key('schedules.retry.attempt_deadline_s')} ({retry.attempt_deadline_s}) must be at least "
-                f"{_key(f'functions.{fn}.timeout_s')} ({timeout_s}) + {limits.DEADLINE_MARGIN_S} s (the {job} job "
-                f"calls {fn}; a shorter deadline retries a run that is still going: duplicate runs, false failures)")
-    if retry.min_backoff_s > retry.max_backoff_s:
-        raise ConfigError(f"{_key('schedules.retry.min_backoff_s')} must not exceed "
-                          f"{_key('schedules.retry.max_backoff_s')}")
-    return SchedulesConfig(start=_schedule(o.get("start"), "schedules.start"),
-                           stall_check=_schedule(o.get("stall_check"), "schedules.stall_check"),
-                           reconcile=_schedule(o.get("reconcile"), "schedules.reconcile"),
-                           retry=retry)
+    # unset, the stack-wide deadline outlasts every scheduled function (a job may set a shorter one)
+    base = d.model_copy(update={"attempt_deadline_s": limits.default_attempt_deadline(list(timeouts.values()))})
+    retry = _retry(o.get("retry"), "schedules.retry", base)
+    jobs = {job: _schedule(o.get(job), job, retry, timeouts[job]) for job in limits.SCHEDULED_FUNCTIONS}
+    return SchedulesConfig(**jobs, retry=retry)
 
 
 def load_thresholds(raw: Any) -> Thresholds:

@@ -6,6 +6,11 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# The schedule models are the schedule contract's own (batchline/schedules.py renders the jobs from
+# them, for infra and the local scheduler alike); re-exported here with the other config objects.
+from batchline.schedules import Schedule as Schedule
+from batchline.schedules import SchedulerRetry as SchedulerRetry
+from batchline.schedules import SchedulesConfig as SchedulesConfig
 from batchline.topology import WORKER, DeliveryPolicy
 
 
@@ -54,26 +59,6 @@ class PubSubConfig(_Frozen):
     topic_prefix: str
     policies: dict[str, DeliveryPolicy]  # topic key -> effective policy of its source subscriptions
     dead_letter_push_ack_s: int = 60  # ack deadline of the push readers of dead-letter topics
-
-
-class Schedule(_Frozen):
-    cron: str
-    time_zone: str
-
-
-class SchedulerRetry(_Frozen):
-    retry_count: int = 3
-    min_backoff_s: int = 30
-    max_backoff_s: int = 600
-    max_doublings: int = 3
-    attempt_deadline_s: int = 600
-
-
-class SchedulesConfig(_Frozen):
-    start: Schedule
-    stall_check: Schedule
-    reconcile: Schedule
-    retry: SchedulerRetry = Field(default_factory=SchedulerRetry)
 
 
 class Thresholds(_Frozen):

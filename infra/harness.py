@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
-import yaml
 
 from infra.config import NAMESPACE, StackConfig
+from infra.stack_file import load_stack_config, stack_file  # noqa: F401 - re-exported for callers
 from infra.view import Stack, View, as_preview, walk
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -119,22 +119,6 @@ class RecordingMonitor(pulumi.runtime.mocks.MockMonitor):
             r.replace_with = list(request.replace_with)
             r.parent = request.parent
         return response
-
-
-def stack_file(stack: str, root: Path = REPO_ROOT) -> Path:
-    return root / f"Pulumi.{stack}.yaml"
-
-
-def load_stack_config(stack: str, root: Path = REPO_ROOT) -> dict[str, Any]:
-    """The `batchline:` keys of Pulumi.<stack>.yaml, namespace stripped, values parsed."""
-    path = stack_file(stack, root)
-    doc = yaml.safe_load(path.read_text()) or {}
-    out: dict[str, Any] = {}
-    for key, value in (doc.get("config") or {}).items():
-        ns, _, name = key.partition(":")
-        if ns == NAMESPACE:
-            out[name] = value
-    return out
 
 
 def _wire(raw: dict[str, Any]) -> tuple[dict[str, str], list[str]]:

@@ -181,9 +181,10 @@ def test_two_concurrent_ups_start_one_stack_and_all_of_it_is_recorded(tmp_path):
         outs = [p.communicate(timeout=240)[0] for p in (a, b)]
         assert [a.returncode, b.returncode] == [0, 0], outs
         recorded = set(_pids(state).values())
-        assert len(recorded) == 6 and _leaders_in(state) == recorded
+        assert len(recorded) == 7 and _leaders_in(state) == recorded  # `local up` runs the scheduler too
         assert sorted("started: pubsub" in o for o in outs) == [False, True], outs
-        assert any("reused: pubsub, firestore, bigquery, worker, coordinator, reconcile" in o for o in outs), outs
+        assert any("reused: pubsub, firestore, bigquery, worker, coordinator, reconcile, scheduler" in o
+                   for o in outs), outs
     finally:
         S.down(state)
     assert _leaders_in(state) == set()
@@ -221,3 +222,31 @@ def test_an_emulator_that_runs_but_does_not_answer_is_never_restarted(running, m
         os.killpg(before[P.FIRESTORE], signal.SIGCONT)
     assert _pids(state) == before
     assert BatchStore(info.activate().fs).get_batch("20300102_bbbbbbbbbbbb") is not None, "its state is intact"
+
+
+def test_the_scheduler_is_a_service_of_the_stack_healed_changed_and_stopped_with_it(tmp_path):
+    from batchline.local import schedule_config
+    from batchline.local.stack_scheduler import SCHEDULER
+
+    state = tmp_path / "st"
+    quiet = {"start": "off", "reconcile": "off"}
+    info = S.up(state, schedules=schedule_config.load("dev", {**quiet, "stall-check": "* * * * *"}))
+    try:
+        first = info.handles[SCHEDULER]
+        assert P.is_alive(first) and (state / schedule_config.JOBS_FILE).exists()
+        _kill(first.pid)
+        _, report = S.up_with_report(state, notify=lambda m: None)  # KEEP: as `supervise` heals
+        healed = S.load(state).handles[SCHEDULER]
+        assert report.restarted == [SCHEDULER] and healed.pid != first.pid and P.is_alive(healed)
+        other = schedule_config.load("dev", {**quiet, "stall-check": "*/5 * * * *"})
+        _, report = S.up_with_report(state, notify=lambda m: None, schedules=other)
+        assert report.restarted == [SCHEDULER] and SCHEDULER not in report.reused, "new jobs, new process"
+        assert schedule_config.read(state) == other
+        _, report = S.up_with_report(state, notify=lambda m: None, schedules=other)
+        assert SCHEDULER in report.reused and not report.restarted, "same jobs: kept"
+        _, report = S.up_with_report(state, notify=lambda m: None, schedules=None)
+        assert report.stopped == [SCHEDULER] and SCHEDULER not in S.load(state).handles
+        assert S.is_up(state), "a stack without a scheduler is whole"
+    finally:
+        S.down(state)
+    assert _leaders_in(state) == set() and not (state / schedule_config.JOBS_FILE).exists()

@@ -133,6 +133,9 @@ def heal_locked(info: st.StackInfo, report: st.UpReport, notify: Callable[[str],
         st.provision_topology(info)
     elif moved:
         move_push_endpoints(info, moved)
+    from batchline.local import stack_scheduler
+
+    stack_scheduler.heal_locked(info, report, notify)
 
 
 def _heal_functions(info: st.StackInfo, report: st.UpReport, notify: Callable[[str], None], *,

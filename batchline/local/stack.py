@@ -45,6 +45,8 @@ LOCAL_BACKOFF = {"retry_policy": 0}
 # default, spread over minutes by its backoff) last ~5 s here: a function restarting for 5-12 s
 # dead-lettered 62% of a batch. 20 attempts give a local outage ~20 s before anything is dead-lettered.
 LOCAL_MAX_DELIVERY_ATTEMPTS = 20
+SCHEDULER = "scheduler"  # batchline.local.stack_scheduler: the stack's Cloud Scheduler jobs, run locally
+KEEP = "keep"  # `up(schedules=KEEP)`: whatever scheduler the stack has (a new stack: none)
 
 
 @dataclass
@@ -98,7 +100,10 @@ def status(state_dir: Path | str = DEFAULT_STATE_DIR) -> dict[str, dict]:
     out = {}
     for name, h in info.handles.items():
         alive = procs.is_alive(h)
-        answering = alive and procs._http_get(h.url + ("/" if name in topo.FUNCTIONS else "")) is not None
+        if name == SCHEDULER:  # its health answer is 503 when its loop stalled
+            answering = alive and (r := procs._http_get(h.url + "/")) is not None and r[0] == 200
+        else:
+            answering = alive and procs._http_get(h.url + ("/" if name in topo.FUNCTIONS else "")) is not None
         out[name] = {"pid": h.pid, "url": h.url, "alive": alive, "answering": answering, "log": h.log_path}
     return out
 
@@ -106,7 +111,7 @@ def status(state_dir: Path | str = DEFAULT_STATE_DIR) -> dict[str, dict]:
 def is_up(state_dir: Path | str = DEFAULT_STATE_DIR) -> bool:
     st = status(state_dir)
     expected = {procs.PUBSUB, procs.FIRESTORE, procs.BIGQUERY, *topo.FUNCTIONS}
-    return set(st) == expected and all(s["answering"] for s in st.values())
+    return set(st) - {SCHEDULER} == expected and all(s["answering"] for s in st.values())
 
 
 @contextmanager
@@ -132,12 +137,15 @@ def _down_locked(state_dir: Path) -> list[str]:
     info = load(state_dir)
     if info is None:
         return []
+    from batchline.local import stack_scheduler
+
     stopped = []
-    order = [*topo.FUNCTIONS, procs.PUBSUB, procs.FIRESTORE, procs.BIGQUERY]
+    order = [SCHEDULER, *topo.FUNCTIONS, procs.PUBSUB, procs.FIRESTORE, procs.BIGQUERY]
     for name in sorted(info.handles, key=lambda n: order.index(n) if n in order else 99):
         if procs.stop(info.handles[name]):
             stopped.append(name)
     (state_dir / STATE_FILE).unlink(missing_ok=True)
+    stack_scheduler.forget(state_dir)
     for f in (state_dir / USERS_DIR).glob("*.json"):
         f.unlink(missing_ok=True)
     return stopped
@@ -179,22 +187,23 @@ class UpReport:
 
 def up(state_dir: Path | str = DEFAULT_STATE_DIR, settings: Settings | None = None, *,
        threads: int = 4, max_delivery_attempts: int = LOCAL_MAX_DELIVERY_ATTEMPTS, allow_faults: bool = True,
-       reuse: bool = True) -> StackInfo:
+       reuse: bool = True, schedules=KEEP) -> StackInfo:
     """Start (or reuse) the stack and provision it; returns what a client needs to use it."""
     return up_with_report(state_dir, settings, threads=threads, max_delivery_attempts=max_delivery_attempts,
-                          allow_faults=allow_faults, reuse=reuse)[0]
+                          allow_faults=allow_faults, reuse=reuse, schedules=schedules)[0]
 
 
 def up_with_report(state_dir: Path | str = DEFAULT_STATE_DIR, settings: Settings | None = None, *,
                    threads: int = 4, max_delivery_attempts: int = LOCAL_MAX_DELIVERY_ATTEMPTS,
                    allow_faults: bool = True, reuse: bool = True, ephemeral: bool = False, user: bool = False,
-                   notify: Callable[[str], None] = _warn) -> tuple[StackInfo, UpReport]:
+                   notify: Callable[[str], None] = _warn, schedules=KEEP) -> tuple[StackInfo, UpReport]:
     """`up` under the stack lock. With `reuse`, every live and answering process is kept and only
     dead ones are restarted (`heal`); an emulator restarted that way lost its in-memory state, and
     `notify` is told so. Without `reuse` the recorded stack is stopped first (and `notify` told).
     `ephemeral` marks a stack started here for one run; `user` registers this process as using the
-    stack (see `release`)."""
-    from batchline.local import heal
+    stack (see `release`). `schedules` (a schedule_config.LocalSchedules, or None for none) sets the
+    scheduler's jobs; KEEP leaves the stack's scheduler as it is."""
+    from batchline.local import heal, stack_scheduler
 
     state_dir = Path(state_dir)
     with exclusive(state_dir):
@@ -220,6 +229,13 @@ def up_with_report(state_dir: Path | str = DEFAULT_STATE_DIR, settings: Settings
             if not ephemeral and info.ephemeral:
                 info.ephemeral = False  # someone asked for the stack itself: it outlives the run
                 info.save()
+        if schedules is not KEEP:
+            try:
+                stack_scheduler.configure_locked(info, schedules, report, notify)
+            except BaseException:
+                if report.started:  # a stack this call started is not left half-up
+                    _down_locked(state_dir)
+                raise
         if user:
             _register_user(state_dir)
         return info, report

@@ -98,11 +98,12 @@ def log_metrics(cfg: StackConfig) -> tuple[LogMetric, ...]:
         LogMetric("consolidation_failed", "Failed consolidations", 'jsonPayload.event="consolidation_failed"'),
         LogMetric("reconciliation_gap", "Daily reconciliations that found missing predictions or orphaned staging",
                   'jsonPayload.event="reconciliation_gap"'),
-        LogMetric("needs_attention", "Late completions, failed dispatches, rejected messages, bad schedule rows",
+        LogMetric("needs_attention", "Late completions, failed dispatches, rejected messages, bad schedule rows, "
+                  "refused scheduled calls",
                   '(jsonPayload.event="late_completion" OR jsonPayload.event="dispatch_failed" OR '
                   'jsonPayload.event="message_rejected" OR jsonPayload.event="context_rows_rejected" OR '
                   'jsonPayload.event="batch_stalled" OR jsonPayload.event="stall_check_failed" OR '
-                  'jsonPayload.event="consolidation_lease_lost")'),
+                  'jsonPayload.event="consolidation_lease_lost" OR jsonPayload.event="scheduled_call_refused")'),
         LogMetric("start_refused_stale_inputs", "Starts refused because the date's context rows were stale",
                   'jsonPayload.event="start_refused_stale_inputs"'),
     )

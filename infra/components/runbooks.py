@@ -81,14 +81,18 @@ def runbooks(cfg: StackConfig, dlq_subscriptions: list[str]) -> dict[str, tuple[
             "A completion arrived after its batch was consolidated (its write was not merged; the batch "
             "reported the item failed or missing), a dispatch "
             "failed, a dead-lettered message could not be attributed to an item (kept in Firestore "
-            "`rejected_messages`), or schedule rows were invalid.\n\n"
+            "`rejected_messages`), schedule rows were invalid, or a scheduled call was refused "
+            "(`scheduled_call_refused`: e.g. the daily start found the date's batch still active or no "
+            "context rows; answered 2xx so Cloud Scheduler does not retry it, and nothing ran).\n\n"
             f"1. Which: `{logs.format(event='late_completion')}` (likewise dispatch_failed, message_rejected, "
-            "context_rows_rejected)\n"
+            "context_rows_rejected, scheduled_call_refused: its `refused_status` and `error` say why)\n"
             f"2. Late rows are picked up by the daily reconciliation: `{reconcile}`"),
         "stale-inputs": (
             "batchline: start refused, context rows stale",
             "A start found the date's context rows loaded longer ago than "
-            "BATCHLINE_CONTEXT_MAX_AGE_HOURS (or without `loaded_at`), answered 424 and ran nothing: the "
+            "BATCHLINE_CONTEXT_MAX_AGE_HOURS (or without `loaded_at`), answered 424 (Cloud Scheduler's daily "
+            "start: 2xx with `refused_status` 424, so its retries cannot start on half-loaded rows) and "
+            "ran nothing: the "
             "upstream load is late or failed.\n\n"
             f"1. Which date, newest load time, allowed age: `{logs.format(event='start_refused_stale_inputs')}`\n"
             f"2. Check the upstream load of `{bq.main_dataset}.{bq.context_table}` for that date (`loaded_at`).\n"

@@ -1,7 +1,7 @@
-"""Cloud Scheduler: the daily start, the stall check (every 15 minutes in the game window) and the
-daily reconciliation. Each job POSTs JSON with an OIDC token of the scheduler service account and
-retries with backoff. The start job sends `{}`: the coordinator then uses today's date in its
-configured time zone."""
+"""Cloud Scheduler: the daily start, the stall check (every minute in the game window) and the daily
+reconciliation, exactly as the schedule contract renders them (batchline/schedules.py, which the
+local scheduler runs too). Each job POSTs `{}` with an OIDC token of the scheduler service account
+(audience: the function's URL) and retries with its own retry config and attempt deadline."""
 
 from __future__ import annotations
 
@@ -10,17 +10,19 @@ import base64
 import pulumi
 import pulumi_gcp as gcp
 
-from batchline.topology import COORDINATOR, PATH_RECONCILE, PATH_STALL_CHECK, PATH_START, RECONCILE
-from infra.config import Schedule, SchedulesConfig
+from batchline.schedules import ScheduledJob, render_jobs
+from infra.config import SchedulesConfig
 
-EMPTY_JSON = base64.b64encode(b"{}").decode()
 
-# job key -> (function, path)
-JOBS: dict[str, tuple[str, str]] = {
-    "start": (COORDINATOR, PATH_START),
-    "stall-check": (COORDINATOR, PATH_STALL_CHECK),
-    "reconcile": (RECONCILE, PATH_RECONCILE),
-}
+def job_inputs(job: ScheduledJob) -> dict:
+    """The Job's schedule, retry and deadline inputs (everything but the target's URL and token)."""
+    r = job.retry
+    return {
+        "name": job.name, "description": job.description, "schedule": job.cron, "time_zone": job.time_zone,
+        "attempt_deadline": f"{r.attempt_deadline_s}s",
+        "retry_config": {"retry_count": r.retry_count, "min_backoff_duration": f"{r.min_backoff_s}s",
+                         "max_backoff_duration": f"{r.max_backoff_s}s", "max_doublings": r.max_doublings},
+    }
 
 
 class Scheduler(pulumi.ComponentResource):
@@ -28,25 +30,16 @@ class Scheduler(pulumi.ComponentResource):
                  uris: dict[str, pulumi.Input[str]], scheduler_email: pulumi.Input[str],
                  opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("batchline:infra:Scheduler", name, None, opts)
-        schedules: dict[str, Schedule] = {"start": cfg.start, "stall-check": cfg.stall_check,
-                                          "reconcile": cfg.reconcile}
-        r = cfg.retry
         self.jobs: dict[str, gcp.cloudscheduler.Job] = {}
-        for key, (fn, path) in JOBS.items():
-            s = schedules[key]
-            uri = uris[fn]
-            self.jobs[key] = gcp.cloudscheduler.Job(
-                f"{name}-{key}", project=project, region=region, name=f"{prefix}-{key}",
-                description=f"batchline {key}: POST {fn}{path}",
-                schedule=s.cron, time_zone=s.time_zone,
-                attempt_deadline=f"{r.attempt_deadline_s}s",
-                retry_config={"retry_count": r.retry_count, "min_backoff_duration": f"{r.min_backoff_s}s",
-                              "max_backoff_duration": f"{r.max_backoff_s}s", "max_doublings": r.max_doublings},
+        for job in render_jobs(prefix, cfg):
+            uri = uris[job.function]
+            self.jobs[job.key] = gcp.cloudscheduler.Job(
+                f"{name}-{job.key}", project=project, region=region, **job_inputs(job),
                 http_target={
-                    "http_method": "POST",
-                    "uri": pulumi.Output.concat(uri, path),
-                    "body": EMPTY_JSON,
-                    "headers": {"Content-Type": "application/json"},
+                    "http_method": job.http_method,
+                    "uri": pulumi.Output.concat(uri, job.path),
+                    "body": base64.b64encode(job.body.encode()).decode(),
+                    "headers": dict(job.headers),
                     "oidc_token": {"service_account_email": scheduler_email, "audience": uri},
                 },
                 opts=pulumi.ResourceOptions(parent=self))

@@ -69,7 +69,7 @@ def test_failure_events_all_reach_an_alert(dev_config):
     # which also covers topics whose dead letters the coordinator never logs.
     for event in ("staging_write_failed", "staging_gap", "consolidation_failed", "dml_rate_limited",
                   "reconciliation_gap", "late_completion", "message_rejected",
-                  "dispatch_failed", "coverage_low", "start_refused_stale_inputs"):
+                  "dispatch_failed", "coverage_low", "start_refused_stale_inputs", "scheduled_call_refused"):
         assert event in alerted, f"{event} is logged but no alert watches it"
 
 

@@ -48,6 +48,17 @@ def test_stack_files_validate(dev_raw, prod_raw):
     ("schedules.start.cron", "every day", "batchline:schedules.start.cron must be a 5-field unix-cron"),
     ("schedules.stall_check.time_zone", "Mars/Olympus", "batchline:schedules.stall_check.time_zone must be an IANA"),
     ("schedules.retry.retry_count", 9, "batchline:schedules.retry.retry_count must be between 0 and 5"),
+    ("schedules.stall_check.retry.retry_count", 9,
+     "batchline:schedules.stall_check.retry.retry_count must be between 0 and 5"),
+    ("schedules.start.retry.min_backoff_s", 700, "schedules.start.retry.min_backoff_s must not exceed "
+                                                 "batchline:schedules.start.retry.max_backoff_s"),
+    ("schedules.reconcile.retry.attempt_deadline_s", 600, "batchline:schedules.reconcile.retry.attempt_deadline_s "
+                                                          "(600) must be at least batchline:functions.reconcile"),
+    ("schedules.start.retry.retry_cnt", 1, "unknown key(s) batchline:schedules.start.retry.retry_cnt"),
+    ("schedules.start.cron", "0 24 * * *", "schedules.start.cron must be a 5-field unix-cron expression, got "
+                                           "'0 24 * * *': hour field '24': '24' is outside 0-23"),
+    ("schedules.start.cron", "0 12 L * *", "day of the month field 'L'"),
+    ("schedules.stall_check.cron", "@hourly", "it has 1 fields, not 5"),
     ("thresholds.coverage_critical_pct", 96, "batchline:thresholds.coverage_critical_pct (96.0) must be below"),
     ("thresholds.coverage_warning_pct", 101, "batchline:thresholds.coverage_warning_pct must be between 0.0 and 100.0"),
     ("thresholds.stall_minutes", 0, "batchline:thresholds.stall_minutes must be between 1 and 1440"),
@@ -238,3 +249,17 @@ def test_config_objects_are_typed_and_closed():
     caps = FunctionCaps(max_instances=3, concurrency=1)
     with pytest.raises(pydantic.ValidationError):
         caps.max_instances = 4  # frozen
+
+
+def test_a_jobs_own_retry_keys_override_the_stack_wide_ones_for_it_alone(dev_raw):
+    raw = _set(dev_raw, "schedules.stall_check.retry", {"retry_count": 0, "attempt_deadline_s": 600})
+    s = config.load(raw).schedules
+    assert (s.stall_check.retry.retry_count, s.stall_check.retry.attempt_deadline_s) == (0, 600)
+    assert s.stall_check.retry.min_backoff_s == s.retry.min_backoff_s, "unset keys come from schedules.retry"
+    assert s.start.retry == s.reconcile.retry == s.retry and s.retry.retry_count == 1
+
+
+@pytest.mark.parametrize("expr", ["* * * * *", "* 10-23 * * *", "0 9 1,15 * 1-5", "*/15 10-23 * * MON-FRI",
+                                  "0 0 * JAN,DEC SUN", "0 0 * * 7", "0-59/5 * * * *", "30 4 * * *"])
+def test_googles_unix_cron_is_accepted(dev_raw, expr):
+    assert config.load(_set(dev_raw, "schedules.start.cron", expr)).schedules.start.cron == expr
