@@ -104,7 +104,7 @@ def statement_cost(sql: str, tables: Tables, staging_fill: float = 1.0) -> State
         if role == "main" and kind == "MERGE":
             pruned = cost_sql.merge_prunes_target(sql)
             read = tables.row_bytes(role, cost_sql.merge_target_columns_read(sql, cols))
-            rows = tables.merge_updates_rows if pruned else tables.total_rows[role]
+            rows = tables.partition_rows[role] if pruned else tables.total_rows[role]  # the date, or every date
             nbytes = dml_bytes(read * rows, tables.merge_updates_rows * tables.row_bytes(role), kind)
         elif role == "staging":
             pruned = False

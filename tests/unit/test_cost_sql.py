@@ -4,6 +4,7 @@ and the pure helpers of the counting shim."""
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -72,13 +73,17 @@ def test_the_merge_reads_the_staging_table_and_matches_on_four_target_columns():
         "prediction_id", "game_date", "is_active", "player_lookup"}
 
 
-def test_todays_merge_does_not_prune_and_an_on_filter_would():
+def _unpruned(sql: str) -> str:
+    """The MERGE as it was before issue 18.5: its ON clause without the date."""
+    head, tail = sql.split("\nWHEN", 1)
+    return re.sub(r"\s+AND T\.`?game_date`? = @target_date", "", head) + "\nWHEN" + tail
+
+
+def test_the_merge_prunes_by_its_on_filter_and_would_not_without_it():
     sql = merge_statement()
-    assert not cost_sql.merge_prunes_target(sql)
-    pruned = sql.replace("ON T.`prediction_id` = S.`prediction_id`",
-                         "ON T.`prediction_id` = S.`prediction_id` AND T.game_date = @target_date")
-    assert pruned != sql
-    assert cost_sql.merge_prunes_target(pruned)
+    assert cost_sql.merge_prunes_target(sql)
+    assert _unpruned(sql) != sql
+    assert not cost_sql.merge_prunes_target(_unpruned(sql))
 
 
 def test_selects_prune_when_they_filter_the_date():
@@ -97,12 +102,15 @@ def test_a_completion_check_is_billed_the_minimum_and_reads_two_columns():
     assert cost.billed == 10 * 2**20
 
 
-def test_an_unpruned_merge_reads_every_date_of_the_main_table():
+def test_an_unpruned_merge_reads_every_date_of_the_main_table_and_ours_one():
     small, big = tables(history_days=0, items=100_000), tables(history_days=99, items=100_000)
-    b_small = cost_usage.statement_cost(merge_statement(), small).per_table["main"]
-    b_big = cost_usage.statement_cost(merge_statement(), big).per_table["main"]
+    unpruned = _unpruned(merge_statement())
+    b_small = cost_usage.statement_cost(unpruned, small).per_table["main"]
+    b_big = cost_usage.statement_cost(unpruned, big).per_table["main"]
     assert b_small == pytest.approx(40.0 * 500_000)  # 4 matched columns x 10 bytes x the date's rows
     assert b_big == pytest.approx(100 * b_small)
+    ours = cost_usage.statement_cost(merge_statement(), big).per_table["main"]
+    assert ours == pytest.approx(b_small)  # pruned: the date's partition, whatever the history
 
 
 def test_staging_fills_follow_the_appends():
