@@ -12,15 +12,21 @@ settings a deployment gets from infra; everything after it runs in the stack's f
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 from google.cloud import pubsub_v1
+from google.cloud.firestore_v1.base_query import FieldFilter
 
-from batchline import dispatch
+from batchline import dispatch, ids
 from batchline.clients import Clients
 from batchline.ledger import compute
 from batchline.local.admission import AdmissionGate
+from batchline.local.provision import synthetic_context
 from batchline.messages import StartRequest
+from batchline.state import BATCHES, DISPATCHING, Item
 
 ITEMS = 20
 HOLD_S = 0.5  # each admitted delivery holds the one slot this long: 20 items drain in >= 10 s
@@ -74,11 +80,43 @@ def test_a_whole_batch_at_once_dead_letters_healthy_items_at_the_cap(stack, day)
 
 
 def test_the_same_batch_paced_to_the_cap_is_merged_whole(stack, day):
-    with capped_worker(stack, attempts=5) as gate:
-        batch, ledger = run_batch(stack, day, paced(stack, items_per_s=1.0))  # 1 slot / (0.5 s + margin)
+    """Paced: ~20 s of dispatch, during which the lease is renewed and a second start is refused (409)."""
+    leases: set = set()
+    with capped_worker(stack, attempts=5) as gate, ThreadPoolExecutor(1) as pool:
+        stack.seed(day, ITEMS)
+        started = pool.submit(dispatch.start_batch, paced(stack, items_per_s=1.0), StartRequest(game_date=day))
+        second = None
+        while not started.done():
+            batch = stack.store.get_batch(_batch_of_day(stack, day)) if _batch_of_day(stack, day) else None
+            if batch and batch["status"] == DISPATCHING:
+                leases.add(batch["dispatch_lease_until"])
+                if second is None and sum(gate.admitted.values()) >= 3:
+                    second = stack.start(day)
+            time.sleep(0.5)
+        batch = stack.wait(started.result().batch_id)
+        ledger = compute(stack.clients, batch["batch_id"], 0.0)
     assert ledger.ok and ledger.dead_lettered_items == 0 and batch["merged_items"] == ITEMS, ledger.verdict
-    assert sum(gate.admitted.values()) >= ITEMS
+    assert second is not None and second.status_code == 409, "the paced start still held its lease"
+    assert len(leases) >= 2, "the lease was renewed while the dispatch paced"
     print(f"paced at the cap, 5 attempts: 0 dead-lettered, {sum(gate.refused.values())} 429s")
+
+
+def test_a_paced_dispatch_that_died_is_resumed_at_the_same_pace(stack, day):
+    stack.seed(day, ITEMS)
+    items = [Item(r["player_lookup"], r["game_id"]) for r in synthetic_context(day, ITEMS)]
+    batch_id = ids.new_batch_id(day)
+    stack.store.create_batch(batch_id, day, items, force=False, faults=None, dispatch_token="died-pacing")
+    stack.store.batch_ref(batch_id).update({"dispatch_lease_until": dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)})
+    with capped_worker(stack, attempts=5):
+        resumed = dispatch.resume_dispatch(paced(stack, items_per_s=1.0), batch_id)
+        batch = stack.wait(batch_id)
+    assert resumed is not None and resumed.resumed
+    assert batch["merged_items"] == ITEMS and compute(stack.clients, batch_id, 0.0).dead_lettered_items == 0
+
+
+def _batch_of_day(stack, day) -> str | None:
+    docs = stack.store.fs.collection(BATCHES).where(filter=FieldFilter("game_date", "==", day.isoformat())).get()
+    return docs[0].id if docs else None
 
 
 def test_the_burst_is_carried_when_attempts_cover_the_drain(stack, day):
