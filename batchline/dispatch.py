@@ -4,18 +4,21 @@ The start holds a dispatch lease while it publishes (lifecycle.decide_dispatch_l
 mid-dispatch, the batch is not left blocking its date: the next start of the date, or the stall
 check, takes the lapsed lease and resumes the dispatch (docs/failures.md F4). A publish that fails
 while the starter is alive fails the batch at once, loudly, so a retried start begins afresh.
+Publishes are paced to what the worker's cap absorbs (batchline/pacing.py, issue 18), within a time
+budget that keeps the start inside its request timeout.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
 from dataclasses import dataclass
 
 from google.cloud import bigquery
 
 from batchline import faults as faults_mod
-from batchline import ids, staging
+from batchline import ids, pacing, staging
 from batchline.claim import request_consolidation_if_done
 from batchline.clients import Clients
 from batchline.freshness import check_fresh
@@ -23,7 +26,7 @@ from batchline.logs import log_event
 from batchline.messages import InvalidMessage, StartRequest, WorkMessage, encode
 from batchline.state import DISPATCH_FAILED, DISPATCHING, PENDING, BatchConflict, BatchStore, Item
 
-PUBLISH_CHUNK = 500  # work messages published between two renewals of the dispatch lease
+PUBLISH_CHUNK = 500  # work messages published between two renewals of the dispatch lease (at most)
 
 
 class DispatchLost(RuntimeError):
@@ -127,22 +130,27 @@ def start_batch(clients: Clients, req: StartRequest, only_items: list[str] | Non
 
 
 def dispatch(clients: Clients, batch_id: str, game_date: dt.date, items: list[Item], token: str) -> None:
-    """Create the batch staging table, publish one work message per item, renewing the dispatch lease
-    between chunks; then running."""
+    """Create the batch staging table, publish one work message per item at the worker cap's pace
+    (batchline/pacing.py), renewing the dispatch lease before every chunk and every 15 s; then running."""
     store = BatchStore(clients.fs)
+    steps = _paced_plan(clients.settings, batch_id, len(items))
     try:
         staging.create_batch_table(clients.bq, clients.settings, batch_id)
-        for start in range(0, len(items), PUBLISH_CHUNK):
-            if not store.take_dispatch(batch_id, token):
+        began = time.monotonic()
+        for step in steps:
+            wait = step.at_s - (time.monotonic() - began)
+            if wait > 0:
+                time.sleep(wait)
+            if step.renew and not store.take_dispatch(batch_id, token):
                 raise DispatchLost(f"batch {batch_id}: another dispatcher took over")
             futures = [
                 clients.publisher.publish(
                     clients.topic_path("work"),
                     encode(WorkMessage(batch_id=batch_id, game_date=game_date, item_id=i.item_id, game_id=i.game_id)),
                     batch_id=batch_id, item_id=i.item_id)
-                for i in items[start:start + PUBLISH_CHUNK]
+                for i in items[step.start:step.end]
             ]
-            for f in futures:
+            for f in futures:  # every publish accepted before the next step, and before any 2xx (F1)
                 f.result(timeout=60)
     except DispatchLost:
         log_event("dispatch_lost", severity="WARNING", batch_id=batch_id)
@@ -155,6 +163,20 @@ def dispatch(clients: Clients, batch_id: str, game_date: dt.date, items: list[It
     if store.mark_running(batch_id, token):
         log_event("batch_dispatched", batch_id=batch_id, expected_items=len(items))
     request_consolidation_if_done(clients, batch_id, claimant=f"start:{batch_id}")
+
+
+def _paced_plan(settings, batch_id: str, n_items: int) -> list[pacing.Step]:
+    """The publish plan (batchline/pacing.py), logged when it paces: at the worker cap's rate, or faster
+    when the batch would not fit the start's time budget at that rate (then the delivery policy carries
+    the excess, infra/capacity.py)."""
+    rate = pacing.effective_rate(n_items, settings.dispatch_rate, settings.dispatch_budget_s)
+    if rate:
+        compressed = rate > settings.dispatch_rate
+        log_event("dispatch_pace_compressed" if compressed else "dispatch_paced",
+                  severity="WARNING" if compressed else "INFO", batch_id=batch_id, items=n_items,
+                  rate_per_s=round(rate, 3), configured_rate_per_s=settings.dispatch_rate,
+                  budget_s=settings.dispatch_budget_s, expected_s=round(n_items / rate, 1))
+    return pacing.plan(n_items, settings.dispatch_rate, settings.dispatch_budget_s, PUBLISH_CHUNK)
 
 
 def resume_dispatch(clients: Clients, batch_id: str) -> StartResult | None:

@@ -37,6 +37,11 @@ ENV_CONTEXT_MAX_AGE_HOURS = "BATCHLINE_CONTEXT_MAX_AGE_HOURS"
 # A staging table of a batch that is still active, older than this, is reported by the reconciliation
 # (never merged or deleted by age alone: the stall check owns active batches).
 ENV_ORPHAN_AGE_HOURS = "BATCHLINE_ORPHAN_AGE_HOURS"
+# A dispatch publishes at most this many work messages per second (the worker's slots / seconds per
+# item, set by infra from batchline:capacity), but never takes longer than BATCHLINE_DISPATCH_BUDGET_S:
+# a larger batch is published faster. 0 = all at once (batchline/pacing.py, issue 18).
+ENV_DISPATCH_RATE = "BATCHLINE_DISPATCH_RATE"
+ENV_DISPATCH_BUDGET_S = "BATCHLINE_DISPATCH_BUDGET_S"
 # Emulator endpoints (local stack and tests only). The Pub/Sub and Firestore clients read their
 # standard *_EMULATOR_HOST variables themselves; BigQuery has no such variable, so we name one.
 ENV_BIGQUERY_EMULATOR_HOST = "BIGQUERY_EMULATOR_HOST"
@@ -66,6 +71,8 @@ class Settings:
     timezone: str = "UTC"
     context_max_age_hours: int = 24
     orphan_age_hours: int = 24
+    dispatch_rate: float = 0.0
+    dispatch_budget_s: int = 0
     bigquery_emulator_host: str | None = None
     bigquery_write_emulator_host: str | None = None
 
@@ -102,6 +109,8 @@ class Settings:
             ENV_TIMEZONE: self.timezone,
             ENV_CONTEXT_MAX_AGE_HOURS: str(self.context_max_age_hours),
             ENV_ORPHAN_AGE_HOURS: str(self.orphan_age_hours),
+            ENV_DISPATCH_RATE: f"{self.dispatch_rate:g}",
+            ENV_DISPATCH_BUDGET_S: str(self.dispatch_budget_s),
         }
         if self.bigquery_emulator_host:
             env[ENV_BIGQUERY_EMULATOR_HOST] = self.bigquery_emulator_host
@@ -159,6 +168,13 @@ def from_env(env: dict[str, str] | None = None) -> Settings:
     if critical > warning:
         raise SettingsError(f"{ENV_COVERAGE_CRITICAL_PCT} ({critical}) must not exceed "
                             f"{ENV_COVERAGE_WARNING_PCT} ({warning})")
+    raw_rate = env.get(ENV_DISPATCH_RATE) or "0"
+    try:
+        rate = float(raw_rate)
+    except ValueError as exc:
+        raise SettingsError(f"{ENV_DISPATCH_RATE} must be a number, got {raw_rate!r}") from exc
+    if not 0.0 <= rate <= 100_000.0:  # also refuses nan and inf
+        raise SettingsError(f"{ENV_DISPATCH_RATE} must be between 0 and 100000 messages/s, got {raw_rate!r}")
     tz = env.get(ENV_TIMEZONE) or d.timezone
     try:
         ZoneInfo(tz)
@@ -181,6 +197,8 @@ def from_env(env: dict[str, str] | None = None) -> Settings:
         timezone=tz,
         context_max_age_hours=_int(env, ENV_CONTEXT_MAX_AGE_HOURS, d.context_max_age_hours, 0, 24 * 31),
         orphan_age_hours=_int(env, ENV_ORPHAN_AGE_HOURS, d.orphan_age_hours, 1, 24 * 31),
+        dispatch_rate=rate,
+        dispatch_budget_s=_int(env, ENV_DISPATCH_BUDGET_S, d.dispatch_budget_s, 0, 3600),
         bigquery_emulator_host=env.get(ENV_BIGQUERY_EMULATOR_HOST) or None,
         bigquery_write_emulator_host=env.get(ENV_BIGQUERY_WRITE_EMULATOR_HOST) or None,
     )

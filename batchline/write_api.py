@@ -3,7 +3,8 @@
 Why: a load job per item costs a job slot and seconds; one AppendRows request on the table's `_default`
 stream costs one gRPC round trip (13-18 ms locally once the channel is up), and its rows are readable
 as soon as the append is acknowledged. One request per call, so the caller's rows are accepted or
-refused as a whole; nothing is retried here. Pub/Sub redelivery is the retry, and a redelivered item
+refused as a whole, sent over the process's one shared connection (batchline/write_stream.py); nothing
+is retried here. Pub/Sub redelivery is the retry, and a redelivered item
 appends its rows again under a new write id: appends are at-least-once, and consolidation merges only
 the write a completion names (batchline/staging.py).
 """
@@ -20,6 +21,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import EncodeError
 
 from batchline.settings import Settings
+from batchline.write_stream import OpenCall, SharedAppendStream
 
 APPEND_TIMEOUT_S = 30.0
 _FDP = descriptor_pb2.FieldDescriptorProto
@@ -141,12 +143,15 @@ def default_stream(table_id: str, default_project: str) -> str:
 
 
 class StagingAppender:
-    """One BigQueryWriteClient (one gRPC channel, ~370 ms to set up) per appender, built on first use."""
+    """Staging appends of one process: one BigQueryWriteClient (one gRPC channel, ~370 ms to set up)
+    and one shared AppendRows connection (batchline/write_stream.py), both built on first use."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, open_call: OpenCall | None = None) -> None:
         self.settings = settings
         self._lock = threading.Lock()
         self._client = None
+        self._open_call = open_call  # tests and benches; default: the client's AppendRows stub
+        self._stream: SharedAppendStream | None = None
 
     def client(self):
         with self._lock:
@@ -164,38 +169,42 @@ class StagingAppender:
                     self._client = bigquery_storage_v1.BigQueryWriteClient()
             return self._client
 
+    def _stub_call(self, requests, metadata):
+        # The transport's stub, not client.append_rows: that wrapper retries a failed open with the same
+        # (already started) request iterator and blocks until the first response; nothing is retried here.
+        return self.client().transport.append_rows(requests, metadata=metadata)
+
+    @property
+    def stream(self) -> SharedAppendStream:
+        with self._lock:
+            if self._stream is None:
+                self._stream = SharedAppendStream(self._open_call or self._stub_call)
+            return self._stream
+
+    @property
+    def connections_opened(self) -> int:
+        """AppendRows connections this appender has opened (1 unless one ended or idled out)."""
+        return self._stream.connections_opened if self._stream is not None else 0
+
     def append(self, table_id: str, schema: list[bigquery.SchemaField], rows: list[dict]) -> int:
-        """ONE AppendRows request with all rows on the table's `_default` stream; returns len(rows) once
-        the API acknowledged it, raises StagingWriteError otherwise. No rows: no request, returns 0."""
+        """ONE AppendRows request with all rows on the table's `_default` stream, over the shared
+        connection; returns len(rows) once the API acknowledged THIS request, raises StagingWriteError
+        otherwise. No rows: no request, returns 0."""
         if not rows:
             return 0
         key = schema_key(schema)
         desc, _ = descriptor_for(key)
         serialized = encode_rows(key, rows)
         stream = default_stream(table_id, self.settings.project)
-        from google.api_core import exceptions as core_exceptions
         from google.cloud.bigquery_storage_v1 import types
 
         request = types.AppendRowsRequest(
             write_stream=stream,
-            proto_rows=types.AppendRowsRequest.ProtoData(
-                writer_schema=types.ProtoSchema(proto_descriptor=desc),
-                rows=types.ProtoRows(serialized_rows=serialized)))
-        client = self.client()
-        responses = None
+            proto_rows=types.AppendRowsRequest.ProtoData(rows=types.ProtoRows(serialized_rows=serialized)))
         try:
-            responses = client.append_rows(iter([request]), timeout=APPEND_TIMEOUT_S,
-                                           metadata=(("x-goog-request-params", f"write_stream={stream}"),))
-            response = next(iter(responses), None)
-        except core_exceptions.GoogleAPIError as exc:
-            raise StagingWriteError(f"append to {stream} failed: {exc}") from exc
-        except Exception as exc:  # noqa: BLE001 - grpc.RpcError, a dead channel...: still not acknowledged
-            raise StagingWriteError(f"append to {stream} failed: {exc!r}") from exc
-        finally:
-            if responses is not None and hasattr(responses, "cancel"):
-                responses.cancel()  # one request per call: close the bidi stream, whatever happened
-        if response is None:
-            raise StagingWriteError(f"append to {stream}: the stream closed without a response")
+            response = self.stream.append(request, key, types.ProtoSchema(proto_descriptor=desc), APPEND_TIMEOUT_S)
+        except Exception as exc:  # noqa: BLE001 - an RPC error, a lost or silent connection: not acknowledged
+            raise StagingWriteError(f"append to {stream} failed: {_describe(exc)}") from exc
         row_errors = list(response.row_errors)
         if response.error.code or row_errors:
             detail = "; ".join(f"row {e.index}: {e.message}" for e in row_errors[:5])
@@ -204,3 +213,13 @@ class StagingAppender:
         # No error and no row errors is success, as the library's own AppendRowsStream treats it
         # (a default-stream append_result may be an empty message).
         return len(rows)
+
+
+def _describe(exc: BaseException) -> str:
+    """An RPC error as its status and details (grpc.RpcError mapped to the api_core exception)."""
+    import grpc
+    from google.api_core import exceptions as core_exceptions
+
+    if isinstance(exc, grpc.RpcError) and not isinstance(exc, core_exceptions.GoogleAPIError):
+        return str(core_exceptions.from_grpc_error(exc))
+    return str(exc) or repr(exc)

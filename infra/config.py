@@ -19,6 +19,7 @@ from typing import Any
 from batchline import ids
 from batchline.topology import COORDINATOR, FUNCTIONS, DeliveryPolicy, build_topology
 from infra import limits
+from infra.config_capacity import load_capacity
 from infra.config_fields import (
     _EMAIL,
     _REGION,
@@ -39,6 +40,7 @@ from infra.config_types import (
     DEFAULT_CAPS,
     DEFAULT_EMERGENCY_PROFILE,
     BigQueryConfig,
+    CapacityConfig,
     FirestoreConfig,
     FunctionCaps,
     FunctionsConfig,
@@ -53,7 +55,7 @@ from infra.config_types import (
 )
 
 # re-exported: callers import the config objects and ConfigError from here
-__all__ = ["DEFAULT_CAPS", "DEFAULT_EMERGENCY_PROFILE", "NAMESPACE", "BigQueryConfig", "ConfigError",
+__all__ = ["DEFAULT_CAPS", "DEFAULT_EMERGENCY_PROFILE", "NAMESPACE", "BigQueryConfig", "CapacityConfig", "ConfigError",
            "FirestoreConfig", "FunctionCaps", "FunctionsConfig", "GcpConfig", "Notifications", "PubSubConfig",
            "Schedule", "SchedulerRetry", "SchedulesConfig", "StackConfig", "Thresholds", "from_pulumi", "load"]
 
@@ -338,7 +340,7 @@ REQUIRED_APIS: tuple[str, ...] = (
 )
 
 TOP_LEVEL_KEYS = ("gcp", "functions", "emergency", "emergency_profile", "pubsub", "schedules", "thresholds",
-                  "notifications", "slack_token", "bigquery", "firestore", "operators")
+                  "notifications", "slack_token", "bigquery", "firestore", "operators", "capacity")
 
 
 def load(raw: Mapping[str, Any], *, has_slack_token: bool | None = None) -> StackConfig:
@@ -357,10 +359,11 @@ def load(raw: Mapping[str, Any], *, has_slack_token: bool | None = None) -> Stac
         else:
             raise ConfigError(f"{_key('emergency')} must be true or false, got {emergency!r}")
     functions = load_functions(raw.get("functions"), emergency, raw.get("emergency_profile"))
+    pubsub = load_pubsub(raw.get("pubsub"), functions)
     return StackConfig(
         gcp=load_gcp(raw.get("gcp")),
         functions=functions,
-        pubsub=load_pubsub(raw.get("pubsub"), functions),
+        pubsub=pubsub,
         schedules=load_schedules(raw.get("schedules"), functions),
         thresholds=load_thresholds(raw.get("thresholds")),
         notifications=load_notifications(raw.get("notifications"), has_slack_token),
@@ -368,6 +371,7 @@ def load(raw: Mapping[str, Any], *, has_slack_token: bool | None = None) -> Stac
         firestore=load_firestore(raw.get("firestore")),
         apis=REQUIRED_APIS,
         operators=_members(raw.get("operators"), "operators"),
+        capacity=load_capacity(raw.get("capacity"), functions, pubsub),
     )
 
 
@@ -381,7 +385,7 @@ def from_pulumi() -> StackConfig:
     raw: dict[str, Any] = {k: "<set>" for k in namespace_keys() if k not in TOP_LEVEL_KEYS}
     raw["gcp"] = c.require_object("gcp")
     for k in ("functions", "emergency_profile", "pubsub", "schedules", "thresholds", "notifications",
-              "bigquery", "firestore", "operators"):
+              "bigquery", "firestore", "operators", "capacity"):
         v = c.get_object(k)
         if v is not None:
             raw[k] = v

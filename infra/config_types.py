@@ -93,6 +93,15 @@ class FirestoreConfig(_Frozen):
     database: str = "(default)"
 
 
+class CapacityConfig(_Frozen):
+    """What the caps and delivery policy must carry (infra/capacity.py): the largest batch a start may
+    dispatch, and how long one message holds a slot at most (an upper estimate, not a mean)."""
+
+    largest_batch_items: int = 500  # the built-in workload is ~450 players a day
+    worker_item_s: float = 2.0  # one work item: Firestore reads, predict, one append, one publish
+    coordinator_item_s: float = 3.0  # one completion: its BigQuery COUNT (~1 s) and Firestore writes
+
+
 class StackConfig(_Frozen):
     gcp: GcpConfig
     functions: FunctionsConfig
@@ -104,3 +113,4 @@ class StackConfig(_Frozen):
     firestore: FirestoreConfig
     apis: tuple[str, ...]
     operators: tuple[str, ...] = ()  # IAM members granted infra/access.py's OPERATOR_ACCESS
+    capacity: CapacityConfig = Field(default_factory=CapacityConfig)

@@ -41,7 +41,8 @@ def build(cfg: StackConfig, slack_token: pulumi.Input[str] | None = None,
     pubsub_agent = gcp.projects.ServiceIdentity("pubsub-agent", project=project, service="pubsub.googleapis.com",
                                                 opts=after_apis)
     pubsub = PubSub("pubsub", project, topology, cfg.pubsub, functions.uris, accounts.emails[PUSH],
-                    accounts.accounts[PUSH], function_members, pubsub_agent, cfg.operators, opts=after_apis)
+                    accounts.accounts[PUSH], function_members, pubsub_agent, cfg.operators,
+                    capacity=cfg.capacity, opts=after_apis)
     scheduler = Scheduler("scheduler", project, region, prefix, cfg.schedules, functions.uris,
                           accounts.emails[SCHEDULER], opts=after_apis)
     dlq_pull = [t.dead_letter_pull_subscription for t in topology.topics

@@ -310,4 +310,4 @@ def check(stack: Stack, names: list[str] | None = None, *, offline: bool = True)
 
 
 # rules kept in their own modules, registered in RULES when this module loads
-from infra import operator_rules  # noqa: E402,F401
+from infra import capacity_rules, operator_rules  # noqa: E402,F401

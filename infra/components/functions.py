@@ -15,6 +15,7 @@ import pulumi_gcp as gcp
 
 from batchline import settings
 from batchline.topology import FUNCTIONS
+from infra import capacity
 from infra.access import FUNCTION_LABEL
 from infra.components.iam import ACCESS, INVOKER_ROLE
 from infra.config import StackConfig
@@ -50,13 +51,17 @@ def content_hash(files: dict[str, Path]) -> str:
 def function_settings(cfg: StackConfig) -> settings.Settings:
     """The settings each deployed function must read back from its environment."""
     bq, t = cfg.bigquery, cfg.thresholds
+    worker, coordinator = cfg.functions.caps["worker"], cfg.functions.caps["coordinator"]
+    rate = capacity.dispatch_rate(capacity.slots_of("worker", worker.max_instances, worker.concurrency),
+                                  cfg.capacity.worker_item_s)
     return settings.Settings(
         project=cfg.gcp.project, topic_prefix=cfg.pubsub.topic_prefix, main_dataset=bq.main_dataset,
         main_table=bq.main_table, context_table=bq.context_table, staging_dataset=bq.staging_dataset,
         bq_location=bq.location, firestore_database=cfg.firestore.database, stall_minutes=t.stall_minutes,
         min_completion_pct=t.min_completion_pct,
         coverage_warning_pct=t.coverage_warning_pct, coverage_critical_pct=t.coverage_critical_pct,
-        allow_faults=False, timezone=cfg.schedules.start.time_zone)
+        allow_faults=False, timezone=cfg.schedules.start.time_zone,
+        dispatch_rate=round(rate, 3), dispatch_budget_s=capacity.dispatch_budget_s(coordinator.timeout_s))
 
 
 def function_env(cfg: StackConfig) -> dict[str, str]:

@@ -18,9 +18,11 @@ import pulumi
 import pulumi_gcp as gcp
 
 from batchline.topology import DeliveryPolicy, SubscriptionSpec, Topology
+from infra import capacity as cap_model
 from infra.access import DEAD_LETTER_LABEL, OPERATOR_ACCESS, TOPIC_LABEL
 from infra.components.iam import ACCESS, operator_slug
-from infra.config import PubSubConfig
+from infra.config import CapacityConfig, PubSubConfig
+from infra.config_capacity import item_s_of
 
 DLQ_READER_POLICY = DeliveryPolicy(ack_deadline_s=60, max_delivery_attempts=5, min_backoff_s=10,
                                    max_backoff_s=600, retention_s=7 * 24 * 3600)
@@ -31,7 +33,8 @@ class PubSub(pulumi.ComponentResource):
                  uris: dict[str, pulumi.Input[str]], push_email: pulumi.Input[str],
                  push_account: gcp.serviceaccount.Account,
                  members: dict[str, pulumi.Input[str]], agent: gcp.projects.ServiceIdentity,
-                 operators: tuple[str, ...] = (), opts: pulumi.ResourceOptions | None = None) -> None:
+                 operators: tuple[str, ...] = (), capacity: CapacityConfig | None = None,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("batchline:infra:PubSub", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
 
@@ -94,7 +97,12 @@ class PubSub(pulumi.ComponentResource):
                         self.dead_letter_pull[t.key] = sub
             for spec in t.subscriptions:
                 policy = cfg.policies[t.key]
-                sub = subscription(spec, topic, policy, dlq if spec.dead_letter else None)
+                plan = None
+                if spec.dead_letter and spec.push is not None:  # what the delivery-fits-caps rule checks
+                    c = capacity or CapacityConfig()
+                    plan = {cap_model.BURST_LABEL: str(cap_model.burst_of(t.key, c.largest_batch_items)),
+                            cap_model.ITEM_MS_LABEL: str(round(item_s_of(c, spec.push.function) * 1000))}
+                sub = subscription(spec, topic, policy, dlq if spec.dead_letter else None, plan)
                 self.subscriptions[spec.name] = sub
                 if spec.dead_letter:
                     gcp.pubsub.SubscriptionIAMMember(f"{spec.name}-agent-subscriber", project=project,

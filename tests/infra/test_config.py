@@ -131,7 +131,8 @@ def test_program_start_fails_on_bad_config(dev_raw):
 def test_max_instances_range_is_exactly_enforced(n):
     raw = {"gcp": {"project": "batchline-dev"}, "functions": {"worker": {"max_instances": n}},
            "schedules": {k: {"cron": "0 1 * * *"} for k in ("start", "stall_check", "reconcile")},
-           "notifications": {"emails": ["a@example.com"]}}
+           "notifications": {"emails": ["a@example.com"]},
+           "capacity": {"largest_batch_items": 1}}  # the range alone, not what one instance carries
     if config.MAX_INSTANCES[0] <= n <= config.MAX_INSTANCES[1]:
         assert config.load(raw).functions.caps["worker"].max_instances == n
     else:

@@ -24,6 +24,7 @@ NON_DEFAULT = {
     "min_completion_pct": 12.5, "coverage_warning_pct": 91.0, "coverage_critical_pct": 80.0,
     "allow_faults": True, "timezone": "Europe/Paris", "bigquery_emulator_host": "localhost:9050",
     "bigquery_write_emulator_host": "localhost:9060", "context_max_age_hours": 6, "orphan_age_hours": 48,
+    "dispatch_rate": 12.5, "dispatch_budget_s": 300,
 }
 LOCAL_ONLY = {"allow_faults", "bigquery_emulator_host", "bigquery_write_emulator_host"}  # never in a deployment
 

@@ -180,6 +180,13 @@ BREAKAGES = [
     # item 7
     ("dead-letter-alert", "page nobody", inputs(T.T_ALERT, "monitoring-dead-letter-messages",
                                                 lambda i: i.update(conditions=i["conditions"][1:]))),
+    # issue 18 item 1: Cloud Run's 429s at the cap must not exhaust a healthy message's attempts
+    ("delivery-fits-caps", "needs 20 attempts, 10 allowed", inputs(T.T_FUNCTION, "fn-worker", lambda i: i[
+        "serviceConfig"].update(maxInstanceCount=1))),
+    ("delivery-fits-caps", "needs 3 attempts, 2 allowed", inputs(T.T_SUB, "batchline-completions-push", lambda i: i[
+        "deadLetterPolicy"].update(maxDeliveryAttempts=2))),
+    ("delivery-fits-caps", "no capacity plan", inputs(T.T_SUB, "batchline-work-push",
+                                                      lambda i: i["labels"].pop("batchline-burst"))),
     ("dead-letter-alert", "backlog", inputs(T.T_ALERT, "monitoring-dead-letter-messages", lambda i: i["conditions"][0][
         "conditionThreshold"].update(filter='metric.type="pubsub.googleapis.com/subscription/num_undelivered_messages"'
                                             ' AND resource.labels.subscription_id="batchline-work-dlq-pull"'))),
@@ -225,5 +232,5 @@ def test_preview_view_hides_computed_values(prod_run):
 def test_security_rules_are_mandatory():
     mandatory = {n for n, r in rules.RULES.items() if r.mandatory}
     assert {"no-public-access", "function-ingress", "authenticated-calls", "least-privilege",
-            "build-service-account", "operator-grants"} <= mandatory
+            "build-service-account", "operator-grants", "delivery-fits-caps"} <= mandatory
     assert "push-ack-deadline" not in mandatory

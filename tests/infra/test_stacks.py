@@ -17,7 +17,7 @@ from infra.components.monitoring import F9_ALERTS
 
 
 def _functions(run):
-    return {f.inputs["labels"]["batchline-function"]: f.inputs["serviceConfig"]
+    return {f.inputs["labels"]["batchline-function"]: copy.deepcopy(f.inputs["serviceConfig"])
             for f in run.of_type(policies.T_FUNCTION)}
 
 
@@ -35,7 +35,13 @@ def test_emergency_flag_applies_4_by_3(prod_run, prod_emergency_run):
     normal, emergency = _functions(prod_run), _functions(prod_emergency_run)
     assert (normal["worker"]["maxInstanceCount"], normal["worker"]["maxInstanceRequestConcurrency"]) == (20, 5)
     assert (emergency["worker"]["maxInstanceCount"], emergency["worker"]["maxInstanceRequestConcurrency"]) == (4, 3)
-    for fn in ("coordinator", "reconcile"):  # the profile only names the worker
+    # the profile only names the worker; the coordinator is told the worker's pace in force (issue 18)
+    rate = "BATCHLINE_DISPATCH_RATE"
+    paces = [caps["coordinator"]["environmentVariables"][rate] for caps in (normal, emergency)]
+    assert paces == ["50", "6"]
+    for fn in ("coordinator", "reconcile"):
+        for caps in (normal, emergency):
+            caps[fn]["environmentVariables"].pop(rate)
         assert emergency[fn] == normal[fn]
     assert prod_emergency_run.outputs["emergency"] is True
 

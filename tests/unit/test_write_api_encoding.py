@@ -1,12 +1,13 @@
 """batchline.write_api without a server: the proto descriptor built from a BigQuery schema, the value
 encodings the Storage Write API expects, the refusals (never drop data silently), and how an append's
-response is judged (a fake client stands in for the gRPC one)."""
+response is judged (an in-memory AppendRows call stands in for the gRPC one)."""
 
 from __future__ import annotations
 
 import datetime as dt
 
 import pytest
+from append_double import FakeOpener
 from google.cloud import bigquery
 from google.cloud.bigquery_storage_v1 import types
 from google.protobuf import descriptor_pb2
@@ -141,23 +142,24 @@ def test_default_stream_name():
         default_stream("t", "x")
 
 
-class FakeClient:
-    def __init__(self, responses):
-        self.responses = responses
-        self.calls = []
+def appender_with(responses) -> tuple[StagingAppender, FakeOpener]:
+    """An appender whose connection answers each request with the next of `responses` (an exception
+    ends the connection, as an RPC error does; no response left: the server ends the stream)."""
+    script = list(responses) if isinstance(responses, list) else responses
 
-    def append_rows(self, requests, timeout=None, metadata=()):
-        self.calls.append((list(requests), timeout, metadata))
-        if isinstance(self.responses, Exception):
-            raise self.responses
-        return iter(self.responses)
+    def answer(_request):
+        if isinstance(script, Exception):
+            raise script
+        if not script:
+            raise StopIteration_()
+        return script.pop(0)
+
+    opener = FakeOpener(answer)
+    return StagingAppender(Settings(project="p"), open_call=opener), opener
 
 
-def appender_with(responses) -> tuple[StagingAppender, FakeClient]:
-    a = StagingAppender(Settings(project="p"))
-    fake = FakeClient(responses)
-    a._client = fake
-    return a, fake
+class StopIteration_(RuntimeError):
+    """The fake server ends the stream without answering."""
 
 
 def ok_response():
@@ -165,15 +167,15 @@ def ok_response():
 
 
 def test_append_sends_one_request_and_returns_count():
-    a, fake = appender_with([ok_response()])
+    a, opener = appender_with([ok_response(), ok_response()])
     assert a.append("p.d.t", SCHEMA, [{"id": "a"}, {"id": "b"}, {"id": "c"}]) == 3
-    [(reqs, timeout, metadata)] = fake.calls
-    [req] = reqs
+    [call] = opener.calls
+    [req] = call.requests
     stream = "projects/p/datasets/d/tables/t/streams/_default"
     assert req.write_stream == stream and len(req.proto_rows.rows.serialized_rows) == 3
     assert [f.name for f in req.proto_rows.writer_schema.proto_descriptor.field][:2] == ["id", "score"]
-    assert timeout and metadata == (("x-goog-request-params", f"write_stream={stream}"),)
-    assert a.append("p.d.t", SCHEMA, []) == 0 and len(fake.calls) == 1
+    assert call.metadata == (("x-goog-request-params", f"write_stream={stream}"),)
+    assert a.append("p.d.t", SCHEMA, []) == 0 and len(call.requests) == 1
 
 
 @pytest.mark.parametrize("responses", [
@@ -197,7 +199,7 @@ def test_a_response_without_error_is_an_acknowledgement():
 
 
 def test_refused_rows_are_never_sent():
-    a, fake = appender_with([ok_response()])
+    a, opener = appender_with([ok_response()])
     with pytest.raises(StagingWriteError):
         a.append("p.d.t", SCHEMA, [{"id": "a"}, {"id": "b", "extra": 1}])
-    assert fake.calls == []
+    assert opener.calls == []
