@@ -331,6 +331,11 @@ def test_a_dead_lettered_item_says_why_in_status_audit_and_dlq_list(stack, day):
     finally:
         release(sub, path, [r.ack_id for r in leased])
         sub.close()
+    # without --batch the work source is pulled (and released); it names the item's last error too
+    result, dl = cli(stack, "dlq", "list", "--source", "work", "--json")
+    (pulled,) = [m for m in dl["dead_letters"] if m["batch_id"] == batch_id]
+    assert pulled["read_from"] == "pull" and pulled["message_id"] == msg["message_id"]
+    assert pulled["last_error"]["type"] == "FaultInjected" and pulled["replayed_in"] is None
 
     # replay: its table lists the replayed message as a row (no Python dict reprs), then the record
     # says where it was replayed and the default listing no longer shows it
