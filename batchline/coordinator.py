@@ -156,7 +156,8 @@ def handle_dead_letter(clients: Clients, source: str, envelope: PushEnvelope) ->
             msg = parse_model(WorkMessage, payload)
             last_error = _check_work(store, msg).get(delivery_errors.LAST_ERROR)
             DeadLetterLog(clients.fs).record(msg.batch_id, msg.item_id, envelope.message.message_id, attempts,
-                                             envelope=envelope, payload=payload, last_error=last_error)
+                                             envelope=envelope, payload=msg.model_dump(mode="json"),
+                                             last_error=last_error)
             result, may_be_done = store.record_failure_counted(
                 msg.batch_id, msg.item_id, delivery_errors.dead_letter_reason(attempts, last_error),
                 dead_lettered=True)
