@@ -21,12 +21,14 @@ from batchline.local import stack as local_stack
 from batchline.local.chaos_cmd import chaos_command
 from batchline.local.provision import seed_context, synthetic_context
 from batchline.ops.target import TargetError, resolve
+from batchline.local.seed_cmd import seed_command
 from batchline.state import TERMINAL_STATUSES, BatchStore
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
 local_app = typer.Typer(help="Start, stop and check the local stack (emulators + functions).", no_args_is_help=True)
 app.add_typer(local_app, name="local")
 app.command("chaos")(chaos_command)
+local_app.command("seed")(seed_command)
 console = Console(stderr=True)
 out = Console()
 
@@ -193,7 +195,10 @@ def run(players: int = typer.Option(450, min=1, max=5000, help="Synthetic player
     """Run one batch through the local stack and print its loss ledger. Exit 0 only if nothing was lost."""
     try:
         day = ids.parse_game_date(game_date) if game_date else dt.datetime.now(dt.UTC).date()
-        spec = faults_mod.parse(faults, seed=seed).to_spec() if faults else None
+        context = synthetic_context(day, players, seed)
+        injected = faults_mod.parse(faults, seed=seed)  # before anything starts: the items are known here
+        faults_mod.check_items(injected, [r["player_lookup"] for r in context], f"a run of {players} players")
+        spec = injected.to_spec() if faults else None
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     t0 = time.monotonic()
@@ -204,7 +209,7 @@ def run(players: int = typer.Option(450, min=1, max=5000, help="Synthetic player
     try:
         clients = info.activate()
         console.print(f"stack ready in {time.monotonic() - t0:.1f}s; seeding {players} players for {day}")
-        seed_context(clients.bq, clients.settings, day, synthetic_context(day, players, seed))
+        seed_context(clients.bq, clients.settings, day, context)
         t_start = time.monotonic()
         resp = requests.post(info.url("coordinator") + "/start", timeout=120,
                              json={"game_date": day.isoformat(), "force": force, "faults": spec})

@@ -14,7 +14,7 @@ from google.cloud import bigquery, firestore
 
 from batchline import consolidate as cons
 from batchline import control as ctl
-from batchline import control_actions, ids, merge_recovery, staging
+from batchline import control_actions, delivery_errors, ids, merge_recovery, staging
 from batchline import faults as faults_mod
 from batchline import lifecycle as lc
 from batchline.claim import request_consolidation_if_done
@@ -128,14 +128,16 @@ def _record_completion(clients: Clients, msg: CompletionMessage, claimant: str) 
     return result
 
 
-def _check_work(store: BatchStore, msg: WorkMessage) -> None:
-    """A dead-lettered work message must name an item as batch state knows it (as the worker checks)."""
+def _check_work(store: BatchStore, msg: WorkMessage) -> dict:
+    """A dead-lettered work message must name an item as batch state knows it (as the worker checks);
+    returns the item document (with the last delivery's error, delivery_errors.py)."""
     batch = store.get_batch(msg.batch_id)
     item = store.get_item(msg.batch_id, msg.item_id) if batch else None
     if item is None:
         raise UnknownItem(f"batch {msg.batch_id} has no item {msg.item_id}")
     if item.get("game_id") != msg.game_id or batch.get("game_date") != msg.game_date.isoformat():
         raise InvalidMessage(f"dead-lettered work message for {msg.item_id} disagrees with batch state")
+    return item
 
 
 def handle_dead_letter(clients: Clients, source: str, envelope: PushEnvelope) -> str:
@@ -152,13 +154,15 @@ def handle_dead_letter(clients: Clients, source: str, envelope: PushEnvelope) ->
         payload = decode_data(envelope)
         if source == "work":
             msg = parse_model(WorkMessage, payload)
-            _check_work(store, msg)
-            DeadLetterLog(clients.fs).record(msg.batch_id, msg.item_id, envelope.message.message_id, attempts)
+            last_error = _check_work(store, msg).get(delivery_errors.LAST_ERROR)
+            DeadLetterLog(clients.fs).record(msg.batch_id, msg.item_id, envelope.message.message_id, attempts,
+                                             envelope=envelope, payload=msg.model_dump(mode="json"),
+                                             last_error=last_error)
             result, may_be_done = store.record_failure_counted(
-                msg.batch_id, msg.item_id, f"work message dead-lettered after {attempts} delivery attempts",
+                msg.batch_id, msg.item_id, delivery_errors.dead_letter_reason(attempts, last_error),
                 dead_lettered=True)
             log_event("item_dead_lettered", severity="ERROR", batch_id=msg.batch_id, item=msg.item_id,
-                      result=result, delivery_attempts=attempts)
+                      result=result, delivery_attempts=attempts, last_error=delivery_errors.summary(last_error))
             if may_be_done:
                 request_consolidation_if_done(clients, msg.batch_id, envelope.message.message_id)
             return result
@@ -182,7 +186,7 @@ def handle_dead_letter(clients: Clients, source: str, envelope: PushEnvelope) ->
                   failure_kind=lc.TRANSIENT, delivery_attempts=attempts)
         return "recorded" if failed else "ignored"
     except (InvalidMessage, UnknownItem) as exc:
-        store.record_rejected(envelope.message.message_id, envelope.subscription, raw, str(exc))
+        store.record_rejected(envelope.message.message_id, envelope.subscription, raw, str(exc), source=source)
         log_event("message_rejected", severity="ERROR", source=source,
                   message_id=envelope.message.message_id, error=str(exc))
         return "rejected"

@@ -75,6 +75,32 @@ def expected_items(clients: Clients, game_date: dt.date,
     return list(items.values()), rejected
 
 
+def _parse_faults(s, spec: str | None) -> faults_mod.FaultSpec:
+    """A start's fault spec, refused where faults are disabled (every deployment)."""
+    if not spec:
+        return faults_mod.FaultSpec()
+    if not s.allow_faults:
+        raise InvalidMessage("fault injection is disabled on this deployment")
+    try:
+        return faults_mod.parse(spec)
+    except ValueError as exc:
+        raise InvalidMessage(str(exc)) from exc
+
+
+def no_context_message(s, game_date: dt.date, scheduled: bool) -> str:
+    """Why a start of `game_date` has nothing to run, and how to give it something: on the local stack
+    (its BigQuery is the emulator) the seeding command; on a deployment, the loader's contract."""
+    if scheduled:  # a repair whose items are no longer scheduled for the date
+        return f"none of the requested items is in the context rows for {game_date}; nothing to run"
+    head = f"no valid context rows for {game_date} in {s.context_table_id}; nothing to run"
+    if s.bigquery_emulator_host:
+        return (f"{head}. On the local stack, load them with `batchline local seed {game_date}` "
+                f"(--players N, --seed S), then start again")
+    return (f"{head}. The context table is filled by your upstream loader: one row per scheduled player "
+            f"(game_date, player_lookup, game_id) stamped with loaded_at, the load time a start checks for "
+            f"freshness; load the date, then start again (docs/deploy.md)")
+
+
 def start_batch(clients: Clients, req: StartRequest, only_items: list[str] | None = None, *,
                 repeat_repair: bool = False) -> StartResult:
     """Register and dispatch a batch of the date: all of it, or `only_items` (a repair, refused with
@@ -82,17 +108,15 @@ def start_batch(clients: Clients, req: StartRequest, only_items: list[str] | Non
     unless `repeat_repair`)."""
     s = clients.settings
     game_date = req.game_date or s.today()
-    if req.faults:
-        if not s.allow_faults:
-            raise InvalidMessage("fault injection is disabled on this deployment")
-        try:
-            faults_mod.parse(req.faults)
-        except ValueError as exc:
-            raise InvalidMessage(str(exc)) from exc
+    injected = _parse_faults(s, req.faults)
     schedule, rejected = expected_items(clients, game_date)
     items = schedule if only_items is None else [i for i in schedule if i.item_id in set(only_items)]
     if not items:
-        raise InvalidMessage(f"no valid context rows for {game_date}; nothing to run")
+        raise InvalidMessage(no_context_message(s, game_date, bool(schedule)))
+    try:
+        faults_mod.check_items(injected, [i.item_id for i in items], f"the batch of {game_date}")
+    except ValueError as exc:
+        raise InvalidMessage(str(exc)) from exc
     if only_items is None and not req.accept_stale_inputs:
         # A repair (only_items) re-runs items of a date whose inputs a start accepted already.
         check_fresh(clients, game_date)

@@ -11,6 +11,7 @@ it is random, and folding it in made every run draw differently.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from batchline import ids
@@ -74,6 +75,25 @@ class FaultSpec:
     def exhausted_items(self, items: list[str], max_attempts: int) -> list[str]:
         """The items whose every allowed delivery fails, i.e. the ones that must be dead-lettered."""
         return [i for i in items if all(self.fails_attempt(i, n) for n in range(1, max_attempts + 1))]
+
+
+def unknown_items(spec: FaultSpec, items: Iterable[str]) -> list[str]:
+    """The items a spec names (poison) that are not among the batch's `items`. A spec naming an item
+    the batch does not have injects nothing there, and the run would report "OK: complete" for a
+    fault that never happened, so a start refuses it (dispatch.start_batch, `batchline run`)."""
+    known = set(items)
+    return sorted(set(spec.poison) - known)
+
+
+def check_items(spec: FaultSpec, items: Iterable[str], what: str) -> None:
+    """Raise ValueError naming the spec's items that `what` (e.g. "the batch of 2026-01-01") lacks."""
+    items = list(items)
+    unknown = unknown_items(spec, items)
+    if unknown:
+        sample = ", ".join(sorted(items)[:3]) + (", ..." if len(items) > 3 else "")
+        raise ValueError(f"fault poison names {len(unknown)} item(s) {what} does not have: "
+                         f"{', '.join(unknown[:20])}{' ...' if len(unknown) > 20 else ''} "
+                         f"(it has {len(items)} items: {sample or 'none'})")
 
 
 def parse(spec: str | None, seed: int = 0) -> FaultSpec:

@@ -27,6 +27,9 @@ _FIRESTORE_DATABASE = re.compile(r"\(default\)|[a-z][a-z0-9-]{2,61}[a-z0-9]")
 _UUID_LIKE = re.compile(r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}")
 
 STAGING_PREFIX = "stg_"
+#: The game dates any route accepts (parse_game_date); a date outside is bad input.
+FIRST_GAME_DATE = dt.date(2000, 1, 1)
+LAST_GAME_DATE = dt.date(2100, 12, 31)
 
 
 def _check(pattern: re.Pattern[str], value: object, what: str) -> str:
@@ -75,7 +78,7 @@ def validate_game_id(value: object) -> str:
 
 
 def parse_game_date(value: object) -> dt.date:
-    """An ISO date between 2000-01-01 and 2100-12-31."""
+    """An ISO date between FIRST_GAME_DATE and LAST_GAME_DATE (2000-01-01..2100-12-31)."""
     if isinstance(value, dt.datetime):
         raise ValueError(f"invalid game date: {value!r} (a date, not a timestamp)")
     if isinstance(value, dt.date):
@@ -86,8 +89,8 @@ def parse_game_date(value: object) -> dt.date:
             day = dt.date.fromisoformat(value)  # type: ignore[arg-type]
         except ValueError as exc:
             raise ValueError(f"invalid game date: {value!r} ({exc})") from exc
-    if not dt.date(2000, 1, 1) <= day <= dt.date(2100, 12, 31):
-        raise ValueError(f"invalid game date: {value!r} (outside 2000-01-01..2100-12-31)")
+    if not FIRST_GAME_DATE <= day <= LAST_GAME_DATE:
+        raise ValueError(f"invalid game date: {value!r} (outside {FIRST_GAME_DATE}..{LAST_GAME_DATE})")
     return day
 
 

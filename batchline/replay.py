@@ -2,8 +2,12 @@
 `replay_dead_letters`, run by the coordinator, which already publishes to every source topic).
 
 Each source topic's dead-letter topic has a pull subscription `<prefix>-<topic>-dlq-pull` that keeps
-every dead letter. Reading pulls and then releases (ack deadline 0), so nothing leaves. Replaying
-acknowledges a message only after what replaces it is durable:
+every dead letter. Listing the work dead letters of one batch reads the durable records the
+dead-letter handler writes (`batchline.dead_letters`): no lease, so concurrent readers cannot hide
+messages from each other (or from a replay), and no wait. Any other listing pulls and then releases
+(ack deadline 0), so nothing leaves; the sources are pulled in parallel, each waiting PULL_WAIT_S at
+most for an answer (a pull holds an empty subscription until its deadline). Replaying acknowledges a
+message only after what replaces it is durable:
 
 - work: the items are run again as a repair batch of their date (`repair.start_repair`); republishing
   the original work message would not help, since the worker skips work of a batch that moved on;
@@ -19,18 +23,25 @@ from __future__ import annotations
 import base64
 import json
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 
+from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1
 
-from batchline import ids
+from batchline import dead_letters, ids
 from batchline.clients import Clients
+from batchline.dead_letters import DEAD_LETTER_ATTRIBUTE_PREFIX, DeadLetterLog
+from batchline.delivery_errors import LAST_ERROR
 from batchline.logs import log_event
 from batchline.messages import InvalidMessage
 from batchline.repair import consolidate_again, start_repair
-from batchline.state import BatchConflict
+from batchline.state import BatchConflict, BatchStore
 
-DEAD_LETTER_ATTRIBUTE_PREFIX = "CloudPubSubDeadLetter"
 MAX_SCAN = 5000
+# How long one pull waits for messages. Without return_immediately (deprecated) Pub/Sub may hold a pull
+# until at least one message is available, and the emulator holds an empty one until its deadline:
+# 10 s per source made `dlq list` take ~40 s for nothing (docs/failures.md, "Rough edges ... issue 14").
+PULL_WAIT_S = 3.0
 
 
 def dead_letter_path(clients: Clients, sub: pubsub_v1.SubscriberClient, source: str) -> str:
@@ -38,11 +49,16 @@ def dead_letter_path(clients: Clients, sub: pubsub_v1.SubscriberClient, source: 
                                  clients.topology.topic(source).dead_letter_pull_subscription)
 
 
-def pull_all(sub: pubsub_v1.SubscriberClient, path: str, max_messages: int = MAX_SCAN) -> list:
-    """Pull until the subscription answers empty (or `max_messages`); the caller acks or releases."""
+def pull_all(sub: pubsub_v1.SubscriberClient, path: str, max_messages: int = MAX_SCAN,
+             wait_s: float = PULL_WAIT_S) -> list:
+    """Pull until the subscription answers empty or lets the wait pass (or `max_messages`); the caller
+    acks or releases."""
     out: list = []
     while len(out) < max_messages:
-        resp = sub.pull(subscription=path, max_messages=min(500, max_messages - len(out)), timeout=10)
+        try:
+            resp = sub.pull(subscription=path, max_messages=min(500, max_messages - len(out)), timeout=wait_s)
+        except gexc.DeadlineExceeded:
+            break  # nothing became available within the wait: the subscription has nothing more for us
         if not resp.received_messages:
             break
         out.extend(resp.received_messages)
@@ -80,11 +96,50 @@ def list_dead_letters(clients: Clients, source: str) -> list[dict]:
     try:
         received = pull_all(sub, path)
         try:
-            return [{"source": source, **describe(r)} for r in received]
+            found = [{"source": source, **describe(r), "read_from": "pull"} for r in received]
         finally:
             release(sub, path, [r.ack_id for r in received])
     finally:
         sub.close()
+    return _with_item_state(clients, found) if source == "work" else found
+
+
+def _with_item_state(clients: Clients, found: list[dict]) -> list[dict]:
+    """Pulled work dead letters, with their item's last delivery error and repair batch (one read)."""
+    store = BatchStore(clients.fs)
+    keys = sorted({(m["batch_id"], m["item_id"]) for m in found if m["batch_id"] and m["item_id"]})
+    docs = {(s.reference.parent.parent.id, s.id): s.to_dict() or {}
+            for s in clients.fs.get_all([store.item_ref(b, i) for b, i in keys]) if s.exists} if keys else {}
+    for m in found:
+        doc = docs.get((m["batch_id"], m["item_id"]), {})
+        m.update(last_error=doc.get(LAST_ERROR), replayed_in=doc.get("replayed_in"))
+    return found
+
+
+def listed_dead_letters(clients: Clients, sources: list[str], batch_id: str | None, *,
+                        include_replayed: bool = False) -> list[dict]:
+    """What `batchline dlq list` shows: the work dead letters of a named batch from their durable
+    records (a replayed one only with `include_replayed`), everything else pulled and released, the
+    sources in parallel; filtered to `batch_id` when given."""
+    pulled = [s for s in sources if not (s == "work" and batch_id is not None)]
+    with ThreadPoolExecutor(max_workers=max(1, len(pulled))) as pool:
+        futures = {s: pool.submit(list_dead_letters, clients, s) for s in pulled}
+        found = []
+        for s in sources:
+            if s in futures:
+                found += [m for m in futures[s].result() if batch_id is None or m["batch_id"] == batch_id]
+            else:
+                found += _work_records(clients, batch_id, include_replayed)
+    return found
+
+
+def _work_records(clients: Clients, batch_id: str, include_replayed: bool) -> list[dict]:
+    records = DeadLetterLog(clients.fs).records(ids.validate_batch_id(batch_id))
+    store = BatchStore(clients.fs)
+    refs = [store.item_ref(batch_id, i) for i in sorted({r["item_id"] for r in records})]
+    replayed_in = {snap.id: (snap.to_dict() or {}).get("replayed_in") for snap in clients.fs.get_all(refs)
+                   if snap.exists} if refs else {}
+    return dead_letters.listed(batch_id, records, replayed_in, include_replayed=include_replayed)
 
 
 def replay_dead_letters(clients: Clients, source: str, batch_id: str | None, limit: int, claimant: str) -> dict:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from batchline import faults as faults_mod
 from batchline import ids
 from batchline.clients import Clients
+from batchline.delivery_errors import recorded_on_failure
 from batchline.logs import log_event
 from batchline.messages import (
     MAX_DELIVERY_ATTEMPT,
@@ -102,7 +103,15 @@ def handle_work(clients: Clients, envelope: PushEnvelope, predictor: Predictor |
                   batch_status=batch["status"], item_status=item["status"], batch_id=msg.batch_id,
                   item=msg.item_id)
         return WorkOutcome("batch_closed", msg.batch_id, msg.item_id)
+    log_ctx: dict = {"batch_id": msg.batch_id, "item": msg.item_id, "attempt": envelope.delivery_attempt or 0}
+    # From here on a failure is this item's: its error is kept on the item document (delivery_errors.py).
+    with recorded_on_failure(store.item_ref(msg.batch_id, msg.item_id), log_ctx):
+        return _deliver(clients, store, msg, batch, envelope, predictor, log_ctx)
 
+
+def _deliver(clients: Clients, store: BatchStore, msg: WorkMessage, batch: dict, envelope: PushEnvelope,
+             predictor: Predictor | None, log_ctx: dict) -> WorkOutcome:
+    """Compute, append to the staging table, publish the completion: in that order (F1)."""
     injected = (faults_mod.parse(batch.get("faults"))
                 if clients.settings.allow_faults else faults_mod.FaultSpec())
     # Pub/Sub numbers deliveries on subscriptions with a dead-letter policy; the emulator does not, so
@@ -110,9 +119,9 @@ def handle_work(clients: Clients, envelope: PushEnvelope, predictor: Predictor |
     # are per attempt): a transaction per item to number what nothing else reads costs ~10 ms. 0 =
     # not numbered. The write id, not the attempt, is what tells one delivery's rows from another's.
     attempt = envelope.delivery_attempt or (store.count_attempt(msg.batch_id, msg.item_id) if injected else 0)
+    log_ctx["attempt"] = attempt
     if attempt > MAX_DELIVERY_ATTEMPT:  # checked before the write: the completion could not carry it
         raise InvalidMessage(f"attempt {attempt} of {msg.item_id} exceeds {MAX_DELIVERY_ATTEMPT}")
-    log_ctx = {"batch_id": msg.batch_id, "item": msg.item_id, "attempt": attempt}
     table = ids.batch_staging_table(msg.batch_id)
     table_id = clients.settings.staging_table_id(table)
     write_id = ids.new_write_id()

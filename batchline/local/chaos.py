@@ -31,7 +31,26 @@ from batchline.local.provision import seed_context, synthetic_context
 from batchline.messages import CompletionMessage, WorkMessage, encode
 from batchline.state import COMPLETED, TERMINAL_STATUSES, BatchStore
 
+# A run's schedules use a block of consecutive game dates of its own, drawn inside these bounds: after
+# every date a test uses (2030s) and up to the last date /start accepts (ids.LAST_GAME_DATE).
 FIRST_DAY = dt.date(2040, 1, 1)
+DAYS_AVAILABLE = (ids.LAST_GAME_DATE - FIRST_DAY).days + 1  # 22,281
+MAX_SCHEDULES = 10_000  # `batchline chaos --schedules` at most: a block always fits, with room to move
+assert MAX_SCHEDULES < DAYS_AVAILABLE
+
+
+def block_start(rng: random.Random, schedules: int) -> int:
+    """Where a run of `schedules` schedules starts its block of dates (days after FIRST_DAY), drawn
+    from the run's generator so that its last date, FIRST_DAY + start + schedules - 1, is still a date
+    /start accepts, whatever the seed."""
+    if not 1 <= schedules <= MAX_SCHEDULES:
+        raise ValueError(f"schedules must be between 1 and {MAX_SCHEDULES}, got {schedules}")
+    return rng.randrange(0, DAYS_AVAILABLE - schedules + 1)
+
+
+def schedule_day(n: int) -> dt.date:
+    """The game date of schedule number `n` (block start included)."""
+    return FIRST_DAY + dt.timedelta(days=n)
 
 
 @dataclass(frozen=True)
@@ -174,7 +193,7 @@ def _judge(clients: Clients, batch: dict, day: dt.date, expected: set[str], out:
 
 def run_schedule(info: local_stack.StackInfo, clients: Clients, sched: Schedule, timeout_s: float = 300) -> Outcome:
     rng = random.Random(sched.faults)
-    day = FIRST_DAY + dt.timedelta(days=sched.n)
+    day = schedule_day(sched.n)
     schedule_rows = synthetic_context(day, sched.players)
     seed_context(clients.bq, clients.settings, day, schedule_rows)
     t0 = time.monotonic()

@@ -18,7 +18,8 @@ console = Console(stderr=True)
 out = Console()
 
 
-def chaos_command(schedules: int = typer.Option(20, "--schedules", min=1, max=10_000, help="How many schedules."),
+def chaos_command(schedules: int = typer.Option(20, "--schedules", min=1, max=chaos.MAX_SCHEDULES,
+                                               help="How many schedules."),
                   seed: int = typer.Option(0, help="Seed of the schedule generator (same seed, same schedules)."),
                   json_path: Path = typer.Option(None, "--json", help="Write every outcome and the summary here."),
                   state_dir: Path = typer.Option(local_stack.DEFAULT_STATE_DIR, "--state-dir")) -> None:
@@ -27,7 +28,7 @@ def chaos_command(schedules: int = typer.Option(20, "--schedules", min=1, max=10
     info = local_stack.up(state_dir)
     clients = info.activate()
     rng = random.Random(seed)
-    offset = rng.randrange(0, 50_000)  # a block of game dates of its own for this run
+    offset = chaos.block_start(rng, schedules)  # a block of game dates of its own for this run
     outcomes = []
     with Progress(console=console) as progress:
         task = progress.add_task("schedules", total=schedules)

@@ -15,12 +15,13 @@ import typer
 from batchline import control as ctl
 from batchline import ids
 from batchline.clients import Clients
+from batchline.delivery_errors import summary
 from batchline.lifecycle import CONSOLIDATED
 from batchline.local import stack as local_stack
 from batchline.messages import InvalidMessage
 from batchline.ops import render, views
 from batchline.ops.target import RequestIdReused, TargetError, new_request_id, resolve, send
-from batchline.replay import list_dead_letters
+from batchline.replay import listed_dead_letters
 from batchline.state import BatchStore
 
 STATE_DIR = typer.Option(local_stack.DEFAULT_STATE_DIR, "--state-dir", help="The local stack (default target).")
@@ -152,7 +153,8 @@ def status(batch_id: str = typer.Argument(None), game_date: str = typer.Option(N
             "expected items": v["expected_items"], "items by state": v["items"],
             "dead-lettered items": v["dead_lettered_items"], "timings (s)": v["timings_s"], **v["consolidation"],
             "missing items": v["gaps"]["missing_items"], "staging gap": v["gaps"]["staging_gap"]})
-        render.records("failed items", ["item_id", "reason", "dead_lettered", "replayed_in"], v["gaps"]["failed_items"])
+        render.records("failed items", ["item_id", "reason", "last_error", "failed_deliveries", "dead_lettered",
+                                        "replayed_in"], _readable_errors(v["gaps"]["failed_items"]))
         for step in v["next_steps"] or ["nothing to do"]:
             render.out.print(f"next: {step}")
     raise typer.Exit(render.EXIT_PROBLEM if v["needs_attention"] else render.EXIT_OK)
@@ -175,31 +177,49 @@ def audit(batch_id: str, as_json: bool = JSON, state_dir: Path = STATE_DIR, proj
             "merged, rows since updated by a later run": a["overwritten_by_later_runs"],
             "duplicate rows": a["duplicate_rows"],
             "verdict": "OK: every item accounted for" if a["ok"] else "; ".join(a["problems"])})
-        render.records("items not simply merged", ["item_id", "state", "rows", "reason", "attempts", "replayed_in",
-                                                   "active_rows_from"],
-                       [i for i in a["items"] if i["state"] != "merged"])
+        render.records("items not simply merged", ["item_id", "state", "rows", "reason", "last_error",
+                                                   "failed_deliveries", "replayed_in", "active_rows_from"],
+                       _readable_errors([i for i in a["items"] if i["state"] != "merged"]))
     raise typer.Exit(render.EXIT_OK if a["ok"] else render.EXIT_PROBLEM)
 
 
 @dlq_app.command("list")
 def dlq_list(source: str = typer.Option(None, "--source", help="work, completions, consolidation or control."),
-             batch: str = typer.Option(None, "--batch"), as_json: bool = JSON, state_dir: Path = STATE_DIR,
+             batch: str = typer.Option(None, "--batch"),
+             include_replayed: bool = typer.Option(False, "--include-replayed",
+                                                   help="With --batch: also work dead letters already replayed."),
+             as_json: bool = JSON, state_dir: Path = STATE_DIR,
              project: str = PROJECT, stack_outputs: Path = OUTPUTS, topic_prefix: str = PREFIX,
              setting: list[str] = SETTING) -> None:
-    """Show dead letters with their attributes (pulled and released: they stay)."""
+    """Show dead letters awaiting replay, with the last error of each work item. A batch's work dead
+    letters come from their durable records; the rest are pulled and released (they stay)."""
     if source is not None and source not in ctl.REPLAY_SOURCES:
         raise render.fail(f"--source must be one of {', '.join(ctl.REPLAY_SOURCES)}")
+    if batch is not None:
+        _valid_batch(batch)
     clients = _clients(state_dir, project, stack_outputs, topic_prefix, setting)
-    found = [m for s in ([source] if source else ctl.REPLAY_SOURCES) for m in list_dead_letters(clients, s)
-             if batch is None or m["batch_id"] == batch]
+    found = listed_dead_letters(clients, [source] if source else list(ctl.REPLAY_SOURCES), batch,
+                                include_replayed=include_replayed)
     if as_json:
         render.emit_json({"count": len(found), "dead_letters": found})
     else:
-        rows = [{**m, "attempts": m["attributes"].get("CloudPubSubDeadLetterSourceDeliveryCount"),
-                 "from": m["attributes"].get("CloudPubSubDeadLetterSourceSubscription")} for m in found]
-        render.records("dead letters", ["source", "message_id", "batch_id", "item_id", "attempts", "from",
-                                        "publish_time", "payload_error"], rows)
+        rows = _readable_errors([{**m, "attempts": m["attributes"].get("CloudPubSubDeadLetterSourceDeliveryCount")}
+                                 for m in found])
+        render.records("dead letters", ["source", "batch_id", "item_id", "attempts", "last_error", "replayed_in",
+                                        "message_id", "publish_time", "payload_error"], rows)
     raise typer.Exit(render.EXIT_OK)
+
+
+def _readable_errors(rows: list[dict]) -> list[dict]:
+    """Rows whose `last_error` record becomes one line (`Type: message (cause: ...)`)."""
+    return [{**r, "last_error": summary(r.get("last_error"))} for r in rows]
+
+
+def _valid_batch(batch_id: str) -> str:
+    try:
+        return ids.validate_batch_id(batch_id)
+    except ValueError as exc:
+        raise render.fail(str(exc)) from None
 
 
 @dlq_app.command("replay")

@@ -29,18 +29,35 @@ def emit_json(value: object) -> None:
 
 
 def _cell(v: object) -> str:
+    """A value as table text: never a Python repr (a record inside a list reads `(k=v, k=v)`)."""
     if isinstance(v, list):
-        return f"{len(v)}: " + ", ".join(str(x) for x in v[:15]) + (" ..." if len(v) > 15 else "") if v else "-"
+        if not v:
+            return "-"
+        parts = [f"({_cell(x)})" if isinstance(x, dict) else _cell(x) for x in v[:15]]
+        return f"{len(v)}: " + ", ".join(parts) + (" ..." if len(v) > 15 else "")
     if isinstance(v, dict):
         return ", ".join(f"{k}={_cell(x)}" for k, x in v.items()) or "-"
     return "-" if v is None else str(v)
 
 
+def _is_records(v: object) -> bool:
+    return isinstance(v, list) and bool(v) and all(isinstance(x, dict) for x in v)
+
+
+def _columns(rows: list[dict]) -> list[str]:
+    return list(dict.fromkeys(k for r in rows for k in r))
+
+
 def key_values(title: str, rows: dict) -> None:
+    """One table of name -> value; a value that is a list of records (replayed messages, repair
+    batches...) is shown as a table of its own below, one row per record."""
     table = Table(title=title, show_header=False)
+    below = {k: v for k, v in rows.items() if _is_records(v)}
     for k, v in rows.items():
-        table.add_row(k, _cell(v))
+        table.add_row(k, f"{len(v)} (table below)" if k in below else _cell(v))
     out.print(table)
+    for k, v in below.items():
+        records(k, _columns(v), v)
 
 
 def records(title: str, columns: list[str], rows: list[dict]) -> None:

@@ -11,6 +11,7 @@ from batchline import lifecycle as lc
 from batchline.audit import STATES, partition
 from batchline.clients import Clients
 from batchline.consolidate import active_duplicates_sql, batch_params
+from batchline.delivery_errors import FAILED_DELIVERIES, LAST_ERROR
 from batchline.state import BatchStore
 
 PHASES = (("dispatch", "created_at", "dispatched_at"),
@@ -73,7 +74,8 @@ def status(clients: Clients, batch_id: str) -> dict:
                                                   "consolidated_at", "updated_at")},
         "gaps": {"failed_items": [{"item_id": i["item_id"], "reason": i.get("failure_reason"),
                                    "dead_lettered": bool(i.get("dead_lettered_at")),
-                                   "replayed_in": i.get("replayed_in")} for i in failed][:500],
+                                   "replayed_in": i.get("replayed_in"), "last_error": i.get(LAST_ERROR),
+                                   "failed_deliveries": i.get(FAILED_DELIVERIES)} for i in failed][:500],
                  "missing_items": batch.get("missing_items") or [], "staging_gap": batch.get("staging_gap"),
                  "completed_without_write": batch.get("completed_without_write") or []},
         "consolidation": {
@@ -131,7 +133,8 @@ def audit(clients: Clients, batch_id: str) -> dict:
             if item_id in overwritten:
                 entry.update(rows=sum(active[item_id].values()), overwritten_by=overwritten[item_id])
             if state in ("dead_lettered", "missing", "recovered"):
-                entry.update(reason=i.get("failure_reason"), attempts=i.get("attempts"),
+                entry.update(reason=i.get("failure_reason"), attempts=i.get("attempts"), last_error=i.get(LAST_ERROR),
+                             failed_deliveries=i.get(FAILED_DELIVERIES),
                              replayed_in=i.get("replayed_in"), active_rows_from=sorted(active.get(item_id, {})))
             detail.append(entry)
     duplicate_rows = int(dup["n"]) - int(dup["k"])

@@ -78,3 +78,50 @@ def test_run_verdict_is_ok_complete_for_a_clean_batch(stack, day, tmp_path):
     assert result.exit_code == 0, result.output
     assert ledger["complete"] is True and ledger["verdict"] == "OK: complete" and ledger["coverage_pct"] == 100.0
     assert "OK: complete" in result.output
+
+
+def _cli(stack, *args: str):
+    result = CliRunner().invoke(app, [*args, "--state-dir", stack.info.state_dir])
+    return result, (json.loads(result.stdout) if "--json" in args and result.stdout.startswith("{") else None)
+
+
+def test_start_without_context_names_local_seed_which_loads_the_date(stack, day):
+    """Issue 14: `batchline start DATE` said "no valid context rows ... nothing to run" and nothing said
+    how to load them. The refusal names `batchline local seed`, and that command makes the start work."""
+    result, out = _cli(stack, "start", day.isoformat(), "--json")
+    assert result.exit_code == 1 and out["status"] == "refused", result.output
+    assert f"`batchline local seed {day}`" in out["result"]["error"]
+    result, seeded = _cli(stack, "local", "seed", day.isoformat(), "--players", "4", "--seed", "3", "--json")
+    assert result.exit_code == 0, result.output
+    assert seeded == {"game_date": day.isoformat(), "context_table": stack.clients.settings.context_table_id,
+                      "rows": 4, "first_item": "player_0000", "last_item": "player_0003", "seed": 3}
+    rows = list(stack.clients.bq.query(
+        f"SELECT player_lookup, loaded_at FROM `{stack.clients.settings.context_table_id}` "
+        f"WHERE game_date = '{day.isoformat()}' ORDER BY player_lookup").result())
+    assert [r["player_lookup"] for r in rows] == [f"player_{n:04d}" for n in range(4)]
+    assert all(r["loaded_at"] is not None for r in rows)  # fresh: the start's freshness check passes
+    result, out = _cli(stack, "start", day.isoformat(), "--wait", "--json")
+    assert result.exit_code == 0, result.output
+    assert out["result"]["expected_items"] == 4 and out["batches"][0]["status"] == "consolidated"
+    # the human form says what to do next
+    result, _ = _cli(stack, "local", "seed", day.isoformat(), "--players", "2")
+    assert result.exit_code == 0 and f"batchline start {day}" in result.stdout
+
+
+def test_local_seed_refuses_a_deployment_target(stack, day):
+    for target in (["--project", "some-project"], ["--stack-outputs", "outputs.json"]):
+        result, _ = _cli(stack, "local", "seed", day.isoformat(), *target)
+        assert result.exit_code == 2 and "upstream loader" in result.output, result.output
+
+
+def test_a_fault_spec_naming_items_the_batch_lacks_is_refused(stack, day, tmp_path):
+    """Issue 14: `--faults poison=p003` named no item of the batch, was accepted and the run reported
+    "OK: complete". Refused by /start (400, naming the items) and by `batchline run` before it starts."""
+    stack.seed(day, 3)
+    resp = stack.start(day, faults="poison=p003+player_0001")
+    assert resp.status_code == 400 and "p003" in resp.json()["error"], resp.text
+    assert "player_0001" not in resp.json()["error"].split("does not have:")[1].split("(")[0]
+    assert stack.store.active_batch_of(day) is None, "nothing was registered"
+    result, ledger = _run(stack, tmp_path, "--players", "3", "--game-date", day.isoformat(), "--faults", "poison=p003")
+    assert result.exit_code == 2 and ledger is None
+    assert "p003" in result.output and "a run of 3 players" in result.output

@@ -33,6 +33,11 @@ def cli(stack, *args: str):
     return result, parsed
 
 
+def wide_cli(stack, *args: str):
+    """The human form on a terminal wide enough that no table cell wraps (rich reads COLUMNS)."""
+    return CliRunner().invoke(app, [*args, "--state-dir", stack.info.state_dir], env={"COLUMNS": "250"})
+
+
 def _batches_of(stack, day) -> list[dict]:
     return [b for b in (s.to_dict() for s in stack.clients.fs.collection("batches").stream())
             if b["game_date"] == day.isoformat()]
@@ -163,9 +168,10 @@ def test_poison_item_refused_restart_then_dlq_replay_ends_merged(stack, day):
     assert dead["item_id"] == "player_0002" and dead["replayed_in"] == repair["batch_id"]
     assert dead["active_rows_from"] == [repair["batch_id"]]
     result, st = cli(stack, "status", first, "--json")
-    assert result.exit_code == 0 and st["next_steps"] == [] and st["gaps"]["failed_items"] == [
-        {"item_id": "player_0002", "reason": st["gaps"]["failed_items"][0]["reason"], "dead_lettered": True,
-         "replayed_in": repair["batch_id"]}]
+    (failed,) = st["gaps"]["failed_items"]
+    assert result.exit_code == 0 and st["next_steps"] == [] and failed == {
+        "item_id": "player_0002", "reason": failed["reason"], "dead_lettered": True, "replayed_in": repair["batch_id"],
+        "last_error": failed["last_error"], "failed_deliveries": failed["failed_deliveries"]}
     # every player of the date now has its 5 active rows, once
     rows = list(stack.clients.bq.query(
         f"SELECT player_lookup, COUNT(*) AS n FROM `{stack.clients.settings.main_table_id}` "
@@ -277,3 +283,68 @@ def test_replaying_a_consolidation_dead_letter_consolidates_its_batch_again(stac
     assert result.exit_code == 0 and au["counts"]["merged"] == 3 and au["merged_rows"] == 15
     result, out = cli(stack, "dlq", "list", "--source", "consolidation", "--batch", batch_id, "--json")
     assert out["count"] == 0
+
+
+def test_a_dead_lettered_item_says_why_in_status_audit_and_dlq_list(stack, day):
+    """Issue 14: a dead-lettered item's reason was only "dead-lettered after N delivery attempts". Each
+    failed delivery now records its error on the item; status, audit and dlq list (text and JSON) show
+    it; dlq list --batch reads durable records, so a concurrent reader's lease hides nothing."""
+    stack.seed(day, 4)
+    resp = stack.start(day, faults="poison=player_0001")
+    assert resp.status_code == 200, resp.text
+    batch_id = resp.json()["batch_id"]
+    assert stack.wait(batch_id)["status"] == "consolidated"
+    item = stack.store.get_item(batch_id, "player_0001")
+    assert item["last_error"]["type"] == "FaultInjected"
+    assert item["last_error"]["message"] == "injected staging write failure"
+    assert item["failed_deliveries"] == stack.info.max_delivery_attempts  # one write per failed delivery
+    assert "failed_deliveries" not in stack.store.get_item(batch_id, "player_0000")  # none on success
+    why = "FaultInjected: injected staging write failure"
+    assert item["failure_reason"].endswith(f"; last error: {why}")
+
+    result, st = cli(stack, "status", batch_id, "--json")
+    (failed,) = st["gaps"]["failed_items"]
+    assert why in failed["reason"] and failed["last_error"]["type"] == "FaultInjected"
+    assert failed["failed_deliveries"] == stack.info.max_delivery_attempts
+    result, au = cli(stack, "audit", batch_id, "--json")
+    (dead,) = [i for i in au["items"] if i["state"] == "dead_lettered"]
+    assert why in dead["reason"] and dead["last_error"]["message"] == "injected staging write failure"
+    for command in (["status", batch_id], ["audit", batch_id], ["dlq", "list", "--batch", batch_id]):
+        result = wide_cli(stack, *command)
+        assert why in result.stdout, (command, result.stdout)
+
+    # a concurrent reader holds a pull lease on every work dead letter: dlq list --batch still sees it
+    sub = pubsub_v1.SubscriberClient()
+    path = sub.subscription_path(stack.clients.settings.project,
+                                 stack.clients.topology.topic("work").dead_letter_pull_subscription)
+    leased = pull_all(sub, path)
+    try:
+        assert any(describe(r)["batch_id"] == batch_id for r in leased)
+        result, dl = cli(stack, "dlq", "list", "--batch", batch_id, "--json")
+        assert result.exit_code == 0 and dl["count"] == 1, dl
+        (msg,) = dl["dead_letters"]
+        assert (msg["item_id"], msg["read_from"], msg["last_error"]["type"]) == ("player_0001", "record",
+                                                                                 "FaultInjected")
+        assert int(msg["attributes"]["CloudPubSubDeadLetterSourceDeliveryCount"]) == item["failed_deliveries"]
+        assert msg["attributes"]["CloudPubSubDeadLetterSourceSubscription"].endswith("-work-push")
+        assert msg["payload"]["game_date"] == day.isoformat() and msg["replayed_in"] is None
+    finally:
+        release(sub, path, [r.ack_id for r in leased])
+        sub.close()
+    # without --batch the work source is pulled (and released); it names the item's last error too
+    result, dl = cli(stack, "dlq", "list", "--source", "work", "--json")
+    (pulled,) = [m for m in dl["dead_letters"] if m["batch_id"] == batch_id]
+    assert pulled["read_from"] == "pull" and pulled["message_id"] == msg["message_id"]
+    assert pulled["last_error"]["type"] == "FaultInjected" and pulled["replayed_in"] is None
+
+    # replay: its table lists the replayed message as a row (no Python dict reprs), then the record
+    # says where it was replayed and the default listing no longer shows it
+    result = wide_cli(stack, "dlq", "replay", "--batch", batch_id, "--wait")
+    assert result.exit_code == 0, result.output
+    assert "{'" not in result.stdout and "(table below)" in result.stdout
+    assert any("player_0001" in line and msg["message_id"] in line for line in result.stdout.splitlines())
+    result, dl = cli(stack, "dlq", "list", "--batch", batch_id, "--json")
+    assert dl["count"] == 0
+    result, dl = cli(stack, "dlq", "list", "--batch", batch_id, "--include-replayed", "--json")
+    (msg,) = dl["dead_letters"]
+    assert msg["replayed_in"] == stack.store.get_item(batch_id, "player_0001")["replayed_in"] is not None

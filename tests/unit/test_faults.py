@@ -193,3 +193,13 @@ def test_exhausted_items_are_those_failing_every_allowed_attempt():
 
 def test_no_faults_exhaust_nothing():
     assert FaultSpec(seed=3).exhausted_items([f"p{i}" for i in range(50)], 5) == []
+
+
+def test_a_spec_naming_items_the_batch_lacks_is_refused_naming_them():
+    spec = faults.parse("poison=p003+player_0001+zz", seed=1)
+    assert faults.unknown_items(spec, ["player_0000", "player_0001"]) == ["p003", "zz"]
+    with pytest.raises(ValueError, match=r"2 item\(s\) the batch of 2030-01-01 does not have: p003, zz") as exc:
+        faults.check_items(spec, ["player_0000", "player_0001"], "the batch of 2030-01-01")
+    assert "it has 2 items: player_0000, player_0001" in str(exc.value)
+    faults.check_items(faults.parse("poison=player_0001"), ["player_0000", "player_0001"], "x")  # known: fine
+    faults.check_items(faults.parse("staging_write=0.5"), [], "x")  # names no item: nothing to check
