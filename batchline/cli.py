@@ -20,8 +20,8 @@ from batchline.local import schedule_config
 from batchline.local import stack as local_stack
 from batchline.local.chaos_cmd import chaos_command
 from batchline.local.provision import seed_context, synthetic_context
-from batchline.ops.target import TargetError, resolve
 from batchline.local.seed_cmd import seed_command
+from batchline.ops.target import TargetError, resolve
 from batchline.state import TERMINAL_STATUSES, BatchStore
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
