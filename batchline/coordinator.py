@@ -58,19 +58,21 @@ def handle_completion(clients: Clients, envelope: PushEnvelope) -> str:
 
 
 def _check_completion(clients: Clients, msg: CompletionMessage) -> tuple[dict, ItemSnapshot] | None:
-    """The batch and item as read when the completion is news, None when the item is already completed;
-    raises InvalidMessage when it cannot be true. Applied on every path that records a completion (live
-    and dead-lettered): the staging table must be the batch's, and the write it names must hold exactly
+    """The batch and item as read when the completion is news, None when it is a duplicate; raises
+    InvalidMessage when it cannot be true. Applied on every path that records a completion (live and
+    dead-lettered): the staging table must be the batch's, and the write it names must hold exactly
     the rows it claims for that item, or a forged or confused message would mark an item done with
-    nothing behind it (and its worker would skip it). The count (write_checks.py: many completions per
-    query) runs while the documents are read."""
+    nothing behind it (and its worker would skip it). Only a redelivery of the completion already
+    recorded skips the count (lifecycle.completion_is_recorded); any other completion of a completed
+    item is checked first, so one naming another item's write is refused, not taken for a duplicate.
+    The count (write_checks.py: many completions per query) runs while the documents are read."""
     if msg.staging_table != ids.batch_staging_table(msg.batch_id):
         raise InvalidMessage(f"staging table {msg.staging_table} is not the staging table of batch {msg.batch_id}")
     staged = clients.write_checks.count(msg.batch_id, msg.item_id, msg.write_id)  # runs beside the read below
     batch, item = BatchStore(clients.fs).batch_and_item_snapshots(msg.batch_id, msg.item_id)
     if batch is None or item is None:
         raise UnknownItem(f"batch {msg.batch_id} has no item {msg.item_id}")
-    if item.data["status"] == COMPLETED:
+    if lc.completion_is_recorded(item.data, msg.write_id, msg.row_count):
         return None
     try:
         count = staged.result(timeout=CHECK_TIMEOUT_S)
@@ -82,6 +84,8 @@ def _check_completion(clients: Clients, msg: CompletionMessage) -> tuple[dict, I
     if count != msg.row_count:
         raise InvalidMessage(f"completion of {msg.item_id} claims {msg.row_count} rows in write {msg.write_id}; "
                              f"the batch staging table holds {count}")
+    if item.data["status"] == COMPLETED:
+        return None  # a true write of another attempt of a completed item: abandoned, never merged
     return batch, item
 
 

@@ -217,6 +217,13 @@ def decide_transition(batch: dict, allowed_from: Iterable[str], fields: dict,
 
 
 # -- items ------------------------------------------------------------------------------------
+def completion_is_recorded(item: dict, write_id: str, row_count: int) -> bool:
+    """A redelivery of the completion the item already recorded: its write was checked when it was
+    recorded (and its table may be gone since). Any other completion of a completed item names another
+    write, which must be checked like a new one before it may count as a duplicate."""
+    return item["status"] == COMPLETED and item.get("write_id") == write_id and item.get("row_count") == row_count
+
+
 def decide_completion(item: dict, *, late: bool, staging_table: str, row_count: int, attempt: int,
                       now: dt.datetime, write_id: str | None = None) -> Decision:
     """'recorded', 'late' or 'duplicate'; a completion overrides a failure (its rows are durable)."""

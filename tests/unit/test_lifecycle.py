@@ -118,6 +118,15 @@ def test_a_failure_never_overrides_a_completion_and_a_completion_overrides_a_fai
     assert lc.decide_failure({"status": lc.PENDING}, "dl", T0, dead_lettered=True)[1]["dead_lettered_at"] == T0
 
 
+def test_only_a_redelivery_of_the_recorded_completion_skips_the_write_check():
+    done = {"status": lc.COMPLETED, "write_id": "w1", "row_count": 5}
+    assert lc.completion_is_recorded(done, "w1", 5)
+    assert not lc.completion_is_recorded(done, "w2", 5), "another write (another item's, another attempt's)"
+    assert not lc.completion_is_recorded(done, "w1", 3), "the recorded write with another count"
+    assert not lc.completion_is_recorded({**done, "status": lc.FAILED}, "w1", 5)
+    assert not lc.completion_is_recorded({"status": lc.PENDING, "write_id": None, "row_count": None}, "w1", 5)
+
+
 # -- the protocol as a state machine --------------------------------------------------------------
 class ConsolidationProtocol(RuleBasedStateMachine):
     """Deliveries arrive and take the lease or not; a holder believes it holds the lease until the
