@@ -4,8 +4,9 @@
 
 accepted  a delivery holds the request (a lease of LEASE); a crashed holder's lease lapses
 done      the action ran; `result` says what it did (the batch started, the reconciliation, ...)
-refused   the action may not run (a batch of the date still active -> the conflicting batch; an
-          unknown batch; nothing scheduled): a terminal answer, 2xx, not a retry loop
+refused   the action may not run (a batch of the date still active -> the conflicting batch; stale
+          inputs -> their load time; an unknown batch; nothing scheduled): a terminal answer with the
+          reason (`refusal`), 2xx, not a retry loop
 failed    the request was dead-lettered (it kept failing transiently); a replay runs it again
 
 The record is written before the answer is 2xx, so a redelivered or republished request is a no-op
@@ -23,6 +24,7 @@ from google.cloud import firestore
 from batchline import control as ctl
 from batchline.clients import Clients
 from batchline.dispatch import start_batch
+from batchline.freshness import StaleInputs
 from batchline.logs import log_event
 from batchline.messages import InvalidMessage, PushEnvelope, ReconcileRequest, StartRequest, decode_data
 from batchline.reconcile import reconcile
@@ -115,6 +117,23 @@ class RequestStore:
         return txn_fn(self.fs.transaction())
 
 
+REFUSALS = (BatchConflict, RepairAlreadyAttempted, StaleInputs, InvalidMessage, UnknownItem)
+
+
+def refusal(exc: Exception) -> dict:
+    """The terminal answer to a request the action may not run, with the reason and its particulars
+    (a retry would only be refused again, so none of these is a 5xx on the control path)."""
+    result: dict = {"error": str(exc)}
+    if isinstance(exc, BatchConflict):
+        result.update(conflicting_batch_id=exc.batch_id, conflicting_status=exc.status)
+    elif isinstance(exc, RepairAlreadyAttempted):
+        result.update(repaired_by=exc.batch_id)
+    elif isinstance(exc, StaleInputs):
+        result.update(game_date=exc.game_date, newest_loaded_at=exc.newest_loaded_at,
+                      max_age_hours=exc.max_age_hours, context_rows=exc.rows)
+    return result
+
+
 def handle_control(clients: Clients, envelope: PushEnvelope) -> dict:
     return execute(clients, ctl.parse_control(decode_data(envelope)))
 
@@ -134,13 +153,12 @@ def execute(clients: Clients, req) -> dict:
     try:
         try:
             status, result = _ACTIONS[req.action](clients, req, retry_since)
-        except BatchConflict as exc:
-            status, result = REFUSED, {"error": str(exc), "conflicting_batch_id": exc.batch_id,
-                                       "conflicting_status": exc.status}
-        except RepairAlreadyAttempted as exc:
-            status, result = REFUSED, {"error": str(exc), "repaired_by": exc.batch_id}
-        except (InvalidMessage, UnknownItem) as exc:
-            status, result = REFUSED, {"error": str(exc)}
+        except REFUSALS as exc:
+            status, result = REFUSED, refusal(exc)
+            if isinstance(exc, StaleInputs):  # the alert on stale inputs keys on this line, whichever path
+                log_event("start_refused_stale_inputs", severity="ERROR", handler="control", error=str(exc),
+                          game_date=exc.game_date, newest_loaded_at=exc.newest_loaded_at,
+                          max_age_hours=exc.max_age_hours, context_rows=exc.rows, request_id=req.request_id)
         store.finish(req.request_id, status, result)
     except Exception as exc:  # noqa: BLE001 - kept on the record for the operator, then re-raised (5xx)
         store.release(req.request_id, token, f"{type(exc).__name__}: {exc} (Pub/Sub redelivers)")
@@ -175,7 +193,8 @@ def _start(clients: Clients, req: ctl.StartControl, retry_since) -> tuple[str, d
     if earlier:
         return DONE, {"batch_id": earlier["batch_id"], "game_date": req.game_date.isoformat(),
                       "expected_items": earlier["expected_items"], "started_by_earlier_attempt": True}
-    r = start_batch(clients, StartRequest(game_date=req.game_date, force=req.force))
+    r = start_batch(clients, StartRequest(game_date=req.game_date, force=req.force,
+                                          accept_stale_inputs=req.accept_stale_inputs))
     return DONE, {"batch_id": r.batch_id, "game_date": r.game_date.isoformat(), "expected_items": r.expected_items,
                   "superseded": r.superseded, "invalid_context_rows": r.invalid_context_rows, "resumed": r.resumed}
 

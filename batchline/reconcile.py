@@ -9,7 +9,7 @@ as a new batch of just the missing items. A large gap is only reported: it needs
 A gap is repaired once: the repair batch is registered in the transaction that records its items on
 the date document, so two reconciliations never start two repairs of one gap, and a gap that persists
 after its repair (a poison item) is reported (`repair_already_attempted`) instead of re-run every day,
-until an operator asks again with `repair: true` or a full run of the date starts the record afresh.
+until an operator asks again (`batchline reconcile DATE --repair`) or a full run of the date starts the record afresh.
 """
 
 from __future__ import annotations
@@ -86,8 +86,8 @@ def reconcile(clients: Clients, req: ReconcileRequest) -> Reconciliation:
             except RepairAlreadyAttempted as exc:
                 action, previous_repair = "repair_already_attempted", exc.batch_id
                 log_event("repair_already_attempted", severity="WARNING", batch_id=exc.batch_id, game_date=game_date,
-                          items=incomplete[:200], message="this gap was repaired once and persists; "
-                          "reconcile with repair=true after a fix")
+                          items=incomplete[:200], message="this gap was repaired once and persists; after a fix: "
+                          f"`batchline reconcile {game_date.isoformat()} --repair`")
         else:
             action = "gap_too_large_to_redispatch"
     left = sorted(orphans.kept)

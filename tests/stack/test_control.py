@@ -4,6 +4,7 @@ pushed to the coordinator's /control route, answered in control_requests; and th
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 from pathlib import Path
@@ -277,3 +278,24 @@ def test_replaying_a_consolidation_dead_letter_consolidates_its_batch_again(stac
     assert result.exit_code == 0 and au["counts"]["merged"] == 3 and au["merged_rows"] == 15
     result, out = cli(stack, "dlq", "list", "--source", "consolidation", "--batch", batch_id, "--json")
     assert out["count"] == 0
+
+
+def test_a_stale_start_is_refused_with_its_reason_and_the_readme_override_works(stack, day):
+    """Issue 17.7: a refusal of the control path is a terminal `refused` answer with the reason, and
+    `accept_stale_inputs` (README) is reachable, as a CLI flag and as the control request's field."""
+    from batchline.local.provision import seed_context, synthetic_context
+
+    loaded = dt.datetime.now(dt.UTC) - dt.timedelta(hours=48)
+    seed_context(stack.clients.bq, stack.clients.settings, day, synthetic_context(day, 2), loaded_at=loaded)
+    result, out = cli(stack, "start", day.isoformat(), "--json")
+    assert result.exit_code == 1, result.output
+    assert out["status"] == "refused" and out["attempts"] == 1, out
+    assert "stale" in out["error"] and "--accept-stale-inputs" in out["error"]
+    assert out["result"]["newest_loaded_at"] == loaded.isoformat() and out["result"]["max_age_hours"] == 24
+    assert _batches_of(stack, day) == []
+    result, out = cli(stack, "start", day.isoformat(), "--accept-stale-inputs", "--wait", "--json")
+    assert result.exit_code == 0, result.output
+    assert out["status"] == "done" and out["batches"][0]["status"] == "consolidated"
+    req = ctl.parse_control({"action": "start", "request_id": f"stale-ok-{day}", "game_date": day.isoformat(),
+                             "accept_stale_inputs": True, "force": True})
+    assert req.accept_stale_inputs is True
