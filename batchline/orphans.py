@@ -19,8 +19,10 @@ decided on evidence in the main table and in batch state, never on age alone (en
     the newer batch;
 - anything else is kept and reported with its reason: a batch still active (reported once older than
   BATCHLINE_ORPHAN_AGE_HOURS; the stall check owns active batches), a failed consolidation (kept for
-  the operator's re-open), another date's table (reconcile that date), an unknown batch, a player no
-  longer scheduled, main-table rows from a batch no document dates.
+  the operator's re-open), an unknown batch, a player no longer scheduled, main-table rows from a
+  batch no document dates.
+Another date's tables (by the batch document's date, else the date the batch id begins with) are
+reported apart (`elsewhere`, with the date to reconcile): they never fail this date's verdict.
 The table is dropped only when every item in it is merged or superseded; otherwise it stays whole.
 
 The merges of a date run under a lease on its date document, taken only while the date's newest batch
@@ -63,6 +65,8 @@ class OrphanReport:
     merged: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
     kept: dict[str, str] = field(default_factory=dict)  # `<table>/<item>` (or a table) -> why it is kept
+    # tables of other dates' batches: reported with the date to reconcile, never this date's verdict
+    elsewhere: dict[str, str] = field(default_factory=dict)
     merge_jobs: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -90,6 +94,12 @@ def _groups(clients: Clients) -> dict[str, list]:
     return groups
 
 
+def table_date(batch_id: str, batch: dict | None) -> dt.date | None:
+    """The date a batch staging table belongs to: its batch document's, else the date its batch id
+    begins with. A date's reconciliation judges only its own tables and reports the others."""
+    return dt.date.fromisoformat(batch["game_date"]) if batch else ids.date_of_batch_id(batch_id)
+
+
 def _get_batch(store: BatchStore, batch_id: str) -> dict | None:
     try:
         return store.get_batch(ids.validate_batch_id(batch_id))
@@ -107,16 +117,20 @@ def handle_orphans(clients: Clients, game_date: dt.date, schedule: set[str]) -> 
         names = sorted(t.table_id for t in tables)
         batch = _get_batch(store, batch_id)
         status = batch["status"] if batch else None
+        day = table_date(batch_id, batch)
         if status in ACTIVE_STATUSES:
             stale = f"batch still {status} after {s.orphan_age_hours} h; the stall check owns it"
-            report.kept.update({t.table_id: stale for t in tables if t.created is None or now() - t.created > age})
+            (report.kept if day == game_date else report.elsewhere).update(
+                {t.table_id: stale for t in tables if t.created is None or now() - t.created > age})
+            continue
+        if day != game_date:
+            report.elsewhere.update(dict.fromkeys(names, f"a table of {day}; reconcile that date to finish it"
+                                                  if day else "its batch id names no date"))
             continue
         if batch is None:
             reason = "no batch document records this batch"
         elif status == CONSOLIDATION_FAILED:
             reason = "its batch's consolidation failed; kept for the operator's re-open"
-        elif batch["game_date"] != game_date.isoformat():
-            reason = f"a table of {batch['game_date']}; reconcile that date to finish it"
         else:
             candidates[batch_id] = (batch, names)
             continue

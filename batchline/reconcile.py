@@ -43,6 +43,7 @@ class Reconciliation:
     orphans_dropped: list[str]
     orphans_kept: dict[str, str]
     previous_repair_batch_id: str | None = None
+    other_dates_staging_tables: dict[str, str] | None = None  # reported, not this date's verdict
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -92,13 +93,15 @@ def reconcile(clients: Clients, req: ReconcileRequest) -> Reconciliation:
             action = "gap_too_large_to_redispatch"
     left = sorted(orphans.kept)
     result = Reconciliation(game_date, len(expected), len(complete), incomplete, left, redispatched, action,
-                            sorted(orphans.merged), sorted(orphans.dropped), orphans.kept, previous_repair)
+                            sorted(orphans.merged), sorted(orphans.dropped), orphans.kept, previous_repair,
+                            orphans.elsewhere)
     coverage = round(100.0 * len(complete) / len(expected), 2) if expected else 100.0
     log_event("reconciliation_gap" if incomplete or left else "reconciliation_ok",
               severity="ERROR" if incomplete or left else "INFO", game_date=game_date,
               coverage_pct=coverage, incomplete_items=incomplete[:200], incomplete_count=len(incomplete),
               orphaned_staging_tables=len(left), orphans_kept=dict(list(orphans.kept.items())[:50]),
               orphans_merged=len(orphans.merged), orphans_dropped=len(orphans.dropped),
-              orphan_merge_jobs=orphans.merge_jobs, action=action, redispatched_batch_id=redispatched,
+              orphan_merge_jobs=orphans.merge_jobs, other_dates_staging_tables=len(orphans.elsewhere),
+              action=action, redispatched_batch_id=redispatched,
               previous_repair_batch_id=previous_repair)
     return result

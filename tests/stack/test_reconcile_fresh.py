@@ -172,3 +172,37 @@ def test_reconciling_twice_starts_one_repair_batch(stack, day):
     forced = _reconcile(stack, day, repair=True)
     assert forced["action"] == "redispatched" and len(_repair_batches(stack, day)) == 2
     assert stack.wait(forced["redispatched_batch_id"])["status"] == CONSOLIDATED
+
+
+def test_a_complete_date_reconciles_ok_whatever_another_date_left(stack, day):
+    """Issue 17.4: a date's verdict counts that date's tables; other dates' tables are reported, not failed."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from batchline.cli import app
+
+    other = day + dt.timedelta(days=4000)  # a date no other test uses
+    failed, _ = stack.run(other, 2, faults="zero_merge=1")
+    assert failed["status"] == "consolidation_failed", "its staging table is kept"
+    kept = ids.batch_staging_table(failed["batch_id"])
+    batch, ledger = stack.run(day, 3)
+    assert ledger.complete
+
+    def reconcile_cli(d: dt.date):
+        result = CliRunner().invoke(app, ["reconcile", d.isoformat(), "--json", "--state-dir", stack.info.state_dir])
+        return result, json.loads(result.stdout)
+
+    result, out = reconcile_cli(day)
+    assert result.exit_code == 0, result.output
+    assert out["result"]["incomplete_items"] == [] and out["result"]["orphaned_staging_tables"] == []
+    assert kept in out["result"]["other_dates_staging_tables"], "reported, with the date to reconcile"
+    assert other.isoformat() in out["result"]["other_dates_staging_tables"][kept]
+    verdicts = [x for x in stack.log_lines("coordinator") if x.get("game_date") == day.isoformat()
+                and x.get("event", "").startswith("reconciliation_")]
+    assert verdicts, "the control path's reconciliation runs in the coordinator and logs its verdict"
+    assert verdicts[-1]["event"] == "reconciliation_ok" and verdicts[-1]["severity"] == "INFO"
+    assert verdicts[-1]["other_dates_staging_tables"] >= 1
+    # the other date's own verdict still counts its table
+    result, out = reconcile_cli(other)
+    assert result.exit_code == 1 and kept in out["result"]["orphaned_staging_tables"]
