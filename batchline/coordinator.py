@@ -14,7 +14,7 @@ from google.cloud import bigquery, firestore
 
 from batchline import consolidate as cons
 from batchline import control as ctl
-from batchline import control_actions, ids, staging
+from batchline import control_actions, ids, item_shape, staging
 from batchline import faults as faults_mod
 from batchline import lifecycle as lc
 from batchline.claim import request_consolidation_if_done
@@ -75,18 +75,26 @@ def _check_completion(clients: Clients, msg: CompletionMessage) -> tuple[dict, I
     if lc.completion_is_recorded(item.data, msg.write_id, msg.row_count):
         return None
     try:
-        count = staged.result(timeout=CHECK_TIMEOUT_S)
+        write = staged.result(timeout=CHECK_TIMEOUT_S)
     except staging.StagingTableMissing:
         if batch["status"] not in OPEN_STATUSES:
             raise _TableGone(batch) from None  # dropped after a verified MERGE: a late completion
         raise InvalidMessage(f"completion of {msg.item_id} names staging table {msg.staging_table}, "
                              f"which does not exist") from None
-    if count != msg.row_count:
+    if write.rows != msg.row_count:
         raise InvalidMessage(f"completion of {msg.item_id} claims {msg.row_count} rows in write {msg.write_id}; "
-                             f"the batch staging table holds {count}")
+                             f"the batch staging table holds {write.rows}")
+    problem = item_shape.shape_problem(write.shape)
+    if problem:
+        raise IncompleteWrite(f"write {msg.write_id} of {msg.item_id} {problem}")
     if item.data["status"] == COMPLETED:
         return None  # a true write of another attempt of a completed item: abandoned, never merged
     return batch, item
+
+
+class IncompleteWrite(InvalidMessage):
+    """The completion is true about its write, and the write is not the item's complete work
+    (item_shape.py): the item fails with this reason instead of counting as done."""
 
 
 class _TableGone(Exception):
@@ -112,6 +120,8 @@ def _record_completion(clients: Clients, msg: CompletionMessage, claimant: str) 
                   batch_id=msg.batch_id, item=msg.item_id, write_id=msg.write_id, batch_status=gone.batch["status"],
                   message="completion arrived after its batch dropped the staging table")
         return "late"
+    except IncompleteWrite as exc:
+        return _record_incomplete(clients, msg, claimant, str(exc))
     if checked is not None:
         result, may_be_done = store.record_completion_counted(
             msg.batch_id, msg.item_id, msg.staging_table, msg.row_count, msg.attempt, msg.write_id, *checked)
@@ -130,6 +140,19 @@ def _record_completion(clients: Clients, msg: CompletionMessage, claimant: str) 
     if may_be_done:
         request_consolidation_if_done(clients, msg.batch_id, claimant)
     return result
+
+
+def _record_incomplete(clients: Clients, msg: CompletionMessage, claimant: str, reason: str) -> str:
+    """An incomplete write fails its item, with the reason, where the operator sees it (status, audit),
+    instead of leaving it pending until the stall check: a later complete write's completion still
+    overrides the failure (lifecycle.decide_completion), and a completed item stays completed."""
+    result, may_be_done = BatchStore(clients.fs).record_failure_counted(
+        msg.batch_id, msg.item_id, f"{item_shape.INCOMPLETE_WRITE}: {reason}")
+    log_event("completion_incomplete", severity="ERROR", batch_id=msg.batch_id, item=msg.item_id,
+              write_id=msg.write_id, row_count=msg.row_count, result=result, error=reason)
+    if may_be_done:
+        request_consolidation_if_done(clients, msg.batch_id, claimant)
+    return "incomplete"
 
 
 def _check_work(store: BatchStore, msg: WorkMessage) -> None:

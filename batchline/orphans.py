@@ -42,6 +42,7 @@ from google.cloud import bigquery, firestore
 from batchline import consolidate as cons
 from batchline import ids, staging
 from batchline import lifecycle as lc
+from batchline.accounting import ORPHAN_GENERATION_BASE
 from batchline.clients import Clients
 from batchline.logs import log_event
 from batchline.state import (
@@ -55,7 +56,6 @@ from batchline.state import (
     now,
 )
 
-ORPHAN_GENERATION_BASE = 1000  # batch consolidations use generations 0, 1, 2, ... (re-opens)
 ENDED = (CONSOLIDATED, SUPERSEDED, DISPATCH_FAILED)
 LIST_CAP = 200_000
 
@@ -203,7 +203,7 @@ def _finish(clients: Clients, store: BatchStore, game_date: dt.date, schedule: s
         if verdict == "merge":
             chosen = cons.choose_write(docs[item], writes)[0]
             if chosen is None:
-                kept[item] = "every staged write of the item repeats a prediction id"
+                kept[item] = "no staged write of the item is complete (one row per system x prop, ids unique)"
                 continue
             merge[item] = chosen.write_id
         elif verdict == "drop":
@@ -226,6 +226,7 @@ def _finish(clients: Clients, store: BatchStore, game_date: dt.date, schedule: s
     if not kept:
         # every item in the table is merged (by the batch or just now) or superseded
         staging.drop_batch_table(clients.bq, clients.settings, batch_id)
+        store.set_batch_fields(batch_id, {"staging_table_dropped": True, "staging_table_dropped_by": "reconcile"})
 
 
 def _merge(clients: Clients, store: BatchStore, game_date: dt.date, batch: dict, manifest: dict[str, str],

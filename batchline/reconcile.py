@@ -23,10 +23,10 @@ from google.cloud import bigquery
 from batchline import ids
 from batchline.clients import Clients
 from batchline.dispatch import expected_items, start_batch
+from batchline.item_shape import PAIRS_SQL, Shape, shape_problem
 from batchline.logs import log_event
 from batchline.messages import ReconcileRequest, StartRequest
 from batchline.orphans import handle_orphans
-from batchline.schema import PREDICTION_SYSTEMS
 from batchline.state import BatchConflict, RepairAlreadyAttempted
 
 
@@ -51,17 +51,21 @@ class Reconciliation:
         return d
 
 
+def complete_sql(main: str) -> str:
+    """The date's active rows per player, as item_shape.py judges them."""
+    return (f"SELECT player_lookup, COUNT(*) AS n, COUNT(DISTINCT prediction_id) AS k, {PAIRS_SQL} AS pairs "
+            f"FROM {main} WHERE game_date = @d AND is_active GROUP BY player_lookup")
+
+
 def complete_players(clients: Clients, game_date: dt.date) -> set[str]:
+    """Players whose active rows are their complete work: one per configured system x prop (the same
+    judgement as the ledger's and the audit's, item_shape.py)."""
     s = clients.settings
     main = f"`{s.project}.{s.main_dataset}.{ids.validate_table_name(s.main_table)}`"
-    job = clients.bq.query(
-        f"SELECT player_lookup FROM {main} WHERE game_date = @d AND is_active "
-        f"GROUP BY player_lookup HAVING COUNT(DISTINCT system_id) >= @systems",
-        job_config=bigquery.QueryJobConfig(query_parameters=[
-            bigquery.ScalarQueryParameter("d", "DATE", game_date),
-            bigquery.ScalarQueryParameter("systems", "INT64", len(PREDICTION_SYSTEMS)),
-        ]))
-    return {r["player_lookup"] for r in job.result()}
+    job = clients.bq.query(complete_sql(main), job_config=bigquery.QueryJobConfig(query_parameters=[
+        bigquery.ScalarQueryParameter("d", "DATE", game_date)]))
+    return {r["player_lookup"] for r in job.result()
+            if shape_problem(Shape.of(r["n"], r["k"], r["pairs"])) is None}
 
 
 def reconcile(clients: Clients, req: ReconcileRequest) -> Reconciliation:

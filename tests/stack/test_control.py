@@ -22,7 +22,7 @@ STATUS_KEYS = {"batch_id", "game_date", "status", "expected_items", "items", "de
                "times", "gaps", "consolidation", "next_steps", "needs_attention", "superseded_by", "repair_batch"}
 AUDIT_KEYS = {"batch_id", "game_date", "batch_status", "expected_items", "counts", "sum", "merged_rows",
               "duplicate_rows", "duplicate_active_rows", "items", "problems", "ok", "unexpected_merged_items",
-              "overwritten_by_later_runs"}
+              "overwritten_by_later_runs", "staging_table", "main_table_merge_jobs"}
 
 
 def cli(stack, *args: str):
@@ -72,7 +72,8 @@ def test_start_through_the_control_path_and_the_json_shapes_of_start_status_audi
     result, au = cli(stack, "audit", batch_id, "--json")
     assert result.exit_code == 0, result.output
     assert AUDIT_KEYS <= set(au) and au["ok"] is True
-    assert au["counts"] == {"merged": 6, "recovered": 0, "dead_lettered": 0, "missing": 0} and au["sum"] == 6
+    assert au["counts"] == {"merged": 6, "recovered": 0, "dead_lettered": 0, "incomplete": 0, "missing": 0}
+    assert au["sum"] == 6
     assert au["merged_rows"] == 30 and au["duplicate_rows"] == 0
     assert {i["state"] for i in au["items"]} == {"merged"} and all(i["rows"] == 5 for i in au["items"])
 
@@ -139,7 +140,8 @@ def test_poison_item_refused_restart_then_dlq_replay_ends_merged(stack, day):
     assert result.exit_code == 1 and st["dead_lettered_items"] == 1
     assert any(f"dlq replay --batch {first}" in s for s in st["next_steps"])
     result, au = cli(stack, "audit", first, "--json")
-    assert result.exit_code == 0 and au["counts"] == {"merged": 4, "recovered": 0, "dead_lettered": 1, "missing": 0}
+    assert result.exit_code == 0 and au["counts"] == {"merged": 4, "recovered": 0, "dead_lettered": 1, "incomplete": 0,
+                                                "missing": 0}
 
     result, dl = cli(stack, "dlq", "list", "--source", "work", "--batch", first, "--json")
     assert result.exit_code == 0 and dl["count"] == 1
