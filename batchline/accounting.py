@@ -113,6 +113,7 @@ class BatchFacts:
     staging_table_exists: bool
     merge_jobs: list[str]  # this batch's successful MERGE jobs on the main table
     window_dml: int = 0  # all DML on the main table since the batch began
+    newest: tuple[str | None, str | None] = (None, None)  # the date's newest run and its status
 
 
 @dataclass
@@ -123,6 +124,7 @@ class Judgement:
     overwritten: dict[str, list[str]]  # merged items whose rows a later run of the date updated since
     kept_table_reason: str | None
     problems: list[str] = field(default_factory=list)
+    repair_blocked: str | None = None  # why a replay or repair of the batch's items is refused now
 
 
 def merged_by_batch(batch: dict) -> set[str]:
@@ -160,4 +162,5 @@ def judge(f: BatchFacts) -> Judgement:
     problems += [staged] if staged else []
     problems += merge_problems(batch, f.merge_jobs)
     return Judgement(expected, parts, {i: incomplete[i] for i in parts["incomplete"]}, overwritten,
-                     kept_table_reason(batch) if f.staging_table_exists else None, problems)
+                     kept_table_reason(batch) if f.staging_table_exists else None, problems,
+                     lc.repair_blocked(*f.newest, batch["game_date"]))

@@ -80,11 +80,14 @@ def gather(clients: Clients, batch_id: str) -> BatchFacts:
     if (schedule | set(items)) - set(own) - dead:
         dead |= dead_letters_in_subscription(clients, batch_id)
     mine, window = main_table_merges(clients, batch["created_at"], batch_id)
+    newest = store.active_batch_of(game_date)
+    newest_status = batch["status"] if newest == batch_id else (store.get_batch(newest) or {}).get("status") \
+        if newest else None
     return BatchFacts(batch=batch, items=items, schedule=schedule, own_rows=own, other_batches=others,
                       active_from={p: sorted(b) for p, b in active_from.items()}, dead_lettered=dead,
                       duplicate_ids=int(dup["n"]) - int(dup["k"]), duplicate_active=active_dups,
                       staging_table_exists=staging.batch_table_exists(clients.bq, s, batch_id),
-                      merge_jobs=mine, window_dml=window)
+                      merge_jobs=mine, window_dml=window, newest=(newest, newest_status))
 
 
 def dead_lettered_items(clients: Clients, batch_id: str, items: list[dict]) -> set[str]:

@@ -65,6 +65,7 @@ class Ledger:
     incomplete_ids: dict[str, str] = field(default_factory=dict)  # item -> what its rows lack
     staging_kept_reason: str | None = None  # why a staging table still there is kept on purpose
     main_table_merge_jobs: list[str] = field(default_factory=list)
+    replay_blocked: str | None = None  # why `dlq replay` of its dead letters is refused now
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -84,8 +85,9 @@ class Ledger:
                if self.coverage_pct < self.coverage_warning_pct else "")
         if self.complete:
             return "OK: complete" + low
-        return (f"ACCOUNTED FOR but INCOMPLETE: {self.dead_lettered_items} dead-lettered "
-                f"(replay with: {replay_command(self.batch_id)})" + low)
+        how = (f"replay with: {replay_command(self.batch_id)}" if not self.replay_blocked
+               else f"replay refused for now: {self.replay_blocked}")
+        return f"ACCOUNTED FOR but INCOMPLETE: {self.dead_lettered_items} dead-lettered ({how})" + low
 
     def as_dict(self) -> dict:
         return {**asdict(self), "ok": self.ok, "complete": self.complete, "verdict": self.verdict}
@@ -117,4 +119,5 @@ def compute(clients: Clients, batch_id: str, elapsed_s: float) -> Ledger:
         dead_lettered_ids=parts["dead_lettered"], main_table_mutating_dml_window=facts.window_dml,
         coverage_pct=round(100.0 * len(merged) / expected, 2) if expected else 100.0,
         coverage_warning_pct=clients.settings.coverage_warning_pct, incomplete_ids=j.incomplete,
-        staging_kept_reason=j.kept_table_reason, main_table_merge_jobs=facts.merge_jobs, problems=j.problems)
+        staging_kept_reason=j.kept_table_reason, main_table_merge_jobs=facts.merge_jobs,
+        replay_blocked=j.repair_blocked, problems=j.problems)

@@ -6,7 +6,8 @@ ran, or when a cleanup died. Each item staged in the table of a batch of the dat
 decided on evidence in the main table and in batch state, never on age alone (entries are reported as
 `<table>/<item>`):
 
-- its batch ended (consolidated, superseded, dispatch_failed) and its player is on the date's schedule:
+- its batch ended (consolidated, superseded, dispatch_failed, or failed consolidation and replaced by a
+  newer run, which its re-open then refuses) and its player is on the date's schedule:
   - an item the batch's own verified MERGE merged: nothing to do (its other writes are abandoned
     attempts);
   - the main table holds no active rows for the player, or only rows of this batch or of batches
@@ -18,9 +19,9 @@ decided on evidence in the main table and in batch state, never on age alone (en
     it would overwrite newer rows with older ones); recorded (`orphans_dropped`) and logged, naming
     the newer batch;
 - anything else is kept and reported with its reason: a batch still active (reported once older than
-  BATCHLINE_ORPHAN_AGE_HOURS; the stall check owns active batches), a failed consolidation (kept for
-  the operator's re-open), an unknown batch, a player no longer scheduled, main-table rows from a
-  batch no document dates.
+  BATCHLINE_ORPHAN_AGE_HOURS; the stall check owns active batches), a failed consolidation of the
+  date's newest run (kept for `batchline consolidate`, the one re-open that works), an unknown batch,
+  a player no longer scheduled, main-table rows from a batch no document dates.
 Another date's tables (by the batch document's date, else the date the batch id begins with) are
 reported apart (`elsewhere`, with the date to reconcile): they never fail this date's verdict.
 The table is dropped only when every item in it is merged or superseded; otherwise it stays whole.
@@ -49,14 +50,11 @@ from batchline.state import (
     ACTIVE_STATUSES,
     CONSOLIDATED,
     CONSOLIDATION_FAILED,
-    DISPATCH_FAILED,
     ORPHAN_LEASE,
-    SUPERSEDED,
     BatchStore,
     now,
 )
 
-ENDED = (CONSOLIDATED, SUPERSEDED, DISPATCH_FAILED)
 LIST_CAP = 200_000
 
 
@@ -113,6 +111,7 @@ def handle_orphans(clients: Clients, game_date: dt.date, schedule: set[str]) -> 
     report = OrphanReport()
     candidates: dict[str, tuple[dict, list[str]]] = {}
     age = dt.timedelta(hours=s.orphan_age_hours)
+    newest = store.active_batch_of(game_date)
     for batch_id, tables in sorted(_groups(clients).items()):
         names = sorted(t.table_id for t in tables)
         batch = _get_batch(store, batch_id)
@@ -129,9 +128,10 @@ def handle_orphans(clients: Clients, game_date: dt.date, schedule: set[str]) -> 
             continue
         if batch is None:
             reason = "no batch document records this batch"
-        elif status == CONSOLIDATION_FAILED:
-            reason = "its batch's consolidation failed; kept for the operator's re-open"
-        else:
+        elif status == CONSOLIDATION_FAILED and batch_id == newest:
+            reason = (f"its batch's consolidation failed and it is the date's newest run: fix the cause, then "
+                      f"`batchline consolidate {batch_id} --wait`")
+        else:  # ended; a failed batch a newer run replaced is never re-opened, so it is finished per item
             candidates[batch_id] = (batch, names)
             continue
         report.kept.update(dict.fromkeys(names, reason))
@@ -278,7 +278,9 @@ def take_orphan_lease(store: BatchStore, game_date: dt.date, token: str, label: 
             if status in ACTIVE_STATUSES:
                 return f"the date's batch {active} is still {status}; its orphans wait for it"
             if status == CONSOLIDATION_FAILED:
-                return f"the date's newest batch {active} failed consolidation; resolve that first"
+                return (f"the date's newest batch {active} failed consolidation: fix the cause and re-consolidate "
+                        f"it (`batchline consolidate {active} --wait`), or run the date again (`batchline start "
+                        f"{game_date.isoformat()} --wait`); its orphans wait for that")
         txn.set(ref, {"orphan_merge_token": token, "orphan_merge_until": now() + ORPHAN_LEASE,
                       "orphan_merge_batch_id": label, "updated_at": now()}, merge=True)
         return None

@@ -87,7 +87,7 @@ def reconcile(clients: Clients, req: ReconcileRequest) -> Reconciliation:
                                            repeat_repair=req.repair).batch_id
                 action = "redispatched"
             except BatchConflict as exc:
-                action = f"batch {exc.batch_id} still {exc.status}; not redispatched"
+                action = f"not redispatched: {exc}"
             except RepairAlreadyAttempted as exc:
                 action, previous_repair = "repair_already_attempted", exc.batch_id
                 log_event("repair_already_attempted", severity="WARNING", batch_id=exc.batch_id, game_date=game_date,

@@ -21,31 +21,41 @@ def _iso(v) -> str | None:
     return v.isoformat() if isinstance(v, dt.datetime) else v
 
 
-def next_steps(batch: dict, counts: dict[str, int], dead_lettered: list[dict]) -> list[str]:
-    """What an operator should do next; empty when nothing is needed."""
-    b, status = batch["batch_id"], batch["status"]
+def next_steps(batch: dict, counts: dict[str, int], dead_lettered: list[dict], newest: str | None = None,
+               newest_status: str | None = None) -> list[str]:
+    """What an operator should do next, each step one the code then accepts; empty when nothing is
+    needed. `newest` is the date's newest run (a failed batch is re-consolidated only while it is the
+    newest, and no repair starts while the newest failed consolidation: lifecycle.repair_blocked)."""
+    b, status, day = batch["batch_id"], batch["status"], batch["game_date"]
+    blocked = lc.repair_blocked(newest, newest_status, day)
+    after = ("after it consolidates, " if newest == b else
+             f"after batch {newest} (the date's newest run) is re-consolidated, ") if blocked else ""
     steps: list[str] = []
     if status in lc.ACTIVE_STATUSES:
         steps.append(f"in progress ({status}); watch with `batchline status {b}`. The stall check moves a "
                      f"batch without progress on after its stall period")
+    elif status == lc.CONSOLIDATION_FAILED and newest not in (None, b):
+        steps.append(f"consolidation failed ({batch.get('error')}); a newer run ({newest}) replaced this batch, so "
+                     f"it is not re-consolidated: the daily reconciliation finishes its kept rows per item (now: "
+                     f"`batchline reconcile {day}`)")
     elif status == lc.CONSOLIDATION_FAILED:
         how = ("the stall check re-opens a transient failure by itself, at most "
                f"{lc.MAX_AUTO_REOPENS} times; or " if batch.get("failure_kind") == lc.TRANSIENT else "")
         steps.append(f"consolidation failed ({batch.get('error')}); the staging table is kept: {how}fix the cause, "
-                     f"then `batchline consolidate {b}`")
+                     f"then `batchline consolidate {b} --wait`")
     elif status == lc.DISPATCH_FAILED:
-        steps.append(f"dispatch failed ({batch.get('error')}): `batchline start {batch['game_date']}` again")
+        steps.append(f"dispatch failed ({batch.get('error')}): `batchline start {day}` again")
     elif status == lc.SUPERSEDED:
         steps.append(f"superseded by {batch.get('superseded_by')}: see `batchline status {batch.get('superseded_by')}`")
     unreplayed = [i["item_id"] for i in dead_lettered if not i.get("replayed_in")]
     if unreplayed and status not in lc.ACTIVE_STATUSES:
-        steps.append(f"{len(unreplayed)} dead-lettered items: fix the cause, then `batchline dlq replay --batch {b}`")
+        steps.append(f"{len(unreplayed)} dead-lettered items: {after}fix their cause, then "
+                     f"`batchline dlq replay --batch {b}`")
     if status == lc.CONSOLIDATED and batch.get("staging_table_dropped") is False:
         steps.append(f"its staging table is kept: {accounting.kept_table_reason(batch)} "
-                     f"(or now: `batchline reconcile {batch['game_date']}`)")
+                     f"(or now: `batchline reconcile {day}`)")
     if batch.get("missing_items") and status == lc.CONSOLIDATED:
-        steps.append(f"{len(batch['missing_items'])} items missing: "
-                     f"`batchline reconcile {batch['game_date']} --repair`")
+        steps.append(f"{len(batch['missing_items'])} items missing: {after}`batchline reconcile {day} --repair`")
     return steps
 
 
@@ -60,7 +70,10 @@ def status(clients: Clients, batch_id: str) -> dict:
     timings = {name: round((batch[b] - batch[a]).total_seconds(), 1)
                for name, a, b in PHASES if batch.get(a) and batch.get(b)}
     merge = batch.get("merge_result") or {}
-    steps = next_steps(batch, counts, dead)
+    newest = store.active_batch_of(dt.date.fromisoformat(batch["game_date"]))
+    newest_status = batch["status"] if newest == batch_id else (store.get_batch(newest) or {}).get("status") \
+        if newest else None
+    steps = next_steps(batch, counts, dead, newest, newest_status)
     return {
         "batch_id": batch_id, "game_date": batch["game_date"], "status": batch["status"],
         "expected_items": batch.get("expected_items"), "items": counts,

@@ -252,6 +252,9 @@ class _Batches:
     def items(self, batch_id):
         return []
 
+    def active_batch_of(self, game_date):
+        return None
+
 
 def _facts_answer(sql: str) -> list[dict]:
     if "AS dup" in sql:

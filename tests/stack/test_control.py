@@ -301,3 +301,36 @@ def test_a_stale_start_is_refused_with_its_reason_and_the_readme_override_works(
     req = ctl.parse_control({"action": "start", "request_id": f"stale-ok-{day}", "game_date": day.isoformat(),
                              "accept_stale_inputs": True, "force": True})
     assert req.accept_stale_inputs is True
+
+
+def test_the_dead_letter_runbook_never_strands_a_failed_consolidations_rows(stack, day):
+    """Issue 17.5: while a batch's consolidation has failed, a replay of its dead letters is refused
+    with what to do first (a repair batch would become the date's newest run, after which the batch can
+    never be re-consolidated); every next step the reports name then works, in order."""
+    stack.seed(day, 4)
+    resp = stack.start(day, faults="poison=player_0002,zero_merge=1")
+    assert resp.status_code == 200, resp.text
+    first = resp.json()["batch_id"]
+    assert stack.wait(first)["status"] == "consolidation_failed"
+    result, st = cli(stack, "status", first, "--json")
+    steps = " ".join(st["next_steps"])
+    assert f"batchline consolidate {first}" in steps and "after it consolidates" in steps, st["next_steps"]
+
+    result, rp = cli(stack, "dlq", "replay", "--batch", first, "--wait", "--json")
+    assert result.exit_code == 1 and rp["result"]["repair_batches"] == [], rp
+    (refused,) = rp["result"]["not_replayed"]
+    assert refused["item_id"] == "player_0002" and f"batchline consolidate {first}" in refused["error"]
+    assert stack.store.active_batch_of(day) == first, "nothing replaced the failed batch"
+    assert len(_dead_letters(stack, first)) == 1, "the dead letter stays for the replay"
+    result, out = cli(stack, "redispatch", first, "player_0002", "--json")
+    assert result.exit_code == 1 and out["status"] == "refused" and f"consolidate {first}" in out["error"]
+
+    stack.store.set_batch_fields(first, {"faults": None})  # the cause, fixed
+    result, out = cli(stack, "consolidate", first, "--wait", "--json")
+    assert result.exit_code == 0 and out["batches"][0]["status"] == "consolidated", out
+    result, rp = cli(stack, "dlq", "replay", "--batch", first, "--wait", "--json")
+    assert result.exit_code == 0 and rp["batches"][0]["status"] == "consolidated", rp
+    rows = list(stack.clients.bq.query(
+        f"SELECT player_lookup, COUNT(*) AS n FROM `{stack.clients.settings.main_table_id}` "
+        f"WHERE game_date = '{day.isoformat()}' AND is_active GROUP BY player_lookup").result())
+    assert sorted((r["player_lookup"], r["n"]) for r in rows) == [(f"player_{i:04d}", 5) for i in range(4)]

@@ -206,3 +206,23 @@ def test_a_complete_date_reconciles_ok_whatever_another_date_left(stack, day):
     # the other date's own verdict still counts its table
     result, out = reconcile_cli(other)
     assert result.exit_code == 1 and kept in out["result"]["orphaned_staging_tables"]
+
+
+def test_a_superseded_failed_batchs_rows_are_finished_per_item_not_kept_for_a_refused_reopen(stack, day):
+    """Issue 17.5: once a newer run replaced a batch whose consolidation failed, its re-open is refused;
+    so its kept table is finished per item like any ended batch's (here: one item the newer run did
+    not merge is merged from it, the others are superseded), instead of kept for that re-open."""
+    older, _ = stack.run(day, 3, faults="zero_merge=1")
+    assert older["status"] == "consolidation_failed"
+    newer, _ = stack.run(day, 3, force=True, seed=False, faults="poison=player_0002")
+    assert newer["status"] == CONSOLIDATED and newer["failed_items"] == ["player_0002"]
+    old_t = ids.batch_staging_table(older["batch_id"])
+    rec = _reconcile(stack, day)
+    assert rec["orphans_merged"] == [f"{old_t}/player_0002"], rec
+    assert rec["orphans_dropped"] == [f"{old_t}/player_0000", f"{old_t}/player_0001"]
+    assert rec["incomplete_items"] == [] and old_t not in _staging_names(stack)
+    rows = _q(stack, "SELECT player_lookup, batch_id, COUNT(*) AS n FROM {main} WHERE game_date = @d AND is_active "
+                     "GROUP BY player_lookup, batch_id ORDER BY player_lookup", day)
+    assert [(r["player_lookup"], r["batch_id"], r["n"]) for r in rows] == [
+        ("player_0000", newer["batch_id"], 5), ("player_0001", newer["batch_id"], 5),
+        ("player_0002", older["batch_id"], 5)]

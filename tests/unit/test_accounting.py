@@ -57,7 +57,7 @@ def test_other_job_ids_are_not_merges(job_id):
 
 
 def _consolidated(**extra) -> dict:
-    return {"batch_id": B, "status": lc.CONSOLIDATED, "consolidation_generation": 0,
+    return {"batch_id": B, "game_date": "2030-01-01", "status": lc.CONSOLIDATED, "consolidation_generation": 0,
             "merge_result": {"job_id": merge_job_id(B, 0, 0), "manifest": {"p0": "w", "p1": "w", "p2": "w"}}, **extra}
 
 

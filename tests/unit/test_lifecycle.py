@@ -240,7 +240,7 @@ def test_exact_reopen_decisions():
     why, update = lc.decide_reopen(failed, newer, "op", T0, auto=False)
     assert update is None and why == (
         f"a newer run of 2030-01-01 ({newer}) replaced this batch; re-consolidating it would overwrite newer "
-        f"rows. Start a new run of the date instead")
+        f"rows. The reconciliation finishes its kept rows per item (`batchline reconcile 2030-01-01`)")
     assert lc.decide_reopen(_batch(lc.CONSOLIDATION_FAILED, failure_kind=lc.PERMANENT), own, "s", T0, auto=True) == (
         "not re-opened automatically (permanent failure, 0 re-opens)", None)
     assert lc.decide_reopen(failed, own, "s", T0, auto=True) == ("reopened", {
@@ -321,3 +321,24 @@ def test_a_redelivered_operator_request_does_not_reopen_the_batch_again():
     published = _batch(lc.CONSOLIDATION_FAILED, consolidation_claimant="control-req", consolidation_message_id="m7")
     assert lc.decide_reopen(published, own, "m7", T0, auto=False)[1] is None
     assert lc.decide_reopen(published, own, "m8", T0, auto=False)[0] == "reopened", "a new request re-opens it"
+
+
+# -- starts and repairs: every refusal names what works ---------------------------------------------
+def test_a_repair_waits_while_the_dates_newest_run_failed_consolidation_and_says_what_to_do_first():
+    assert lc.repair_blocked(None, None, "2030-01-01") is None
+    for status in (lc.CONSOLIDATED, lc.SUPERSEDED, lc.DISPATCH_FAILED, lc.RUNNING):
+        assert lc.repair_blocked("b1", status, "2030-01-01") is None
+    why = lc.repair_blocked("b1", lc.CONSOLIDATION_FAILED, "2030-01-01")
+    assert "`batchline consolidate b1 --wait`" in why and "`batchline start 2030-01-01 --wait`" in why
+
+
+@pytest.mark.parametrize(("status", "repair", "says", "never"), [
+    (lc.RUNNING, False, "use force", None),
+    (lc.DISPATCHING, True, "repair once it ended", "force"),  # a repair has no force
+    (lc.CONSOLIDATING, False, "once its consolidation ended", "force"),  # a forced start waits too
+    (lc.CONSOLIDATION_REQUESTED, True, "once its consolidation ended", "force"),
+    (lc.MERGING_ORPHANS, False, "start again in a minute", "force"),
+])
+def test_a_conflict_names_only_what_the_start_then_accepts(status, repair, says, never):
+    advice = lc.conflict_advice("b1", status, repair=repair)
+    assert says in advice and (never is None or never not in advice)
