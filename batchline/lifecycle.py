@@ -166,13 +166,15 @@ def decide_next_merge_attempt(batch: dict, token: str, failed_attempt: int) -> D
 
 
 # -- dispatch ---------------------------------------------------------------------------------
-def decide_dispatch_lease(batch: dict, token: str, now: dt.datetime) -> Decision:
+def decide_dispatch_lease(batch: dict, token: str, now: dt.datetime, dead_holder: str | None = None) -> Decision:
     """Take (or keep) the right to publish a dispatching batch's work messages: its holder renews it
-    while publishing; once it lapses the start died, and the next caller resumes the dispatch."""
+    while publishing; once it lapses the start died, and the next caller resumes the dispatch. A holder
+    known dead (`dead_holder`: the start whose control request was taken over after its own lease
+    lapsed, control_lifecycle.py) is taken over at once, without waiting out the dispatch lease."""
     if batch["status"] != DISPATCHING:
         return False, None
     holder = batch.get("dispatch_token")
-    if holder and holder != token and not _expired(batch.get("dispatch_lease_until"), now):
+    if holder and holder != token and holder != dead_holder and not _expired(batch.get("dispatch_lease_until"), now):
         return False, None
     return True, {"dispatch_token": token, "dispatch_lease_until": now + DISPATCH_LEASE}
 

@@ -215,10 +215,10 @@ class BatchStore:
                 })
             wb.commit()
 
-    def take_dispatch(self, batch_id: str, token: str) -> bool:
+    def take_dispatch(self, batch_id: str, token: str, dead_holder: str | None = None) -> bool:
         """Take or renew the dispatch lease (see lifecycle.decide_dispatch_lease)."""
         return bool(self._compare_and_set(self.batch_ref(batch_id),
-                                          lambda b: lc.decide_dispatch_lease(b, token, now())))
+                                          lambda b: lc.decide_dispatch_lease(b, token, now(), dead_holder)))
 
     def mark_running(self, batch_id: str, dispatch_token: str) -> bool:
         """Dispatching -> running, unless a consolidation claim already moved the batch on."""

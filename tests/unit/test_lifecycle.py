@@ -342,3 +342,11 @@ def test_a_repair_waits_while_the_dates_newest_run_failed_consolidation_and_says
 def test_a_conflict_names_only_what_the_start_then_accepts(status, repair, says, never):
     advice = lc.conflict_advice("b1", status, repair=repair)
     assert says in advice and (never is None or never not in advice)
+
+
+def test_a_dispatch_held_by_a_starter_known_dead_is_taken_over_at_once():
+    batch = _batch(lc.DISPATCHING, dispatch_token="dead", dispatch_lease_until=T0 + lc.DISPATCH_LEASE)
+    assert lc.decide_dispatch_lease(batch, "new", T0) == (False, None), "a live lease is not taken over"
+    taken, update = lc.decide_dispatch_lease(batch, "new", T0, dead_holder="dead")
+    assert taken and update["dispatch_token"] == "new"
+    assert lc.decide_dispatch_lease(batch, "new", T0, dead_holder="someone-else") == (False, None)
