@@ -90,10 +90,12 @@ def runbooks(cfg: StackConfig, dlq_subscriptions: list[str]) -> dict[str, tuple[
             "A completion arrived after its batch was consolidated (its write was not merged; the batch "
             "reported the item failed or missing), a dispatch "
             "failed, a dead-lettered message could not be attributed to an item (kept in Firestore "
-            "`rejected_messages`), or schedule rows were invalid.\n\n"
+            "`rejected_messages`), schedule rows were invalid, or a write was short of the item's predictions "
+            "(`completion_incomplete`: the item failed with what it lacks; a predictor or writer bug).\n\n"
             f"1. Which: `{logs.format(event='late_completion')}` (likewise dispatch_failed, message_rejected, "
-            "context_rows_rejected)\n"
-            f"2. Late rows are picked up by the daily reconciliation: `{reconcile}`"),
+            "context_rows_rejected, completion_incomplete)\n"
+            f"2. Late rows are picked up by the daily reconciliation: `{reconcile}`\n"
+            f"3. After fixing a short write's cause: `batchline redispatch <BATCH_ID> <ITEM>... {cli} --wait`"),
         "stale-inputs": (
             "batchline: start refused, context rows stale",
             "A start found the date's context rows loaded longer ago than "
