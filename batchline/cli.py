@@ -158,7 +158,7 @@ def _ids(ids_: list[str], limit: int = 10) -> str:
 
 def print_ledger(ledger: Ledger) -> None:
     table = Table(title=f"loss ledger - batch {ledger.batch_id} ({ledger.game_date})", show_header=False)
-    parts = ledger.merged_items + ledger.dead_lettered_items + len(ledger.missing_items)
+    parts = ledger.merged_items + ledger.dead_lettered_items + len(ledger.incomplete_ids) + len(ledger.missing_items)
     colour = "red" if not ledger.ok else "green" if ledger.complete else "yellow"
     rows = [
         ("batch status", ledger.batch_status),
@@ -166,12 +166,14 @@ def print_ledger(ledger: Ledger) -> None:
         ("merged items", ledger.merged_items),
         ("  of which recovered", f"{ledger.recovered_items}{_ids(ledger.recovered_ids)}"),
         ("dead-lettered items (not merged)", f"{ledger.dead_lettered_items}{_ids(ledger.dead_lettered_ids)}"),
+        ("incomplete items (rows short)", f"{len(ledger.incomplete_ids)}{_ids(sorted(ledger.incomplete_ids))}"),
         ("missing items", f"{len(ledger.missing_items)}{_ids(ledger.missing_items, 20)}"),
-        ("merged + dead-lettered + missing", f"{parts} (= expected)"),
+        ("merged + dead-lettered + incomplete + missing", f"{parts} (= expected)"),
         ("coverage", f"{ledger.coverage_pct:.1f} % (warning below {ledger.coverage_warning_pct:g} %)"),
         ("merged rows", ledger.merged_rows),
         ("duplicate rows", ledger.duplicate_rows),
-        ("staging table left", ledger.staging_tables_left),
+        ("staging table left", f"{ledger.staging_tables_left}" + (
+            f" (kept on purpose: {ledger.staging_kept_reason})" if ledger.staging_kept_reason else "")),
         ("this batch's DML on main table", ledger.main_table_mutating_dml),
         ("all DML on main table meanwhile", ledger.main_table_mutating_dml_window),
         ("elapsed", f"{ledger.elapsed_s:.1f} s"),

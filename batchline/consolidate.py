@@ -24,7 +24,8 @@ from dataclasses import asdict, dataclass, field
 from google.api_core import exceptions as gexc
 from google.cloud import bigquery
 
-from batchline import ids, staging
+from batchline import ids, item_shape, staging
+from batchline.accounting import merge_job_id  # the job id format, defined once there
 from batchline.schema import MAIN_TABLE_INSERT_ONLY, MAIN_TABLE_KEY, MAIN_TABLE_PARTITION_FIELD
 from batchline.settings import Settings
 from batchline.staging import ITEM_COLUMN, STAGING_COLUMNS, WRITE_COLUMN, StagedWrite
@@ -49,7 +50,7 @@ class Inventory:
     staged_rows_total: int = 0  # every staged row, any write: cleanup keeps the table if more arrive
     abandoned_writes: int = 0  # writes of redelivered or abandoned attempts, never merged
     unknown_items: list[str] = field(default_factory=list)  # staged rows of items the batch does not have
-    unmergeable: list[str] = field(default_factory=list)  # items whose every write repeats a prediction id
+    unmergeable: list[str] = field(default_factory=list)  # items no write of which is complete (item_shape.py)
 
     def manifest(self) -> dict[str, str]:
         return {item: w.write_id for item, w in sorted(self.writes.items())}
@@ -129,17 +130,19 @@ def inventory(bq: bigquery.Client, settings: Settings, batch_id: str, items: lis
 def choose_write(doc: dict, candidates: dict[str, StagedWrite]) -> tuple[StagedWrite | None, bool]:
     """The one write of an item to merge, and whether it is the write its completion recorded.
 
-    The recorded write when it is staged whole (the manifest); otherwise one complete write of the item
-    (an acknowledged append is all of its rows or none): the most rows, then the highest write id, so
-    every caller picks the same one. A write repeating a prediction id is never merged (the MERGE would
-    write one row of two); None when no write of the item can be."""
-    clean = {w.write_id: w for w in candidates.values() if w.keys == w.rows}
-    recorded = clean.get(doc.get("write_id") or "")
+    Only a write of the item's complete shape may be merged (item_shape.py: one row per configured
+    system x prop, no prediction id twice; a short write would be "merged" 2 predictions short, and a
+    repeated id would make the MERGE write one row of two). The recorded write when it is staged
+    whole (the manifest); otherwise one complete write of the item (an acknowledged append is all of
+    its rows or none): the highest write id, so every caller picks the same one. None when no write of
+    the item can be merged."""
+    whole = {w.write_id: w for w in candidates.values() if item_shape.shape_problem(w.shape) is None}
+    recorded = whole.get(doc.get("write_id") or "")
     if doc.get("status") == "completed" and recorded is not None and recorded.rows == doc.get("row_count"):
         return recorded, True
-    if not clean:
+    if not whole:
         return None, False
-    return max(clean.values(), key=lambda w: (w.rows, w.write_id)), False
+    return max(whole.values(), key=lambda w: (w.rows, w.write_id)), False
 
 
 def select_lists(main_schema: list[bigquery.SchemaField],
@@ -298,12 +301,6 @@ def run_merge_once(bq: bigquery.Client, sql: str, job_config: bigquery.QueryJobC
         return bq.query(sql, job_config=job_config, job_id=job_id, job_retry=None)
     except gexc.Conflict:
         return bq.get_job(job_id)
-
-
-def merge_job_id(batch_id: str, generation: int = 0, attempt: int = 0) -> str:
-    """One job id per (generation, attempt): a redelivery waits for the job of the current attempt;
-    only an attempt known to have failed is followed by the next one (lifecycle.decide_next_merge_attempt)."""
-    return f"batchline_merge_{ids.validate_batch_id(batch_id)}_g{int(generation)}_a{int(attempt)}"
 
 
 class MergeAttemptFailed(RuntimeError):

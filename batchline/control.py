@@ -49,11 +49,13 @@ class _Control(_Strict):
 
 
 class StartControl(_Control):
-    """Start a batch run of a date; `force` supersedes a run still dispatching or running."""
+    """Start a batch run of a date; `force` supersedes a run still dispatching or running;
+    `accept_stale_inputs` runs on context rows older than the freshness limit (batchline/freshness.py)."""
 
     action: Literal["start"]
     game_date: GameDate
     force: StrictBool = False
+    accept_stale_inputs: StrictBool = False
 
 
 class ConsolidateControl(_Control):

@@ -14,7 +14,7 @@ from google.cloud import bigquery, firestore
 
 from batchline import consolidate as cons
 from batchline import control as ctl
-from batchline import control_actions, delivery_errors, ids, merge_recovery, staging
+from batchline import control_actions, delivery_errors, ids, item_shape, merge_recovery, staging
 from batchline import faults as faults_mod
 from batchline import lifecycle as lc
 from batchline.claim import request_consolidation_if_done
@@ -58,31 +58,43 @@ def handle_completion(clients: Clients, envelope: PushEnvelope) -> str:
 
 
 def _check_completion(clients: Clients, msg: CompletionMessage) -> tuple[dict, ItemSnapshot] | None:
-    """The batch and item as read when the completion is news, None when the item is already completed;
-    raises InvalidMessage when it cannot be true. Applied on every path that records a completion (live
-    and dead-lettered): the staging table must be the batch's, and the write it names must hold exactly
+    """The batch and item as read when the completion is news, None when it is a duplicate; raises
+    InvalidMessage when it cannot be true. Applied on every path that records a completion (live and
+    dead-lettered): the staging table must be the batch's, and the write it names must hold exactly
     the rows it claims for that item, or a forged or confused message would mark an item done with
-    nothing behind it (and its worker would skip it). The count (write_checks.py: many completions per
-    query) runs while the documents are read."""
+    nothing behind it (and its worker would skip it). Only a redelivery of the completion already
+    recorded skips the count (lifecycle.completion_is_recorded); any other completion of a completed
+    item is checked first, so one naming another item's write is refused, not taken for a duplicate.
+    The count (write_checks.py: many completions per query) runs while the documents are read."""
     if msg.staging_table != ids.batch_staging_table(msg.batch_id):
         raise InvalidMessage(f"staging table {msg.staging_table} is not the staging table of batch {msg.batch_id}")
     staged = clients.write_checks.count(msg.batch_id, msg.item_id, msg.write_id)  # runs beside the read below
     batch, item = BatchStore(clients.fs).batch_and_item_snapshots(msg.batch_id, msg.item_id)
     if batch is None or item is None:
         raise UnknownItem(f"batch {msg.batch_id} has no item {msg.item_id}")
-    if item.data["status"] == COMPLETED:
+    if lc.completion_is_recorded(item.data, msg.write_id, msg.row_count):
         return None
     try:
-        count = staged.result(timeout=CHECK_TIMEOUT_S)
+        write = staged.result(timeout=CHECK_TIMEOUT_S)
     except staging.StagingTableMissing:
         if batch["status"] not in OPEN_STATUSES:
             raise _TableGone(batch) from None  # dropped after a verified MERGE: a late completion
         raise InvalidMessage(f"completion of {msg.item_id} names staging table {msg.staging_table}, "
                              f"which does not exist") from None
-    if count != msg.row_count:
+    if write.rows != msg.row_count:
         raise InvalidMessage(f"completion of {msg.item_id} claims {msg.row_count} rows in write {msg.write_id}; "
-                             f"the batch staging table holds {count}")
+                             f"the batch staging table holds {write.rows}")
+    problem = item_shape.shape_problem(write.shape)
+    if problem:
+        raise IncompleteWrite(f"write {msg.write_id} of {msg.item_id} {problem}")
+    if item.data["status"] == COMPLETED:
+        return None  # a true write of another attempt of a completed item: abandoned, never merged
     return batch, item
+
+
+class IncompleteWrite(InvalidMessage):
+    """The completion is true about its write, and the write is not the item's complete work
+    (item_shape.py): the item fails with this reason instead of counting as done."""
 
 
 class _TableGone(Exception):
@@ -108,6 +120,8 @@ def _record_completion(clients: Clients, msg: CompletionMessage, claimant: str) 
                   batch_id=msg.batch_id, item=msg.item_id, write_id=msg.write_id, batch_status=gone.batch["status"],
                   message="completion arrived after its batch dropped the staging table")
         return "late"
+    except IncompleteWrite as exc:
+        return _record_incomplete(clients, msg, claimant, str(exc))
     if checked is not None:
         result, may_be_done = store.record_completion_counted(
             msg.batch_id, msg.item_id, msg.staging_table, msg.row_count, msg.attempt, msg.write_id, *checked)
@@ -126,6 +140,19 @@ def _record_completion(clients: Clients, msg: CompletionMessage, claimant: str) 
     if may_be_done:
         request_consolidation_if_done(clients, msg.batch_id, claimant)
     return result
+
+
+def _record_incomplete(clients: Clients, msg: CompletionMessage, claimant: str, reason: str) -> str:
+    """An incomplete write fails its item, with the reason, where the operator sees it (status, audit),
+    instead of leaving it pending until the stall check: a later complete write's completion still
+    overrides the failure (lifecycle.decide_completion), and a completed item stays completed."""
+    result, may_be_done = BatchStore(clients.fs).record_failure_counted(
+        msg.batch_id, msg.item_id, f"{item_shape.INCOMPLETE_WRITE}: {reason}")
+    log_event("completion_incomplete", severity="ERROR", batch_id=msg.batch_id, item=msg.item_id,
+              write_id=msg.write_id, row_count=msg.row_count, result=result, error=reason)
+    if may_be_done:
+        request_consolidation_if_done(clients, msg.batch_id, claimant)
+    return "incomplete"
 
 
 def _check_work(store: BatchStore, msg: WorkMessage) -> dict:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from google.cloud import bigquery
@@ -102,10 +103,13 @@ def no_context_message(s, game_date: dt.date, scheduled: bool) -> str:
 
 
 def start_batch(clients: Clients, req: StartRequest, only_items: list[str] | None = None, *,
-                repeat_repair: bool = False) -> StartResult:
+                repeat_repair: bool = False, on_registering: Callable[[str, str], None] | None = None,
+                on_registered: Callable[[str], None] | None = None) -> StartResult:
     """Register and dispatch a batch of the date: all of it, or `only_items` (a repair, refused with
     RepairAlreadyAttempted when those items were all repaired once since the date's last full run,
-    unless `repeat_repair`)."""
+    unless `repeat_repair`). `on_registering(batch_id, dispatch_token)` runs before the batch is
+    registered, `on_registered(batch_id)` once it exists and before anything is published: the control
+    path records them, so a takeover of a start that died can resume its dispatch at once."""
     s = clients.settings
     game_date = req.game_date or s.today()
     injected = _parse_faults(s, req.faults)
@@ -124,6 +128,8 @@ def start_batch(clients: Clients, req: StartRequest, only_items: list[str] | Non
     store = BatchStore(clients.fs)
     token = uuid.uuid4().hex
     superseded = None
+    if on_registering is not None:
+        on_registering(batch_id, token)
     for tries_left in (1, 0):
         try:
             superseded = store.create_batch(
@@ -137,13 +143,15 @@ def start_batch(clients: Clients, req: StartRequest, only_items: list[str] | Non
             # dispatch (and answers for that batch); if resuming failed it loudly, start afresh.
             if exc.status != DISPATCHING or only_items is not None or not tries_left:
                 raise
-            resumed = resume_dispatch(clients, exc.batch_id)
+            resumed = resume_dispatch(clients, exc.batch_id, by="start")
             if resumed is not None:
                 return resumed
             if (store.get_batch(exc.batch_id) or {}).get("status") == DISPATCHING:
                 raise
     log_event("batch_created", batch_id=batch_id, game_date=game_date, expected_items=len(items),
               superseded=superseded, force=req.force)
+    if on_registered is not None:
+        on_registered(batch_id)
     if rejected:
         store.set_batch_fields(batch_id, {"invalid_context_rows": rejected[:100],
                                           "invalid_context_row_count": len(rejected)})
@@ -203,20 +211,21 @@ def _paced_plan(settings, batch_id: str, n_items: int) -> list[pacing.Step]:
     return pacing.plan(n_items, settings.dispatch_rate, settings.dispatch_budget_s, PUBLISH_CHUNK)
 
 
-def resume_dispatch(clients: Clients, batch_id: str) -> StartResult | None:
-    """Finish the dispatch of a batch whose starter died (its dispatch lease lapsed); None while the
-    lease is still alive. Item documents the starter did not write are written now, from the
-    schedule; if the schedule no longer matches the batch, the batch fails loudly instead."""
+def resume_dispatch(clients: Clients, batch_id: str, *, by: str, dead_holder: str | None = None) -> StartResult | None:
+    """Finish the dispatch of a batch whose starter died (its dispatch lease lapsed, or its holder is
+    `dead_holder`, known dead); None while a live starter holds it. Item documents the starter did not
+    write are written now, from the schedule; if the schedule no longer matches the batch, the batch
+    fails loudly instead. `by` names the resumer in the log line (start, control, stall-check)."""
     store = BatchStore(clients.fs)
     token = uuid.uuid4().hex
-    if not store.take_dispatch(batch_id, token):
+    if not store.take_dispatch(batch_id, token, dead_holder):
         return None
     batch = store.get_batch(batch_id) or {}
     game_date = dt.date.fromisoformat(batch["game_date"])
     expected = int(batch["expected_items"])
     docs = store.items(batch_id)
     log_event("dispatch_resumed", severity="WARNING", batch_id=batch_id, items_recorded=len(docs),
-              expected_items=expected)
+              expected_items=expected, by=by)
     if len(docs) < expected:
         wanted, _ = expected_items(clients, game_date, batch.get("only_items"))
         if len(wanted) != expected:

@@ -29,7 +29,8 @@ class StaleInputs(Exception):
     def __init__(self, game_date: dt.date, newest_loaded_at: dt.datetime | None, max_age_hours: int, rows: int):
         when = newest_loaded_at.isoformat() if newest_loaded_at else "never (no row carries loaded_at)"
         super().__init__(f"context rows for {game_date} are stale: newest load {when}, older than the "
-                         f"{max_age_hours} h allowed; load the date's context, then start again")
+                         f"{max_age_hours} h allowed; load the date's context, then start again (if the rows are "
+                         f"known good: `batchline start {game_date} --accept-stale-inputs`)")
         self.game_date = game_date.isoformat()
         self.newest_loaded_at = newest_loaded_at.isoformat() if newest_loaded_at else None
         self.max_age_hours = max_age_hours

@@ -100,6 +100,14 @@ def new_batch_id(game_date: dt.date) -> str:
     return f"{game_date:%Y%m%d}_{secrets.token_hex(6)}"
 
 
+def date_of_batch_id(batch_id: str) -> dt.date | None:
+    """The game date a batch id begins with (new_batch_id), None when it names no valid date."""
+    try:
+        return dt.datetime.strptime(validate_batch_id(batch_id)[:8], "%Y%m%d").date()
+    except ValueError:
+        return None
+
+
 def batch_staging_table(batch_id: str) -> str:
     """The one staging table of a batch run (F7): a re-run of a date gets a new batch id, so a new table."""
     return f"{STAGING_PREFIX}{validate_batch_id(batch_id)}"

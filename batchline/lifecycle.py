@@ -129,7 +129,8 @@ def decide_reopen(batch: dict, date_active_batch: str | None, claimant: str, now
         return "this request already re-opened the batch once", None
     if date_active_batch != batch["batch_id"]:
         return (f"a newer run of {batch['game_date']} ({date_active_batch}) replaced this batch; "
-                f"re-consolidating it would overwrite newer rows. Start a new run of the date instead"), None
+                f"re-consolidating it would overwrite newer rows. The reconciliation finishes its kept rows per "
+                f"item (`batchline reconcile {batch['game_date']}`)"), None
     reopens = int(batch.get("auto_reopens") or 0)
     if auto and (batch.get("failure_kind") != TRANSIENT or reopens >= MAX_AUTO_REOPENS):
         return f"not re-opened automatically ({batch.get('failure_kind')} failure, {reopens} re-opens)", None
@@ -168,13 +169,15 @@ def decide_next_merge_attempt(batch: dict, token: str, failed_attempt: int) -> D
 
 
 # -- dispatch ---------------------------------------------------------------------------------
-def decide_dispatch_lease(batch: dict, token: str, now: dt.datetime) -> Decision:
+def decide_dispatch_lease(batch: dict, token: str, now: dt.datetime, dead_holder: str | None = None) -> Decision:
     """Take (or keep) the right to publish a dispatching batch's work messages: its holder renews it
-    while publishing; once it lapses the start died, and the next caller resumes the dispatch."""
+    while publishing; once it lapses the start died, and the next caller resumes the dispatch. A holder
+    known dead (`dead_holder`: the start whose control request was taken over after its own lease
+    lapsed, control_lifecycle.py) is taken over at once, without waiting out the dispatch lease."""
     if batch["status"] != DISPATCHING:
         return False, None
     holder = batch.get("dispatch_token")
-    if holder and holder != token and not _expired(batch.get("dispatch_lease_until"), now):
+    if holder and holder != token and holder != dead_holder and not _expired(batch.get("dispatch_lease_until"), now):
         return False, None
     return True, {"dispatch_token": token, "dispatch_lease_until": now + DISPATCH_LEASE}
 
@@ -195,7 +198,35 @@ def decide_mark_running(batch: dict, token: str, now: dt.datetime) -> Decision:
     return True, {"status": RUNNING, "dispatched_at": now, "dispatch_token": None, "dispatch_lease_until": None}
 
 
-# -- repairs of a date ------------------------------------------------------------------------
+# -- starts and repairs of a date ---------------------------------------------------------------
+MERGING_ORPHANS = "merging_orphans"  # the conflict a start meets while the reconciliation holds the date
+
+
+def conflict_advice(batch_id: str, status: str, *, repair: bool) -> str:
+    """Why a start (`repair`: a batch of some items) may not run now, and what does work then."""
+    if status == MERGING_ORPHANS:
+        return (f"the reconciliation is merging this date's orphaned staged rows (batch {batch_id}); start "
+                f"again in a minute (its lock lapses after 10 minutes)")
+    if status in (CONSOLIDATION_REQUESTED, CONSOLIDATING):
+        return f"batch {batch_id} for this date is still {status}; start again once its consolidation ended"
+    if repair:
+        return f"batch {batch_id} for this date is still {status}; repair once it ended"
+    return f"batch {batch_id} for this date is still {status}; use force to supersede it"
+
+
+def repair_blocked(newest: str | None, newest_status: str | None, game_date: str) -> str | None:
+    """Why a repair batch may not start while the date's newest run failed consolidation, None when it
+    may. A repair becomes the date's newest run, and a failed batch is re-consolidated only while it is
+    the newest (decide_reopen): its kept rows would be stranded. So it is consolidated (or the date run
+    again) first, then repaired."""
+    if newest is None or newest_status != CONSOLIDATION_FAILED:
+        return None
+    return (f"batch {newest}, the newest run of {game_date}, failed consolidation and its staging table holds "
+            f"its rows: a repair batch now would replace it and strand them. First fix the cause and "
+            f"re-consolidate it (`batchline consolidate {newest} --wait`), or run the whole date again "
+            f"(`batchline start {game_date} --wait`); then repair")
+
+
 def decide_repair(date_doc: dict, only_items: list[str], batch_id: str, *, repeat: bool) -> Decision:
     """Whether a repair batch of `only_items` may start, and the date document's repair record: the
     items repaired since the date's last full run (a full run writes the date document afresh). A
@@ -220,6 +251,13 @@ def decide_transition(batch: dict, allowed_from: Iterable[str], fields: dict,
 
 
 # -- items ------------------------------------------------------------------------------------
+def completion_is_recorded(item: dict, write_id: str, row_count: int) -> bool:
+    """A redelivery of the completion the item already recorded: its write was checked when it was
+    recorded (and its table may be gone since). Any other completion of a completed item names another
+    write, which must be checked like a new one before it may count as a duplicate."""
+    return item["status"] == COMPLETED and item.get("write_id") == write_id and item.get("row_count") == row_count
+
+
 def decide_completion(item: dict, *, late: bool, staging_table: str, row_count: int, attempt: int,
                       now: dt.datetime, write_id: str | None = None) -> Decision:
     """'recorded', 'late' or 'duplicate'; a completion overrides a failure (its rows are durable)."""

@@ -6,7 +6,8 @@ ran, or when a cleanup died. Each item staged in the table of a batch of the dat
 decided on evidence in the main table and in batch state, never on age alone (entries are reported as
 `<table>/<item>`):
 
-- its batch ended (consolidated, superseded, dispatch_failed) and its player is on the date's schedule:
+- its batch ended (consolidated, superseded, dispatch_failed, or failed consolidation and replaced by a
+  newer run, which its re-open then refuses) and its player is on the date's schedule:
   - an item the batch's own verified MERGE merged: nothing to do (its other writes are abandoned
     attempts);
   - the main table holds no active rows for the player, or only rows of this batch or of batches
@@ -18,9 +19,11 @@ decided on evidence in the main table and in batch state, never on age alone (en
     it would overwrite newer rows with older ones); recorded (`orphans_dropped`) and logged, naming
     the newer batch;
 - anything else is kept and reported with its reason: a batch still active (reported once older than
-  BATCHLINE_ORPHAN_AGE_HOURS; the stall check owns active batches), a failed consolidation (kept for
-  the operator's re-open), another date's table (reconcile that date), an unknown batch, a player no
-  longer scheduled, main-table rows from a batch no document dates.
+  BATCHLINE_ORPHAN_AGE_HOURS; the stall check owns active batches), a failed consolidation of the
+  date's newest run (kept for `batchline consolidate`, the one re-open that works), an unknown batch,
+  a player no longer scheduled, main-table rows from a batch no document dates.
+Another date's tables (by the batch document's date, else the date the batch id begins with) are
+reported apart (`elsewhere`, with the date to reconcile): they never fail this date's verdict.
 The table is dropped only when every item in it is merged or superseded; otherwise it stays whole.
 
 The merges of a date run under a lease on its date document, taken only while the date's newest batch
@@ -40,21 +43,18 @@ from google.cloud import bigquery, firestore
 from batchline import consolidate as cons
 from batchline import ids, staging
 from batchline import lifecycle as lc
+from batchline.accounting import ORPHAN_GENERATION_BASE
 from batchline.clients import Clients
 from batchline.logs import log_event
 from batchline.state import (
     ACTIVE_STATUSES,
     CONSOLIDATED,
     CONSOLIDATION_FAILED,
-    DISPATCH_FAILED,
     ORPHAN_LEASE,
-    SUPERSEDED,
     BatchStore,
     now,
 )
 
-ORPHAN_GENERATION_BASE = 1000  # batch consolidations use generations 0, 1, 2, ... (re-opens)
-ENDED = (CONSOLIDATED, SUPERSEDED, DISPATCH_FAILED)
 LIST_CAP = 200_000
 
 
@@ -63,6 +63,8 @@ class OrphanReport:
     merged: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
     kept: dict[str, str] = field(default_factory=dict)  # `<table>/<item>` (or a table) -> why it is kept
+    # tables of other dates' batches: reported with the date to reconcile, never this date's verdict
+    elsewhere: dict[str, str] = field(default_factory=dict)
     merge_jobs: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -90,6 +92,12 @@ def _groups(clients: Clients) -> dict[str, list]:
     return groups
 
 
+def table_date(batch_id: str, batch: dict | None) -> dt.date | None:
+    """The date a batch staging table belongs to: its batch document's, else the date its batch id
+    begins with. A date's reconciliation judges only its own tables and reports the others."""
+    return dt.date.fromisoformat(batch["game_date"]) if batch else ids.date_of_batch_id(batch_id)
+
+
 def _get_batch(store: BatchStore, batch_id: str) -> dict | None:
     try:
         return store.get_batch(ids.validate_batch_id(batch_id))
@@ -103,21 +111,27 @@ def handle_orphans(clients: Clients, game_date: dt.date, schedule: set[str]) -> 
     report = OrphanReport()
     candidates: dict[str, tuple[dict, list[str]]] = {}
     age = dt.timedelta(hours=s.orphan_age_hours)
+    newest = store.active_batch_of(game_date)
     for batch_id, tables in sorted(_groups(clients).items()):
         names = sorted(t.table_id for t in tables)
         batch = _get_batch(store, batch_id)
         status = batch["status"] if batch else None
+        day = table_date(batch_id, batch)
         if status in ACTIVE_STATUSES:
             stale = f"batch still {status} after {s.orphan_age_hours} h; the stall check owns it"
-            report.kept.update({t.table_id: stale for t in tables if t.created is None or now() - t.created > age})
+            (report.kept if day == game_date else report.elsewhere).update(
+                {t.table_id: stale for t in tables if t.created is None or now() - t.created > age})
+            continue
+        if day != game_date:
+            report.elsewhere.update(dict.fromkeys(names, f"a table of {day}; reconcile that date to finish it"
+                                                  if day else "its batch id names no date"))
             continue
         if batch is None:
             reason = "no batch document records this batch"
-        elif status == CONSOLIDATION_FAILED:
-            reason = "its batch's consolidation failed; kept for the operator's re-open"
-        elif batch["game_date"] != game_date.isoformat():
-            reason = f"a table of {batch['game_date']}; reconcile that date to finish it"
-        else:
+        elif status == CONSOLIDATION_FAILED and batch_id == newest:
+            reason = (f"its batch's consolidation failed and it is the date's newest run: fix the cause, then "
+                      f"`batchline consolidate {batch_id} --wait`")
+        else:  # ended; a failed batch a newer run replaced is never re-opened, so it is finished per item
             candidates[batch_id] = (batch, names)
             continue
         report.kept.update(dict.fromkeys(names, reason))
@@ -189,7 +203,7 @@ def _finish(clients: Clients, store: BatchStore, game_date: dt.date, schedule: s
         if verdict == "merge":
             chosen = cons.choose_write(docs[item], writes)[0]
             if chosen is None:
-                kept[item] = "every staged write of the item repeats a prediction id"
+                kept[item] = "no staged write of the item is complete (one row per system x prop, ids unique)"
                 continue
             merge[item] = chosen.write_id
         elif verdict == "drop":
@@ -212,6 +226,7 @@ def _finish(clients: Clients, store: BatchStore, game_date: dt.date, schedule: s
     if not kept:
         # every item in the table is merged (by the batch or just now) or superseded
         staging.drop_batch_table(clients.bq, clients.settings, batch_id)
+        store.set_batch_fields(batch_id, {"staging_table_dropped": True, "staging_table_dropped_by": "reconcile"})
 
 
 def _merge(clients: Clients, store: BatchStore, game_date: dt.date, batch: dict, manifest: dict[str, str],
@@ -263,7 +278,9 @@ def take_orphan_lease(store: BatchStore, game_date: dt.date, token: str, label: 
             if status in ACTIVE_STATUSES:
                 return f"the date's batch {active} is still {status}; its orphans wait for it"
             if status == CONSOLIDATION_FAILED:
-                return f"the date's newest batch {active} failed consolidation; resolve that first"
+                return (f"the date's newest batch {active} failed consolidation: fix the cause and re-consolidate "
+                        f"it (`batchline consolidate {active} --wait`), or run the date again (`batchline start "
+                        f"{game_date.isoformat()} --wait`); its orphans wait for that")
         txn.set(ref, {"orphan_merge_token": token, "orphan_merge_until": now() + ORPHAN_LEASE,
                       "orphan_merge_batch_id": label, "updated_at": now()}, merge=True)
         return None

@@ -9,7 +9,7 @@ as a new batch of just the missing items. A large gap is only reported: it needs
 A gap is repaired once: the repair batch is registered in the transaction that records its items on
 the date document, so two reconciliations never start two repairs of one gap, and a gap that persists
 after its repair (a poison item) is reported (`repair_already_attempted`) instead of re-run every day,
-until an operator asks again with `repair: true` or a full run of the date starts the record afresh.
+until an operator asks again (`batchline reconcile DATE --repair`) or a full run of the date starts the record afresh.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from google.cloud import bigquery
 from batchline import ids
 from batchline.clients import Clients
 from batchline.dispatch import expected_items, start_batch
+from batchline.item_shape import PAIRS_SQL, Shape, shape_problem
 from batchline.logs import log_event
 from batchline.messages import ReconcileRequest, StartRequest
 from batchline.orphans import handle_orphans
-from batchline.schema import PREDICTION_SYSTEMS
 from batchline.state import BatchConflict, RepairAlreadyAttempted
 
 
@@ -43,6 +43,7 @@ class Reconciliation:
     orphans_dropped: list[str]
     orphans_kept: dict[str, str]
     previous_repair_batch_id: str | None = None
+    other_dates_staging_tables: dict[str, str] | None = None  # reported, not this date's verdict
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -50,17 +51,21 @@ class Reconciliation:
         return d
 
 
+def complete_sql(main: str) -> str:
+    """The date's active rows per player, as item_shape.py judges them."""
+    return (f"SELECT player_lookup, COUNT(*) AS n, COUNT(DISTINCT prediction_id) AS k, {PAIRS_SQL} AS pairs "
+            f"FROM {main} WHERE game_date = @d AND is_active GROUP BY player_lookup")
+
+
 def complete_players(clients: Clients, game_date: dt.date) -> set[str]:
+    """Players whose active rows are their complete work: one per configured system x prop (the same
+    judgement as the ledger's and the audit's, item_shape.py)."""
     s = clients.settings
     main = f"`{s.project}.{s.main_dataset}.{ids.validate_table_name(s.main_table)}`"
-    job = clients.bq.query(
-        f"SELECT player_lookup FROM {main} WHERE game_date = @d AND is_active "
-        f"GROUP BY player_lookup HAVING COUNT(DISTINCT system_id) >= @systems",
-        job_config=bigquery.QueryJobConfig(query_parameters=[
-            bigquery.ScalarQueryParameter("d", "DATE", game_date),
-            bigquery.ScalarQueryParameter("systems", "INT64", len(PREDICTION_SYSTEMS)),
-        ]))
-    return {r["player_lookup"] for r in job.result()}
+    job = clients.bq.query(complete_sql(main), job_config=bigquery.QueryJobConfig(query_parameters=[
+        bigquery.ScalarQueryParameter("d", "DATE", game_date)]))
+    return {r["player_lookup"] for r in job.result()
+            if shape_problem(Shape.of(r["n"], r["k"], r["pairs"])) is None}
 
 
 def reconcile(clients: Clients, req: ReconcileRequest) -> Reconciliation:
@@ -82,23 +87,25 @@ def reconcile(clients: Clients, req: ReconcileRequest) -> Reconciliation:
                                            repeat_repair=req.repair).batch_id
                 action = "redispatched"
             except BatchConflict as exc:
-                action = f"batch {exc.batch_id} still {exc.status}; not redispatched"
+                action = f"not redispatched: {exc}"
             except RepairAlreadyAttempted as exc:
                 action, previous_repair = "repair_already_attempted", exc.batch_id
                 log_event("repair_already_attempted", severity="WARNING", batch_id=exc.batch_id, game_date=game_date,
-                          items=incomplete[:200], message="this gap was repaired once and persists; "
-                          "reconcile with repair=true after a fix")
+                          items=incomplete[:200], message="this gap was repaired once and persists; after a fix: "
+                          f"`batchline reconcile {game_date.isoformat()} --repair`")
         else:
             action = "gap_too_large_to_redispatch"
     left = sorted(orphans.kept)
     result = Reconciliation(game_date, len(expected), len(complete), incomplete, left, redispatched, action,
-                            sorted(orphans.merged), sorted(orphans.dropped), orphans.kept, previous_repair)
+                            sorted(orphans.merged), sorted(orphans.dropped), orphans.kept, previous_repair,
+                            orphans.elsewhere)
     coverage = round(100.0 * len(complete) / len(expected), 2) if expected else 100.0
     log_event("reconciliation_gap" if incomplete or left else "reconciliation_ok",
               severity="ERROR" if incomplete or left else "INFO", game_date=game_date,
               coverage_pct=coverage, incomplete_items=incomplete[:200], incomplete_count=len(incomplete),
               orphaned_staging_tables=len(left), orphans_kept=dict(list(orphans.kept.items())[:50]),
               orphans_merged=len(orphans.merged), orphans_dropped=len(orphans.dropped),
-              orphan_merge_jobs=orphans.merge_jobs, action=action, redispatched_batch_id=redispatched,
+              orphan_merge_jobs=orphans.merge_jobs, other_dates_staging_tables=len(orphans.elsewhere),
+              action=action, redispatched_batch_id=redispatched,
               previous_repair_batch_id=previous_repair)
     return result

@@ -65,5 +65,11 @@ PREDICTION_SYSTEMS: tuple[str, ...] = (
 )
 
 
+# What each prediction system predicts. An item's work is complete with exactly one row per configured
+# (system, prop): batchline/item_shape.py checks it on the worker, the completion, the consolidation's
+# choice of write and the reports (ledger, audit, reconcile).
+PREDICTION_PROPS: tuple[str, ...] = ("points",)
+
+
 def main_column_names() -> list[str]:
     return [c.name for c in MAIN_TABLE_COLUMNS]

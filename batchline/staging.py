@@ -20,6 +20,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import bigquery
 
 from batchline import ids
+from batchline.item_shape import PAIRS_SQL, Shape
 from batchline.settings import Settings
 
 ITEM_COLUMN = "staging_item_id"
@@ -74,31 +75,34 @@ def _ref(settings: Settings, batch_id: str) -> str:
             f"{ids.batch_staging_table(batch_id)}`")
 
 
+_AGGREGATES = f"COUNT(*) AS n, COUNT(DISTINCT prediction_id) AS k, {PAIRS_SQL} AS pairs"
+
+
 def writes_sql(settings: Settings, batch_id: str) -> str:
-    """Every write in the batch table: item, write id, rows and distinct prediction ids."""
-    return (f"SELECT {ITEM_COLUMN} AS item_id, {WRITE_COLUMN} AS write_id, COUNT(*) AS n, "
-            f"COUNT(DISTINCT prediction_id) AS k FROM {_ref(settings, batch_id)} "
-            f"GROUP BY {ITEM_COLUMN}, {WRITE_COLUMN}")
+    """Every write in the batch table: item, write id, rows, distinct prediction ids and system/prop
+    pairs (its shape, batchline/item_shape.py)."""
+    return (f"SELECT {ITEM_COLUMN} AS item_id, {WRITE_COLUMN} AS write_id, {_AGGREGATES} "
+            f"FROM {_ref(settings, batch_id)} GROUP BY {ITEM_COLUMN}, {WRITE_COLUMN}")
 
 
 def write_count_sql(settings: Settings, batch_id: str) -> str:
     """Rows one write of one item left in the batch table: a group of one check (cheaper to plan than
     the IN UNNEST form, on BigQuery and much more so on bqemulator)."""
-    return (f"SELECT @item_id AS item_id, @write_id AS write_id, COUNT(*) AS n FROM {_ref(settings, batch_id)} "
+    return (f"SELECT @item_id AS item_id, @write_id AS write_id, {_AGGREGATES} FROM {_ref(settings, batch_id)} "
             f"WHERE {ITEM_COLUMN} = @item_id AND {WRITE_COLUMN} = @write_id")
 
 
 def write_counts_sql(settings: Settings, batch_id: str) -> str:
-    """Rows each of the @pairs (`item/write id`) left in the batch table: many completions, one query."""
-    return (f"SELECT {ITEM_COLUMN} AS item_id, {WRITE_COLUMN} AS write_id, COUNT(*) AS n "
+    """What each of the @pairs (`item/write id`) left in the batch table: many completions, one query."""
+    return (f"SELECT {ITEM_COLUMN} AS item_id, {WRITE_COLUMN} AS write_id, {_AGGREGATES} "
             f"FROM {_ref(settings, batch_id)} WHERE CONCAT({ITEM_COLUMN}, '/', {WRITE_COLUMN}) IN UNNEST(@pairs) "
             f"GROUP BY {ITEM_COLUMN}, {WRITE_COLUMN}")
 
 
 def count_writes(bq: bigquery.Client, settings: Settings, batch_id: str,
-                 pairs: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
-    """(item, write id) -> rows staged, for every pair asked (0 when nothing is staged under it).
-    Raises StagingTableMissing when the batch has no staging table."""
+                 pairs: list[tuple[str, str]]) -> dict[tuple[str, str], StagedWrite]:
+    """(item, write id) -> what it staged (rows, ids, pairs), for every pair asked (0 rows when nothing
+    is staged under it). Raises StagingTableMissing when the batch has no staging table."""
     checked = sorted({(ids.validate_item_id(i), ids.validate_write_id(w)) for i, w in pairs})
     if len(checked) == 1:
         sql = write_count_sql(settings, batch_id)
@@ -109,13 +113,13 @@ def count_writes(bq: bigquery.Client, settings: Settings, batch_id: str,
         params = [bigquery.ArrayQueryParameter("pairs", "STRING", [f"{i}/{w}" for i, w in checked])]
     try:
         rows = bq.query_and_wait(sql, job_config=bigquery.QueryJobConfig(query_parameters=params))
-        found = {(r["item_id"], r["write_id"]): int(r["n"]) for r in rows if int(r["n"])}
+        found = {(r["item_id"], r["write_id"]): StagedWrite.of(r) for r in rows if int(r["n"])}
     except gexc.NotFound:
         raise StagingTableMissing(f"batch {batch_id} has no staging table") from None
     if len(found) < len(checked) and not batch_table_exists(bq, settings, batch_id):
         # BigQuery answers a missing table with 404; bqemulator with 200, `errors` and no rows.
         raise StagingTableMissing(f"batch {batch_id} has no staging table")
-    return {pair: found.get(pair, 0) for pair in pairs}
+    return {pair: found.get(pair) or StagedWrite(pair[0], pair[1], 0, 0) for pair in pairs}
 
 
 @dataclass(frozen=True)
@@ -124,6 +128,15 @@ class StagedWrite:
     write_id: str
     rows: int
     keys: int
+    pairs: frozenset[str] = frozenset()  # its system/prop pairs; none known is an incomplete shape
+
+    @classmethod
+    def of(cls, r) -> StagedWrite:
+        return cls(r["item_id"], r["write_id"], int(r["n"]), int(r["k"]), frozenset(r["pairs"] or ()))
+
+    @property
+    def shape(self) -> Shape:
+        return Shape(self.rows, self.keys, self.pairs)
 
 
 def staged_writes(bq: bigquery.Client, settings: Settings, batch_id: str) -> dict[str, dict[str, StagedWrite]]:
@@ -135,7 +148,7 @@ def staged_writes(bq: bigquery.Client, settings: Settings, batch_id: str) -> dic
         return {}
     out: dict[str, dict[str, StagedWrite]] = {}
     for r in rows:
-        w = StagedWrite(r["item_id"], r["write_id"], int(r["n"]), int(r["k"]))
+        w = StagedWrite.of(r)
         out.setdefault(w.item_id, {})[w.write_id] = w
     return out
 

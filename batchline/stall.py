@@ -101,7 +101,7 @@ def _check_dispatching(clients, store, batch, stall, min_pct, redispatch) -> dic
     lease = batch.get("dispatch_lease_until")
     if lease is not None and lease > now():
         return None
-    result = resume_dispatch(clients, batch["batch_id"])
+    result = resume_dispatch(clients, batch["batch_id"], by="stall-check")
     if result is None:
         return {"batch_id": batch["batch_id"], "action": "dispatch_not_resumable"}
     return {"batch_id": batch["batch_id"], "action": "dispatch_resumed"}

@@ -69,10 +69,11 @@ def now() -> dt.datetime:
 
 
 class BatchConflict(Exception):
-    """A batch for the date is still active; the caller answers 409 naming it."""
+    """The date's batch keeps this start from running now (still active, or, for a repair, failed
+    consolidation); the caller answers 409 naming it, with what to do (lifecycle.conflict_advice)."""
 
-    def __init__(self, batch_id: str, status: str):
-        super().__init__(f"batch {batch_id} for this date is still {status}; use force to re-run")
+    def __init__(self, batch_id: str, status: str, *, repair: bool = False, reason: str | None = None):
+        super().__init__(reason or lc.conflict_advice(batch_id, status, repair=repair))
         self.batch_id = batch_id
         self.status = status
 
@@ -90,7 +91,7 @@ class RepairAlreadyAttempted(Exception):
 # The reconciliation merges orphaned staged rows of a date under this lease on the date document;
 # a start of the date waits (409) while it is held, so no batch MERGE can race an orphan MERGE.
 ORPHAN_LEASE = dt.timedelta(minutes=10)
-MERGING_ORPHANS = "merging_orphans"
+MERGING_ORPHANS = lc.MERGING_ORPHANS
 
 
 class ContentionError(RuntimeError):
@@ -137,7 +138,8 @@ class BatchStore:
         Repairs are idempotent per gap: the date document accumulates the items repaired since the
         date's last full run (which resets it), in this same transaction, and a repair whose items were
         all repaired already raises RepairAlreadyAttempted unless `repeat_repair`. A start also waits
-        (BatchConflict) while the reconciliation holds the date's orphan-merge lease."""
+        (BatchConflict) while the reconciliation holds the date's orphan-merge lease, and a repair is
+        refused while the date's newest run failed consolidation (lifecycle.repair_blocked)."""
         date_ref = self.date_ref(game_date)
         batch_ref = self.batch_ref(batch_id)
 
@@ -147,16 +149,21 @@ class BatchStore:
             date_doc = (snap.to_dict() or {}) if snap.exists else {}
             previous = date_doc.get("active_batch_id")
             superseded = None
+            repair = only_items is not None
             if lc.orphan_merge_held(date_doc, now()):
-                raise BatchConflict(str(date_doc.get("orphan_merge_batch_id") or previous), MERGING_ORPHANS)
+                raise BatchConflict(str(date_doc.get("orphan_merge_batch_id") or previous), MERGING_ORPHANS,
+                                    repair=repair)
             if previous:
                 prev_snap = self.batch_ref(previous).get(transaction=txn)
                 prev_status = prev_snap.get("status") if prev_snap.exists else None
+                blocked = lc.repair_blocked(previous, prev_status, game_date.isoformat()) if repair else None
+                if blocked:
+                    raise BatchConflict(previous, prev_status, repair=True, reason=blocked)
                 if prev_status in ACTIVE_STATUSES:
                     # Even a forced re-run waits for a consolidation under way: superseding it
                     # mid-MERGE could land the old batch's rows after the new one's.
                     if not force or prev_status in (CONSOLIDATION_REQUESTED, CONSOLIDATING):
-                        raise BatchConflict(previous, prev_status)
+                        raise BatchConflict(previous, prev_status, repair=repair)
                     txn.update(self.batch_ref(previous), {"status": SUPERSEDED, "superseded_by": batch_id,
                                                           "updated_at": now()})
                     superseded = previous
@@ -208,10 +215,10 @@ class BatchStore:
                 })
             wb.commit()
 
-    def take_dispatch(self, batch_id: str, token: str) -> bool:
+    def take_dispatch(self, batch_id: str, token: str, dead_holder: str | None = None) -> bool:
         """Take or renew the dispatch lease (see lifecycle.decide_dispatch_lease)."""
         return bool(self._compare_and_set(self.batch_ref(batch_id),
-                                          lambda b: lc.decide_dispatch_lease(b, token, now())))
+                                          lambda b: lc.decide_dispatch_lease(b, token, now(), dead_holder)))
 
     def mark_running(self, batch_id: str, dispatch_token: str) -> bool:
         """Dispatching -> running, unless a consolidation claim already moved the batch on."""

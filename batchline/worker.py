@@ -14,7 +14,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from batchline import faults as faults_mod
-from batchline import ids
+from batchline import ids, item_shape
 from batchline.clients import Clients
 from batchline.delivery_errors import recorded_on_failure
 from batchline.logs import log_event
@@ -68,7 +68,9 @@ class InvalidRows(ValueError):
 
 def check_rows(rows: list[dict]) -> None:
     """Refuse an empty result (a completion of 0 rows could not be told from a forged one, and every
-    scheduled player gets predictions) and duplicate prediction ids (a MERGE would insert both)."""
+    scheduled player gets predictions), duplicate prediction ids (a MERGE would insert both) and any
+    other shape than one row per configured system x prop (item_shape.py): a short item would count
+    as done. Raised before the write, so the delivery fails, is retried and dead-letters loudly."""
     if not rows:
         raise InvalidRows("predictor produced no rows")
     seen: set[str] = set()
@@ -77,6 +79,9 @@ def check_rows(rows: list[dict]) -> None:
             raise InvalidRows(f"predictor produced prediction id {r['prediction_id']} twice "
                               f"({r['system_id']}/{r['prop_type']})")
         seen.add(r["prediction_id"])
+    problem = item_shape.rows_problem(rows)
+    if problem:
+        raise InvalidRows(f"predictor output {problem}")
 
 
 def handle_work(clients: Clients, envelope: PushEnvelope, predictor: Predictor | None = None) -> WorkOutcome:

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 import requests
 from google.cloud import bigquery
 
-from batchline import ids, ledger, staging
+from batchline import accounting, ids, ledger, staging
 from batchline.clients import Clients
 from batchline.local import processes as procs
 from batchline.local import stack as local_stack
@@ -176,7 +176,7 @@ def _judge(clients: Clients, batch: dict, day: dt.date, expected: set[str], out:
     rest = expected - merged - dead
     out.reported_missing = sorted(rest & named)
     out.lost = sorted(rest - named)
-    prefix = f"batchline_merge_{out.batch_id}_"
+    prefix = accounting.merge_job_prefix(out.batch_id)
     out.successful_merges = sum(
         1 for j in clients.bq.list_jobs(all_users=True, max_results=5000)
         if j.job_id.startswith(prefix) and getattr(j, "statement_type", None) == "MERGE"

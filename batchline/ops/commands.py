@@ -89,12 +89,15 @@ def _request(clients: Clients, req, as_json: bool, wait: bool, timeout_s: float,
 
 def start(game_date: str = typer.Argument(..., help="YYYY-MM-DD"),
           force: bool = typer.Option(False, "--force", help="Supersede a run of the date still running."),
+          accept_stale_inputs: bool = typer.Option(
+              False, "--accept-stale-inputs", help="Run on context rows older than the freshness limit."),
           wait: bool = WAIT, request_id: str = REQUEST_ID, timeout: float = TIMEOUT, as_json: bool = JSON,
           state_dir: Path = STATE_DIR, project: str = PROJECT, stack_outputs: Path = OUTPUTS,
           topic_prefix: str = PREFIX, setting: list[str] = SETTING) -> None:
     """Start a batch run of a date through the control topic (refused while one is still active)."""
     day = _date(game_date)
     req = _parse({"action": "start", "game_date": day.isoformat(), "force": force,
+                  "accept_stale_inputs": accept_stale_inputs,
                   "request_id": request_id or new_request_id("start", day.isoformat())})
     _request(_clients(state_dir, project, stack_outputs, topic_prefix, setting), req, as_json, wait, timeout)
 

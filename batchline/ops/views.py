@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from google.cloud import bigquery
-
+from batchline import accounting, batch_facts
 from batchline import lifecycle as lc
-from batchline.audit import STATES, partition
+from batchline.audit import STATES
 from batchline.clients import Clients
-from batchline.consolidate import active_duplicates_sql, batch_params
 from batchline.delivery_errors import FAILED_DELIVERIES, LAST_ERROR
 from batchline.state import BatchStore
 
@@ -24,9 +22,15 @@ def _iso(v) -> str | None:
     return v.isoformat() if isinstance(v, dt.datetime) else v
 
 
-def next_steps(batch: dict, counts: dict[str, int], dead_lettered: list[dict]) -> list[str]:
-    """What an operator should do next; empty when nothing is needed."""
-    b, status = batch["batch_id"], batch["status"]
+def next_steps(batch: dict, counts: dict[str, int], dead_lettered: list[dict], newest: str | None = None,
+               newest_status: str | None = None) -> list[str]:
+    """What an operator should do next, each step one the code then accepts; empty when nothing is
+    needed. `newest` is the date's newest run (a failed batch is re-consolidated only while it is the
+    newest, and no repair starts while the newest failed consolidation: lifecycle.repair_blocked)."""
+    b, status, day = batch["batch_id"], batch["status"], batch["game_date"]
+    blocked = lc.repair_blocked(newest, newest_status, day)
+    after = ("after it consolidates, " if newest == b else
+             f"after batch {newest} (the date's newest run) is re-consolidated, ") if blocked else ""
     steps: list[str] = []
     if status in lc.ACTIVE_STATUSES:
         steps.append(f"in progress ({status}); watch with `batchline status {b}`. The stall check moves a "
@@ -35,21 +39,28 @@ def next_steps(batch: dict, counts: dict[str, int], dead_lettered: list[dict]) -
         steps.append(f"the MERGE {batch.get('merged_job_id')} committed: the rows ARE in the main table, only its "
                      f"record is missing ({batch.get('error')}). Do not re-run the date; fix the cause, then "
                      f"`batchline consolidate {b}` records that job without a second MERGE")
+    elif status == lc.CONSOLIDATION_FAILED and newest not in (None, b):
+        steps.append(f"consolidation failed ({batch.get('error')}); a newer run ({newest}) replaced this batch, so "
+                     f"it is not re-consolidated: the daily reconciliation finishes its kept rows per item (now: "
+                     f"`batchline reconcile {day}`)")
     elif status == lc.CONSOLIDATION_FAILED:
         how = ("the stall check re-opens a transient failure by itself, at most "
                f"{lc.MAX_AUTO_REOPENS} times; or " if batch.get("failure_kind") == lc.TRANSIENT else "")
         steps.append(f"consolidation failed ({batch.get('error')}); the staging table is kept: {how}fix the cause, "
-                     f"then `batchline consolidate {b}`")
+                     f"then `batchline consolidate {b} --wait`")
     elif status == lc.DISPATCH_FAILED:
-        steps.append(f"dispatch failed ({batch.get('error')}): `batchline start {batch['game_date']}` again")
+        steps.append(f"dispatch failed ({batch.get('error')}): `batchline start {day}` again")
     elif status == lc.SUPERSEDED:
         steps.append(f"superseded by {batch.get('superseded_by')}: see `batchline status {batch.get('superseded_by')}`")
     unreplayed = [i["item_id"] for i in dead_lettered if not i.get("replayed_in")]
     if unreplayed and status not in lc.ACTIVE_STATUSES:
-        steps.append(f"{len(unreplayed)} dead-lettered items: fix the cause, then `batchline dlq replay --batch {b}`")
+        steps.append(f"{len(unreplayed)} dead-lettered items: {after}fix their cause, then "
+                     f"`batchline dlq replay --batch {b}`")
+    if status == lc.CONSOLIDATED and batch.get("staging_table_dropped") is False:
+        steps.append(f"its staging table is kept: {accounting.kept_table_reason(batch)} "
+                     f"(or now: `batchline reconcile {day}`)")
     if batch.get("missing_items") and status == lc.CONSOLIDATED:
-        steps.append(f"{len(batch['missing_items'])} items missing: "
-                     f"`batchline reconcile {batch['game_date']} --repair`")
+        steps.append(f"{len(batch['missing_items'])} items missing: {after}`batchline reconcile {day} --repair`")
     return steps
 
 
@@ -64,7 +75,10 @@ def status(clients: Clients, batch_id: str) -> dict:
     timings = {name: round((batch[b] - batch[a]).total_seconds(), 1)
                for name, a, b in PHASES if batch.get(a) and batch.get(b)}
     merge = batch.get("merge_result") or {}
-    steps = next_steps(batch, counts, dead)
+    newest = store.active_batch_of(dt.date.fromisoformat(batch["game_date"]))
+    newest_status = batch["status"] if newest == batch_id else (store.get_batch(newest) or {}).get("status") \
+        if newest else None
+    steps = next_steps(batch, counts, dead, newest, newest_status)
     return {
         "batch_id": batch_id, "game_date": batch["game_date"], "status": batch["status"],
         "expected_items": batch.get("expected_items"), "items": counts,
@@ -86,6 +100,9 @@ def status(clients: Clients, batch_id: str) -> dict:
             "failure_kind": batch.get("failure_kind"), "reopen_refused": batch.get("reopen_refused"),
             "main_table_dml_jobs": len(batch.get("main_table_dml_jobs") or [])},
         "superseded_by": batch.get("superseded_by"),
+        # the one definition the ledger and the audit use too (accounting.kept_table_reason)
+        "staging_kept_reason": (None if batch.get("staging_table_dropped") is True
+                                else accounting.kept_table_reason(batch)),
         "next_steps": steps,
         "needs_attention": (batch["status"] in (lc.CONSOLIDATION_FAILED, lc.DISPATCH_FAILED)
                             or any(not i.get("replayed_in") for i in dead)
@@ -94,61 +111,34 @@ def status(clients: Clients, batch_id: str) -> dict:
 
 
 def audit(clients: Clients, batch_id: str) -> dict:
-    """Every item the batch expected, in exactly one of audit.STATES; counted from the main table."""
-    s = clients.settings
-    store = BatchStore(clients.fs)
-    batch = store.get_batch(batch_id)
-    if batch is None:
-        raise LookupError(f"no batch {batch_id}")
-    items = {i["item_id"]: i for i in store.items(batch_id)}
-    d = bigquery.ScalarQueryParameter("d", "DATE", dt.date.fromisoformat(batch["game_date"]))
-    b = bigquery.ScalarQueryParameter("b", "STRING", batch_id)
-
-    def query(sql: str, params: list) -> list:
-        return list(clients.bq.query(sql, job_config=bigquery.QueryJobConfig(query_parameters=params)).result())
-
-    rows = {r["player_lookup"]: int(r["n"]) for r in query(
-        f"SELECT player_lookup, COUNT(*) AS n FROM `{s.main_table_id}` WHERE game_date = @d AND batch_id = @b "
-        f"GROUP BY player_lookup", [d, b])}
-    dup = query(f"SELECT COUNT(*) AS n, COUNT(DISTINCT prediction_id) AS k FROM `{s.main_table_id}` "
-                f"WHERE game_date = @d", [d])[0]
-    # What a consumer would double count: active rows beyond one per (player, system, prop).
-    duplicate_active = int(query(active_duplicates_sql(f"`{s.main_table_id}`"),
-                                 batch_params(batch_id, dt.date.fromisoformat(batch["game_date"])))[0]["dup"])
-    active: dict[str, dict[str, int]] = {}
-    for r in query(f"SELECT player_lookup, batch_id, COUNT(*) AS n FROM `{s.main_table_id}` "
-                   f"WHERE game_date = @d AND is_active GROUP BY player_lookup, batch_id", [d]):
-        active.setdefault(r["player_lookup"], {})[r["batch_id"]] = int(r["n"])
-    # Items this batch's verified MERGE wrote whose rows a later run of the date has since updated
-    # (a MERGE updates matching rows, batch id included): merged, and still in the main table.
-    merged_by_batch = set((batch.get("merge_result") or {}).get("manifest") or {})
-    overwritten = {i: sorted(active[i]) for i in merged_by_batch - set(rows) if active.get(i)}
-    dead = {k for k, i in items.items() if i.get("dead_lettered_at")}
-    parts = partition(items, set(rows) | set(overwritten), dead)
+    """Every item the batch expected, in exactly one of audit.STATES: the same facts and the same
+    judgement as the loss ledger (batchline/accounting.py), item by item."""
+    facts = batch_facts.gather(clients, batch_id)
+    j = accounting.judge(facts)
+    batch = facts.batch
     detail = []
     for state in STATES:
-        for item_id in parts[state]:
-            i = items[item_id]
-            entry = {"item_id": item_id, "state": state, "rows": rows.get(item_id, 0), "item_status": i["status"]}
-            if item_id in overwritten:
-                entry.update(rows=sum(active[item_id].values()), overwritten_by=overwritten[item_id])
-            if state in ("dead_lettered", "missing", "recovered"):
-                entry.update(reason=i.get("failure_reason"), attempts=i.get("attempts"), last_error=i.get(LAST_ERROR),
-                             failed_deliveries=i.get(FAILED_DELIVERIES),
-                             replayed_in=i.get("replayed_in"), active_rows_from=sorted(active.get(item_id, {})))
+        for item_id in j.parts[state]:
+            i = facts.items.get(item_id) or {}
+            own = facts.own_rows.get(item_id)
+            entry = {"item_id": item_id, "state": state, "rows": own.rows if own else 0, "item_status": i.get("status")}
+            if item_id in j.overwritten:
+                entry.update(rows=sum(facts.other_batches[item_id].values()), overwritten_by=j.overwritten[item_id])
+            if state != "merged":
+                reason = j.incomplete.get(item_id) or i.get("failure_reason") or (
+                    None if i else "the batch has no item for this scheduled player")
+                entry.update(reason=reason, attempts=i.get("attempts"), last_error=i.get(LAST_ERROR),
+                             failed_deliveries=i.get(FAILED_DELIVERIES), replayed_in=i.get("replayed_in"),
+                             active_rows_from=facts.active_from.get(item_id, []))
             detail.append(entry)
-    duplicate_rows = int(dup["n"]) - int(dup["k"])
-    counts = {state: len(parts[state]) for state in STATES}
-    problems = []
-    if parts["missing"]:
-        problems.append(f"{len(parts['missing'])} items neither merged nor dead-lettered")
-    if duplicate_rows or duplicate_active:
-        problems.append(f"{duplicate_rows} duplicate rows ({duplicate_active} active) in the main table for the date")
+    counts = {state: len(j.parts[state]) for state in STATES}
     return {
         "batch_id": batch_id, "game_date": batch["game_date"], "batch_status": batch["status"],
-        "expected_items": len(items), "counts": counts, "sum": sum(counts.values()),
-        "merged_rows": sum(rows.values()), "overwritten_by_later_runs": len(overwritten),
-        "unexpected_merged_items": sorted(set(rows) - set(items)),
-        "duplicate_rows": duplicate_rows, "duplicate_active_rows": duplicate_active,
-        "items": detail, "problems": problems, "ok": not problems,
+        "expected_items": len(j.expected), "counts": counts, "sum": sum(counts.values()),
+        "merged_rows": sum(r.rows for r in facts.own_rows.values()), "overwritten_by_later_runs": len(j.overwritten),
+        "unexpected_merged_items": sorted(set(facts.own_rows) - set(j.expected)),
+        "duplicate_rows": facts.duplicate_ids, "duplicate_active_rows": facts.duplicate_active,
+        "staging_table": {"exists": facts.staging_table_exists, "kept_reason": j.kept_table_reason},
+        "main_table_merge_jobs": facts.merge_jobs,
+        "items": detail, "problems": j.problems, "ok": not j.problems,
     }

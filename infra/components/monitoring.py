@@ -103,7 +103,8 @@ def log_metrics(cfg: StackConfig) -> tuple[LogMetric, ...]:
                   '(jsonPayload.event="late_completion" OR jsonPayload.event="dispatch_failed" OR '
                   'jsonPayload.event="message_rejected" OR jsonPayload.event="context_rows_rejected" OR '
                   'jsonPayload.event="batch_stalled" OR jsonPayload.event="stall_check_failed" OR '
-                  'jsonPayload.event="consolidation_lease_lost" OR jsonPayload.event="scheduled_call_refused")'),
+                  'jsonPayload.event="consolidation_lease_lost" OR jsonPayload.event="scheduled_call_refused" OR '
+                  'jsonPayload.event="completion_incomplete")'),
         LogMetric("start_refused_stale_inputs", "Starts refused because the date's context rows were stale",
                   'jsonPayload.event="start_refused_stale_inputs"'),
     )

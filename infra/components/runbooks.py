@@ -11,8 +11,8 @@ def runbooks(cfg: StackConfig, dlq_subscriptions: list[str]) -> dict[str, tuple[
     logs = (f"gcloud logging read 'resource.type=\"cloud_run_revision\" AND "
             f"resource.labels.service_name:\"{prefix}-\" AND jsonPayload.event=\"{{event}}\"' "
             f"--project={p} --freshness=2h --format=json")
-    stall = f"gcloud scheduler jobs run {prefix}-stall-check --project={p} --location={cfg.gcp.region}"
     reconcile = f"gcloud scheduler jobs run {prefix}-reconcile --project={p} --location={cfg.gcp.region}"
+    cli = f"--project {p}"
     pulls = "\n".join(f"gcloud pubsub subscriptions pull {s} --project={p} --limit=20 --format=json"
                       for s in dlq_subscriptions)
     return {
@@ -24,24 +24,29 @@ def runbooks(cfg: StackConfig, dlq_subscriptions: list[str]) -> dict[str, tuple[
             f"2. Check the staging dataset exists and quotas: `bq show --project_id={p} {bq.staging_dataset}`\n"
             "3. If the cause is load (Storage Write API throughput or connection quotas), apply the emergency profile: "
             "`pulumi config set batchline:emergency true && pulumi up`.\n"
-            f"4. After the fix, re-dispatch missing items: `{stall}`"),
+            f"4. After the fix, run the items dead-lettered meanwhile again: `batchline dlq replay --batch "
+            f"<BATCH_ID> {cli} --wait`"),
         "staging-gap": (
             "batchline: items with nothing staged at consolidation",
             "The coordinator consolidated a batch in which some expected items had no staged write; the gap was "
             "recorded with the missing item ids (F4/F9).\n\n"
             f"1. Which items: `{logs.format(event='staging_gap')}` (fields missing_staged_items / missing_items)\n"
-            f"2. Re-dispatch them: `{stall}`\n3. Confirm with the daily reconciliation: `{reconcile}`"),
+            f"2. Repair them as a batch of just those items: `batchline reconcile <DATE> --repair {cli} --wait` "
+            f"(up to 25 items; a larger gap: run the date again, `batchline start <DATE> {cli} --wait`)\n"
+            f"3. Confirm with the daily reconciliation: `{reconcile}`"),
         "coverage-warning": (
             f"batchline: coverage below {t.coverage_warning_pct}%",
             "A consolidation produced fewer predictions than expected.\n\n"
             f"1. Details: `{logs.format(event='consolidation_succeeded')}` (coverage_pct, batch_id)\n"
-            f"2. Re-dispatch the missing items: `{stall}`\n3. Reconcile: `{reconcile}`"),
+            f"2. Repair the missing items: `batchline reconcile <DATE> --repair {cli} --wait`\n"
+            f"3. Reconcile: `{reconcile}`"),
         "coverage-critical": (
             f"batchline: coverage below {t.coverage_critical_pct}% (critical)",
             "A consolidation covered far fewer players than scheduled. Treat as an outage.\n\n"
             f"1. Details: `{logs.format(event='consolidation_succeeded')}`\n"
             f"2. Look for failing writes: `{logs.format(event='staging_write_failed')}`\n"
-            f"3. Dead letters: \n```\n{pulls}\n```\n4. Re-dispatch: `{stall}`, then `{reconcile}`"),
+            f"3. Dead letters: \n```\n{pulls}\n```\n4. After the fix: `batchline dlq replay --batch <BATCH_ID> "
+            f"{cli} --wait`, then `{reconcile}`"),
         "dead-letter-messages": (
             "batchline: new messages dead-lettered",
             "A source subscription just forwarded messages to its dead-letter topic (they exhausted their "
@@ -50,7 +55,11 @@ def runbooks(cfg: StackConfig, dlq_subscriptions: list[str]) -> dict[str, tuple[
             "the cause is known).\n\n"
             f"1. Inspect (without ack):\n```\n{pulls}\n```\n"
             f"2. Why: `{logs.format(event='item_dead_lettered')}`\n"
-            f"3. After the fix, re-dispatch the items: `{stall}`"),
+            f"3. List them: `batchline dlq list --batch <BATCH_ID> {cli}`\n"
+            f"4. After the fix, run them again as a repair batch: `batchline dlq replay --batch <BATCH_ID> {cli} "
+            "--wait`. While the batch's consolidation has failed the replay is refused (the repair would become "
+            "the date's newest run and strand the batch's kept rows): consolidate it first "
+            f"(`batchline consolidate <BATCH_ID> {cli} --wait`), then replay"),
         "dml-rate-limited": (
             f"batchline: BigQuery DML rate limit ({t.dml_rate_limit_errors} in {t.dml_rate_limit_window_s}s)",
             "BigQuery answered 'Too many DML statements outstanding'. Only the coordinator's one MERGE per "
@@ -81,20 +90,25 @@ def runbooks(cfg: StackConfig, dlq_subscriptions: list[str]) -> dict[str, tuple[
             "A completion arrived after its batch was consolidated (its write was not merged; the batch "
             "reported the item failed or missing), a dispatch "
             "failed, a dead-lettered message could not be attributed to an item (kept in Firestore "
-            "`rejected_messages`), schedule rows were invalid, or a scheduled call was refused "
+            "`rejected_messages`), schedule rows were invalid, a scheduled call was refused "
             "(`scheduled_call_refused`: e.g. the daily start found the date's batch still active or no "
-            "context rows; answered 2xx so Cloud Scheduler does not retry it, and nothing ran).\n\n"
+            "context rows; answered 2xx so Cloud Scheduler does not retry it, and nothing ran), or a write "
+            "was short of the item's predictions (`completion_incomplete`: the item failed with what it "
+            "lacks; a predictor or writer bug).\n\n"
             f"1. Which: `{logs.format(event='late_completion')}` (likewise dispatch_failed, message_rejected, "
-            "context_rows_rejected, scheduled_call_refused: its `refused_status` and `error` say why)\n"
-            f"2. Late rows are picked up by the daily reconciliation: `{reconcile}`"),
+            "context_rows_rejected, scheduled_call_refused (its `refused_status` and `error` say why), "
+            "completion_incomplete)\n"
+            f"2. Late rows are picked up by the daily reconciliation: `{reconcile}`\n"
+            f"3. After fixing a short write's cause: `batchline redispatch <BATCH_ID> <ITEM>... {cli} --wait`"),
         "stale-inputs": (
             "batchline: start refused, context rows stale",
             "A start found the date's context rows loaded longer ago than "
-            "BATCHLINE_CONTEXT_MAX_AGE_HOURS (or without `loaded_at`), answered 424 (Cloud Scheduler's daily "
-            "start: 2xx with `refused_status` 424, so its retries cannot start on half-loaded rows) and "
-            "ran nothing: the "
-            "upstream load is late or failed.\n\n"
+            "BATCHLINE_CONTEXT_MAX_AGE_HOURS (or without `loaded_at`) and ran nothing (/start answers 424; "
+            "Cloud Scheduler's daily start gets 2xx with `refused_status` 424, so its retries cannot start on "
+            "half-loaded rows; a start through the control topic is answered `refused` with the load time): "
+            "the upstream load is late or failed.\n\n"
             f"1. Which date, newest load time, allowed age: `{logs.format(event='start_refused_stale_inputs')}`\n"
             f"2. Check the upstream load of `{bq.main_dataset}.{bq.context_table}` for that date (`loaded_at`).\n"
-            f"3. After it reloads, start again: `batchline start <DATE> --project {p} --wait`"),
+            f"3. After it reloads, start again: `batchline start <DATE> {cli} --wait`\n"
+            f"4. Only if the rows are known good: `batchline start <DATE> --accept-stale-inputs {cli} --wait`"),
     }

@@ -22,7 +22,19 @@ from google.api_core import exceptions as gexc
 from google.cloud.bigquery import SchemaField
 
 import batchline
-from batchline import consolidate, coordinator, dispatch, freshness, ids, ledger, orphans, reconcile, staging
+from batchline import (
+    batch_facts,
+    consolidate,
+    coordinator,
+    dispatch,
+    freshness,
+    ids,
+    ledger,
+    orphans,
+    reconcile,
+    staging,
+)
+from batchline.item_shape import EXPECTED_PAIRS
 from batchline.local import chaos, provision
 from batchline.ops import views
 from batchline.schema import MAIN_TABLE_COLUMNS
@@ -195,7 +207,8 @@ def reconcile_complete_players() -> Drive:
 
 def staging_count_writes() -> Drive:
     """Both statements: a group of one check, then a group of two."""
-    rows = [{"item_id": p, "write_id": WRITE_A, "n": 3} for p in ("player_a", "player_b")]
+    rows = [{"item_id": p, "write_id": WRITE_A, "n": 3, "k": 3, "pairs": ["s/points"]}
+            for p in ("player_a", "player_b")]
     bq = RecordingBigQuery({}, lambda sql: rows)
     staging.count_writes(bq, S, BATCH, [("player_a", WRITE_A)])
     staging.count_writes(bq, S, BATCH, [("player_a", WRITE_A), ("player_b", WRITE_A)])
@@ -205,9 +218,11 @@ def staging_count_writes() -> Drive:
 def consolidate_inventory() -> Drive:
     """The inventory's one GROUP BY over the batch staging table (staging.staged_writes, which the
     coordinator's cleanup and the orphan reconciliation also call)."""
-    bq = RecordingBigQuery({}, lambda sql: [{"item_id": "player_a", "write_id": WRITE_A, "n": 3, "k": 3}])
+    whole = sorted(EXPECTED_PAIRS)
+    bq = RecordingBigQuery({}, lambda sql: [{"item_id": "player_a", "write_id": WRITE_A, "n": len(whole),
+                                             "k": len(whole), "pairs": whole}])
     inv = consolidate.inventory(bq, S, BATCH, [{"item_id": "player_a", "status": "completed",
-                                                "write_id": WRITE_A, "row_count": 3}])
+                                                "write_id": WRITE_A, "row_count": len(whole)}])
     assert inv.manifest() == {"player_a": WRITE_A}
     return Drive(bq.sent, {STAGING_TABLE_ID: staging.staging_schema(MAIN_SCHEMA)})
 
@@ -225,24 +240,39 @@ def provision_seed_context() -> Drive:
 
 
 class _Batches:
-    """The two BatchStore reads ledger.compute makes."""
+    """The BatchStore reads a report makes (batch_facts.gather)."""
 
     def __init__(self, _fs):
         pass
 
     def get_batch(self, batch_id):
-        return {"game_date": DATE.isoformat(), "status": "consolidated", "created_at": dt.datetime(2030, 1, 15)}
+        return {"batch_id": batch_id, "game_date": DATE.isoformat(), "status": "consolidated",
+                "created_at": dt.datetime(2030, 1, 15)}
 
     def items(self, batch_id):
         return []
 
+    def active_batch_of(self, game_date):
+        return None
+
+
+def _facts_answer(sql: str) -> list[dict]:
+    if "AS dup" in sql:
+        return [{"dup": 0}]
+    return [{"n": 0, "k": 0}] if sql.startswith("SELECT COUNT(*)") else []
+
+
+def _gather_patched(mp) -> None:
+    """Firestore and Pub/Sub reads of batch_facts.gather replaced: they send no SQL."""
+    mp.setattr(batch_facts, "BatchStore", _Batches)
+    mp.setattr(batch_facts, "dead_lettered_items", lambda clients, batch_id, items: set())
+    mp.setattr(batch_facts, "dead_letters_in_subscription", lambda clients, batch_id: set())
+
 
 def ledger_compute() -> Drive:
-    bq = RecordingBigQuery({}, lambda sql: [{"n": 0, "k": 0, "mine": 0, "dup": 0}] if "COUNT(" in sql else [])
+    bq = RecordingBigQuery({}, _facts_answer)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("batchline.state.BatchStore", _Batches)  # compute imports it at call time
-        mp.setattr(ledger, "BatchStore", _Batches, raising=False)  # ... or, if that changes, at module level
-        mp.setattr(ledger, "dead_lettered_items", lambda clients, batch_id: set())  # Pub/Sub, no SQL
+        _gather_patched(mp)
         ledger.compute(_clients(bq), BATCH, 1.0)
     return Drive(bq.sent)
 
@@ -270,14 +300,9 @@ def orphans_active_owners() -> Drive:
 
 
 def ops_audit() -> Drive:
-    def answer(sql: str) -> list[dict]:
-        if "AS dup" in sql:
-            return [{"dup": 0}]
-        return [{"n": 0, "k": 0}] if "COUNT(DISTINCT prediction_id)" in sql else []
-
-    bq = RecordingBigQuery({}, answer)
+    bq = RecordingBigQuery({}, _facts_answer)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(views, "BatchStore", _Batches)
+        _gather_patched(mp)
         views.audit(_clients(bq), BATCH)
     return Drive(bq.sent)
 

@@ -73,10 +73,11 @@ class Stack:
         assert r.status_code == 200, r.text
         return r.json()["stalled"]
 
-    def stage(self, s: Settings, batch_id: str, day: dt.date, item: str, schema=None) -> str:
+    def stage(self, s: Settings, batch_id: str, day: dt.date, item: str, schema=None, rows: int | None = None) -> str:
         """Append one item's rows to the batch staging table as a worker would; returns the write id.
         The table is created if missing: from `schema` (main-table columns; the staging columns are
-        added), else from the main table's live schema, as a dispatch does."""
+        added), else from the main table's live schema, as a dispatch does. `rows`: only the first
+        that many of the item's rows (a buggy predictor's or writer's short write)."""
         bq = self.clients.bq
         table_id = s.staging_table_id(ids.batch_staging_table(batch_id))
         if schema is None:
@@ -86,11 +87,11 @@ class Stack:
         table_schema = list(bq.get_table(table_id).schema)
         names = {f.name for f in table_schema}
         msg = WorkMessage(batch_id=batch_id, game_date=day, item_id=item, game_id="g1")
-        rows = build_rows(msg, SyntheticPredictor(), dt.datetime.now(dt.UTC))
+        built = build_rows(msg, SyntheticPredictor(), dt.datetime.now(dt.UTC))[:rows]
         write_id = ids.new_write_id()
         self.clients.appender.append(table_id, table_schema, [
             {**{k: v for k, v in r.items() if k in names}, staging.ITEM_COLUMN: item, staging.WRITE_COLUMN: write_id}
-            for r in rows])
+            for r in built])
         return write_id
 
     def log_lines(self, function: str) -> list[dict]:

@@ -4,6 +4,7 @@ pushed to the coordinator's /control route, answered in control_requests; and th
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 from pathlib import Path
@@ -21,7 +22,7 @@ STATUS_KEYS = {"batch_id", "game_date", "status", "expected_items", "items", "de
                "times", "gaps", "consolidation", "next_steps", "needs_attention", "superseded_by", "repair_batch"}
 AUDIT_KEYS = {"batch_id", "game_date", "batch_status", "expected_items", "counts", "sum", "merged_rows",
               "duplicate_rows", "duplicate_active_rows", "items", "problems", "ok", "unexpected_merged_items",
-              "overwritten_by_later_runs"}
+              "overwritten_by_later_runs", "staging_table", "main_table_merge_jobs"}
 
 
 def cli(stack, *args: str):
@@ -76,7 +77,8 @@ def test_start_through_the_control_path_and_the_json_shapes_of_start_status_audi
     result, au = cli(stack, "audit", batch_id, "--json")
     assert result.exit_code == 0, result.output
     assert AUDIT_KEYS <= set(au) and au["ok"] is True
-    assert au["counts"] == {"merged": 6, "recovered": 0, "dead_lettered": 0, "missing": 0} and au["sum"] == 6
+    assert au["counts"] == {"merged": 6, "recovered": 0, "dead_lettered": 0, "incomplete": 0, "missing": 0}
+    assert au["sum"] == 6
     assert au["merged_rows"] == 30 and au["duplicate_rows"] == 0
     assert {i["state"] for i in au["items"]} == {"merged"} and all(i["rows"] == 5 for i in au["items"])
 
@@ -143,7 +145,8 @@ def test_poison_item_refused_restart_then_dlq_replay_ends_merged(stack, day):
     assert result.exit_code == 1 and st["dead_lettered_items"] == 1
     assert any(f"dlq replay --batch {first}" in s for s in st["next_steps"])
     result, au = cli(stack, "audit", first, "--json")
-    assert result.exit_code == 0 and au["counts"] == {"merged": 4, "recovered": 0, "dead_lettered": 1, "missing": 0}
+    assert result.exit_code == 0 and au["counts"] == {"merged": 4, "recovered": 0, "dead_lettered": 1, "incomplete": 0,
+                                                "missing": 0}
 
     result, dl = cli(stack, "dlq", "list", "--source", "work", "--batch", first, "--json")
     assert result.exit_code == 0 and dl["count"] == 1
@@ -348,3 +351,55 @@ def test_a_dead_lettered_item_says_why_in_status_audit_and_dlq_list(stack, day):
     result, dl = cli(stack, "dlq", "list", "--batch", batch_id, "--include-replayed", "--json")
     (msg,) = dl["dead_letters"]
     assert msg["replayed_in"] == stack.store.get_item(batch_id, "player_0001")["replayed_in"] is not None
+def test_a_stale_start_is_refused_with_its_reason_and_the_readme_override_works(stack, day):
+    """Issue 17.7: a refusal of the control path is a terminal `refused` answer with the reason, and
+    `accept_stale_inputs` (README) is reachable, as a CLI flag and as the control request's field."""
+    from batchline.local.provision import seed_context, synthetic_context
+
+    loaded = dt.datetime.now(dt.UTC) - dt.timedelta(hours=48)
+    seed_context(stack.clients.bq, stack.clients.settings, day, synthetic_context(day, 2), loaded_at=loaded)
+    result, out = cli(stack, "start", day.isoformat(), "--json")
+    assert result.exit_code == 1, result.output
+    assert out["status"] == "refused" and out["attempts"] == 1, out
+    assert "stale" in out["error"] and "--accept-stale-inputs" in out["error"]
+    assert out["result"]["newest_loaded_at"] == loaded.isoformat() and out["result"]["max_age_hours"] == 24
+    assert _batches_of(stack, day) == []
+    result, out = cli(stack, "start", day.isoformat(), "--accept-stale-inputs", "--wait", "--json")
+    assert result.exit_code == 0, result.output
+    assert out["status"] == "done" and out["batches"][0]["status"] == "consolidated"
+    req = ctl.parse_control({"action": "start", "request_id": f"stale-ok-{day}", "game_date": day.isoformat(),
+                             "accept_stale_inputs": True, "force": True})
+    assert req.accept_stale_inputs is True
+
+
+def test_the_dead_letter_runbook_never_strands_a_failed_consolidations_rows(stack, day):
+    """Issue 17.5: while a batch's consolidation has failed, a replay of its dead letters is refused
+    with what to do first (a repair batch would become the date's newest run, after which the batch can
+    never be re-consolidated); every next step the reports name then works, in order."""
+    stack.seed(day, 4)
+    resp = stack.start(day, faults="poison=player_0002,zero_merge=1")
+    assert resp.status_code == 200, resp.text
+    first = resp.json()["batch_id"]
+    assert stack.wait(first)["status"] == "consolidation_failed"
+    result, st = cli(stack, "status", first, "--json")
+    steps = " ".join(st["next_steps"])
+    assert f"batchline consolidate {first}" in steps and "after it consolidates" in steps, st["next_steps"]
+
+    result, rp = cli(stack, "dlq", "replay", "--batch", first, "--wait", "--json")
+    assert result.exit_code == 1 and rp["result"]["repair_batches"] == [], rp
+    (refused,) = rp["result"]["not_replayed"]
+    assert refused["item_id"] == "player_0002" and f"batchline consolidate {first}" in refused["error"]
+    assert stack.store.active_batch_of(day) == first, "nothing replaced the failed batch"
+    assert len(_dead_letters(stack, first)) == 1, "the dead letter stays for the replay"
+    result, out = cli(stack, "redispatch", first, "player_0002", "--json")
+    assert result.exit_code == 1 and out["status"] == "refused" and f"consolidate {first}" in out["error"]
+
+    stack.store.set_batch_fields(first, {"faults": None})  # the cause, fixed
+    result, out = cli(stack, "consolidate", first, "--wait", "--json")
+    assert result.exit_code == 0 and out["batches"][0]["status"] == "consolidated", out
+    result, rp = cli(stack, "dlq", "replay", "--batch", first, "--wait", "--json")
+    assert result.exit_code == 0 and rp["batches"][0]["status"] == "consolidated", rp
+    rows = list(stack.clients.bq.query(
+        f"SELECT player_lookup, COUNT(*) AS n FROM `{stack.clients.settings.main_table_id}` "
+        f"WHERE game_date = '{day.isoformat()}' AND is_active GROUP BY player_lookup").result())
+    assert sorted((r["player_lookup"], r["n"]) for r in rows) == [(f"player_{i:04d}", 5) for i in range(4)]

@@ -108,7 +108,7 @@ def test_a_paced_dispatch_that_died_is_resumed_at_the_same_pace(stack, day):
     stack.store.create_batch(batch_id, day, items, force=False, faults=None, dispatch_token="died-pacing")
     stack.store.batch_ref(batch_id).update({"dispatch_lease_until": dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)})
     with capped_worker(stack, attempts=5):
-        resumed = dispatch.resume_dispatch(paced(stack, items_per_s=1.0), batch_id)
+        resumed = dispatch.resume_dispatch(paced(stack, items_per_s=1.0), batch_id, by="test")
         batch = stack.wait(batch_id)
     assert resumed is not None and resumed.resumed
     assert batch["merged_items"] == ITEMS and compute(stack.clients, batch_id, 0.0).dead_lettered_items == 0

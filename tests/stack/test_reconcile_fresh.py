@@ -172,3 +172,57 @@ def test_reconciling_twice_starts_one_repair_batch(stack, day):
     forced = _reconcile(stack, day, repair=True)
     assert forced["action"] == "redispatched" and len(_repair_batches(stack, day)) == 2
     assert stack.wait(forced["redispatched_batch_id"])["status"] == CONSOLIDATED
+
+
+def test_a_complete_date_reconciles_ok_whatever_another_date_left(stack, day):
+    """Issue 17.4: a date's verdict counts that date's tables; other dates' tables are reported, not failed."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from batchline.cli import app
+
+    other = day + dt.timedelta(days=4000)  # a date no other test uses
+    failed, _ = stack.run(other, 2, faults="zero_merge=1")
+    assert failed["status"] == "consolidation_failed", "its staging table is kept"
+    kept = ids.batch_staging_table(failed["batch_id"])
+    batch, ledger = stack.run(day, 3)
+    assert ledger.complete
+
+    def reconcile_cli(d: dt.date):
+        result = CliRunner().invoke(app, ["reconcile", d.isoformat(), "--json", "--state-dir", stack.info.state_dir])
+        return result, json.loads(result.stdout)
+
+    result, out = reconcile_cli(day)
+    assert result.exit_code == 0, result.output
+    assert out["result"]["incomplete_items"] == [] and out["result"]["orphaned_staging_tables"] == []
+    assert kept in out["result"]["other_dates_staging_tables"], "reported, with the date to reconcile"
+    assert other.isoformat() in out["result"]["other_dates_staging_tables"][kept]
+    verdicts = [x for x in stack.log_lines("coordinator") if x.get("game_date") == day.isoformat()
+                and x.get("event", "").startswith("reconciliation_")]
+    assert verdicts, "the control path's reconciliation runs in the coordinator and logs its verdict"
+    assert verdicts[-1]["event"] == "reconciliation_ok" and verdicts[-1]["severity"] == "INFO"
+    assert verdicts[-1]["other_dates_staging_tables"] >= 1
+    # the other date's own verdict still counts its table
+    result, out = reconcile_cli(other)
+    assert result.exit_code == 1 and kept in out["result"]["orphaned_staging_tables"]
+
+
+def test_a_superseded_failed_batchs_rows_are_finished_per_item_not_kept_for_a_refused_reopen(stack, day):
+    """Issue 17.5: once a newer run replaced a batch whose consolidation failed, its re-open is refused;
+    so its kept table is finished per item like any ended batch's (here: one item the newer run did
+    not merge is merged from it, the others are superseded), instead of kept for that re-open."""
+    older, _ = stack.run(day, 3, faults="zero_merge=1")
+    assert older["status"] == "consolidation_failed"
+    newer, _ = stack.run(day, 3, force=True, seed=False, faults="poison=player_0002")
+    assert newer["status"] == CONSOLIDATED and newer["failed_items"] == ["player_0002"]
+    old_t = ids.batch_staging_table(older["batch_id"])
+    rec = _reconcile(stack, day)
+    assert rec["orphans_merged"] == [f"{old_t}/player_0002"], rec
+    assert rec["orphans_dropped"] == [f"{old_t}/player_0000", f"{old_t}/player_0001"]
+    assert rec["incomplete_items"] == [] and old_t not in _staging_names(stack)
+    rows = _q(stack, "SELECT player_lookup, batch_id, COUNT(*) AS n FROM {main} WHERE game_date = @d AND is_active "
+                     "GROUP BY player_lookup, batch_id ORDER BY player_lookup", day)
+    assert [(r["player_lookup"], r["batch_id"], r["n"]) for r in rows] == [
+        ("player_0000", newer["batch_id"], 5), ("player_0001", newer["batch_id"], 5),
+        ("player_0002", older["batch_id"], 5)]

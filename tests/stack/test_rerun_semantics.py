@@ -137,3 +137,39 @@ def test_a_completion_with_nothing_behind_it_is_refused_on_every_path(stack, day
     recorded = stack.store.get_item(batch_id, item)
     assert recorded["status"] == "completed" and recorded["write_id"] == write_id and recorded["row_count"] == 5
     stack.store.transition(batch_id, ["running"], {"status": "superseded"})  # leave nothing open
+
+
+def test_a_completion_naming_another_write_is_refused_after_the_item_completed_too(stack, day):
+    """Issue 17.3: the duplicate shortcut of a completed item must not skip the write check."""
+    batch_id, items = _pending_batch(stack, day, 2)
+    item, neighbour = items[0].item_id, items[1].item_id
+    own = ids.batch_staging_table(batch_id)
+    s = stack.clients.settings
+    write_id = stack.stage(s, batch_id, day, item)
+    neighbours = stack.stage(s, batch_id, day, neighbour)
+    second = stack.stage(s, batch_id, day, item)  # a redelivered attempt's real write of the same item
+
+    def completion(rows: int, write: str) -> dict:
+        return CompletionMessage(batch_id=batch_id, item_id=item, staging_table=own, write_id=write, row_count=rows,
+                                 write_status="ok", attempt=1).model_dump(mode="json")
+
+    r = stack.push("coordinator/completions", completion(5, write_id), message_id=f"true-{batch_id}")
+    assert r.status_code == 200 and r.json()["result"] == "recorded"
+    for n, forged in enumerate([completion(5, neighbours), completion(5, ids.new_write_id()), completion(4, second)]):
+        r = stack.push("coordinator/completions", forged, message_id=f"late-forged-{batch_id}-{n}")
+        assert r.status_code == 400 and "holds" in r.json()["error"], r.text
+        r = stack.push("coordinator/dead-letters/completions", forged, message_id=f"late-forged-dl-{batch_id}-{n}")
+        assert r.status_code == 200 and r.json()["result"] == "rejected", r.text
+    # the same completion again, and the true completion of another attempt: duplicates, nothing changes
+    for n, dup in enumerate([completion(5, write_id), completion(5, second)]):
+        r = stack.push("coordinator/completions", dup, message_id=f"dup-{batch_id}-{n}")
+        assert r.status_code == 200 and r.json()["result"] == "duplicate", r.text
+    recorded = stack.store.get_item(batch_id, item)
+    assert recorded["status"] == "completed" and recorded["write_id"] == write_id
+    rejected = [d.to_dict() for d in stack.clients.fs.collection(REJECTED).stream()
+                if d.to_dict()["message_id"].startswith(f"late-forged-dl-{batch_id}-")]
+    assert len(rejected) == 3, "each forged dead letter is kept where an operator sees it"
+    lines = [x for x in stack.log_lines("coordinator")
+             if x.get("batch_id") == batch_id and x.get("event") == "completion_duplicate"]
+    assert sorted(x["write_id"] for x in lines) == sorted([write_id, second]), "only the true ones were duplicates"
+    stack.store.transition(batch_id, ["running"], {"status": "superseded"})  # leave nothing open

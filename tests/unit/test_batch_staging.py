@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from batchline import consolidate as c
 from batchline import ids, staging
+from batchline.item_shape import EXPECTED_PAIRS
 from batchline.schema import MAIN_TABLE_COLUMNS
 from batchline.settings import Settings
 
@@ -25,6 +26,17 @@ OTHER = "20300115_ba9876543210"
 DATE = dt.date(2030, 1, 15)
 MAIN_SCHEMA = [SchemaField(col.name, col.type, mode=col.mode) for col in MAIN_TABLE_COLUMNS]
 W = {k: k * 32 for k in "0123456789abcdef"}  # write ids by their repeated hex digit: W["a"] < W["c"] < W["f"]
+WHOLE = len(EXPECTED_PAIRS)  # the rows of an item's complete write: one per configured system x prop
+
+
+def _pairs(n: int) -> frozenset[str]:
+    """The system/prop pairs of a write of n distinct rows: the first n configured pairs, then others."""
+    names = sorted(EXPECTED_PAIRS) + [f"extra_{j}/points" for j in range(max(0, n - WHOLE))]
+    return frozenset(names[:n])
+
+
+def _sw(item: str, write: str, n: int, k: int | None = None) -> staging.StagedWrite:
+    return staging.StagedWrite(item, write, n, n if k is None else k, _pairs(n if k is None else k))
 
 
 # -- names -------------------------------------------------------------------------------------------------
@@ -104,8 +116,9 @@ def test_create_batch_table_creates_the_batch_table_idempotently_from_the_live_m
 
 # -- the statements' answers, in memory -----------------------------------------------------------------
 class _StagedBigQuery:
-    """The batch staging table as a list of writes (item, write id, rows); answers writes_sql's GROUP BY
-    and write_counts_sql, and raises NotFound when the table does not exist."""
+    """The batch staging table as a list of writes (item, write id, rows: distinct rows of the first
+    configured system/prop pairs, `_pairs`); answers writes_sql's GROUP BY and write_counts_sql, and
+    raises NotFound when the table does not exist."""
 
     def __init__(self, writes: list[tuple[str, str, int]] | None):
         self.writes = writes
@@ -119,16 +132,22 @@ class _StagedBigQuery:
             raise gexc.NotFound(f"stg_{BATCH}")
         assert f"`{S.project}.{S.staging_dataset}.stg_{BATCH}`" in sql
         keys = getattr(self, "keys", {})
+
+        def row(i: str, w: str, n: int) -> dict:
+            k = keys.get((i, w), n)
+            return {"item_id": i, "write_id": w, "n": n, "k": k, "pairs": sorted(_pairs(k)) or None}
+
         if "@pairs" in sql:
             assert sql == staging.write_counts_sql(S, BATCH)
             asked = set(params["pairs"])
-            return [{"item_id": i, "write_id": w, "n": n} for i, w, n in self.writes if f"{i}/{w}" in asked]
+            return [row(i, w, n) for i, w, n in self.writes if f"{i}/{w}" in asked]
         if "@write_id" in sql:
             assert sql == staging.write_count_sql(S, BATCH)
-            return [{"item_id": params["item_id"], "write_id": params["write_id"],
-                     "n": sum(n for i, w, n in self.writes if (i, w) == (params["item_id"], params["write_id"]))}]
+            found = [row(i, w, n) for i, w, n in self.writes if (i, w) == (params["item_id"], params["write_id"])]
+            return found or [{"item_id": params["item_id"], "write_id": params["write_id"], "n": 0, "k": 0,
+                              "pairs": None}]
         assert sql == staging.writes_sql(S, BATCH)
-        return [{"item_id": i, "write_id": w, "n": n, "k": keys.get((i, w), n)} for i, w, n in self.writes]
+        return [row(i, w, n) for i, w, n in self.writes]
 
     def get_table(self, table_id):
         return bigquery.Table(table_id)
@@ -136,8 +155,8 @@ class _StagedBigQuery:
 
 def test_one_check_uses_the_single_write_statement():
     bq = _StagedBigQuery([("a", W["1"], 3), ("a", W["2"], 4)])
-    assert staging.count_writes(bq, S, BATCH, [("a", W["2"])]) == {("a", W["2"]): 4}
-    assert staging.count_writes(bq, S, BATCH, [("a", W["3"])]) == {("a", W["3"]): 0}
+    assert staging.count_writes(bq, S, BATCH, [("a", W["2"])]) == {("a", W["2"]): _sw("a", W["2"], 4)}
+    assert staging.count_writes(bq, S, BATCH, [("a", W["3"])]) == {("a", W["3"]): _sw("a", W["3"], 0)}
     assert [sql for sql, _ in bq.sent] == [staging.write_count_sql(S, BATCH)] * 2
     assert bq.sent[0][1] == {"item_id": "a", "write_id": W["2"]}
 
@@ -145,7 +164,9 @@ def test_one_check_uses_the_single_write_statement():
 def test_count_writes_counts_each_asked_write_of_each_item_in_one_query():
     bq = _StagedBigQuery([("a", W["1"], 3), ("a", W["2"], 4), ("b", W["1"], 5)])
     asked = [("a", W["2"]), ("b", W["2"]), ("b", W["1"])]
-    assert staging.count_writes(bq, S, BATCH, asked) == {("a", W["2"]): 4, ("b", W["2"]): 0, ("b", W["1"]): 5}
+    counted = staging.count_writes(bq, S, BATCH, asked)
+    assert {pair: w.rows for pair, w in counted.items()} == {("a", W["2"]): 4, ("b", W["2"]): 0, ("b", W["1"]): 5}
+    assert counted[("b", W["1"])].shape.pairs == EXPECTED_PAIRS, "each write's shape comes with its count"
     assert len(bq.sent) == 1 and bq.sent[0][1] == {"pairs": sorted(f"{i}/{w}" for i, w in asked)}
 
 
@@ -178,15 +199,13 @@ def test_no_row_for_a_write_is_zero_rows_unless_the_table_is_missing():
     """bqemulator answers a query over a missing table with 200 and no rows: that must not read as 0."""
     with pytest.raises(staging.StagingTableMissing):
         staging.count_writes(_NoRowsBigQuery(table_exists=False), S, BATCH, [("a", W["1"])])
-    assert staging.count_writes(_NoRowsBigQuery(table_exists=True), S, BATCH, [("a", W["1"])]) == {("a", W["1"]): 0}
+    assert staging.count_writes(_NoRowsBigQuery(table_exists=True), S, BATCH, [("a", W["1"])])[("a", W["1"])].rows == 0
 
 
 def test_staged_writes_groups_writes_by_item():
     bq = _StagedBigQuery([("a", W["1"], 3), ("a", W["2"], 4), ("b", W["1"], 5)])
     out = staging.staged_writes(bq, S, BATCH)
-    assert out == {"a": {W["1"]: staging.StagedWrite("a", W["1"], 3, 3),
-                         W["2"]: staging.StagedWrite("a", W["2"], 4, 4)},
-                   "b": {W["1"]: staging.StagedWrite("b", W["1"], 5, 5)}}
+    assert out == {"a": {W["1"]: _sw("a", W["1"], 3), W["2"]: _sw("a", W["2"], 4)}, "b": {W["1"]: _sw("b", W["1"], 5)}}
     assert staging.staged_writes(_StagedBigQuery(None), S, BATCH) == {}, "no table: nothing staged"
 
 
@@ -195,19 +214,20 @@ def _item(item_id: str, status: str, write_id: str | None = None, row_count: int
     return {"item_id": item_id, "status": status, "write_id": write_id, "row_count": row_count}
 
 
-def test_the_recorded_write_of_a_completed_item_is_merged_when_intact_even_if_others_are_bigger():
-    bq = _StagedBigQuery([("done", W["1"], 3), ("done", W["f"], 4), ("done", W["a"], 3)])
-    inv = c.inventory(bq, S, BATCH, [_item("done", "completed", W["1"], 3)])
-    assert inv.writes == {"done": staging.StagedWrite("done", W["1"], 3, 3)}
+def test_the_recorded_write_of_a_completed_item_is_merged_when_intact_even_if_others_have_higher_ids():
+    bq = _StagedBigQuery([("done", W["1"], WHOLE), ("done", W["f"], WHOLE), ("done", W["a"], 3)])
+    inv = c.inventory(bq, S, BATCH, [_item("done", "completed", W["1"], WHOLE)])
+    assert inv.writes == {"done": _sw("done", W["1"], WHOLE)}
     assert inv.manifest() == {"done": W["1"]}
     assert inv.recovered == [] and inv.missing_writes == [] and inv.expected_completed == ["done"]
-    assert inv.abandoned_writes == 2 and inv.staged_rows_total == 10
+    assert inv.abandoned_writes == 2 and inv.staged_rows_total == 2 * WHOLE + 3
 
 
 @pytest.mark.parametrize("status", ["pending", "failed"])
-def test_an_item_without_a_completion_is_recovered_from_its_biggest_write(status):
-    # ties on rows are broken by the write id, so every run of the inventory picks the same write
-    bq = _StagedBigQuery([("lost", W["a"], 3), ("lost", W["c"], 3), ("lost", W["f"], 2)])
+def test_an_item_without_a_completion_is_recovered_from_a_complete_write(status):
+    # complete writes are told apart by the write id, so every run of the inventory picks the same one;
+    # a short write (W["f"]) is never merged, whatever its id
+    bq = _StagedBigQuery([("lost", W["a"], WHOLE), ("lost", W["c"], WHOLE), ("lost", W["f"], 2)])
     inv = c.inventory(bq, S, BATCH, [_item("lost", status)])
     assert inv.manifest() == {"lost": W["c"]}
     assert inv.recovered == ["lost"] and inv.missing_writes == [] and inv.expected_completed == []
@@ -216,62 +236,68 @@ def test_an_item_without_a_completion_is_recovered_from_its_biggest_write(status
 
 
 def test_recovery_prefers_a_write_without_repeated_prediction_ids_and_both_callers_pick_the_same():
-    dup = staging.StagedWrite("x", W["f"], 6, 5)  # more rows, but one prediction id twice
-    clean = staging.StagedWrite("x", W["1"], 5, 5)
-    candidates = {dup.write_id: dup, clean.write_id: clean}
+    dup = _sw("x", W["f"], WHOLE + 1, WHOLE)  # more rows, but one prediction id twice
+    clean = _sw("x", W["1"], WHOLE)
+    short = _sw("x", W["e"], WHOLE - 2)  # a true write, 2 predictions short (issue 17.2)
+    candidates = {dup.write_id: dup, clean.write_id: clean, short.write_id: short}
     assert c.choose_write(_item("x", "pending"), candidates) == (clean, False)
     assert c.choose_write(_item("x", "completed", W["1"], 5), candidates) == (clean, True)
     assert c.choose_write(_item("x", "completed", W["1"], 4), candidates) == (clean, False), "count differs"
     assert c.choose_write(_item("x", "failed", W["1"], 5), candidates) == (clean, False), "not completed"
     assert c.choose_write(_item("x", "pending"), {dup.write_id: dup}) == (None, False), "never merged"
     assert c.choose_write(_item("x", "completed", W["f"], 6), {dup.write_id: dup}) == (None, False)
+    assert c.choose_write(_item("x", "completed", W["e"], WHOLE - 2), candidates) == (clean, False), \
+        "a recorded short write is not trusted either"
+    assert c.choose_write(_item("x", "pending"), {short.write_id: short}) == (None, False), "never merged short"
 
 
 def test_an_item_whose_every_write_repeats_a_prediction_id_is_not_merged_and_named():
-    bq = _StagedBigQuery([("ok", W["1"], 3), ("bad", W["2"], 3)])
-    bq.keys = {("bad", W["2"]): 2}
-    inv = c.inventory(bq, S, BATCH, [_item("ok", "completed", W["1"], 3), _item("bad", "completed", W["2"], 3)])
+    bq = _StagedBigQuery([("ok", W["1"], WHOLE), ("bad", W["2"], WHOLE)])
+    bq.keys = {("bad", W["2"]): WHOLE - 1}
+    inv = c.inventory(bq, S, BATCH, [_item("ok", "completed", W["1"], WHOLE), _item("bad", "completed", W["2"], WHOLE)])
     assert inv.manifest() == {"ok": W["1"]} and inv.unmergeable == ["bad"] and inv.missing_writes == ["bad"]
 
 
 def test_a_completed_item_whose_recorded_write_is_gone_is_recovered_and_reported_missing():
-    bq = _StagedBigQuery([("gone", W["2"], 3), ("gone", W["3"], 1)])
-    inv = c.inventory(bq, S, BATCH, [_item("gone", "completed", W["1"], 3)])
+    bq = _StagedBigQuery([("gone", W["2"], WHOLE), ("gone", W["3"], 1)])
+    inv = c.inventory(bq, S, BATCH, [_item("gone", "completed", W["1"], WHOLE)])
     assert inv.manifest() == {"gone": W["2"]}
     assert inv.recovered == ["gone"] and inv.missing_writes == ["gone"]
 
 
 def test_a_recorded_write_holding_other_than_the_claimed_rows_is_not_trusted():
-    bq = _StagedBigQuery([("short", W["1"], 2), ("short", W["2"], 3)])
-    inv = c.inventory(bq, S, BATCH, [_item("short", "completed", W["1"], 3)])
+    bq = _StagedBigQuery([("short", W["1"], WHOLE - 1), ("short", W["2"], WHOLE)])
+    inv = c.inventory(bq, S, BATCH, [_item("short", "completed", W["1"], WHOLE)])
     assert inv.manifest() == {"short": W["2"]}
     assert inv.recovered == ["short"] and inv.missing_writes == ["short"]
 
 
 def test_the_inventory_of_a_whole_batch():
     bq = _StagedBigQuery([
-        ("done", W["1"], 3), ("done", W["9"], 3),  # recorded + a redelivery's abandoned write
-        ("gone", W["4"], 2),  # recorded write W["3"] vanished
-        ("failed_one", W["5"], 4),
+        ("done", W["1"], WHOLE), ("done", W["9"], WHOLE),  # recorded + a redelivery's abandoned write
+        ("gone", W["4"], WHOLE),  # recorded write W["3"] vanished
+        ("failed_one", W["5"], WHOLE),
+        ("short_one", W["8"], WHOLE - 1),  # its only write is short: never merged
         ("stranger", W["6"], 7),  # not an item of the batch
     ])
-    items = [_item("done", "completed", W["1"], 3), _item("gone", "completed", W["3"], 2),
-             _item("vanished", "completed", W["7"], 5), _item("failed_one", "failed"), _item("waiting", "pending")]
+    items = [_item("done", "completed", W["1"], WHOLE), _item("gone", "completed", W["3"], WHOLE),
+             _item("vanished", "completed", W["7"], WHOLE), _item("failed_one", "failed"), _item("waiting", "pending"),
+             _item("short_one", "pending")]
     inv = c.inventory(bq, S, BATCH, items)
     assert inv.manifest() == {"done": W["1"], "failed_one": W["5"], "gone": W["4"]}
     assert list(inv.manifest()) == sorted(inv.manifest())
     assert inv.expected_completed == ["done", "gone", "vanished"]
     assert inv.missing_writes == ["gone", "vanished"]
     assert inv.recovered == ["failed_one", "gone"]
-    assert inv.failed_items == ["failed_one"] and inv.pending_items == ["waiting"]
-    assert inv.unknown_items == ["stranger"] and "stranger" not in inv.writes
-    assert inv.staged_rows_total == 3 + 3 + 2 + 4 + 7, "every staged row, merged or not"
+    assert inv.failed_items == ["failed_one"] and inv.pending_items == ["short_one", "waiting"]
+    assert inv.unknown_items == ["stranger"] and "stranger" not in inv.writes and inv.unmergeable == ["short_one"]
+    assert inv.staged_rows_total == 5 * WHOLE - 1 + 7, "every staged row, merged or not"
 
 
 def test_abandoned_writes_count_every_write_of_the_batch_items_not_merged():
-    bq = _StagedBigQuery([("a", W["1"], 3), ("a", W["2"], 3), ("a", W["3"], 3), ("b", W["4"], 1), ("b", W["5"], 2),
-                          ("stranger", W["6"], 1), ("stranger", W["7"], 1)])
-    inv = c.inventory(bq, S, BATCH, [_item("a", "completed", W["2"], 3), _item("b", "pending")])
+    bq = _StagedBigQuery([("a", W["1"], WHOLE), ("a", W["2"], WHOLE), ("a", W["3"], WHOLE), ("b", W["4"], 1),
+                          ("b", W["5"], WHOLE), ("stranger", W["6"], 1), ("stranger", W["7"], 1)])
+    inv = c.inventory(bq, S, BATCH, [_item("a", "completed", W["2"], WHOLE), _item("b", "pending")])
     assert inv.manifest() == {"a": W["2"], "b": W["5"]}
     assert inv.abandoned_writes == 3, "writes of items the batch does not have are unknown, not abandoned"
     assert inv.unknown_items == ["stranger"]

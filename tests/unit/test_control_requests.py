@@ -27,7 +27,8 @@ item_ids = st.from_regex(r"[a-z0-9][a-z0-9_]{0,63}", fullmatch=True)
 def _valid(draw, action: str) -> dict:
     base = {"v": 1, "action": action, "request_id": draw(request_ids)}
     if action == "start":
-        return {**base, "game_date": draw(dates).isoformat(), "force": draw(st.booleans())}
+        return {**base, "game_date": draw(dates).isoformat(), "force": draw(st.booleans()),
+                "accept_stale_inputs": draw(st.booleans())}
     if action == "consolidate":
         return {**base, "batch_id": draw(batch_ids)}
     if action == "reconcile":
@@ -160,3 +161,20 @@ def test_control_route_answers_400_with_the_reason_before_touching_any_store(cli
 
 def test_control_route_is_post_only(client):
     assert client.get("/control").status_code == 405
+
+
+def test_every_refusal_of_the_control_path_keeps_its_reason_and_particulars():
+    from batchline.control_actions import REFUSALS, refusal
+    from batchline.freshness import StaleInputs
+    from batchline.state import BatchConflict, RepairAlreadyAttempted
+
+    loaded = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
+    stale = refusal(StaleInputs(dt.date(2030, 1, 3), loaded, 24, 7))
+    assert "stale" in stale["error"] and "--accept-stale-inputs" in stale["error"]
+    assert stale | {"error": None} == {"error": None, "game_date": "2030-01-03", "newest_loaded_at": loaded.isoformat(),
+                                       "max_age_hours": 24, "context_rows": 7}
+    conflict = refusal(BatchConflict("20300101_abcdefabcdef", "running"))
+    assert conflict["conflicting_batch_id"] == "20300101_abcdefabcdef" and conflict["conflicting_status"] == "running"
+    assert refusal(RepairAlreadyAttempted("b1", ["x"]))["repaired_by"] == "b1"
+    assert refusal(InvalidMessage("nope")) == {"error": "nope"}
+    assert StaleInputs in REFUSALS and BatchConflict in REFUSALS

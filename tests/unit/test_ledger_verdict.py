@@ -37,3 +37,9 @@ def test_a_loss_is_not_ok():
     assert not x.ok and not x.complete and x.verdict.startswith("NOT OK: 1 expected items")
     d = x.as_dict()
     assert d["ok"] is False and d["complete"] is False and d["verdict"] == x.verdict
+
+
+def test_the_replay_is_advised_only_when_it_would_run():
+    blocked = "batch 20300101_bbbbbbbbbbbb, the newest run of 2030-01-01, failed consolidation ..."
+    x = _ledger(merged_items=39, dead_lettered_items=1, coverage_pct=97.5, replay_blocked=blocked)
+    assert x.ok and "replay with" not in x.verdict and f"replay refused for now: {blocked}" in x.verdict

@@ -118,6 +118,15 @@ def test_a_failure_never_overrides_a_completion_and_a_completion_overrides_a_fai
     assert lc.decide_failure({"status": lc.PENDING}, "dl", T0, dead_lettered=True)[1]["dead_lettered_at"] == T0
 
 
+def test_only_a_redelivery_of_the_recorded_completion_skips_the_write_check():
+    done = {"status": lc.COMPLETED, "write_id": "w1", "row_count": 5}
+    assert lc.completion_is_recorded(done, "w1", 5)
+    assert not lc.completion_is_recorded(done, "w2", 5), "another write (another item's, another attempt's)"
+    assert not lc.completion_is_recorded(done, "w1", 3), "the recorded write with another count"
+    assert not lc.completion_is_recorded({**done, "status": lc.FAILED}, "w1", 5)
+    assert not lc.completion_is_recorded({"status": lc.PENDING, "write_id": None, "row_count": None}, "w1", 5)
+
+
 # -- the protocol as a state machine --------------------------------------------------------------
 class ConsolidationProtocol(RuleBasedStateMachine):
     """Deliveries arrive and take the lease or not; a holder believes it holds the lease until the
@@ -231,7 +240,7 @@ def test_exact_reopen_decisions():
     why, update = lc.decide_reopen(failed, newer, "op", T0, auto=False)
     assert update is None and why == (
         f"a newer run of 2030-01-01 ({newer}) replaced this batch; re-consolidating it would overwrite newer "
-        f"rows. Start a new run of the date instead")
+        f"rows. The reconciliation finishes its kept rows per item (`batchline reconcile 2030-01-01`)")
     assert lc.decide_reopen(_batch(lc.CONSOLIDATION_FAILED, failure_kind=lc.PERMANENT), own, "s", T0, auto=True) == (
         "not re-opened automatically (permanent failure, 0 re-opens)", None)
     assert lc.decide_reopen(failed, own, "s", T0, auto=True) == ("reopened", {
@@ -312,3 +321,32 @@ def test_a_redelivered_operator_request_does_not_reopen_the_batch_again():
     published = _batch(lc.CONSOLIDATION_FAILED, consolidation_claimant="control-req", consolidation_message_id="m7")
     assert lc.decide_reopen(published, own, "m7", T0, auto=False)[1] is None
     assert lc.decide_reopen(published, own, "m8", T0, auto=False)[0] == "reopened", "a new request re-opens it"
+
+
+# -- starts and repairs: every refusal names what works ---------------------------------------------
+def test_a_repair_waits_while_the_dates_newest_run_failed_consolidation_and_says_what_to_do_first():
+    assert lc.repair_blocked(None, None, "2030-01-01") is None
+    for status in (lc.CONSOLIDATED, lc.SUPERSEDED, lc.DISPATCH_FAILED, lc.RUNNING):
+        assert lc.repair_blocked("b1", status, "2030-01-01") is None
+    why = lc.repair_blocked("b1", lc.CONSOLIDATION_FAILED, "2030-01-01")
+    assert "`batchline consolidate b1 --wait`" in why and "`batchline start 2030-01-01 --wait`" in why
+
+
+@pytest.mark.parametrize(("status", "repair", "says", "never"), [
+    (lc.RUNNING, False, "use force", None),
+    (lc.DISPATCHING, True, "repair once it ended", "force"),  # a repair has no force
+    (lc.CONSOLIDATING, False, "once its consolidation ended", "force"),  # a forced start waits too
+    (lc.CONSOLIDATION_REQUESTED, True, "once its consolidation ended", "force"),
+    (lc.MERGING_ORPHANS, False, "start again in a minute", "force"),
+])
+def test_a_conflict_names_only_what_the_start_then_accepts(status, repair, says, never):
+    advice = lc.conflict_advice("b1", status, repair=repair)
+    assert says in advice and (never is None or never not in advice)
+
+
+def test_a_dispatch_held_by_a_starter_known_dead_is_taken_over_at_once():
+    batch = _batch(lc.DISPATCHING, dispatch_token="dead", dispatch_lease_until=T0 + lc.DISPATCH_LEASE)
+    assert lc.decide_dispatch_lease(batch, "new", T0) == (False, None), "a live lease is not taken over"
+    taken, update = lc.decide_dispatch_lease(batch, "new", T0, dead_holder="dead")
+    assert taken and update["dispatch_token"] == "new"
+    assert lc.decide_dispatch_lease(batch, "new", T0, dead_holder="someone-else") == (False, None)

@@ -9,7 +9,7 @@ import pytest
 
 from batchline.consolidate import merge_job_id, verify_sql
 from batchline.lifecycle import decide_repair, orphan_merge_held
-from batchline.orphans import ORPHAN_GENERATION_BASE, classify
+from batchline.orphans import ORPHAN_GENERATION_BASE, classify, table_date
 
 T0 = dt.datetime(2030, 1, 1, 12, tzinfo=dt.UTC)
 OLD, ME, NEW = "20300101_000000000001", "20300101_000000000002", "20300101_000000000003"
@@ -70,3 +70,9 @@ def test_orphan_merge_job_ids_never_collide_with_the_batch_consolidation():
     batch = "20300101_0123456789ab"
     own = {merge_job_id(batch, g, a) for g in range(ORPHAN_GENERATION_BASE) for a in range(10)}
     assert merge_job_id(batch, ORPHAN_GENERATION_BASE, 0) not in own
+
+
+def test_a_table_belongs_to_its_batch_documents_date_else_to_the_date_its_id_begins_with():
+    assert table_date(OLD, {"game_date": "2030-02-03"}) == dt.date(2030, 2, 3), "the document decides"
+    assert table_date(OLD, None) == dt.date(2030, 1, 1)
+    assert table_date("20301399_000000000001", None) is None, "an id naming no date belongs to no date"

@@ -1,5 +1,5 @@
 """Completion checks answered many per query (batchline/write_checks.py): each caller gets exactly its
-own count or the query's error, and checks waiting together share a query. BigQuery is an in-memory
+own count (and shape) or the query's error, and checks waiting together share a query. BigQuery is an in-memory
 double that answers `staging.write_counts_sql` slowly, as a real query would."""
 
 from __future__ import annotations
@@ -46,11 +46,11 @@ class _SlowBigQuery:
         time.sleep(self.delay_s)
         if self.fail is not None:
             raise self.fail
-        rows = [{"item_id": i, "write_id": w, "n": n} for (i, w), n in self.staged[batch].items()
-                if f"{i}/{w}" in set(asked)]
+        rows = [{"item_id": i, "write_id": w, "n": n, "k": n, "pairs": [f"s{j}/points" for j in range(n)]}
+                for (i, w), n in self.staged[batch].items() if f"{i}/{w}" in set(asked)]
         if "pairs" not in params and not rows:
             item, write = asked[0].split("/")
-            rows = [{"item_id": item, "write_id": write, "n": 0}]
+            rows = [{"item_id": item, "write_id": write, "n": 0, "k": 0, "pairs": None}]
         return rows
 
     def get_table(self, table_id):
@@ -63,7 +63,7 @@ def test_concurrent_checks_share_queries_and_each_gets_its_own_count():
     checks = WriteChecks(bq, S)
     with ThreadPoolExecutor(max_workers=40) as pool:
         futures = list(pool.map(lambda n: checks.count(B1, f"p{n}", _w(n)), range(40)))
-        counts = [f.result(timeout=10) for f in futures]
+        counts = [f.result(timeout=10).rows for f in futures]
     assert counts == [n + 1 for n in range(40)]
     assert len(bq.queries) < 40, "checks waiting together shared a query"
     assert sorted(p for _, pairs in bq.queries for p in pairs) == sorted(f"p{n}/{_w(n)}" for n in range(40))
@@ -75,7 +75,8 @@ def test_a_write_nothing_was_staged_under_counts_zero_and_batches_get_their_own_
     first = checks.count(B1, "p1", _w(1))  # occupies the query thread for 0.2 s
     time.sleep(0.05)
     a, b, forged = checks.count(B1, "p1", _w(9)), checks.count(B2, "p1", _w(2)), checks.count(B2, "p1", _w(1))
-    assert (first.result(5), a.result(5), b.result(5), forged.result(5)) == (5, 0, 5, 0)
+    assert tuple(f.result(5).rows for f in (first, a, b, forged)) == (5, 0, 5, 0)
+    assert first.result(5).shape.keys == 5 and len(first.result(5).shape.pairs) == 5, "the shape with the count"
     assert sorted(batch for batch, _ in bq.queries) == [B1, B1, B2], "one query per batch table per group"
 
 
@@ -87,4 +88,4 @@ def test_a_failed_query_fails_every_check_waiting_on_it_and_the_next_check_still
         with pytest.raises(staging.StagingTableMissing):
             f.result(5)
     bq.fail = None
-    assert checks.count(B1, "p1", _w(1)).result(5) == 5
+    assert checks.count(B1, "p1", _w(1)).result(5).rows == 5
