@@ -5,10 +5,13 @@ stopped here; if an emulator is missing the session fails with the package to in
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import itertools
 import json
+import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,6 +141,23 @@ def schema_settings(stack) -> Settings:
     s = Settings(**{**stack.clients.settings.__dict__, "main_dataset": "schema_test"})
     create_tables(stack.clients.bq, s)
     return s
+
+
+@contextlib.contextmanager
+def own_stack(state, settings: Settings, **up_kwargs) -> Iterator[Stack]:
+    """A second local stack, for one test module: started, activated (its emulator hosts become this
+    process's, `StackInfo.activate`), stopped, and the environment the session stack's clients read
+    put back, so tests after it never talk to its stopped emulators."""
+    env = dict(os.environ)
+    info = local_stack.up(state, settings, reuse=False, **up_kwargs)
+    try:
+        yield Stack(info, info.activate())
+    finally:
+        try:
+            local_stack.down(state)
+        finally:
+            os.environ.clear()
+            os.environ.update(env)
 
 
 @pytest.fixture(scope="session")

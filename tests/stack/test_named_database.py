@@ -10,11 +10,10 @@ import pytest
 from google.cloud import firestore
 
 from batchline.ledger import compute
-from batchline.local import stack as local_stack
 from batchline.local.preflight import problems
 from batchline.settings import Settings
 from batchline.state import BATCHES, CONSOLIDATED
-from tests.stack.conftest import Stack
+from tests.stack.conftest import Stack, own_stack
 
 DATABASE = "batchline-named"
 
@@ -25,12 +24,8 @@ def named(tmp_path_factory) -> Stack:
     if missing:
         pytest.fail("the local stack cannot start: " + "; ".join(missing), pytrace=False)
     state = tmp_path_factory.mktemp("named-db")
-    info = local_stack.up(state, Settings(project="batchline-named", firestore_database=DATABASE, bq_location="EU"),
-                          reuse=False)
-    try:
-        yield Stack(info, info.activate())
-    finally:
-        local_stack.down(state)
+    with own_stack(state, Settings(project="batchline-named", firestore_database=DATABASE, bq_location="EU")) as s:
+        yield s
 
 
 def test_a_batch_runs_on_the_named_database_only(named):
