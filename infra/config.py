@@ -17,6 +17,7 @@ from dataclasses import replace
 from typing import Any
 
 from batchline import ids
+from batchline.schedules import JOB_TARGETS
 from batchline.topology import COORDINATOR, FUNCTIONS, DeliveryPolicy, build_topology
 from infra import limits
 from infra.config_capacity import load_capacity
@@ -156,9 +157,9 @@ def _policy(o: Mapping[str, Any], path: str, base: DeliveryPolicy) -> DeliveryPo
 
 def _push_ack_check(ack: int, key: str, sub: str, fn: str, timeout_s: int) -> None:
     need = limits.needed_deadline(timeout_s)
-    if need > limits.PUSH_ACK_DEADLINE_MAX_S:
+    if need > limits.ACK_DEADLINE_S.hi:
         raise ConfigError(f"{_key(f'functions.{fn}.timeout_s')} ({timeout_s}) + {limits.DEADLINE_MARGIN_S} s margin "
-                          f"exceeds the {limits.PUSH_ACK_DEADLINE_MAX_S} s maximum ack deadline of the push "
+                          f"exceeds the {limits.ACK_DEADLINE_S.hi} s maximum ack deadline of the push "
                           f"subscription {sub}: for push, the ack deadline is the request timeout")
     if ack < need:
         raise ConfigError(f"{_key(key)} ({ack}) must be at least {_key(f'functions.{fn}.timeout_s')} ({timeout_s}) "
@@ -226,7 +227,7 @@ def _schedule(raw: Any, job: str, stack_retry: SchedulerRetry, timeout_s: int) -
     o = _obj(raw, path, ("cron", "time_zone", "retry"))
     own = _obj(o.get("retry"), f"{path}.retry", _RETRY_KEYS)
     retry = _retry(own, f"{path}.retry", stack_retry) if own else stack_retry
-    fn = limits.SCHEDULED_FUNCTIONS[job]
+    fn = SCHEDULED_FUNCTIONS[job]
     if retry.attempt_deadline_s < limits.needed_deadline(timeout_s):
         key = f"{path if 'attempt_deadline_s' in own else 'schedules'}.retry.attempt_deadline_s"
         raise ConfigError(
@@ -239,13 +240,13 @@ def _schedule(raw: Any, job: str, stack_retry: SchedulerRetry, timeout_s: int) -
 
 def load_schedules(raw: Any, functions: FunctionsConfig | None = None) -> SchedulesConfig:
     functions = functions or load_functions(None, False, None)
-    timeouts = {job: functions.longest_timeout_s(fn) for job, fn in limits.SCHEDULED_FUNCTIONS.items()}
+    timeouts = {job: functions.longest_timeout_s(fn) for job, fn in SCHEDULED_FUNCTIONS.items()}
     o = _obj(raw, "schedules", ("start", "stall_check", "reconcile", "retry"))
     d = SchedulerRetry()
     # unset, the stack-wide deadline outlasts every scheduled function (a job may set a shorter one)
     base = d.model_copy(update={"attempt_deadline_s": limits.default_attempt_deadline(list(timeouts.values()))})
     retry = _retry(o.get("retry"), "schedules.retry", base)
-    jobs = {job: _schedule(o.get(job), job, retry, timeouts[job]) for job in limits.SCHEDULED_FUNCTIONS}
+    jobs = {job: _schedule(o.get(job), job, retry, timeouts[job]) for job in SCHEDULED_FUNCTIONS}
     return SchedulesConfig(**jobs, retry=retry)
 
 
@@ -320,6 +321,8 @@ def load_firestore(raw: Any) -> FirestoreConfig:
                            location=_ident(o, "location", p, d.location, ids.validate_location),
                            database=_ident(o, "database", p, d.database, ids.validate_firestore_database))
 
+
+SCHEDULED_FUNCTIONS = {t.config_key: t.function for t in JOB_TARGETS.values()}
 
 REQUIRED_APIS: tuple[str, ...] = (
     "artifactregistry.googleapis.com",

@@ -18,7 +18,7 @@ _ITEM_KEYS = {"worker": "worker_item_s", "coordinator": "coordinator_item_s"}
 
 
 def item_s_of(cap: CapacityConfig, function: str) -> float:
-    return getattr(cap, _ITEM_KEYS[function])
+    return cap.item_s(function)
 
 
 def load_capacity(raw: Any, functions: FunctionsConfig, pubsub: PubSubConfig) -> CapacityConfig:

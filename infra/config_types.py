@@ -101,6 +101,10 @@ class CapacityConfig(_Frozen):
     worker_item_s: float = 2.0  # one work item: Firestore reads, predict, one append, one publish
     coordinator_item_s: float = 3.0  # one completion: its BigQuery COUNT (~1 s) and Firestore writes
 
+    def item_s(self, function: str) -> float:
+        """Seconds one message holds a slot of `function` (the worker or the coordinator)."""
+        return {"worker": self.worker_item_s, "coordinator": self.coordinator_item_s}[function]
+
 
 class StackConfig(_Frozen):
     gcp: GcpConfig

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from infra.config import StackConfig
+from infra.config_types import StackConfig
 
 
 def runbooks(cfg: StackConfig, dlq_subscriptions: list[str]) -> dict[str, tuple[str, str]]:
