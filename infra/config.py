@@ -19,7 +19,6 @@ from collections.abc import Mapping
 from dataclasses import asdict, replace
 from typing import Any
 
-from batchline.schedules import JOB_TARGETS
 from infra import limits
 from infra.config_capacity import check_capacity
 from infra.config_fields import NAMESPACE, ConfigError, key, validated
@@ -27,6 +26,7 @@ from infra.config_types import (
     DEFAULT_CAPS,
     DEFAULT_EMERGENCY_PROFILE,
     POLICY_KEYS,
+    SCHEDULED_FUNCTIONS,
     BigQueryConfig,
     CapacityConfig,
     DeliveryValues,
@@ -56,8 +56,6 @@ __all__ = ["DEFAULT_CAPS", "DEFAULT_EMERGENCY_PROFILE", "NAMESPACE", "BigQueryCo
            "Schedule", "SchedulerRetry", "SchedulesConfig", "StackConfig", "Thresholds", "from_pulumi", "load"]
 
 TOP_LEVEL_KEYS = tuple(StackFile.model_fields)
-# scheduler job config key (`schedules.<key>`) -> the function it calls
-SCHEDULED_FUNCTIONS: dict[str, str] = {t.config_key: t.function for t in JOB_TARGETS.values()}
 REQUIRED_APIS: tuple[str, ...] = (
     "artifactregistry.googleapis.com",
     "bigquery.googleapis.com",

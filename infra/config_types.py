@@ -16,6 +16,7 @@ from pydantic import Field, create_model, model_validator
 
 # The schedule models are the schedule contract's own (batchline/schedules.py renders the jobs from
 # them, for infra and the local scheduler alike); re-exported here with the other config objects.
+from batchline.schedules import JOB_TARGETS
 from batchline.schedules import Schedule as Schedule
 from batchline.schedules import SchedulerRetry as SchedulerRetry
 from batchline.schedules import SchedulesConfig as SchedulesConfig
@@ -171,6 +172,10 @@ class ScheduleFile(StackFileModel):
     cron: Annotated[str, Cron()]
     time_zone: Annotated[str, TimeZone()] = FUNCTION_DEFAULTS.timezone
     retry: RawObject = None  # this job's own retry keys, over the stack-wide `schedules.retry`
+
+
+# scheduler job config key (`schedules.<key>`) -> the function it calls
+SCHEDULED_FUNCTIONS: dict[str, str] = {t.config_key: t.function for t in JOB_TARGETS.values()}
 
 
 class SchedulesFile(StackFileModel):

@@ -106,7 +106,7 @@ BREAKAGES = [
 
 @pytest.mark.parametrize("policy, reason, mutate", BREAKAGES,
                          ids=[f"{p}:{r}" for p, r, _ in BREAKAGES])
-def test_rule_detects_breakage(prod_run, policy, reason, mutate):
+def test_policy_detects_breakage(prod_run, policy, reason, mutate):
     assert findings(policy, prod_run) == []
     found = findings(policy, _mutated(prod_run, mutate))
     assert any(reason in f.reason for f in found), found

@@ -238,3 +238,13 @@ def test_security_rules_are_mandatory():
     assert {"no-public-access", "function-ingress", "authenticated-calls", "least-privilege",
             "build-service-account", "operator-grants", "delivery-fits-caps"} <= mandatory
     assert "push-ack-deadline" not in mandatory
+
+
+def test_a_rule_name_given_twice_is_refused():
+    """The catalogue is built from each module's list: two rules of one name would shadow one."""
+    from infra.rules.engine import catalogue
+
+    r = rules.RULES["no-public-access"]
+    assert catalogue((r,), (rules.RULES["oidc"],)) == {"no-public-access": r, "oidc": rules.RULES["oidc"]}
+    with pytest.raises(ValueError, match="'no-public-access' is defined twice"):
+        catalogue((r,), (r,))
