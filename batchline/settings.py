@@ -49,6 +49,12 @@ ENV_BIGQUERY_EMULATOR_HOST = "BIGQUERY_EMULATOR_HOST"
 ENV_BIGQUERY_WRITE_EMULATOR_HOST = "BIGQUERY_WRITE_EMULATOR_HOST"
 
 
+# The ranges of the thresholds the functions read, declared once with their defaults (Settings below):
+# from_env refuses a value outside them, and the stack config (infra's batchline:thresholds) takes both.
+STALL_MINUTES_RANGE: tuple[int, int] = (1, 24 * 60)
+PCT_RANGE: tuple[float, float] = (0.0, 100.0)
+
+
 class SettingsError(ValueError):
     """A setting is missing or out of range; the message names the variable."""
 
@@ -159,8 +165,9 @@ def from_env(env: dict[str, str] | None = None) -> Settings:
             value = float(raw)
         except ValueError as exc:
             raise SettingsError(f"{key} must be a number, got {raw!r}") from exc
-        if not 0.0 <= value <= 100.0:
-            raise SettingsError(f"{key} must be between 0 and 100, got {value}")
+        lo, hi = PCT_RANGE
+        if not lo <= value <= hi:
+            raise SettingsError(f"{key} must be between {lo:g} and {hi:g}, got {value}")
         return value
 
     warning = pct(ENV_COVERAGE_WARNING_PCT, d.coverage_warning_pct)
@@ -189,7 +196,7 @@ def from_env(env: dict[str, str] | None = None) -> Settings:
         staging_dataset=ident(ENV_STAGING_DATASET, d.staging_dataset, ids.validate_dataset),
         bq_location=ident(ENV_BQ_LOCATION, d.bq_location, ids.validate_location),
         firestore_database=ident(ENV_FIRESTORE_DATABASE, d.firestore_database, ids.validate_firestore_database),
-        stall_minutes=_int(env, ENV_STALL_MINUTES, d.stall_minutes, 1, 24 * 60),
+        stall_minutes=_int(env, ENV_STALL_MINUTES, d.stall_minutes, *STALL_MINUTES_RANGE),
         min_completion_pct=pct(ENV_MIN_COMPLETION_PCT, d.min_completion_pct),
         coverage_warning_pct=warning,
         coverage_critical_pct=critical,

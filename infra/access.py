@@ -6,15 +6,25 @@ the roles that have no narrower scope (BigQuery jobs, Firestore, and the build a
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
-from batchline.topology import COORDINATOR, RECONCILE, WORKER
+from infra.shared import topology
 
 PUSH = "push"
 SCHEDULER = "scheduler"
 BUILD = "build"
 OPERATORS = "operators"  # the IAM members `batchline:operators` lists (people, groups), not our accounts
+# The roles the program grants or the rules look for, named once.
 INVOKER_ROLE = "roles/run.invoker"  # gen2 functions are Cloud Run services
+INVOKER_ROLES = (INVOKER_ROLE, "roles/cloudfunctions.invoker")  # either lets a member call a function
+PUBLISHER_ROLE = "roles/pubsub.publisher"
+SUBSCRIBER_ROLE = "roles/pubsub.subscriber"
+TOKEN_CREATOR_ROLE = "roles/iam.serviceAccountTokenCreator"  # the Pub/Sub agent mints push OIDC tokens
+PRIMITIVE_ROLES = ("roles/owner", "roles/editor", "roles/viewer")  # never granted: far beyond any need
+PUBLIC_MEMBERS = ("allUsers", "allAuthenticatedUsers")  # never granted anything
+# The Pub/Sub service agent as the API names it (projects.ServiceIdentity)
+PUBSUB_AGENT_MEMBER = re.compile(r"serviceAccount:service-[0-9]+@gcp-sa-pubsub\.iam\.gserviceaccount\.com")
 # The roles Google's "Custom Service Account for Cloud Build" page lists for the account a function's
 # build runs as (https://cloud.google.com/functions/docs/securing/build-custom-sa): build logs, the
 # built image in Artifact Registry, the source archive in Cloud Storage. Since July 2024 a new
@@ -40,7 +50,7 @@ ACCESS: dict[str, Access] = {
     # appends its rows to its batch's staging table through the Storage Write API (tables.get for the
     # schema, tables.updateData for AppendRows: dataEditor on the staging dataset; no jobs, no main
     # table), publishes completions; reads batch/item state and may count attempts (Firestore)
-    WORKER: Access(
+    topology.WORKER: Access(
         project_roles=("roles/datastore.user",),
         dataset_roles=(("staging", "roles/bigquery.dataEditor"),),
         publishes_to=("completions",),
@@ -49,7 +59,7 @@ ACCESS: dict[str, Access] = {
     # completions against it, one MERGE into main, drops the verified staging table, dispatches work;
     # `dlq replay` (batchline.replay, run by the coordinator on a control request) pulls and acks the
     # dead-letter pull subscriptions and republishes to the source topic (completions and control too)
-    COORDINATOR: Access(
+    topology.COORDINATOR: Access(
         project_roles=("roles/bigquery.jobUser", "roles/datastore.user"),
         dataset_roles=(("staging", "roles/bigquery.dataEditor"), ("main", "roles/bigquery.dataEditor")),
         publishes_to=("work", "consolidation", "summary", "completions", "control"),
@@ -59,13 +69,13 @@ ACCESS: dict[str, Access] = {
     # rows (one verified MERGE into main per batch, then drops the table: dataEditor on both datasets),
     # re-dispatches small gaps as a new batch through the coordinator's start logic, which publishes
     # work and, for a batch with nothing pending, a consolidation request
-    RECONCILE: Access(
+    topology.RECONCILE: Access(
         project_roles=("roles/bigquery.jobUser", "roles/datastore.user"),
         dataset_roles=(("main", "roles/bigquery.dataEditor"), ("staging", "roles/bigquery.dataEditor")),
         publishes_to=("work", "consolidation"),
     ),
-    PUSH: Access(invokes=(WORKER, COORDINATOR)),
-    SCHEDULER: Access(invokes=(COORDINATOR, RECONCILE)),
+    PUSH: Access(invokes=(topology.WORKER, topology.COORDINATOR)),
+    SCHEDULER: Access(invokes=(topology.COORDINATOR, topology.RECONCILE)),
     BUILD: Access(project_roles=BUILD_ROLES),
 }
 
@@ -86,10 +96,3 @@ OPERATOR_ACCESS = Access(
     publishes_to=("control",),
     reads_dead_letters=DEAD_LETTER_KEYS,
 )
-
-
-# Labels that name what a resource is to the rules, which see inputs and not our Python objects:
-FUNCTION_LABEL = "batchline-function"  # on each function: worker | coordinator | reconcile
-DATASET_LABEL = "batchline-dataset"  # on each dataset: main | staging (ACCESS's dataset kinds)
-TOPIC_LABEL = "batchline-topic"  # on each source topic: its topology key (ACCESS's publishes_to)
-DEAD_LETTER_LABEL = "batchline-dead-letters"  # on each dead-letter pull subscription: its topic key

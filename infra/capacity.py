@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from batchline.topology import COORDINATOR, WORKER
+from infra.shared import topology
 
 # Cloud Run holds a request at the cap for at least this long before it answers 429 (longer when the
 # instances start slowly: 3.5 x the average start-up time); the shorter the hold, the more 429s, so the
@@ -33,17 +33,12 @@ from batchline.topology import COORDINATOR, WORKER
 QUEUE_S = 10.0
 # Coordinator requests that can hold a slot for minutes, each at most once at a time per batch: a
 # consolidation (MERGE), a start or resumed dispatch (paced), a stall check, an operator request.
-RESERVED_SLOTS = {COORDINATOR: 4, WORKER: 0}
+RESERVED_SLOTS = {topology.COORDINATOR: 4, topology.WORKER: 0}
 # Messages of one topic that can reach its subscription at once: one per item for work and completions
 # (a whole batch redispatched, replayed or released after an outage); consolidation and control carry a
 # handful per batch.
 SMALL_BURST = 10
 BATCH_SIZED = ("work", "completions")
-# Labels on each dead-lettering push subscription: the burst it must carry and the seconds (in ms: label
-# values take no dots) one message holds its target's slot. Literal inputs, so the rule reads them at
-# preview as at up.
-BURST_LABEL = "batchline-burst"
-ITEM_MS_LABEL = "batchline-item-ms"
 
 
 def burst_of(topic_key: str, largest_batch_items: int) -> int:

@@ -1,164 +1,262 @@
-"""Field validation for stack config: each helper reads one key and raises ConfigError naming the
-full key (`batchline:<path>`) and what is allowed."""
+"""The fields of stack config as pydantic validates them, and its errors as people read them.
+
+Each field type below is pydantic metadata (`Annotated[int, IntIn(limits.ACK_DEADLINE_S)]`) that checks
+one value and says what is allowed; `StackFileModel` refuses unknown keys, naming them and the allowed
+ones; `validated` turns pydantic's first error into a ConfigError naming the full key:
+
+    batchline:pubsub.ack_deadline_s must be between 10 and 600, got 5
+
+Values read from a stack file may be strings (`pulumi config set --path` leaves them so): `validated`
+says so in pydantic's validation context; a model built in code takes typed values only.
+"""
 
 from __future__ import annotations
 
 import re
 import zoneinfo
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, model_validator
+from pydantic_core import PydanticCustomError, core_schema
+
+from infra.cron import cron_problem
+from infra.limits import Range
 
 NAMESPACE = "batchline"
+_FROM_STACK_FILE = "from_stack_file"  # the validation context's flag
+_AT = "{at}"  # in a problem's message: the full key of the value it is about
 
 
 class ConfigError(ValueError):
     """A stack config value is missing, unknown or out of range; the message names the key."""
 
 
-# ---------------------------------------------------------------------------------------------
-# Validation helpers
-# ---------------------------------------------------------------------------------------------
-def _key(path: str) -> str:
+def key(path: str) -> str:
     return f"{NAMESPACE}:{path}"
 
 
-def _obj(value: Any, path: str, allowed: tuple[str, ...]) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"{_key(path)} must be an object, got {type(value).__name__}")
-    unknown = sorted(set(value) - set(allowed))
-    if unknown:
-        raise ConfigError(
-            f"{_key(path)}: unknown key(s) {', '.join(_key(f'{path}.{u}') for u in unknown)}; "
-            f"allowed: {', '.join(allowed)}")
-    return dict(value)
+def config_problem(message: str) -> PydanticCustomError:
+    """A validation error whose message names the value's key where it says `{at}`."""
+    return PydanticCustomError("stack_config", "{message}", {"message": message})
 
 
-def _int(obj: Mapping[str, Any], name: str, path: str, default: int | None, rng: tuple[int, int]) -> int:
-    key = f"{path}.{name}"
-    raw = obj.get(name, default)
-    if raw is None:
-        raise ConfigError(f"{_key(key)} is required (integer between {rng[0]} and {rng[1]})")
-    if isinstance(raw, bool) or not isinstance(raw, (int, str)):
-        raise ConfigError(f"{_key(key)} must be an integer between {rng[0]} and {rng[1]}, got {raw!r}")
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{_key(key)} must be an integer between {rng[0]} and {rng[1]}, got {raw!r}") from exc
-    if not rng[0] <= value <= rng[1]:
-        raise ConfigError(f"{_key(key)} must be between {rng[0]} and {rng[1]}, got {value}")
-    return value
+class StackFileModel(BaseModel):
+    """A frozen object of stack config: an unset (null) object is empty, anything but an object is
+    refused, and so is an unknown key, so a typo never silently falls back to a default."""
 
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
-def _float(obj: Mapping[str, Any], name: str, path: str, default: float, rng: tuple[float, float]) -> float:
-    key = f"{path}.{name}"
-    raw = obj.get(name, default)
-    if isinstance(raw, bool):
-        raise ConfigError(f"{_key(key)} must be a number between {rng[0]} and {rng[1]}, got {raw!r}")
-    try:
-        value = float(raw)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{_key(key)} must be a number between {rng[0]} and {rng[1]}, got {raw!r}") from exc
-    if not rng[0] <= value <= rng[1]:
-        raise ConfigError(f"{_key(key)} must be between {rng[0]} and {rng[1]}, got {value}")
-    return value
-
-
-def _bool(obj: Mapping[str, Any], name: str, path: str, default: bool) -> bool:
-    raw = obj.get(name, default)
-    if isinstance(raw, bool):
+    @model_validator(mode="before")
+    @classmethod
+    def _an_object_of_known_keys(cls, raw: Any) -> Any:
+        if raw is None:
+            return {}
+        if isinstance(raw, BaseModel):
+            return raw
+        if not isinstance(raw, Mapping):
+            raise config_problem(f"{_AT} must be an object, got {type(raw).__name__}")
+        unknown = sorted(set(raw) - set(cls.model_fields))
+        if unknown:
+            raise PydanticCustomError("unknown_keys", "unknown key(s)",
+                                      {"unknown": unknown, "allowed": list(cls.model_fields)})
         return raw
-    if isinstance(raw, str) and raw.lower() in ("true", "false"):
-        return raw.lower() == "true"
-    raise ConfigError(f"{_key(f'{path}.{name}')} must be true or false, got {raw!r}")
 
 
-def _choice(obj: Mapping[str, Any], name: str, path: str, default: str, choices: tuple[str, ...]) -> str:
-    raw = str(obj.get(name, default))
-    if raw not in choices:
-        raise ConfigError(f"{_key(f'{path}.{name}')} must be one of {', '.join(choices)}, got {raw!r}")
-    return raw
+M = TypeVar("M", bound=BaseModel)
 
 
-def _ident(obj: Mapping[str, Any], name: str, path: str, default: str | None, check) -> str:
-    raw = obj.get(name, default)
-    if raw is None:
-        raise ConfigError(f"{_key(f'{path}.{name}')} is required")
+def validated(model: type[M], raw: Any, path: str, base: Mapping[str, Any] | None = None) -> M:
+    """The stack file's value at `path` (its keys over `base`'s values) as a `model`, or a ConfigError
+    naming the key."""
+    if base is not None:
+        raw = {**base, **raw} if isinstance(raw, Mapping) else base if raw is None else raw
     try:
-        return check(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{_key(f'{path}.{name}')}: {exc}") from exc
+        return model.model_validate(raw, context={_FROM_STACK_FILE: True})
+    except ValidationError as exc:
+        raise ConfigError(_message(exc.errors()[0], path)) from None
+
+
+def _message(error: Any, path: str) -> str:
+    where = ".".join([p for p in (path, *map(str, error["loc"])) if p])
+    if error["type"] == "unknown_keys":
+        unknown, allowed = error["ctx"]["unknown"], error["ctx"]["allowed"]
+        if not where:
+            return (f"unknown config key(s) {', '.join(key(u) for u in unknown)}; "
+                    f"allowed: {', '.join(key(k) for k in allowed)}")
+        return f"{key(where)}: unknown key(s) {', '.join(key(f'{where}.{u}') for u in unknown)}; " \
+               f"allowed: {', '.join(allowed)}"
+    if error["type"] == "stack_config":
+        return error["ctx"]["message"].replace(_AT, key(where))
+    if error["type"] == "missing":
+        return f"{key(where)} is required"
+    return f"{key(where)}: {error['msg']}"
+
+
+# --- field types ---------------------------------------------------------------------------------
+class _Field:
+    """pydantic metadata: `check(raw, from_stack_file)` returns the value or raises config_problem."""
+
+    def check(self, raw: Any, from_stack_file: bool) -> Any:
+        raise NotImplementedError
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> core_schema.CoreSchema:
+        def validate(raw: Any, info: ValidationInfo) -> Any:
+            return self.check(raw, bool(info.context and info.context.get(_FROM_STACK_FILE)))
+        return core_schema.with_info_plain_validator_function(validate)
+
+
+@dataclass(frozen=True)
+class IntIn(_Field):
+    bounds: Range
+
+    def check(self, raw: Any, from_stack_file: bool) -> int:
+        lo, hi = self.bounds
+        if raw is None:
+            raise config_problem(f"{_AT} is required (integer between {lo} and {hi})")
+        value = raw
+        if from_stack_file and isinstance(raw, str):
+            try:
+                value = int(raw)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise config_problem(f"{_AT} must be an integer between {lo} and {hi}, got {raw!r}")
+        if not lo <= value <= hi:
+            raise config_problem(f"{_AT} must be between {lo} and {hi}, got {value}")
+        return value
+
+
+@dataclass(frozen=True)
+class FloatIn(_Field):
+    bounds: Range
+
+    def check(self, raw: Any, from_stack_file: bool) -> float:
+        lo, hi = self.bounds
+        wrong = config_problem(f"{_AT} must be a number between {lo} and {hi}, got {raw!r}")
+        if isinstance(raw, bool) or not isinstance(raw, (int, float, *((str,) if from_stack_file else ()))):
+            raise wrong
+        try:
+            value = float(raw)
+        except ValueError:
+            raise wrong from None
+        if not lo <= value <= hi:
+            raise config_problem(f"{_AT} must be between {lo} and {hi}, got {value}")
+        return value
+
+
+@dataclass(frozen=True)
+class OneOf(_Field):
+    choices: tuple[str, ...]
+
+    def check(self, raw: Any, from_stack_file: bool) -> str:
+        value = str(raw) if from_stack_file else raw  # a stack file's `cpu: 1` is the choice "1"
+        if value not in self.choices:
+            raise config_problem(f"{_AT} must be one of {', '.join(self.choices)}, got {value!r}")
+        return value
+
+
+@dataclass(frozen=True)
+class Flag(_Field):
+    def check(self, raw: Any, from_stack_file: bool) -> bool:
+        if isinstance(raw, bool):
+            return raw
+        if from_stack_file and isinstance(raw, str) and raw.lower() in ("true", "false"):
+            return raw.lower() == "true"
+        raise config_problem(f"{_AT} must be true or false, got {raw!r}")
+
+
+@dataclass(frozen=True)
+class Ident(_Field):
+    """An identifier `validate` accepts (batchline/ids.py: the same checks as the functions')."""
+
+    validate: Callable[[Any], str]
+
+    def check(self, raw: Any, from_stack_file: bool) -> str:
+        try:
+            return self.validate(raw)
+        except ValueError as exc:
+            raise config_problem(f"{_AT}: {exc}") from None
 
 
 _REGION = re.compile(r"[a-z]+-[a-z]+[0-9]")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _MEMBER = re.compile(r"(user|group|serviceAccount):[^@\s:]+@[^@\s:]+\.[^@\s:]+")
+_SLACK_CHANNEL = re.compile(r"#?[a-z0-9_\-]{1,80}")
 
 
-def _members(value: Any, key: str) -> tuple[str, ...]:
+@dataclass(frozen=True)
+class Region(_Field):
+    def check(self, raw: Any, from_stack_file: bool) -> str:
+        region = str(raw)
+        if not _REGION.fullmatch(region):
+            raise config_problem(f"{_AT} must be a GCP region like us-central1, got {region!r}")
+        return region
+
+
+@dataclass(frozen=True)
+class TimeZone(_Field):
+    def check(self, raw: Any, from_stack_file: bool) -> str:
+        try:
+            zoneinfo.ZoneInfo(str(raw))
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise config_problem(f"{_AT} must be an IANA time zone (e.g. America/New_York), got {raw!r}") from None
+        return str(raw)
+
+
+@dataclass(frozen=True)
+class Cron(_Field):
+    """Google's unix-cron (`cron_problem`)."""
+
+    def check(self, raw: Any, from_stack_file: bool) -> str:
+        problem = cron_problem(raw) if isinstance(raw, str) else f"got a {type(raw).__name__}"
+        if problem:
+            raise config_problem(f"{_AT} must be a 5-field unix-cron expression, got {raw!r}: {problem}")
+        return raw
+
+
+@dataclass(frozen=True)
+class Emails(_Field):
+    def check(self, raw: Any, from_stack_file: bool) -> tuple[str, ...]:
+        if not isinstance(raw, (list, tuple)) or not all(isinstance(e, str) and _EMAIL.fullmatch(e) for e in raw):
+            raise config_problem(f"{_AT} must be a list of e-mail addresses, got {raw!r}")
+        return tuple(raw)
+
+
+@dataclass(frozen=True)
+class SlackChannel(_Field):
+    def check(self, raw: Any, from_stack_file: bool) -> str | None:
+        if raw is not None and (not isinstance(raw, str) or not _SLACK_CHANNEL.fullmatch(raw)):
+            raise config_problem(f"{_AT} must be a Slack channel name, got {raw!r}")
+        return raw
+
+
+@dataclass(frozen=True)
+class Members(_Field):
     """A list of IAM members, each `user:EMAIL`, `group:EMAIL` or `serviceAccount:EMAIL`, no duplicates."""
-    if value is None:
-        return ()
-    if not isinstance(value, list):
-        raise ConfigError(f"{_key(key)} must be a list of IAM members (user:EMAIL, group:EMAIL or "
-                          f"serviceAccount:EMAIL), got {value!r}")
-    for m in value:
-        if not isinstance(m, str) or not _MEMBER.fullmatch(m):
-            raise ConfigError(f"{_key(key)}: {m!r} is not an IAM member; each must be user:EMAIL, group:EMAIL "
-                              f"or serviceAccount:EMAIL")
-    if len(set(value)) != len(value):
-        raise ConfigError(f"{_key(key)} lists a member twice: {value!r}")
-    return tuple(value)
+
+    def check(self, raw: Any, from_stack_file: bool) -> tuple[str, ...]:
+        if raw is None:
+            return ()
+        if not isinstance(raw, (list, tuple)):
+            raise config_problem(f"{_AT} must be a list of IAM members (user:EMAIL, group:EMAIL or "
+                                 f"serviceAccount:EMAIL), got {raw!r}")
+        for m in raw:
+            if not isinstance(m, str) or not _MEMBER.fullmatch(m):
+                raise config_problem(f"{_AT}: {m!r} is not an IAM member; each must be user:EMAIL, group:EMAIL "
+                                     f"or serviceAccount:EMAIL")
+        if len(set(raw)) != len(raw):
+            raise config_problem(f"{_AT} lists a member twice: {raw!r}")
+        return tuple(raw)
 
 
-# Google's unix-cron (https://cloud.google.com/scheduler/docs/configuring/cron-job-schedules): per
-# field its range and the names it takes; `*`, a value or a range a-b, a range (or *) may carry /step,
-# and lists join them with commas. Extensions other crons accept (L, W, #, ?, @daily, seconds) are not
-# Google's, so they are refused here rather than at `pulumi up`.
-_CRON_FIELDS: tuple[tuple[str, int, int, tuple[str, ...]], ...] = (
-    ("minute", 0, 59, ()), ("hour", 0, 23, ()), ("day of the month", 1, 31, ()),
-    ("month", 1, 12, ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")),
-    ("day of the week", 0, 7, ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")),
-)
-_CRON_ITEM = re.compile(r"(?P<range>\*|(?P<a>[0-9]+|[A-Z]{3})(?:-(?P<b>[0-9]+|[A-Z]{3}))?)(?:/(?P<step>[0-9]+))?")
+@dataclass(frozen=True)
+class AnObject(_Field):
+    """An object whose keys are checked later, against defaults only then known (a function's caps,
+    a topic's delivery policy, a job's retry): here only that it is one."""
 
-
-def _cron_value(token: str, lo: int, hi: int, names: tuple[str, ...]) -> int | None:
-    value = names.index(token) + lo if token in names else int(token) if token.isdigit() else None
-    return value if value is not None and lo <= value <= hi else None
-
-
-def cron_problem(expr: str) -> str | None:
-    """Why Cloud Scheduler would refuse this unix-cron expression, or None if it is valid."""
-    fields = expr.split()
-    if len(fields) != 5:
-        return f"it has {len(fields)} fields, not 5"
-    for text, (name, lo, hi, names) in zip(fields, _CRON_FIELDS, strict=True):
-        for item in text.split(","):
-            m = _CRON_ITEM.fullmatch(item)
-            if m is None or (m["step"] is not None and (int(m["step"]) == 0 or (m["a"] and not m["b"]))):
-                return f"{name} field {text!r}: {item!r} is not *, N, N-M, */S or N-M/S"
-            ends = [t for t in (m["a"], m["b"]) if t is not None]
-            values = [_cron_value(t, lo, hi, names) for t in ends]
-            if None in values:
-                allowed = f"{lo}-{hi}" + (f" or {names[0]}-{names[-1]}" if names else "")
-                return f"{name} field {text!r}: {item!r} is outside {allowed}"
-            if len(values) == 2 and values[0] > values[1]:
-                return f"{name} field {text!r}: range {item!r} runs backwards"
-    return None
-
-
-def _cron(value: Any, key: str) -> str:
-    problem = cron_problem(value) if isinstance(value, str) else f"got a {type(value).__name__}"
-    if problem:
-        raise ConfigError(f"{_key(key)} must be a 5-field unix-cron expression, got {value!r}: {problem}")
-    return value
-
-
-def _tz(value: Any, key: str) -> str:
-    try:
-        zoneinfo.ZoneInfo(str(value))
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
-        raise ConfigError(f"{_key(key)} must be an IANA time zone (e.g. America/New_York), got {value!r}") from exc
-    return str(value)
+    def check(self, raw: Any, from_stack_file: bool) -> dict[str, Any] | None:
+        if raw is not None and not isinstance(raw, Mapping):
+            raise config_problem(f"{_AT} must be an object, got {type(raw).__name__}")
+        return None if raw is None else dict(raw)

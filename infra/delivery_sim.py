@@ -58,76 +58,86 @@ def backoff(scenario: Scenario, nacks: int, rng: random.Random) -> float:
     return base * (rng.uniform(1 - j, 1 + j) if j else 1.0)
 
 
-def simulate(sc: Scenario) -> Outcome:  # noqa: C901 - one event loop, kept in one place to read as a whole
-    rng = random.Random(sc.seed)
-    out = Outcome()
-    events: list[tuple[float, int, int, int, int]] = []  # (time, kind, seq, item, request id)
-    seq = 0
+class _Simulation:
+    """One run's state: the event heap, Cloud Run's slots and queue, Pub/Sub's backlog and window."""
 
-    def at(t: float, kind: int, item: int, req: int = -1) -> None:
-        nonlocal seq
-        seq += 1
-        heapq.heappush(events, (t, kind, seq, item, req))
+    def __init__(self, sc: Scenario) -> None:
+        self.sc, self.rng, self.out = sc, random.Random(sc.seed), Outcome()
+        self.events: list[tuple[float, int, int, int, int]] = []  # (time, kind, seq, item, request id)
+        self.seq = 0
+        self.nacks = [0] * sc.items
+        self.free, self.queue = sc.slots, deque()  # queue of (request id, item)
+        self.waiting: dict[int, int] = {}  # request id -> item, still queued at Cloud Run
+        self.backlog: deque[int] = deque()  # deliverable messages Pub/Sub has not pushed yet
+        self.window, self.outstanding, self.next_req = float(sc.push_window or 0), 0, 0
 
-    for i in range(sc.items):
-        at(i / sc.publish_rate if sc.publish_rate > 0 else 0.0, _READY, i)
-    nacks = [0] * sc.items
-    free, queue = sc.slots, deque()  # queue of (request id, item)
-    waiting: dict[int, int] = {}  # request id -> item, still queued at Cloud Run
-    backlog: deque[int] = deque()  # deliverable messages Pub/Sub has not pushed yet
-    window, outstanding, next_req = float(sc.push_window or 0), 0, 0
+    def at(self, t: float, kind: int, item: int, req: int = -1) -> None:
+        self.seq += 1
+        heapq.heappush(self.events, (t, kind, self.seq, item, req))
 
-    def start(t: float, item: int) -> None:
-        nonlocal free
-        free -= 1
-        took = sc.item_s * (rng.uniform(1 - sc.item_jitter, 1.0) if sc.item_jitter else 1.0)
-        at(t + took, _DONE, item)
+    def start(self, t: float, item: int) -> None:
+        sc = self.sc
+        self.free -= 1
+        took = sc.item_s * (self.rng.uniform(1 - sc.item_jitter, 1.0) if sc.item_jitter else 1.0)
+        self.at(t + took, _DONE, item)
 
-    def push(t: float) -> None:
-        nonlocal outstanding, next_req
-        while backlog and (not sc.push_window or outstanding < max(1, int(window))):
-            item = backlog.popleft()
-            outstanding += 1
-            if free > 0:
-                start(t, item)
+    def push(self, t: float) -> None:
+        """Pub/Sub pushes its backlog (within its window, if modelled): a free slot starts the request,
+        otherwise it waits in Cloud Run's queue until it is started or refused."""
+        sc = self.sc
+        while self.backlog and (not sc.push_window or self.outstanding < max(1, int(self.window))):
+            item = self.backlog.popleft()
+            self.outstanding += 1
+            if self.free > 0:
+                self.start(t, item)
             else:
-                next_req += 1
-                queue.append((next_req, item))
-                waiting[next_req] = item
-                at(t + sc.queue_s, _TIMEOUT, item, next_req)
+                self.next_req += 1
+                self.queue.append((self.next_req, item))
+                self.waiting[self.next_req] = item
+                self.at(t + sc.queue_s, _TIMEOUT, item, self.next_req)
 
-    def finished(t: float, item: int, ok: bool) -> None:
-        nonlocal outstanding, window
-        outstanding -= 1
-        attempt = nacks[item] + 1
+    def finished(self, t: float, item: int, ok: bool) -> None:
+        """A delivery attempt ended: delivered, or refused and redelivered after a backoff, or dead-lettered."""
+        out = self.out
+        self.outstanding -= 1
+        attempt = self.nacks[item] + 1
         if ok:
-            window += 1
+            self.window += 1
             out.delivered += 1
         else:
-            window = max(1.0, window / 2)
+            self.window = max(1.0, self.window / 2)
             out.rejected_429 += 1
-            nacks[item] += 1
-            if nacks[item] < sc.attempts:
-                at(t + backoff(sc, nacks[item], rng), _READY, item)
+            self.nacks[item] += 1
+            if self.nacks[item] < self.sc.attempts:
+                self.at(t + backoff(self.sc, self.nacks[item], self.rng), _READY, item)
                 return
             out.dead_letters += 1
         out.attempts_histogram[attempt] = out.attempts_histogram.get(attempt, 0) + 1
         out.max_attempts_used = max(out.max_attempts_used, attempt)
         out.drained_s = max(out.drained_s, t)
 
-    while events:
-        t, kind, _, item, req = heapq.heappop(events)
-        if kind == _READY:
-            backlog.append(item)
-        elif kind == _TIMEOUT:
-            if waiting.pop(req, None) is not None:
-                finished(t, item, ok=False)
-        else:  # a request finished: its slot takes the oldest request still waiting
-            free += 1
-            finished(t, item, ok=True)
-            while queue and free > 0:
-                r, queued = queue.popleft()
-                if waiting.pop(r, None) is not None:
-                    start(t, queued)
-        push(t)
-    return out
+    def run(self) -> Outcome:
+        sc = self.sc
+        for i in range(sc.items):
+            self.at(i / sc.publish_rate if sc.publish_rate > 0 else 0.0, _READY, i)
+        while self.events:
+            t, kind, _, item, req = heapq.heappop(self.events)
+            if kind == _READY:
+                self.backlog.append(item)
+            elif kind == _TIMEOUT:
+                if self.waiting.pop(req, None) is not None:
+                    self.finished(t, item, ok=False)
+            else:  # a request finished: its slot takes the oldest request still waiting
+                self.free += 1
+                self.finished(t, item, ok=True)
+                while self.queue and self.free > 0:
+                    r, queued = self.queue.popleft()
+                    if self.waiting.pop(r, None) is not None:
+                        self.start(t, queued)
+            self.push(t)
+        return self.out
+
+
+def simulate(sc: Scenario) -> Outcome:
+    """Every message's delivery attempts, event by event, until the last is delivered or dead-lettered."""
+    return _Simulation(sc).run()

@@ -12,6 +12,33 @@ services or service accounts: that was the gap.
 
 from __future__ import annotations
 
+from infra.resource_types import (
+    T_ACCOUNT,
+    T_ALERT,
+    T_BUCKET,
+    T_CHANNEL,
+    T_DATABASE,
+    T_DATASET,
+    T_DATASET_IAM,
+    T_FIELD,
+    T_FUNCTION,
+    T_IDENTITY,
+    T_JOB,
+    T_METRIC,
+    T_OBJECT,
+    T_PROJECT_IAM,
+    T_PROVIDER,
+    T_RUN_IAM,
+    T_SA_IAM,
+    T_SERVICE,
+    T_SLEEP,
+    T_SUB,
+    T_SUB_IAM,
+    T_TABLE,
+    T_TOPIC,
+    T_TOPIC_IAM,
+)
+
 DEPLOYER_ROLES: tuple[str, ...] = (
     "roles/serviceusage.serviceUsageAdmin",  # enable APIs, create service identities
     "roles/iam.serviceAccountAdmin",  # create service accounts, set IAM on one (token creator)
@@ -30,36 +57,36 @@ DEPLOYER_ROLES: tuple[str, ...] = (
 
 # resource type -> (permission the deployer needs, the role of DEPLOYER_ROLES that grants it)
 NEEDS: dict[str, tuple[str, str]] = {
-    "gcp:projects/service:Service": ("serviceusage.services.enable", "roles/serviceusage.serviceUsageAdmin"),
-    "gcp:projects/serviceIdentity:ServiceIdentity": ("serviceusage.services.enable",
+    T_SERVICE: ("serviceusage.services.enable", "roles/serviceusage.serviceUsageAdmin"),
+    T_IDENTITY: ("serviceusage.services.enable",
                                                      "roles/serviceusage.serviceUsageAdmin"),
-    "gcp:serviceaccount/account:Account": ("iam.serviceAccounts.create", "roles/iam.serviceAccountAdmin"),
-    "gcp:serviceaccount/iAMMember:IAMMember": ("iam.serviceAccounts.setIamPolicy", "roles/iam.serviceAccountAdmin"),
-    "gcp:projects/iAMMember:IAMMember": ("resourcemanager.projects.setIamPolicy",
+    T_ACCOUNT: ("iam.serviceAccounts.create", "roles/iam.serviceAccountAdmin"),
+    T_SA_IAM: ("iam.serviceAccounts.setIamPolicy", "roles/iam.serviceAccountAdmin"),
+    T_PROJECT_IAM: ("resourcemanager.projects.setIamPolicy",
                                          "roles/resourcemanager.projectIamAdmin"),
-    "gcp:bigquery/dataset:Dataset": ("bigquery.datasets.create", "roles/bigquery.dataOwner"),
-    "gcp:bigquery/table:Table": ("bigquery.tables.create", "roles/bigquery.dataOwner"),
-    "gcp:bigquery/datasetIamMember:DatasetIamMember": ("bigquery.datasets.setIamPolicy", "roles/bigquery.dataOwner"),
-    "gcp:firestore/database:Database": ("datastore.databases.create", "roles/datastore.owner"),
+    T_DATASET: ("bigquery.datasets.create", "roles/bigquery.dataOwner"),
+    T_TABLE: ("bigquery.tables.create", "roles/bigquery.dataOwner"),
+    T_DATASET_IAM: ("bigquery.datasets.setIamPolicy", "roles/bigquery.dataOwner"),
+    T_DATABASE: ("datastore.databases.create", "roles/datastore.owner"),
     # an index exemption (Firestore's IAM page: the datastore.indexes.* permissions, now also named
     # datastore.schemas.*, belong to roles/datastore.indexAdmin, which roles/datastore.owner includes)
-    "gcp:firestore/field:Field": ("datastore.indexes.update", "roles/datastore.owner"),
-    "gcp:storage/bucket:Bucket": ("storage.buckets.create", "roles/storage.admin"),
-    "gcp:storage/bucketObject:BucketObject": ("storage.objects.create", "roles/storage.admin"),
-    "gcp:cloudfunctionsv2/function:Function": ("cloudfunctions.functions.create", "roles/cloudfunctions.developer"),
-    "gcp:cloudrunv2/serviceIamMember:ServiceIamMember": ("run.services.setIamPolicy", "roles/run.admin"),
-    "gcp:pubsub/topic:Topic": ("pubsub.topics.create", "roles/pubsub.admin"),
-    "gcp:pubsub/subscription:Subscription": ("pubsub.subscriptions.create", "roles/pubsub.admin"),
-    "gcp:pubsub/topicIAMMember:TopicIAMMember": ("pubsub.topics.setIamPolicy", "roles/pubsub.admin"),
-    "gcp:pubsub/subscriptionIAMMember:SubscriptionIAMMember": ("pubsub.subscriptions.setIamPolicy",
+    T_FIELD: ("datastore.indexes.update", "roles/datastore.owner"),
+    T_BUCKET: ("storage.buckets.create", "roles/storage.admin"),
+    T_OBJECT: ("storage.objects.create", "roles/storage.admin"),
+    T_FUNCTION: ("cloudfunctions.functions.create", "roles/cloudfunctions.developer"),
+    T_RUN_IAM: ("run.services.setIamPolicy", "roles/run.admin"),
+    T_TOPIC: ("pubsub.topics.create", "roles/pubsub.admin"),
+    T_SUB: ("pubsub.subscriptions.create", "roles/pubsub.admin"),
+    T_TOPIC_IAM: ("pubsub.topics.setIamPolicy", "roles/pubsub.admin"),
+    T_SUB_IAM: ("pubsub.subscriptions.setIamPolicy",
                                                                "roles/pubsub.admin"),
-    "gcp:cloudscheduler/job:Job": ("cloudscheduler.jobs.create", "roles/cloudscheduler.admin"),
-    "gcp:logging/metric:Metric": ("logging.logMetrics.create", "roles/logging.configWriter"),
-    "gcp:monitoring/alertPolicy:AlertPolicy": ("monitoring.alertPolicies.create", "roles/monitoring.editor"),
-    "gcp:monitoring/notificationChannel:NotificationChannel": ("monitoring.notificationChannels.create",
+    T_JOB: ("cloudscheduler.jobs.create", "roles/cloudscheduler.admin"),
+    T_METRIC: ("logging.logMetrics.create", "roles/logging.configWriter"),
+    T_ALERT: ("monitoring.alertPolicies.create", "roles/monitoring.editor"),
+    T_CHANNEL: ("monitoring.notificationChannels.create",
                                                                "roles/monitoring.editor"),
     # acting as the functions' runtime and build accounts and the scheduler's OIDC account
     "actAs": ("iam.serviceAccounts.actAs", "roles/iam.serviceAccountUser"),
 }
 # created without any Google permission
-LOCAL_TYPES: tuple[str, ...] = ("pulumi:providers:gcp", "time:index/sleep:Sleep")
+LOCAL_TYPES: tuple[str, ...] = (T_PROVIDER, T_SLEEP)

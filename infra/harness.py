@@ -16,6 +16,16 @@ from typing import Any
 import pulumi
 
 from infra.config import NAMESPACE, StackConfig
+from infra.resource_types import (
+    GET_PROJECT,
+    T_ACCOUNT,
+    T_ALERT,
+    T_CHANNEL,
+    T_FUNCTION,
+    T_IDENTITY,
+    T_SUB,
+    T_TOPIC,
+)
 from infra.stack_file import load_stack_config, stack_file  # noqa: F401 - re-exported for callers
 from infra.view import Stack, View, as_preview, walk
 
@@ -64,28 +74,28 @@ class RecordingMocks(pulumi.runtime.Mocks):
         project = inputs.get("project", "mock-project")
         t = args.typ
         rid = f"{args.name}_id"
-        if t == "gcp:serviceaccount/account:Account":
+        if t == T_ACCOUNT:
             email = f"{inputs['accountId']}@{project}.iam.gserviceaccount.com"
             state.update(email=email, name=f"projects/{project}/serviceAccounts/{email}",
                          member=f"serviceAccount:{email}")
             rid = state["name"]
-        elif t == "gcp:cloudfunctionsv2/function:Function":
+        elif t == T_FUNCTION:
             uri = f"https://{inputs['name']}-mock-uc.a.run.app"
             sc = dict(inputs.get("serviceConfig") or {})
             sc.update(uri=uri, service=f"projects/{project}/locations/{inputs['location']}/services/{inputs['name']}")
             state.update(serviceConfig=sc, url=uri)
-        elif t == "gcp:projects/serviceIdentity:ServiceIdentity":
+        elif t == T_IDENTITY:
             agent = inputs["service"].split(".")[0]
             email = f"service-{MOCK_PROJECT_NUMBER}@gcp-sa-{agent}.iam.gserviceaccount.com"
             state.update(email=email, member=f"serviceAccount:{email}")
-        elif t == "gcp:pubsub/topic:Topic":
+        elif t == T_TOPIC:
             rid = f"projects/{project}/topics/{inputs['name']}"
-        elif t == "gcp:pubsub/subscription:Subscription":
+        elif t == T_SUB:
             rid = f"projects/{project}/subscriptions/{inputs['name']}"
-        elif t == "gcp:monitoring/notificationChannel:NotificationChannel":
+        elif t == T_CHANNEL:
             state["name"] = f"projects/{project}/notificationChannels/{args.name}"
             rid = state["name"]
-        elif t == "gcp:monitoring/alertPolicy:AlertPolicy":
+        elif t == T_ALERT:
             state["name"] = f"projects/{project}/alertPolicies/{args.name}"
             rid = state["name"]
         r = Resource(t, args.name, inputs, state, bool(args.custom), id=rid)
@@ -94,7 +104,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
         return rid, state
 
     def call(self, args: pulumi.runtime.MockCallArgs):
-        if args.token == "gcp:organizations/getProject:getProject":
+        if args.token == GET_PROJECT:
             pid = args.args.get("projectId", "mock-project")
             return {"projectId": pid, "number": MOCK_PROJECT_NUMBER, "name": pid, "id": f"projects/{pid}"}
         return {}
@@ -172,14 +182,15 @@ def run_stack(stack: str, root: Path = REPO_ROOT, secrets: dict[str, str] | None
 
 
 def stack_view(run: StackRun, *, preview: bool = False) -> Stack:
-    """The recorded resources as the rules see them (infra.view). `preview=True` blanks every value
-    that may come from another resource, as `pulumi preview` shows it before anything exists."""
+    """The recorded resources as the rules see them (infra.view), with their outputs and the stack's
+    config. `preview=True` blanks every value that may come from another resource, as `pulumi preview`
+    shows it before anything exists, and leaves the outputs and the config out, as a pack is shown."""
     views = [View(r.type, r.name, r.urn, r.inputs,
                   {k: tuple(v) for k, v in r.property_dependencies.items()},
-                  tuple(r.dependencies), tuple(r.replace_with))
+                  tuple(r.dependencies), tuple(r.replace_with), r.outputs)
              for r in run.resources if r.custom]
     if not preview:
-        return Stack(views)
+        return Stack(views, run.config)
     # what each resource computes: its id and every output string that is not one of its inputs
     computed = {r.urn: ({x for x in walk(r.outputs) if isinstance(x, str)}
                         - {x for x in walk(r.inputs) if isinstance(x, str)}) | {r.id}

@@ -1,6 +1,6 @@
 """Google's limits that stack config must respect, each with the page it comes from, and the
-deadline arithmetic between callers and the functions they call. Pure (no Pulumi): config validation,
-the policy rules and the tests all use it.
+deadline arithmetic between callers and the functions they call. Declared once and pure (no Pulumi, no
+pydantic): the stack config's fields (infra/config_types.py), the rules and the tests all read them.
 
 Memory and CPU of a Cloud Functions gen2 function (a Cloud Run service):
   * https://cloud.google.com/functions/docs/configuring/memory - minimum vCPU for each memory size
@@ -23,10 +23,39 @@ Deadlines:
 
 from __future__ import annotations
 
-from batchline.topology import COORDINATOR, RECONCILE
+from typing import NamedTuple
+
+
+class Range(NamedTuple):
+    """Inclusive bounds of a number."""
+
+    lo: float
+    hi: float
+
+    def holds(self, value: float) -> bool:
+        return self.lo <= value <= self.hi
+
+
+# Cloud Functions gen2 (a Cloud Run service per function)
+MAX_INSTANCES = Range(1, 1000)
+CONCURRENCY = Range(1, 1000)  # requests per instance
+MIN_INSTANCES = Range(0, 100)
+TIMEOUT_S = Range(1, 3600)  # HTTP functions
+# Pub/Sub subscriptions (the Subscription reference below)
+ACK_DEADLINE_S = Range(10, 600)
+MAX_DELIVERY_ATTEMPTS = Range(5, 100)
+BACKOFF_S = Range(0, 600)
+RETENTION_S = Range(600, 7 * 24 * 3600)  # 10 min .. 7 days
+# Cloud Scheduler jobs (the Job reference below)
+SCHEDULER_RETRY_COUNT = Range(0, 5)
+SCHEDULER_BACKOFF_S = Range(1, 3600)
+SCHEDULER_MAX_DOUBLINGS = Range(0, 16)
+SCHEDULER_ATTEMPT_DEADLINE_S = Range(15, 1800)  # HTTP targets
+SCHEDULER_ATTEMPT_DEADLINE_DEFAULT_S = 600
 
 MEMORY_MIB: dict[str, int] = {"256Mi": 256, "512Mi": 512, "1Gi": 1024, "2Gi": 2048, "4Gi": 4096,
                               "8Gi": 8192, "16Gi": 16384, "32Gi": 32768}
+MEMORY_CHOICES: tuple[str, ...] = tuple(MEMORY_MIB)
 CPU_CHOICES: tuple[str, ...] = ("0.083", "0.167", "0.333", "0.583", "1", "2", "4", "8")
 
 # (memory up to and including MiB, minimum vCPU): the functions memory page
@@ -69,12 +98,6 @@ def memory_cpu_problem(memory: str, cpu: str) -> str | None:
 # Seconds a caller's deadline must exceed the callee's timeout by: the request must end (answer or
 # the function's own timeout) before the caller gives up on it.
 DEADLINE_MARGIN_S = 30
-PUSH_ACK_DEADLINE_MAX_S = 600
-SCHEDULER_ATTEMPT_DEADLINE_MAX_S = 1800
-SCHEDULER_ATTEMPT_DEADLINE_DEFAULT_S = 600
-
-# scheduler job key (config `schedules.<key>`) -> the function it calls
-SCHEDULED_FUNCTIONS: dict[str, str] = {"start": COORDINATOR, "stall_check": COORDINATOR, "reconcile": RECONCILE}
 
 
 def needed_deadline(timeout_s: int) -> int:
@@ -85,9 +108,11 @@ def default_push_ack(topology_default_s: int, target_timeout_s: int) -> int:
     """The ack deadline a push subscription gets when config sets none: the shared topology's value,
     raised to the target's timeout + margin (capped at Pub/Sub's maximum; a timeout that needs more is
     rejected by validation)."""
-    return min(PUSH_ACK_DEADLINE_MAX_S, max(topology_default_s, needed_deadline(target_timeout_s)))
+    return min(int(ACK_DEADLINE_S.hi), max(topology_default_s, needed_deadline(target_timeout_s)))
 
 
 def default_attempt_deadline(target_timeouts_s: list[int]) -> int:
-    return min(SCHEDULER_ATTEMPT_DEADLINE_MAX_S,
+    """The attempt deadline a job gets when config sets none: the default, raised to outlast every
+    scheduled target (capped at Cloud Scheduler's maximum)."""
+    return min(int(SCHEDULER_ATTEMPT_DEADLINE_S.hi),
                max([SCHEDULER_ATTEMPT_DEADLINE_DEFAULT_S, *(needed_deadline(t) for t in target_timeouts_s)]))

@@ -1,4 +1,5 @@
-"""The whole stack: validated config in, components out, operator outputs exported."""
+"""The whole stack: validated config in, each component built from its Args, operator outputs
+exported."""
 
 from __future__ import annotations
 
@@ -7,53 +8,61 @@ from pathlib import Path
 import pulumi
 import pulumi_gcp as gcp
 
-from batchline.topology import FUNCTIONS, build_topology
-from infra.components.apis import Apis
-from infra.components.bigquery import BigQuery
-from infra.components.firestore import Firestore
-from infra.components.functions import REPO_ROOT, Functions
-from infra.components.iam import BUILD, PUSH, SCHEDULER, ServiceAccounts
-from infra.components.monitoring import Monitoring
-from infra.components.pubsub import PubSub
-from infra.components.scheduler import Scheduler
+from infra.access import BUILD, PUSH, SCHEDULER
+from infra.components.apis import Apis, ApisArgs
+from infra.components.bigquery import BigQuery, BigQueryArgs
+from infra.components.firestore import Firestore, FirestoreArgs
+from infra.components.functions import Functions, FunctionsArgs
+from infra.components.iam import ServiceAccounts, ServiceAccountsArgs
+from infra.components.monitoring import Monitoring, MonitoringArgs
+from infra.components.pubsub import PubSub, PubSubArgs
+from infra.components.scheduler import Scheduler, SchedulerArgs
 from infra.config import NAMESPACE, StackConfig, from_pulumi
+from infra.function_spec import REPO_ROOT
+from infra.shared import topology
 
 
 def build(cfg: StackConfig, slack_token: pulumi.Input[str] | None = None,
           root: Path = REPO_ROOT) -> dict[str, object]:
     project, region, prefix = cfg.gcp.project, cfg.gcp.region, cfg.pubsub.topic_prefix
-    topology = build_topology(prefix)
+    topo = topology.build_topology(prefix)
     provider = gcp.Provider("gcp", project=project, region=region)
-    base = pulumi.ResourceOptions(provider=provider)
-
-    apis = Apis("apis", project, cfg.apis, opts=base)
+    apis = Apis("apis", ApisArgs(project, cfg.apis), opts=pulumi.ResourceOptions(provider=provider))
     after_apis = pulumi.ResourceOptions(provider=provider, depends_on=[apis])
-    accounts = ServiceAccounts("sa", project, prefix, cfg.operators, opts=after_apis)
-    function_members = {fn: accounts.members[fn] for fn in FUNCTIONS}
-    bigquery = BigQuery("bq", project, cfg.bigquery, prefix, function_members, cfg.operators, opts=after_apis)
-    firestore = Firestore("firestore", project, cfg.firestore, opts=after_apis)
-    functions = Functions("fn", cfg, accounts.emails,
-                          {PUSH: accounts.members[PUSH], SCHEDULER: accounts.members[SCHEDULER]},
-                          build_account=accounts.accounts[BUILD].name, build_grants=accounts.grants_of[BUILD],
-                          root=root, opts=after_apis)
+
+    accounts = ServiceAccounts("sa", ServiceAccountsArgs(project, prefix, cfg.operators), opts=after_apis)
+    function_members = {fn: accounts.members[fn] for fn in topology.FUNCTIONS}
+    bigquery = BigQuery("bq", BigQueryArgs(project, cfg.bigquery, prefix, function_members, cfg.operators),
+                        opts=after_apis)
+    firestore = Firestore("firestore", FirestoreArgs(project, cfg.firestore), opts=after_apis)
+    functions = Functions("fn", FunctionsArgs(
+        cfg, accounts.emails, {who: accounts.members[who] for who in (PUSH, SCHEDULER)},
+        build_account=accounts.accounts[BUILD].name, build_grants=accounts.grants_of[BUILD], root=root),
+        opts=after_apis)
     # The Pub/Sub service agent, created if the project has none yet and named as the API reports it
     # (not a string assembled from the project number).
     pubsub_agent = gcp.projects.ServiceIdentity("pubsub-agent", project=project, service="pubsub.googleapis.com",
                                                 opts=after_apis)
-    pubsub = PubSub("pubsub", project, topology, cfg.pubsub, functions.uris, accounts.emails[PUSH],
-                    accounts.accounts[PUSH], function_members, pubsub_agent, cfg.operators,
-                    capacity=cfg.capacity, opts=after_apis)
-    scheduler = Scheduler("scheduler", project, region, prefix, cfg.schedules, functions.uris,
-                          accounts.emails[SCHEDULER], opts=after_apis)
-    dlq_pull = [t.dead_letter_pull_subscription for t in topology.topics
-                if any(s.dead_letter for s in t.subscriptions)]
-    sources = [s.name for t in topology.topics for s in t.subscriptions if s.dead_letter]
-    monitoring = Monitoring("monitoring", cfg, [f"{prefix}-{fn}" for fn in FUNCTIONS], dlq_pull, sources,
-                            slack_token=slack_token, opts=after_apis)
-    del monitoring
+    pubsub = PubSub("pubsub", PubSubArgs(
+        project, topo, cfg.pubsub, cfg.capacity, functions.uris, accounts.accounts[PUSH], function_members,
+        pubsub_agent, cfg.operators), opts=after_apis)
+    scheduler = Scheduler("scheduler", SchedulerArgs(
+        project, region, prefix, cfg.schedules, functions.uris, accounts.emails[SCHEDULER]), opts=after_apis)
+    Monitoring("monitoring", MonitoringArgs(
+        cfg, function_names=[f"{prefix}-{fn}" for fn in topology.FUNCTIONS],
+        dlq_subscriptions=[t.dead_letter_pull_subscription for t in topo.topics
+                           if any(s.dead_letter for s in t.subscriptions)],
+        source_subscriptions=[s.name for t in topo.topics for s in t.subscriptions if s.dead_letter],
+        slack_token=slack_token), opts=after_apis)
+    return stack_outputs(cfg, pubsub, functions, scheduler, bigquery, firestore)
+
+
+def stack_outputs(cfg: StackConfig, pubsub: PubSub, functions: Functions, scheduler: Scheduler,
+                  bigquery: BigQuery, firestore: Firestore) -> dict[str, object]:
+    """What operators and the CLI read (`pulumi stack output`)."""
     return {
-        "project": project,
-        "region": region,
+        "project": cfg.gcp.project,
+        "region": cfg.gcp.region,
         "topics": {k: t.name for k, t in pubsub.topics.items()},
         "dead_letter_topics": {k: t.name for k, t in pubsub.dead_letter_topics.items()},
         "dead_letter_pull_subscriptions": {k: s.name for k, s in pubsub.dead_letter_pull.items()},

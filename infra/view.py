@@ -13,6 +13,9 @@ What a rule may read, and why:
 * `replace_with`: the URNs whose replacement replaces this resource, or None where it cannot be seen
   (a CrossGuard pack is not given resource options beyond protect/ignoreChanges/...): rules that need
   it run offline only.
+* `outputs` (a resource) and `config` (the stack): what the resource computed and the stack's
+  validated config. Only the offline runner has them (the mocks' outputs, the stack file), so only the
+  rules that compare the deployment with its config read them (infra/rules/engine.py, `Needs`).
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ class View:
     deps: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     dependencies: tuple[str, ...] = ()
     replace_with: tuple[str, ...] | None = None
+    outputs: Mapping[str, Any] = field(default_factory=dict)
 
     def get(self, *path: str, default: Any = None) -> Any:
         """props[path[0]][path[1]]...; `default` when absent, UNKNOWN when unknown on the way."""
@@ -64,22 +68,13 @@ class View:
         return self.get("labels", key)
 
 
-@dataclass(frozen=True)
-class Finding:
-    rule: str
-    resource: str
-    reason: str
-
-    def __str__(self) -> str:
-        return f"[{self.rule}] {self.resource}: {self.reason}"
-
-
 class Stack:
-    """All views of one stack, indexed by URN."""
+    """All views of one stack, indexed by URN; `config` is the stack's config where it is known."""
 
-    def __init__(self, views: list[View]) -> None:
+    def __init__(self, views: list[View], config: Any = None) -> None:
         self.views = views
         self.by_urn = {v.urn: v for v in views}
+        self.config = config
 
     def of_type(self, type_: str) -> list[View]:
         return [v for v in self.views if v.type == type_]
@@ -106,6 +101,11 @@ def walk(value: Any) -> Iterator[Any]:
         yield value
 
 
+def number(value: Any) -> float | None:
+    """A numeric input as a float; None when absent, unknown or not a number (a bool is not one)."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 def seconds(value: Any) -> float | None:
     """'600s' -> 600.0; None when absent, unknown or malformed."""
     if isinstance(value, str) and value.endswith("s"):
@@ -119,7 +119,8 @@ def seconds(value: Any) -> float | None:
 def as_preview(view: View, computed: Mapping[str, set[str]]) -> View:
     """The view as `pulumi preview` shows it before anything exists: a string that came from a value
     another resource computes (its id, e-mail, URL: `computed[urn]`, for each resource an input
-    depends on) is unknown. Literal inputs, numbers and the shape of objects stay known."""
+    depends on) is unknown, and nothing is computed yet. Literal inputs, numbers and the shape of
+    objects stay known."""
 
     def blank(value: Any, sources: set[str]) -> Any:
         if isinstance(value, Mapping):

@@ -14,17 +14,25 @@ a batch of ~13,000 items cannot record its MERGE result: 40,000 index entries pe
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pulumi
 import pulumi_gcp as gcp
 
 from batchline.unindexed import exemptions
-from infra.config import FirestoreConfig
+from infra.config_types import FirestoreConfig
+
+
+@dataclass
+class FirestoreArgs:
+    project: str
+    cfg: FirestoreConfig
 
 
 class Firestore(pulumi.ComponentResource):
-    def __init__(self, name: str, project: str, cfg: FirestoreConfig,
-                 opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(self, name: str, args: FirestoreArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("batchline:infra:Firestore", name, None, opts)
+        project, cfg = args.project, args.cfg
         self.database: gcp.firestore.Database | None = None
         if cfg.create:
             self.database = gcp.firestore.Database(

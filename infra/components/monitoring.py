@@ -28,182 +28,137 @@ import pulumi
 import pulumi_gcp as gcp
 import pulumiverse_time as time
 
-from infra.components.runbooks import runbooks
-from infra.config import StackConfig
-
-# The F9 alerts, by key. The policy set checks there is exactly one alert policy for each.
-F9_ALERTS: tuple[str, ...] = (
-    "staging-write-failure-rate",
-    "staging-gap",
-    "coverage-warning",
-    "coverage-critical",
-    "dead-letter-messages",
-    "dml-rate-limited",
-    "consolidation-failed",
-    "reconciliation-gap",
-    "needs-attention",
-    "stale-inputs",
+from infra.alerts import (
+    DEAD_LETTER_METRIC,
+    F9_ALERTS,
+    LOG_MATCH_ALERTS,
+    LOG_MATCH_RATE_LIMIT,
+    METRIC_SETTLE,
+    METRIC_THRESHOLD_ALERTS,
+    SEVERITY,
+    THRESHOLD_METRICS,
+    log_metrics,
 )
-ALERT_LABEL = "batchline_alert"  # user label carrying the key on each policy
-# How long a new log-based metric may take before alert policies can reference it (the API's 404 says
-# "up to 10 minutes").
-METRIC_SETTLE = "600s"
-# Log-match alert policies must set a notification rate limit (one notification per period per incident).
-LOG_MATCH_RATE_LIMIT = "300s"
-DEAD_LETTER_METRIC = "pubsub.googleapis.com/subscription/dead_letter_message_count"
-# Log filters that only threshold conditions need as log-based metrics; every other filter is a
-# log-match condition.
-THRESHOLD_METRICS: tuple[str, ...] = ("staging_write_failed", "staging_write_attempts", "dml_rate_limited")
-# alert key -> the log filter (LogMetric key) of its log-match condition
-LOG_MATCH_ALERTS: dict[str, str] = {
-    "staging-gap": "staging_gap",
-    "coverage-warning": "coverage_below_warning",
-    "coverage-critical": "coverage_below_critical",
-    "consolidation-failed": "consolidation_failed",
-    "reconciliation-gap": "reconciliation_gap",
-    "needs-attention": "needs_attention",
-    "stale-inputs": "start_refused_stale_inputs",
-}
-# alerts whose conditions read log-based metrics: they wait for the metrics to settle
-METRIC_THRESHOLD_ALERTS: tuple[str, ...] = ("staging-write-failure-rate", "dml-rate-limited")
-SEVERITY = {"coverage-warning": "WARNING", "staging-gap": "WARNING", "coverage-critical": "CRITICAL",
-            "consolidation-failed": "CRITICAL", "dead-letter-messages": "ERROR",
-            "staging-write-failure-rate": "ERROR", "dml-rate-limited": "ERROR",
-            "reconciliation-gap": "ERROR", "needs-attention": "WARNING", "stale-inputs": "ERROR"}
+from infra.components.runbooks import runbooks
+from infra.config_types import StackConfig
+from infra.labels import ALERT_LABEL, ALERT_STACK_PREFIX_LABEL
 
 
-@dataclass(frozen=True)
-class LogMetric:
-    key: str
-    description: str
-    condition: str  # extra log filter on jsonPayload
-
-
-def log_metrics(cfg: StackConfig) -> tuple[LogMetric, ...]:
-    t = cfg.thresholds
-    coverage = '(jsonPayload.event="consolidation_succeeded" OR jsonPayload.event="coverage_low")'
-    return (
-        LogMetric("staging_write_failed", "Worker staging writes that failed",
-                  'jsonPayload.event="staging_write_failed"'),
-        LogMetric("staging_write_attempts", "Worker staging writes, failed or succeeded",
-                  '(jsonPayload.event="staging_write_failed" OR jsonPayload.event="staging_write_succeeded")'),
-        LogMetric("staging_gap", "Consolidations that found expected items with nothing staged",
-                  'jsonPayload.event="staging_gap" AND jsonPayload.missing_staged_items>0'),
-        LogMetric("coverage_below_warning", f"Consolidations with coverage below {t.coverage_warning_pct}%",
-                  f"{coverage} AND jsonPayload.coverage_pct<{t.coverage_warning_pct}"),
-        LogMetric("coverage_below_critical", f"Consolidations with coverage below {t.coverage_critical_pct}%",
-                  f"{coverage} AND jsonPayload.coverage_pct<{t.coverage_critical_pct}"),
-        LogMetric("dml_rate_limited", "BigQuery 'Too many DML statements outstanding' errors",
-                  'jsonPayload.event="dml_rate_limited"'),
-        LogMetric("consolidation_failed", "Failed consolidations", 'jsonPayload.event="consolidation_failed"'),
-        LogMetric("reconciliation_gap", "Daily reconciliations that found missing predictions or orphaned staging",
-                  'jsonPayload.event="reconciliation_gap"'),
-        LogMetric("needs_attention", "Late completions, failed dispatches, rejected messages, bad schedule rows, "
-                  "refused scheduled calls",
-                  '(jsonPayload.event="late_completion" OR jsonPayload.event="dispatch_failed" OR '
-                  'jsonPayload.event="message_rejected" OR jsonPayload.event="context_rows_rejected" OR '
-                  'jsonPayload.event="batch_stalled" OR jsonPayload.event="stall_check_failed" OR '
-                  'jsonPayload.event="consolidation_lease_lost" OR jsonPayload.event="scheduled_call_refused" OR '
-                  'jsonPayload.event="completion_incomplete")'),
-        LogMetric("start_refused_stale_inputs", "Starts refused because the date's context rows were stale",
-                  'jsonPayload.event="start_refused_stale_inputs"'),
-    )
+@dataclass
+class MonitoringArgs:
+    cfg: StackConfig
+    function_names: list[str]  # the deployed functions (their Cloud Run services) the logs come from
+    dlq_subscriptions: list[str]  # the dead-letter pull subscriptions (the runbooks pull them)
+    source_subscriptions: list[str]  # the dead-lettering subscriptions whose new dead letters page
+    slack_token: pulumi.Input[str] | None = None
 
 
 class Monitoring(pulumi.ComponentResource):
-    def __init__(self, name: str, cfg: StackConfig, function_names: list[str], dlq_subscriptions: list[str],
-                 source_subscriptions: list[str], slack_token: pulumi.Input[str] | None = None,
-                 opts: pulumi.ResourceOptions | None = None) -> None:
+    channels: list[gcp.monitoring.NotificationChannel]
+    metrics: dict[str, gcp.logging.Metric]  # the log-based metrics threshold alerts count
+    alerts: dict[str, gcp.monitoring.AlertPolicy]
+
+    def __init__(self, name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("batchline:infra:Monitoring", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
-        project, prefix, t = cfg.gcp.project, cfg.pubsub.topic_prefix, cfg.thresholds
+        self._name, self._args = name, args
+        self._project, self._prefix = args.cfg.gcp.project, args.cfg.pubsub.topic_prefix
+        services = " OR ".join(f'resource.labels.service_name="{n}"' for n in args.function_names)
+        metrics = log_metrics(args.cfg)
+        self._filters = {m.key: f'resource.type="cloud_run_revision" AND ({services}) AND {m.condition}'
+                         for m in metrics}
+        self._descriptions = {m.key: m.description for m in metrics}
+        self.channels = self._notification_channels()
+        self._create_metrics()
+        conditions = {**self._threshold_conditions(), **self._log_match_conditions()}
+        books = runbooks(args.cfg, args.dlq_subscriptions)
+        self.alerts = {key: self._alert_policy(key, conditions[key], *books[key]) for key in F9_ALERTS}
+        self.register_outputs({"alerts": {k: a.name for k, a in self.alerts.items()},
+                               "metrics": {k: m.name for k, m in self.metrics.items()}})
 
-        self.channels: list[gcp.monitoring.NotificationChannel] = []
-        for i, email in enumerate(cfg.notifications.emails):
-            self.channels.append(gcp.monitoring.NotificationChannel(
-                f"{name}-email-{i}", project=project, type="email", display_name=f"batchline {prefix}: {email}",
-                labels={"email_address": email}, opts=child))
-        if cfg.notifications.slack_channel:
-            self.channels.append(gcp.monitoring.NotificationChannel(
-                f"{name}-slack", project=project, type="slack",
-                display_name=f"batchline {prefix}: {cfg.notifications.slack_channel}",
-                labels={"channel_name": cfg.notifications.slack_channel},
-                sensitive_labels={"auth_token": slack_token}, opts=child))
-        channel_ids = [c.name for c in self.channels]
+    def _notification_channels(self) -> list[gcp.monitoring.NotificationChannel]:
+        notifications, child = self._args.cfg.notifications, pulumi.ResourceOptions(parent=self)
+        channels = [gcp.monitoring.NotificationChannel(
+            f"{self._name}-email-{i}", project=self._project, type="email",
+            display_name=f"batchline {self._prefix}: {email}", labels={"email_address": email}, opts=child)
+            for i, email in enumerate(notifications.emails)]
+        if notifications.slack_channel:
+            channels.append(gcp.monitoring.NotificationChannel(
+                f"{self._name}-slack", project=self._project, type="slack",
+                display_name=f"batchline {self._prefix}: {notifications.slack_channel}",
+                labels={"channel_name": notifications.slack_channel},
+                sensitive_labels={"auth_token": self._args.slack_token}, opts=child))
+        return channels
 
-        services = " OR ".join(f'resource.labels.service_name="{n}"' for n in function_names)
-        filters = {m.key: f'resource.type="cloud_run_revision" AND ({services}) AND {m.condition}'
-                   for m in log_metrics(cfg)}
-        descriptions = {m.key: m.description for m in log_metrics(cfg)}
-        self.metrics: dict[str, gcp.logging.Metric] = {}
-        for key in THRESHOLD_METRICS:
-            self.metrics[key] = gcp.logging.Metric(
-                f"{name}-{key}", project=project, name=f"{prefix}/{key}", description=descriptions[key],
-                filter=filters[key],
-                metric_descriptor={"metric_kind": "DELTA", "value_type": "INT64", "unit": "1",
-                                   "labels": [{"key": "batch_id", "value_type": "STRING"}]},
-                label_extractors={"batch_id": "EXTRACT(jsonPayload.batch_id)"},
-                opts=child)
-        # The wait between creating the metrics and the first alert policy that references them.
+    def _create_metrics(self) -> None:
+        """The log-based metrics threshold alerts count, and the wait between creating them and the
+        first alert policy that references them."""
+        self.metrics = {key: gcp.logging.Metric(
+            f"{self._name}-{key}", project=self._project, name=f"{self._prefix}/{key}",
+            description=self._descriptions[key], filter=self._filters[key],
+            metric_descriptor={"metric_kind": "DELTA", "value_type": "INT64", "unit": "1",
+                               "labels": [{"key": "batch_id", "value_type": "STRING"}]},
+            label_extractors={"batch_id": "EXTRACT(jsonPayload.batch_id)"},
+            opts=pulumi.ResourceOptions(parent=self)) for key in THRESHOLD_METRICS}
         self.metrics_settled = time.Sleep(
-            f"{name}-metrics-settle", create_duration=METRIC_SETTLE,
+            f"{self._name}-metrics-settle", create_duration=METRIC_SETTLE,
             triggers={"metrics": ",".join(sorted(THRESHOLD_METRICS))},
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(self.metrics.values())))
 
-        def metric_filter(key: str) -> pulumi.Output[str]:
-            return pulumi.Output.concat('metric.type="logging.googleapis.com/user/', self.metrics[key].name,
-                                        '" AND resource.type="cloud_run_revision"')
+    def _metric_filter(self, key: str) -> pulumi.Output[str]:
+        return pulumi.Output.concat('metric.type="logging.googleapis.com/user/', self.metrics[key].name,
+                                    '" AND resource.type="cloud_run_revision"')
 
-        def count(key: str, window_s: int = 300, above: float = 0) -> dict:
-            return {"filter": metric_filter(key), "comparison": "COMPARISON_GT", "threshold_value": above,
-                    "duration": "0s", "trigger": {"count": 1},
-                    "aggregations": [{"alignment_period": f"{window_s}s", "per_series_aligner": "ALIGN_SUM",
-                                      "cross_series_reducer": "REDUCE_SUM"}]}
+    def _count(self, key: str, window_s: int = 300, above: float = 0) -> dict:
+        return {"filter": self._metric_filter(key), "comparison": "COMPARISON_GT", "threshold_value": above,
+                "duration": "0s", "trigger": {"count": 1},
+                "aggregations": [{"alignment_period": f"{window_s}s", "per_series_aligner": "ALIGN_SUM",
+                                  "cross_series_reducer": "REDUCE_SUM"}]}
 
-        ratio = count("staging_write_failed", above=t.staging_write_failure_rate_pct / 100)
-        ratio.update(denominator_filter=metric_filter("staging_write_attempts"),
+    def _threshold_conditions(self) -> dict[str, list[dict]]:
+        t = self._args.cfg.thresholds
+        ratio = self._count("staging_write_failed", above=t.staging_write_failure_rate_pct / 100)
+        ratio.update(denominator_filter=self._metric_filter("staging_write_attempts"),
                      denominator_aggregations=ratio["aggregations"])
-        conditions: dict[str, list[dict]] = {
+        return {
             "staging-write-failure-rate": [{"display_name": f"failed / attempted staging writes > "
                                                             f"{t.staging_write_failure_rate_pct}% over 5 min",
                                             "condition_threshold": ratio}],
             # threshold conditions only support GT/LT: "> n - 0.5" is ">= n" on an integer count
             "dml-rate-limited": [{"display_name": f">= {t.dml_rate_limit_errors} DML rate-limit errors in "
                                                   f"{t.dml_rate_limit_window_s}s",
-                                  "condition_threshold": count("dml_rate_limited", t.dml_rate_limit_window_s,
-                                                               t.dml_rate_limit_errors - 0.5)}],
-            "dead-letter-messages": [
-                {"display_name": f"new dead letters from {sub}",
-                 "condition_threshold": {
-                     "filter": f'metric.type="{DEAD_LETTER_METRIC}" AND resource.type="pubsub_subscription" '
-                               f'AND resource.labels.subscription_id="{sub}"',
-                     "comparison": "COMPARISON_GT", "threshold_value": 0, "duration": "0s",
-                     "trigger": {"count": 1},
-                     "aggregations": [{"alignment_period": "60s", "per_series_aligner": "ALIGN_DELTA",
-                                       "cross_series_reducer": "REDUCE_SUM"}]}}
-                for sub in source_subscriptions],
+                                  "condition_threshold": self._count("dml_rate_limited", t.dml_rate_limit_window_s,
+                                                                     t.dml_rate_limit_errors - 0.5)}],
+            "dead-letter-messages": [self._new_dead_letters(sub) for sub in self._args.source_subscriptions],
         }
-        for key, log_key in LOG_MATCH_ALERTS.items():
-            conditions[key] = [{"display_name": descriptions[log_key],
-                                "condition_matched_log": {
-                                    "filter": filters[log_key],
-                                    "label_extractors": {"batch_id": "EXTRACT(jsonPayload.batch_id)"}}}]
-        books = runbooks(cfg, dlq_subscriptions)
-        self.alerts: dict[str, gcp.monitoring.AlertPolicy] = {}
-        for key in F9_ALERTS:
-            subject, content = books[key]
-            log_match = key in LOG_MATCH_ALERTS
-            strategy: dict = {"auto_close": "86400s"}
-            if log_match:
-                strategy["notification_rate_limit"] = {"period": LOG_MATCH_RATE_LIMIT}
-            on_metrics = key in METRIC_THRESHOLD_ALERTS
-            self.alerts[key] = gcp.monitoring.AlertPolicy(
-                f"{name}-{key}", project=project, display_name=f"[{prefix}] {subject}", combiner="OR",
-                severity=SEVERITY[key], conditions=conditions[key], notification_channels=channel_ids,
-                documentation={"subject": subject, "content": content, "mime_type": "text/markdown"},
-                alert_strategy=strategy,
-                user_labels={ALERT_LABEL: key.replace("-", "_"), "stack_prefix": prefix},
-                opts=pulumi.ResourceOptions(parent=self,
-                                            depends_on=[self.metrics_settled] if on_metrics else []))
-        self.register_outputs({"alerts": {k: a.name for k, a in self.alerts.items()},
-                               "metrics": {k: m.name for k, m in self.metrics.items()}})
+
+    @staticmethod
+    def _new_dead_letters(sub: str) -> dict:
+        """Pub/Sub's own count of messages `sub` just dead-lettered, as a delta."""
+        return {"display_name": f"new dead letters from {sub}",
+                "condition_threshold": {
+                    "filter": f'metric.type="{DEAD_LETTER_METRIC}" AND resource.type="pubsub_subscription" '
+                              f'AND resource.labels.subscription_id="{sub}"',
+                    "comparison": "COMPARISON_GT", "threshold_value": 0, "duration": "0s",
+                    "trigger": {"count": 1},
+                    "aggregations": [{"alignment_period": "60s", "per_series_aligner": "ALIGN_DELTA",
+                                      "cross_series_reducer": "REDUCE_SUM"}]}}
+
+    def _log_match_conditions(self) -> dict[str, list[dict]]:
+        return {key: [{"display_name": self._descriptions[log_key],
+                       "condition_matched_log": {"filter": self._filters[log_key],
+                                                 "label_extractors": {"batch_id": "EXTRACT(jsonPayload.batch_id)"}}}]
+                for key, log_key in LOG_MATCH_ALERTS.items()}
+
+    def _alert_policy(self, key: str, conditions: list[dict], subject: str, content: str) -> gcp.monitoring.AlertPolicy:
+        """One F9 alert: its conditions, the stack's channels, its runbook (subject and content)."""
+        strategy: dict = {"auto_close": "86400s"}
+        if key in LOG_MATCH_ALERTS:
+            strategy["notification_rate_limit"] = {"period": LOG_MATCH_RATE_LIMIT}
+        waits = [self.metrics_settled] if key in METRIC_THRESHOLD_ALERTS else []
+        return gcp.monitoring.AlertPolicy(
+            f"{self._name}-{key}", project=self._project, display_name=f"[{self._prefix}] {subject}", combiner="OR",
+            severity=SEVERITY[key], conditions=conditions, notification_channels=[c.name for c in self.channels],
+            documentation={"subject": subject, "content": content, "mime_type": "text/markdown"},
+            alert_strategy=strategy,
+            user_labels={ALERT_LABEL: key.replace("-", "_"), ALERT_STACK_PREFIX_LABEL: self._prefix},
+            opts=pulumi.ResourceOptions(parent=self, depends_on=waits))

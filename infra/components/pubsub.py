@@ -12,117 +12,137 @@ delete a quiet dead-letter subscription).
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 import pulumi
 import pulumi_gcp as gcp
 
-from batchline.topology import DeliveryPolicy, SubscriptionSpec, Topology
-from infra import capacity as cap_model
-from infra.access import DEAD_LETTER_LABEL, OPERATOR_ACCESS, TOPIC_LABEL
-from infra.components.iam import ACCESS, operator_slug
-from infra.config import CapacityConfig, PubSubConfig
-from infra.config_capacity import item_s_of
+from infra import capacity
+from infra.access import PUBLISHER_ROLE, SUBSCRIBER_ROLE, TOKEN_CREATOR_ROLE
+from infra.components.iam import grantees
+from infra.config_types import CapacityConfig, PubSubConfig
+from infra.labels import BURST_LABEL, DEAD_LETTER_LABEL, ITEM_MS_LABEL, TOPIC_LABEL, stack_labels
+from infra.shared import topology
 
-DLQ_READER_POLICY = DeliveryPolicy(ack_deadline_s=60, max_delivery_attempts=5, min_backoff_s=10,
-                                   max_backoff_s=600, retention_s=7 * 24 * 3600)
+DLQ_READER_POLICY = topology.DeliveryPolicy(ack_deadline_s=60, max_delivery_attempts=5, min_backoff_s=10,
+                                            max_backoff_s=600, retention_s=7 * 24 * 3600)
+
+
+@dataclass
+class PubSubArgs:
+    project: str
+    topology: topology.Topology
+    cfg: PubSubConfig
+    capacity: CapacityConfig  # the burst each dead-lettering push subscription must carry (a label)
+    uris: dict[str, pulumi.Input[str]]  # function -> its URL, the push endpoints' base
+    push_account: gcp.serviceaccount.Account  # push OIDC tokens are minted for it
+    members: dict[str, pulumi.Input[str]]  # the functions' `serviceAccount:` members (publishers)
+    agent: gcp.projects.ServiceIdentity  # the Pub/Sub service agent
+    operators: tuple[str, ...] = field(default_factory=tuple)
 
 
 class PubSub(pulumi.ComponentResource):
-    def __init__(self, name: str, project: str, topology: Topology, cfg: PubSubConfig,
-                 uris: dict[str, pulumi.Input[str]], push_email: pulumi.Input[str],
-                 push_account: gcp.serviceaccount.Account,
-                 members: dict[str, pulumi.Input[str]], agent: gcp.projects.ServiceIdentity,
-                 operators: tuple[str, ...] = (), capacity: CapacityConfig | None = None,
-                 opts: pulumi.ResourceOptions | None = None) -> None:
+    topics: dict[str, gcp.pubsub.Topic]  # topic key -> topic
+    dead_letter_topics: dict[str, gcp.pubsub.Topic]
+    subscriptions: dict[str, gcp.pubsub.Subscription]  # subscription name -> subscription
+    dead_letter_pull: dict[str, gcp.pubsub.Subscription]  # topic key -> its dead-letter pull subscription
+
+    def __init__(self, name: str, args: PubSubArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("batchline:infra:PubSub", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
-
-        def on(resource: pulumi.Resource) -> pulumi.ResourceOptions:
-            """A grant on a resource is replaced together with it: a topic or subscription recreated
-            under the same name starts without bindings, and the grant would show no diff."""
-            return pulumi.ResourceOptions(parent=self, replace_with=[resource])
-
-        agent_member = agent.member  # the Pub/Sub service agent, as the API reports it
-        # the service agent mints the OIDC tokens of our push subscriptions
-        gcp.serviceaccount.IAMMember(f"{name}-agent-token-creator", service_account_id=push_account.name,
-                                     role="roles/iam.serviceAccountTokenCreator", member=agent_member,
-                                     opts=on(push_account))
-        self.topics: dict[str, gcp.pubsub.Topic] = {}
-        self.dead_letter_topics: dict[str, gcp.pubsub.Topic] = {}
-        self.subscriptions: dict[str, gcp.pubsub.Subscription] = {}
-        self.dead_letter_pull: dict[str, gcp.pubsub.Subscription] = {}
-        labels = {"app": "batchline", "stack-prefix": topology.prefix}
-
-        def subscription(spec: SubscriptionSpec, topic: gcp.pubsub.Topic, policy: DeliveryPolicy,
-                         dlq: gcp.pubsub.Topic | None, extra: dict[str, str] | None = None) -> gcp.pubsub.Subscription:
-            push = None
-            if spec.push is not None:
-                uri = uris[spec.push.function]
-                push = {"push_endpoint": pulumi.Output.concat(uri, spec.push.path),
-                        "oidc_token": {"service_account_email": push_email, "audience": uri}}
-            return gcp.pubsub.Subscription(
-                spec.name, project=project, name=spec.name, topic=topic.id, labels={**labels, **(extra or {})},
-                ack_deadline_seconds=policy.ack_deadline_s,
-                message_retention_duration=f"{policy.retention_s}s",
-                retain_acked_messages=False,
-                expiration_policy={"ttl": ""},  # never expire
-                retry_policy={"minimum_backoff": f"{policy.min_backoff_s}s",
-                              "maximum_backoff": f"{policy.max_backoff_s}s"},
-                dead_letter_policy=({"dead_letter_topic": dlq.id,
-                                     "max_delivery_attempts": policy.max_delivery_attempts}
-                                    if dlq is not None else None),
-                push_config=push, opts=child)
-
-        for t in topology.topics:
-            topic = gcp.pubsub.Topic(t.name, project=project, name=t.name, labels={**labels, TOPIC_LABEL: t.key},
-                                     opts=child)
-            self.topics[t.key] = topic
-            dlq = None
-            if any(s.dead_letter for s in t.subscriptions):
-                dlq = gcp.pubsub.Topic(t.dead_letter_topic, project=project, name=t.dead_letter_topic,
-                                       labels=labels, opts=child)
-                self.dead_letter_topics[t.key] = dlq
-                gcp.pubsub.TopicIAMMember(f"{t.dead_letter_topic}-agent-publisher", project=project,
-                                          topic=dlq.name, role="roles/pubsub.publisher", member=agent_member,
-                                          opts=on(dlq))
-                for reader in topology.dead_letter_subscriptions(t):
-                    policy = DLQ_READER_POLICY if reader.push is None else replace(
-                        DLQ_READER_POLICY, ack_deadline_s=cfg.dead_letter_push_ack_s)  # >= coordinator timeout
-                    # the pull reader is labelled with its topic key: the rules see which grant is on which
-                    sub = subscription(reader, dlq, policy, None,
-                                       {DEAD_LETTER_LABEL: t.key} if reader.push is None else None)
-                    self.subscriptions[reader.name] = sub
-                    if reader.push is None:
-                        self.dead_letter_pull[t.key] = sub
-            for spec in t.subscriptions:
-                policy = cfg.policies[t.key]
-                plan = None
-                if spec.dead_letter and spec.push is not None:  # what the delivery-fits-caps rule checks
-                    c = capacity or CapacityConfig()
-                    plan = {cap_model.BURST_LABEL: str(cap_model.burst_of(t.key, c.largest_batch_items)),
-                            cap_model.ITEM_MS_LABEL: str(round(item_s_of(c, spec.push.function) * 1000))}
-                sub = subscription(spec, topic, policy, dlq if spec.dead_letter else None, plan)
-                self.subscriptions[spec.name] = sub
-                if spec.dead_letter:
-                    gcp.pubsub.SubscriptionIAMMember(f"{spec.name}-agent-subscriber", project=project,
-                                                     subscription=sub.name, role="roles/pubsub.subscriber",
-                                                     member=agent_member, opts=on(sub))
-        # functions publish only to the topics ACCESS lists for them, and pull only the dead letters it
-        # lists; each operator (stack config) gets OPERATOR_ACCESS's topics and dead letters
-        grantees = [(who, members[who], ACCESS[who]) for who in ACCESS if who in members]
-        grantees += [(f"operator-{operator_slug(m)}", m, OPERATOR_ACCESS) for m in operators]
-        for who, member, access in grantees:
-            for key in access.publishes_to:
-                gcp.pubsub.TopicIAMMember(f"{topology.topic(key).name}-{who}-publisher", project=project,
-                                          topic=self.topics[key].name, role="roles/pubsub.publisher",
-                                          member=member, opts=on(self.topics[key]))
-            for key in access.reads_dead_letters:
-                sub = self.dead_letter_pull[key]
-                gcp.pubsub.SubscriptionIAMMember(f"{topology.topic(key).dead_letter_pull_subscription}-{who}-subscriber",
-                                                 project=project, subscription=sub.name,
-                                                 role="roles/pubsub.subscriber", member=member, opts=on(sub))
+        self._name, self._args = name, args
+        self._labels = stack_labels(args.topology.prefix)
+        self.topics, self.dead_letter_topics, self.subscriptions, self.dead_letter_pull = {}, {}, {}, {}
+        self._agent_mints_push_tokens()
+        for t in args.topology.topics:
+            self.topics[t.key] = self._topic(t.name, {TOPIC_LABEL: t.key})
+            dlq = self._dead_letters(t) if any(s.dead_letter for s in t.subscriptions) else None
+            self._source_subscriptions(t, dlq)
+        self._grant_publishers_and_readers()
         self.register_outputs({
             "topics": {k: v.name for k, v in self.topics.items()},
             "dead_letter_pull_subscriptions": {k: v.name for k, v in self.dead_letter_pull.items()},
         })
+
+    def _replaced_with(self, resource: pulumi.Resource) -> pulumi.ResourceOptions:
+        """A grant on a resource is replaced together with it: a topic or subscription recreated under
+        the same name starts without bindings, and the grant would show no diff."""
+        return pulumi.ResourceOptions(parent=self, replace_with=[resource])
+
+    def _agent_mints_push_tokens(self) -> None:
+        push_account = self._args.push_account
+        gcp.serviceaccount.IAMMember(f"{self._name}-agent-token-creator", service_account_id=push_account.name,
+                                     role=TOKEN_CREATOR_ROLE, member=self._args.agent.member,
+                                     opts=self._replaced_with(push_account))
+
+    def _topic(self, topic_name: str, labels: dict[str, str] | None = None) -> gcp.pubsub.Topic:
+        return gcp.pubsub.Topic(topic_name, project=self._args.project, name=topic_name,
+                                labels={**self._labels, **(labels or {})}, opts=pulumi.ResourceOptions(parent=self))
+
+    def _subscription(self, spec: topology.SubscriptionSpec, topic: gcp.pubsub.Topic, policy: topology.DeliveryPolicy,
+                      dlq: gcp.pubsub.Topic | None, labels: dict[str, str] | None = None) -> gcp.pubsub.Subscription:
+        push = None
+        if spec.push is not None:
+            uri = self._args.uris[spec.push.function]
+            push = {"push_endpoint": pulumi.Output.concat(uri, spec.push.path),
+                    "oidc_token": {"service_account_email": self._args.push_account.email, "audience": uri}}
+        sub = gcp.pubsub.Subscription(
+            spec.name, project=self._args.project, name=spec.name, topic=topic.id,
+            labels={**self._labels, **(labels or {})},
+            ack_deadline_seconds=policy.ack_deadline_s,
+            message_retention_duration=f"{policy.retention_s}s",
+            retain_acked_messages=False,
+            expiration_policy={"ttl": ""},  # never expire
+            retry_policy={"minimum_backoff": f"{policy.min_backoff_s}s", "maximum_backoff": f"{policy.max_backoff_s}s"},
+            dead_letter_policy=({"dead_letter_topic": dlq.id, "max_delivery_attempts": policy.max_delivery_attempts}
+                                if dlq is not None else None),
+            push_config=push, opts=pulumi.ResourceOptions(parent=self))
+        self.subscriptions[spec.name] = sub
+        return sub
+
+    def _dead_letters(self, t: topology.TopicSpec) -> gcp.pubsub.Topic:
+        """The topic's dead-letter topic, the agent's publisher grant on it, and its two readers: a pull
+        subscription that keeps the messages and a push subscription to the coordinator."""
+        dlq = self.dead_letter_topics[t.key] = self._topic(t.dead_letter_topic)
+        gcp.pubsub.TopicIAMMember(f"{t.dead_letter_topic}-agent-publisher", project=self._args.project,
+                                  topic=dlq.name, role=PUBLISHER_ROLE, member=self._args.agent.member,
+                                  opts=self._replaced_with(dlq))
+        for reader in self._args.topology.dead_letter_subscriptions(t):
+            if reader.push is None:  # labelled with its topic key: the rules see which grant is on which
+                self.dead_letter_pull[t.key] = self._subscription(reader, dlq, DLQ_READER_POLICY, None,
+                                                                  {DEAD_LETTER_LABEL: t.key})
+            else:  # the push reader's ack deadline outlasts the coordinator's timeout
+                policy = replace(DLQ_READER_POLICY, ack_deadline_s=self._args.cfg.dead_letter_push_ack_s)
+                self._subscription(reader, dlq, policy, None)
+        return dlq
+
+    def _capacity_plan(self, t: topology.TopicSpec, spec: topology.SubscriptionSpec) -> dict[str, str] | None:
+        """The labels `delivery-fits-caps` reads off a dead-lettering push subscription."""
+        if not spec.dead_letter or spec.push is None:
+            return None
+        c = self._args.capacity
+        return {BURST_LABEL: str(capacity.burst_of(t.key, c.largest_batch_items)),
+                ITEM_MS_LABEL: str(round(c.item_s(spec.push.function) * 1000))}
+
+    def _source_subscriptions(self, t: topology.TopicSpec, dlq: gcp.pubsub.Topic | None) -> None:
+        for spec in t.subscriptions:
+            sub = self._subscription(spec, self.topics[t.key], self._args.cfg.policies[t.key],
+                                     dlq if spec.dead_letter else None, self._capacity_plan(t, spec))
+            if spec.dead_letter:
+                gcp.pubsub.SubscriptionIAMMember(f"{spec.name}-agent-subscriber", project=self._args.project,
+                                                 subscription=sub.name, role=SUBSCRIBER_ROLE,
+                                                 member=self._args.agent.member, opts=self._replaced_with(sub))
+
+    def _grant_publishers_and_readers(self) -> None:
+        """Functions publish only to the topics ACCESS lists for them, and pull only the dead letters it
+        lists; each operator (stack config) gets OPERATOR_ACCESS's topics and dead letters."""
+        project, topo = self._args.project, self._args.topology
+        for g in grantees(self._args.members, self._args.operators):
+            for key in g.access.publishes_to:
+                gcp.pubsub.TopicIAMMember(f"{topo.topic(key).name}-{g.slug}-publisher", project=project,
+                                          topic=self.topics[key].name, role=PUBLISHER_ROLE, member=g.member,
+                                          opts=self._replaced_with(self.topics[key]))
+            for key in g.access.reads_dead_letters:
+                sub = self.dead_letter_pull[key]
+                gcp.pubsub.SubscriptionIAMMember(f"{topo.topic(key).dead_letter_pull_subscription}-{g.slug}-subscriber",
+                                                 project=project, subscription=sub.name, role=SUBSCRIBER_ROLE,
+                                                 member=g.member, opts=self._replaced_with(sub))

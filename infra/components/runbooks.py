@@ -2,19 +2,42 @@
 
 from __future__ import annotations
 
-from infra.config import StackConfig
+from typing import NamedTuple
+
+from infra.config_types import StackConfig
 
 
-def runbooks(cfg: StackConfig, dlq_subscriptions: list[str]) -> dict[str, tuple[str, str]]:
-    """alert key -> (subject, markdown runbook)."""
-    p, prefix, bq, t = cfg.gcp.project, cfg.pubsub.topic_prefix, cfg.bigquery, cfg.thresholds
+class _Commands(NamedTuple):
+    """The commands the runbooks quote, rendered for one stack."""
+
+    project: str
+    logs: str  # reads one event's log lines: .format(event=...)
+    reconcile: str  # runs the daily reconciliation now
+    cli: str  # the operator CLI's target option
+    pulls: str  # pulls (without ack) every dead-letter pull subscription
+
+
+def _commands(cfg: StackConfig, dlq_subscriptions: list[str]) -> _Commands:
+    p, prefix = cfg.gcp.project, cfg.pubsub.topic_prefix
     logs = (f"gcloud logging read 'resource.type=\"cloud_run_revision\" AND "
             f"resource.labels.service_name:\"{prefix}-\" AND jsonPayload.event=\"{{event}}\"' "
             f"--project={p} --freshness=2h --format=json")
     reconcile = f"gcloud scheduler jobs run {prefix}-reconcile --project={p} --location={cfg.gcp.region}"
-    cli = f"--project {p}"
     pulls = "\n".join(f"gcloud pubsub subscriptions pull {s} --project={p} --limit=20 --format=json"
                       for s in dlq_subscriptions)
+    return _Commands(p, logs, reconcile, f"--project {p}", pulls)
+
+
+def runbooks(cfg: StackConfig, dlq_subscriptions: list[str]) -> dict[str, tuple[str, str]]:
+    """alert key -> (subject, markdown runbook)."""
+    c = _commands(cfg, dlq_subscriptions)
+    return {**_write_runbooks(cfg, c), **_merge_runbooks(cfg, c), **_attention_runbooks(cfg, c)}
+
+
+def _write_runbooks(cfg: StackConfig, c: _Commands) -> dict[str, tuple[str, str]]:
+    """Staged writes that failed or are missing, low coverage, new dead letters."""
+    p, logs, reconcile, cli, pulls = c.project, c.logs, c.reconcile, c.cli, c.pulls
+    bq, t = cfg.bigquery, cfg.thresholds
     return {
         "staging-write-failure-rate": (
             f"batchline: staging write failures above {t.staging_write_failure_rate_pct}%",
@@ -60,6 +83,14 @@ def runbooks(cfg: StackConfig, dlq_subscriptions: list[str]) -> dict[str, tuple[
             "--wait`. While the batch's consolidation has failed the replay is refused (the repair would become "
             "the date's newest run and strand the batch's kept rows): consolidate it first "
             f"(`batchline consolidate <BATCH_ID> {cli} --wait`), then replay"),
+    }
+
+
+def _merge_runbooks(cfg: StackConfig, c: _Commands) -> dict[str, tuple[str, str]]:
+    """The main table's DML, a failed consolidation, a gap the reconciliation found."""
+    p, logs, reconcile = c.project, c.logs, c.reconcile
+    bq, t = cfg.bigquery, cfg.thresholds
+    return {
         "dml-rate-limited": (
             f"batchline: BigQuery DML rate limit ({t.dml_rate_limit_errors} in {t.dml_rate_limit_window_s}s)",
             "BigQuery answered 'Too many DML statements outstanding'. Only the coordinator's one MERGE per "
@@ -85,6 +116,14 @@ def runbooks(cfg: StackConfig, dlq_subscriptions: list[str]) -> dict[str, tuple[
             f"2. Leftover batch staging tables hold rows not in the main table: `bq ls --max_results=1000 "
             f"{p}:{bq.staging_dataset}`\n"
             f"3. Re-run the check after a fix: `{reconcile}`"),
+    }
+
+
+def _attention_runbooks(cfg: StackConfig, c: _Commands) -> dict[str, tuple[str, str]]:
+    """Events a human reads: late or short completions, refused starts, stale inputs."""
+    logs, reconcile, cli = c.logs, c.reconcile, c.cli
+    bq = cfg.bigquery
+    return {
         "needs-attention": (
             "batchline: an event needs a human",
             "A completion arrived after its batch was consolidated (its write was not merged; the batch "

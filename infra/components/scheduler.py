@@ -6,12 +6,13 @@ local scheduler runs too). Each job POSTs `{}` with an OIDC token of the schedul
 from __future__ import annotations
 
 import base64
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_gcp as gcp
 
 from batchline.schedules import ScheduledJob, render_jobs
-from infra.config import SchedulesConfig
+from infra.config_types import SchedulesConfig
 
 
 def job_inputs(job: ScheduledJob) -> dict:
@@ -25,22 +26,30 @@ def job_inputs(job: ScheduledJob) -> dict:
     }
 
 
+@dataclass
+class SchedulerArgs:
+    project: str
+    region: str
+    prefix: str  # the stack's topic prefix: the jobs' names
+    cfg: SchedulesConfig
+    uris: dict[str, pulumi.Input[str]]  # function -> its URL
+    scheduler_email: pulumi.Input[str]  # the account the jobs' OIDC tokens are minted for
+
+
 class Scheduler(pulumi.ComponentResource):
-    def __init__(self, name: str, project: str, region: str, prefix: str, cfg: SchedulesConfig,
-                 uris: dict[str, pulumi.Input[str]], scheduler_email: pulumi.Input[str],
-                 opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(self, name: str, args: SchedulerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("batchline:infra:Scheduler", name, None, opts)
         self.jobs: dict[str, gcp.cloudscheduler.Job] = {}
-        for job in render_jobs(prefix, cfg):
-            uri = uris[job.function]
+        for job in render_jobs(args.prefix, args.cfg):
+            uri = args.uris[job.function]
             self.jobs[job.key] = gcp.cloudscheduler.Job(
-                f"{name}-{job.key}", project=project, region=region, **job_inputs(job),
+                f"{name}-{job.key}", project=args.project, region=args.region, **job_inputs(job),
                 http_target={
                     "http_method": job.http_method,
                     "uri": pulumi.Output.concat(uri, job.path),
                     "body": base64.b64encode(job.body.encode()).decode(),
                     "headers": dict(job.headers),
-                    "oidc_token": {"service_account_email": scheduler_email, "audience": uri},
+                    "oidc_token": {"service_account_email": args.scheduler_email, "audience": uri},
                 },
                 opts=pulumi.ResourceOptions(parent=self))
         self.register_outputs({"jobs": {k: j.name for k, j in self.jobs.items()}})

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from infra import config
-from infra.components.monitoring import log_metrics
+from infra.alerts import log_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -75,12 +75,12 @@ def test_failure_events_all_reach_an_alert(dev_config):
 
 def test_dead_letters_page_on_pubsubs_count(dev_run):
     from batchline.topology import build_topology
-    from infra import policies
-    from infra.components.monitoring import DEAD_LETTER_METRIC
+    from infra.alerts import DEAD_LETTER_METRIC
+    from infra.resource_types import T_ALERT
 
     sources = {s.name for t in build_topology(dev_run.config.pubsub.topic_prefix).topics for s in t.subscriptions
                if s.dead_letter}
-    alert = next(a for a in dev_run.of_type(policies.T_ALERT)
+    alert = next(a for a in dev_run.of_type(T_ALERT)
                  if a.inputs["userLabels"]["batchline_alert"] == "dead_letter_messages")
     watched = {re.search(r'subscription_id="([^"]+)"', c["conditionThreshold"]["filter"]).group(1)
                for c in alert.inputs["conditions"] if DEAD_LETTER_METRIC in c["conditionThreshold"]["filter"]}

@@ -94,7 +94,7 @@ def test_capacity_values_are_validated(capacity_raw, match):
 
 
 def test_the_coordinator_is_told_the_pace_of_the_caps_in_force(prod_raw):
-    from infra.components.functions import function_settings
+    from infra.function_spec import function_settings
 
     normal = function_settings(config_mod.load(prod_raw, has_slack_token=True))
     emergency = function_settings(config_mod.load({**prod_raw, "emergency": True}, has_slack_token=True))

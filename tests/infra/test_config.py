@@ -133,7 +133,7 @@ def test_max_instances_range_is_exactly_enforced(n):
            "schedules": {k: {"cron": "0 1 * * *"} for k in ("start", "stall_check", "reconcile")},
            "notifications": {"emails": ["a@example.com"]},
            "capacity": {"largest_batch_items": 1}}  # the range alone, not what one instance carries
-    if config.MAX_INSTANCES[0] <= n <= config.MAX_INSTANCES[1]:
+    if limits.MAX_INSTANCES.holds(n):
         assert config.load(raw).functions.caps["worker"].max_instances == n
     else:
         with pytest.raises(ConfigError, match="batchline:functions.worker.max_instances"):

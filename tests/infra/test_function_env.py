@@ -11,9 +11,8 @@ import dataclasses
 import pytest
 
 from batchline import settings
-from infra import config
-from infra.components import functions
-from infra.components.functions import function_env, function_settings
+from infra import config, function_spec
+from infra.function_spec import function_env, function_settings
 
 # A value different from the default for every setting: a setting whose variable is not rendered
 # reads back as its default and the round trip fails.
@@ -71,5 +70,5 @@ def test_a_dropped_variable_is_caught(monkeypatch, dev_raw):
         return env
 
     monkeypatch.setattr(settings.Settings, "deployed_env", dropping)
-    env = functions.function_env(cfg)
+    env = function_spec.function_env(cfg)
     assert settings.from_env(env) != function_settings(cfg)

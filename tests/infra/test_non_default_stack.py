@@ -15,11 +15,10 @@ from batchline import settings
 from batchline.clients import bigquery_client, firestore_client
 from batchline.ops.target import resolve
 from batchline.unindexed import UNINDEXED, exemptions
-from infra import harness, policies
+from infra import harness
+from infra.resource_types import T_DATABASE, T_FIELD, T_FUNCTION
 
 DATABASE = "batchline-eu"
-T_DATABASE = "gcp:firestore/database:Database"
-T_FIELD = "gcp:firestore/field:Field"
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +37,7 @@ def test_the_outputs_export_the_location_and_the_database(eu_run, dev_run):
 def test_the_database_and_every_function_use_the_configured_names(eu_run):
     (db,) = eu_run.of_type(T_DATABASE)
     assert (db.inputs["name"], db.inputs["locationId"]) == (DATABASE, "eur3")
-    for fn in eu_run.of_type(policies.T_FUNCTION):
+    for fn in eu_run.of_type(T_FUNCTION):
         env = fn.inputs["serviceConfig"]["environmentVariables"]
         assert env[settings.ENV_BQ_LOCATION] == "EU" and env[settings.ENV_FIRESTORE_DATABASE] == DATABASE
         assert settings.from_env(env).firestore_database == DATABASE

@@ -12,9 +12,8 @@ import pytest
 from infra import harness
 from infra import resource_types as T
 from infra.access import DEAD_LETTER_KEYS, OPERATOR_ACCESS
-from infra.grant_scopes import declared_set, granted_set
 from infra.harness import stack_view
-from infra.operator_rules import operator_grants_of
+from infra.rules.reading import declared_set, granted_set, operator_grants_of
 
 OPERATORS = ["group:ops@example.com", "user:alice@example.com", "serviceAccount:bot@p.iam.gserviceaccount.com"]
 

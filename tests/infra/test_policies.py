@@ -1,7 +1,9 @@
-"""The policy set passes on every stack file, and each check fails when the thing it guards breaks.
+"""The rules that compare the deployment with its stack config (`Needs.CONFIG`: offline only, as
+`python -m infra.policies` runs them) pass on every stack file, and each fails when the thing it
+guards breaks; the runner's exit status. (The rules a pack runs too: test_rules.py.)
 
 The breakage tests mutate a copy of the registered resources (as a wrong program would have
-registered them) and assert the named check reports that resource."""
+registered them) and assert the named rule reports that resource."""
 
 from __future__ import annotations
 
@@ -11,12 +13,20 @@ from collections.abc import Callable
 import pytest
 
 from infra import policies
-from infra.harness import Resource, StackRun
+from infra import resource_types as T
+from infra.harness import Resource, StackRun, stack_view
+from infra.rules import RULES, Needs
+
+CONFIG_RULES = sorted(n for n, r in RULES.items() if r.needs is Needs.CONFIG)
 
 
-@pytest.mark.parametrize("name", sorted(policies.POLICIES))
-def test_policy_passes_on_every_stack(any_run, name):
-    assert policies.POLICIES[name](any_run) == []
+def findings(name: str, run: StackRun) -> list:
+    return RULES[name].check(stack_view(run))
+
+
+@pytest.mark.parametrize("name", CONFIG_RULES)
+def test_rule_passes_on_every_stack(any_run, name):
+    assert findings(name, any_run) == []
 
 
 def _mutated(run: StackRun, mutate: Callable[[list[Resource]], None]) -> StackRun:
@@ -43,8 +53,8 @@ def _edit(type_: str, name_contains: str, fn: Callable[[dict], None]) -> Callabl
     return go
 
 
-SUB, TOPIC_IAM, SUB_IAM = policies.T_SUB, policies.T_TOPIC_IAM, policies.T_SUB_IAM
-FN, JOB, ALERT = policies.T_FUNCTION, policies.T_JOB, policies.T_ALERT
+SUB, TOPIC_IAM, SUB_IAM = T.T_SUB, T.T_TOPIC_IAM, T.T_SUB_IAM
+FN, JOB, ALERT = T.T_FUNCTION, T.T_JOB, T.T_ALERT
 
 BREAKAGES = [
     ("subscription-delivery", "no dead-letter policy",
@@ -68,12 +78,12 @@ BREAKAGES = [
         ingressSettings="ALLOW_ALL"))),
     ("function-runtime", "missing settings variables", _edit(FN, "fn-reconcile", lambda i: i["serviceConfig"][
         "environmentVariables"].pop("BATCHLINE_STAGING_DATASET"))),
-    ("no-public-access", "public member", _edit(policies.T_DATASET_IAM, "bq-main", lambda i: i.update(
+    ("no-public-access", "public member", _edit(T.T_DATASET_IAM, "bq-main", lambda i: i.update(
         member="allAuthenticatedUsers"))),
-    ("invokers", "may not invoke", _edit("gcp:cloudrunv2/serviceIamMember:ServiceIamMember", "fn-worker-invoker",
+    ("invokers", "may not invoke", _edit(T.T_RUN_IAM, "fn-worker-invoker",
                                          lambda i: i.update(member="allUsers"))),
     ("invokers", "needs roles/run.invoker",
-     _drop("gcp:cloudrunv2/serviceIamMember:ServiceIamMember", "fn-reconcile-invoker-scheduler")),
+     _drop(T.T_RUN_IAM, "fn-reconcile-invoker-scheduler")),
     ("oidc", "no OIDC token", _edit(JOB, "scheduler-start", lambda i: i["httpTarget"].pop("oidcToken"))),
     ("oidc", "no OIDC token", _edit(SUB, "work-push", lambda i: i["pushConfig"].pop("oidcToken"))),
     ("oidc", "no retry config", _edit(JOB, "scheduler-reconcile", lambda i: i.pop("retryConfig"))),
@@ -86,10 +96,10 @@ BREAKAGES = [
     ("topology", "not deployed", _drop(SUB, "completions-dlq-push")),
     ("topology", "not in the shared topology", _edit(SUB, "consolidation-push", lambda i: i["pushConfig"].update(
         pushEndpoint=i["pushConfig"]["pushEndpoint"].replace("/consolidate", "/completions")))),
-    ("bigquery", "no default table expiration", _edit(policies.T_DATASET, "bq-staging",
+    ("bigquery", "no default table expiration", _edit(T.T_DATASET, "bq-staging",
                                                       lambda i: i.pop("defaultTableExpirationMs"))),
-    ("bigquery", "not clustered", _edit(policies.T_TABLE, "bq-main-table", lambda i: i.update(clusterings=[]))),
-    ("least-privilege", "may not hold roles/bigquery.admin", _edit(policies.T_PROJECT_IAM, "sa-worker",
+    ("bigquery", "not clustered", _edit(T.T_TABLE, "bq-main-table", lambda i: i.update(clusterings=[]))),
+    ("least-privilege", "may not hold roles/bigquery.admin", _edit(T.T_PROJECT_IAM, "sa-worker",
                                                                  lambda i: i.update(role="roles/bigquery.admin"))),
 ]
 
@@ -97,17 +107,14 @@ BREAKAGES = [
 @pytest.mark.parametrize("policy, reason, mutate", BREAKAGES,
                          ids=[f"{p}:{r}" for p, r, _ in BREAKAGES])
 def test_policy_detects_breakage(prod_run, policy, reason, mutate):
-    assert policies.POLICIES[policy](prod_run) == []
-    violations = policies.POLICIES[policy](_mutated(prod_run, mutate))
-    assert any(reason in v.reason for v in violations), violations
+    assert findings(policy, prod_run) == []
+    found = findings(policy, _mutated(prod_run, mutate))
+    assert any(reason in f.reason for f in found), found
 
 
-def test_every_policy_has_a_breakage_test():
-    """The shared rules (infra/rules.py) have their breakage tests in test_rules.py, which checks
-    that every rule has one."""
-    from infra import rules
-
-    assert {p for p, _, _ in BREAKAGES} | set(rules.RULES) == set(policies.POLICIES)
+def test_every_config_rule_has_a_breakage_test():
+    """The rules a pack runs too have theirs in test_rules.py, which checks that each has one."""
+    assert set(CONFIG_RULES) <= {p for p, _, _ in BREAKAGES}
 
 
 def test_runner_exit_status(capsys):

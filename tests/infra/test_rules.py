@@ -1,7 +1,9 @@
-"""The deploy-gating rules (infra/rules.py) shared by the CrossGuard pack and the offline runner.
+"""The rules that read only the neutral view (infra/rules/: those the CrossGuard pack runs, and the
+offline-only one that reads replace_with), shared by the pack and the offline runner.
 
 Each rule passes on every stack file, both as `pulumi up` sees the resources and as `pulumi preview`
 does (every value another resource computes unknown), and each fails on a broken copy in both views.
+(The rules that compare with the stack config: test_policies.py.)
 A copy is broken the way a wrong program would register it: inputs, property dependencies,
 depends_on or replace_with changed."""
 
@@ -14,9 +16,11 @@ import pytest
 
 from infra import resource_types, rules
 from infra.harness import Resource, StackRun, stack_view
+from infra.rules import Needs
 from infra.view import UNKNOWN
 
 T = resource_types
+VIEW_RULES = sorted(n for n, r in rules.RULES.items() if r.needs is not Needs.CONFIG)
 
 
 def _one(rs: list[Resource], type_: str, name: str) -> Resource:
@@ -200,7 +204,7 @@ def _broken(run: StackRun, mutate: Callable[[list[Resource]], None]) -> StackRun
 
 
 @pytest.mark.parametrize("preview", [False, True], ids=["up", "preview"])
-@pytest.mark.parametrize("name", sorted(rules.RULES))
+@pytest.mark.parametrize("name", VIEW_RULES)
 def test_rule_passes_on_every_stack(any_run, name, preview):
     assert rules.RULES[name].check(stack_view(any_run, preview=preview)) == []
 
@@ -213,7 +217,7 @@ def test_rule_detects_breakage(prod_run, name, reason, mutate, preview):
 
 
 def test_every_rule_has_a_breakage_test():
-    assert {n for n, _, _ in BREAKAGES} == set(rules.RULES)
+    assert {n for n, _, _ in BREAKAGES} == set(VIEW_RULES)
 
 
 def test_preview_view_hides_computed_values(prod_run):
@@ -234,3 +238,13 @@ def test_security_rules_are_mandatory():
     assert {"no-public-access", "function-ingress", "authenticated-calls", "least-privilege",
             "build-service-account", "operator-grants", "delivery-fits-caps"} <= mandatory
     assert "push-ack-deadline" not in mandatory
+
+
+def test_a_rule_name_given_twice_is_refused():
+    """The catalogue is built from each module's list: two rules of one name would shadow one."""
+    from infra.rules.engine import catalogue
+
+    r = rules.RULES["no-public-access"]
+    assert catalogue((r,), (rules.RULES["oidc"],)) == {"no-public-access": r, "oidc": rules.RULES["oidc"]}
+    with pytest.raises(ValueError, match="'no-public-access' is defined twice"):
+        catalogue((r,), (r,))

@@ -7,16 +7,17 @@ import base64
 import copy
 
 from batchline.schedules import render_jobs
-from infra import harness, policies
+from infra import harness
+from infra.resource_types import T_FUNCTION, T_JOB
 
 
 def _deployed(run: harness.StackRun) -> dict[str, dict]:
-    return {j.inputs["name"]: j.inputs for j in run.of_type(policies.T_JOB)}
+    return {j.inputs["name"]: j.inputs for j in run.of_type(T_JOB)}
 
 
 def _function_urls(run: harness.StackRun) -> dict[str, str]:
     prefix = run.config.pubsub.topic_prefix
-    return {f.inputs["name"].removeprefix(prefix + "-"): f.outputs["url"] for f in run.of_type(policies.T_FUNCTION)}
+    return {f.inputs["name"].removeprefix(prefix + "-"): f.outputs["url"] for f in run.of_type(T_FUNCTION)}
 
 
 def test_every_deployed_job_is_a_contract_job_field_by_field(any_run):

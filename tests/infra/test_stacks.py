@@ -11,14 +11,17 @@ from pulumi.runtime import rpc
 
 from batchline import schema, settings
 from batchline.topology import FUNCTIONS, build_topology
-from infra import harness, policies
-from infra.components.functions import source_files
-from infra.components.monitoring import F9_ALERTS
+from infra import harness
+from infra import resource_types as T
+from infra.alerts import F9_ALERTS
+from infra.function_spec import source_files
+from infra.harness import stack_view
+from infra.rules.pubsub import deployed_edges
 
 
 def _functions(run):
     return {f.inputs["labels"]["batchline-function"]: copy.deepcopy(f.inputs["serviceConfig"])
-            for f in run.of_type(policies.T_FUNCTION)}
+            for f in run.of_type(T.T_FUNCTION)}
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
@@ -56,12 +59,12 @@ def test_emergency_default_profile_without_profile_key(dev_raw):
 
 def test_dev_and_prod_differ_as_configured(dev_run, prod_run):
     assert _functions(dev_run)["worker"]["maxInstanceCount"] != _functions(prod_run)["worker"]["maxInstanceCount"]
-    sched = {r.stack: {j.inputs["name"].rsplit("-", 1)[-1]: j.inputs["schedule"] for j in r.of_type(policies.T_JOB)}
+    sched = {r.stack: {j.inputs["name"].rsplit("-", 1)[-1]: j.inputs["schedule"] for j in r.of_type(T.T_JOB)}
              for r in (dev_run, prod_run)}
     assert sched["dev"] != sched["prod"]
     assert sched["prod"]["check"] == "* 10-23 * * *"  # every minute in the game window
     channels = {r.stack: sorted((c.inputs["type"], json.dumps(c.inputs.get("labels"))) for c in
-                                r.of_type(policies.T_CHANNEL)) for r in (dev_run, prod_run)}
+                                r.of_type(T.T_CHANNEL)) for r in (dev_run, prod_run)}
     assert channels["dev"] == [("email", json.dumps({"email_address": "batchline-dev@example.com"}))]
     assert ("slack", json.dumps({"channel_name": "#batchline-alerts"})) in channels["prod"]
     assert dev_run.outputs["topics"]["work"] == "batchline-dev-work"
@@ -69,7 +72,7 @@ def test_dev_and_prod_differ_as_configured(dev_run, prod_run):
 
 
 def test_slack_token_stays_secret(prod_run):
-    slack = [c for c in prod_run.of_type(policies.T_CHANNEL) if c.inputs["type"] == "slack"]
+    slack = [c for c in prod_run.of_type(T.T_CHANNEL) if c.inputs["type"] == "slack"]
     sensitive = slack[0].inputs["sensitiveLabels"]
     # registered as a Pulumi secret (encrypted in state), not as a plain value
     assert sensitive[rpc._special_sig_key] == rpc._special_secret_sig
@@ -81,7 +84,7 @@ def test_slack_token_stays_secret(prod_run):
 
 
 def test_delivery_policy_comes_from_config(prod_run):
-    subs = {s.inputs["name"]: s.inputs for s in prod_run.of_type(policies.T_SUB)}
+    subs = {s.inputs["name"]: s.inputs for s in prod_run.of_type(T.T_SUB)}
     work = subs["batchline-work-push"]
     assert work["deadLetterPolicy"]["maxDeliveryAttempts"] == 10
     assert work["deadLetterPolicy"]["deadLetterTopic"].endswith("/topics/batchline-work-dlq")
@@ -104,10 +107,10 @@ def test_functions_get_every_setting(dev_run):
 
 
 def test_one_alert_per_f9_alert_with_channels(prod_run):
-    alerts = prod_run.of_type(policies.T_ALERT)
+    alerts = prod_run.of_type(T.T_ALERT)
     keys = sorted(a.inputs["userLabels"]["batchline_alert"].replace("_", "-") for a in alerts)
     assert keys == sorted(F9_ALERTS)
-    channels = {c.outputs["name"] for c in prod_run.of_type(policies.T_CHANNEL)}
+    channels = {c.outputs["name"] for c in prod_run.of_type(T.T_CHANNEL)}
     assert len(channels) == 2
     for a in alerts:
         assert set(a.inputs["notificationChannels"]) == channels
@@ -115,7 +118,7 @@ def test_one_alert_per_f9_alert_with_channels(prod_run):
 
 def test_alert_thresholds_follow_config(prod_run):
     t = prod_run.config.thresholds
-    by_key = {a.inputs["userLabels"]["batchline_alert"]: a.inputs for a in prod_run.of_type(policies.T_ALERT)}
+    by_key = {a.inputs["userLabels"]["batchline_alert"]: a.inputs for a in prod_run.of_type(T.T_ALERT)}
     ratio = by_key["staging_write_failure_rate"]["conditions"][0]["conditionThreshold"]
     assert ratio["thresholdValue"] == pytest.approx(t.staging_write_failure_rate_pct / 100)
     assert "staging_write_attempts" in ratio["denominatorFilter"]
@@ -132,7 +135,7 @@ def test_alert_thresholds_follow_config(prod_run):
     assert f"jsonPayload.coverage_pct<{t.coverage_warning_pct}" in matched["coverage_warning"]
     assert f"jsonPayload.coverage_pct<{t.coverage_critical_pct}" in matched["coverage_critical"]
     metrics = {m.inputs["name"].split("/")[-1]: m.inputs["filter"]
-               for m in prod_run.of_type("gcp:logging/metric:Metric")}
+               for m in prod_run.of_type(T.T_METRIC)}
     assert 'jsonPayload.event="staging_write_failed"' in metrics["staging_write_failed"]
 
 
@@ -145,7 +148,7 @@ def test_operator_outputs(prod_run):
 
 
 def test_main_table_from_shared_schema(dev_run):
-    tables = {t.inputs["tableId"]: t.inputs for t in dev_run.of_type(policies.T_TABLE)}
+    tables = {t.inputs["tableId"]: t.inputs for t in dev_run.of_type(T.T_TABLE)}
     main = tables[dev_run.config.bigquery.main_table]
     assert json.loads(main["schema"]) == [c.as_bigquery_json() for c in schema.MAIN_TABLE_COLUMNS]
     ctx = tables[dev_run.config.bigquery.context_table]
@@ -189,11 +192,11 @@ def test_infra_topology_equals_local_stack(monkeypatch, dev_run):
             path = url[len(endpoints[fn]):]
         return (req["topic"].rsplit("/", 1)[-1], req["name"].rsplit("/", 1)[-1], fn, path)
 
-    assert {local_edge(r) for r in created} == policies.deployed_edges(dev_run)
+    assert {local_edge(r) for r in created} == deployed_edges(stack_view(dev_run))
     local_dlq = {r["name"].rsplit("/", 1)[-1]: r["dead_letter_policy"]["dead_letter_topic"].rsplit("/", 1)[-1]
                  for r in created if "dead_letter_policy" in r}
     infra_dlq = {s.inputs["name"]: s.inputs["deadLetterPolicy"]["deadLetterTopic"].rsplit("/", 1)[-1]
-                 for s in dev_run.of_type(policies.T_SUB) if s.inputs.get("deadLetterPolicy")}
+                 for s in dev_run.of_type(T.T_SUB) if s.inputs.get("deadLetterPolicy")}
     assert local_dlq == infra_dlq
 
 
