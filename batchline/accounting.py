@@ -66,7 +66,7 @@ def merge_problems(batch: dict, job_ids: Iterable[str]) -> list[str]:
     found = {j for jobs in per_generation.values() for j in jobs}
     result = batch.get("merge_result") or {}
     recorded = result.get("job_id")
-    if batch["status"] == lc.CONSOLIDATED and result.get("manifest") and recorded not in found:
+    if batch["status"] == lc.CONSOLIDATED and result.get("verified_items") and recorded not in found:
         problems.append(f"the batch's recorded MERGE {recorded} is not among its successful jobs on the main table")
     verified = {r.get("job_id") for r in batch.get("orphans_merged") or []}
     unverified = sorted(j for g, jobs in per_generation.items() if g >= ORPHAN_GENERATION_BASE
@@ -114,6 +114,7 @@ class BatchFacts:
     merge_jobs: list[str]  # this batch's successful MERGE jobs on the main table
     window_dml: int = 0  # all DML on the main table since the batch began
     newest: tuple[str | None, str | None] = (None, None)  # the date's newest run and its status
+    merged_by_batch: set[str] = field(default_factory=set)  # items its own verified MERGEs merged (merged_pins)
 
 
 @dataclass
@@ -127,10 +128,11 @@ class Judgement:
     repair_blocked: str | None = None  # why a replay or repair of the batch's items is refused now
 
 
-def merged_by_batch(batch: dict) -> set[str]:
-    """Items the batch's own verified MERGEs merged: its consolidation's manifest and its orphan merges."""
-    own = set(((batch.get("merge_result") or {}) if batch["status"] == lc.CONSOLIDATED else {}).get("manifest") or {})
-    return own | {i for record in batch.get("orphans_merged") or [] for i in record.get("items") or []}
+def merged_pins(batch: dict) -> list[str]:
+    """The pins (batchline/manifests.py) of the batch's own verified MERGEs: its recorded consolidation's
+    and its orphan merges'; the items they merged are those pins' rows in the manifest table."""
+    pins = [(batch.get("merge_result") or {}).get("pin")] if batch["status"] == lc.CONSOLIDATED else []
+    return sorted(p for p in [*pins, *(r.get("pin") for r in batch.get("orphans_merged") or [])] if p)
 
 
 def judge(f: BatchFacts) -> Judgement:
@@ -140,7 +142,7 @@ def judge(f: BatchFacts) -> Judgement:
     shape = {i: item_shape.shape_problem(s) for i, s in f.own_rows.items()}
     complete = {i for i, problem in shape.items() if problem is None}
     # A MERGE updates a matching row's batch id: rows this batch verified may since carry a later run's.
-    overwritten = {i: sorted(f.other_batches[i]) for i in merged_by_batch(batch) - complete if f.other_batches.get(i)}
+    overwritten = {i: sorted(f.other_batches[i]) for i in f.merged_by_batch - complete if f.other_batches.get(i)}
     incomplete = {i: str(shape[i]) for i in f.own_rows if i not in complete and i not in overwritten}
     # an item failed because its write was incomplete (coordinator._record_incomplete) is as short
     incomplete |= {i: str(d.get("failure_reason")) for i, d in f.items.items() if d.get("status") == lc.FAILED

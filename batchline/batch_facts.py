@@ -17,7 +17,7 @@ import re
 
 from google.cloud import bigquery, pubsub_v1
 
-from batchline import accounting, ids, staging
+from batchline import accounting, ids, manifests, staging
 from batchline.accounting import BatchFacts
 from batchline.clients import Clients
 from batchline.consolidate import active_duplicates_sql, batch_params, query_one
@@ -87,7 +87,8 @@ def gather(clients: Clients, batch_id: str) -> BatchFacts:
                       active_from={p: sorted(b) for p, b in active_from.items()}, dead_lettered=dead,
                       duplicate_ids=int(dup["n"]) - int(dup["k"]), duplicate_active=active_dups,
                       staging_table_exists=staging.batch_table_exists(clients.bq, s, batch_id),
-                      merge_jobs=mine, window_dml=window, newest=(newest, newest_status))
+                      merge_jobs=mine, window_dml=window, newest=(newest, newest_status),
+                      merged_by_batch=manifests.merged_items(clients.bq, s, batch_id, accounting.merged_pins(batch)))
 
 
 def dead_lettered_items(clients: Clients, batch_id: str, items: list[dict]) -> set[str]:

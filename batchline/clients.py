@@ -19,7 +19,6 @@ from google.cloud import bigquery, firestore, pubsub_v1
 from batchline.settings import Settings, from_env
 from batchline.topology import Topology, build_topology
 from batchline.write_api import StagingAppender
-from batchline.write_checks import WriteChecks
 
 
 def bigquery_client(settings: Settings) -> bigquery.Client:
@@ -52,7 +51,6 @@ class Clients:
     _fs: firestore.Client | None = None
     _pub: pubsub_v1.PublisherClient | None = None
     _appender: StagingAppender | None = None
-    _write_checks: WriteChecks | None = None
 
     @cached_property
     def topology(self) -> Topology:
@@ -81,15 +79,6 @@ class Clients:
                 self._pub = pubsub_v1.PublisherClient(batch_settings=pubsub_v1.types.BatchSettings(
                     max_latency=PUBLISH_MAX_LATENCY_S))
             return self._pub
-
-    @property
-    def write_checks(self) -> WriteChecks:
-        """Completion checks answered many per query (batchline/write_checks.py)."""
-        bq = self.bq
-        with self._lock:
-            if self._write_checks is None:
-                self._write_checks = WriteChecks(bq, self.settings)
-            return self._write_checks
 
     @property
     def appender(self) -> StagingAppender:

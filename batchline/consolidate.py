@@ -24,11 +24,11 @@ from dataclasses import asdict, dataclass, field
 from google.api_core import exceptions as gexc
 from google.cloud import bigquery
 
-from batchline import ids, item_shape, staging
+from batchline import ids, item_shape, manifests, staging
 from batchline.accounting import merge_job_id  # the job id format, defined once there
 from batchline.schema import MAIN_TABLE_INSERT_ONLY, MAIN_TABLE_KEY, MAIN_TABLE_PARTITION_FIELD
 from batchline.settings import Settings
-from batchline.staging import ITEM_COLUMN, STAGING_COLUMNS, WRITE_COLUMN, StagedWrite
+from batchline.staging import ITEM_COLUMN, STAGING_COLUMNS, StagedWrite
 
 
 class ConsolidationError(RuntimeError):
@@ -58,7 +58,10 @@ class Inventory:
 
 @dataclass
 class MergeResult:
+    """What one verified MERGE did: counts, fixed-size (what it merged is its pin's rows, manifests.py)."""
+
     job_id: str
+    pin: str
     staged_rows: int
     staged_keys: int
     staged_items: int
@@ -66,8 +69,6 @@ class MergeResult:
     verified_rows: int
     verified_items: int
     verified_systems: int
-    items: list[str] = field(default_factory=list)
-    manifest: dict[str, str] = field(default_factory=dict)  # item -> write id merged
     timings_s: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
@@ -197,27 +198,20 @@ def _sql_type(t: str) -> str:
     return t
 
 
-def _manifest_filter() -> str:
-    return f"CONCAT({ITEM_COLUMN}, '/', {WRITE_COLUMN}) IN UNNEST(@manifest)"
-
-
 def source_sql(settings: Settings, batch_id: str, exprs: list[str]) -> str:
-    """The MERGE source: the manifest's writes of the batch staging table, as the main table's columns."""
-    return "SELECT {} FROM {} WHERE game_date = @game_date AND batch_id = @batch_id AND {}".format(
+    """The MERGE source: the pinned manifest's writes of the batch staging table (joined on the manifest
+    table, batchline/manifests.py), as the main table's columns."""
+    return "SELECT {} FROM {} S {} WHERE S.game_date = @game_date AND S.batch_id = @batch_id".format(
         ", ".join(exprs), _qualified(settings.project, settings.staging_dataset, ids.batch_staging_table(batch_id)),
-        _manifest_filter())
+        manifests.join_sql(settings))
 
 
 def staged_items_sql(settings: Settings, batch_id: str) -> str:
     """What the MERGE source holds per item: rows, distinct prediction ids."""
-    return (f"SELECT {ITEM_COLUMN} AS item_id, COUNT(*) AS n, COUNT(DISTINCT prediction_id) AS k FROM "
-            f"{_qualified(settings.project, settings.staging_dataset, ids.batch_staging_table(batch_id))} "
-            f"WHERE game_date = @game_date AND batch_id = @batch_id AND {_manifest_filter()} GROUP BY {ITEM_COLUMN}")
-
-
-def manifest_param(manifest: dict[str, str]) -> bigquery.ArrayQueryParameter:
-    return bigquery.ArrayQueryParameter("manifest", "STRING", [
-        f"{ids.validate_item_id(i)}/{ids.validate_write_id(w)}" for i, w in sorted(manifest.items())])
+    return (f"SELECT S.{ITEM_COLUMN} AS item_id, COUNT(*) AS n, COUNT(DISTINCT S.prediction_id) AS k FROM "
+            f"{_qualified(settings.project, settings.staging_dataset, ids.batch_staging_table(batch_id))} S "
+            f"{manifests.join_sql(settings)} WHERE S.game_date = @game_date AND S.batch_id = @batch_id "
+            f"GROUP BY S.{ITEM_COLUMN}")
 
 
 def merge_sql(settings: Settings, main_schema: list[bigquery.SchemaField], source: str,
@@ -227,7 +221,9 @@ def merge_sql(settings: Settings, main_schema: list[bigquery.SchemaField], sourc
     Matched rows are updated and new ones inserted; and, in the same statement, the date's active rows
     this batch replaces are deactivated: rows of the players it merged that it did not write again
     (the player changed game, a system stopped predicting), and rows of players no longer on the
-    schedule (@scheduled_items). Players the batch did not merge keep their rows (docs/failures.md).
+    schedule. Players the batch did not merge keep their rows (docs/failures.md). Both lists are the
+    pin's rows in the manifest table (batchline/manifests.py), never query parameters, so the statement's
+    size does not grow with the batch.
 
     Every clause that can touch a main-table row names the date's partition with a constant (the
     @target_date parameter): the ON condition and the NOT MATCHED BY SOURCE condition. So BigQuery
@@ -247,18 +243,17 @@ def merge_sql(settings: Settings, main_schema: list[bigquery.SchemaField], sourc
         f"WHEN MATCHED THEN UPDATE SET {sets}\n"
         f"WHEN NOT MATCHED THEN INSERT ({col_list}) VALUES ({values})\n"
         f"WHEN NOT MATCHED BY SOURCE AND T.{_ident(MAIN_TABLE_PARTITION_FIELD)} = @target_date AND T.is_active\n"
-        f"  AND (T.player_lookup IN UNNEST(@merged_items) OR T.player_lookup NOT IN UNNEST(@scheduled_items))\n"
+        f"  AND (T.player_lookup IN ({manifests.items_sql(settings, manifests.MERGE)})\n"
+        f"       OR T.player_lookup NOT IN ({manifests.items_sql(settings, manifests.SCHEDULED)}))\n"
         f"  THEN UPDATE SET is_active = FALSE, updated_at = CURRENT_TIMESTAMP()"
     )
 
 
-def merge_params(batch_id: str, game_date: dt.date, merged_items: list[str], scheduled_items: list[str],
-                 source_date: dt.date | None = None) -> list:
+def merge_params(batch_id: str, game_date: dt.date, pin: str, source_date: dt.date | None = None) -> list:
     """`source_date` differs from `game_date` only under the zero_merge fault."""
     return [*batch_params(batch_id, source_date or game_date),
             bigquery.ScalarQueryParameter("target_date", "DATE", game_date),
-            bigquery.ArrayQueryParameter("merged_items", "STRING", sorted(merged_items)),
-            bigquery.ArrayQueryParameter("scheduled_items", "STRING", sorted(scheduled_items))]
+            bigquery.ScalarQueryParameter("pin", "STRING", ids.validate_pin(pin))]
 
 
 def batch_params(batch_id: str, game_date: dt.date) -> list[bigquery.ScalarQueryParameter]:
@@ -312,12 +307,13 @@ class MergeAttemptFailed(RuntimeError):
         self.job_id = job_id
 
 
-def verify_sql(main: str, only_items: bool = False) -> str:
-    """The batch's rows in the main table per player (= item); `only_items` restricts them to
-    @verify_items (an orphan merge adds a few items to a batch whose other rows were merged before)."""
+def verify_sql(main: str, only_items: str | None = None) -> str:
+    """The batch's rows in the main table per player (= item); `only_items`, a subquery of the pin's
+    items (manifests.items_sql), restricts them to those (an orphan merge adds a few items to a batch
+    whose other rows were merged before)."""
     return (f"SELECT player_lookup AS item_id, COUNT(*) AS n, COUNT(DISTINCT prediction_id) AS k, "
             f"ARRAY_AGG(DISTINCT system_id) AS systems FROM {main} WHERE game_date = @game_date "
-            f"AND batch_id = @batch_id" + (" AND player_lookup IN UNNEST(@verify_items)" if only_items else "")
+            f"AND batch_id = @batch_id" + (f" AND player_lookup IN ({only_items})" if only_items else "")
             + " GROUP BY player_lookup")
 
 
@@ -333,21 +329,21 @@ def kept_previous_sql(main: str) -> str:
             f"AND is_active AND batch_id != @batch_id GROUP BY player_lookup ORDER BY player_lookup")
 
 
-def merge_staging(bq: bigquery.Client, settings: Settings, batch_id: str, game_date: dt.date,
-                  manifest: dict[str, str], *, scheduled_items: list[str] | None = None,
-                  merge_date: dt.date | None = None, generation: int = 0, attempt: int = 0,
+def merge_staging(bq: bigquery.Client, settings: Settings, batch_id: str, game_date: dt.date, pin: str,
+                  pinned_items: int, *, merge_date: dt.date | None = None, generation: int = 0, attempt: int = 0,
                   fail_transiently: bool = False, pause_in_merge_s: float = 0.0,
                   verify_only_merged: bool = False) -> MergeResult:
-    """Check the schema, count what the manifest stages, MERGE once, verify per item. Raises
+    """Check the schema, count what the pinned manifest stages, MERGE once, verify per item. Raises
     ConsolidationError on a permanent failure and MergeAttemptFailed when the job failed transiently;
     lets other API errors propagate (the job may still be running) so the message is redelivered and
     waits for it.
 
-    `manifest`: item id -> the write id to merge. `merge_date` exists only for the `zero_merge` fault: a
-    MERGE whose source is filtered on the wrong date affects 0 rows, which the verification must catch.
-    `fail_transiently` only for the `merge_transient` fault: this attempt's job is a statement that
-    fails, classified as passing. `verify_only_merged` (orphan merges, batchline/orphans.py) verifies
-    only the manifest's items."""
+    `pin`: the manifest table's rows naming the write of each item to merge and the batch's schedule
+    (batchline/manifests.py), `pinned_items` how many items it merges. `merge_date` exists only for the
+    `zero_merge` fault: a MERGE whose source is filtered on the wrong date affects 0 rows, which the
+    verification must catch. `fail_transiently` only for the `merge_transient` fault: this attempt's job
+    is a statement that fails, classified as passing. `verify_only_merged` (orphan merges,
+    batchline/orphans.py) verifies only the pin's items."""
     clock = _Clock()
     main_schema = list(bq.get_table(settings.main_table_id).schema)
     table = ids.batch_staging_table(batch_id)
@@ -355,13 +351,18 @@ def merge_staging(bq: bigquery.Client, settings: Settings, batch_id: str, game_d
         stg_schema = {f.name: f for f in bq.get_table(settings.staging_table_id(table)).schema
                       if f.name not in STAGING_COLUMNS}
     except gexc.NotFound:
-        raise ConsolidationError(f"staging table {table} does not exist; nothing of {len(manifest)} "
+        raise ConsolidationError(f"staging table {table} does not exist; nothing of {pinned_items} "
                                  f"manifest writes can be merged") from None
     params = batch_params(batch_id, game_date)
+    pin_param = bigquery.ScalarQueryParameter("pin", "STRING", ids.validate_pin(pin))
     staged = {r["item_id"]: (int(r["n"]), int(r["k"])) for r in bq.query_and_wait(
         staged_items_sql(settings, batch_id), job_config=bigquery.QueryJobConfig(query_parameters=[
-            *params, manifest_param(manifest)]))}
-    merged_items = sorted(manifest)
+            *params, pin_param]))}
+    # Every pinned write must be staged whole: one vanished since the inventory would be merged as nothing
+    # (the zero_merge fault filters the source on another date on purpose, for the 0-row guard below).
+    if len(staged) != pinned_items and merge_date is None:
+        raise ConsolidationError(f"the pinned manifest {pin} names {pinned_items} writes; the batch staging "
+                                 f"table holds {len(staged)} of them; staging table kept")
     clock.lap("inventory")
     exprs = select_lists(main_schema, {table: stg_schema})[table]
     job_id = merge_job_id(batch_id, generation, attempt)
@@ -371,11 +372,8 @@ def merge_staging(bq: bigquery.Client, settings: Settings, batch_id: str, game_d
     else:
         job = run_merge_once(bq, merge_sql(settings, main_schema, source_sql(settings, batch_id, exprs),
                                            set(stg_schema)),
-                             bigquery.QueryJobConfig(query_parameters=[
-                                 *merge_params(batch_id, game_date, merged_items,
-                                               merged_items if scheduled_items is None else scheduled_items,
-                                               merge_date),
-                                 manifest_param(manifest)]), job_id)
+                             bigquery.QueryJobConfig(query_parameters=merge_params(batch_id, game_date, pin,
+                                                                                   merge_date)), job_id)
     time.sleep(pause_in_merge_s)  # the pause_in_merge fault: the job runs, its waiter may be killed
     try:
         job.result()
@@ -384,16 +382,16 @@ def merge_staging(bq: bigquery.Client, settings: Settings, batch_id: str, game_d
     clock.lap("merge")
     affected = int(job.num_dml_affected_rows or 0)
     main = _qualified(settings.project, settings.main_dataset, settings.main_table)
-    only = [bigquery.ArrayQueryParameter("verify_items", "STRING", merged_items)] if verify_only_merged else []
+    only = manifests.items_sql(settings) if verify_only_merged else None
     in_main = {r["item_id"]: (int(r["n"]), int(r["k"]), set(r["systems"] or ())) for r in bq.query_and_wait(
-        verify_sql(main, verify_only_merged), job_config=bigquery.QueryJobConfig(query_parameters=[*params, *only]))}
+        verify_sql(main, only), job_config=bigquery.QueryJobConfig(
+            query_parameters=[*params, *([pin_param] if only else [])]))}
     active_dups = int(query_one(bq, active_duplicates_sql(main), params)["dup"])
     staged_rows = sum(n for n, _ in staged.values())
     result = MergeResult(
-        job_id=job.job_id, staged_rows=staged_rows, staged_keys=sum(k for _, k in staged.values()),
+        job_id=job.job_id, pin=pin, staged_rows=staged_rows, staged_keys=sum(k for _, k in staged.values()),
         staged_items=len(staged), affected_rows=affected, verified_rows=sum(v[0] for v in in_main.values()),
         verified_items=len(in_main), verified_systems=len(set().union(*(v[2] for v in in_main.values()))),
-        items=merged_items, manifest=dict(sorted(manifest.items())),
         timings_s={**clock.laps, "verify": clock.lap("verify")})
     if staged_rows > 0 and affected == 0:
         raise ConsolidationError(f"MERGE {job.job_id} affected 0 rows while staging holds {staged_rows}; "

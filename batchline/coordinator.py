@@ -14,7 +14,7 @@ from google.cloud import bigquery, firestore
 
 from batchline import consolidate as cons
 from batchline import control as ctl
-from batchline import control_actions, delivery_errors, ids, item_shape, merge_recovery, staging
+from batchline import control_actions, delivery_errors, ids, item_shape, manifests, merge_recovery, staging
 from batchline import faults as faults_mod
 from batchline import lifecycle as lc
 from batchline.claim import request_consolidation_if_done
@@ -57,86 +57,60 @@ def handle_completion(clients: Clients, envelope: PushEnvelope) -> str:
                               envelope.message.message_id)
 
 
-def _check_completion(clients: Clients, msg: CompletionMessage) -> tuple[dict, ItemSnapshot] | None:
-    """The batch and item as read when the completion is news, None when it is a duplicate; raises
-    InvalidMessage when it cannot be true. Applied on every path that records a completion (live and
-    dead-lettered): the staging table must be the batch's, and the write it names must hold exactly
-    the rows it claims for that item, or a forged or confused message would mark an item done with
-    nothing behind it (and its worker would skip it). Only a redelivery of the completion already
-    recorded skips the count (lifecycle.completion_is_recorded); any other completion of a completed
-    item is checked first, so one naming another item's write is refused, not taken for a duplicate.
-    The count (write_checks.py: many completions per query) runs while the documents are read."""
+def _check_completion(store: BatchStore, msg: CompletionMessage) -> tuple[str, dict, ItemSnapshot]:
+    """What a completion is, from batch state alone (no query: its write is verified in bulk with the
+    batch's other claims before the consolidation is claimed, batchline/claims.py): 'claim' (news),
+    'duplicate' (a redelivery of the recorded claim), 'second_write' (the item already claims another
+    write: never recorded, so never merged), 'late' (its batch moved past consolidation) or 'short'
+    (it claims fewer rows than the item's complete work, item_shape.py). Raises InvalidMessage when it
+    cannot be true whatever is staged (another table than its batch's), UnknownItem for an unknown item."""
     if msg.staging_table != ids.batch_staging_table(msg.batch_id):
         raise InvalidMessage(f"staging table {msg.staging_table} is not the staging table of batch {msg.batch_id}")
-    staged = clients.write_checks.count(msg.batch_id, msg.item_id, msg.write_id)  # runs beside the read below
-    batch, item = BatchStore(clients.fs).batch_and_item_snapshots(msg.batch_id, msg.item_id)
+    batch, item = store.batch_and_item_snapshots(msg.batch_id, msg.item_id)
     if batch is None or item is None:
         raise UnknownItem(f"batch {msg.batch_id} has no item {msg.item_id}")
     if lc.completion_is_recorded(item.data, msg.write_id, msg.row_count):
-        return None
-    try:
-        write = staged.result(timeout=CHECK_TIMEOUT_S)
-    except staging.StagingTableMissing:
-        if batch["status"] not in OPEN_STATUSES:
-            raise _TableGone(batch) from None  # dropped after a verified MERGE: a late completion
-        raise InvalidMessage(f"completion of {msg.item_id} names staging table {msg.staging_table}, "
-                             f"which does not exist") from None
-    if write.rows != msg.row_count:
-        raise InvalidMessage(f"completion of {msg.item_id} claims {msg.row_count} rows in write {msg.write_id}; "
-                             f"the batch staging table holds {write.rows}")
-    problem = item_shape.shape_problem(write.shape)
-    if problem:
-        raise IncompleteWrite(f"write {msg.write_id} of {msg.item_id} {problem}")
+        return "duplicate", batch, item
     if item.data["status"] == COMPLETED:
-        return None  # a true write of another attempt of a completed item: abandoned, never merged
-    return batch, item
-
-
-class IncompleteWrite(InvalidMessage):
-    """The completion is true about its write, and the write is not the item's complete work
-    (item_shape.py): the item fails with this reason instead of counting as done."""
-
-
-class _TableGone(Exception):
-    """The completion's batch moved on and its staging table is gone: nothing left to check or record."""
-
-    def __init__(self, batch: dict):
-        super().__init__(batch["batch_id"])
-        self.batch = batch
-
-
-CHECK_TIMEOUT_S = 60.0  # a completion check not answered by then fails its delivery, which Pub/Sub redelivers
+        return "second_write", batch, item
+    if batch["status"] not in OPEN_STATUSES:
+        return "late", batch, item
+    if msg.row_count != item_shape.EXPECTED_ROWS:
+        return "short", batch, item
+    return "claim", batch, item
 
 
 def _record_completion(clients: Clients, msg: CompletionMessage, claimant: str) -> str:
     store = BatchStore(clients.fs)
-    try:
-        checked = _check_completion(clients, msg)
-    except _TableGone as gone:
-        merged = msg.item_id in ((gone.batch.get("merge_result") or {}).get("manifest") or {})
-        # Merged already (recovered from its staged write before this completion came) or not: then
-        # the batch reported the item failed or missing, and the daily reconciliation re-runs it.
-        log_event("completion_after_merge" if merged else "late_completion", severity="INFO" if merged else "ERROR",
-                  batch_id=msg.batch_id, item=msg.item_id, write_id=msg.write_id, batch_status=gone.batch["status"],
-                  message="completion arrived after its batch dropped the staging table")
+    kind, batch, item = _check_completion(store, msg)
+    ctx = {"batch_id": msg.batch_id, "item": msg.item_id, "write_id": msg.write_id, "row_count": msg.row_count}
+    if kind == "short":
+        return _record_incomplete(clients, msg, claimant, f"write {msg.write_id} of {msg.item_id} claims "
+                                  f"{msg.row_count} rows; the item's work is {item_shape.EXPECTED_ROWS}")
+    if kind == "late":
+        # Merged already (recovered from its staged write before this completion came) or not: then the
+        # batch reported the item failed or missing, and the daily reconciliation finishes or re-runs it.
+        why = "completion arrived after its batch moved past consolidation; its write is not part of the MERGE"
+        if item.data["status"] == COMPLETED:
+            log_event("completion_after_merge", batch_status=batch["status"], message=why, **ctx)
+        else:
+            log_event("late_completion", severity="ERROR", batch_status=batch["status"], message=why, **ctx)
         return "late"
-    except IncompleteWrite as exc:
-        return _record_incomplete(clients, msg, claimant, str(exc))
-    if checked is not None:
-        result, may_be_done = store.record_completion_counted(
-            msg.batch_id, msg.item_id, msg.staging_table, msg.row_count, msg.attempt, msg.write_id, *checked)
-    else:
+    if kind == "second_write":
+        log_event("completion_second_write", severity="WARNING", recorded_write_id=item.data.get("write_id"),
+                  message="the item already claims another write; this completion is not recorded and its "
+                  "write is never merged (a redelivered attempt's, or a forgery)", **ctx)
+        result = "second_write"
+        may_be_done = store.may_be_done(batch, msg.item_id)
+    elif kind == "duplicate":
         # A redelivery: its first delivery may have died between the record and the request below.
-        result = "duplicate"
-        may_be_done = store.may_be_done(store.get_batch(msg.batch_id) or {"batch_id": msg.batch_id}, msg.item_id)
-    if result == "late":
-        log_event("late_completion", severity="ERROR", batch_id=msg.batch_id, item=msg.item_id,
-                  staging_table=msg.staging_table, write_id=msg.write_id, message="completion arrived after the "
-                  "batch moved on; if its write was not merged, the daily reconciliation finishes or re-runs the item")
+        log_event("completion_duplicate", **ctx)
+        result, may_be_done = "duplicate", store.may_be_done(batch, msg.item_id)
     else:
-        log_event("item_completed" if result == "recorded" else "completion_duplicate",
-                  batch_id=msg.batch_id, item=msg.item_id, write_id=msg.write_id, row_count=msg.row_count)
-    # The exact pending query runs only when the batch may be done (progress.py).
+        result, may_be_done = store.record_completion_counted(
+            msg.batch_id, msg.item_id, msg.staging_table, msg.row_count, msg.attempt, msg.write_id, batch, item)
+        log_event("item_completed" if result == "recorded" else "completion_duplicate", **ctx)
+    # The exact pending query, and the claims' verification, run only when the batch may be done.
     if may_be_done:
         request_consolidation_if_done(clients, msg.batch_id, claimant)
     return result
@@ -266,7 +240,7 @@ def consolidate_batch(clients: Clients, batch_id: str, batch: dict, lease: str,
     items = store.items(batch_id)
     inv = cons.inventory(clients.bq, s, batch_id, items)
     merged = batch.get("merge_result")
-    manifest, generation, attempt, committed = _what_to_merge(clients, store, batch, inv)
+    manifest, pin, generation, attempt, committed = _what_to_merge(clients, store, batch, inv, items)
     expected = int(batch["expected_items"])
     log_event("staging_inventory", batch_id=batch_id, expected_items=expected, staged_items=len(manifest),
               completed=len(inv.expected_completed), failed=len(inv.failed_items), pending=len(inv.pending_items),
@@ -286,13 +260,13 @@ def consolidate_batch(clients: Clients, batch_id: str, batch: dict, lease: str,
     try:
         if merged is None and manifest:
             result = cons.merge_staging(
-                clients.bq, s, batch_id, game_date, manifest,
-                scheduled_items=batch.get("scheduled_items") or [i["item_id"] for i in items],
+                clients.bq, s, batch_id, game_date, pin, len(manifest),
                 merge_date=game_date + dt.timedelta(days=1) if injected.zero_merge else None,
                 generation=generation, attempt=attempt,
                 fail_transiently=committed is None and attempt < injected.merge_transient,
                 pause_in_merge_s=injected.pause_in_merge)
-            merged = {**result.as_dict(), "staged_rows_total": inv.staged_rows_total, "recovered": inv.recovered,
+            merged = {**result.as_dict(), "staged_rows_total": inv.staged_rows_total,
+                      "recovered": capped(inv.recovered), "recovered_count": len(inv.recovered),
                       "abandoned_writes": inv.abandoned_writes}
             # Durable before any deletion, so a redelivery skips straight to cleanup.
             recorded = merge_recovery.record_merge(store, batch_id, lease, merged, result.job_id, injected,
@@ -335,12 +309,13 @@ def consolidate_batch(clients: Clients, batch_id: str, batch: dict, lease: str,
         "status": CONSOLIDATED,
         "merged_items": merged_items,
         "merged_rows": int(merged.get("verified_rows", 0)),
-        "failed_items": inv.failed_items,
-        "missing_items": missing,
-        "recovered_items": inv.recovered,
+        "failed_items": capped(inv.failed_items), "failed_items_count": len(inv.failed_items),
+        "missing_items": capped(missing), "missing_items_count": len(missing),
+        "recovered_items": capped(inv.recovered), "recovered_items_count": len(inv.recovered),
         "kept_previous_items": kept_previous,
         "staging_gap": gap,  # expected items without a staged write at consolidation (F9 layer 4)
-        "completed_without_write": inv.missing_writes,
+        "completed_without_write": capped(inv.missing_writes),
+        "completed_without_write_count": len(inv.missing_writes),
         "abandoned_writes": inv.abandoned_writes,
         "staging_table_dropped": deleted,
         "coverage_pct": coverage,
@@ -364,23 +339,30 @@ def consolidate_batch(clients: Clients, batch_id: str, batch: dict, lease: str,
     return "consolidated"
 
 
-def _what_to_merge(clients: Clients, store: BatchStore, batch: dict,
-                   inv: cons.Inventory) -> tuple[dict[str, str], int, int, merge_recovery.CommittedMerge | None]:
-    """(manifest, generation, attempt, committed job) of this consolidation; `inv` is brought in line with
-    the manifest. Recorded result: what it merged. Else a MERGE that already ran (merge_recovery.py):
-    its attempt and pinned manifest. Else the current attempt, its manifest pinned before any job."""
+LIST_CAP = 1000  # item lists kept on the batch document; each has its full count beside it (F3: 1 MiB)
+
+
+def capped(items) -> list:
+    return sorted(items)[:LIST_CAP]
+
+
+def _what_to_merge(clients: Clients, store: BatchStore, batch: dict, inv: cons.Inventory, items: list[dict],
+                   ) -> tuple[dict[str, str], str | None, int, int, merge_recovery.CommittedMerge | None]:
+    """(manifest, pin, generation, attempt, committed job) of this consolidation; `inv` is brought in line
+    with the manifest. Recorded result: what it merged. Else a MERGE that already ran (merge_recovery.py):
+    its attempt and pinned manifest. Else the current attempt, its manifest pinned before any job (the
+    pin's rows in the manifest table, batchline/manifests.py; the pin document names them)."""
     batch_id, merged = batch["batch_id"], batch.get("merge_result")
     attempt = int(batch.get("merge_attempt") or 0)
     generation = int(batch.get("consolidation_generation") or 0)
     if merged is not None:
-        # A redelivery after the MERGE was verified: what was merged is the inventory, whatever
-        # cleanup already dropped.
-        manifest = dict(merged["manifest"])
+        # A redelivery after the MERGE was verified: what was merged is its pin, whatever cleanup dropped.
+        manifest = manifests.read(clients.bq, clients.settings, batch_id, [merged["pin"]])[merged["pin"]]
         inv.missing_writes = [i for i in inv.expected_completed if i not in manifest]
         inv.recovered = list(merged.get("recovered", []))
         inv.abandoned_writes = int(merged.get("abandoned_writes", 0))
         inv.staged_rows_total = int(merged.get("staged_rows_total", inv.staged_rows_total))
-        return manifest, generation, attempt, None
+        return manifest, merged["pin"], generation, attempt, None
     committed = merge_recovery.find_committed(clients.bq, store, batch)
     if committed is not None:
         # An earlier attempt's MERGE ran (or runs): record that job from the manifest it read, never a
@@ -389,17 +371,31 @@ def _what_to_merge(clients: Clients, store: BatchStore, batch: dict,
         log_event("merge_found", batch_id=batch_id, job_id=committed.job_id, job_state=committed.state,
                   message="this batch's MERGE already ran; verifying and recording it instead of merging again")
     else:
-        manifest = inv.manifest()
-        if not manifest:
-            return manifest, generation, attempt, None
+        if not inv.writes:
+            return {}, None, generation, attempt, None
         # Fixed before the job exists: a redelivery of this attempt waits for the same job, so it must
         # verify and record the manifest that job read, not a newer inventory.
-        pinned = store.pin_manifest(batch_id, generation, attempt, {
-            "manifest": manifest, "staged_rows_total": inv.staged_rows_total, "recovered": inv.recovered,
-            "abandoned_writes": inv.abandoned_writes, "missing_writes": inv.missing_writes})
+        pinned = store.get_pin(batch_id, generation, attempt) or _pin(clients, store, batch, inv, items,
+                                                                        generation, attempt)
+    manifest = manifests.read(clients.bq, clients.settings, batch_id, [pinned["pin"]])[pinned["pin"]]
     inv.recovered, inv.missing_writes = list(pinned["recovered"]), list(pinned["missing_writes"])
     inv.staged_rows_total, inv.abandoned_writes = int(pinned["staged_rows_total"]), int(pinned["abandoned_writes"])
-    return dict(pinned["manifest"]), generation, attempt, committed
+    return manifest, pinned["pin"], generation, attempt, committed
+
+
+def _pin(clients: Clients, store: BatchStore, batch: dict, inv: cons.Inventory, items: list[dict],
+         generation: int, attempt: int) -> dict:
+    """Write this attempt's manifest rows, then the pin document that names them (the first wins)."""
+    batch_id, manifest = batch["batch_id"], inv.manifest()
+    pin = ids.new_pin(generation, attempt)
+    scheduled = batch.get("scheduled_items") or [i["item_id"] for i in items]
+    manifests.write(clients.bq, clients.appender, clients.settings,
+                    manifests.rows(batch_id, pin, manifest, inv.recovered, scheduled, now()))
+    return store.pin_manifest(batch_id, generation, attempt, {
+        "pin": pin, "merge_items": len(manifest), "scheduled_items": len(set(scheduled)),
+        "staged_rows_total": inv.staged_rows_total, "abandoned_writes": inv.abandoned_writes,
+        "recovered": capped(inv.recovered), "recovered_count": len(inv.recovered),
+        "missing_writes": capped(inv.missing_writes), "missing_writes_count": len(inv.missing_writes)})
 
 
 def _drop_staging(clients: Clients, batch_id: str, staged_rows_total: int) -> bool:

@@ -21,6 +21,7 @@ _ITEM_ID = re.compile(r"[a-z0-9][a-z0-9_]{0,63}")
 _GAME_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_]{0,63}")
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _WRITE_ID = re.compile(r"[0-9a-f]{32}")
+_PIN = re.compile(r"g[0-9]{1,6}_a[0-9]{1,6}_[0-9a-f]{12}")
 # Firestore's database ids (projects.databases.create): 4-63 of [a-z0-9-], a letter first, a letter or
 # digit last, not UUID-like; or "(default)".
 _FIRESTORE_DATABASE = re.compile(r"\(default\)|[a-z][a-z0-9-]{2,61}[a-z0-9]")
@@ -130,3 +131,13 @@ def validate_write_id(value: object) -> str:
 
 def new_write_id() -> str:
     return secrets.token_hex(16)
+
+
+def validate_pin(value: object) -> str:
+    """A pin: one MERGE attempt's manifest in the manifest table (batchline/manifests.py)."""
+    return _check(_PIN, value, "manifest pin")
+
+
+def new_pin(generation: int, attempt: int) -> str:
+    """A fresh pin of (generation, attempt): a delivery that pins again after another died gets its own."""
+    return f"g{int(generation)}_a{int(attempt)}_{secrets.token_hex(6)}"

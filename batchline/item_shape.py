@@ -29,6 +29,7 @@ def pair(system_id: str, prop_type: str) -> str:
 
 
 EXPECTED_PAIRS: frozenset[str] = frozenset(pair(s, p) for s in PREDICTION_SYSTEMS for p in PREDICTION_PROPS)
+EXPECTED_ROWS = len(EXPECTED_PAIRS)  # one row per pair: what a complete item's completion claims
 
 
 @dataclass(frozen=True)

@@ -278,3 +278,25 @@ def decide_failure(item: dict, reason: str, now: dt.datetime, *, dead_lettered: 
     if dead_lettered:
         update["dead_lettered_at"] = now
     return "recorded", update
+
+
+def decide_claim_rejected(item: dict, *, claimed_write: str, action: str, reason: str, now: dt.datetime,
+                          switch_to: tuple[str, int] | None = None, failure_reason: str | None = None) -> Decision:
+    """Apply the bulk verification's verdict on an item's claim (batchline/claims.py): `action` once,
+    and only to the claim that was judged (a newer completion, or another verifier, moved it on: then
+    'stale'). The rejected claim is kept on the item with its reason. 'switch' moves the claim to
+    another complete write of the item, 'redispatch' returns the item to pending (its shard count goes
+    down with it), 'fail' makes it terminal with `failure_reason`."""
+    if item["status"] != COMPLETED or item.get("write_id") != claimed_write:
+        return "stale", None
+    entry = {"write_id": claimed_write, "row_count": item.get("row_count"), "reason": reason[:1000], "at": now}
+    update: dict = {"rejected_claims": [*(item.get("rejected_claims") or []), entry], "claim_rejected_at": now}
+    if action == "switch" and switch_to is not None:
+        update.update(write_id=switch_to[0], row_count=switch_to[1])
+    elif action == "redispatch":
+        update.update(status=PENDING, write_id=None, row_count=None, updated_at=now)
+    elif action == "fail":
+        update.update(status=FAILED, failure_reason=(failure_reason or reason)[:2000], updated_at=now)
+    else:
+        raise ValueError(f"unknown claim verdict {action!r}")
+    return action, update

@@ -35,20 +35,20 @@ items are every player with active rows plus the merged ones, so it deactivates 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import uuid
 from dataclasses import asdict, dataclass, field
 
 from google.cloud import bigquery, firestore
 
 from batchline import consolidate as cons
-from batchline import ids, staging
+from batchline import ids, manifests, staging
 from batchline import lifecycle as lc
-from batchline.accounting import ORPHAN_GENERATION_BASE
+from batchline.accounting import ORPHAN_GENERATION_BASE, merged_pins
 from batchline.clients import Clients
 from batchline.logs import log_event
 from batchline.state import (
     ACTIVE_STATUSES,
-    CONSOLIDATED,
     CONSOLIDATION_FAILED,
     ORPHAN_LEASE,
     BatchStore,
@@ -188,8 +188,7 @@ def _finish(clients: Clients, store: BatchStore, game_date: dt.date, schedule: s
     table = ids.batch_staging_table(batch_id)
     owners = active_owners(clients, game_date)
     created = {b: (_get_batch(store, b) or {}).get("created_at") for b in set().union(*owners.values())}
-    own = set(((batch.get("merge_result") or {}) if batch["status"] == CONSOLIDATED else {}).get("manifest") or {})
-    own |= {i for record in batch.get("orphans_merged") or [] for i in record.get("items") or []}
+    own = manifests.merged_items(clients.bq, clients.settings, batch_id, merged_pins(batch))
     docs = {d["item_id"]: d for d in store.items(batch_id)}
     merge: dict[str, str] = {}  # item -> write id
     drop: dict[str, str] = {}  # item -> why its rows may go
@@ -231,31 +230,37 @@ def _finish(clients: Clients, store: BatchStore, game_date: dt.date, schedule: s
 
 def _merge(clients: Clients, store: BatchStore, game_date: dt.date, batch: dict, manifest: dict[str, str],
            scheduled: list[str], report: OrphanReport) -> bool:
-    """One MERGE of a batch's orphaned writes; a redelivered reconciliation finds the same job by its id
-    (the pending record names generation and manifest), and a failed one is retried by the next run
-    under a new generation, with the table kept meanwhile. True when merged and verified."""
+    """One MERGE of a batch's orphaned writes, from a pin of their own in the manifest table
+    (batchline/manifests.py); a redelivered reconciliation with the same writes finds the same pin and
+    job (the pending record names generation, pin and the writes' digest), and a failed one is retried
+    by the next run under a new generation, with the table kept meanwhile. True when merged and verified."""
     batch_id = batch["batch_id"]
     table = ids.batch_staging_table(batch_id)
     pending = batch.get("orphan_merge_pending") or {}
-    if (pending.get("manifest") or {}) == manifest:
-        generation = int(pending["generation"])
+    digest = hashlib.sha256("\n".join(f"{i}/{w}" for i, w in sorted(manifest.items())).encode()).hexdigest()
+    if pending.get("digest") == digest and pending.get("pin"):
+        generation, pin = int(pending["generation"]), pending["pin"]
     else:
         generation = max(int(batch.get("orphan_generation") or 0) + 1, ORPHAN_GENERATION_BASE)
-    store.set_batch_fields(batch_id, {"orphan_generation": generation,
-                                      "orphan_merge_pending": {"generation": generation, "manifest": manifest}})
+        pin = ids.new_pin(generation, 0)
+        manifests.write(clients.bq, clients.appender, clients.settings,
+                        manifests.rows(batch_id, pin, manifest, (), scheduled, now()))
+    store.set_batch_fields(batch_id, {"orphan_generation": generation, "orphan_merge_pending": {
+        "generation": generation, "pin": pin, "digest": digest, "items": len(manifest)}})
     try:
-        result = cons.merge_staging(clients.bq, clients.settings, batch_id, game_date, manifest,
-                                    scheduled_items=scheduled, generation=generation, verify_only_merged=True)
+        result = cons.merge_staging(clients.bq, clients.settings, batch_id, game_date, pin, len(manifest),
+                                    generation=generation, verify_only_merged=True)
     except (cons.ConsolidationError, cons.MergeAttemptFailed) as exc:
         store.set_batch_fields(batch_id, {"orphan_merge_pending": None, "orphan_merge_error": str(exc)[:2000]})
         log_event("orphan_merge_failed", severity="ERROR", batch_id=batch_id, game_date=game_date,
-                  items=sorted(manifest), error=str(exc))
+                  items=sorted(manifest)[:200], error=str(exc))
         return False
     store.set_batch_fields(batch_id, {"orphan_merge_pending": None, "orphans_merged": firestore.ArrayUnion([{
-        "job_id": result.job_id, "items": sorted(manifest), "rows": result.verified_rows,
+        "job_id": result.job_id, "pin": pin, "items": len(manifest), "rows": result.verified_rows,
         "at": now()}]), "main_table_dml_jobs": firestore.ArrayUnion([result.job_id])})
-    log_event("orphans_merged", batch_id=batch_id, game_date=game_date, job_id=result.job_id, items=sorted(manifest),
-              affected_rows=result.affected_rows, verified_rows=result.verified_rows)
+    log_event("orphans_merged", batch_id=batch_id, game_date=game_date, job_id=result.job_id,
+              items=sorted(manifest)[:200], pin=pin, affected_rows=result.affected_rows,
+              verified_rows=result.verified_rows)
     report.merged += [f"{table}/{i}" for i in sorted(manifest)]
     report.merge_jobs.append(result.job_id)
     return True

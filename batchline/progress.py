@@ -54,6 +54,7 @@ def counted(batch: dict, item_id: str, batch_ref) -> tuple[object, int] | None:
 
 
 INCREMENT = {"terminal": firestore.Increment(1)}
+DECREMENT = {"terminal": firestore.Increment(-1)}  # an item back to pending (a rejected claim)
 
 
 def all_full(fs: firestore.Client, batch: dict, batch_ref) -> bool:

@@ -56,6 +56,23 @@ CONTEXT_TABLE_COLUMNS: tuple[Column, ...] = (
 )
 CONTEXT_TABLE_PARTITION_FIELD = "game_date"
 
+# The pinned manifests of MERGE attempts (batchline/manifests.py): which write of each item a MERGE
+# merges, and which items are on the batch's schedule. In the main dataset (no default expiration; the
+# coordinator and reconcile, which MERGE into the main table, may write it; operators may read it).
+MANIFEST_TABLE = "batchline_manifests"
+MANIFEST_TABLE_COLUMNS: tuple[Column, ...] = (
+    Column("manifest_batch_id", "STRING", "REQUIRED", "Batch whose MERGE attempt pinned the row."),
+    Column("manifest_pin", "STRING", "REQUIRED", "The pin (one MERGE attempt's manifest) the row is part of."),
+    Column("manifest_kind", "STRING", "REQUIRED", "merge: an item's write to merge; scheduled: an item scheduled."),
+    Column("manifest_item_id", "STRING", "REQUIRED", "The item (player)."),
+    Column("manifest_write_id", "STRING", "NULLABLE", "The staged write to merge (merge rows only)."),
+    Column("manifest_recovered", "BOOL", "NULLABLE", "Merged from a write no recorded completion names."),
+    Column("pinned_at", "TIMESTAMP", "REQUIRED", "When the manifest was pinned."),
+)
+MANIFEST_TABLE_PARTITION_FIELD = "pinned_at"
+MANIFEST_TABLE_CLUSTER_FIELDS: tuple[str, ...] = ("manifest_batch_id", "manifest_pin")
+MANIFEST_RETENTION_DAYS = 400  # a batch's audit names what its MERGE merged for this long
+
 PREDICTION_SYSTEMS: tuple[str, ...] = (
     "moving_average",
     "zone_matchup",

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from batchline import ids
+from batchline import ids, schema
 
 ENV_PROJECT = "BATCHLINE_PROJECT"
 ENV_TOPIC_PREFIX = "BATCHLINE_TOPIC_PREFIX"
@@ -88,6 +88,10 @@ class Settings:
     @property
     def main_table_id(self) -> str:
         return f"{self.project}.{self.main_dataset}.{self.main_table}"
+
+    @property
+    def manifest_table_id(self) -> str:
+        return f"{self.project}.{self.main_dataset}.{schema.MANIFEST_TABLE}"
 
     @property
     def context_table_id(self) -> str:

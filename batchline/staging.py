@@ -85,43 +85,6 @@ def writes_sql(settings: Settings, batch_id: str) -> str:
             f"FROM {_ref(settings, batch_id)} GROUP BY {ITEM_COLUMN}, {WRITE_COLUMN}")
 
 
-def write_count_sql(settings: Settings, batch_id: str) -> str:
-    """Rows one write of one item left in the batch table: a group of one check (cheaper to plan than
-    the IN UNNEST form, on BigQuery and much more so on bqemulator)."""
-    return (f"SELECT @item_id AS item_id, @write_id AS write_id, {_AGGREGATES} FROM {_ref(settings, batch_id)} "
-            f"WHERE {ITEM_COLUMN} = @item_id AND {WRITE_COLUMN} = @write_id")
-
-
-def write_counts_sql(settings: Settings, batch_id: str) -> str:
-    """What each of the @pairs (`item/write id`) left in the batch table: many completions, one query."""
-    return (f"SELECT {ITEM_COLUMN} AS item_id, {WRITE_COLUMN} AS write_id, {_AGGREGATES} "
-            f"FROM {_ref(settings, batch_id)} WHERE CONCAT({ITEM_COLUMN}, '/', {WRITE_COLUMN}) IN UNNEST(@pairs) "
-            f"GROUP BY {ITEM_COLUMN}, {WRITE_COLUMN}")
-
-
-def count_writes(bq: bigquery.Client, settings: Settings, batch_id: str,
-                 pairs: list[tuple[str, str]]) -> dict[tuple[str, str], StagedWrite]:
-    """(item, write id) -> what it staged (rows, ids, pairs), for every pair asked (0 rows when nothing
-    is staged under it). Raises StagingTableMissing when the batch has no staging table."""
-    checked = sorted({(ids.validate_item_id(i), ids.validate_write_id(w)) for i, w in pairs})
-    if len(checked) == 1:
-        sql = write_count_sql(settings, batch_id)
-        params = [bigquery.ScalarQueryParameter("item_id", "STRING", checked[0][0]),
-                  bigquery.ScalarQueryParameter("write_id", "STRING", checked[0][1])]
-    else:
-        sql = write_counts_sql(settings, batch_id)
-        params = [bigquery.ArrayQueryParameter("pairs", "STRING", [f"{i}/{w}" for i, w in checked])]
-    try:
-        rows = bq.query_and_wait(sql, job_config=bigquery.QueryJobConfig(query_parameters=params))
-        found = {(r["item_id"], r["write_id"]): StagedWrite.of(r) for r in rows if int(r["n"])}
-    except gexc.NotFound:
-        raise StagingTableMissing(f"batch {batch_id} has no staging table") from None
-    if len(found) < len(checked) and not batch_table_exists(bq, settings, batch_id):
-        # BigQuery answers a missing table with 404; bqemulator with 200, `errors` and no rows.
-        raise StagingTableMissing(f"batch {batch_id} has no staging table")
-    return {pair: found.get(pair) or StagedWrite(pair[0], pair[1], 0, 0) for pair in pairs}
-
-
 @dataclass(frozen=True)
 class StagedWrite:
     item_id: str

@@ -272,13 +272,19 @@ class BatchStore:
         """The manifest a MERGE attempt runs with, fixed before its job is submitted: the first writer
         wins and every later delivery of the same attempt gets the same one back, so the job a
         redelivery waits for and the manifest it verifies and records are always the same (an
-        inventory taken again could name a write the job never read)."""
+        inventory taken again could name a write the job never read). `pinned` names the pin's rows in
+        the manifest table (batchline/manifests.py), written before, and their counts: fixed-size."""
         ref = self.batch_ref(batch_id).collection(MANIFESTS).document(f"g{int(generation)}_a{int(attempt)}")
         try:
             ref.create({**pinned, "pinned_at": now()})
             return pinned
         except gexc.Conflict:
             return ref.get().to_dict() or {}
+
+    def get_pin(self, batch_id: str, generation: int, attempt: int) -> dict | None:
+        """The pinned manifest document of one MERGE attempt, None before it is pinned."""
+        snap = self.batch_ref(batch_id).collection(MANIFESTS).document(f"g{int(generation)}_a{int(attempt)}").get()
+        return snap.to_dict() if snap.exists else None
 
     def pinned_manifests(self, batch_id: str) -> dict[tuple[int, int], dict]:
         """Every MERGE attempt's pinned manifest of the batch: (generation, attempt) -> the document."""
@@ -437,6 +443,30 @@ class BatchStore:
         batch = self.get_batch(batch_id) or {"batch_id": batch_id}
         return self._counted_transition(batch, item_id, lambda item: lc.decide_failure(
             item, reason, now(), dead_lettered=dead_lettered))
+
+    def reject_claim(self, batch: dict, item_id: str, claimed_write: str, action: str, reason: str, *,
+                     switch_to: tuple[str, int] | None = None, failure_reason: str | None = None) -> str:
+        """Apply a verdict of the bulk verification to one item's claim, in one transaction (lifecycle.
+        decide_claim_rejected); an item sent back to pending is counted off its progress shard in the
+        same commit, so the shards stay exact. Returns the action applied, or 'stale'."""
+        shard = progress.counted(batch, item_id, self.batch_ref(batch["batch_id"]))
+        ref = self.item_ref(batch["batch_id"], item_id)
+
+        @firestore.transactional
+        def txn_fn(txn) -> str:
+            snap = ref.get(transaction=txn)
+            if not snap.exists:
+                raise UnknownItem(f"batch {batch['batch_id']} has no item {item_id}")
+            result, update = lc.decide_claim_rejected(snap.to_dict(), claimed_write=claimed_write, action=action,
+                                                      reason=reason, now=now(), switch_to=switch_to,
+                                                      failure_reason=failure_reason)
+            if update is not None:
+                txn.update(ref, update)
+                if result == "redispatch" and shard is not None:
+                    txn.set(shard[0], progress.DECREMENT, merge=True)
+            return str(result)
+
+        return txn_fn(self.fs.transaction())
 
     def mark_redispatched(self, batch_id: str, item_ids: Iterable[str]) -> None:
         wb = self.fs.batch()

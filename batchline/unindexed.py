@@ -18,15 +18,15 @@ from batchline.state import BATCHES, DATES, MANIFESTS
 # collection group -> top-level fields exempted from every automatic index
 UNINDEXED: dict[str, tuple[str, ...]] = {
     BATCHES: (
-        "merge_result",  # manifest (item -> write id), items, recovered: O(items)
-        "failed_items", "missing_items", "recovered_items", "completed_without_write",
+        "merge_result",  # counts, and recovered items capped at 1,000 (what it merged: the manifest table)
+        "failed_items", "missing_items", "recovered_items", "completed_without_write",  # each capped at 1,000
         "kept_previous_items",  # player -> batch, capped at 1,000 entries
         "scheduled_items", "only_items",  # the date's schedule, a repair's items
         "progress_shard_items",  # one size per shard of 50 items
         "orphans_merged", "orphans_dropped",  # the reconciliation's records, with their items
         "invalid_context_rows",  # capped at 100
     ),
-    MANIFESTS: ("manifest", "recovered", "missing_writes"),  # a MERGE attempt's pinned manifest
+    MANIFESTS: ("recovered", "missing_writes"),  # a pin document's capped lists (its rows: batchline/manifests.py)
     DATES: ("repaired_items",),  # items repaired since the date's last full run
 }
 

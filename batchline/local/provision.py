@@ -20,6 +20,9 @@ from batchline.schema import (
     MAIN_TABLE_CLUSTER_FIELDS,
     MAIN_TABLE_COLUMNS,
     MAIN_TABLE_PARTITION_FIELD,
+    MANIFEST_TABLE_CLUSTER_FIELDS,
+    MANIFEST_TABLE_COLUMNS,
+    MANIFEST_TABLE_PARTITION_FIELD,
     Column,
 )
 from batchline.settings import Settings
@@ -35,7 +38,8 @@ def main_table_schema() -> list[bigquery.SchemaField]:
 
 
 def create_tables(bq: bigquery.Client, s: Settings) -> None:
-    """Datasets, the main table (partitioned by date, clustered) and the context table."""
+    """Datasets, the main table (partitioned by date, clustered), the context table and the manifest
+    table (batchline/manifests.py), as infra declares them."""
     for ds in (s.main_dataset, s.staging_dataset):
         dataset = bigquery.Dataset(f"{s.project}.{ds}")
         dataset.location = s.bq_location
@@ -47,6 +51,10 @@ def create_tables(bq: bigquery.Client, s: Settings) -> None:
     ctx = bigquery.Table(s.context_table_id, schema=_schema(CONTEXT_TABLE_COLUMNS))
     ctx.time_partitioning = bigquery.TimePartitioning(field=CONTEXT_TABLE_PARTITION_FIELD)
     bq.create_table(ctx, exists_ok=True)
+    manifests = bigquery.Table(s.manifest_table_id, schema=_schema(MANIFEST_TABLE_COLUMNS))
+    manifests.time_partitioning = bigquery.TimePartitioning(field=MANIFEST_TABLE_PARTITION_FIELD)
+    manifests.clustering_fields = list(MANIFEST_TABLE_CLUSTER_FIELDS)
+    bq.create_table(manifests, exists_ok=True)
 
 
 def synthetic_context(game_date: dt.date, players: int, seed: int = 0) -> list[dict]:

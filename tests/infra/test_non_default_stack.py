@@ -50,7 +50,7 @@ def test_every_growing_field_is_exempted_from_indexing_in_the_configured_databas
         for f in fields:
             assert f.inputs["indexConfig"] == {}, "an empty index config disables every index of the field"
             assert f.inputs["database"] == database
-    assert "merge_result" in UNINDEXED["batches"] and "manifest" in UNINDEXED["manifests"]
+    assert "merge_result" in UNINDEXED["batches"] and "missing_writes" in UNINDEXED["manifests"]
 
 
 def test_an_existing_database_still_gets_its_exemptions(dev_raw):

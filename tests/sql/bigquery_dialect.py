@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from google.cloud import bigquery
 from google.cloud.bigquery import SchemaField
 
-from batchline.schema import CONTEXT_TABLE_COLUMNS, MAIN_TABLE_COLUMNS, Column
+from batchline.schema import CONTEXT_TABLE_COLUMNS, MAIN_TABLE_COLUMNS, MANIFEST_TABLE_COLUMNS, Column
 from batchline.settings import Settings
 
 Schema = Sequence[SchemaField]
@@ -133,10 +133,11 @@ def language_options(protos, lo) -> None:
 
 
 def batchline_tables(settings: Settings, tables: dict[str, Schema] | None = None) -> dict[str, Schema]:
-    """Full table id -> schema: the main and context tables as batchline/schema.py defines them,
+    """Full table id -> schema: the main, context and manifest tables as batchline/schema.py defines them,
     updated with `tables` (staging and scratch tables, or a main table with a newer live schema)."""
     return {settings.main_table_id: schema(MAIN_TABLE_COLUMNS),
-            settings.context_table_id: schema(CONTEXT_TABLE_COLUMNS), **(tables or {})}
+            settings.context_table_id: schema(CONTEXT_TABLE_COLUMNS),
+            settings.manifest_table_id: schema(MANIFEST_TABLE_COLUMNS), **(tables or {})}
 
 
 def fill_catalog(protos, catalog, tables: dict[str, Schema]) -> None:

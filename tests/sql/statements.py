@@ -30,6 +30,7 @@ from batchline import (
     freshness,
     ids,
     ledger,
+    manifests,
     orphans,
     reconcile,
     staging,
@@ -124,6 +125,7 @@ class Drive:
 
 STAGING_TABLE_ID = S.staging_table_id(ids.batch_staging_table(BATCH))
 WRITE_A, WRITE_B = "a" * 32, "b" * 32
+PIN = "g0_a0_" + "0" * 12
 
 
 def _merge(staging_main_schema: list[SchemaField] = MAIN_SCHEMA, main_schema: list[SchemaField] = MAIN_SCHEMA,
@@ -145,9 +147,9 @@ def _merge(staging_main_schema: list[SchemaField] = MAIN_SCHEMA, main_schema: li
     bq = RecordingBigQuery(tables, answer)
     if fail_transiently:
         with pytest.raises(consolidate.ConsolidationError, match="affected 0 rows"):
-            consolidate.merge_staging(bq, S, BATCH, DATE, manifest, fail_transiently=True)
+            consolidate.merge_staging(bq, S, BATCH, DATE, PIN, len(manifest), fail_transiently=True)
     else:
-        consolidate.merge_staging(bq, S, BATCH, DATE, manifest, verify_only_merged=verify_only_merged)
+        consolidate.merge_staging(bq, S, BATCH, DATE, PIN, len(manifest), verify_only_merged=verify_only_merged)
     return Drive(bq.sent, {table_id: schema for table_id, (schema, _) in tables.items()})
 
 
@@ -205,14 +207,12 @@ def reconcile_complete_players() -> Drive:
     return Drive(bq.sent)
 
 
-def staging_count_writes() -> Drive:
-    """Both statements: a group of one check, then a group of two."""
-    rows = [{"item_id": p, "write_id": WRITE_A, "n": 3, "k": 3, "pairs": ["s/points"]}
-            for p in ("player_a", "player_b")]
-    bq = RecordingBigQuery({}, lambda sql: rows)
-    staging.count_writes(bq, S, BATCH, [("player_a", WRITE_A)])
-    staging.count_writes(bq, S, BATCH, [("player_a", WRITE_A), ("player_b", WRITE_A)])
-    return Drive(bq.sent, {STAGING_TABLE_ID: staging.staging_schema(MAIN_SCHEMA)})
+def manifests_read() -> Drive:
+    """What the pins of a batch merged (orphans, batch_facts, a redelivered consolidation)."""
+    bq = RecordingBigQuery({}, lambda sql: [{"pin": PIN, "item_id": "player_a", "write_id": WRITE_A,
+                                             "recovered": False}])
+    assert manifests.read(bq, S, BATCH, [PIN]) == {PIN: {"player_a": WRITE_A}}
+    return Drive(bq.sent)
 
 
 def consolidate_inventory() -> Drive:
@@ -321,8 +321,8 @@ DRIVERS: dict[str, tuple[Callable[[], Drive], tuple[str, ...]]] = {
     "dispatch_expected_items": (dispatch_expected_items, ("query",)),
     "coordinator_kept_previous": (coordinator_kept_previous, ("query",)),
     "reconcile_complete_players": (reconcile_complete_players, ("query",)),
-    "staging_count_writes": (staging_count_writes, ("query", "query")),
     "consolidate_inventory": (consolidate_inventory, ("query",)),
+    "manifests_read": (manifests_read, ("query",)),
     "chaos_delete_staged_item": (chaos_delete_staged_item, ("delete",)),
     "provision_seed_context": (provision_seed_context, ("delete",)),
     "ledger_compute": (ledger_compute, ("query", "query", "query", "query")),

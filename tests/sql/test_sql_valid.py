@@ -54,7 +54,7 @@ def test_a_staging_table_lacking_a_nullable_column_is_merged_with_a_typed_null(z
 def test_the_census_counts_query_and_wait_call_sites_too():
     sites = {(c.path, c.function) for c in st.call_sites()}
     # these run SQL only through Client.query_and_wait: a census of `.query(` alone would miss them
-    assert {("batchline/staging.py", "count_writes"), ("batchline/staging.py", "staged_writes")} <= sites
+    assert ("batchline/staging.py", "staged_writes") in sites
     assert sum(c.function == "merge_staging" for c in st.call_sites()) >= 2  # staged counts, verification
 
 
@@ -62,35 +62,38 @@ def _sent(drive: st.Drive, start: str) -> st.Sent:
     return next(s for s in drive.sent if s.sql.startswith(start))
 
 
-def test_the_merge_reads_only_the_manifest_writes_of_the_one_batch_staging_table(zetasql):
+def test_the_merge_reads_only_the_pinned_writes_of_the_one_batch_staging_table(zetasql):
+    """Issue 15: the manifest is the pin's rows in the manifest table, joined by (batch, pin), never a
+    query parameter that grows with the batch: every parameter of the MERGE is a scalar."""
     drive = st.merge_batch_staging()
     merge = _sent(drive, "MERGE")
     staged = drive.sent[0]
+    manifest_table = f"`{st.S.manifest_table_id}`"
     for s in (merge, staged):
-        assert f"`{st.STAGING_TABLE_ID}`" in s.sql and "IN UNNEST(@manifest)" in s.sql
-        (manifest,) = [p for p in s.params if p.name == "manifest"]
-        assert manifest.array_type == "STRING"
-        assert manifest.values == [f"player_a/{st.WRITE_A}", f"player_b/{st.WRITE_B}"]
-    assert "UNION" not in merge.sql and "cmb_" not in merge.sql
+        assert f"`{st.STAGING_TABLE_ID}` S JOIN {manifest_table} M" in s.sql
+        assert "manifest_pin = @pin AND M.manifest_kind = 'merge'" in s.sql
+        assert {p.name: p.value for p in s.params}["pin"] == st.PIN
+        assert all(isinstance(p, bigquery.ScalarQueryParameter) for p in s.params), s.params
+    assert "manifest_kind = 'scheduled'" in merge.sql, "the schedule, for NOT MATCHED BY SOURCE, from the pin too"
+    assert "UNION" not in merge.sql and "UNNEST" not in merge.sql
     assert zetasql.analyze(merge.sql, merge.params, drive.tables) == "merge"
 
 
-def test_the_catalog_knows_the_staging_columns_and_the_manifest_type_matters(zetasql):
+def test_the_catalog_knows_the_staging_and_manifest_columns_and_the_pin_type_matters(zetasql):
     drive = st.merge_batch_staging()
     merge = _sent(drive, "MERGE")
     without_staging_columns = {**drive.tables, st.STAGING_TABLE_ID: st.MAIN_SCHEMA}
-    with pytest.raises(AnalysisError, match="Unrecognized name: staging_item_id"):
+    with pytest.raises(AnalysisError, match="staging_item_id"):
         zetasql.analyze(merge.sql, merge.params, without_staging_columns)
-    ints = [bigquery.ArrayQueryParameter("manifest", "INT64", [1]) if p.name == "manifest" else p
-            for p in merge.params]
-    with pytest.raises(AnalysisError, match=r"IN UNNEST for argument types: STRING, ARRAY<INT64>"):
+    ints = [bigquery.ScalarQueryParameter("pin", "INT64", 1) if p.name == "pin" else p for p in merge.params]
+    with pytest.raises(AnalysisError, match="STRING, INT64"):
         zetasql.analyze(merge.sql, ints, drive.tables)
 
 
 def test_both_verification_variants_are_analyzed(zetasql):
     for drive, only in ((st.merge_batch_staging(), False), (st.merge_orphans_verifying_only_their_items(), True)):
         (verify,) = [s for s in drive.sent if "ARRAY_AGG(DISTINCT system_id)" in s.sql]
-        assert ("@verify_items" in verify.sql) == only
+        assert ("manifest_pin = @pin" in verify.sql) == only
         assert zetasql.analyze(verify.sql, verify.params, drive.tables) == "query"
 
 

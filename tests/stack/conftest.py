@@ -19,7 +19,7 @@ import pytest
 import requests
 from google.cloud import bigquery
 
-from batchline import ids, staging
+from batchline import consolidate, ids, manifests, staging
 from batchline.clients import Clients
 from batchline.ledger import Ledger, compute
 from batchline.local import stack as local_stack
@@ -96,6 +96,20 @@ class Stack:
             {**{k: v for k, v in r.items() if k in names}, staging.ITEM_COLUMN: item, staging.WRITE_COLUMN: write_id}
             for r in built])
         return write_id
+
+    def merge_pinned(self, s: Settings, batch_id: str, day: dt.date, manifest: dict[str, str], **kw):
+        """consolidate.merge_staging of `manifest` (item -> write id), pinned first as a consolidation
+        pins it: the pin's rows in the manifest table, then the MERGE that joins them."""
+        pin = ids.new_pin(0, 0)
+        manifests.write(self.clients.bq, self.clients.appender, s, manifests.rows(
+            batch_id, pin, manifest, (), sorted(manifest), dt.datetime.now(dt.UTC)))
+        return consolidate.merge_staging(self.clients.bq, s, batch_id, day, pin, len(manifest), **kw)
+
+    def merged_manifest(self, batch: dict) -> dict[str, str]:
+        """item -> write id that the batch's recorded consolidation merged (its pin's rows in the
+        manifest table, batchline/manifests.py)."""
+        pin = batch["merge_result"]["pin"]
+        return manifests.read(self.clients.bq, self.clients.settings, batch["batch_id"], [pin])[pin]
 
     def log_lines(self, function: str) -> list[dict]:
         """The JSON lines a function printed on stdout, as gunicorn captured them (F8)."""

@@ -10,8 +10,7 @@ import hashlib
 import pytest
 from google.cloud import bigquery
 
-from batchline import ids
-from batchline.consolidate import merge_staging
+from batchline import consolidate, ids
 from batchline.ledger import compute, main_table_dml_since
 from batchline.messages import ConsolidationRequest, encode
 from batchline.state import (
@@ -62,8 +61,9 @@ def test_a_redelivered_consolidation_waits_for_its_merge_instead_of_running_anot
     batch_id = ids.new_batch_id(day)
     schema = list(bq.get_table(s.main_table_id).schema)
     manifest = {f"player_{n:04d}": stack.stage(s, batch_id, day, f"player_{n:04d}", schema) for n in range(3)}
-    first = merge_staging(bq, s, batch_id, day, manifest)
-    again = merge_staging(bq, s, batch_id, day, manifest)  # same batch, same generation: a redelivery
+    first = stack.merge_pinned(s, batch_id, day, manifest)
+    # same batch, same generation, same pin: a redelivery finds the job and waits for it
+    again = consolidate.merge_staging(bq, s, batch_id, day, first.pin, len(manifest))
     assert again.job_id == first.job_id and again.affected_rows == first.affected_rows == 15
     merges = [j for j in bq.list_jobs(all_users=True, max_results=5000)
               if getattr(j, "statement_type", None) == "MERGE" and batch_id in (j.query or "")]

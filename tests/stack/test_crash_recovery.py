@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from google.cloud import firestore
 
-from batchline import ids
+from batchline import ids, manifests
 from batchline.local import processes as procs
 from batchline.local import stack as local_stack
 from batchline.local.provision import synthetic_context
@@ -185,20 +185,25 @@ def test_a_redelivered_consolidation_merges_and_records_the_manifest_pinned_for_
     staged after the first inventory). The newer item is reported missing and its rows keep the table."""
     batch_id, items, writes = _staged_batch(stack, day, 2)
     first, late = items[0].item_id, items[1].item_id
-    stack.store.pin_manifest(batch_id, 0, 0, {  # what the dead delivery's inventory saw: only `first`
-        "manifest": {first: writes[first]}, "staged_rows_total": 5, "recovered": [], "abandoned_writes": 0,
-        "missing_writes": [late]})
+    # what the dead delivery's inventory saw, only `first`, pinned: its rows, then the document naming them
+    pin = ids.new_pin(0, 0)
+    manifests.write(stack.clients.bq, stack.clients.appender, stack.clients.settings, manifests.rows(
+        batch_id, pin, {first: writes[first]}, (), [first, late], dt.datetime.now(dt.UTC)))
+    stack.store.pin_manifest(batch_id, 0, 0, {"pin": pin, "merge_items": 1, "scheduled_items": 2,
+                                              "staged_rows_total": 5, "recovered": [], "abandoned_writes": 0,
+                                              "missing_writes": [late]})
     assert stack.store.claim_consolidation(batch_id, "all_items_terminal", claimant="died-after-merge")
     payload = ConsolidationRequest(batch_id=batch_id, reason="all_items_terminal").model_dump()
     r = stack.push("coordinator/consolidate", payload, message_id=f"pinned-{batch_id}")
     assert r.status_code == 200 and r.json()["result"] == "consolidated", r.text
     batch = stack.wait(batch_id)
     assert batch["status"] == CONSOLIDATED
-    assert batch["merge_result"]["manifest"] == {first: writes[first]}, "the pinned manifest, not a new one"
+    assert batch["merge_result"]["pin"] == pin and stack.merged_manifest(batch) == {first: writes[first]}, \
+        "the pinned manifest, not a new one"
     assert batch["merged_items"] == 1 and batch["missing_items"] == [late]
     assert batch["staging_table_dropped"] is False, "rows beyond the pinned inventory keep the table"
     assert len(_merges(stack, batch_id)) == 1
-    stack.store.pin_manifest(batch_id, 0, 0, {"manifest": {}, "staged_rows_total": 0, "recovered": [],
-                                              "abandoned_writes": 0, "missing_writes": []})
+    stack.store.pin_manifest(batch_id, 0, 0, {"pin": ids.new_pin(0, 0), "merge_items": 0, "staged_rows_total": 0,
+                                              "recovered": [], "abandoned_writes": 0, "missing_writes": []})
     again = stack.clients.fs.collection("batches").document(batch_id).collection("manifests").document("g0_a0")
-    assert again.get().to_dict()["manifest"] == {first: writes[first]}, "the first pin wins"
+    assert again.get().to_dict()["pin"] == pin, "the first pin wins"

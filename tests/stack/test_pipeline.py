@@ -94,7 +94,7 @@ def test_abandoned_appends_stay_in_the_batch_table_yet_each_item_is_merged_exact
     assert batch["abandoned_writes"] == len(writes) - len(players) > 0
     assert batch["merge_result"]["abandoned_writes"] == batch["abandoned_writes"]
     docs = {i["item_id"]: i for i in stack.store.items(batch_id)}
-    manifest = batch["merge_result"]["manifest"]
+    manifest = stack.merged_manifest(batch)
     assert manifest == {p: docs[p]["write_id"] for p in players}, "each item merged from its completion's write"
     assert all(writes[w] == p for p, w in manifest.items())
     assert batch["recovered_items"] == [] and batch["completed_without_write"] == []

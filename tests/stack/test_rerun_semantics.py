@@ -3,6 +3,7 @@ of a newer run never overwritten by an older one, and no completion recorded wit
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 
 from google.cloud import bigquery
@@ -82,94 +83,124 @@ def _pending_batch(stack, day, n: int) -> tuple[str, list[Item]]:
     return batch_id, items
 
 
-def test_a_completion_with_nothing_behind_it_is_refused_on_every_path(stack, day):
-    batch_id, items = _pending_batch(stack, day, 2)
-    item, neighbour = items[0].item_id, items[1].item_id
+def _forger(batch_id: str, item: str):
+    def completion(table: str, rows: int, write_id: str, batch: str = batch_id) -> dict:
+        payload = CompletionMessage(batch_id=batch, item_id=item, staging_table=table, write_id=write_id,
+                                    row_count=max(rows, 1), write_status="ok", attempt=1).model_dump(mode="json")
+        return {**payload, "row_count": rows}  # 0 rows: the model refuses to build it, a forger need not
+    return completion
+
+
+def _hold_the_staging_table(stack, batch_id: str) -> None:
+    """pause_after_merge: the consolidation waits after its verified MERGE, before the table is dropped."""
+    stack.store.set_batch_fields(batch_id, {"faults": "pause_after_merge=15"})
+
+
+def _merged_writes(stack, batch_id: str) -> dict[str, set[str]]:
+    """item -> the staged writes whose rows the main table now holds for the batch (by updated_at),
+    read while the consolidation holds the staging table (_hold_the_staging_table)."""
+    deadline = time.monotonic() + 240
+    while not (stack.store.get_batch(batch_id) or {}).get("merge_result"):
+        assert time.monotonic() < deadline, stack.store.get_batch(batch_id)
+        time.sleep(0.2)
+    s = stack.clients.settings
+    job = stack.clients.bq.query(
+        f"SELECT S.staging_item_id AS item, S.staging_write_id AS w FROM "
+        f"`{s.staging_table_id(ids.batch_staging_table(batch_id))}` S JOIN `{s.main_table_id}` T "
+        f"ON T.prediction_id = S.prediction_id AND T.updated_at = S.updated_at AND T.batch_id = S.batch_id "
+        f"GROUP BY 1, 2")
+    out: dict[str, set[str]] = {}
+    for r in job.result():
+        out.setdefault(r["item"], set()).add(r["w"])
+    return out
+
+
+def test_a_completion_with_nothing_behind_it_never_counts_as_done(stack, day):
+    """Issue 15: a completion is a claim, verified in bulk with the batch's other claims (one query)
+    before the consolidation is claimed. What cannot be true whatever is staged is refused at once (0
+    rows, another table); a claim with nothing, too little or someone else's write behind it is
+    accepted, then rejected by the verification with its reason kept on the item, and the item's work
+    runs again (the real worker), so the batch ends with every item merged from a true write."""
+    batch_id, items = _pending_batch(stack, day, 5)
+    _hold_the_staging_table(stack, batch_id)
+    p = [i.item_id for i in items]
     own = ids.batch_staging_table(batch_id)
     other_batch = ids.new_batch_id(day)
     s = stack.clients.settings
-
-    def completion(table: str, rows: int, write_id: str, item_id: str = item, batch: str = batch_id) -> dict:
-        payload = CompletionMessage(batch_id=batch, item_id=item_id, staging_table=table, write_id=write_id,
-                                    row_count=max(rows, 1), write_status="ok", attempt=1).model_dump(mode="json")
-        return {**payload, "row_count": rows}  # 0 rows: the model refuses to build it, a forger need not
-
-    def refused(forged: list[dict], tag: str) -> list[str]:
-        """Each forged completion: 400 on the live path, kept as rejected on the dead-letter path."""
-        errors = []
-        for n, payload in enumerate(forged):
-            r = stack.push("coordinator/completions", payload, message_id=f"forged-{tag}-{n}")
-            assert r.status_code == 400, (payload, r.text)
-            errors.append(r.json()["error"])
-            r = stack.push("coordinator/dead-letters/completions", payload,
-                           message_id=f"forged-dl-{batch_id}-{tag}-{n}")
-            assert r.status_code == 200 and r.json()["result"] == "rejected", (payload, r.text)
-        return errors
-
-    # Nothing staged yet: the batch table does not even exist.
-    before = [completion(own, 0, ids.new_write_id()), completion(own, 5, ids.new_write_id()),
-              completion(s.main_table, 5, ids.new_write_id())]
-    errors = refused(before, "before")
-    assert "row_count" in errors[0] and "does not exist" in errors[1] and "not the staging table" in errors[2]
-    # Now the item's write, its neighbour's and another batch's write of the same item are real.
-    write_id = stack.stage(s, batch_id, day, item)
-    neighbours = stack.stage(s, batch_id, day, neighbour)
-    elsewhere = stack.stage(s, other_batch, day, item)
-    after = [
-        completion(ids.batch_staging_table(other_batch), 5, elsewhere),  # another batch's table, its real write
-        completion(s.main_table, 5, write_id),  # the main table
-        completion(own, 7, write_id),  # the right write, a wrong count
-        completion(own, 5, ids.new_write_id()),  # a write id that was never staged
-        completion(own, 5, neighbours),  # a real write, of another item
-        completion(own, 5, elsewhere),  # a real write of the item, in another batch's table
-    ]
-    errors = refused(after, "after")
-    assert "not the staging table" in errors[0] and "not the staging table" in errors[1]
-    assert all("holds" in e for e in errors[2:]), errors
-    assert "holds 5" in errors[2] and all("holds 0" in e for e in errors[3:]), errors
-    assert stack.store.get_item(batch_id, item)["status"] == PENDING, "nothing forged was recorded"
-    assert stack.store.get_item(batch_id, neighbour)["status"] == PENDING
+    for n, forged in enumerate([_forger(batch_id, p[0])(own, 0, ids.new_write_id()),
+                                _forger(batch_id, p[0])(s.main_table, 5, ids.new_write_id()),
+                                _forger(batch_id, p[0])(ids.batch_staging_table(other_batch), 5, ids.new_write_id())]):
+        r = stack.push("coordinator/completions", forged, message_id=f"impossible-{batch_id}-{n}")
+        assert r.status_code == 400, r.text
+        r = stack.push("coordinator/dead-letters/completions", forged, message_id=f"impossible-dl-{batch_id}-{n}")
+        assert r.status_code == 200 and r.json()["result"] == "rejected", r.text
     rejected = [d.to_dict() for d in stack.clients.fs.collection(REJECTED).stream()
-                if d.to_dict()["message_id"].startswith(f"forged-dl-{batch_id}-")]
-    assert len(rejected) == len(before) + len(after), "each forged dead letter is kept where an operator sees it"
-    r = stack.push("coordinator/completions", completion(own, 5, write_id), message_id="true")
-    assert r.status_code == 200 and r.json()["result"] == "recorded"
-    recorded = stack.store.get_item(batch_id, item)
-    assert recorded["status"] == "completed" and recorded["write_id"] == write_id and recorded["row_count"] == 5
-    stack.store.transition(batch_id, ["running"], {"status": "superseded"})  # leave nothing open
+                if d.to_dict()["message_id"].startswith(f"impossible-dl-{batch_id}-")]
+    assert len(rejected) == 3, "each impossible dead letter is kept where an operator sees it"
+    assert stack.store.get_item(batch_id, p[0])["status"] == PENDING
+
+    true_write = stack.stage(s, batch_id, day, p[3])
+    elsewhere = stack.stage(s, other_batch, day, p[4])  # the item's real write, in another batch's table
+    claims = [("completions", p[0], 5, ids.new_write_id()),  # a write id that was never staged
+              ("completions", p[1], 5, true_write),  # a real write, of another item
+              ("completions", p[3], 5, true_write),  # the truth
+              ("dead-letters/completions", p[4], 5, elsewhere)]  # the dead-letter path claims too
+    for n, (route, item, rows, write) in enumerate(claims):
+        r = stack.push(f"coordinator/{route}", _forger(batch_id, item)(own, rows, write),
+                       message_id=f"c-{batch_id}-{n}")
+        assert r.status_code == 200 and r.json()["result"] == "recorded", r.text
+    # a claim of fewer rows than the item's work fails it at once, no query needed (issue 17.2)
+    r = stack.push("coordinator/completions", _forger(batch_id, p[2])(own, 3, ids.new_write_id()), message_id="short")
+    assert r.status_code == 200 and r.json()["result"] == "incomplete", r.text
+
+    # the last item terminal: one verification rejects the three false claims and runs their work again
+    merged = _merged_writes(stack, batch_id)
+    batch = stack.wait(batch_id)
+    assert batch["status"] == CONSOLIDATED, batch
+    for item in (p[0], p[1], p[4]):
+        doc = stack.store.get_item(batch_id, item)
+        (rejection,) = doc["rejected_claims"]
+        assert doc["status"] == "completed" and rejection["write_id"] != doc["write_id"], doc
+        assert "which the batch staging table does not hold" in rejection["reason"] or \
+            f"holds the rows of item {p[3]}" in rejection["reason"], rejection
+    assert merged[p[3]] == {true_write} and all(len(merged[i]) == 1 for i in p if i != p[2]), merged
+    assert p[2] not in merged and "incomplete write" in stack.store.get_item(batch_id, p[2])["failure_reason"]
+    lines = [x for x in stack.log_lines("coordinator") if x.get("batch_id") == batch_id]
+    verified = [x for x in lines if x.get("event") == "claims_verified"]
+    assert [x["rejected"] for x in verified][:1] == [3] and len(verified) <= 3, "one query per round, not per item"
+    assert sorted(x["item"] for x in lines if x.get("event") == "claim_rejected") == sorted([p[0], p[1], p[4]])
 
 
-def test_a_completion_naming_another_write_is_refused_after_the_item_completed_too(stack, day):
-    """Issue 17.3: the duplicate shortcut of a completed item must not skip the write check."""
+def test_a_completion_naming_another_write_after_the_item_completed_is_never_recorded(stack, day):
+    """Issue 17.3: a second completion of a completed item is not a duplicate unless it repeats the
+    recorded one; it is logged as a second write (WARNING), never recorded and never merged. If the
+    recorded claim is the false one, the verification switches the item to its true write."""
     batch_id, items = _pending_batch(stack, day, 2)
+    _hold_the_staging_table(stack, batch_id)
     item, neighbour = items[0].item_id, items[1].item_id
     own = ids.batch_staging_table(batch_id)
     s = stack.clients.settings
-    write_id = stack.stage(s, batch_id, day, item)
     neighbours = stack.stage(s, batch_id, day, neighbour)
-    second = stack.stage(s, batch_id, day, item)  # a redelivered attempt's real write of the same item
+    second = stack.stage(s, batch_id, day, item)  # a redelivered attempt's real write of the item
+    completion = _forger(batch_id, item)
+    r = stack.push("coordinator/completions", completion(own, 5, neighbours), message_id=f"forged-{batch_id}")
+    assert r.status_code == 200 and r.json()["result"] == "recorded", "a claim, verified later"
+    for n, payload in enumerate([completion(own, 5, second), completion(own, 5, ids.new_write_id())]):
+        r = stack.push("coordinator/completions", payload, message_id=f"second-{batch_id}-{n}")
+        assert r.status_code == 200 and r.json()["result"] == "second_write", r.text
+    r = stack.push("coordinator/completions", completion(own, 5, neighbours), message_id=f"again-{batch_id}")
+    assert r.status_code == 200 and r.json()["result"] == "duplicate", "the recorded claim, delivered again"
+    assert stack.store.get_item(batch_id, item)["write_id"] == neighbours
+    lines = [x for x in stack.log_lines("coordinator") if x.get("batch_id") == batch_id]
+    assert [x["write_id"] for x in lines if x.get("event") == "completion_duplicate"] == [neighbours]
+    assert {x["severity"] for x in lines if x.get("event") == "completion_second_write"} == {"WARNING"}
 
-    def completion(rows: int, write: str) -> dict:
-        return CompletionMessage(batch_id=batch_id, item_id=item, staging_table=own, write_id=write, row_count=rows,
-                                 write_status="ok", attempt=1).model_dump(mode="json")
-
-    r = stack.push("coordinator/completions", completion(5, write_id), message_id=f"true-{batch_id}")
+    r = stack.push("coordinator/completions", _forger(batch_id, neighbour)(own, 5, neighbours), message_id="n")
     assert r.status_code == 200 and r.json()["result"] == "recorded"
-    for n, forged in enumerate([completion(5, neighbours), completion(5, ids.new_write_id()), completion(4, second)]):
-        r = stack.push("coordinator/completions", forged, message_id=f"late-forged-{batch_id}-{n}")
-        assert r.status_code == 400 and "holds" in r.json()["error"], r.text
-        r = stack.push("coordinator/dead-letters/completions", forged, message_id=f"late-forged-dl-{batch_id}-{n}")
-        assert r.status_code == 200 and r.json()["result"] == "rejected", r.text
-    # the same completion again, and the true completion of another attempt: duplicates, nothing changes
-    for n, dup in enumerate([completion(5, write_id), completion(5, second)]):
-        r = stack.push("coordinator/completions", dup, message_id=f"dup-{batch_id}-{n}")
-        assert r.status_code == 200 and r.json()["result"] == "duplicate", r.text
-    recorded = stack.store.get_item(batch_id, item)
-    assert recorded["status"] == "completed" and recorded["write_id"] == write_id
-    rejected = [d.to_dict() for d in stack.clients.fs.collection(REJECTED).stream()
-                if d.to_dict()["message_id"].startswith(f"late-forged-dl-{batch_id}-")]
-    assert len(rejected) == 3, "each forged dead letter is kept where an operator sees it"
-    lines = [x for x in stack.log_lines("coordinator")
-             if x.get("batch_id") == batch_id and x.get("event") == "completion_duplicate"]
-    assert sorted(x["write_id"] for x in lines) == sorted([write_id, second]), "only the true ones were duplicates"
-    stack.store.transition(batch_id, ["running"], {"status": "superseded"})  # leave nothing open
+    assert _merged_writes(stack, batch_id) == {item: {second}, neighbour: {neighbours}}
+    assert stack.wait(batch_id)["status"] == CONSOLIDATED
+    doc = stack.store.get_item(batch_id, item)
+    assert doc["write_id"] == second and doc["rejected_claims"][0]["write_id"] == neighbours, doc
+    (rejected,) = [x for x in stack.log_lines("coordinator")
+                   if x.get("batch_id") == batch_id and x.get("event") == "claim_rejected"]
+    assert rejected["action"] == "switch" and rejected["switched_to"] == second

@@ -56,9 +56,12 @@ def test_other_job_ids_are_not_merges(job_id):
     assert parse_merge_job_id(job_id) is None
 
 
+PIN = "g0_a0_" + "0" * 12
+
+
 def _consolidated(**extra) -> dict:
     return {"batch_id": B, "game_date": "2030-01-01", "status": lc.CONSOLIDATED, "consolidation_generation": 0,
-            "merge_result": {"job_id": merge_job_id(B, 0, 0), "manifest": {"p0": "w", "p1": "w", "p2": "w"}}, **extra}
+            "merge_result": {"job_id": merge_job_id(B, 0, 0), "pin": PIN, "verified_items": 3}, **extra}
 
 
 def test_a_batch_merge_and_its_orphan_merges_are_all_this_batchs_merges():
@@ -78,8 +81,8 @@ def test_merge_problems_name_each_kind_of_wrong():
     assert unrecorded == [f"orphan MERGE jobs not recorded as verified: {orphan}"]
     assert "generations [1000]" in merge_problems(_consolidated(), [g0a0, orphan])[0], "no orphan generation known"
     # a re-opened batch: one MERGE per generation it knows (the first may have merged 0 rows and failed)
-    reopened = _consolidated(consolidation_generation=1, merge_result={"job_id": merge_job_id(B, 1, 0),
-                                                                        "manifest": {"p1": "w"}})
+    reopened = _consolidated(consolidation_generation=1, merge_result={"job_id": merge_job_id(B, 1, 0), "pin": PIN,
+                                                                        "verified_items": 1})
     assert merge_problems(reopened, [g0a0, merge_job_id(B, 1, 0)]) == []
 
 
@@ -104,7 +107,7 @@ def _facts(**kw) -> BatchFacts:
     base = dict(batch=_consolidated(), items={f"p{i}": {"item_id": f"p{i}", "status": "completed"} for i in range(3)},
                 schedule={"p0", "p1", "p2"}, own_rows={f"p{i}": WHOLE for i in range(3)}, other_batches={},
                 active_from={}, dead_lettered=set(), duplicate_ids=0, duplicate_active=0,
-                staging_table_exists=False, merge_jobs=[merge_job_id(B, 0, 0)])
+                staging_table_exists=False, merge_jobs=[merge_job_id(B, 0, 0)], merged_by_batch={"p0", "p1", "p2"})
     return BatchFacts(**{**base, **kw})
 
 
@@ -126,8 +129,7 @@ def test_rows_a_later_run_updated_still_count_for_the_batch_that_merged_them():
     j = judge(_facts(own_rows={"p0": WHOLE, "p1": WHOLE, "p2": Shape(1, 1, frozenset({"x/points"}))},
                      other_batches={"p2": {"20300101_000000000009": 4}}))
     assert j.parts["merged"] == ["p0", "p1", "p2"] and j.overwritten == {"p2": ["20300101_000000000009"]}
-    only_p0 = {"job_id": merge_job_id(B, 0, 0), "manifest": {"p0": "w"}}
-    unmerged = judge(_facts(batch=_consolidated(merge_result=only_p0),
+    unmerged = judge(_facts(merged_by_batch={"p0"},
                             own_rows={"p0": WHOLE, "p2": Shape(1, 1, frozenset({"x/points"}))},
                             other_batches={"p2": {"20300101_000000000009": 4}}))
     assert unmerged.parts["incomplete"] == ["p2"], "only rows the batch's own verified MERGE merged"
@@ -157,3 +159,11 @@ def test_the_worker_refuses_a_short_predictor_output_before_writing_it():
 
     with pytest.raises(InvalidRows, match="lacks 2 of its 5"):
         check_rows(build_rows(msg, Short(), dt.datetime(2030, 1, 1, tzinfo=dt.UTC)))
+
+
+def test_the_pins_of_a_batchs_own_merges_are_its_consolidations_and_its_orphan_merges():
+    orphan_pin = "g1000_a0_" + "1" * 12
+    batch = _consolidated(orphans_merged=[{"job_id": "j", "pin": orphan_pin}, {"job_id": "legacy"}])
+    assert acc.merged_pins(batch) == sorted([PIN, orphan_pin])
+    assert acc.merged_pins({**batch, "status": lc.CONSOLIDATION_FAILED}) == [orphan_pin], \
+        "a consolidation that failed merged nothing of its own"

@@ -1,5 +1,5 @@
 """The one staging table per batch run: its name, its schema, the manifest of writes consolidation
-merges (inventory, manifest_param) and the per-item verification after the MERGE. Pure: BigQuery is a
+merges (inventory, the pinned manifest's rows) and the per-item verification after the MERGE. Pure: BigQuery is a
 small in-memory double answering the statements these functions send (the statements themselves are
 judged by ZetaSQL in tests/sql)."""
 
@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from batchline import consolidate as c
-from batchline import ids, staging
+from batchline import ids, manifests, staging
 from batchline.item_shape import EXPECTED_PAIRS
 from batchline.schema import MAIN_TABLE_COLUMNS
 from batchline.settings import Settings
@@ -117,8 +117,8 @@ def test_create_batch_table_creates_the_batch_table_idempotently_from_the_live_m
 # -- the statements' answers, in memory -----------------------------------------------------------------
 class _StagedBigQuery:
     """The batch staging table as a list of writes (item, write id, rows: distinct rows of the first
-    configured system/prop pairs, `_pairs`); answers writes_sql's GROUP BY and write_counts_sql, and
-    raises NotFound when the table does not exist."""
+    configured system/prop pairs, `_pairs`); answers writes_sql's GROUP BY (the inventory, and the
+    claims' bulk verification), and raises NotFound when the table does not exist."""
 
     def __init__(self, writes: list[tuple[str, str, int]] | None):
         self.writes = writes
@@ -137,69 +137,11 @@ class _StagedBigQuery:
             k = keys.get((i, w), n)
             return {"item_id": i, "write_id": w, "n": n, "k": k, "pairs": sorted(_pairs(k)) or None}
 
-        if "@pairs" in sql:
-            assert sql == staging.write_counts_sql(S, BATCH)
-            asked = set(params["pairs"])
-            return [row(i, w, n) for i, w, n in self.writes if f"{i}/{w}" in asked]
-        if "@write_id" in sql:
-            assert sql == staging.write_count_sql(S, BATCH)
-            found = [row(i, w, n) for i, w, n in self.writes if (i, w) == (params["item_id"], params["write_id"])]
-            return found or [{"item_id": params["item_id"], "write_id": params["write_id"], "n": 0, "k": 0,
-                              "pairs": None}]
         assert sql == staging.writes_sql(S, BATCH)
         return [row(i, w, n) for i, w, n in self.writes]
 
     def get_table(self, table_id):
         return bigquery.Table(table_id)
-
-
-def test_one_check_uses_the_single_write_statement():
-    bq = _StagedBigQuery([("a", W["1"], 3), ("a", W["2"], 4)])
-    assert staging.count_writes(bq, S, BATCH, [("a", W["2"])]) == {("a", W["2"]): _sw("a", W["2"], 4)}
-    assert staging.count_writes(bq, S, BATCH, [("a", W["3"])]) == {("a", W["3"]): _sw("a", W["3"], 0)}
-    assert [sql for sql, _ in bq.sent] == [staging.write_count_sql(S, BATCH)] * 2
-    assert bq.sent[0][1] == {"item_id": "a", "write_id": W["2"]}
-
-
-def test_count_writes_counts_each_asked_write_of_each_item_in_one_query():
-    bq = _StagedBigQuery([("a", W["1"], 3), ("a", W["2"], 4), ("b", W["1"], 5)])
-    asked = [("a", W["2"]), ("b", W["2"]), ("b", W["1"])]
-    counted = staging.count_writes(bq, S, BATCH, asked)
-    assert {pair: w.rows for pair, w in counted.items()} == {("a", W["2"]): 4, ("b", W["2"]): 0, ("b", W["1"]): 5}
-    assert counted[("b", W["1"])].shape.pairs == EXPECTED_PAIRS, "each write's shape comes with its count"
-    assert len(bq.sent) == 1 and bq.sent[0][1] == {"pairs": sorted(f"{i}/{w}" for i, w in asked)}
-
-
-def test_count_writes_validates_its_parameters_and_reports_a_missing_table():
-    bq = _StagedBigQuery([])
-    for item, write in (("A", W["1"]), ("a", "x' OR '1'='1"), ("a", W["1"][:-1])):
-        with pytest.raises(ValueError):
-            staging.count_writes(bq, S, BATCH, [(item, write)])
-    assert bq.sent == []
-    with pytest.raises(staging.StagingTableMissing):
-        staging.count_writes(_StagedBigQuery(None), S, BATCH, [("a", W["1"])])
-
-
-class _NoRowsBigQuery:
-    """bqemulator's answer to a query over a missing table: HTTP 200, `errors`, no rows (no exception)."""
-
-    def __init__(self, table_exists: bool):
-        self.table_exists = table_exists
-
-    def query_and_wait(self, sql, job_config=None, **_kw):
-        return []
-
-    def get_table(self, table_id):
-        if not self.table_exists:
-            raise gexc.NotFound(table_id)
-        return bigquery.Table(table_id)
-
-
-def test_no_row_for_a_write_is_zero_rows_unless_the_table_is_missing():
-    """bqemulator answers a query over a missing table with 200 and no rows: that must not read as 0."""
-    with pytest.raises(staging.StagingTableMissing):
-        staging.count_writes(_NoRowsBigQuery(table_exists=False), S, BATCH, [("a", W["1"])])
-    assert staging.count_writes(_NoRowsBigQuery(table_exists=True), S, BATCH, [("a", W["1"])])[("a", W["1"])].rows == 0
 
 
 def test_staged_writes_groups_writes_by_item():
@@ -310,12 +252,20 @@ def test_an_inventory_without_a_staging_table_merges_nothing_and_reports_complet
     assert (inv.staged_rows_total, inv.abandoned_writes) == (0, 0)
 
 
-# -- manifest_param ----------------------------------------------------------------------------------------
-def test_the_manifest_parameter_lists_item_slash_write_sorted():
-    p = c.manifest_param({"b": W["2"], "a": W["1"]})
-    assert (p.name, p.array_type) == ("manifest", "STRING")
-    assert p.values == [f"a/{W['1']}", f"b/{W['2']}"]
-    assert c.manifest_param({}).values == []
+# -- the pinned manifest's rows (batchline/manifests.py) ----------------------------------------------------
+PIN = "g0_a0_" + "0" * 12
+NOW = dt.datetime(2030, 1, 15, 12, tzinfo=dt.UTC)
+
+
+def test_a_pin_has_a_merge_row_per_item_and_a_scheduled_row_per_scheduled_item():
+    rows = manifests.rows(BATCH, PIN, {"b": W["2"], "a": W["1"]}, ["b"], ["a", "b", "c", "a"], NOW)
+    merge = [(r["manifest_item_id"], r["manifest_write_id"], r["manifest_recovered"]) for r in rows
+             if r["manifest_kind"] == "merge"]
+    assert merge == [("a", W["1"], False), ("b", W["2"], True)]
+    assert [r["manifest_item_id"] for r in rows if r["manifest_kind"] == "scheduled"] == ["a", "b", "c"]
+    assert {(r["manifest_batch_id"], r["manifest_pin"], r["pinned_at"]) for r in rows} == {
+        (BATCH, PIN, NOW.isoformat())}
+    assert manifests.rows(BATCH, PIN, {}, (), (), NOW) == []
 
 
 @pytest.mark.parametrize("manifest", [
@@ -330,7 +280,13 @@ def test_the_manifest_parameter_lists_item_slash_write_sorted():
 ])
 def test_a_manifest_entry_that_is_not_an_item_and_a_write_id_is_refused(manifest):
     with pytest.raises(ValueError, match="invalid (write|item) id"):
-        c.manifest_param({"ok": W["0"], **manifest})
+        manifests.rows(BATCH, PIN, {"ok": W["0"], **manifest}, (), (), NOW)
+
+
+@pytest.mark.parametrize("pin", ["g0_a0", "g0_a0_" + "0" * 11, "x' OR '1", "G0_A0_" + "0" * 12, "g1_a1_" + "Z" * 12])
+def test_a_pin_that_is_not_a_pin_is_refused(pin):
+    with pytest.raises(ValueError, match="invalid manifest pin"):
+        manifests.rows(BATCH, pin, {"ok": W["0"]}, (), (), NOW)
 
 
 # -- per-item verification after the MERGE -----------------------------------------------------------------
@@ -364,7 +320,7 @@ class _MergingBigQuery:
             self.calls.append("staged")
             return [{"item_id": i, "n": n, "k": n} for i, n in self.staged.items()]
         main = f"`{S.main_table_id}`"
-        assert sql in (c.verify_sql(main), c.verify_sql(main, only_items=True)), sql
+        assert sql in (c.verify_sql(main), c.verify_sql(main, manifests.items_sql(S))), sql
         self.calls.append("verify")
         return [{"item_id": i, "n": n, "k": n, "systems": ["s1"]} for i, n in self.in_main.items()]
 
@@ -383,9 +339,9 @@ STAGED = {"player_a": 4, "player_b": 5, "player_c": 6}
 
 def test_a_merge_whose_items_all_match_their_staged_writes_is_verified():
     bq = _MergingBigQuery(STAGED, dict(STAGED), affected=15)
-    result = c.merge_staging(bq, S, BATCH, DATE, MANIFEST)
+    result = c.merge_staging(bq, S, BATCH, DATE, PIN, len(MANIFEST))
     assert bq.calls == ["get_table", "get_table", "staged", "merge", "verify", "duplicates"]
-    assert (result.verified_rows, result.verified_items, result.items) == (15, 3, sorted(MANIFEST))
+    assert (result.verified_rows, result.verified_items, result.pin) == (15, 3, PIN)
 
 
 @pytest.mark.parametrize("in_main", [
@@ -397,7 +353,7 @@ def test_a_merge_whose_items_all_match_their_staged_writes_is_verified():
 def test_one_item_whose_count_in_main_differs_fails_the_consolidation_naming_it(in_main):
     bq = _MergingBigQuery(STAGED, in_main, affected=15)
     with pytest.raises(c.ConsolidationError, match="verification failed") as err:
-        c.merge_staging(bq, S, BATCH, DATE, MANIFEST)
+        c.merge_staging(bq, S, BATCH, DATE, PIN, len(MANIFEST))
     msg = str(err.value)
     assert f"player_b: staged 5, main {in_main.get('player_b', 0)} rows" in msg
     assert "player_c" not in msg, "only the items that differ are named"
@@ -406,8 +362,8 @@ def test_one_item_whose_count_in_main_differs_fails_the_consolidation_naming_it(
 
 def test_an_orphan_merge_verifies_only_its_items():
     bq = _MergingBigQuery({"player_b": 5}, {"player_b": 5}, affected=5)
-    result = c.merge_staging(bq, S, BATCH, DATE, {"player_b": W["b"]}, verify_only_merged=True)
+    result = c.merge_staging(bq, S, BATCH, DATE, PIN, 1, verify_only_merged=True)
     assert result.verified_items == 1
     bq = _MergingBigQuery({"player_b": 5}, {"player_b": 3}, affected=5)
     with pytest.raises(c.ConsolidationError, match="player_b: staged 5, main 3 rows"):
-        c.merge_staging(bq, S, BATCH, DATE, {"player_b": W["b"]}, verify_only_merged=True)
+        c.merge_staging(bq, S, BATCH, DATE, PIN, 1, verify_only_merged=True)

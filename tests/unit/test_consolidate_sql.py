@@ -9,6 +9,7 @@ import pytest
 from google.cloud.bigquery import SchemaField
 
 from batchline import consolidate as c
+from batchline import manifests
 from batchline.schema import (
     MAIN_TABLE_COLUMNS,
     MAIN_TABLE_INSERT_ONLY,
@@ -162,30 +163,30 @@ def test_backticked_column_names_raise():
 
 
 # -- source_sql / staged_items_sql ----------------------------------------------------------------
-MANIFEST_FILTER = "CONCAT(staging_item_id, '/', staging_write_id) IN UNNEST(@manifest)"
-
-
-def test_source_sql_reads_only_the_manifest_writes_of_the_batch_table():
+def test_source_sql_reads_only_the_pinned_writes_of_the_batch_table():
     exprs = c.select_lists(small_main(), {T1: as_staging(small_main()[::2])})[T1]
     sql = c.source_sql(S, BATCH, exprs)
     assert sql == (f"SELECT `prediction_id`, CAST(NULL AS FLOAT64) AS `score`, `n` "
-                   f"FROM `{S.project}.{S.staging_dataset}.stg_{BATCH}` "
-                   f"WHERE game_date = @game_date AND batch_id = @batch_id AND {MANIFEST_FILTER}")
-    # the staging columns are filtered on, never selected into the MERGE source
+                   f"FROM `{S.project}.{S.staging_dataset}.stg_{BATCH}` S {manifests.join_sql(S)} "
+                   f"WHERE S.game_date = @game_date AND S.batch_id = @batch_id")
+    assert f"JOIN `{S.manifest_table_id}` M ON M.manifest_item_id = S.staging_item_id AND " \
+           f"M.manifest_write_id = S.staging_write_id AND M.manifest_batch_id = @batch_id AND " \
+           f"M.manifest_pin = @pin AND M.manifest_kind = 'merge'" in sql
+    # the staging columns are joined on, never selected into the MERGE source
     assert "staging_item_id" not in sql.split(" FROM ")[0] and "staging_write_id" not in sql.split(" FROM ")[0]
-    # no value is interpolated: the only literal is the separator the manifest entries use
-    assert sql.replace("'/'", "").count("'") == 0 and '"' not in sql
-    assert "UNION" not in sql and OTHER not in sql
+    # no value is interpolated: the only literal is the manifest row kind
+    assert sql.replace("'merge'", "").count("'") == 0 and '"' not in sql
+    assert "UNION" not in sql and OTHER not in sql and "UNNEST" not in sql
 
 
 def test_staged_items_sql_counts_per_item_what_the_merge_source_holds():
     sql = c.staged_items_sql(S, BATCH)
-    assert sql.startswith("SELECT staging_item_id AS item_id, COUNT(*) AS n, COUNT(DISTINCT prediction_id) AS k ")
-    assert f"FROM `{S.project}.{S.staging_dataset}.stg_{BATCH}` " in sql
-    # exactly the MERGE source's filter, so the staged counts describe the rows the MERGE reads
-    where = sql.split(" WHERE ", 1)[1].removesuffix(" GROUP BY staging_item_id")
-    assert where == c.source_sql(S, BATCH, ["`a`"]).split(" WHERE ", 1)[1]
-    assert sql.endswith(" GROUP BY staging_item_id")
+    assert sql.startswith("SELECT S.staging_item_id AS item_id, COUNT(*) AS n, COUNT(DISTINCT S.prediction_id) AS k ")
+    assert f"FROM `{S.project}.{S.staging_dataset}.stg_{BATCH}` S {manifests.join_sql(S)} " in sql
+    # exactly the MERGE source's join and filter, so the staged counts describe the rows the MERGE reads
+    source = c.source_sql(S, BATCH, ["`a`"])
+    assert sql.split(" FROM ", 1)[1].removesuffix(" GROUP BY S.staging_item_id") == source.split(" FROM ", 1)[1]
+    assert sql.endswith(" GROUP BY S.staging_item_id")
 
 
 @pytest.mark.parametrize("batch", ["x`; DROP", "20260115_0123456789AB", "", f"{BATCH}__a"])
@@ -234,10 +235,13 @@ def test_every_clause_that_reaches_main_table_rows_names_the_date_partition_with
     by_source = _clause(sql, "WHEN NOT MATCHED BY SOURCE", " THEN")
     for clause in (on, by_source):
         assert "T.`game_date` = @target_date" in clause
-        assert "S.`game_date`" not in clause and "SELECT" not in clause
+        assert "S.`game_date`" not in clause and "S." not in clause.replace("S.`prediction_id`", "")
+    assert "SELECT" not in on
+    # the deactivation scope reads only the pin's rows of the manifest table, never the source or main
+    assert by_source.count("SELECT manifest_item_id FROM") == 2 and f"`{S.main_table_id}`" not in by_source
     assert MAIN_TABLE_PARTITION_FIELD == "game_date"
     assert any(p.name == "target_date" and p.value == dt.date(2030, 1, 2)
-               for p in c.merge_params("20300102_aaaaaaaaaaaa", dt.date(2030, 1, 2), ["a"], ["a"]))
+               for p in c.merge_params("20300102_aaaaaaaaaaaa", dt.date(2030, 1, 2), "g0_a0_" + "0" * 12))
 
 
 def test_merge_never_uses_star():
@@ -292,8 +296,9 @@ def test_inventory_rejects_bad_batch_id():
         c.inventory(object(), S, "x'; DROP", [])
 
 
-def test_merge_result_as_dict():
-    r = c.MergeResult("j", 1, 1, 1, 1, 1, 1, 5, ["a"], {"a": "0" * 32})
+def test_merge_result_as_dict_is_fixed_size():
+    """What a MERGE merged is its pin's rows (manifests.py): its record holds counts, never item lists."""
+    r = c.MergeResult("j", "g0_a0_" + "0" * 12, 1, 1, 1, 1, 1, 1, 5)
     d = r.as_dict()
-    assert d["items"] == ["a"] and d["manifest"] == {"a": "0" * 32} and d["verified_systems"] == 5
-    assert "tables" not in d and "scratch_tables" not in d
+    assert d["pin"] == "g0_a0_" + "0" * 12 and d["verified_systems"] == 5
+    assert not any(isinstance(v, list | dict) and k != "timings_s" for k, v in d.items()), d

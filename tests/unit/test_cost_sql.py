@@ -68,7 +68,8 @@ def test_statement_kinds():
 
 def test_the_merge_reads_the_staging_table_and_matches_on_four_target_columns():
     sql = merge_statement()
-    assert cost_sql.tables_referenced(sql) == [S.main_table_id, S.staging_table_id(f"stg_{BATCH}")]
+    assert cost_sql.tables_referenced(sql) == [S.main_table_id, S.staging_table_id(f"stg_{BATCH}"),
+                                               S.manifest_table_id]
     assert set(cost_sql.merge_target_columns_read(sql, MAIN_COLS)) == {
         "prediction_id", "game_date", "is_active", "player_lookup"}
 
@@ -93,10 +94,10 @@ def test_selects_prune_when_they_filter_the_date():
     assert not cost_sql.select_prunes(staging.writes_sql(S, BATCH), S.main_table_id)  # not even referenced
 
 
-def test_a_completion_check_is_billed_the_minimum_and_reads_the_ids_and_the_shape_columns():
-    sql = staging.write_count_sql(S, BATCH)
+def test_the_bulk_verification_is_billed_the_minimum_and_reads_the_ids_and_the_shape_columns():
+    sql = staging.writes_sql(S, BATCH)  # the inventory's GROUP BY, also the claims' one check per batch
     cols = ["staging_item_id", "staging_write_id", "prediction_id", "system_id", "prop_type", "confidence"]
-    assert cost_sql.columns_read(sql, cols) == cols[:5]  # the item's shape (issue 17.2), never the values
+    assert cost_sql.columns_read(sql, cols) == cols[:5]  # the writes' shape (issue 17.2), never the values
     cost = cost_usage.statement_cost(sql, tables(), staging_fill=0.5)
     assert cost.per_table["staging"] > 0
     assert cost.billed == 10 * 2**20
@@ -141,7 +142,7 @@ def test_firings_per_day_of_the_schedules():
 def test_shim_helpers():
     assert doc_template("projects/p/databases/(default)/documents/batches/B/items/I") == "batches/*/items/*"
     assert cost_usage.nest({"a|b|n": 1, "a|b|m": 2, "c|d": 3}) == {"a": {"b": {"n": 1, "m": 2}}, "c": {"d": 3}}
-    assert cost_sql.shape(staging.write_count_sql(S, BATCH)).count("stg_<batch>") == 1
+    assert cost_sql.shape(staging.writes_sql(S, BATCH)).count("stg_<batch>") == 1
 
 
 def test_shapes_of_two_batches_compare_equal():

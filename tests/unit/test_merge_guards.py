@@ -24,6 +24,7 @@ SCHEMA = [SchemaField(col.name, col.type, mode=col.mode) for col in MAIN_TABLE_C
 STAGING_SCHEMA = staging.staging_schema(SCHEMA)
 WA, WB = "a" * 32, "b" * 32
 MANIFEST = {"player_a": WA, "player_b": WB}
+PIN = "g0_a0_" + "0" * 12
 
 
 class _Table:
@@ -94,8 +95,8 @@ class _BigQuery:
         return _per_item(self.in_main)
 
 
-def _merge(bq: _BigQuery, manifest: dict[str, str] = MANIFEST, **kw):
-    return c.merge_staging(bq, S, BATCH, DATE, manifest, **kw)
+def _merge(bq: _BigQuery, pin: str = PIN, pinned_items: int = len(MANIFEST), **kw):
+    return c.merge_staging(bq, S, BATCH, DATE, pin, pinned_items, **kw)
 
 
 STAGED = {"player_a": (5, 5), "player_b": (5, 5)}
@@ -109,20 +110,27 @@ def test_a_verified_merge_returns_its_figures():
     assert (result.affected_rows, result.verified_rows, result.verified_items, result.verified_systems) == (
         10, 10, 2, 3)
     assert result.job_id == c.merge_job_id(BATCH, 0, 0)
-    assert result.items == ["player_a", "player_b"] and result.manifest == MANIFEST
+    assert result.pin == PIN
     assert sum(s.startswith("MERGE") for s in bq.statements) == 1
 
 
-def test_the_merge_and_the_staged_counts_read_only_the_manifest_writes():
+def test_the_merge_and_the_staged_counts_read_only_the_pinned_writes():
     bq = _BigQuery(STAGED, affected=10, in_main=GOOD)
     _merge(bq)
-    entries = [f"player_a/{WA}", f"player_b/{WB}"]
     staged_sql, merge = (next(i for i, s in enumerate(bq.statements) if cond(s)) for cond in (
         lambda s: "staging_item_id AS item_id" in s, lambda s: s.startswith("MERGE")))
     for i in (staged_sql, merge):
-        assert "IN UNNEST(@manifest)" in bq.statements[i]
-        assert bq.params[i]["manifest"].values == entries
-    assert bq.params[merge]["merged_items"].values == ["player_a", "player_b"]
+        assert "M.manifest_pin = @pin AND M.manifest_kind = 'merge'" in bq.statements[i]
+        assert bq.params[i]["pin"].value == PIN
+    assert "manifest_kind = 'scheduled'" in bq.statements[merge]
+
+
+def test_a_pinned_write_not_staged_fails_before_the_merge():
+    """The pin names 3 writes, the staging table holds 2 of them: nothing is merged, the table is kept."""
+    bq = _BigQuery(STAGED, affected=10, in_main=GOOD)
+    with pytest.raises(c.ConsolidationError, match="names 3 writes; the batch staging table holds 2"):
+        _merge(bq, pinned_items=3)
+    assert not any(s.startswith("MERGE") for s in bq.statements)
 
 
 def test_a_merge_that_changed_nothing_while_staging_holds_rows_fails_and_keeps_the_tables():
@@ -153,11 +161,11 @@ def test_a_missing_staging_table_fails_before_any_statement():
     assert bq.statements == []
 
 
-def test_a_bad_write_id_in_the_manifest_is_refused_before_the_merge():
+def test_a_bad_pin_is_refused_before_any_statement():
     bq = _BigQuery(STAGED, affected=10, in_main=GOOD)
-    with pytest.raises(ValueError, match="write id"):
-        _merge(bq, manifest={"player_a": WA, "player_b": "x'; DROP TABLE t; --"})
-    assert not any(s.startswith("MERGE") for s in bq.statements)
+    with pytest.raises(ValueError, match="manifest pin"):
+        _merge(bq, pin="x'; DROP TABLE t; --")
+    assert bq.statements == []
 
 
 def test_active_duplicates_after_the_merge_fail_it():
@@ -197,8 +205,8 @@ def test_the_injected_transient_failure_runs_a_failing_statement_under_the_attem
 
 
 def test_merge_parameters_name_the_deactivation_scope():
-    params = {p.name: p for p in c.merge_params(BATCH, DATE, ["b", "a"], ["c", "a", "b"], DATE + dt.timedelta(1))}
+    params = {p.name: p for p in c.merge_params(BATCH, DATE, PIN, DATE + dt.timedelta(1))}
     assert params["game_date"].value == DATE + dt.timedelta(1), "the source date (zero_merge fault)"
     assert params["target_date"].value == DATE, "rows are deactivated on the batch's own date"
-    assert params["merged_items"].values == ["a", "b"] and params["scheduled_items"].values == ["a", "b", "c"]
-    assert params["batch_id"].value == BATCH
+    assert params["pin"].value == PIN, "merged and scheduled items: the pin's rows"
+    assert params["batch_id"].value == BATCH and set(params) == {"batch_id", "game_date", "target_date", "pin"}

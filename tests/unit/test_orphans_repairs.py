@@ -7,9 +7,11 @@ import datetime as dt
 
 import pytest
 
+from batchline import manifests
 from batchline.consolidate import merge_job_id, verify_sql
 from batchline.lifecycle import decide_repair, orphan_merge_held
 from batchline.orphans import ORPHAN_GENERATION_BASE, classify, table_date
+from batchline.settings import Settings
 
 T0 = dt.datetime(2030, 1, 1, 12, tzinfo=dt.UTC)
 OLD, ME, NEW = "20300101_000000000001", "20300101_000000000002", "20300101_000000000003"
@@ -59,11 +61,12 @@ def test_the_orphan_lease_holds_only_while_live():
 
 
 def test_orphan_verification_counts_only_the_merged_items():
-    main = "`p.d.t`"
-    assert "@verify_items" not in verify_sql(main), "a batch's own consolidation verifies all its rows"
-    sql = verify_sql(main, only_items=True)
-    assert "batch_id = @batch_id AND player_lookup IN UNNEST(@verify_items) GROUP BY player_lookup" in sql
-    assert sql.replace(" AND player_lookup IN UNNEST(@verify_items)", "") == verify_sql(main)
+    main, pinned = "`p.d.t`", manifests.items_sql(Settings())
+    assert "manifest" not in verify_sql(main), "a batch's own consolidation verifies all its rows"
+    sql = verify_sql(main, pinned)
+    assert f"batch_id = @batch_id AND player_lookup IN ({pinned}) GROUP BY player_lookup" in sql
+    assert sql.replace(f" AND player_lookup IN ({pinned})", "") == verify_sql(main)
+    assert "manifest_pin = @pin AND manifest_kind = 'merge'" in pinned
 
 
 def test_orphan_merge_job_ids_never_collide_with_the_batch_consolidation():
