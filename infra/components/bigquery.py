@@ -1,4 +1,4 @@
-"""BigQuery: main dataset (main + context tables) and the staging dataset, and their dataset grants.
+"""BigQuery: main dataset (main, context and manifest tables) and the staging dataset, and their grants.
 
 Table schemas come from `batchline.schema`, defined once. The staging dataset has a default table
 expiration as a last safety net only: the coordinator drops a batch's staging table itself, after verifying
@@ -37,6 +37,7 @@ class BigQuery(pulumi.ComponentResource):
     staging_dataset: gcp.bigquery.Dataset
     main_table: gcp.bigquery.Table
     context_table: gcp.bigquery.Table
+    manifest_table: gcp.bigquery.Table
 
     def __init__(self, name: str, args: BigQueryArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("batchline:infra:BigQuery", name, None, opts)
@@ -50,6 +51,7 @@ class BigQuery(pulumi.ComponentResource):
             "staging_dataset": self.staging_dataset.dataset_id,
             "main_table": self.main_table.table_id,
             "context_table": self.context_table.table_id,
+            "manifest_table": self.manifest_table.table_id,
         })
 
     def _create_datasets(self) -> None:
@@ -78,6 +80,15 @@ class BigQuery(pulumi.ComponentResource):
             f"{name}-context-table", project=project, dataset_id=self.main_dataset.dataset_id,
             table_id=cfg.context_table, schema=schema_json(schema.CONTEXT_TABLE_COLUMNS),
             time_partitioning={"type": "DAY", "field": schema.CONTEXT_TABLE_PARTITION_FIELD},
+            deletion_protection=cfg.deletion_protection, labels=self._labels, opts=child)
+        # The pinned manifests of MERGE attempts (batchline/manifests.py): kept MANIFEST_RETENTION_DAYS,
+        # each day's partition, so a batch's audit knows what its MERGE merged long after its staging table
+        self.manifest_table = gcp.bigquery.Table(
+            f"{name}-manifest-table", project=project, dataset_id=self.main_dataset.dataset_id,
+            table_id=schema.MANIFEST_TABLE, schema=schema_json(schema.MANIFEST_TABLE_COLUMNS),
+            time_partitioning={"type": "DAY", "field": schema.MANIFEST_TABLE_PARTITION_FIELD,
+                               "expiration_ms": schema.MANIFEST_RETENTION_DAYS * 24 * 3600 * 1000},
+            clusterings=list(schema.MANIFEST_TABLE_CLUSTER_FIELDS),
             deletion_protection=cfg.deletion_protection, labels=self._labels, opts=child)
 
     def _grant_datasets(self) -> list[gcp.bigquery.DatasetIamMember]:

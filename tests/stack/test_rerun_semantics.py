@@ -157,6 +157,7 @@ def test_a_completion_with_nothing_behind_it_never_counts_as_done(stack, day):
     merged = _merged_writes(stack, batch_id)
     batch = stack.wait(batch_id)
     assert batch["status"] == CONSOLIDATED, batch
+    assert stack.store.terminal_count(batch) == 5, "a claim sent back to pending is counted off its shard"
     for item in (p[0], p[1], p[4]):
         doc = stack.store.get_item(batch_id, item)
         (rejection,) = doc["rejected_claims"]
