@@ -16,10 +16,10 @@ from typing import TypeVar
 
 from werkzeug.exceptions import HTTPException
 
-from batchline.faults import FaultInjected
-from batchline.freshness import StaleInputs
-from batchline.logs import log_event
-from batchline.messages import (
+from batchline.adapters.batch_store import BatchConflict, UnknownItem
+from batchline.adapters.freshness import StaleInputs
+from batchline.domain.faults import FaultInjected
+from batchline.domain.messages import (
     MAX_MESSAGE_BYTES,
     MAX_PUSH_BODY_BYTES,
     InvalidMessage,
@@ -28,8 +28,8 @@ from batchline.messages import (
     parse_json_body,
     parse_model,
 )
+from batchline.logs import log_event
 from batchline.schedules import HEADER_JOB_NAME, HEADER_SCHEDULE_TIME, is_scheduler_call
-from batchline.state import BatchConflict, UnknownItem
 
 try:  # gunicorn (functions-framework's server) decodes a chunked body lazily, while the handler reads it
     from gunicorn.http.errors import ParseException as _WireError

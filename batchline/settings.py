@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from batchline import ids, schema
+from batchline.domain import ids, schema
 
 ENV_PROJECT = "BATCHLINE_PROJECT"
 ENV_TOPIC_PREFIX = "BATCHLINE_TOPIC_PREFIX"
@@ -39,13 +39,13 @@ ENV_CONTEXT_MAX_AGE_HOURS = "BATCHLINE_CONTEXT_MAX_AGE_HOURS"
 ENV_ORPHAN_AGE_HOURS = "BATCHLINE_ORPHAN_AGE_HOURS"
 # A dispatch publishes at most this many work messages per second (the worker's slots / seconds per
 # item, set by infra from batchline:capacity), but never takes longer than BATCHLINE_DISPATCH_BUDGET_S:
-# a larger batch is published faster. 0 = all at once (batchline/pacing.py, issue 18).
+# a larger batch is published faster. 0 = all at once (batchline/domain/pacing.py, issue 18).
 ENV_DISPATCH_RATE = "BATCHLINE_DISPATCH_RATE"
 ENV_DISPATCH_BUDGET_S = "BATCHLINE_DISPATCH_BUDGET_S"
 # Emulator endpoints (local stack and tests only). The Pub/Sub and Firestore clients read their
 # standard *_EMULATOR_HOST variables themselves; BigQuery has no such variable, so we name one.
 ENV_BIGQUERY_EMULATOR_HOST = "BIGQUERY_EMULATOR_HOST"
-# The emulator's Storage Write API (gRPC) host:port; unset, batchline.write_api uses the real API.
+# The emulator's Storage Write API (gRPC) host:port; unset, batchline.adapters.write_api uses the real API.
 ENV_BIGQUERY_WRITE_EMULATOR_HOST = "BIGQUERY_WRITE_EMULATOR_HOST"
 
 

@@ -21,7 +21,7 @@ PATH_COMPLETIONS = "/completions"
 PATH_CONSOLIDATE = "/consolidate"
 PATH_STALL_CHECK = "/stall-check"
 PATH_DEAD_LETTERS = "/dead-letters"  # + "/<source topic key>"
-PATH_CONTROL = "/control"  # operator requests (batchline.control), pushed from the control topic
+PATH_CONTROL = "/control"  # operator requests (batchline.domain.control_requests), pushed from the control topic
 PATH_WORK = "/"  # the worker's only route
 PATH_RECONCILE = "/"  # the reconcile function's only route
 

@@ -1,5 +1,5 @@
 """Per-append latency of staging appends: one AppendRows stream per append (the design before issue 18
-item 2: open, one request, cancel) vs the process's one shared connection (batchline/write_stream.py),
+item 2: open, one request, cancel) vs the process's one shared connection (batchline/adapters/write_stream.py),
 on a bqemulator of its own (batchline's launcher), 1 and 4 threads, the worker's 5 rows per append.
 
     PYTHONPATH=. .venv/bin/python bench/append_latency.py [--appends 300] [--threads 1 4]
@@ -20,10 +20,8 @@ from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
-from batchline import staging
-from batchline.local import processes as procs
-from batchline.settings import Settings
-from batchline.write_api import (
+from batchline.adapters import staging
+from batchline.adapters.write_api import (
     APPEND_TIMEOUT_S,
     StagingAppender,
     default_stream,
@@ -31,6 +29,8 @@ from batchline.write_api import (
     encode_rows,
     schema_key,
 )
+from batchline.local import processes as procs
+from batchline.settings import Settings
 
 PROJECT, DATASET = "append-latency", "staging"
 SCHEMA = [bigquery.SchemaField("prediction_id", "STRING", mode="REQUIRED"),

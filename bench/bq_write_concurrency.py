@@ -4,7 +4,7 @@
         [--unpatched]
 
 Starts a bqemulator of its own (temporary directory), creates one table, then for `--seconds` runs
-`--appenders` threads doing default-stream appends of 5 rows (batchline.write_api.StagingAppender, one
+`--appenders` threads doing default-stream appends of 5 rows (batchline.adapters.write_api.StagingAppender, one
 client per thread as one per worker process, rows as bench/floor.py's handler makes them) and
 `--rest` threads doing what the pipeline does over REST (a 5-row load job, then a COUNT query).
 Every call has a deadline; the emulator counts as hung when its REST health check stops answering.
@@ -30,10 +30,10 @@ from collections import Counter
 from common import loadavg, machine, utc_now, write_json
 from floor import rows_for
 
+from batchline.adapters.write_api import StagingAppender
 from batchline.local import processes as procs
 from batchline.local.provision import main_table_schema
 from batchline.settings import Settings
-from batchline.write_api import StagingAppender
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ Writes bench/results/capacity-<utc>.json, capacity-<utc>.md (the table) and capa
 letters by batch size, per cap), and prints the table. Caps: this repository's stacks (prod 20 x 5, its
 emergency profile 4 x 3, dev 5 x 2); 2 s per item (batchline:capacity.worker_item_s); Cloud Run holds a
 request 10 s at the cap before answering 429. Arrivals: "burst" = the whole batch at once (a dispatch
-before pacing, a redispatch, a replay, a backlog after an outage); "paced" = batchline/pacing.py's rate
+before pacing, a redispatch, a replay, a backlog after an outage); "paced" = batchline/domain/pacing.py's rate
 (slots / 2 s, raised to fit 324 s, the prod start's budget). Two delivery models: "worst" (every retry
 of the refused arrives together, backoff exactly as configured, no push flow control: the bound's own
 assumptions) and "spread" (retry delays and item times jittered +-50%, and a push window that starts at

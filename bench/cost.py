@@ -29,7 +29,7 @@ import cost_usage
 import requests
 from common import RESULTS_DIR, loadavg, machine, stack, utc_now, wait_quiet, write_json
 
-from batchline import schema
+from batchline.domain import schema
 from batchline.local.provision import seed_context, synthetic_context
 
 REPORT_SIZES = [450, 10_000, 50_000, 100_000]

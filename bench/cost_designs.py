@@ -27,7 +27,7 @@ from cost_prices import QUOTAS, quota
 from designs import simulate_dml
 
 CHUNK = 500  # 05d660d's MAX_TABLES_PER_STATEMENT
-SHARD_ITEMS = 50  # batchline/progress.py
+SHARD_ITEMS = 50  # batchline/domain/progress.py
 
 
 def pace(items: int, p: dict, caps: dict, check_s: float | None = None) -> dict:

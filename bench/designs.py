@@ -96,12 +96,12 @@ def simulate_dml(arrivals: list[float], duration_s: float, running: int = DML_RU
 
 def time_single_item_merge(clients, samples: int) -> dict:
     """A 5-row staging table MERGEd into a copy of the main table with the production statement
-    (batchline.consolidate.merge_sql), `samples` times; the copy keeps the main table's rows."""
+    (batchline.adapters.merge.merge_sql), `samples` times; the copy keeps the main table's rows."""
     from dataclasses import replace
 
     from google.cloud import bigquery
 
-    from batchline.consolidate import merge_params, merge_sql
+    from batchline.adapters.merge import merge_params, merge_sql
     from batchline.local.provision import main_table_schema
 
     s = clients.settings
@@ -183,9 +183,10 @@ def count_batch_table_calls(clients, items: int = 20) -> dict:
     import grpc
     from google.cloud import bigquery
 
-    from batchline import consolidate as cons
-    from batchline import ids, staging
-    from batchline.write_api import StagingAppender
+    from batchline.adapters import merge as cons
+    from batchline.adapters import staging
+    from batchline.adapters.write_api import StagingAppender
+    from batchline.domain import ids
 
     s = clients.settings
     rest: Counter = Counter()
@@ -362,7 +363,7 @@ def main() -> None:
                  "max_attempts_on_one_item": run["items"]["attempts_max"],
                  "batch_doc_writes": "a handful per batch, independent of N: create, mark running, consolidation "
                                      "claim, lease take (+ renewals), merge_result, consolidated "
-                                     "(counted from the code path, batchline/state.py; not measured)"},
+                                     "(counted from the code path, batchline/adapters/batch_store.py; not measured)"},
         "limit": f"~{FIRESTORE_DOC_WRITES_PER_S:g} sustained write/s per document ({FS_URL})",
     }
     jobs = run.get("bq_jobs", {})

@@ -25,14 +25,14 @@ import common
 import requests
 
 import batchline
+from batchline.adapters.batch_store import TERMINAL_STATUSES, BatchStore
 from batchline.local.provision import seed_context, synthetic_context
-from batchline.state import TERMINAL_STATUSES, BatchStore
 
 
 def _cli(state_dir: str, *args: str) -> tuple[float, subprocess.CompletedProcess]:
     t0 = time.monotonic()
     tail = [] if args == ("--help",) else ["--state-dir", state_dir]
-    done = subprocess.run([sys.executable, "-m", "batchline.cli", *args, *tail],
+    done = subprocess.run([sys.executable, "-m", "batchline.ops.cli", *args, *tail],
                           capture_output=True, text=True, timeout=600, check=False)
     return time.monotonic() - t0, done
 

@@ -1,5 +1,5 @@
 """How large the batch-state documents that grow with the item count get, and how many index entries
-they would cost without the exemptions (batchline/unindexed.py), at a given batch size.
+they would cost without the exemptions (batchline/layout.py), at a given batch size.
 
     PYTHONPATH=$PWD .venv/bin/python bench/doc_sizes.py [--items 100000] [--item-id-len 12]
 
@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 
-from batchline.progress import shard_sizes
+from batchline.domain.progress import shard_sizes
 
 MIB = 1024 * 1024
 INDEX_LIMIT = 40_000

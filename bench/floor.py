@@ -12,7 +12,7 @@ Per item (a real Pub/Sub PUSH delivery, at whatever concurrency the emulator pus
   4. one Firestore write (the item's state document);
   then 200. The harness publishes N work messages, waits until N state documents exist, and takes
   the last document's write time as the end of the push phase. Then one MERGE (the production
-  statement shape, batchline.consolidate.merge_sql, over the one table instead of a UNION) of the
+  statement shape, batchline.adapters.merge.merge_sql, over the one table instead of a UNION) of the
   N*5 rows into a copy of the main table.
 
 floor(N) = push phase + MERGE. Writes bench/results/floor-<time>.json with the per-step costs inside the
@@ -197,7 +197,7 @@ def merge_once(clients, copy_table: str, source_table: str, batch_id: str, day: 
 
     from google.cloud import bigquery
 
-    from batchline.consolidate import merge_params, merge_sql
+    from batchline.adapters.merge import merge_params, merge_sql
 
     s = replace(clients.settings, main_table=copy_table)
     schema = list(clients.bq.get_table(s.main_table_id).schema)

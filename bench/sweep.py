@@ -2,7 +2,7 @@
 real Pub/Sub push deliveries. Both designs of issue 10 are understood: HEAD's batch table (one staging
 table per batch written through the Storage Write API default stream, one MERGE of the manifest) and the
 replaced per-item staging tables (05d660d: a load job per item, one UNION MERGE, chunk tables past 500).
-The run JSON says which design ran (`design`; detected from batchline/write_api.py).
+The run JSON says which design ran (`design`; detected from batchline/adapters/write_api.py).
 
     PYTHONPATH=$PWD .venv/bin/python bench/sweep.py                      # 50 450 2000, twice each
     PYTHONPATH=$PWD .venv/bin/python bench/sweep.py --sizes 450 --repeat 2 \\
@@ -35,10 +35,10 @@ import requests
 from common import RESULTS_DIR, loadavg, machine, percentile, r, read_results, stack, utc_now, wait_quiet, write_json
 
 import batchline
-from batchline import faults as faults_mod
-from batchline.ledger import compute
+from batchline.adapters.batch_store import TERMINAL_STATUSES, BatchStore
+from batchline.domain import faults as faults_mod
+from batchline.flows.ledger import compute
 from batchline.local.provision import seed_context, synthetic_context
-from batchline.state import TERMINAL_STATUSES, BatchStore
 
 DEFAULT_SIZES = [50, 450, 2000]
 BIG = 10_000
@@ -47,7 +47,7 @@ OLD_DESIGN = "per-item staging tables (05d660d)"
 
 
 def checked_out_design() -> str:
-    """The design of the batchline package imported here: HEAD has batchline/write_api.py."""
+    """The design of the batchline package imported here: HEAD has batchline/adapters/write_api.py."""
     return NEW_DESIGN if (Path(batchline.__file__).parent / "write_api.py").exists() else OLD_DESIGN
 
 

@@ -16,10 +16,10 @@ import time
 
 import requests
 
-from batchline.ledger import compute
+from batchline.adapters.batch_store import TERMINAL_STATUSES, BatchStore
+from batchline.flows.ledger import compute
 from batchline.local import stack as local_stack
 from batchline.local.provision import seed_context, synthetic_context
-from batchline.state import TERMINAL_STATUSES, BatchStore
 
 
 def one_run(info, clients, day: dt.date, players: int, faults: str | None) -> dict:

@@ -57,7 +57,7 @@ ACCESS: dict[str, Access] = {
     ),
     # batch state in Firestore, creates each batch's staging table from the main table's schema, checks
     # completions against it, one MERGE into main, drops the verified staging table, dispatches work;
-    # `dlq replay` (batchline.replay, run by the coordinator on a control request) pulls and acks the
+    # `dlq replay` (batchline.flows.replay, run by the coordinator on a control request) pulls and acks the
     # dead-letter pull subscriptions and republishes to the source topic (completions and control too)
     topology.COORDINATOR: Access(
         project_roles=("roles/bigquery.jobUser", "roles/datastore.user"),

@@ -169,7 +169,7 @@ class Flag(_Field):
 
 @dataclass(frozen=True)
 class Ident(_Field):
-    """An identifier `validate` accepts (batchline/ids.py: the same checks as the functions')."""
+    """An identifier `validate` accepts (batchline/domain/ids.py: the same checks as the functions')."""
 
     validate: Callable[[Any], str]
 

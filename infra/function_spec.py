@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RUNTIME = "python312"
 INGRESS = "ALLOW_INTERNAL_ONLY"  # Pub/Sub push and Cloud Scheduler of the same project count as internal
-EXCLUDED = ("batchline/local/", "batchline/cli.py", "batchline/ops/")  # operator CLI: typer, rich
+EXCLUDED = ("batchline/local/", "batchline/ops/cli.py", "batchline/ops/")  # operator CLI: typer, rich
 
 
 def source_files(function: str, root: Path = REPO_ROOT) -> dict[str, Path]:

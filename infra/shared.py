@@ -7,6 +7,7 @@ unindexed fields, which name the store's collections, by infra/components/firest
 
 from __future__ import annotations
 
-from batchline import ids, schema, settings, topology
+from batchline import settings, topology
+from batchline.domain import ids, schema
 
 __all__ = ["ids", "schema", "settings", "topology"]

@@ -17,13 +17,13 @@ import pytest
 from google.cloud import pubsub_v1
 from typer.testing import CliRunner
 
-from batchline.cli import app
+from batchline.adapters.batch_store import BatchStore, Item
 from batchline.local import heal
 from batchline.local import processes as P
 from batchline.local import stack as S
 from batchline.local.preflight import problems
+from batchline.ops.cli import app
 from batchline.settings import Settings
-from batchline.state import BatchStore, Item
 
 REPO = Path(__file__).resolve().parents[1]
 EMULATORS = (P.PUBSUB, P.FIRESTORE, P.BIGQUERY)
@@ -59,7 +59,7 @@ def _kill(pid: int) -> None:
 
 
 def _cli(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "batchline.cli", *args], cwd=REPO, text=True,
+    return subprocess.Popen([sys.executable, "-m", "batchline.ops.cli", *args], cwd=REPO, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             env={**os.environ, "PYTHONPATH": str(REPO)})
 

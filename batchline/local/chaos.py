@@ -23,13 +23,15 @@ from dataclasses import asdict, dataclass, field
 import requests
 from google.cloud import bigquery
 
-from batchline import accounting, ids, ledger, staging
-from batchline.clients import Clients
+from batchline.adapters import staging
+from batchline.adapters.batch_store import COMPLETED, TERMINAL_STATUSES, BatchStore
+from batchline.adapters.clients import Clients
+from batchline.domain import accounting, ids
+from batchline.domain.messages import CompletionMessage, WorkMessage, encode
+from batchline.flows import ledger
 from batchline.local import processes as procs
 from batchline.local import stack as local_stack
 from batchline.local.provision import seed_context, synthetic_context
-from batchline.messages import CompletionMessage, WorkMessage, encode
-from batchline.state import COMPLETED, TERMINAL_STATUSES, BatchStore
 
 # A run's schedules use a block of consecutive game dates of its own, drawn inside these bounds: after
 # every date a test uses (2030s) and up to the last date /start accepts (ids.LAST_GAME_DATE).

@@ -1,5 +1,5 @@
 """Creates the pipeline's resources on the emulators from the same definitions infra deploys:
-topics and subscriptions from `batchline.topology`, tables from `batchline.schema`.
+topics and subscriptions from `batchline.topology`, tables from `batchline.domain.schema`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import bigquery, pubsub_v1
 from google.protobuf import duration_pb2
 
-from batchline.schema import (
+from batchline.domain.schema import (
     CONTEXT_TABLE_COLUMNS,
     CONTEXT_TABLE_PARTITION_FIELD,
     MAIN_TABLE_CLUSTER_FIELDS,
@@ -39,7 +39,7 @@ def main_table_schema() -> list[bigquery.SchemaField]:
 
 def create_tables(bq: bigquery.Client, s: Settings) -> None:
     """Datasets, the main table (partitioned by date, clustered), the context table and the manifest
-    table (batchline/manifests.py), as infra declares them."""
+    table (batchline/adapters/manifests.py), as infra declares them."""
     for ds in (s.main_dataset, s.staging_dataset):
         dataset = bigquery.Dataset(f"{s.project}.{ds}")
         dataset.location = s.bq_location
@@ -75,7 +75,7 @@ def seed_context(bq: bigquery.Client, s: Settings, game_date: dt.date, rows: lis
                  loaded_at: dt.datetime | None = None) -> None:
     """Replace the context rows of one date (the context table is not the main table: DML here is
     the seeding tool's, not the pipeline's), stamped `loaded_at` (now by default) as an upstream load
-    would stamp them: a start refuses a date whose newest load is too old (batchline/freshness.py)."""
+    would stamp them: a start refuses a date whose newest load is too old (batchline/adapters/freshness.py)."""
     stamp = (loaded_at or dt.datetime.now(dt.UTC)).isoformat()
     rows = [{"loaded_at": stamp, **r} for r in rows]
     bq.query(

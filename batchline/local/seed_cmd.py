@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from batchline import ids
+from batchline.domain import ids
 from batchline.local import stack as local_stack
 from batchline.local.provision import seed_context, synthetic_context
 from batchline.ops import render

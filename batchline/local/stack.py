@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from batchline import topology as topo
-from batchline.clients import Clients
+from batchline.adapters.clients import Clients
 from batchline.local import processes as procs
 from batchline.local.provision import create_tables, create_topology
 from batchline.settings import Settings

@@ -1,6 +1,6 @@
 """`batchline start / status / audit / consolidate / reconcile / redispatch / dlq list|replay`.
 
-Every request goes through the control topic (batchline.control) and is answered in
+Every request goes through the control topic (batchline.domain.control_requests) and is answered in
 `control_requests/{sha256(request_id)}`; reads go to Firestore, BigQuery and the dead-letter pull
 subscriptions. Exit codes: 0 ok, 1 something refused, failed, missing or duplicated, 2 bad input.
 """
@@ -12,17 +12,17 @@ from pathlib import Path
 
 import typer
 
-from batchline import control as ctl
-from batchline import ids
-from batchline.clients import Clients
-from batchline.delivery_errors import summary
-from batchline.lifecycle import CONSOLIDATED
+from batchline.adapters.batch_store import BatchStore
+from batchline.adapters.clients import Clients
+from batchline.adapters.delivery_errors import summary
+from batchline.domain import control_requests as ctl
+from batchline.domain import ids
+from batchline.domain.lifecycle import CONSOLIDATED
+from batchline.domain.messages import InvalidMessage
+from batchline.flows.replay import listed_dead_letters
 from batchline.local import stack as local_stack
-from batchline.messages import InvalidMessage
 from batchline.ops import render, views
 from batchline.ops.target import RequestIdReused, TargetError, new_request_id, resolve, send
-from batchline.replay import listed_dead_letters
-from batchline.state import BatchStore
 
 STATE_DIR = typer.Option(local_stack.DEFAULT_STATE_DIR, "--state-dir", help="The local stack (default target).")
 PROJECT = typer.Option(None, "--project", help="Target a deployment in this GCP project (ADC credentials).")

@@ -10,8 +10,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from batchline.lifecycle import TERMINAL_STATUSES
-from batchline.state import BatchStore
+from batchline.adapters.batch_store import BatchStore
+from batchline.domain.lifecycle import TERMINAL_STATUSES
 
 console = Console(stderr=True)
 out = Console()

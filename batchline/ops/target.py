@@ -15,9 +15,9 @@ import uuid
 from dataclasses import replace
 from pathlib import Path
 
-from batchline import control as ctl
-from batchline.clients import Clients
-from batchline.control_actions import FAILED, FINAL, RequestStore
+from batchline.adapters.clients import Clients
+from batchline.domain import control_requests as ctl
+from batchline.flows.control import FAILED, FINAL, RequestStore
 from batchline.local import stack as local_stack
 from batchline.settings import Settings, SettingsError, from_env
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import datetime as dt
 
-from batchline import accounting, batch_facts
-from batchline import lifecycle as lc
-from batchline.audit import STATES
-from batchline.clients import Clients
-from batchline.delivery_errors import FAILED_DELIVERIES, LAST_ERROR
-from batchline.state import BatchStore
+from batchline.adapters.batch_store import BatchStore
+from batchline.adapters.clients import Clients
+from batchline.adapters.delivery_errors import FAILED_DELIVERIES, LAST_ERROR
+from batchline.domain import accounting
+from batchline.domain import lifecycle as lc
+from batchline.domain.audit import STATES
+from batchline.flows import batch_facts
 
 PHASES = (("dispatch", "created_at", "dispatched_at"),
           ("work", "dispatched_at", "consolidation_requested_at"),
@@ -112,7 +113,7 @@ def status(clients: Clients, batch_id: str) -> dict:
 
 def audit(clients: Clients, batch_id: str) -> dict:
     """Every item the batch expected, in exactly one of audit.STATES: the same facts and the same
-    judgement as the loss ledger (batchline/accounting.py), item by item."""
+    judgement as the loss ledger (batchline/domain/accounting.py), item by item."""
     facts = batch_facts.gather(clients, batch_id)
     j = accounting.judge(facts)
     batch = facts.batch

@@ -5,7 +5,7 @@ POST /completions        Pub/Sub push: a worker's completion event
 POST /consolidate        Pub/Sub push: consolidate a batch (one MERGE)
 POST /dead-letters/<src> Pub/Sub push from a dead-letter topic: record the terminal state
 POST /stall-check        scheduler: find stalled batches, re-dispatch or consolidate partially
-POST /control            Pub/Sub push from the control topic: an operator request (batchline.control)
+POST /control            Pub/Sub push from the control topic: an operator request (batchline.domain.control_requests)
 
 Every body is read with a size limit and validated before the clients are touched (batchline.http).
 """
@@ -14,12 +14,13 @@ import dataclasses
 
 import functions_framework
 
-from batchline import control_actions, topology
-from batchline import coordinator as core
-from batchline.clients import default_clients
+from batchline import topology
+from batchline.adapters.batch_store import BatchStore
+from batchline.adapters.clients import default_clients
+from batchline.domain.messages import StallCheckRequest, StartRequest
+from batchline.flows import control as control_actions
+from batchline.flows import coordinator as core
 from batchline.http import respond, run_dead_letter, run_json, run_push
-from batchline.messages import StallCheckRequest, StartRequest
-from batchline.state import BatchStore
 
 
 @functions_framework.http

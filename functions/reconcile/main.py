@@ -4,10 +4,10 @@ The scheduler POSTs `{}`: no game_date means yesterday in the schedule's time zo
 
 import functions_framework
 
-from batchline.clients import default_clients
+from batchline.adapters.clients import default_clients
+from batchline.domain.messages import ReconcileRequest
+from batchline.flows.reconcile import reconcile as reconcile_core
 from batchline.http import respond, run_json
-from batchline.messages import ReconcileRequest
-from batchline.reconcile import reconcile as reconcile_core
 
 
 @functions_framework.http

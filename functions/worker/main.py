@@ -4,9 +4,9 @@ import dataclasses
 
 import functions_framework
 
-from batchline.clients import default_clients
+from batchline.adapters.clients import default_clients
+from batchline.flows.work import handle_work
 from batchline.http import respond, run_push
-from batchline.worker import handle_work
 
 
 @functions_framework.http

@@ -1,6 +1,6 @@
 """BigQuery: main dataset (main, context and manifest tables) and the staging dataset, and their grants.
 
-Table schemas come from `batchline.schema`, defined once. The staging dataset has a default table
+Table schemas come from `batchline.domain.schema`, defined once. The staging dataset has a default table
 expiration as a last safety net only: the coordinator drops a batch's staging table itself, after verifying
 its rows in the main table (F6); the expiration catches what a crash leaves behind.
 """
@@ -81,7 +81,7 @@ class BigQuery(pulumi.ComponentResource):
             table_id=cfg.context_table, schema=schema_json(schema.CONTEXT_TABLE_COLUMNS),
             time_partitioning={"type": "DAY", "field": schema.CONTEXT_TABLE_PARTITION_FIELD},
             deletion_protection=cfg.deletion_protection, labels=self._labels, opts=child)
-        # The pinned manifests of MERGE attempts (batchline/manifests.py): kept MANIFEST_RETENTION_DAYS,
+        # The pinned manifests of MERGE attempts (batchline/adapters/manifests.py): kept MANIFEST_RETENTION_DAYS,
         # each day's partition, so a batch's audit knows what its MERGE merged long after its staging table
         self.manifest_table = gcp.bigquery.Table(
             f"{name}-manifest-table", project=project, dataset_id=self.main_dataset.dataset_id,

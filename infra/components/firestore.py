@@ -1,5 +1,5 @@
 """Firestore database (native mode) for batch state, where the project has none, and the index
-exemptions of every field that grows with a batch's item count (batchline/unindexed.py).
+exemptions of every field that grows with a batch's item count (batchline/layout.py).
 
 A project has at most one `(default)` database; if it already exists (created by hand or by another
 stack), set `batchline:firestore.create false` (or `pulumi import` it) instead of failing. The
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_gcp as gcp
 
-from batchline.unindexed import exemptions
+from batchline.layout import exemptions
 from infra.config_types import FirestoreConfig
 
 

@@ -1,5 +1,5 @@
 """The rule on BigQuery: the datasets and tables the stack config names, the main table in the shared
-schema (batchline.schema), partitioned and clustered, staging that expires tables, one location."""
+schema (batchline.domain.schema), partitioned and clustered, staging that expires tables, one location."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def bigquery(stack: Stack) -> list[Finding]:
         return out + [Finding("bigquery", bq.main_table, "main table not created")]
     cols = [c["name"] for c in json.loads(t.props.get("schema", "[]"))]
     if cols != schema.main_column_names():
-        out.append(Finding("bigquery", t.name, "main table schema differs from batchline.schema"))
+        out.append(Finding("bigquery", t.name, "main table schema differs from batchline.domain.schema"))
     if (t.props.get("timePartitioning") or {}).get("field") != schema.MAIN_TABLE_PARTITION_FIELD:
         out.append(Finding("bigquery", t.name, "main table not partitioned on the shared partition field"))
     if list(t.props.get("clusterings") or []) != list(schema.MAIN_TABLE_CLUSTER_FIELDS):

@@ -42,7 +42,7 @@ def _published(node: ast.AST) -> set[str]:
 
 # Publishes whose topic key is a variable, and the keys it can hold: `dlq replay` republishes a
 # completions or control dead letter to its source topic (work and consolidation dead letters are
-# repaired instead, batchline/replay.py). test_dynamic_publishes_are_known keeps this list whole.
+# repaired instead, batchline/flows/replay.py). test_dynamic_publishes_are_known keeps this list whole.
 DYNAMIC_PUBLISHES: dict[str, set[str]] = {"replay_dead_letters": {"completions", "control"}}
 
 
@@ -57,9 +57,7 @@ def _dynamic(node: ast.AST) -> bool:
 def _definitions() -> dict[str, tuple[set[str], set[str]]]:
     """function name -> (names it calls, topics it publishes to), over the archived package."""
     defs: dict[str, tuple[set[str], set[str]]] = {}
-    for path in (ROOT / "batchline").glob("*.py"):
-        if path.name == "cli.py":
-            continue
+    for path in _shipped():
         tree = ast.parse(path.read_text())
         for node in tree.body:  # a module-level dispatch table is "defined" as the names it holds
             if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
@@ -70,6 +68,12 @@ def _definitions() -> dict[str, tuple[set[str], set[str]]]:
                 calls |= _calls(node)
                 topics |= _published(node) | (DYNAMIC_PUBLISHES.get(node.name, set()) if _dynamic(node) else set())
     return defs
+
+
+def _shipped() -> list:
+    """The batchline modules a function archive ships (not the operator CLI, not the local stack)."""
+    return [p for p in sorted((ROOT / "batchline").rglob("*.py"))
+            if p.relative_to(ROOT / "batchline").parts[0] not in ("ops", "local")]
 
 
 def topics_published_by(function: str) -> set[str]:
@@ -97,7 +101,7 @@ def test_functions_publish_exactly_where_access_allows(function):
 
 def test_dynamic_publishes_are_known():
     """Every publish with a variable topic key is one DYNAMIC_PUBLISHES accounts for."""
-    found = {node.name for path in (ROOT / "batchline").glob("*.py") if path.name != "cli.py"
+    found = {node.name for path in _shipped()
              for node in ast.walk(ast.parse(path.read_text()))
              if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and _dynamic(node)
              and not any(_dynamic(inner) for inner in node.body if isinstance(inner, (ast.FunctionDef,
@@ -110,7 +114,7 @@ def test_coordinator_replays_through_completions_and_control():
 
 
 def test_dead_letter_keys_are_the_topics_that_dead_letter():
-    from batchline.control import REPLAY_SOURCES
+    from batchline.domain.control_requests import REPLAY_SOURCES
     from batchline.topology import build_topology
     from infra.access import DEAD_LETTER_KEYS, OPERATOR_ACCESS
 

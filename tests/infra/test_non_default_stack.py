@@ -12,9 +12,9 @@ from dataclasses import replace
 import pytest
 
 from batchline import settings
-from batchline.clients import bigquery_client, firestore_client
+from batchline.adapters.clients import bigquery_client, firestore_client
+from batchline.layout import UNINDEXED, exemptions
 from batchline.ops.target import resolve
-from batchline.unindexed import UNINDEXED, exemptions
 from infra import harness
 from infra.resource_types import T_DATABASE, T_FIELD, T_FUNCTION
 

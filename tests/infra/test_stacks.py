@@ -9,7 +9,8 @@ import types
 import pytest
 from pulumi.runtime import rpc
 
-from batchline import schema, settings
+from batchline import settings
+from batchline.domain import schema
 from batchline.topology import FUNCTIONS, build_topology
 from infra import harness
 from infra import resource_types as T
@@ -206,5 +207,5 @@ def test_source_archive_contents():
         assert files["main.py"].as_posix().endswith(f"functions/{fn}/main.py")
         assert files["requirements.txt"].as_posix().endswith("functions/requirements.txt")
         assert "batchline/topology.py" in files and "batchline/settings.py" in files
-        assert not any(a.startswith("batchline/local/") or a == "batchline/cli.py" for a in files)
+        assert not any(a.startswith("batchline/local/") or a == "batchline/ops/cli.py" for a in files)
         assert not any("__pycache__" in a for a in files)

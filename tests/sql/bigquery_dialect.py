@@ -1,7 +1,7 @@
 """What the analyzer is told about BigQuery: language options, the catalog, parameter types.
 
 Language: product mode PRODUCT_EXTERNAL (BigQuery's: no protos, no unsigned or 32-bit integers, no
-FLOAT) and the features below. The catalog: batchline's tables from batchline/schema.py under the
+FLOAT) and the features below. The catalog: batchline's tables from batchline/domain/schema.py under the
 names the code uses. ZetaSQL does not split a backquoted path: `p.d.t` is ONE identifier "p.d.t",
 while `p`.d.t or p.d.t are three. BigQuery resolves both spellings to the same table, so each table
 is registered both ways: under its full dotted name at the root, and as table t of catalog d nested
@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from google.cloud import bigquery
 from google.cloud.bigquery import SchemaField
 
-from batchline.schema import CONTEXT_TABLE_COLUMNS, MAIN_TABLE_COLUMNS, MANIFEST_TABLE_COLUMNS, Column
+from batchline.domain.schema import CONTEXT_TABLE_COLUMNS, MAIN_TABLE_COLUMNS, MANIFEST_TABLE_COLUMNS, Column
 from batchline.settings import Settings
 
 Schema = Sequence[SchemaField]
@@ -133,7 +133,7 @@ def language_options(protos, lo) -> None:
 
 
 def batchline_tables(settings: Settings, tables: dict[str, Schema] | None = None) -> dict[str, Schema]:
-    """Full table id -> schema: the main, context and manifest tables as batchline/schema.py defines them,
+    """Full table id -> schema: the main, context and manifest tables as batchline/domain/schema.py defines them,
     updated with `tables` (staging and scratch tables, or a main table with a newer live schema)."""
     return {settings.main_table_id: schema(MAIN_TABLE_COLUMNS),
             settings.context_table_id: schema(CONTEXT_TABLE_COLUMNS),

@@ -22,23 +22,14 @@ from google.api_core import exceptions as gexc
 from google.cloud.bigquery import SchemaField
 
 import batchline
-from batchline import (
-    batch_facts,
-    consolidate,
-    coordinator,
-    dispatch,
-    freshness,
-    ids,
-    ledger,
-    manifests,
-    orphans,
-    reconcile,
-    staging,
-)
-from batchline.item_shape import EXPECTED_PAIRS
+from batchline.adapters import freshness, manifests, staging
+from batchline.adapters import merge as consolidate
+from batchline.domain import ids
+from batchline.domain.item_shape import EXPECTED_PAIRS
+from batchline.domain.schema import MAIN_TABLE_COLUMNS
+from batchline.flows import batch_facts, coordinator, dispatch, ledger, orphans, reconcile
 from batchline.local import chaos, provision
 from batchline.ops import views
-from batchline.schema import MAIN_TABLE_COLUMNS
 from batchline.settings import Settings
 
 # The checkout whose batchline is imported (not necessarily this test file's, e.g. another worktree

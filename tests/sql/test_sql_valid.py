@@ -1,5 +1,5 @@
 """Every statement batchline sends to BigQuery is valid GoogleSQL, judged by Google's ZetaSQL analyzer
-in BigQuery's product mode against a catalog built from batchline/schema.py (docs/sql-validation.md).
+in BigQuery's product mode against a catalog built from batchline/domain/schema.py (docs/sql-validation.md).
 The emulator runs DuckDB and accepts SQL that BigQuery rejects; this does not."""
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def test_a_staging_table_lacking_a_nullable_column_is_merged_with_a_typed_null(z
 def test_the_census_counts_query_and_wait_call_sites_too():
     sites = {(c.path, c.function) for c in st.call_sites()}
     # these run SQL only through Client.query_and_wait: a census of `.query(` alone would miss them
-    assert ("batchline/staging.py", "staged_writes") in sites
+    assert ("batchline/adapters/staging.py", "staged_writes") in sites
     assert sum(c.function == "merge_staging" for c in st.call_sites()) >= 2  # staged counts, verification
 
 

@@ -19,17 +19,19 @@ import pytest
 import requests
 from google.cloud import bigquery
 
-from batchline import consolidate, ids, manifests, staging
-from batchline.clients import Clients
-from batchline.ledger import Ledger, compute
+from batchline.adapters import manifests, staging
+from batchline.adapters import merge as consolidate
+from batchline.adapters.batch_store import TERMINAL_STATUSES, BatchStore
+from batchline.adapters.clients import Clients
+from batchline.domain import ids
+from batchline.domain.messages import WorkMessage
+from batchline.domain.predictor import SyntheticPredictor
+from batchline.flows.ledger import Ledger, compute
+from batchline.flows.work import build_rows
 from batchline.local import stack as local_stack
 from batchline.local.preflight import problems
 from batchline.local.provision import create_tables, seed_context, synthetic_context
-from batchline.messages import WorkMessage
-from batchline.predictor import SyntheticPredictor
 from batchline.settings import Settings
-from batchline.state import TERMINAL_STATUSES, BatchStore
-from batchline.worker import build_rows
 
 WAIT_S = 240
 
@@ -107,7 +109,7 @@ class Stack:
 
     def merged_manifest(self, batch: dict) -> dict[str, str]:
         """item -> write id that the batch's recorded consolidation merged (its pin's rows in the
-        manifest table, batchline/manifests.py)."""
+        manifest table, batchline/adapters/manifests.py)."""
         pin = batch["merge_result"]["pin"]
         return manifests.read(self.clients.bq, self.clients.settings, batch["batch_id"], [pin])[pin]
 

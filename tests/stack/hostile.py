@@ -13,8 +13,8 @@ from collections import Counter
 
 from hypothesis import strategies as st
 
-from batchline import ids
-from batchline.state import BATCHES, DATES, ITEMS, REJECTED
+from batchline.adapters.batch_store import BATCHES, DATES, ITEMS, REJECTED
+from batchline.domain import ids
 
 GHOST = "20300101_0123456789ab"  # a well-formed batch id no test creates
 INJECTIONS = [

@@ -8,10 +8,10 @@ import random
 
 from typer.testing import CliRunner
 
-from batchline import ids
-from batchline.cli import app
+from batchline.adapters.batch_store import TERMINAL_STATUSES
+from batchline.domain import ids
 from batchline.local import chaos
-from batchline.state import TERMINAL_STATUSES
+from batchline.ops.cli import app
 
 
 def test_random_fault_schedules_lose_nothing_silently(stack):

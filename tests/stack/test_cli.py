@@ -7,8 +7,8 @@ import json
 
 from typer.testing import CliRunner
 
-from batchline import faults
-from batchline.cli import app
+from batchline.domain import faults
+from batchline.ops.cli import app
 
 REQUIRED = {"batch_id", "expected_items", "merged_items", "dead_lettered_items", "missing_items",
             "duplicate_rows", "staging_tables_left", "main_table_mutating_dml", "elapsed_s",

@@ -10,10 +10,8 @@ import hashlib
 import pytest
 from google.cloud import bigquery
 
-from batchline import consolidate, ids
-from batchline.ledger import compute, main_table_dml_since
-from batchline.messages import ConsolidationRequest, encode
-from batchline.state import (
+from batchline.adapters import merge as consolidate
+from batchline.adapters.batch_store import (
     CONSOLIDATED,
     CONSOLIDATING,
     CONSOLIDATION_FAILED,
@@ -24,6 +22,9 @@ from batchline.state import (
     SUPERSEDED,
     Item,
 )
+from batchline.domain import ids
+from batchline.domain.messages import ConsolidationRequest, encode
+from batchline.flows.ledger import compute, main_table_dml_since
 
 
 def test_stall_check_never_consolidates_a_batch_still_being_dispatched(stack, day):

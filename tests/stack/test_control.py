@@ -12,10 +12,10 @@ from pathlib import Path
 from google.cloud import pubsub_v1
 from typer.testing import CliRunner
 
-from batchline import control as ctl
-from batchline.cli import app
-from batchline.control_actions import RequestStore
-from batchline.replay import describe, pull_all, release
+from batchline.domain import control_requests as ctl
+from batchline.flows.control import RequestStore
+from batchline.flows.replay import describe, pull_all, release
+from batchline.ops.cli import app
 
 START_KEYS = {"request_id", "action", "status", "result", "error", "attempts", "message_id"}
 STATUS_KEYS = {"batch_id", "game_date", "status", "expected_items", "items", "dead_lettered_items", "timings_s",

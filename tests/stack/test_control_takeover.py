@@ -7,11 +7,11 @@ import os
 import signal
 import time
 
-from batchline import control as ctl
-from batchline.control_actions import RequestStore
-from batchline.ledger import compute
+from batchline.adapters.batch_store import CONSOLIDATED, DISPATCHING
+from batchline.domain import control_requests as ctl
+from batchline.flows.control import RequestStore
+from batchline.flows.ledger import compute
 from batchline.local import stack as local_stack
-from batchline.state import CONSOLIDATED, DISPATCHING
 
 
 def _pgid(stack, name: str) -> int:

@@ -10,12 +10,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 from google.cloud import firestore
 
-from batchline import ids, manifests
+from batchline.adapters import manifests
+from batchline.adapters.batch_store import CONSOLIDATED, CONSOLIDATION_FAILED, CONSOLIDATION_REQUESTED, ITEMS, Item
+from batchline.domain import ids
+from batchline.domain.messages import CompletionMessage, ConsolidationRequest
 from batchline.local import processes as procs
 from batchline.local import stack as local_stack
 from batchline.local.provision import synthetic_context
-from batchline.messages import CompletionMessage, ConsolidationRequest
-from batchline.state import CONSOLIDATED, CONSOLIDATION_FAILED, CONSOLIDATION_REQUESTED, ITEMS, Item
 
 
 def _merges(stack, batch_id: str) -> list:

@@ -12,10 +12,10 @@ import os
 import signal
 import time
 
-from batchline.ledger import compute
-from batchline.lifecycle import LEASE_TTL
+from batchline.adapters.batch_store import COMPLETED, CONSOLIDATED, CONSOLIDATING, TERMINAL_STATUSES
+from batchline.domain.lifecycle import LEASE_TTL
+from batchline.flows.ledger import compute
 from batchline.local import stack as local_stack
-from batchline.state import COMPLETED, CONSOLIDATED, CONSOLIDATING, TERMINAL_STATUSES
 
 
 def _handle(stack, name: str):

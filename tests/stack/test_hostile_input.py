@@ -21,10 +21,11 @@ from hostile import BAD_DATES, INJECTIONS, TALLY, json_bodies, push_bodies, snap
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from batchline import ids, staging
+from batchline.adapters import staging
+from batchline.adapters.batch_store import REJECTED, Item
+from batchline.domain import ids
+from batchline.domain.messages import WorkMessage, encode
 from batchline.local import stack as local_stack
-from batchline.messages import WorkMessage, encode
-from batchline.state import REJECTED, Item
 
 CASES = settings(max_examples=30, deadline=None, derandomize=True,
                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large])

@@ -2,7 +2,7 @@
 one request at a time, none queued, 429 beyond; each request holds its slot >= 0.5 s) fed by the real
 Pub/Sub emulator's push with a 5-attempt dead-letter policy (production's minimum). A whole batch
 published at once dead-letters healthy items (every one of their deliveries was a 429, the worker
-never saw them); the same batch dispatched at the cap's pace (batchline/pacing.py) is merged whole,
+never saw them); the same batch dispatched at the cap's pace (batchline/domain/pacing.py) is merged whole,
 and so is the burst when the attempts are sized to the drain time (60 here: ~20 needed, ~0.5-1 s apart
 locally).
 
@@ -20,13 +20,14 @@ from dataclasses import replace
 from google.cloud import pubsub_v1
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from batchline import dispatch, ids
-from batchline.clients import Clients
-from batchline.ledger import compute
+from batchline.adapters.batch_store import BATCHES, DISPATCHING, Item
+from batchline.adapters.clients import Clients
+from batchline.domain import ids
+from batchline.domain.messages import StartRequest
+from batchline.flows import dispatch
+from batchline.flows.ledger import compute
 from batchline.local.admission import AdmissionGate
 from batchline.local.provision import synthetic_context
-from batchline.messages import StartRequest
-from batchline.state import BATCHES, DISPATCHING, Item
 
 ITEMS = 20
 HOLD_S = 0.5  # each admitted delivery holds the one slot this long: 20 items drain in >= 10 s

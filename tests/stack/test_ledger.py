@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from concurrent.futures import ThreadPoolExecutor
 
-from batchline.dead_letters import DeadLetterLog
-from batchline.ledger import compute
-from batchline.state import CONSOLIDATED
+from batchline.adapters.batch_store import CONSOLIDATED
+from batchline.adapters.dead_letter_records import DeadLetterLog
+from batchline.flows.ledger import compute
 
 
 def test_concurrent_ledgers_all_see_the_dead_lettered_item(stack, day):

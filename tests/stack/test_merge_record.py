@@ -9,13 +9,14 @@ import uuid
 
 from google.api_core import exceptions as gexc
 
-from batchline import ids, merge_recovery
-from batchline.consolidate import merge_job_id
-from batchline.faults import FaultSpec
-from batchline.lifecycle import MERGED_UNRECORDED
-from batchline.messages import ConsolidationRequest
-from batchline.state import CONSOLIDATED, CONSOLIDATING, CONSOLIDATION_FAILED, Item
-from batchline.unindexed import UNINDEXED
+from batchline.adapters.batch_store import CONSOLIDATED, CONSOLIDATING, CONSOLIDATION_FAILED, Item
+from batchline.adapters.merge import merge_job_id
+from batchline.domain import ids
+from batchline.domain.faults import FaultSpec
+from batchline.domain.lifecycle import MERGED_UNRECORDED
+from batchline.domain.messages import ConsolidationRequest
+from batchline.flows import merge_record as merge_recovery
+from batchline.layout import UNINDEXED
 
 
 def _merges(stack, batch_id: str) -> list:
@@ -115,7 +116,7 @@ def test_firestore_refusing_a_record_too_large_is_reported_truthfully_without_a_
 
 def test_every_batch_state_field_that_grows_with_the_items_is_exempted_from_indexing(stack, day):
     """A consolidated batch's documents: any field holding a list or map as long as the batch (or
-    longer) must be in batchline/unindexed.py, or infra would leave it indexed (40,000 entries cap).
+    longer) must be in batchline/layout.py, or infra would leave it indexed (40,000 entries cap).
     Since issue 15 a pin document names its rows in the manifest table: nothing in it grows."""
     n = 12
     batch, _ = stack.run(day, n, faults="poison=player_0003")

@@ -9,10 +9,10 @@ import datetime as dt
 import pytest
 from google.cloud import firestore
 
-from batchline.ledger import compute
+from batchline.adapters.batch_store import BATCHES, CONSOLIDATED
+from batchline.flows.ledger import compute
 from batchline.local.preflight import problems
 from batchline.settings import Settings
-from batchline.state import BATCHES, CONSOLIDATED
 from tests.stack.conftest import Stack, own_stack
 
 DATABASE = "batchline-named"

@@ -10,10 +10,11 @@ from collections import Counter
 import requests
 from google.cloud import bigquery
 
-from batchline import faults, ids, staging
-from batchline.ledger import compute, main_table_dml_since
-from batchline.messages import CompletionMessage, ConsolidationRequest, WorkMessage, encode
-from batchline.state import CONSOLIDATED, CONSOLIDATION_FAILED, REJECTED, SUPERSEDED
+from batchline.adapters import staging
+from batchline.adapters.batch_store import CONSOLIDATED, CONSOLIDATION_FAILED, REJECTED, SUPERSEDED
+from batchline.domain import faults, ids
+from batchline.domain.messages import CompletionMessage, ConsolidationRequest, WorkMessage, encode
+from batchline.flows.ledger import compute, main_table_dml_since
 
 
 def _rows(stack, day: dt.date) -> list[dict]:

@@ -1,4 +1,4 @@
-"""The progress shards that gate the exact "anything pending?" query (batchline/progress.py), on the
+"""The progress shards that gate the exact "anything pending?" query (batchline/domain/progress.py), on the
 real Firestore emulator: a batch may be done exactly when every item reached a terminal state, counted
 once, in the same commit as the item's own transition."""
 
@@ -9,8 +9,8 @@ from collections import Counter
 from hypothesis import given
 from hypothesis import strategies as st
 
-from batchline import ids, progress
-from batchline.state import Item, ItemSnapshot
+from batchline.adapters.batch_store import Item, ItemSnapshot
+from batchline.domain import ids, progress
 
 
 def test_shards_cover_every_item_and_an_items_shard_is_stable():

@@ -11,11 +11,12 @@ import requests
 from google.cloud import bigquery
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from batchline import ids, manifests, staging
-from batchline.clients import Clients
+from batchline.adapters import manifests, staging
+from batchline.adapters.batch_store import CONSOLIDATED, Item
+from batchline.adapters.clients import Clients
+from batchline.domain import ids
+from batchline.flows.orphans import handle_orphans
 from batchline.local.provision import seed_context, synthetic_context
-from batchline.orphans import handle_orphans
-from batchline.state import CONSOLIDATED, Item
 
 
 def test_stale_inputs_are_refused_and_logged(stack, day):
@@ -182,7 +183,7 @@ def test_a_complete_date_reconciles_ok_whatever_another_date_left(stack, day):
 
     from typer.testing import CliRunner
 
-    from batchline.cli import app
+    from batchline.ops.cli import app
 
     other = day + dt.timedelta(days=4000)  # a date no other test uses
     failed, _ = stack.run(other, 2, faults="zero_merge=1")

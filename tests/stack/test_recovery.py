@@ -11,13 +11,14 @@ import pytest
 import requests
 from google.cloud import bigquery
 
-from batchline import ids, staging
-from batchline.consolidate import SchemaIncompatible
-from batchline.ledger import compute
-from batchline.messages import WorkMessage, encode
-from batchline.predictor import SyntheticPredictor
-from batchline.state import CONSOLIDATED, Item
-from batchline.worker import build_rows
+from batchline.adapters import staging
+from batchline.adapters.batch_store import CONSOLIDATED, Item
+from batchline.adapters.merge import SchemaIncompatible
+from batchline.domain import ids
+from batchline.domain.messages import WorkMessage, encode
+from batchline.domain.predictor import SyntheticPredictor
+from batchline.flows.ledger import compute
+from batchline.flows.work import build_rows
 
 
 def _age_items(stack, batch_id: str, minutes: int, **extra) -> None:

@@ -1,5 +1,5 @@
 """Issue 17.1 and 17.2 on the real stack: the ledger and `batchline audit` judge a batch by one
-definition (batchline/accounting.py), so they agree on the designed late-rows path, before and after
+definition (batchline/domain/accounting.py), so they agree on the designed late-rows path, before and after
 the reconciliation finishes it; and an item whose rows are short is never counted as merged."""
 
 from __future__ import annotations
@@ -10,12 +10,13 @@ import time
 from google.cloud import bigquery
 from typer.testing import CliRunner
 
-from batchline import ids, manifests
-from batchline.accounting import merged_pins
-from batchline.cli import app
-from batchline.ledger import compute
-from batchline.messages import CompletionMessage
-from batchline.state import CONSOLIDATED, RUNNING
+from batchline.adapters import manifests
+from batchline.adapters.batch_store import CONSOLIDATED, RUNNING
+from batchline.domain import ids
+from batchline.domain.accounting import merged_pins
+from batchline.domain.messages import CompletionMessage
+from batchline.flows.ledger import compute
+from batchline.ops.cli import app
 
 
 def _audit(stack, batch_id: str) -> tuple[int, dict]:

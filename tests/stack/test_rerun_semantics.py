@@ -8,10 +8,10 @@ from collections import Counter
 
 from google.cloud import bigquery
 
-from batchline import ids
+from batchline.adapters.batch_store import CONSOLIDATED, CONSOLIDATION_FAILED, PENDING, REJECTED, Item
+from batchline.domain import ids
+from batchline.domain.messages import CompletionMessage, ConsolidationRequest
 from batchline.local.provision import seed_context, synthetic_context
-from batchline.messages import CompletionMessage, ConsolidationRequest
-from batchline.state import CONSOLIDATED, CONSOLIDATION_FAILED, PENDING, REJECTED, Item
 
 
 def _rows(stack, day) -> list[dict]:

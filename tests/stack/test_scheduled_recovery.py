@@ -17,14 +17,14 @@ import time
 
 import pytest
 
-from batchline import ids
-from batchline.ledger import compute
+from batchline.adapters.batch_store import CONSOLIDATED, CONSOLIDATION_REQUESTED, Item
+from batchline.domain import ids
+from batchline.flows.ledger import compute
 from batchline.local import processes as procs
 from batchline.local import schedule_config
 from batchline.local import scheduler_runs as runs
 from batchline.local import stack as local_stack
 from batchline.settings import Settings
-from batchline.state import CONSOLIDATED, CONSOLIDATION_REQUESTED, Item
 from tests.stack.conftest import Stack, own_stack
 
 WAIT_S = 480  # a stalled batch needs two stall periods and the minute boundaries after them

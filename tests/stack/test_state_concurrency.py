@@ -10,10 +10,10 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from batchline import ids
-from batchline.consolidate import merge_job_id
-from batchline.messages import CompletionMessage
-from batchline.state import CONSOLIDATION_REQUESTED, BatchStore, Item
+from batchline.adapters.batch_store import CONSOLIDATION_REQUESTED, BatchStore, Item
+from batchline.adapters.merge import merge_job_id
+from batchline.domain import ids
+from batchline.domain.messages import CompletionMessage
 
 
 def _batch(stack, day: dt.date, n: int) -> tuple[str, list[Item]]:

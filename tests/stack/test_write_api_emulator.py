@@ -1,4 +1,4 @@
-"""batchline.write_api against a bqemulator of its own (started through batchline.local.bq_launcher,
+"""batchline.adapters.write_api against a bqemulator of its own (started through batchline.local.bq_launcher,
 so with its write-servicer patch): acknowledged appends are visible at once to REST queries and in
 `num_rows`, refused appends write nothing, and appends concurrent with REST jobs do not hang the
 emulator (bqemulator 1.4.0 unpatched deadlocks ~9 s in). Every call has a deadline."""
@@ -15,9 +15,9 @@ from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
+from batchline.adapters.write_api import StagingAppender, StagingWriteError
 from batchline.local import processes as procs
 from batchline.settings import Settings
-from batchline.write_api import StagingAppender, StagingWriteError
 
 PROJECT, DATASET = "write-api-test", "staging"
 SCHEMA = [

@@ -1,4 +1,4 @@
-"""The shared AppendRows connection (batchline/write_stream.py) against a real bqemulator of its own,
+"""The shared AppendRows connection (batchline/adapters/write_stream.py) against a real bqemulator of its own,
 through a small TCP proxy the test can cut: many threads appending through one appender use ONE
 connection and each gets its own answer; a connection broken mid-way fails only appends that were not
 acknowledged, every acknowledged append's rows are in the table, and the next append reconnects. On
@@ -18,9 +18,9 @@ from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
+from batchline.adapters.write_api import StagingAppender, StagingWriteError
 from batchline.local import processes as procs
 from batchline.settings import Settings
-from batchline.write_api import StagingAppender, StagingWriteError
 
 PROJECT, DATASET = "write-stream-test", "staging"
 SCHEMA = [bigquery.SchemaField("id", "STRING", mode="REQUIRED"), bigquery.SchemaField("n", "INTEGER")]

@@ -1,5 +1,5 @@
 """An in-memory stand-in for one AppendRows bidi call, for the focused unit tests of
-batchline/write_stream.py and write_api.py (the real emulator is in tests/stack/test_write_stream.py).
+batchline/adapters/write_stream.py and write_api.py (the real emulator is in tests/stack/test_write_stream.py).
 
 Like the real call, it reads requests from its iterator on a thread of its own and answers each with
 exactly one response, in order; `answer(request)` decides the response (or raises to end the call, as

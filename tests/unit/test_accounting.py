@@ -1,4 +1,4 @@
-"""batchline/accounting.py and batchline/item_shape.py: the one judgement of a batch every report
+"""batchline/domain/accounting.py and batchline/domain/item_shape.py: the one judgement of a batch every report
 shares (issue 17.1, 17.2), without any I/O."""
 
 from __future__ import annotations
@@ -7,11 +7,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from batchline import accounting as acc
-from batchline import lifecycle as lc
-from batchline.accounting import BatchFacts, judge, merge_job_id, merge_problems, parse_merge_job_id
-from batchline.item_shape import EXPECTED_PAIRS, Shape, rows_problem, shape_problem
-from batchline.schema import PREDICTION_PROPS, PREDICTION_SYSTEMS
+from batchline.domain import accounting as acc
+from batchline.domain import lifecycle as lc
+from batchline.domain.accounting import BatchFacts, judge, merge_job_id, merge_problems, parse_merge_job_id
+from batchline.domain.item_shape import EXPECTED_PAIRS, Shape, rows_problem, shape_problem
+from batchline.domain.schema import PREDICTION_PROPS, PREDICTION_SYSTEMS
 
 B = "20300101_abcdefabcdef"
 WHOLE = Shape(len(EXPECTED_PAIRS), len(EXPECTED_PAIRS), EXPECTED_PAIRS)
@@ -145,9 +145,9 @@ def test_a_scheduled_player_without_an_item_is_missing_and_a_kept_table_is_no_pr
 def test_the_worker_refuses_a_short_predictor_output_before_writing_it():
     import datetime as dt
 
-    from batchline.messages import WorkMessage
-    from batchline.predictor import SyntheticPredictor
-    from batchline.worker import InvalidRows, build_rows, check_rows
+    from batchline.domain.messages import WorkMessage
+    from batchline.domain.predictor import SyntheticPredictor
+    from batchline.flows.work import InvalidRows, build_rows, check_rows
 
     msg = WorkMessage(batch_id=B, game_date=dt.date(2030, 1, 1), item_id="p1", game_id="g1")
     rows = build_rows(msg, SyntheticPredictor(), dt.datetime(2030, 1, 1, tzinfo=dt.UTC))

@@ -1,11 +1,11 @@
-"""batchline.audit.partition: every expected item in exactly one terminal state."""
+"""batchline.domain.audit.partition: every expected item in exactly one terminal state."""
 
 from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from batchline.audit import STATES, partition
+from batchline.domain.audit import STATES, partition
 
 names = st.sets(st.sampled_from([f"p{i}" for i in range(30)]), max_size=30)
 

@@ -14,10 +14,11 @@ from google.cloud.bigquery import SchemaField
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from batchline import consolidate as c
-from batchline import ids, manifests, staging
-from batchline.item_shape import EXPECTED_PAIRS
-from batchline.schema import MAIN_TABLE_COLUMNS
+from batchline.adapters import manifests, staging
+from batchline.adapters import merge as c
+from batchline.domain import ids
+from batchline.domain.item_shape import EXPECTED_PAIRS
+from batchline.domain.schema import MAIN_TABLE_COLUMNS
 from batchline.settings import Settings
 
 S = Settings()
@@ -252,7 +253,7 @@ def test_an_inventory_without_a_staging_table_merges_nothing_and_reports_complet
     assert (inv.staged_rows_total, inv.abandoned_writes) == (0, 0)
 
 
-# -- the pinned manifest's rows (batchline/manifests.py) ----------------------------------------------------
+# -- the pinned manifest's rows (batchline/adapters/manifests.py) ----------------------------------------------------
 PIN = "g0_a0_" + "0" * 12
 NOW = dt.datetime(2030, 1, 15, 12, tzinfo=dt.UTC)
 

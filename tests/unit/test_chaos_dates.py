@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from batchline import ids
+from batchline.domain import ids
 from batchline.local import chaos
 
 

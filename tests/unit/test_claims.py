@@ -1,4 +1,4 @@
-"""The bulk verification of completion claims (batchline/claims.py) and the item transition that applies
+"""The bulk verification of completion claims (batchline/domain/claims.py) and the item transition that applies
 its verdicts (lifecycle.decide_claim_rejected): pure, in microseconds."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ import datetime as dt
 
 import pytest
 
-from batchline import claims, lifecycle
-from batchline.item_shape import EXPECTED_PAIRS, EXPECTED_ROWS
-from batchline.staging import StagedWrite
+from batchline.adapters.staging import StagedWrite
+from batchline.domain import claims, lifecycle
+from batchline.domain.item_shape import EXPECTED_PAIRS, EXPECTED_ROWS
 
 NOW = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
 W = {k: k * 32 for k in "abcdef"}

@@ -1,4 +1,4 @@
-"""Unit tests for the pure parts of batchline.consolidate: schema checks, SQL text, inventory."""
+"""Unit tests for the pure parts of batchline.adapters.merge: schema checks, SQL text, inventory."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import re
 import pytest
 from google.cloud.bigquery import SchemaField
 
-from batchline import consolidate as c
-from batchline import manifests
-from batchline.schema import (
+from batchline.adapters import manifests
+from batchline.adapters import merge as c
+from batchline.domain.schema import (
     MAIN_TABLE_COLUMNS,
     MAIN_TABLE_INSERT_ONLY,
     MAIN_TABLE_KEY,

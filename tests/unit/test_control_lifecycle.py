@@ -1,4 +1,4 @@
-"""The control requests' lifecycle decisions (batchline/control_lifecycle.py), without Firestore:
+"""The control requests' lifecycle decisions (batchline/domain/control_lifecycle.py), without Firestore:
 a redelivered request takes over only from a holder whose own short lease lapsed, and only the
 holder renews, notes or answers (issue 17.6)."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from batchline import control_lifecycle as cl
+from batchline.domain import control_lifecycle as cl
 
 T0 = dt.datetime(2030, 1, 1, 12, tzinfo=dt.UTC)
 BODY = {"v": 1, "action": "start", "request_id": "r1", "game_date": "2030-01-02", "force": False,

@@ -1,4 +1,4 @@
-"""Control requests (batchline.control): every action's valid shape parses, anything else is an
+"""Control requests (batchline.domain.control_requests): every action's valid shape parses, anything else is an
 InvalidMessage naming the field; and the coordinator's /control route refuses what does not parse."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from batchline import control as ctl
-from batchline.messages import InvalidMessage
+from batchline.domain import control_requests as ctl
+from batchline.domain.messages import InvalidMessage
 
 REPO = Path(__file__).resolve().parents[2]
 request_ids = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}", fullmatch=True)
@@ -164,9 +164,9 @@ def test_control_route_is_post_only(client):
 
 
 def test_every_refusal_of_the_control_path_keeps_its_reason_and_particulars():
-    from batchline.control_actions import REFUSALS, refusal
-    from batchline.freshness import StaleInputs
-    from batchline.state import BatchConflict, RepairAlreadyAttempted
+    from batchline.adapters.batch_store import BatchConflict, RepairAlreadyAttempted
+    from batchline.adapters.freshness import StaleInputs
+    from batchline.flows.control import REFUSALS, refusal
 
     loaded = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
     stale = refusal(StaleInputs(dt.date(2030, 1, 3), loaded, 24, 7))

@@ -19,8 +19,9 @@ import cost_sql  # noqa: E402
 import cost_usage  # noqa: E402
 from cost_counting import doc_template  # noqa: E402
 
-from batchline import consolidate, staging  # noqa: E402
-from batchline.schema import MAIN_TABLE_COLUMNS  # noqa: E402
+from batchline.adapters import merge as consolidate
+from batchline.adapters import staging  # noqa: E402
+from batchline.domain.schema import MAIN_TABLE_COLUMNS  # noqa: E402
 from batchline.settings import Settings  # noqa: E402
 
 S = Settings()

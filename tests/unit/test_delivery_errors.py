@@ -10,8 +10,8 @@ import pytest
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
-from batchline import delivery_errors as de
-from batchline.dead_letters import listed
+from batchline.adapters import delivery_errors as de
+from batchline.adapters.dead_letter_records import listed
 
 NOW = dt.datetime(2030, 1, 1, 12, tzinfo=dt.UTC)
 

@@ -1,4 +1,4 @@
-"""Unit tests for batchline.faults: seeded, reproducible fault injection."""
+"""Unit tests for batchline.domain.faults: seeded, reproducible fault injection."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from batchline import faults
-from batchline.faults import FaultSpec
+from batchline.domain import faults
+from batchline.domain.faults import FaultSpec
 
 FAST = settings(max_examples=200, deadline=None)
 

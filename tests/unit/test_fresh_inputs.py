@@ -8,10 +8,10 @@ import json
 import pytest
 
 from batchline import settings as st_mod
-from batchline.freshness import StaleInputs, is_stale
+from batchline.adapters.freshness import StaleInputs, is_stale
+from batchline.domain.messages import StartRequest, parse_model
+from batchline.domain.schema import CONTEXT_TABLE_COLUMNS
 from batchline.http import run
-from batchline.messages import StartRequest, parse_model
-from batchline.schema import CONTEXT_TABLE_COLUMNS
 from batchline.settings import SettingsError, from_env
 
 NOW = dt.datetime(2030, 1, 2, 12, 0, tzinfo=dt.UTC)

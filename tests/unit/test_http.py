@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from batchline.faults import FaultInjected
+from batchline.adapters.batch_store import BatchConflict, UnknownItem
+from batchline.domain.faults import FaultInjected
+from batchline.domain.messages import InvalidMessage
 from batchline.http import log_context, run
-from batchline.messages import InvalidMessage
-from batchline.state import BatchConflict, UnknownItem
 
 BODY = json.dumps({"message": {"data": base64.b64encode(b"{}").decode(), "messageId": "1",
                                "attributes": {"batch_id": "20300101_abcdefabcdef", "item_id": "player_0001"}},

@@ -1,4 +1,4 @@
-"""Unit tests for batchline.ids: the allow-list every untrusted identifier passes."""
+"""Unit tests for batchline.domain.ids: the allow-list every untrusted identifier passes."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from batchline import ids
+from batchline.domain import ids
 
 FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SQL_DANGEROUS = set("`'\";\n ")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from batchline.lease import LeaseKeeper
+from batchline.flows.leases import LeaseKeeper
 
 
 class _Store:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from batchline.ledger import Ledger
+from batchline.flows.ledger import Ledger
 
 
 def _ledger(**kw) -> Ledger:

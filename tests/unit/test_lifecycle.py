@@ -11,7 +11,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from batchline import lifecycle as lc
+from batchline.domain import lifecycle as lc
 
 T0 = dt.datetime(2030, 1, 1, 12, tzinfo=dt.UTC)
 

@@ -1,4 +1,4 @@
-"""Unit tests for batchline.logs, batchline.settings, batchline.predictor and worker.build_rows."""
+"""Unit tests for batchline.logs, batchline.settings, batchline.domain.predictor and worker.build_rows."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from batchline import logs
-from batchline import predictor as pred
 from batchline import settings as st_mod
-from batchline.messages import WorkMessage
-from batchline.schema import MAIN_TABLE_COLUMNS, PREDICTION_SYSTEMS, main_column_names
+from batchline.domain import predictor as pred
+from batchline.domain.messages import WorkMessage
+from batchline.domain.schema import MAIN_TABLE_COLUMNS, PREDICTION_SYSTEMS, main_column_names
+from batchline.flows.work import build_rows
 from batchline.settings import Settings, SettingsError, from_env
-from batchline.worker import build_rows
 
 FAST = settings(max_examples=200, deadline=None)
 BATCH = "20260115_0123456789ab"
@@ -276,10 +276,10 @@ def test_load_predictor_default_is_synthetic(monkeypatch):
     monkeypatch.delenv(pred.ENV_PREDICTOR, raising=False)
     assert isinstance(pred.load_predictor(), pred.SyntheticPredictor)
     assert isinstance(pred.load_predictor(""), pred.SyntheticPredictor)
-    assert isinstance(pred.load_predictor("batchline.predictor:SyntheticPredictor"), pred.SyntheticPredictor)
+    assert isinstance(pred.load_predictor("batchline.domain.predictor:SyntheticPredictor"), pred.SyntheticPredictor)
 
 
-@pytest.mark.parametrize("spec", ["no_colon", ":attr", "module:", ":", "batchline.predictor"])
+@pytest.mark.parametrize("spec", ["no_colon", ":attr", "module:", ":", "batchline.domain.predictor"])
 def test_load_predictor_rejects_malformed_spec(spec):
     with pytest.raises(ValueError, match=f"{pred.ENV_PREDICTOR} must be 'module:attribute'"):
         pred.load_predictor(spec)

@@ -10,9 +10,10 @@ import pytest
 from google.api_core import exceptions as gexc
 from google.cloud.bigquery import SchemaField
 
-from batchline import consolidate as c
-from batchline import ids, staging
-from batchline.schema import MAIN_TABLE_COLUMNS
+from batchline.adapters import merge as c
+from batchline.adapters import staging
+from batchline.domain import ids
+from batchline.domain.schema import MAIN_TABLE_COLUMNS
 from batchline.settings import Settings
 
 S = Settings()

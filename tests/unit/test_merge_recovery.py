@@ -1,10 +1,10 @@
-"""Which earlier MERGE attempt a consolidation records instead of merging again (batchline/merge_recovery.py)."""
+"""Which earlier MERGE attempt a consolidation records instead of merging again (batchline/flows/merge_record.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from batchline import merge_recovery
+from batchline.flows import merge_record as merge_recovery
 
 
 @pytest.mark.parametrize(("states", "rejected", "chosen"), [

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from google.api_core import exceptions as gexc
 
-from batchline import consolidate as c
+from batchline.adapters import merge as c
 
 
 @pytest.mark.parametrize("text", [

@@ -1,4 +1,4 @@
-"""Unit tests for batchline.messages: everything that arrives is untrusted."""
+"""Unit tests for batchline.domain.messages: everything that arrives is untrusted."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from batchline import messages as m
+from batchline.domain import messages as m
 
 FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 MEDIUM = settings(FAST, max_examples=100)  # pydantic validation of nested JSON is the slowest part

@@ -62,7 +62,7 @@ def test_the_ledger_targets_a_deployment_through_the_same_resolution(tmp_path):
     (issue 18 item 6): a bad target is refused naming the setting, before any client is built."""
     from typer.testing import CliRunner
 
-    from batchline.cli import app
+    from batchline.ops.cli import app
 
     result = CliRunner().invoke(app, ["ledger", "20300101_aaaaaaaaaaaa", "--project", "Bad_Project",
                                       "--state-dir", str(tmp_path)])

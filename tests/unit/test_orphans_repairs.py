@@ -7,10 +7,10 @@ import datetime as dt
 
 import pytest
 
-from batchline import manifests
-from batchline.consolidate import merge_job_id, verify_sql
-from batchline.lifecycle import decide_repair, orphan_merge_held
-from batchline.orphans import ORPHAN_GENERATION_BASE, classify, table_date
+from batchline.adapters import manifests
+from batchline.adapters.merge import merge_job_id, verify_sql
+from batchline.domain.lifecycle import decide_repair, orphan_merge_held
+from batchline.flows.orphans import ORPHAN_GENERATION_BASE, classify, table_date
 from batchline.settings import Settings
 
 T0 = dt.datetime(2030, 1, 1, 12, tzinfo=dt.UTC)

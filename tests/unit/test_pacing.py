@@ -1,4 +1,4 @@
-"""batchline/pacing.py: the publish plan covers every item once, in order; a paced plan ends within its
+"""batchline/domain/pacing.py: the publish plan covers every item once, in order; a paced plan ends within its
 budget and never publishes faster than needed; the dispatch lease is renewed before every chunk and at
 least every RENEW_S seconds of plan time (the lease lapses after 60 s); unpaced is the old behaviour."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from batchline.pacing import RENEW_S, effective_rate, plan
+from batchline.domain.pacing import RENEW_S, effective_rate, plan
 
 
 @given(n=st.integers(0, 3000), rate=st.floats(0, 500), budget=st.integers(0, 600), chunk=st.integers(1, 600))

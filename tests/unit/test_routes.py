@@ -12,8 +12,8 @@ from pathlib import Path
 import functions_framework
 import pytest
 
+from batchline.domain.messages import MAX_DELIVERY_ATTEMPT, MAX_PUSH_BODY_BYTES
 from batchline.http import MAX_DEAD_LETTER_BODY_BYTES
-from batchline.messages import MAX_DELIVERY_ATTEMPT, MAX_PUSH_BODY_BYTES
 
 ROOT = Path(__file__).resolve().parents[2]
 DEEP = b"[" * 5000 + b"]" * 5000
@@ -152,7 +152,7 @@ def test_a_dead_letter_its_handler_cannot_place_is_recorded_under_its_message_id
                                                                                  capsys):
     """Whatever the handler refuses (InvalidMessage, UnknownItem) is recorded and acked here too, so a
     change inside handle_dead_letter cannot turn a refusal into an endless redelivery."""
-    from batchline.state import UnknownItem
+    from batchline.adapters.batch_store import UnknownItem
     client_module = sys.modules["main"]
     for exc in (UnknownItem("batch b has no item i"), client_module.core.InvalidMessage("bad completion")):
         monkeypatch.setattr(client_module.core, "handle_dead_letter", lambda *a, e=exc: (_ for _ in ()).throw(e))

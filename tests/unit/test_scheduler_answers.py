@@ -12,11 +12,11 @@ from pathlib import Path
 import functions_framework
 import pytest
 
-from batchline.freshness import StaleInputs
+from batchline.adapters.batch_store import BatchConflict
+from batchline.adapters.freshness import StaleInputs
+from batchline.domain.messages import InvalidMessage
 from batchline.http import refused_for_scheduler
-from batchline.messages import InvalidMessage
 from batchline.schedules import JOB_TARGETS, ScheduledJob, SchedulerRetry, is_scheduler_call, scheduler_headers
-from batchline.state import BatchConflict
 
 ROOT = Path(__file__).resolve().parents[2]
 JOB = ScheduledJob(key="start", name="batchline-dev-start", description="d", function="coordinator",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from batchline.dispatch import no_context_message
+from batchline.flows.dispatch import no_context_message
 from batchline.settings import Settings
 
 DAY = dt.date(2030, 1, 2)

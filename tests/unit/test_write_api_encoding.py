@@ -1,4 +1,4 @@
-"""batchline.write_api without a server: the proto descriptor built from a BigQuery schema, the value
+"""batchline.adapters.write_api without a server: the proto descriptor built from a BigQuery schema, the value
 encodings the Storage Write API expects, the refusals (never drop data silently), and how an append's
 response is judged (an in-memory AppendRows call stands in for the gRPC one)."""
 
@@ -12,8 +12,7 @@ from google.cloud import bigquery
 from google.cloud.bigquery_storage_v1 import types
 from google.protobuf import descriptor_pb2
 
-from batchline.settings import Settings
-from batchline.write_api import (
+from batchline.adapters.write_api import (
     StagingAppender,
     StagingWriteError,
     default_stream,
@@ -22,6 +21,7 @@ from batchline.write_api import (
     encode_value,
     schema_key,
 )
+from batchline.settings import Settings
 
 FDP = descriptor_pb2.FieldDescriptorProto
 SCHEMA = [

@@ -1,4 +1,4 @@
-"""batchline/write_stream.py against an in-memory AppendRows call (append_double.py): every caller gets
+"""batchline/adapters/write_stream.py against an in-memory AppendRows call (append_double.py): every caller gets
 its own request's response, an ended connection fails exactly the callers still waiting, the next
 append opens a new connection, the writer schema goes out only when the (table, schema) changes, and
 the reuse decision is pure. The real emulator: tests/stack/test_write_stream.py."""
@@ -16,7 +16,7 @@ from google.cloud.bigquery_storage_v1 import types
 from hypothesis import given
 from hypothesis import strategies as st
 
-from batchline.write_stream import ConnectionLost, NoAnswer, SharedAppendStream, reuse_decision
+from batchline.adapters.write_stream import ConnectionLost, NoAnswer, SharedAppendStream, reuse_decision
 
 STREAM = "projects/p/datasets/d/tables/{}/streams/_default"
 SCHEMA = types.ProtoSchema()

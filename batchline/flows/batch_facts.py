@@ -1,0 +1,151 @@
+"""What the systems of record hold about one batch, gathered once for every report of it (the
+ledger, `batchline audit`): Firestore (the batch and item documents, the dead-letter record), the
+context table (the schedule), the main table (rows per player and batch, duplicates), the staging
+dataset (is the batch's table there) and BigQuery's job list (this batch's MERGEs). Judged by the
+pure batchline/domain/accounting.py, so two reports of one batch cannot disagree.
+
+Dead letters are counted from the durable record the dead-letter handler writes in Firestore
+(`batchline.adapters.dead_letter_records`), which concurrent readers cannot disturb; the work dead-letter pull
+subscription is consulted only for items that would otherwise be missing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+
+from google.cloud import bigquery, pubsub_v1
+
+from batchline.adapters import manifests, staging
+from batchline.adapters.batch_store import BatchStore
+from batchline.adapters.clients import Clients
+from batchline.adapters.dead_letter_records import DeadLetterLog, dead_lettered_in_item_state
+from batchline.adapters.merge import active_duplicates_sql, batch_params, query_one
+from batchline.domain import accounting, ids
+from batchline.domain.accounting import BatchFacts
+from batchline.domain.item_shape import PAIRS_SQL, Shape
+from batchline.domain.messages import InvalidMessage, WorkMessage, parse_model
+
+_DML_TARGET = re.compile(r"^\s*(?:MERGE|INSERT|UPDATE|DELETE)\s+(?:INTO\s+|FROM\s+)?`?([A-Za-z0-9_.\-]+)`?",
+                         re.IGNORECASE)
+MUTATING = {"INSERT", "UPDATE", "DELETE", "MERGE"}
+
+
+def schedule_sql(context_table_id: str) -> str:
+    return f"SELECT DISTINCT player_lookup FROM `{context_table_id}` WHERE game_date = @d"
+
+
+def rows_sql(main_table_id: str) -> str:
+    """The date's rows per player and batch: their shape (item_shape.py) and how many are active."""
+    return (f"SELECT player_lookup, batch_id, COUNT(*) AS n, COUNT(DISTINCT prediction_id) AS k, "
+            f"{PAIRS_SQL} AS pairs, COUNTIF(is_active) AS active FROM `{main_table_id}` WHERE game_date = @d "
+            f"GROUP BY player_lookup, batch_id")
+
+
+def duplicate_ids_sql(main_table_id: str) -> str:
+    return f"SELECT COUNT(*) AS n, COUNT(DISTINCT prediction_id) AS k FROM `{main_table_id}` WHERE game_date = @d"
+
+
+def gather(clients: Clients, batch_id: str) -> BatchFacts:
+    s = clients.settings
+    store = BatchStore(clients.fs)
+    batch = store.get_batch(ids.validate_batch_id(batch_id))
+    if batch is None:
+        raise LookupError(f"no batch {batch_id}")
+    game_date = dt.date.fromisoformat(batch["game_date"])
+    d = [bigquery.ScalarQueryParameter("d", "DATE", game_date)]
+    items = {i["item_id"]: i for i in store.items(batch_id)}
+
+    def query(sql: str) -> list:
+        return list(clients.bq.query(sql, job_config=bigquery.QueryJobConfig(query_parameters=d)).result())
+
+    schedule = {r["player_lookup"] for r in query(schedule_sql(s.context_table_id))}
+    if batch.get("only_items") is not None:  # a repair batch expects only its items
+        schedule &= set(batch["only_items"])
+    own: dict[str, Shape] = {}
+    others: dict[str, dict[str, int]] = {}
+    active_from: dict[str, list[str]] = {}
+    for r in query(rows_sql(s.main_table_id)):
+        player = r["player_lookup"]
+        if r["batch_id"] == batch_id:
+            own[player] = Shape.of(r["n"], r["k"], r["pairs"])
+        else:
+            others.setdefault(player, {})[r["batch_id"]] = int(r["active"])
+        if int(r["active"]):
+            active_from.setdefault(player, []).append(r["batch_id"])
+    dup = query(duplicate_ids_sql(s.main_table_id))[0]
+    active_dups = int(query_one(clients.bq, active_duplicates_sql(f"`{s.main_table_id}`"),
+                                batch_params(batch_id, game_date))["dup"])
+    dead = dead_lettered_items(clients, batch_id, list(items.values()))
+    if (schedule | set(items)) - set(own) - dead:
+        dead |= dead_letters_in_subscription(clients, batch_id)
+    mine, window = main_table_merges(clients, batch["created_at"], batch_id)
+    newest = store.active_batch_of(game_date)
+    newest_status = batch["status"] if newest == batch_id else (store.get_batch(newest) or {}).get("status") \
+        if newest else None
+    return BatchFacts(batch=batch, items=items, schedule=schedule, own_rows=own, other_batches=others,
+                      active_from={p: sorted(b) for p, b in active_from.items()}, dead_lettered=dead,
+                      duplicate_ids=int(dup["n"]) - int(dup["k"]), duplicate_active=active_dups,
+                      staging_table_exists=staging.batch_table_exists(clients.bq, s, batch_id),
+                      merge_jobs=mine, window_dml=window, newest=(newest, newest_status),
+                      merged_by_batch=manifests.merged_items(clients.bq, s, batch_id, accounting.merged_pins(batch)))
+
+
+def dead_lettered_items(clients: Clients, batch_id: str, items: list[dict]) -> set[str]:
+    """Items of `batch_id` with a durable dead-letter record: the handler's own record, or the item
+    document it marked. Plain reads, so any number of reports may count at once."""
+    return (DeadLetterLog(clients.fs).items(batch_id) | dead_lettered_in_item_state(items)
+            | {i["item_id"] for i in items if i.get("dead_lettered_at")})
+
+
+def dead_letters_in_subscription(clients: Clients, batch_id: str, max_messages: int = 10_000) -> set[str]:
+    """Items of `batch_id` in the work dead-letter pull subscription (pulled, then released with ack
+    deadline 0). A pull leases what it returns, so a concurrent reader may see fewer: this is only a
+    second look for items the durable record does not account for (e.g. a dead letter whose push to
+    the coordinator is still being retried)."""
+    sub = pubsub_v1.SubscriberClient()
+    path = sub.subscription_path(clients.settings.project,
+                                 clients.topology.topic("work").dead_letter_pull_subscription)
+    found: set[str] = set()
+    ack_ids: list[str] = []
+    try:
+        while len(ack_ids) < max_messages:
+            resp = sub.pull(subscription=path, max_messages=500, timeout=10)
+            if not resp.received_messages:
+                break
+            for rm in resp.received_messages:
+                ack_ids.append(rm.ack_id)
+                try:
+                    msg = parse_model(WorkMessage, json.loads(rm.message.data))
+                except (InvalidMessage, ValueError):
+                    continue
+                if msg.batch_id == batch_id:
+                    found.add(msg.item_id)
+        for i in range(0, len(ack_ids), 500):
+            sub.modify_ack_deadline(subscription=path, ack_ids=ack_ids[i:i + 500], ack_deadline_seconds=0)
+    finally:
+        sub.close()
+    return found
+
+
+def main_table_merges(clients: Clients, since: dt.datetime, batch_id: str | None = None) -> tuple[list[str], int]:
+    """(the successful MERGE jobs of `batch_id` on the main table, by job id, so concurrent batches
+    do not add up; all successful mutating DML on the main table), created since `since`."""
+    s = clients.settings
+    targets = (s.main_table_id, f"{s.main_dataset}.{s.main_table}")
+    prefix = accounting.merge_job_prefix(batch_id) if batch_id else None
+    mine: list[str] = []
+    window = 0
+    for job in clients.bq.list_jobs(min_creation_time=since, all_users=True, max_results=50_000):
+        if job.job_type != "query" or (job.created and job.created < since) or getattr(job, "error_result", None):
+            continue
+        if (getattr(job, "statement_type", None) or "").upper() not in MUTATING:
+            continue
+        m = _DML_TARGET.match(job.query or "")
+        if not m or m.group(1).replace("`", "") not in targets:
+            continue
+        window += 1
+        if prefix and job.job_id.startswith(prefix):
+            mine.append(job.job_id)
+    return sorted(mine), window

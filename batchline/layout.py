@@ -1,0 +1,36 @@
+"""The batch-state fields that grow with a batch's item count, declared once.
+
+Firestore indexes every field of every document by default, two entries per scalar (ascending and
+descending, map subfields included) and one per array element, and refuses a write that gives one
+document more than 40,000 index entries (https://cloud.google.com/firestore/quotas). A batch's
+manifest map costs two entries per item, so the MERGE result of a batch of ~13,000 items could not be
+recorded. Nothing queries these fields, so infra (infra/components/firestore.py) exempts each one of
+them: an exemption on a map field covers its subfields. docs/staging.md lists them with their
+worst-case size. The Firestore emulator neither enforces the index-entry limit nor implements field
+overrides (FirestoreAdmin.UpdateField answers 501), so locally they are declared and never applied;
+the 1 MiB document limit it does enforce.
+"""
+
+from __future__ import annotations
+
+from batchline.adapters.batch_store import BATCHES, DATES, MANIFESTS
+
+# collection group -> top-level fields exempted from every automatic index
+UNINDEXED: dict[str, tuple[str, ...]] = {
+    BATCHES: (
+        "merge_result",  # counts, and recovered items capped at 1,000 (what it merged: the manifest table)
+        "failed_items", "missing_items", "recovered_items", "completed_without_write",  # each capped at 1,000
+        "kept_previous_items",  # player -> batch, capped at 1,000 entries
+        "scheduled_items", "only_items",  # the date's schedule, a repair's items
+        "progress_shard_items",  # one size per shard of 50 items
+        "orphans_merged", "orphans_dropped",  # the reconciliation's records, with their items
+        "invalid_context_rows",  # capped at 100
+    ),
+    MANIFESTS: ("recovered", "missing_writes"),  # a pin document's capped lists (rows: adapters/manifests.py)
+    DATES: ("repaired_items",),  # items repaired since the date's last full run
+}
+
+
+def exemptions() -> list[tuple[str, str]]:
+    """(collection group, field) of every exemption, in a stable order."""
+    return [(group, f) for group, fields in UNINDEXED.items() for f in fields]
