@@ -16,13 +16,10 @@ from typing import TypeVar
 
 from werkzeug.exceptions import HTTPException
 
-from batchline.adapters.batch_store import BatchConflict, UnknownItem
-from batchline.adapters.freshness import StaleInputs
-from batchline.domain.faults import FaultInjected
+from batchline.domain.errors import BatchConflict, FaultInjected, InvalidMessage, StaleInputs, UnknownItem
 from batchline.domain.messages import (
     MAX_MESSAGE_BYTES,
     MAX_PUSH_BODY_BYTES,
-    InvalidMessage,
     PushEnvelope,
     parse_envelope,
     parse_json_body,

@@ -26,6 +26,7 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 
 from batchline.domain import lifecycle as lc
 from batchline.domain import progress
+from batchline.domain.errors import BatchConflict, ContentionError, RepairAlreadyAttempted, UnknownItem
 from batchline.domain.lifecycle import (  # noqa: F401 - the statuses are part of this module's interface
     ACTIVE_STATUSES,
     COMPLETED,
@@ -68,38 +69,10 @@ def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-class BatchConflict(Exception):
-    """The date's batch keeps this start from running now (still active, or, for a repair, failed
-    consolidation); the caller answers 409 naming it, with what to do (lifecycle.conflict_advice)."""
-
-    def __init__(self, batch_id: str, status: str, *, repair: bool = False, reason: str | None = None):
-        super().__init__(reason or lc.conflict_advice(batch_id, status, repair=repair))
-        self.batch_id = batch_id
-        self.status = status
-
-
-class RepairAlreadyAttempted(Exception):
-    """Every item of a repair was already repaired once since the date's last full run; another repair
-    would only repeat it (the reconciliation reports the gap instead, unless an operator forces it)."""
-
-    def __init__(self, batch_id: str | None, items: list[str]):
-        super().__init__(f"items {items[:20]} were already repaired by batch {batch_id}")
-        self.batch_id = batch_id
-        self.items = items
-
-
 # The reconciliation merges orphaned staged rows of a date under this lease on the date document;
 # a start of the date waits (409) while it is held, so no batch MERGE can race an orphan MERGE.
 ORPHAN_LEASE = dt.timedelta(minutes=10)
 MERGING_ORPHANS = lc.MERGING_ORPHANS
-
-
-class ContentionError(RuntimeError):
-    """A compare-and-set kept losing; the handler answers 5xx and Pub/Sub redelivers."""
-
-
-class UnknownItem(LookupError):
-    """A message names a batch or item that batch state does not know."""
 
 
 @dataclass(frozen=True)

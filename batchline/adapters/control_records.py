@@ -15,14 +15,11 @@ from google.cloud import firestore
 
 from batchline.domain import control_lifecycle as cl
 from batchline.domain import control_requests as ctl
+from batchline.domain.errors import ControlBusy
 
 
 def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-class ControlBusy(RuntimeError):
-    """Another live delivery of the same request is running it; answered 5xx, so this one comes back."""
 
 
 class RequestStore:

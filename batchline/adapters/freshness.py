@@ -21,20 +21,7 @@ from google.cloud import bigquery
 
 from batchline.adapters.clients import Clients
 from batchline.domain import ids
-
-
-class StaleInputs(Exception):
-    """The date's context rows are too old (or carry no load time); answered 424 Failed Dependency."""
-
-    def __init__(self, game_date: dt.date, newest_loaded_at: dt.datetime | None, max_age_hours: int, rows: int):
-        when = newest_loaded_at.isoformat() if newest_loaded_at else "never (no row carries loaded_at)"
-        super().__init__(f"context rows for {game_date} are stale: newest load {when}, older than the "
-                         f"{max_age_hours} h allowed; load the date's context, then start again (if the rows are "
-                         f"known good: `batchline start {game_date} --accept-stale-inputs`)")
-        self.game_date = game_date.isoformat()
-        self.newest_loaded_at = newest_loaded_at.isoformat() if newest_loaded_at else None
-        self.max_age_hours = max_age_hours
-        self.rows = rows
+from batchline.domain.errors import StaleInputs
 
 
 def freshness_sql(context_table_id: str) -> str:

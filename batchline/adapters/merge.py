@@ -28,16 +28,9 @@ from batchline.adapters import manifests, staging
 from batchline.adapters.staging import ITEM_COLUMN, STAGING_COLUMNS, StagedWrite
 from batchline.domain import ids, item_shape
 from batchline.domain.accounting import merge_job_id  # the job id format, defined once there
+from batchline.domain.errors import ConsolidationError, MergeAttemptFailed, SchemaIncompatible
 from batchline.domain.schema import MAIN_TABLE_INSERT_ONLY, MAIN_TABLE_KEY, MAIN_TABLE_PARTITION_FIELD
 from batchline.settings import Settings
-
-
-class ConsolidationError(RuntimeError):
-    """A permanent consolidation failure: recorded as the batch's terminal state, tables kept."""
-
-
-class SchemaIncompatible(ConsolidationError):
-    pass
 
 
 @dataclass
@@ -297,15 +290,6 @@ def run_merge_once(bq: bigquery.Client, sql: str, job_config: bigquery.QueryJobC
         return bq.query(sql, job_config=job_config, job_id=job_id, job_retry=None)
     except gexc.Conflict:
         return bq.get_job(job_id)
-
-
-class MergeAttemptFailed(RuntimeError):
-    """The MERGE job of this attempt finished with a passing error (BigQuery says DONE, with an error
-    it classifies as retryable): no row changed, and the next attempt may run under a new job id."""
-
-    def __init__(self, job_id: str, error: str):
-        super().__init__(f"MERGE {job_id} failed transiently: {error}")
-        self.job_id = job_id
 
 
 def verify_sql(main: str, only_items: str | None = None) -> str:

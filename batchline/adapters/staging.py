@@ -20,6 +20,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import bigquery
 
 from batchline.domain import ids
+from batchline.domain.errors import StagingTableMissing
 from batchline.domain.item_shape import PAIRS_SQL, Shape
 from batchline.settings import Settings
 
@@ -30,10 +31,6 @@ STAGING_COLUMNS = (ITEM_COLUMN, WRITE_COLUMN)
 _SCHEMA_TTL_S = 60.0
 _schema_cache: dict[str, tuple[float, list[bigquery.SchemaField]]] = {}
 _schema_lock = threading.Lock()
-
-
-class StagingTableMissing(RuntimeError):
-    """The batch's staging table does not exist (never created, or dropped after consolidation)."""
 
 
 def live_schema(bq: bigquery.Client, table_id: str) -> list[bigquery.SchemaField]:

@@ -19,7 +19,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, StrictBool, StrictInt, TypeAdapter, ValidationError
 
-from batchline.domain.messages import BatchId, GameDate, InvalidMessage, ItemId, _errors, _Strict
+from batchline.domain.errors import InvalidMessage
+from batchline.domain.messages import BatchId, GameDate, ItemId, _errors, _Strict
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 CONTROL_REQUESTS = "control_requests"  # Firestore collection: one document per request id

@@ -28,10 +28,6 @@ FLAG_FAULTS = ("zero_merge",)
 COUNT_FAULTS = ("merge_transient", "pause_in_merge", "pause_after_merge", "record_fail", "record_too_large")
 
 
-class FaultInjected(RuntimeError):
-    """Raised where a fault was injected; handled exactly like the real failure it stands for."""
-
-
 @dataclass(frozen=True)
 class FaultSpec:
     staging_write: float = 0.0

@@ -16,6 +16,7 @@ from typing import Annotated, Literal, TypeVar
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from batchline.domain import ids
+from batchline.domain.errors import InvalidMessage
 
 BatchId = Annotated[str, AfterValidator(ids.validate_batch_id)]
 ItemId = Annotated[str, AfterValidator(ids.validate_item_id)]
@@ -34,10 +35,6 @@ MAX_PUSH_BODY_BYTES = 128 * 1024
 # by the envelope and the completion, so a delivery accepted upfront can always report its attempt.
 MAX_DELIVERY_ATTEMPT = 1000
 M = TypeVar("M", bound=BaseModel)
-
-
-class InvalidMessage(ValueError):
-    """The request or message is malformed; retrying it will not help."""
 
 
 class _Strict(BaseModel):

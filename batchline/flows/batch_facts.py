@@ -24,8 +24,9 @@ from batchline.adapters.dead_letter_records import DeadLetterLog, dead_lettered_
 from batchline.adapters.merge import active_duplicates_sql, batch_params, query_one
 from batchline.domain import accounting, ids
 from batchline.domain.accounting import BatchFacts
+from batchline.domain.errors import InvalidMessage
 from batchline.domain.item_shape import PAIRS_SQL, Shape
-from batchline.domain.messages import InvalidMessage, WorkMessage, parse_model
+from batchline.domain.messages import WorkMessage, parse_model
 
 _DML_TARGET = re.compile(r"^\s*(?:MERGE|INSERT|UPDATE|DELETE)\s+(?:INTO\s+|FROM\s+)?`?([A-Za-z0-9_.\-]+)`?",
                          re.IGNORECASE)

@@ -19,25 +19,27 @@ import datetime as dt
 import time
 import uuid
 
-from batchline.adapters.batch_store import DISPATCHING, BatchConflict, BatchStore, RepairAlreadyAttempted, UnknownItem
+from batchline.adapters.batch_store import DISPATCHING, BatchStore
 from batchline.adapters.clients import Clients
-from batchline.adapters.control_records import ControlBusy, RequestStore  # noqa: F401 - this module's interface
-from batchline.adapters.freshness import StaleInputs
+from batchline.adapters.control_records import RequestStore  # noqa: F401 - this module's interface
 from batchline.domain import control_requests as ctl
 from batchline.domain import lifecycle as lc
 from batchline.domain.control_lifecycle import ACCEPTED, DONE, FAILED, FINAL, REFUSED, RENEW_EVERY  # noqa: F401
-from batchline.domain.messages import InvalidMessage, PushEnvelope, ReconcileRequest, StartRequest, decode_data
+from batchline.domain.errors import (
+    BatchConflict,
+    DispatchStillHeld,
+    InvalidMessage,
+    RepairAlreadyAttempted,
+    StaleInputs,
+    UnknownItem,
+)
+from batchline.domain.messages import PushEnvelope, ReconcileRequest, StartRequest, decode_data
 from batchline.flows.dispatch import resume_dispatch, start_batch
 from batchline.flows.leases import KeepAlive
 from batchline.flows.reconcile import reconcile
 from batchline.flows.repair import consolidate_again, start_repair
 from batchline.flows.replay import replay_dead_letters
 from batchline.logs import log_event
-
-
-class DispatchStillHeld(RuntimeError):
-    """The batch an earlier attempt started is still held by a dispatcher that renews its lease:
-    a transient answer (5xx), so a later delivery looks again."""
 
 
 class Attempt:

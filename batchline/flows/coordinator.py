@@ -22,7 +22,6 @@ from batchline.adapters.batch_store import (
     OPEN_STATUSES,
     BatchStore,
     ItemSnapshot,
-    UnknownItem,
     now,
 )
 from batchline.adapters.clients import Clients
@@ -31,11 +30,17 @@ from batchline.domain import control_requests as ctl
 from batchline.domain import faults as faults_mod
 from batchline.domain import ids, item_shape
 from batchline.domain import lifecycle as lc
+from batchline.domain.errors import (
+    ConsolidationError,
+    InvalidMessage,
+    MergeAttemptFailed,
+    StallCheckErrors,
+    UnknownItem,
+)
 from batchline.domain.messages import (
     BatchSummary,
     CompletionMessage,
     ConsolidationRequest,
-    InvalidMessage,
     PushEnvelope,
     WorkMessage,
     decode_data,
@@ -47,7 +52,7 @@ from batchline.flows import merge_record as merge_recovery
 from batchline.flows.consolidation_request import request_consolidation_if_done
 from batchline.flows.dispatch import StartResult, expected_items, start_batch  # noqa: F401 - the coordinator's routes
 from batchline.flows.leases import LeaseKeeper
-from batchline.flows.stall import StallCheckErrors, stall_check  # noqa: F401 - the coordinator's routes
+from batchline.flows.stall import stall_check  # noqa: F401 - the coordinator's routes
 from batchline.logs import log_event
 from batchline.topology import TOPOLOGY
 
@@ -283,12 +288,12 @@ def consolidate_batch(clients: Clients, batch_id: str, batch: dict, lease: str,
                       affected_rows=result.affected_rows, verified_rows=result.verified_rows,
                       timings_s=result.timings_s)
             time.sleep(injected.pause_after_merge)  # the pause_after_merge fault: killed before cleanup
-    except cons.MergeAttemptFailed as exc:
+    except MergeAttemptFailed as exc:
         moved = store.next_merge_attempt(batch_id, lease, attempt)
         log_event("merge_attempt_failed", severity="ERROR", batch_id=batch_id, job_id=exc.job_id,
                   attempt=attempt, next_attempt=attempt + 1 if moved else None, error=str(exc))
         raise
-    except cons.ConsolidationError as exc:
+    except ConsolidationError as exc:
         # A re-open runs a new MERGE after this one (merge_recovery never re-records a rejected job).
         store.transition(batch_id, [CONSOLIDATING], {
             "status": CONSOLIDATION_FAILED, "error": str(exc)[:4000], "failure_kind": lc.PERMANENT,

@@ -43,17 +43,12 @@ from google.cloud import bigquery, firestore
 
 from batchline.adapters import manifests, staging
 from batchline.adapters import merge as cons
-from batchline.adapters.batch_store import (
-    ACTIVE_STATUSES,
-    CONSOLIDATION_FAILED,
-    ORPHAN_LEASE,
-    BatchStore,
-    now,
-)
+from batchline.adapters.batch_store import ACTIVE_STATUSES, CONSOLIDATION_FAILED, ORPHAN_LEASE, BatchStore, now
 from batchline.adapters.clients import Clients
 from batchline.domain import ids
 from batchline.domain import lifecycle as lc
 from batchline.domain.accounting import ORPHAN_GENERATION_BASE, merged_pins
+from batchline.domain.errors import ConsolidationError, MergeAttemptFailed
 from batchline.logs import log_event
 
 LIST_CAP = 200_000
@@ -251,7 +246,7 @@ def _merge(clients: Clients, store: BatchStore, game_date: dt.date, batch: dict,
     try:
         result = cons.merge_staging(clients.bq, clients.settings, batch_id, game_date, pin, len(manifest),
                                     generation=generation, verify_only_merged=True)
-    except (cons.ConsolidationError, cons.MergeAttemptFailed) as exc:
+    except (ConsolidationError, MergeAttemptFailed) as exc:
         store.set_batch_fields(batch_id, {"orphan_merge_pending": None, "orphan_merge_error": str(exc)[:2000]})
         log_event("orphan_merge_failed", severity="ERROR", batch_id=batch_id, game_date=game_date,
                   items=sorted(manifest)[:200], error=str(exc))

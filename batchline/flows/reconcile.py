@@ -20,9 +20,9 @@ from dataclasses import asdict, dataclass
 from google.api_core import exceptions as gexc
 from google.cloud import bigquery
 
-from batchline.adapters.batch_store import BatchConflict, RepairAlreadyAttempted
 from batchline.adapters.clients import Clients
 from batchline.domain import ids
+from batchline.domain.errors import BatchConflict, RepairAlreadyAttempted
 from batchline.domain.item_shape import PAIRS_SQL, Shape, shape_problem
 from batchline.domain.messages import ReconcileRequest, StartRequest
 from batchline.flows.dispatch import expected_items, start_batch

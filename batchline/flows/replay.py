@@ -29,12 +29,12 @@ from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1
 
 from batchline.adapters import dead_letter_records as dead_letters
-from batchline.adapters.batch_store import BatchConflict, BatchStore
+from batchline.adapters.batch_store import BatchStore
 from batchline.adapters.clients import Clients
 from batchline.adapters.dead_letter_records import DEAD_LETTER_ATTRIBUTE_PREFIX, DeadLetterLog
 from batchline.adapters.delivery_errors import LAST_ERROR
 from batchline.domain import ids
-from batchline.domain.messages import InvalidMessage
+from batchline.domain.errors import BatchConflict, InvalidMessage
 from batchline.flows.repair import consolidate_again, start_repair
 from batchline.logs import log_event
 

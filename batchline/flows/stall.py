@@ -30,14 +30,11 @@ from batchline.adapters.batch_store import (
 )
 from batchline.adapters.clients import Clients
 from batchline.domain import lifecycle as lc
+from batchline.domain.errors import StallCheckErrors
 from batchline.domain.messages import StallCheckRequest, WorkMessage, encode
 from batchline.flows.consolidation_request import publish_claimed, request_consolidation_if_done
 from batchline.flows.dispatch import resume_dispatch
 from batchline.logs import log_event
-
-
-class StallCheckErrors(RuntimeError):
-    """Some batches could not be checked; the others were. Answered 5xx so the scheduler retries."""
 
 
 def stall_check(clients: Clients, req: StallCheckRequest) -> list[dict]:

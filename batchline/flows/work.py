@@ -13,16 +13,16 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from batchline.adapters.batch_store import COMPLETED, OPEN_STATUSES, BatchStore, UnknownItem
+from batchline.adapters.batch_store import COMPLETED, OPEN_STATUSES, BatchStore
 from batchline.adapters.clients import Clients
 from batchline.adapters.delivery_errors import recorded_on_failure
 from batchline.adapters.staging import ITEM_COLUMN, WRITE_COLUMN, live_schema
 from batchline.domain import faults as faults_mod
 from batchline.domain import ids, item_shape
+from batchline.domain.errors import FaultInjected, InvalidMessage, InvalidRows, UnknownItem
 from batchline.domain.messages import (
     MAX_DELIVERY_ATTEMPT,
     CompletionMessage,
-    InvalidMessage,
     PushEnvelope,
     WorkMessage,
     decode_data,
@@ -60,10 +60,6 @@ def build_rows(msg: WorkMessage, predictor: Predictor, now: dt.datetime) -> list
             "is_active": True,
         })
     return rows
-
-
-class InvalidRows(ValueError):
-    """The predictor produced rows the main table cannot take (e.g. a prediction id twice)."""
 
 
 def check_rows(rows: list[dict]) -> None:
@@ -135,7 +131,7 @@ def _deliver(clients: Clients, store: BatchStore, msg: WorkMessage, batch: dict,
     check_rows(rows)
     try:
         if injected.fires("staging_write", msg.item_id, attempt):
-            raise faults_mod.FaultInjected("injected staging write failure")
+            raise FaultInjected("injected staging write failure")
         schema = live_schema(clients.bq, table_id)
         count = clients.appender.append(table_id, schema, [
             {**r, ITEM_COLUMN: msg.item_id, WRITE_COLUMN: write_id} for r in rows])
@@ -149,7 +145,7 @@ def _deliver(clients: Clients, store: BatchStore, msg: WorkMessage, batch: dict,
                                    write_id=write_id, row_count=count, write_status="ok", attempt=attempt)
     try:
         if injected.fires("completion_publish", msg.item_id, attempt):
-            raise faults_mod.FaultInjected("injected completion publish failure")
+            raise FaultInjected("injected completion publish failure")
         message_id = clients.publish("completions", encode(completion), batch_id=msg.batch_id,
                                      item_id=msg.item_id)
     except Exception as exc:

@@ -25,6 +25,7 @@ import batchline
 from batchline.adapters import freshness, manifests, staging
 from batchline.adapters import merge as consolidate
 from batchline.domain import ids
+from batchline.domain.errors import ConsolidationError
 from batchline.domain.item_shape import EXPECTED_PAIRS
 from batchline.domain.schema import MAIN_TABLE_COLUMNS
 from batchline.flows import batch_facts, coordinator, dispatch, ledger, orphans, reconcile
@@ -137,7 +138,7 @@ def _merge(staging_main_schema: list[SchemaField] = MAIN_SCHEMA, main_schema: li
 
     bq = RecordingBigQuery(tables, answer)
     if fail_transiently:
-        with pytest.raises(consolidate.ConsolidationError, match="affected 0 rows"):
+        with pytest.raises(ConsolidationError, match="affected 0 rows"):
             consolidate.merge_staging(bq, S, BATCH, DATE, PIN, len(manifest), fail_transiently=True)
     else:
         consolidate.merge_staging(bq, S, BATCH, DATE, PIN, len(manifest), verify_only_merged=verify_only_merged)

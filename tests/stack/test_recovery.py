@@ -13,8 +13,8 @@ from google.cloud import bigquery
 
 from batchline.adapters import staging
 from batchline.adapters.batch_store import CONSOLIDATED, Item
-from batchline.adapters.merge import SchemaIncompatible
 from batchline.domain import ids
+from batchline.domain.errors import SchemaIncompatible
 from batchline.domain.messages import WorkMessage, encode
 from batchline.domain.predictor import SyntheticPredictor
 from batchline.flows.ledger import compute

@@ -145,9 +145,10 @@ def test_a_scheduled_player_without_an_item_is_missing_and_a_kept_table_is_no_pr
 def test_the_worker_refuses_a_short_predictor_output_before_writing_it():
     import datetime as dt
 
+    from batchline.domain.errors import InvalidRows
     from batchline.domain.messages import WorkMessage
     from batchline.domain.predictor import SyntheticPredictor
-    from batchline.flows.work import InvalidRows, build_rows, check_rows
+    from batchline.flows.work import build_rows, check_rows
 
     msg = WorkMessage(batch_id=B, game_date=dt.date(2030, 1, 1), item_id="p1", game_id="g1")
     rows = build_rows(msg, SyntheticPredictor(), dt.datetime(2030, 1, 1, tzinfo=dt.UTC))

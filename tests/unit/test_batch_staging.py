@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from batchline.adapters import manifests, staging
 from batchline.adapters import merge as c
 from batchline.domain import ids
+from batchline.domain.errors import ConsolidationError
 from batchline.domain.item_shape import EXPECTED_PAIRS
 from batchline.domain.schema import MAIN_TABLE_COLUMNS
 from batchline.settings import Settings
@@ -353,7 +354,7 @@ def test_a_merge_whose_items_all_match_their_staged_writes_is_verified():
 ])
 def test_one_item_whose_count_in_main_differs_fails_the_consolidation_naming_it(in_main):
     bq = _MergingBigQuery(STAGED, in_main, affected=15)
-    with pytest.raises(c.ConsolidationError, match="verification failed") as err:
+    with pytest.raises(ConsolidationError, match="verification failed") as err:
         c.merge_staging(bq, S, BATCH, DATE, PIN, len(MANIFEST))
     msg = str(err.value)
     assert f"player_b: staged 5, main {in_main.get('player_b', 0)} rows" in msg
@@ -366,5 +367,5 @@ def test_an_orphan_merge_verifies_only_its_items():
     result = c.merge_staging(bq, S, BATCH, DATE, PIN, 1, verify_only_merged=True)
     assert result.verified_items == 1
     bq = _MergingBigQuery({"player_b": 5}, {"player_b": 3}, affected=5)
-    with pytest.raises(c.ConsolidationError, match="player_b: staged 5, main 3 rows"):
+    with pytest.raises(ConsolidationError, match="player_b: staged 5, main 3 rows"):
         c.merge_staging(bq, S, BATCH, DATE, PIN, 1, verify_only_merged=True)

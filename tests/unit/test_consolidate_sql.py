@@ -10,6 +10,7 @@ from google.cloud.bigquery import SchemaField
 
 from batchline.adapters import manifests
 from batchline.adapters import merge as c
+from batchline.domain.errors import ConsolidationError, SchemaIncompatible
 from batchline.domain.schema import (
     MAIN_TABLE_COLUMNS,
     MAIN_TABLE_INSERT_ONLY,
@@ -84,7 +85,7 @@ def test_repeated_versus_single_or_different_record_fields_is_a_mismatch():
             SchemaField("r", "RECORD", fields=[SchemaField("a", "INT64")])]
     staging = {"k": SchemaField("k", "STRING"), "tags": SchemaField("tags", "STRING"),
                "r": SchemaField("r", "RECORD", fields=[SchemaField("a", "STRING")])}
-    with pytest.raises(c.SchemaIncompatible) as info:
+    with pytest.raises(SchemaIncompatible) as info:
         c.select_lists(main, {T1: staging})
     assert "tags is STRING, main table has ARRAY<STRING>" in str(info.value)
     assert "r is STRUCT<`a` STRING>, main table has STRUCT<`a` INT64>" in str(info.value)
@@ -92,7 +93,7 @@ def test_repeated_versus_single_or_different_record_fields_is_a_mismatch():
 
 def test_missing_required_column_raises_naming_table_and_column():
     staging = as_staging([f for f in main_schema() if f.name != "confidence"])
-    with pytest.raises(c.SchemaIncompatible) as info:
+    with pytest.raises(SchemaIncompatible) as info:
         c.select_lists(main_schema(), {T1: staging})
     assert T1 in str(info.value)
     assert "confidence" in str(info.value)
@@ -102,7 +103,7 @@ def test_missing_required_column_raises_naming_table_and_column():
 def test_type_mismatch_raises_naming_table_column_and_types():
     staging = as_staging(main_schema())
     staging["confidence"] = SchemaField("confidence", "STRING", mode="REQUIRED")
-    with pytest.raises(c.SchemaIncompatible) as info:
+    with pytest.raises(SchemaIncompatible) as info:
         c.select_lists(main_schema(), {T1: as_staging(main_schema()), T2: staging})
     msg = str(info.value)
     assert T2 in msg and "confidence" in msg and "STRING" in msg and "FLOAT64" in msg
@@ -111,7 +112,7 @@ def test_type_mismatch_raises_naming_table_column_and_types():
 
 def test_extra_column_raises_naming_table_and_column():
     staging = as_staging(main_schema()) | {"rogue_col": SchemaField("rogue_col", "STRING")}
-    with pytest.raises(c.SchemaIncompatible) as info:
+    with pytest.raises(SchemaIncompatible) as info:
         c.select_lists(main_schema(), {T1: staging})
     assert T1 in str(info.value) and "rogue_col" in str(info.value)
 
@@ -119,7 +120,7 @@ def test_extra_column_raises_naming_table_and_column():
 def test_every_problem_of_every_table_is_reported():
     bad1 = {"prediction_id": SchemaField("prediction_id", "STRING"), "n": SchemaField("n", "STRING")}
     bad2 = {"prediction_id": SchemaField("prediction_id", "STRING"), "zzz": SchemaField("zzz", "INT64")}
-    with pytest.raises(c.SchemaIncompatible) as info:
+    with pytest.raises(SchemaIncompatible) as info:
         c.select_lists(small_main(), {T1: bad1, T2: bad2})
     msg = str(info.value)
     assert f"{T1}: column n is STRING" in msg
@@ -128,7 +129,7 @@ def test_every_problem_of_every_table_is_reported():
 
 
 def test_schema_incompatible_is_consolidation_error():
-    assert issubclass(c.SchemaIncompatible, c.ConsolidationError)
+    assert issubclass(SchemaIncompatible, ConsolidationError)
 
 
 @pytest.mark.parametrize(("a", "b"), [("INTEGER", "INT64"), ("FLOAT", "FLOAT64"), ("BOOLEAN", "BOOL"),
@@ -144,13 +145,13 @@ def test_type_aliases_are_compatible(a, b):
                                       ("DATETIME", "TIMESTAMP"), ("STRING", "BYTES")])
 def test_distinct_types_are_incompatible(a, b):
     main = [SchemaField("x", a, mode="NULLABLE")]
-    with pytest.raises(c.SchemaIncompatible, match="column x"):
+    with pytest.raises(SchemaIncompatible, match="column x"):
         c.select_lists(main, {T1: {"x": SchemaField("x", b)}})
 
 
 @pytest.mark.parametrize("bad", ["STRING) AS x; DROP TABLE t; --", "ARRAY<INT64>", "INT 64", "INT64`"])
 def test_sql_type_rejects_non_alnum(bad):
-    with pytest.raises(c.SchemaIncompatible, match="unsupported column type"):
+    with pytest.raises(SchemaIncompatible, match="unsupported column type"):
         c._sql_type(bad)
 
 

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from batchline.domain import control_requests as ctl
-from batchline.domain.messages import InvalidMessage
+from batchline.domain.errors import InvalidMessage
 
 REPO = Path(__file__).resolve().parents[2]
 request_ids = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}", fullmatch=True)
@@ -164,8 +164,7 @@ def test_control_route_is_post_only(client):
 
 
 def test_every_refusal_of_the_control_path_keeps_its_reason_and_particulars():
-    from batchline.adapters.batch_store import BatchConflict, RepairAlreadyAttempted
-    from batchline.adapters.freshness import StaleInputs
+    from batchline.domain.errors import BatchConflict, RepairAlreadyAttempted, StaleInputs
     from batchline.flows.control import REFUSALS, refusal
 
     loaded = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)

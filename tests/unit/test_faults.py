@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from batchline.domain import faults
+from batchline.domain.errors import FaultInjected
 from batchline.domain.faults import FaultSpec
 
 FAST = settings(max_examples=200, deadline=None)
@@ -165,7 +166,7 @@ def test_poison_fires_staging_write_only(attempt, seed):
 
 
 def test_fault_injected_is_runtime_error():
-    assert issubclass(faults.FaultInjected, RuntimeError)
+    assert issubclass(FaultInjected, RuntimeError)
 
 
 def test_draws_do_not_depend_on_the_batch():

@@ -8,7 +8,8 @@ import json
 import pytest
 
 from batchline import settings as st_mod
-from batchline.adapters.freshness import StaleInputs, is_stale
+from batchline.adapters.freshness import is_stale
+from batchline.domain.errors import StaleInputs
 from batchline.domain.messages import StartRequest, parse_model
 from batchline.domain.schema import CONTEXT_TABLE_COLUMNS
 from batchline.http import run

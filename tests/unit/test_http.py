@@ -11,9 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from batchline.adapters.batch_store import BatchConflict, UnknownItem
-from batchline.domain.faults import FaultInjected
-from batchline.domain.messages import InvalidMessage
+from batchline.domain.errors import BatchConflict, FaultInjected, InvalidMessage, UnknownItem
 from batchline.http import log_context, run
 
 BODY = json.dumps({"message": {"data": base64.b64encode(b"{}").decode(), "messageId": "1",

@@ -13,6 +13,7 @@ from google.cloud.bigquery import SchemaField
 from batchline.adapters import merge as c
 from batchline.adapters import staging
 from batchline.domain import ids
+from batchline.domain.errors import ConsolidationError, MergeAttemptFailed
 from batchline.domain.schema import MAIN_TABLE_COLUMNS
 from batchline.settings import Settings
 
@@ -129,14 +130,14 @@ def test_the_merge_and_the_staged_counts_read_only_the_pinned_writes():
 def test_a_pinned_write_not_staged_fails_before_the_merge():
     """The pin names 3 writes, the staging table holds 2 of them: nothing is merged, the table is kept."""
     bq = _BigQuery(STAGED, affected=10, in_main=GOOD)
-    with pytest.raises(c.ConsolidationError, match="names 3 writes; the batch staging table holds 2"):
+    with pytest.raises(ConsolidationError, match="names 3 writes; the batch staging table holds 2"):
         _merge(bq, pinned_items=3)
     assert not any(s.startswith("MERGE") for s in bq.statements)
 
 
 def test_a_merge_that_changed_nothing_while_staging_holds_rows_fails_and_keeps_the_tables():
     bq = _BigQuery(STAGED, affected=0, in_main=GOOD)
-    with pytest.raises(c.ConsolidationError, match="affected 0 rows while staging holds 10"):
+    with pytest.raises(ConsolidationError, match="affected 0 rows while staging holds 10"):
         _merge(bq)
 
 
@@ -149,7 +150,7 @@ def test_a_merge_that_changed_nothing_while_staging_holds_rows_fails_and_keeps_t
 def test_one_item_whose_rows_in_main_differ_from_its_staged_write_fails_naming_it(in_main, detail):
     # the totals can even agree (a row moved between items): verification is per item
     bq = _BigQuery(STAGED, affected=10, in_main=in_main)
-    with pytest.raises(c.ConsolidationError, match="verification failed for 1 items") as err:
+    with pytest.raises(ConsolidationError, match="verification failed for 1 items") as err:
         _merge(bq)
     assert detail in str(err.value) and "player_a" not in str(err.value)
 
@@ -157,7 +158,7 @@ def test_one_item_whose_rows_in_main_differ_from_its_staged_write_fails_naming_i
 def test_a_missing_staging_table_fails_before_any_statement():
     bq = _BigQuery(STAGED, affected=10, in_main=GOOD)
     del bq.tables[S.staging_table_id(ids.batch_staging_table(BATCH))]
-    with pytest.raises(c.ConsolidationError, match="does not exist"):
+    with pytest.raises(ConsolidationError, match="does not exist"):
         _merge(bq)
     assert bq.statements == []
 
@@ -171,14 +172,14 @@ def test_a_bad_pin_is_refused_before_any_statement():
 
 def test_active_duplicates_after_the_merge_fail_it():
     bq = _BigQuery(STAGED, affected=10, in_main=GOOD, dup=3)
-    with pytest.raises(c.ConsolidationError, match="3 active rows for 2030-01-15 beyond one"):
+    with pytest.raises(ConsolidationError, match="3 active rows for 2030-01-15 beyond one"):
         _merge(bq)
 
 
 def test_a_finished_job_with_a_passing_reason_is_a_failed_attempt():
     bq = _BigQuery(STAGED, affected=0, in_main=GOOD,
                    merge_error=gexc.InternalServerError("backend"), reason="backendError")
-    with pytest.raises(c.MergeAttemptFailed) as err:
+    with pytest.raises(MergeAttemptFailed) as err:
         _merge(bq, attempt=2)
     assert err.value.job_id == c.merge_job_id(BATCH, 0, 2)
 
@@ -186,7 +187,7 @@ def test_a_finished_job_with_a_passing_reason_is_a_failed_attempt():
 def test_a_finished_job_with_any_other_reason_is_permanent():
     bq = _BigQuery(STAGED, affected=0, in_main=GOOD,
                    merge_error=gexc.BadRequest("Unrecognized name: edge"), reason="invalidQuery")
-    with pytest.raises(c.ConsolidationError, match="rejected by BigQuery"):
+    with pytest.raises(ConsolidationError, match="rejected by BigQuery"):
         _merge(bq)
 
 
@@ -200,7 +201,7 @@ def test_a_job_whose_fate_is_unknown_is_waited_for_not_replaced():
 def test_the_injected_transient_failure_runs_a_failing_statement_under_the_attempts_job_id():
     bq = _BigQuery(STAGED, affected=0, in_main=GOOD,
                    merge_error=gexc.BadRequest("injected"), reason="invalidQuery")
-    with pytest.raises(c.MergeAttemptFailed):
+    with pytest.raises(MergeAttemptFailed):
         _merge(bq, fail_transiently=True)
     assert not any(s.startswith("MERGE") for s in bq.statements)
 

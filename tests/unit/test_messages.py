@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from batchline.domain import messages as m
+from batchline.domain.errors import InvalidMessage
 
 FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 MEDIUM = settings(FAST, max_examples=100)  # pydantic validation of nested JSON is the slowest part
@@ -87,14 +88,14 @@ def test_a_push_body_holding_a_message_at_the_data_limit_is_accepted():
 
 @pytest.mark.parametrize("attempt", [m.MAX_DELIVERY_ATTEMPT + 1, 5000, 10**30])
 def test_delivery_attempt_beyond_what_a_completion_can_carry_is_rejected_upfront(attempt):
-    with pytest.raises(m.InvalidMessage, match="deliveryAttempt"):
+    with pytest.raises(InvalidMessage, match="deliveryAttempt"):
         m.parse_envelope(envelope_bytes(m.encode(work()), deliveryAttempt=attempt))
     env = m.parse_envelope(envelope_bytes(m.encode(work()), deliveryAttempt=m.MAX_DELIVERY_ATTEMPT))
     m.CompletionMessage(**{**completion(), "attempt": env.delivery_attempt})  # the bound is shared
 
 
 def test_negative_delivery_attempt_rejected():
-    with pytest.raises(m.InvalidMessage, match="deliveryAttempt"):
+    with pytest.raises(InvalidMessage, match="deliveryAttempt"):
         m.parse_envelope(envelope_bytes(m.encode(work()), deliveryAttempt=-1))
 
 
@@ -115,27 +116,27 @@ def test_envelope_allows_unknown_pubsub_fields():
     {"subscription": "s"},
 ])
 def test_malformed_envelopes_rejected(body):
-    with pytest.raises(m.InvalidMessage, match="not a Pub/Sub push envelope"):
+    with pytest.raises(InvalidMessage, match="not a Pub/Sub push envelope"):
         m.parse_envelope(json.dumps(body).encode())
 
 
 @pytest.mark.parametrize("body", [b"", b"not json", b"[1, 2]", b"42", b'"s"', b"null", b"\xff\xfe\x00",
                                   b"{\"a\": 1", b"\x00"])
 def test_non_object_bodies_rejected(body):
-    with pytest.raises(m.InvalidMessage):
+    with pytest.raises(InvalidMessage):
         m.parse_envelope(body)
 
 
 def test_max_push_body_bytes_enforced():
     body = envelope_bytes(m.encode(work()))
     padded = body[:-1] + b"," + b'"pad":"' + b"x" * m.MAX_PUSH_BODY_BYTES + b'"}'
-    with pytest.raises(m.InvalidMessage, match="limit"):
+    with pytest.raises(InvalidMessage, match="limit"):
         m.parse_envelope(padded)
     # exactly at the limit is still parsed (whitespace padding is valid JSON)
     at_limit = body + b" " * (m.MAX_PUSH_BODY_BYTES - len(body))
     assert len(at_limit) == m.MAX_PUSH_BODY_BYTES
     assert m.parse_envelope(at_limit).message.message_id == "123"
-    with pytest.raises(m.InvalidMessage, match="limit"):
+    with pytest.raises(InvalidMessage, match="limit"):
         m.parse_envelope(at_limit + b" ")
 
 
@@ -143,21 +144,21 @@ def test_max_message_bytes_enforced_on_decoded_data():
     data = b'{"pad": "' + b"x" * m.MAX_MESSAGE_BYTES + b'"}'
     env = m.PushEnvelope.model_validate(
         {"message": {"data": base64.b64encode(data).decode(), "messageId": "1"}, "subscription": "s"})
-    with pytest.raises(m.InvalidMessage, match="message data .* limit"):
+    with pytest.raises(InvalidMessage, match="message data .* limit"):
         m.decode_data(env)
 
 
 @pytest.mark.parametrize("data", ["not base64!", "YQ", "abc\n", "Zm9v-_==", "\u00e9\u00e9\u00e9\u00e9"])
 def test_decode_data_rejects_bad_base64(data):
     env = m.PushEnvelope.model_validate({"message": {"data": data, "messageId": "1"}, "subscription": "s"})
-    with pytest.raises(m.InvalidMessage):
+    with pytest.raises(InvalidMessage):
         m.decode_data(env)
 
 
 @pytest.mark.parametrize("raw", [b"", b"[]", b"1", b"\xff", b"{"])
 def test_decode_data_rejects_non_object_payloads(raw):
     env = m.parse_envelope(envelope_bytes(raw))
-    with pytest.raises(m.InvalidMessage, match="message data"):
+    with pytest.raises(InvalidMessage, match="message data"):
         m.decode_data(env)
 
 
@@ -167,7 +168,7 @@ def test_decode_data_rejects_non_object_payloads(raw):
 def test_parse_envelope_arbitrary_bytes(body):
     try:
         m.parse_envelope(body)
-    except m.InvalidMessage:
+    except InvalidMessage:
         pass
 
 
@@ -176,7 +177,7 @@ def test_parse_envelope_arbitrary_bytes(body):
 def test_parse_envelope_arbitrary_json(value):
     try:
         env = m.parse_envelope(json.dumps(value).encode())
-    except m.InvalidMessage:
+    except InvalidMessage:
         return
     assert isinstance(value, dict) and env.message.message_id
 
@@ -187,7 +188,7 @@ def test_decode_data_arbitrary_payload(raw):
     env = m.parse_envelope(envelope_bytes(raw))
     try:
         out = m.decode_data(env)
-    except m.InvalidMessage:
+    except InvalidMessage:
         return
     assert isinstance(out, dict)
 
@@ -198,7 +199,7 @@ def test_decode_data_arbitrary_data_string(data):
     env = m.PushEnvelope.model_validate({"message": {"data": data, "messageId": "1"}, "subscription": "s"})
     try:
         m.decode_data(env)
-    except m.InvalidMessage:
+    except InvalidMessage:
         pass
 
 
@@ -207,7 +208,7 @@ def test_decode_data_arbitrary_data_string(data):
 def test_parse_model_arbitrary_dict(model, payload):
     try:
         out = m.parse_model(model, payload)
-    except m.InvalidMessage as exc:
+    except InvalidMessage as exc:
         assert model.__name__ in str(exc)
         return
     assert isinstance(out, model)
@@ -220,7 +221,7 @@ def test_parse_model_fuzzed_work_field(field, value):
     payload[field] = value
     try:
         out = m.parse_model(m.WorkMessage, payload)
-    except m.InvalidMessage:
+    except InvalidMessage:
         return
     # whatever got through is still a valid identifier / in-range date
     assert m.parse_model(m.WorkMessage, json.loads(m.encode(out))) == out
@@ -234,7 +235,7 @@ def test_pathological_json_raises_invalid_message(body):
     assert len(body) <= m.MAX_MESSAGE_BYTES
     try:
         m.parse_envelope(body)
-    except m.InvalidMessage:
+    except InvalidMessage:
         return
     except Exception as exc:  # noqa: BLE001 - the point of the test
         pytest.fail(f"{type(exc).__name__} escaped parse_envelope")
@@ -253,7 +254,7 @@ def test_extra_fields_rejected(model):
         m.ReconcileRequest: {},
     }[model]
     m.parse_model(model, valid)
-    with pytest.raises(m.InvalidMessage, match="surprise"):
+    with pytest.raises(InvalidMessage, match="surprise"):
         m.parse_model(model, {**valid, "surprise": 1})
 
 
@@ -262,7 +263,7 @@ def test_completion_row_count_bounds(row_count, ok):
     if ok:
         assert m.parse_model(m.CompletionMessage, completion(row_count=row_count)).row_count == row_count
     else:
-        with pytest.raises(m.InvalidMessage, match="row_count"):
+        with pytest.raises(InvalidMessage, match="row_count"):
             m.parse_model(m.CompletionMessage, completion(row_count=row_count))
 
 
@@ -273,7 +274,7 @@ def test_completion_row_count_bounds(row_count, ok):
     ("write_id", "0123456789abcdef0123456789abcdef'"), ("write_id", None),
 ])
 def test_completion_field_validation(field, value):
-    with pytest.raises(m.InvalidMessage, match=field):
+    with pytest.raises(InvalidMessage, match=field):
         m.parse_model(m.CompletionMessage, completion(**{field: value}))
 
 
@@ -282,13 +283,13 @@ def test_completion_field_validation(field, value):
     ("game_date", "2026-02-30"), ("game_date", "1999-12-31"), ("v", 0),
 ])
 def test_work_message_field_validation(field, value):
-    with pytest.raises(m.InvalidMessage, match=field):
+    with pytest.raises(InvalidMessage, match=field):
         m.parse_model(m.WorkMessage, json.loads(m.encode(work())) | {field: value})
 
 
 def test_consolidation_reason_is_closed_set():
     assert m.parse_model(m.ConsolidationRequest, {"batch_id": BATCH, "reason": "stalled"}).reason == "stalled"
-    with pytest.raises(m.InvalidMessage, match="reason"):
+    with pytest.raises(InvalidMessage, match="reason"):
         m.parse_model(m.ConsolidationRequest, {"batch_id": BATCH, "reason": "whatever"})
 
 
@@ -301,13 +302,13 @@ def test_stall_check_bounds(payload, ok):
     if ok:
         m.parse_model(m.StallCheckRequest, payload)
     else:
-        with pytest.raises(m.InvalidMessage):
+        with pytest.raises(InvalidMessage):
             m.parse_model(m.StallCheckRequest, payload)
 
 
 def test_start_request_faults_length_limit():
     assert m.parse_model(m.StartRequest, {"faults": "x" * 1000}).faults == "x" * 1000
-    with pytest.raises(m.InvalidMessage, match="faults"):
+    with pytest.raises(InvalidMessage, match="faults"):
         m.parse_model(m.StartRequest, {"faults": "x" * 1001})
 
 
@@ -327,14 +328,14 @@ def test_parse_json_body_empty_is_empty_object(body):
 def test_parse_json_body_parses_object_and_rejects_others():
     assert m.parse_json_body(b'{"game_date": "2026-01-15"}') == {"game_date": "2026-01-15"}
     for bad in (b"[]", b"nope", b"1"):
-        with pytest.raises(m.InvalidMessage, match="request body"):
+        with pytest.raises(InvalidMessage, match="request body"):
             m.parse_json_body(bad)
-    with pytest.raises(m.InvalidMessage, match="limit"):
+    with pytest.raises(InvalidMessage, match="limit"):
         m.parse_json_body(b"{" + b" " * m.MAX_MESSAGE_BYTES + b"}")
 
 
 def test_invalid_message_is_value_error():
-    assert issubclass(m.InvalidMessage, ValueError)
+    assert issubclass(InvalidMessage, ValueError)
 
 
 # -- strict ISO dates on every model that takes one ---------------------------------------------
@@ -349,7 +350,7 @@ DATED = [(m.StartRequest, {}), (m.ReconcileRequest, {}),
     "", " ", "2025-02-30", "20260115", True, [2026, 1, 15], {"y": 2026},
 ])
 def test_game_dates_are_strict_iso_strings_everywhere(model, rest, raw):
-    with pytest.raises(m.InvalidMessage, match="game_date"):
+    with pytest.raises(InvalidMessage, match="game_date"):
         m.parse_model(model, {**rest, "game_date": raw})
 
 

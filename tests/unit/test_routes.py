@@ -152,9 +152,9 @@ def test_a_dead_letter_its_handler_cannot_place_is_recorded_under_its_message_id
                                                                                  capsys):
     """Whatever the handler refuses (InvalidMessage, UnknownItem) is recorded and acked here too, so a
     change inside handle_dead_letter cannot turn a refusal into an endless redelivery."""
-    from batchline.adapters.batch_store import UnknownItem
+    from batchline.domain.errors import InvalidMessage, UnknownItem
     client_module = sys.modules["main"]
-    for exc in (UnknownItem("batch b has no item i"), client_module.core.InvalidMessage("bad completion")):
+    for exc in (UnknownItem("batch b has no item i"), InvalidMessage("bad completion")):
         monkeypatch.setattr(client_module.core, "handle_dead_letter", lambda *a, e=exc: (_ for _ in ()).throw(e))
         resp = dead_letters.post("/dead-letters/completions", data=envelope(b"{}"))
         assert resp.status_code == 200 and resp.get_json()["result"] == "rejected"

@@ -12,9 +12,7 @@ from pathlib import Path
 import functions_framework
 import pytest
 
-from batchline.adapters.batch_store import BatchConflict
-from batchline.adapters.freshness import StaleInputs
-from batchline.domain.messages import InvalidMessage
+from batchline.domain.errors import BatchConflict, InvalidMessage, StaleInputs
 from batchline.http import refused_for_scheduler
 from batchline.schedules import JOB_TARGETS, ScheduledJob, SchedulerRetry, is_scheduler_call, scheduler_headers
 
