@@ -1,4 +1,5 @@
-"""The batch-state fields that grow with a batch's item count, declared once.
+"""The Firestore layout of batch state, declared once for the batch store and for infra: its
+collections, and the fields that grow with a batch's item count (exempt from indexing).
 
 Firestore indexes every field of every document by default, two entries per scalar (ascending and
 descending, map subfields included) and one per array element, and refuses a write that gives one
@@ -13,7 +14,17 @@ the 1 MiB document limit it does enforce.
 
 from __future__ import annotations
 
-from batchline.adapters.batch_store import BATCHES, DATES, MANIFESTS
+# The collections of batch state (the batch store, batchline/adapters/batch_store, is their one writer):
+#   batches/{batch_id}                           status, expected count, consolidation record, counts
+#   batches/{batch_id}/items/{item_id}           one document per work item
+#   batches/{batch_id}/progress/{n}              terminal items counted per shard of 50
+#   batches/{batch_id}/manifests/g<gen>_a<att>   a MERGE attempt's pin (its rows: adapters/manifests.py)
+#   batches/{batch_id}/dead_letters/{hash}       one per dead-lettered work message
+#   dates/{game_date}                            the date's active batch, repairs, the orphan-merge lease
+#   rejected_messages/{hash}                     dead letters no item could be found for
+#   control_requests/{hash}                      one per operator request id
+BATCHES, ITEMS, PROGRESS, MANIFESTS, DEAD_LETTERS = "batches", "items", "progress", "manifests", "dead_letters"
+DATES, REJECTED, CONTROL_REQUESTS = "dates", "rejected_messages", "control_requests"
 
 # collection group -> top-level fields exempted from every automatic index
 UNINDEXED: dict[str, tuple[str, ...]] = {

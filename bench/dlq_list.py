@@ -25,7 +25,8 @@ import common
 import requests
 
 import batchline
-from batchline.adapters.batch_store import TERMINAL_STATUSES, BatchStore
+from batchline.adapters.batch_store import BatchStore
+from batchline.domain.lifecycle import TERMINAL_STATUSES
 from batchline.local.provision import seed_context, synthetic_context
 
 

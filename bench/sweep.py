@@ -35,8 +35,9 @@ import requests
 from common import RESULTS_DIR, loadavg, machine, percentile, r, read_results, stack, utc_now, wait_quiet, write_json
 
 import batchline
-from batchline.adapters.batch_store import TERMINAL_STATUSES, BatchStore
+from batchline.adapters.batch_store import BatchStore
 from batchline.domain import faults as faults_mod
+from batchline.domain.lifecycle import TERMINAL_STATUSES
 from batchline.flows.ledger import compute
 from batchline.local.provision import seed_context, synthetic_context
 

@@ -27,10 +27,9 @@ import hashlib
 
 from google.cloud import firestore
 
-from batchline.adapters.batch_store import BATCHES
 from batchline.domain import ids
+from batchline.layout import BATCHES, DEAD_LETTERS
 
-DEAD_LETTERS = "dead_letters"
 DEAD_LETTER_ATTRIBUTE_PREFIX = "CloudPubSubDeadLetter"
 #: The phrase the dead-letter handler puts in an item's `failure_reason` (older batches have only that).
 DEAD_LETTER_REASON = "dead-lettered"

@@ -23,7 +23,6 @@ from batchline.domain.errors import InvalidMessage
 from batchline.domain.messages import BatchId, GameDate, ItemId, _errors, _Strict
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
-CONTROL_REQUESTS = "control_requests"  # Firestore collection: one document per request id
 REPLAY_SOURCES = ("work", "completions", "consolidation", "control")
 MAX_REDISPATCH_ITEMS = 1000
 MAX_REPLAY = 1000

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 # Batch statuses.
 DISPATCHING = "dispatching"
@@ -300,3 +301,129 @@ def decide_claim_rejected(item: dict, *, claimed_write: str, action: str, reason
     else:
         raise ValueError(f"unknown claim verdict {action!r}")
     return action, update
+
+
+# The reconciliation merges orphaned staged rows of a date under this lease on the date document;
+# a start of the date waits (409) while it is held, so no batch MERGE can race an orphan MERGE.
+ORPHAN_LEASE = dt.timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
+class Item:
+    """One work item of a batch: a player of the date's schedule and the game it plays in."""
+
+    item_id: str
+    game_id: str
+
+
+# -- registering a new run of a date ---------------------------------------------------------------
+@dataclass(frozen=True)
+class NewRun:
+    """What registering a new run of a date decides (decide_new_run). Exactly one of: a conflict (the
+    date is held), `repaired_by` (a repair whose items were all repaired already), or the date
+    document's update (with the run it supersedes, if any)."""
+
+    superseded: str | None = None
+    date_update: dict | None = None
+    conflict: tuple[str, str | None, str | None] | None = None  # (holding batch, its status, why)
+    repaired_by: str | None = None
+
+
+def decide_new_run(
+    date_doc: dict,
+    previous_status: str | None,
+    *,
+    batch_id: str,
+    game_date: str,
+    force: bool,
+    only_items: list[str] | None,
+    repeat_repair: bool,
+    now: dt.datetime,
+) -> NewRun:
+    """Whether batch `batch_id` may become the date's active run, given the date document and the status
+    of its active run. The reconciliation's orphan-merge lease holds every start; a repair (`only_items`)
+    is refused while the date's newest run failed consolidation (repair_blocked); an active run
+    holds a plain start, and even a forced one while it consolidates (superseding it mid-MERGE could land
+    the old batch's rows after the new one's). Repairs accumulate on the date document since its last
+    full run (decide_repair), which a full run starts afresh."""
+    previous = date_doc.get("active_batch_id")
+    if orphan_merge_held(date_doc, now):
+        return NewRun(conflict=(str(date_doc.get("orphan_merge_batch_id") or previous), MERGING_ORPHANS, None))
+    superseded = None
+    if previous:
+        blocked = repair_blocked(previous, previous_status, game_date) if only_items is not None else None
+        if blocked:
+            return NewRun(conflict=(previous, previous_status, blocked))
+        if previous_status in ACTIVE_STATUSES:
+            if not force or previous_status in (CONSOLIDATION_REQUESTED, CONSOLIDATING):
+                return NewRun(conflict=(previous, previous_status, None))
+            superseded = previous
+    date_update = {"active_batch_id": batch_id, "updated_at": now}
+    if only_items is not None:
+        repaired_by, record = decide_repair(date_doc, only_items, batch_id, repeat=repeat_repair)
+        if record is None:
+            return NewRun(repaired_by=str(repaired_by))
+        date_update.update(record)
+    return NewRun(superseded=superseded, date_update=date_update)
+
+
+def new_batch_document(
+    batch_id: str,
+    game_date: str,
+    item_ids: list[str],
+    shard_sizes: list[int],
+    *,
+    force: bool,
+    faults: str | None,
+    dispatch_token: str,
+    only_items: list[str] | None,
+    scheduled_items: list[str] | None,
+    now: dt.datetime,
+) -> dict:
+    """A new run's batch document: dispatching, born holding its starter's dispatch lease; one `now`, so
+    created_at and updated_at agree."""
+    return {
+        "batch_id": batch_id,
+        "game_date": game_date,
+        "status": DISPATCHING,
+        "expected_items": len(item_ids),
+        "progress_shard_items": shard_sizes,
+        "force": force,
+        "faults": faults,
+        "dispatch_token": dispatch_token,
+        "dispatch_lease_until": now + DISPATCH_LEASE,
+        "only_items": only_items,
+        "scheduled_items": scheduled_items,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def superseded_update(by: str, now: dt.datetime) -> dict:
+    return {"status": SUPERSEDED, "superseded_by": by, "updated_at": now}
+
+
+# -- the date's orphan-merge lease -----------------------------------------------------------------
+def decide_orphan_lease(
+    date_doc: dict, active_status: str | None, token: str, label: str, game_date: str, now: dt.datetime
+) -> Decision:
+    """(None, the lease fields) when the reconciliation holding `token` may merge the date's orphans now,
+    (why not, None) otherwise: another reconciliation holds it, or the date's newest run is still active
+    or failed consolidation (its orphans wait for it)."""
+    if date_doc.get("orphan_merge_token") != token and orphan_merge_held(date_doc, now):
+        return "another reconciliation is merging this date's orphans", None
+    active = date_doc.get("active_batch_id")
+    if active and active_status in ACTIVE_STATUSES:
+        return f"the date's batch {active} is still {active_status}; its orphans wait for it", None
+    if active and active_status == CONSOLIDATION_FAILED:
+        return (
+            f"the date's newest batch {active} failed consolidation: fix the cause and re-consolidate it "
+            f"(`batchline consolidate {active} --wait`), or run the date again (`batchline start {game_date} "
+            f"--wait`); its orphans wait for that"
+        ), None
+    return None, {
+        "orphan_merge_token": token,
+        "orphan_merge_until": now + ORPHAN_LEASE,
+        "orphan_merge_batch_id": label,
+        "updated_at": now,
+    }

@@ -19,7 +19,7 @@ import datetime as dt
 import time
 import uuid
 
-from batchline.adapters.batch_store import DISPATCHING, BatchStore
+from batchline.adapters.batch_store import BatchStore
 from batchline.adapters.clients import Clients
 from batchline.adapters.control_records import RequestStore  # noqa: F401 - this module's interface
 from batchline.domain import control_requests as ctl
@@ -33,6 +33,7 @@ from batchline.domain.errors import (
     StaleInputs,
     UnknownItem,
 )
+from batchline.domain.lifecycle import DISPATCHING
 from batchline.domain.messages import PushEnvelope, ReconcileRequest, StartRequest, decode_data
 from batchline.flows.dispatch import resume_dispatch, start_batch
 from batchline.flows.leases import KeepAlive

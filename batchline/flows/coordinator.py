@@ -14,16 +14,7 @@ from google.cloud import bigquery, firestore
 
 from batchline.adapters import delivery_errors, manifests, staging
 from batchline.adapters import merge as cons
-from batchline.adapters.batch_store import (
-    COMPLETED,
-    CONSOLIDATED,
-    CONSOLIDATING,
-    CONSOLIDATION_FAILED,
-    OPEN_STATUSES,
-    BatchStore,
-    ItemSnapshot,
-    now,
-)
+from batchline.adapters.batch_store import BatchStore, ItemSnapshot, now
 from batchline.adapters.clients import Clients
 from batchline.adapters.dead_letter_records import DeadLetterLog
 from batchline.domain import control_requests as ctl
@@ -37,6 +28,7 @@ from batchline.domain.errors import (
     StallCheckErrors,
     UnknownItem,
 )
+from batchline.domain.lifecycle import COMPLETED, CONSOLIDATED, CONSOLIDATING, CONSOLIDATION_FAILED, OPEN_STATUSES
 from batchline.domain.messages import (
     BatchSummary,
     CompletionMessage,

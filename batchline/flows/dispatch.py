@@ -19,12 +19,13 @@ from dataclasses import dataclass
 from google.cloud import bigquery
 
 from batchline.adapters import staging
-from batchline.adapters.batch_store import DISPATCH_FAILED, DISPATCHING, PENDING, BatchStore, Item
+from batchline.adapters.batch_store import BatchStore
 from batchline.adapters.clients import Clients
 from batchline.adapters.freshness import check_fresh
 from batchline.domain import faults as faults_mod
 from batchline.domain import ids, pacing
 from batchline.domain.errors import BatchConflict, DispatchLost, InvalidMessage
+from batchline.domain.lifecycle import DISPATCH_FAILED, DISPATCHING, PENDING, Item
 from batchline.domain.messages import StartRequest, WorkMessage, encode
 from batchline.flows.consolidation_request import request_consolidation_if_done
 from batchline.logs import log_event

@@ -43,12 +43,12 @@ from google.cloud import bigquery, firestore
 
 from batchline.adapters import manifests, staging
 from batchline.adapters import merge as cons
-from batchline.adapters.batch_store import ACTIVE_STATUSES, CONSOLIDATION_FAILED, ORPHAN_LEASE, BatchStore, now
+from batchline.adapters.batch_store import BatchStore, now
 from batchline.adapters.clients import Clients
 from batchline.domain import ids
-from batchline.domain import lifecycle as lc
 from batchline.domain.accounting import ORPHAN_GENERATION_BASE, merged_pins
 from batchline.domain.errors import ConsolidationError, MergeAttemptFailed
+from batchline.domain.lifecycle import ACTIVE_STATUSES, CONSOLIDATION_FAILED
 from batchline.logs import log_event
 
 LIST_CAP = 200_000
@@ -116,17 +116,24 @@ def handle_orphans(clients: Clients, game_date: dt.date, schedule: set[str]) -> 
         if status in ACTIVE_STATUSES:
             stale = f"batch still {status} after {s.orphan_age_hours} h; the stall check owns it"
             (report.kept if day == game_date else report.elsewhere).update(
-                {t.table_id: stale for t in tables if t.created is None or now() - t.created > age})
+                {t.table_id: stale for t in tables if t.created is None or now() - t.created > age}
+            )
             continue
         if day != game_date:
-            report.elsewhere.update(dict.fromkeys(names, f"a table of {day}; reconcile that date to finish it"
-                                                  if day else "its batch id names no date"))
+            report.elsewhere.update(
+                dict.fromkeys(
+                    names,
+                    f"a table of {day}; reconcile that date to finish it" if day else "its batch id names no date",
+                )
+            )
             continue
         if batch is None:
             reason = "no batch document records this batch"
         elif status == CONSOLIDATION_FAILED and batch_id == newest:
-            reason = (f"its batch's consolidation failed and it is the date's newest run: fix the cause, then "
-                      f"`batchline consolidate {batch_id} --wait`")
+            reason = (
+                f"its batch's consolidation failed and it is the date's newest run: fix the cause, then "
+                f"`batchline consolidate {batch_id} --wait`"
+            )
         else:  # ended; a failed batch a newer run replaced is never re-opened, so it is finished per item
             candidates[batch_id] = (batch, names)
             continue
@@ -134,7 +141,7 @@ def handle_orphans(clients: Clients, game_date: dt.date, schedule: set[str]) -> 
     if not candidates:
         return report
     token = uuid.uuid4().hex
-    busy = take_orphan_lease(store, game_date, token, min(candidates))
+    busy = store.take_orphan_lease(game_date, token, min(candidates))
     if busy:
         for _, names in candidates.values():
             report.kept.update(dict.fromkeys(names, busy))
@@ -145,7 +152,7 @@ def handle_orphans(clients: Clients, game_date: dt.date, schedule: set[str]) -> 
         for batch, names in sorted(candidates.values(), key=lambda c: c[0]["created_at"], reverse=True):
             _finish(clients, store, game_date, schedule, batch, names, report)
     finally:
-        release_orphan_lease(store, game_date, token)
+        store.release_orphan_lease(game_date, token)
     return report
 
 
@@ -154,15 +161,22 @@ def active_owners(clients: Clients, game_date: dt.date) -> dict[str, set[str]]:
     rows = clients.bq.query(
         f"SELECT player_lookup, batch_id FROM `{clients.settings.main_table_id}` WHERE game_date = @d AND is_active "
         f"GROUP BY player_lookup, batch_id",
-        job_config=bigquery.QueryJobConfig(query_parameters=[bigquery.ScalarQueryParameter("d", "DATE", game_date)]))
+        job_config=bigquery.QueryJobConfig(query_parameters=[bigquery.ScalarQueryParameter("d", "DATE", game_date)]),
+    )
     owners: dict[str, set[str]] = {}
     for r in rows.result():
         owners.setdefault(r["player_lookup"], set()).add(r["batch_id"])
     return owners
 
 
-def classify(item: str | None, schedule: set[str], owners: set[str], batch_id: str, created_at: dt.datetime,
-             created: dict[str, dt.datetime | None]) -> tuple[str, str]:
+def classify(
+    item: str | None,
+    schedule: set[str],
+    owners: set[str],
+    batch_id: str,
+    created_at: dt.datetime,
+    created: dict[str, dt.datetime | None],
+) -> tuple[str, str]:
     """What to do with batch `batch_id`'s orphaned staging table of `item`, given the batches whose rows
     are the item's active rows in the main table (`owners`) and when each batch was created:
     ("merge", ""), ("drop", the newer batch whose rows replace it) or ("keep", why)."""
@@ -178,8 +192,15 @@ def classify(item: str | None, schedule: set[str], owners: set[str], batch_id: s
     return "merge", ""  # a gap, this batch's own rows, or rows of older runs: this run is the newest
 
 
-def _finish(clients: Clients, store: BatchStore, game_date: dt.date, schedule: set[str], batch: dict,
-            names: list[str], report: OrphanReport) -> None:
+def _finish(
+    clients: Clients,
+    store: BatchStore,
+    game_date: dt.date,
+    schedule: set[str],
+    batch: dict,
+    names: list[str],
+    report: OrphanReport,
+) -> None:
     batch_id, mine = batch["batch_id"], batch["created_at"]
     table = ids.batch_staging_table(batch_id)
     owners = active_owners(clients, game_date)
@@ -193,8 +214,9 @@ def _finish(clients: Clients, store: BatchStore, game_date: dt.date, schedule: s
     for item, writes in sorted(staging.staged_writes(clients.bq, clients.settings, batch_id).items()):
         if item in own:
             continue  # merged by the batch's own verified MERGE or an earlier orphan MERGE; the rest is abandoned
-        verdict, detail = classify(item if item in docs else None, schedule, owners.get(item, set()), batch_id,
-                                   mine, created)
+        verdict, detail = classify(
+            item if item in docs else None, schedule, owners.get(item, set()), batch_id, mine, created
+        )
         if verdict == "merge":
             chosen = cons.choose_write(docs[item], writes)[0]
             if chosen is None:
@@ -211,11 +233,24 @@ def _finish(clients: Clients, store: BatchStore, game_date: dt.date, schedule: s
     if drop:
         # Recorded before anything is deleted; the main table's active rows for these players come
         # from the newer batches named (checked just now, under the date's lease).
-        store.set_batch_fields(batch_id, {"orphans_dropped": firestore.ArrayUnion([{
-            "items": sorted(drop), "why": drop, "newer_batches": sorted(newer_batches), "at": now()}])})
-        log_event("orphans_dropped", severity="WARNING", batch_id=batch_id, game_date=game_date,
-                  items=sorted(drop), why=drop, newer_batches=sorted(newer_batches),
-                  message="orphaned staged rows given up without merging: a newer run replaced them")
+        store.set_batch_fields(
+            batch_id,
+            {
+                "orphans_dropped": firestore.ArrayUnion(
+                    [{"items": sorted(drop), "why": drop, "newer_batches": sorted(newer_batches), "at": now()}]
+                )
+            },
+        )
+        log_event(
+            "orphans_dropped",
+            severity="WARNING",
+            batch_id=batch_id,
+            game_date=game_date,
+            items=sorted(drop),
+            why=drop,
+            newer_batches=sorted(newer_batches),
+            message="orphaned staged rows given up without merging: a newer run replaced them",
+        )
         report.dropped += [f"{table}/{i}" for i in sorted(drop)]
     report.kept.update({f"{table}/{i}": why for i, why in kept.items()})
     if not kept:
@@ -224,8 +259,15 @@ def _finish(clients: Clients, store: BatchStore, game_date: dt.date, schedule: s
         store.set_batch_fields(batch_id, {"staging_table_dropped": True, "staging_table_dropped_by": "reconcile"})
 
 
-def _merge(clients: Clients, store: BatchStore, game_date: dt.date, batch: dict, manifest: dict[str, str],
-           scheduled: list[str], report: OrphanReport) -> bool:
+def _merge(
+    clients: Clients,
+    store: BatchStore,
+    game_date: dt.date,
+    batch: dict,
+    manifest: dict[str, str],
+    scheduled: list[str],
+    report: OrphanReport,
+) -> bool:
     """One MERGE of a batch's orphaned writes, from a pin of their own in the manifest table
     (batchline/adapters/manifests.py); a redelivered reconciliation with the same writes finds the same pin and
     job (the pending record names generation, pin and the writes' digest), and a failed one is retried
@@ -239,63 +281,69 @@ def _merge(clients: Clients, store: BatchStore, game_date: dt.date, batch: dict,
     else:
         generation = max(int(batch.get("orphan_generation") or 0) + 1, ORPHAN_GENERATION_BASE)
         pin = ids.new_pin(generation, 0)
-        manifests.write(clients.bq, clients.appender, clients.settings,
-                        manifests.rows(batch_id, pin, manifest, (), scheduled, now()))
-    store.set_batch_fields(batch_id, {"orphan_generation": generation, "orphan_merge_pending": {
-        "generation": generation, "pin": pin, "digest": digest, "items": len(manifest)}})
+        manifests.write(
+            clients.bq,
+            clients.appender,
+            clients.settings,
+            manifests.rows(batch_id, pin, manifest, (), scheduled, now()),
+        )
+    store.set_batch_fields(
+        batch_id,
+        {
+            "orphan_generation": generation,
+            "orphan_merge_pending": {"generation": generation, "pin": pin, "digest": digest, "items": len(manifest)},
+        },
+    )
     try:
-        result = cons.merge_staging(clients.bq, clients.settings, batch_id, game_date, pin, len(manifest),
-                                    generation=generation, verify_only_merged=True)
+        result = cons.merge_staging(
+            clients.bq,
+            clients.settings,
+            batch_id,
+            game_date,
+            pin,
+            len(manifest),
+            generation=generation,
+            verify_only_merged=True,
+        )
     except (ConsolidationError, MergeAttemptFailed) as exc:
         store.set_batch_fields(batch_id, {"orphan_merge_pending": None, "orphan_merge_error": str(exc)[:2000]})
-        log_event("orphan_merge_failed", severity="ERROR", batch_id=batch_id, game_date=game_date,
-                  items=sorted(manifest)[:200], error=str(exc))
+        log_event(
+            "orphan_merge_failed",
+            severity="ERROR",
+            batch_id=batch_id,
+            game_date=game_date,
+            items=sorted(manifest)[:200],
+            error=str(exc),
+        )
         return False
-    store.set_batch_fields(batch_id, {"orphan_merge_pending": None, "orphans_merged": firestore.ArrayUnion([{
-        "job_id": result.job_id, "pin": pin, "items": len(manifest), "rows": result.verified_rows,
-        "at": now()}]), "main_table_dml_jobs": firestore.ArrayUnion([result.job_id])})
-    log_event("orphans_merged", batch_id=batch_id, game_date=game_date, job_id=result.job_id,
-              items=sorted(manifest)[:200], pin=pin, affected_rows=result.affected_rows,
-              verified_rows=result.verified_rows)
+    store.set_batch_fields(
+        batch_id,
+        {
+            "orphan_merge_pending": None,
+            "orphans_merged": firestore.ArrayUnion(
+                [
+                    {
+                        "job_id": result.job_id,
+                        "pin": pin,
+                        "items": len(manifest),
+                        "rows": result.verified_rows,
+                        "at": now(),
+                    }
+                ]
+            ),
+            "main_table_dml_jobs": firestore.ArrayUnion([result.job_id]),
+        },
+    )
+    log_event(
+        "orphans_merged",
+        batch_id=batch_id,
+        game_date=game_date,
+        job_id=result.job_id,
+        items=sorted(manifest)[:200],
+        pin=pin,
+        affected_rows=result.affected_rows,
+        verified_rows=result.verified_rows,
+    )
     report.merged += [f"{table}/{i}" for i in sorted(manifest)]
     report.merge_jobs.append(result.job_id)
     return True
-
-
-def take_orphan_lease(store: BatchStore, game_date: dt.date, token: str, label: str) -> str | None:
-    """Hold the date for orphan merges; None when taken, else why not (the orphans are then reported)."""
-    ref = store.date_ref(game_date)
-
-    @firestore.transactional
-    def txn_fn(txn) -> str | None:
-        snap = ref.get(transaction=txn)
-        doc = (snap.to_dict() or {}) if snap.exists else {}
-        if doc.get("orphan_merge_token") != token and lc.orphan_merge_held(doc, now()):
-            return "another reconciliation is merging this date's orphans"
-        active = doc.get("active_batch_id")
-        if active:
-            a = store.batch_ref(active).get(transaction=txn)
-            status = a.get("status") if a.exists else None
-            if status in ACTIVE_STATUSES:
-                return f"the date's batch {active} is still {status}; its orphans wait for it"
-            if status == CONSOLIDATION_FAILED:
-                return (f"the date's newest batch {active} failed consolidation: fix the cause and re-consolidate "
-                        f"it (`batchline consolidate {active} --wait`), or run the date again (`batchline start "
-                        f"{game_date.isoformat()} --wait`); its orphans wait for that")
-        txn.set(ref, {"orphan_merge_token": token, "orphan_merge_until": now() + ORPHAN_LEASE,
-                      "orphan_merge_batch_id": label, "updated_at": now()}, merge=True)
-        return None
-
-    return txn_fn(store.fs.transaction())
-
-
-def release_orphan_lease(store: BatchStore, game_date: dt.date, token: str) -> None:
-    ref = store.date_ref(game_date)
-
-    @firestore.transactional
-    def txn_fn(txn) -> None:
-        snap = ref.get(transaction=txn)
-        if snap.exists and (snap.to_dict() or {}).get("orphan_merge_token") == token:
-            txn.update(ref, {"orphan_merge_token": None, "orphan_merge_until": None})
-
-    txn_fn(store.fs.transaction())

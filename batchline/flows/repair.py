@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from batchline.adapters.batch_store import CONSOLIDATION_REQUESTED, BatchStore
+from batchline.adapters.batch_store import BatchStore
 from batchline.adapters.clients import Clients
+from batchline.domain.lifecycle import CONSOLIDATION_REQUESTED
 from batchline.domain.messages import StartRequest
 from batchline.flows.consolidation_request import publish_claimed
 from batchline.flows.dispatch import StartResult, start_batch
@@ -28,17 +29,7 @@ def start_repair(clients: Clients, game_date: dt.date, items_by_batch: dict[str,
     # An operator asked for exactly these items (after a fix): repeat a repair the reconciliation
     # already tried, which it would otherwise refuse as the same gap persisting.
     result = start_batch(clients, StartRequest(game_date=game_date), only_items=items, repeat_repair=True)
-    store = BatchStore(clients.fs)
-    wb = clients.fs.batch()
-    marked = 0
-    for batch_id, its in sorted(items_by_batch.items()):
-        for item_id in its:
-            if store.get_item(batch_id, item_id) is not None:
-                # not `updated_at`: that is progress of the original batch for the stall check
-                wb.update(store.item_ref(batch_id, item_id), {"replayed_in": result.batch_id})
-                marked += 1
-    if marked:
-        wb.commit()
+    BatchStore(clients.fs).mark_replayed(items_by_batch, result.batch_id)
     log_event("repair_started", batch_id=result.batch_id, game_date=game_date, items=items[:200],
               from_batches=sorted(items_by_batch), expected_items=result.expected_items,
               not_scheduled=len(items) - result.expected_items)

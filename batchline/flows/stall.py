@@ -18,19 +18,18 @@ from __future__ import annotations
 
 import datetime as dt
 
-from batchline.adapters.batch_store import (
+from batchline.adapters.batch_store import BatchStore, now
+from batchline.adapters.clients import Clients
+from batchline.domain import lifecycle as lc
+from batchline.domain.errors import StallCheckErrors
+from batchline.domain.lifecycle import (
     CONSOLIDATING,
     CONSOLIDATION_FAILED,
     CONSOLIDATION_REQUESTED,
     DISPATCHING,
     PENDING,
     RUNNING,
-    BatchStore,
-    now,
 )
-from batchline.adapters.clients import Clients
-from batchline.domain import lifecycle as lc
-from batchline.domain.errors import StallCheckErrors
 from batchline.domain.messages import StallCheckRequest, WorkMessage, encode
 from batchline.flows.consolidation_request import publish_claimed, request_consolidation_if_done
 from batchline.flows.dispatch import resume_dispatch

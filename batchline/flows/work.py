@@ -13,13 +13,14 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from batchline.adapters.batch_store import COMPLETED, OPEN_STATUSES, BatchStore
+from batchline.adapters.batch_store import BatchStore
 from batchline.adapters.clients import Clients
 from batchline.adapters.delivery_errors import recorded_on_failure
 from batchline.adapters.staging import ITEM_COLUMN, WRITE_COLUMN, live_schema
 from batchline.domain import faults as faults_mod
 from batchline.domain import ids, item_shape
 from batchline.domain.errors import FaultInjected, InvalidMessage, InvalidRows, UnknownItem
+from batchline.domain.lifecycle import COMPLETED, OPEN_STATUSES
 from batchline.domain.messages import (
     MAX_DELIVERY_ATTEMPT,
     CompletionMessage,

@@ -24,9 +24,10 @@ import requests
 from google.cloud import bigquery
 
 from batchline.adapters import staging
-from batchline.adapters.batch_store import COMPLETED, TERMINAL_STATUSES, BatchStore
+from batchline.adapters.batch_store import BatchStore
 from batchline.adapters.clients import Clients
 from batchline.domain import accounting, ids
+from batchline.domain.lifecycle import COMPLETED, TERMINAL_STATUSES
 from batchline.domain.messages import CompletionMessage, WorkMessage, encode
 from batchline.flows import ledger
 from batchline.local import processes as procs

@@ -13,9 +13,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from batchline.adapters.batch_store import TERMINAL_STATUSES, BatchStore
+from batchline.adapters.batch_store import BatchStore
 from batchline.domain import faults as faults_mod
 from batchline.domain import ids
+from batchline.domain.lifecycle import TERMINAL_STATUSES
 from batchline.flows.ledger import Ledger, compute
 from batchline.local import schedule_config
 from batchline.local import stack as local_stack

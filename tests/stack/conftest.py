@@ -21,9 +21,10 @@ from google.cloud import bigquery
 
 from batchline.adapters import manifests, staging
 from batchline.adapters import merge as consolidate
-from batchline.adapters.batch_store import TERMINAL_STATUSES, BatchStore
+from batchline.adapters.batch_store import BatchStore
 from batchline.adapters.clients import Clients
 from batchline.domain import ids
+from batchline.domain.lifecycle import TERMINAL_STATUSES
 from batchline.domain.messages import WorkMessage
 from batchline.domain.predictor import SyntheticPredictor
 from batchline.flows.ledger import Ledger, compute

@@ -13,8 +13,8 @@ from collections import Counter
 
 from hypothesis import strategies as st
 
-from batchline.adapters.batch_store import BATCHES, DATES, ITEMS, REJECTED
 from batchline.domain import ids
+from batchline.layout import BATCHES, DATES, ITEMS, REJECTED
 
 GHOST = "20300101_0123456789ab"  # a well-formed batch id no test creates
 INJECTIONS = [

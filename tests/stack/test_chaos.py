@@ -8,8 +8,8 @@ import random
 
 from typer.testing import CliRunner
 
-from batchline.adapters.batch_store import TERMINAL_STATUSES
 from batchline.domain import ids
+from batchline.domain.lifecycle import TERMINAL_STATUSES
 from batchline.local import chaos
 from batchline.ops.cli import app
 

@@ -11,20 +11,19 @@ import pytest
 from google.cloud import bigquery
 
 from batchline.adapters import merge as consolidate
-from batchline.adapters.batch_store import (
+from batchline.domain import ids
+from batchline.domain.lifecycle import (
     CONSOLIDATED,
     CONSOLIDATING,
     CONSOLIDATION_FAILED,
     DISPATCH_FAILED,
     DISPATCHING,
-    ITEMS,
-    REJECTED,
     SUPERSEDED,
     Item,
 )
-from batchline.domain import ids
 from batchline.domain.messages import ConsolidationRequest, encode
 from batchline.flows.ledger import compute, main_table_dml_since
+from batchline.layout import ITEMS, REJECTED
 
 
 def test_stall_check_never_consolidates_a_batch_still_being_dispatched(stack, day):

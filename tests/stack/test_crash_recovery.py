@@ -11,9 +11,10 @@ from concurrent.futures import ThreadPoolExecutor
 from google.cloud import firestore
 
 from batchline.adapters import manifests
-from batchline.adapters.batch_store import CONSOLIDATED, CONSOLIDATION_FAILED, CONSOLIDATION_REQUESTED, ITEMS, Item
 from batchline.domain import ids
+from batchline.domain.lifecycle import CONSOLIDATED, CONSOLIDATION_FAILED, CONSOLIDATION_REQUESTED, Item
 from batchline.domain.messages import CompletionMessage, ConsolidationRequest
+from batchline.layout import ITEMS
 from batchline.local import processes as procs
 from batchline.local import stack as local_stack
 from batchline.local.provision import synthetic_context

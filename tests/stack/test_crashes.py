@@ -12,8 +12,7 @@ import os
 import signal
 import time
 
-from batchline.adapters.batch_store import COMPLETED, CONSOLIDATED, CONSOLIDATING, TERMINAL_STATUSES
-from batchline.domain.lifecycle import LEASE_TTL
+from batchline.domain.lifecycle import COMPLETED, CONSOLIDATED, CONSOLIDATING, LEASE_TTL, TERMINAL_STATUSES
 from batchline.flows.ledger import compute
 from batchline.local import stack as local_stack
 

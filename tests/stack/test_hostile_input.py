@@ -22,9 +22,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from batchline.adapters import staging
-from batchline.adapters.batch_store import REJECTED, Item
 from batchline.domain import ids
+from batchline.domain.lifecycle import Item
 from batchline.domain.messages import WorkMessage, encode
+from batchline.layout import REJECTED
 from batchline.local import stack as local_stack
 
 CASES = settings(max_examples=30, deadline=None, derandomize=True,

@@ -20,12 +20,13 @@ from dataclasses import replace
 from google.cloud import pubsub_v1
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from batchline.adapters.batch_store import BATCHES, DISPATCHING, Item
 from batchline.adapters.clients import Clients
 from batchline.domain import ids
+from batchline.domain.lifecycle import DISPATCHING, Item
 from batchline.domain.messages import StartRequest
 from batchline.flows import dispatch
 from batchline.flows.ledger import compute
+from batchline.layout import BATCHES
 from batchline.local.admission import AdmissionGate
 from batchline.local.provision import synthetic_context
 

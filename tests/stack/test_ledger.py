@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from concurrent.futures import ThreadPoolExecutor
 
-from batchline.adapters.batch_store import CONSOLIDATED
 from batchline.adapters.dead_letter_records import DeadLetterLog
+from batchline.domain.lifecycle import CONSOLIDATED
 from batchline.flows.ledger import compute
 
 

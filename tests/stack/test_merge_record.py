@@ -9,11 +9,10 @@ import uuid
 
 from google.api_core import exceptions as gexc
 
-from batchline.adapters.batch_store import CONSOLIDATED, CONSOLIDATING, CONSOLIDATION_FAILED, Item
 from batchline.adapters.merge import merge_job_id
 from batchline.domain import ids
 from batchline.domain.faults import FaultSpec
-from batchline.domain.lifecycle import MERGED_UNRECORDED
+from batchline.domain.lifecycle import CONSOLIDATED, CONSOLIDATING, CONSOLIDATION_FAILED, MERGED_UNRECORDED, Item
 from batchline.domain.messages import ConsolidationRequest
 from batchline.flows import merge_record as merge_recovery
 from batchline.layout import UNINDEXED

@@ -9,8 +9,9 @@ import datetime as dt
 import pytest
 from google.cloud import firestore
 
-from batchline.adapters.batch_store import BATCHES, CONSOLIDATED
+from batchline.domain.lifecycle import CONSOLIDATED
 from batchline.flows.ledger import compute
+from batchline.layout import BATCHES
 from batchline.local.preflight import problems
 from batchline.settings import Settings
 from tests.stack.conftest import Stack, own_stack

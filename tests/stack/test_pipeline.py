@@ -11,10 +11,11 @@ import requests
 from google.cloud import bigquery
 
 from batchline.adapters import staging
-from batchline.adapters.batch_store import CONSOLIDATED, CONSOLIDATION_FAILED, REJECTED, SUPERSEDED
 from batchline.domain import faults, ids
+from batchline.domain.lifecycle import CONSOLIDATED, CONSOLIDATION_FAILED, SUPERSEDED
 from batchline.domain.messages import CompletionMessage, ConsolidationRequest, WorkMessage, encode
 from batchline.flows.ledger import compute, main_table_dml_since
+from batchline.layout import REJECTED
 
 
 def _rows(stack, day: dt.date) -> list[dict]:

@@ -9,8 +9,9 @@ from collections import Counter
 from hypothesis import given
 from hypothesis import strategies as st
 
-from batchline.adapters.batch_store import Item, ItemSnapshot
+from batchline.adapters.batch_store import ItemSnapshot
 from batchline.domain import ids, progress
+from batchline.domain.lifecycle import Item
 
 
 def test_shards_cover_every_item_and_an_items_shard_is_stable():

@@ -12,9 +12,9 @@ from google.cloud import bigquery
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from batchline.adapters import manifests, staging
-from batchline.adapters.batch_store import CONSOLIDATED, Item
 from batchline.adapters.clients import Clients
 from batchline.domain import ids
+from batchline.domain.lifecycle import CONSOLIDATED, Item
 from batchline.flows.orphans import handle_orphans
 from batchline.local.provision import seed_context, synthetic_context
 

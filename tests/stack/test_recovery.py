@@ -12,9 +12,9 @@ import requests
 from google.cloud import bigquery
 
 from batchline.adapters import staging
-from batchline.adapters.batch_store import CONSOLIDATED, Item
 from batchline.domain import ids
 from batchline.domain.errors import SchemaIncompatible
+from batchline.domain.lifecycle import CONSOLIDATED, Item
 from batchline.domain.messages import WorkMessage, encode
 from batchline.domain.predictor import SyntheticPredictor
 from batchline.flows.ledger import compute

@@ -11,9 +11,9 @@ from google.cloud import bigquery
 from typer.testing import CliRunner
 
 from batchline.adapters import manifests
-from batchline.adapters.batch_store import CONSOLIDATED, RUNNING
 from batchline.domain import ids
 from batchline.domain.accounting import merged_pins
+from batchline.domain.lifecycle import CONSOLIDATED, RUNNING
 from batchline.domain.messages import CompletionMessage
 from batchline.flows.ledger import compute
 from batchline.ops.cli import app

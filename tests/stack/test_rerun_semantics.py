@@ -8,9 +8,10 @@ from collections import Counter
 
 from google.cloud import bigquery
 
-from batchline.adapters.batch_store import CONSOLIDATED, CONSOLIDATION_FAILED, PENDING, REJECTED, Item
 from batchline.domain import ids
+from batchline.domain.lifecycle import CONSOLIDATED, CONSOLIDATION_FAILED, PENDING, Item
 from batchline.domain.messages import CompletionMessage, ConsolidationRequest
+from batchline.layout import REJECTED
 from batchline.local.provision import seed_context, synthetic_context
 
 

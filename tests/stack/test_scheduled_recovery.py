@@ -17,8 +17,8 @@ import time
 
 import pytest
 
-from batchline.adapters.batch_store import CONSOLIDATED, CONSOLIDATION_REQUESTED, Item
 from batchline.domain import ids
+from batchline.domain.lifecycle import CONSOLIDATED, CONSOLIDATION_REQUESTED, Item
 from batchline.flows.ledger import compute
 from batchline.local import processes as procs
 from batchline.local import schedule_config

@@ -10,9 +10,10 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from batchline.adapters.batch_store import CONSOLIDATION_REQUESTED, BatchStore, Item
+from batchline.adapters.batch_store import BatchStore
 from batchline.adapters.merge import merge_job_id
 from batchline.domain import ids
+from batchline.domain.lifecycle import CONSOLIDATION_REQUESTED, Item
 from batchline.domain.messages import CompletionMessage
 
 
