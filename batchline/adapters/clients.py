@@ -16,6 +16,7 @@ from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery, firestore, pubsub_v1
 
+from batchline.adapters.batch_store import BatchStore
 from batchline.adapters.write_api import StagingAppender
 from batchline.settings import Settings, from_env
 from batchline.topology import Topology, build_topology
@@ -51,6 +52,17 @@ class Clients:
     _fs: firestore.Client | None = None
     _pub: pubsub_v1.PublisherClient | None = None
     _appender: StagingAppender | None = None
+    store: BatchStore | None = None  # the batch store; a test may hand in an in-memory one
+
+    @property
+    def batches(self) -> BatchStore:
+        """The ONE writer of batch state (batchline/adapters/batch_store/), on these clients' Firestore."""
+        if self.store is None:
+            fs = self.fs
+            with self._lock:
+                if self.store is None:
+                    self.store = BatchStore(fs)
+        return self.store
 
     @cached_property
     def topology(self) -> Topology:

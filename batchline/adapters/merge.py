@@ -314,6 +314,13 @@ def kept_previous_sql(main: str) -> str:
             f"AND is_active AND batch_id != @batch_id GROUP BY player_lookup ORDER BY player_lookup")
 
 
+def kept_previous(bq: bigquery.Client, settings: Settings, batch_id: str, game_date: dt.date) -> dict[str, str]:
+    """Active rows of the date that an earlier run wrote: player -> the batch that wrote them."""
+    rows = bq.query(kept_previous_sql(f"`{settings.main_table_id}`"), job_config=bigquery.QueryJobConfig(
+        query_parameters=batch_params(batch_id, game_date))).result()
+    return {r["player_lookup"]: r["batch_id"] for r in rows}
+
+
 def merge_staging(bq: bigquery.Client, settings: Settings, batch_id: str, game_date: dt.date, pin: str,
                   pinned_items: int, *, merge_date: dt.date | None = None, generation: int = 0, attempt: int = 0,
                   fail_transiently: bool = False, pause_in_merge_s: float = 0.0,

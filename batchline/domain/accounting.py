@@ -144,7 +144,7 @@ def judge(f: BatchFacts) -> Judgement:
     # A MERGE updates a matching row's batch id: rows this batch verified may since carry a later run's.
     overwritten = {i: sorted(f.other_batches[i]) for i in f.merged_by_batch - complete if f.other_batches.get(i)}
     incomplete = {i: str(shape[i]) for i in f.own_rows if i not in complete and i not in overwritten}
-    # an item failed because its write was incomplete (coordinator._record_incomplete) is as short
+    # an item failed because its write was incomplete (completion.record_incomplete) is as short
     incomplete |= {i: str(d.get("failure_reason")) for i, d in f.items.items() if d.get("status") == lc.FAILED
                    and str(d.get("failure_reason") or "").startswith(item_shape.INCOMPLETE_WRITE)
                    and i not in complete and i not in overwritten and i not in incomplete}

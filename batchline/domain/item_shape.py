@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from batchline.domain.schema import PREDICTION_PROPS, PREDICTION_SYSTEMS
 
-# The failure reason of an item whose completion named an incomplete write (coordinator.py): the
+# The failure reason of an item whose completion named an incomplete write (flows/completion.py): the
 # reports count it incomplete, naming what the write lacked (accounting.py).
 INCOMPLETE_WRITE = "incomplete write"
 # The SQL that lists a group's distinct pairs; ARRAY_AGG of no rows is NULL, read as none.

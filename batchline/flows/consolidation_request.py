@@ -26,7 +26,7 @@ def publish_claimed(clients: Clients, batch_id: str, reason: str) -> str:
     wire_reason = reason if reason in ("all_items_terminal", "stalled", "manual") else "stalled"
     message_id = clients.publish("consolidation", encode(ConsolidationRequest(batch_id=batch_id, reason=wire_reason)),
                                  batch_id=batch_id)
-    BatchStore(clients.fs).set_batch_fields(batch_id, {"consolidation_message_id": message_id})
+    clients.batches.set_batch_fields(batch_id, {"consolidation_message_id": message_id})
     log_event("consolidation_requested", batch_id=batch_id, reason=reason, message_id=message_id)
     return message_id
 
@@ -36,7 +36,7 @@ def request_consolidation_if_done(clients: Clients, batch_id: str, claimant: str
     """When no item is pending any more and every completion claim is verified, make sure exactly one
     consolidation request goes out. `claimant` is stable across retries of the caller (its Pub/Sub
     message id)."""
-    store = BatchStore(clients.fs)
+    store = clients.batches
     if reason == "all_items_terminal" and store.any_pending(batch_id):
         return False
     if not take_over and not claims_verified(clients, store, batch_id):

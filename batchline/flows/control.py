@@ -19,7 +19,6 @@ import datetime as dt
 import time
 import uuid
 
-from batchline.adapters.batch_store import BatchStore
 from batchline.adapters.clients import Clients
 from batchline.adapters.control_records import RequestStore  # noqa: F401 - this module's interface
 from batchline.domain import control_requests as ctl
@@ -58,7 +57,7 @@ class Attempt:
         accepted."""
         if self.previous is None:
             return None
-        store = BatchStore(clients.fs)
+        store = clients.batches
         for key in ("batch_id", "pending_batch_id"):
             batch = store.get_batch(self.previous[key]) if self.previous.get(key) else None
             if batch is not None:
@@ -166,7 +165,7 @@ def _resume_earlier(clients: Clients, batch: dict, attempt: Attempt) -> bool:
     while True:
         if resume_dispatch(clients, batch["batch_id"], by="control", dead_holder=dead) is not None:
             return True
-        if (BatchStore(clients.fs).get_batch(batch["batch_id"]) or {}).get("status") != DISPATCHING:
+        if (clients.batches.get_batch(batch["batch_id"]) or {}).get("status") != DISPATCHING:
             return False  # another resumer finished it, or it failed loudly (its status says why)
         if time.monotonic() > deadline:
             raise DispatchStillHeld(f"batch {batch['batch_id']} is still dispatched by a live holder")
@@ -188,7 +187,7 @@ def _reconcile(clients: Clients, req: ctl.ReconcileControl, attempt: Attempt) ->
 
 
 def _redispatch(clients: Clients, req: ctl.RedispatchControl, attempt: Attempt) -> tuple[str, dict]:
-    store = BatchStore(clients.fs)
+    store = clients.batches
     batch = store.get_batch(req.batch_id)
     if batch is None:
         raise UnknownItem(f"no batch {req.batch_id}")

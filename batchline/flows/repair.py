@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 
-from batchline.adapters.batch_store import BatchStore
 from batchline.adapters.clients import Clients
 from batchline.domain.lifecycle import CONSOLIDATION_REQUESTED
 from batchline.domain.messages import StartRequest
@@ -29,7 +28,7 @@ def start_repair(clients: Clients, game_date: dt.date, items_by_batch: dict[str,
     # An operator asked for exactly these items (after a fix): repeat a repair the reconciliation
     # already tried, which it would otherwise refuse as the same gap persisting.
     result = start_batch(clients, StartRequest(game_date=game_date), only_items=items, repeat_repair=True)
-    BatchStore(clients.fs).mark_replayed(items_by_batch, result.batch_id)
+    clients.batches.mark_replayed(items_by_batch, result.batch_id)
     log_event("repair_started", batch_id=result.batch_id, game_date=game_date, items=items[:200],
               from_batches=sorted(items_by_batch), expected_items=result.expected_items,
               not_scheduled=len(items) - result.expected_items)
@@ -40,7 +39,7 @@ def consolidate_again(clients: Clients, batch_id: str, claimant: str) -> tuple[b
     """(True, result) once the re-opened batch's consolidation request is published; (False, why)
     when the batch may not be consolidated again. Raises UnknownItem for an unknown batch. A retry by
     the same claimant finishes what its first attempt began (re-opened, not yet published)."""
-    store = BatchStore(clients.fs)
+    store = clients.batches
     result, batch = store.reopen(batch_id, claimant, auto=False)
     if result != "reopened":
         mine = batch["status"] == CONSOLIDATION_REQUESTED and batch.get("consolidation_claimant") == claimant

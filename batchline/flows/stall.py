@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from batchline.adapters.batch_store import BatchStore, now
+from batchline.adapters.batch_store import now
 from batchline.adapters.clients import Clients
 from batchline.domain import lifecycle as lc
 from batchline.domain.errors import StallCheckErrors
@@ -40,7 +40,7 @@ def stall_check(clients: Clients, req: StallCheckRequest) -> list[dict]:
     s = clients.settings
     stall = dt.timedelta(minutes=req.stall_minutes or s.stall_minutes)
     min_pct = req.min_completion_pct if req.min_completion_pct is not None else s.min_completion_pct
-    store = BatchStore(clients.fs)
+    store = clients.batches
     reports: list[dict] = []
     errors: list[str] = []
     checks = [(b, _check_unpublished_claim) for b in store.batches_with_status([CONSOLIDATION_REQUESTED])]

@@ -19,7 +19,7 @@ from batchline.adapters.delivery_errors import recorded_on_failure
 from batchline.adapters.staging import ITEM_COLUMN, WRITE_COLUMN, live_schema
 from batchline.domain import faults as faults_mod
 from batchline.domain import ids, item_shape
-from batchline.domain.errors import FaultInjected, InvalidMessage, InvalidRows, UnknownItem
+from batchline.domain.errors import FaultInjected, InvalidMessage, InvalidRows
 from batchline.domain.lifecycle import COMPLETED, OPEN_STATUSES
 from batchline.domain.messages import (
     MAX_DELIVERY_ATTEMPT,
@@ -31,6 +31,7 @@ from batchline.domain.messages import (
     parse_model,
 )
 from batchline.domain.predictor import PlayerContext, Predictor, load_predictor, prediction_id
+from batchline.domain.work_check import check_work_message
 from batchline.logs import log_event
 
 
@@ -83,16 +84,9 @@ def check_rows(rows: list[dict]) -> None:
 
 def handle_work(clients: Clients, envelope: PushEnvelope, predictor: Predictor | None = None) -> WorkOutcome:
     msg = parse_model(WorkMessage, decode_data(envelope))
-    store = BatchStore(clients.fs)
+    store = clients.batches
     batch, item = store.get_batch_and_item(msg.batch_id, msg.item_id)
-    if batch is None:
-        raise UnknownItem(f"no batch {msg.batch_id}")
-    if item is None:
-        raise UnknownItem(f"batch {msg.batch_id} has no item {msg.item_id}")
-    if item.get("game_id") != msg.game_id or batch.get("game_date") != msg.game_date.isoformat():
-        raise InvalidMessage(f"work message for {msg.item_id} disagrees with batch state "
-                             f"(game {msg.game_id} vs {item.get('game_id')}, date {msg.game_date} vs "
-                             f"{batch.get('game_date')})")
+    item = check_work_message(batch, item, msg)
     if item["status"] == COMPLETED:
         log_event("work_duplicate", message="item already completed; redelivery ignored",
                   batch_id=msg.batch_id, item=msg.item_id)

@@ -15,11 +15,14 @@ import dataclasses
 import functions_framework
 
 from batchline import topology
-from batchline.adapters.batch_store import BatchStore
 from batchline.adapters.clients import default_clients
 from batchline.domain.messages import StallCheckRequest, StartRequest
 from batchline.flows import control as control_actions
-from batchline.flows import coordinator as core
+from batchline.flows.completion import handle_completion
+from batchline.flows.consolidation import handle_consolidation
+from batchline.flows.dead_letters import DEAD_LETTER_SOURCES, handle_dead_letter
+from batchline.flows.dispatch import start_batch
+from batchline.flows.stall import stall_check
 from batchline.http import respond, run_dead_letter, run_json, run_push
 
 
@@ -30,22 +33,22 @@ def coordinator(request):
         return respond({"ok": False, "error": "POST only"}, 405)
     if path == topology.PATH_START:
         return run_json("start", request, StartRequest,
-                        lambda req: dataclasses.asdict(core.start_batch(default_clients(), req)))
+                        lambda req: dataclasses.asdict(start_batch(default_clients(), req)))
     if path == topology.PATH_COMPLETIONS:
         return run_push("completions", request,
-                        lambda env: {"result": core.handle_completion(default_clients(), env)})
+                        lambda env: {"result": handle_completion(default_clients(), env)})
     if path == topology.PATH_CONSOLIDATE:
         return run_push("consolidate", request,
-                        lambda env: {"result": core.handle_consolidation(default_clients(), env)})
+                        lambda env: {"result": handle_consolidation(default_clients(), env)})
     if path == topology.PATH_CONTROL:
         return run_push("control", request, lambda env: control_actions.handle_control(default_clients(), env))
     if path == topology.PATH_STALL_CHECK:
         return run_json("stall_check", request, StallCheckRequest,
-                        lambda req: {"stalled": core.stall_check(default_clients(), req)})
+                        lambda req: {"stalled": stall_check(default_clients(), req)})
     if path == topology.PATH_DEAD_LETTERS or path.startswith(topology.PATH_DEAD_LETTERS + "/"):
         source = path[len(topology.PATH_DEAD_LETTERS) + 1:]  # "" or unknown: recorded, never a looping 404
         return run_dead_letter(
-            source, request, core.DEAD_LETTER_SOURCES,
-            record=lambda **kw: BatchStore(default_clients().fs).record_rejected(**kw),
-            fn=lambda env: {"result": core.handle_dead_letter(default_clients(), source, env)})
+            source, request, DEAD_LETTER_SOURCES,
+            record=lambda **kw: default_clients().batches.record_rejected(**kw),
+            fn=lambda env: {"result": handle_dead_letter(default_clients(), source, env)})
     return respond({"ok": False, "error": f"no route {path[:200]}"}, 404)

@@ -28,7 +28,7 @@ from batchline.domain import ids
 from batchline.domain.errors import ConsolidationError
 from batchline.domain.item_shape import EXPECTED_PAIRS
 from batchline.domain.schema import MAIN_TABLE_COLUMNS
-from batchline.flows import batch_facts, coordinator, dispatch, ledger, orphans, reconcile
+from batchline.flows import batch_facts, consolidation_result, dispatch, ledger, orphans, reconcile
 from batchline.local import chaos, provision
 from batchline.ops import views
 from batchline.settings import Settings
@@ -189,7 +189,7 @@ def dispatch_expected_items() -> Drive:
 
 def coordinator_kept_previous() -> Drive:
     bq = RecordingBigQuery({}, lambda sql: [])
-    coordinator._kept_previous(_clients(bq), BATCH, DATE, set())
+    consolidation_result.kept_previous(_clients(bq), BATCH, DATE, set())
     return Drive(bq.sent)
 
 

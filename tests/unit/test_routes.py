@@ -92,9 +92,6 @@ class FakeStore:
     calls: list[dict] = []
     fail = False
 
-    def __init__(self, fs) -> None:
-        assert fs == "fs"
-
     def record_rejected(self, **kw) -> str:
         if FakeStore.fail:
             raise RuntimeError("firestore unavailable")
@@ -106,9 +103,8 @@ class FakeStore:
 def dead_letters(monkeypatch):
     client, module = _app("coordinator")
     FakeStore.calls, FakeStore.fail = [], False
-    monkeypatch.setattr(module, "BatchStore", FakeStore)
-    monkeypatch.setattr(module, "default_clients", lambda: type("C", (), {"fs": "fs"})())
-    monkeypatch.setattr(module.core, "handle_dead_letter",
+    monkeypatch.setattr(module, "default_clients", lambda: type("C", (), {"batches": FakeStore()})())
+    monkeypatch.setattr(module, "handle_dead_letter",
                         lambda *a: pytest.fail("an unparseable dead letter reached the handler"))
     return client
 
@@ -155,7 +151,7 @@ def test_a_dead_letter_its_handler_cannot_place_is_recorded_under_its_message_id
     from batchline.domain.errors import InvalidMessage, UnknownItem
     client_module = sys.modules["main"]
     for exc in (UnknownItem("batch b has no item i"), InvalidMessage("bad completion")):
-        monkeypatch.setattr(client_module.core, "handle_dead_letter", lambda *a, e=exc: (_ for _ in ()).throw(e))
+        monkeypatch.setattr(client_module, "handle_dead_letter", lambda *a, e=exc: (_ for _ in ()).throw(e))
         resp = dead_letters.post("/dead-letters/completions", data=envelope(b"{}"))
         assert resp.status_code == 200 and resp.get_json()["result"] == "rejected"
     assert [c["message_id"] for c in FakeStore.calls] == ["m-1", "m-1"]

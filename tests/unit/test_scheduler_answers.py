@@ -29,8 +29,8 @@ def _coordinator(monkeypatch, exc: Exception):
 
     def refuse(clients, req):
         raise exc
-    monkeypatch.setattr(module.core, "start_batch", refuse)
-    monkeypatch.setattr(module.core, "stall_check", refuse)
+    monkeypatch.setattr(module, "start_batch", refuse)
+    monkeypatch.setattr(module, "stall_check", refuse)
     return app.test_client()
 
 

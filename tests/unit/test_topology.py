@@ -130,7 +130,7 @@ def test_coordinator_routes_are_distinct_paths():
 
 
 def test_every_dead_letter_push_source_is_handled_by_coordinator():
-    from batchline.flows.coordinator import DEAD_LETTER_SOURCES
+    from batchline.flows.dead_letters import DEAD_LETTER_SOURCES
 
     prefix = tp.PATH_DEAD_LETTERS + "/"
     sources = {e[3][len(prefix):] for e in tp.TOPOLOGY.edges() if e[3] and e[3].startswith(prefix)}

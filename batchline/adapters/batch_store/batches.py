@@ -157,6 +157,15 @@ class BatchWrites(Documents):
             )
         )
 
+    def merge_failed(self, batch_id: str, lease_token: str, error: str, staged_items_kept: int,
+                     rejected_job_id: str) -> bool:
+        """A MERGE that failed permanently: the batch fails with the error, its staging kept, and the
+        job is recorded as rejected so that no later recovery records it (merge_record.py)."""
+        return self.transition(batch_id, [lc.CONSOLIDATING], {
+            "status": lc.CONSOLIDATION_FAILED, "error": error[:4000], "failure_kind": lc.PERMANENT,
+            "staged_items_kept": staged_items_kept,
+            "rejected_merge_jobs": firestore.ArrayUnion([rejected_job_id])}, lease_token=lease_token)
+
     def pin_manifest(self, batch_id: str, generation: int, attempt: int, pinned: dict) -> dict:
         """The manifest a MERGE attempt runs with, fixed before its job is submitted: the first writer
         wins and every later delivery of the same attempt gets the same one back, so the job a
