@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
 
 from google.api_core import exceptions as gexc
 from google.cloud import bigquery
 
 from batchline.domain import ids
 from batchline.domain.errors import StagingTableMissing
-from batchline.domain.item_shape import PAIRS_SQL, Shape
+from batchline.domain.evidence import Staged, StagedWrite
+from batchline.domain.item_shape import PAIRS_SQL
 from batchline.settings import Settings
 
 ITEM_COLUMN = "staging_item_id"
@@ -82,31 +82,14 @@ def writes_sql(settings: Settings, batch_id: str) -> str:
             f"FROM {_ref(settings, batch_id)} GROUP BY {ITEM_COLUMN}, {WRITE_COLUMN}")
 
 
-@dataclass(frozen=True)
-class StagedWrite:
-    item_id: str
-    write_id: str
-    rows: int
-    keys: int
-    pairs: frozenset[str] = frozenset()  # its system/prop pairs; none known is an incomplete shape
-
-    @classmethod
-    def of(cls, r) -> StagedWrite:
-        return cls(r["item_id"], r["write_id"], int(r["n"]), int(r["k"]), frozenset(r["pairs"] or ()))
-
-    @property
-    def shape(self) -> Shape:
-        return Shape(self.rows, self.keys, self.pairs)
-
-
-def staged_writes(bq: bigquery.Client, settings: Settings, batch_id: str) -> dict[str, dict[str, StagedWrite]]:
+def staged_writes(bq: bigquery.Client, settings: Settings, batch_id: str) -> Staged:
     """item id -> write id -> what that write staged, from one GROUP BY over the batch table; {} when
     the table does not exist (nothing staged, or dropped after its rows were verified in the main table)."""
     try:
         rows = bq.query_and_wait(writes_sql(settings, batch_id))
     except gexc.NotFound:
         return {}
-    out: dict[str, dict[str, StagedWrite]] = {}
+    out: Staged = {}
     for r in rows:
         w = StagedWrite.of(r)
         out.setdefault(w.item_id, {})[w.write_id] = w

@@ -19,14 +19,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from batchline.adapters.staging import StagedWrite
 from batchline.domain import item_shape
+from batchline.domain.evidence import Staged, StagedWrite
 from batchline.domain.lifecycle import COMPLETED
 
 MAX_REJECTED_CLAIMS = 3
 SWITCH, REDISPATCH, FAIL = "switch", "redispatch", "fail"
-
-Staged = dict[str, dict[str, StagedWrite]]  # item -> write id -> what that write staged
 
 
 @dataclass(frozen=True)

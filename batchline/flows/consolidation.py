@@ -15,6 +15,7 @@ from batchline.adapters.clients import Clients
 from batchline.domain import faults as faults_mod
 from batchline.domain import lifecycle as lc
 from batchline.domain.errors import ConsolidationError, MergeAttemptFailed, UnknownItem
+from batchline.domain.evidence import Inventory
 from batchline.domain.lifecycle import CONSOLIDATED, CONSOLIDATION_FAILED
 from batchline.domain.messages import ConsolidationRequest, PushEnvelope, decode_data, parse_model
 from batchline.flows import merge_record as merge_recovery
@@ -89,7 +90,7 @@ def consolidate_batch(clients: Clients, batch_id: str, batch: dict, lease: str,
     return record_result(clients, batch, lease, merged or {}, inv, items, plan.manifest, gap)
 
 
-def _log_inventory(batch: dict, inv: cons.Inventory, items: list[dict], plan: MergePlan) -> int:
+def _log_inventory(batch: dict, inv: Inventory, items: list[dict], plan: MergePlan) -> int:
     """Log what is staged against what is expected; returns the gap (expected items without a write)."""
     batch_id, expected = batch["batch_id"], int(batch["expected_items"])
     log_event("staging_inventory", batch_id=batch_id, expected_items=expected, staged_items=len(plan.manifest),
@@ -104,7 +105,7 @@ def _log_inventory(batch: dict, inv: cons.Inventory, items: list[dict], plan: Me
     return gap
 
 
-def _merge_and_record(clients: Clients, batch: dict, lease: str, inv: cons.Inventory, plan: MergePlan) -> dict | str:
+def _merge_and_record(clients: Clients, batch: dict, lease: str, inv: Inventory, plan: MergePlan) -> dict | str:
     """The one MERGE of the plan (or the recovery of the one that ran), verified and recorded durably
     before anything is deleted, so a redelivery skips straight to the result. Returns the recorded
     merge result, or an outcome when this delivery stops here."""

@@ -10,6 +10,7 @@ from batchline.adapters import merge as cons
 from batchline.adapters import staging
 from batchline.adapters.batch_store import now
 from batchline.adapters.clients import Clients
+from batchline.domain.evidence import Inventory
 from batchline.domain.lifecycle import CONSOLIDATED
 from batchline.domain.messages import BatchSummary, encode
 from batchline.flows import merge_record as merge_recovery
@@ -44,7 +45,7 @@ def drop_staging(clients: Clients, batch_id: str, staged_rows_total: int) -> boo
     return True
 
 
-def record_result(clients: Clients, batch: dict, lease: str, merged: dict, inv: cons.Inventory,
+def record_result(clients: Clients, batch: dict, lease: str, merged: dict, inv: Inventory,
                   items: list[dict], manifest: dict[str, str], gap: int) -> str:
     """Record the consolidated batch under its lease and publish its summary; returns the outcome."""
     s, batch_id = clients.settings, batch["batch_id"]

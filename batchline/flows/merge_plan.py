@@ -8,10 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from batchline.adapters import manifests
-from batchline.adapters import merge as cons
 from batchline.adapters.batch_store import BatchStore, now
 from batchline.adapters.clients import Clients
 from batchline.domain import ids
+from batchline.domain.evidence import Inventory
 from batchline.flows import merge_record as merge_recovery
 from batchline.logs import log_event
 
@@ -34,7 +34,7 @@ class MergePlan:
     committed: merge_recovery.CommittedMerge | None
 
 
-def plan_merge(clients: Clients, store: BatchStore, batch: dict, inv: cons.Inventory, items: list[dict]) -> MergePlan:
+def plan_merge(clients: Clients, store: BatchStore, batch: dict, inv: Inventory, items: list[dict]) -> MergePlan:
     """The plan of this consolidation; `inv` is brought in line with the manifest it merges."""
     batch_id, merged = batch["batch_id"], batch.get("merge_result")
     attempt = int(batch.get("merge_attempt") or 0)
@@ -67,7 +67,7 @@ def plan_merge(clients: Clients, store: BatchStore, batch: dict, inv: cons.Inven
     return MergePlan(manifest, pinned["pin"], generation, attempt, committed)
 
 
-def pin_manifest(clients: Clients, store: BatchStore, batch: dict, inv: cons.Inventory, items: list[dict],
+def pin_manifest(clients: Clients, store: BatchStore, batch: dict, inv: Inventory, items: list[dict],
                  generation: int, attempt: int) -> dict:
     """Write this attempt's manifest rows, then the pin document that names them (the first wins)."""
     batch_id, manifest = batch["batch_id"], inv.manifest()

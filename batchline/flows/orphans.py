@@ -45,7 +45,7 @@ from batchline.adapters import manifests, staging
 from batchline.adapters import merge as cons
 from batchline.adapters.batch_store import BatchStore, now
 from batchline.adapters.clients import Clients
-from batchline.domain import ids
+from batchline.domain import evidence, ids
 from batchline.domain.accounting import ORPHAN_GENERATION_BASE, merged_pins
 from batchline.domain.errors import ConsolidationError, MergeAttemptFailed
 from batchline.domain.lifecycle import ACTIVE_STATUSES, CONSOLIDATION_FAILED
@@ -218,7 +218,7 @@ def _finish(
             item if item in docs else None, schedule, owners.get(item, set()), batch_id, mine, created
         )
         if verdict == "merge":
-            chosen = cons.choose_write(docs[item], writes)[0]
+            chosen = evidence.choose_write(docs[item], writes)[0]
             if chosen is None:
                 kept[item] = "no staged write of the item is complete (one row per system x prop, ids unique)"
                 continue

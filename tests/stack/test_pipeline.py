@@ -12,6 +12,7 @@ from google.cloud import bigquery
 
 from batchline.adapters import staging
 from batchline.domain import faults, ids
+from batchline.domain.evidence import StagedWrite
 from batchline.domain.lifecycle import CONSOLIDATED, CONSOLIDATION_FAILED, SUPERSEDED
 from batchline.domain.messages import CompletionMessage, ConsolidationRequest, WorkMessage, encode
 from batchline.flows.ledger import compute, main_table_dml_since
@@ -37,7 +38,7 @@ def _staging_tables(stack, batch_id: str) -> list[str]:
             if ids.batch_of_staging_table(t.table_id) == batch_id]
 
 
-def _staged_items(stack, batch_id: str) -> dict[str, dict[str, staging.StagedWrite]]:
+def _staged_items(stack, batch_id: str) -> dict[str, dict[str, StagedWrite]]:
     return staging.staged_writes(stack.clients.bq, stack.clients.settings, batch_id)
 
 

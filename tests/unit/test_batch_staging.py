@@ -16,8 +16,9 @@ from hypothesis import strategies as st
 
 from batchline.adapters import manifests, staging
 from batchline.adapters import merge as c
-from batchline.domain import ids
+from batchline.domain import evidence, ids
 from batchline.domain.errors import ConsolidationError
+from batchline.domain.evidence import StagedWrite
 from batchline.domain.item_shape import EXPECTED_PAIRS
 from batchline.domain.schema import MAIN_TABLE_COLUMNS
 from batchline.settings import Settings
@@ -37,8 +38,8 @@ def _pairs(n: int) -> frozenset[str]:
     return frozenset(names[:n])
 
 
-def _sw(item: str, write: str, n: int, k: int | None = None) -> staging.StagedWrite:
-    return staging.StagedWrite(item, write, n, n if k is None else k, _pairs(n if k is None else k))
+def _sw(item: str, write: str, n: int, k: int | None = None) -> StagedWrite:
+    return StagedWrite(item, write, n, n if k is None else k, _pairs(n if k is None else k))
 
 
 # -- names -------------------------------------------------------------------------------------------------
@@ -184,15 +185,15 @@ def test_recovery_prefers_a_write_without_repeated_prediction_ids_and_both_calle
     clean = _sw("x", W["1"], WHOLE)
     short = _sw("x", W["e"], WHOLE - 2)  # a true write, 2 predictions short (issue 17.2)
     candidates = {dup.write_id: dup, clean.write_id: clean, short.write_id: short}
-    assert c.choose_write(_item("x", "pending"), candidates) == (clean, False)
-    assert c.choose_write(_item("x", "completed", W["1"], 5), candidates) == (clean, True)
-    assert c.choose_write(_item("x", "completed", W["1"], 4), candidates) == (clean, False), "count differs"
-    assert c.choose_write(_item("x", "failed", W["1"], 5), candidates) == (clean, False), "not completed"
-    assert c.choose_write(_item("x", "pending"), {dup.write_id: dup}) == (None, False), "never merged"
-    assert c.choose_write(_item("x", "completed", W["f"], 6), {dup.write_id: dup}) == (None, False)
-    assert c.choose_write(_item("x", "completed", W["e"], WHOLE - 2), candidates) == (clean, False), \
+    assert evidence.choose_write(_item("x", "pending"), candidates) == (clean, False)
+    assert evidence.choose_write(_item("x", "completed", W["1"], 5), candidates) == (clean, True)
+    assert evidence.choose_write(_item("x", "completed", W["1"], 4), candidates) == (clean, False), "count differs"
+    assert evidence.choose_write(_item("x", "failed", W["1"], 5), candidates) == (clean, False), "not completed"
+    assert evidence.choose_write(_item("x", "pending"), {dup.write_id: dup}) == (None, False), "never merged"
+    assert evidence.choose_write(_item("x", "completed", W["f"], 6), {dup.write_id: dup}) == (None, False)
+    assert evidence.choose_write(_item("x", "completed", W["e"], WHOLE - 2), candidates) == (clean, False), \
         "a recorded short write is not trusted either"
-    assert c.choose_write(_item("x", "pending"), {short.write_id: short}) == (None, False), "never merged short"
+    assert evidence.choose_write(_item("x", "pending"), {short.write_id: short}) == (None, False), "never merged short"
 
 
 def test_an_item_whose_every_write_repeats_a_prediction_id_is_not_merged_and_named():

@@ -7,8 +7,8 @@ import datetime as dt
 
 import pytest
 
-from batchline.adapters.staging import StagedWrite
 from batchline.domain import claims, lifecycle
+from batchline.domain.evidence import StagedWrite
 from batchline.domain.item_shape import EXPECTED_PAIRS, EXPECTED_ROWS
 
 NOW = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
