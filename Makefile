@@ -74,6 +74,7 @@ run: $(STAMP) check-emulators
 
 test: $(STAMP) $(ZETASQL_STAMP) check-emulators
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q
 
 clean:
