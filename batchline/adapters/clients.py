@@ -17,6 +17,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery, firestore, pubsub_v1
 
 from batchline.adapters.batch_store import BatchStore
+from batchline.adapters.staging import BatchStagingTables
 from batchline.adapters.write_api import StagingAppender
 from batchline.settings import Settings, from_env
 from batchline.topology import Topology, build_topology
@@ -53,6 +54,13 @@ class Clients:
     _pub: pubsub_v1.PublisherClient | None = None
     _appender: StagingAppender | None = None
     store: BatchStore | None = None  # the batch store; a test may hand in an in-memory one
+    staging_tables: BatchStagingTables | None = None  # likewise the staging tables
+
+    @property
+    def staging(self) -> BatchStagingTables:
+        if self.staging_tables is None:
+            self.staging_tables = BatchStagingTables(self.bq, self.settings)
+        return self.staging_tables
 
     @property
     def batches(self) -> BatchStore:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 
 from google.api_core import exceptions as gexc
 from google.cloud import bigquery
@@ -111,3 +112,18 @@ def drop_batch_table(bq: bigquery.Client, settings: Settings, batch_id: str) -> 
         return 1
     except gexc.NotFound:
         return 0
+
+
+@dataclass(frozen=True)
+class BatchStagingTables:
+    """The batch staging tables as the flows see them (Clients.staging): what each write staged, and
+    the drop after verification. One seam, so a flow's unit test can hand in its own."""
+
+    bq: bigquery.Client
+    settings: Settings
+
+    def writes(self, batch_id: str) -> Staged:
+        return staged_writes(self.bq, self.settings, batch_id)
+
+    def drop(self, batch_id: str) -> int:
+        return drop_batch_table(self.bq, self.settings, batch_id)

@@ -15,7 +15,7 @@ from batchline.adapters.clients import Clients
 from batchline.domain import faults as faults_mod
 from batchline.domain import lifecycle as lc
 from batchline.domain.errors import ConsolidationError, MergeAttemptFailed, UnknownItem
-from batchline.domain.evidence import Inventory
+from batchline.domain.evidence import Inventory, take_inventory
 from batchline.domain.lifecycle import CONSOLIDATED, CONSOLIDATION_FAILED
 from batchline.domain.messages import ConsolidationRequest, PushEnvelope, decode_data, parse_model
 from batchline.flows import merge_record as merge_recovery
@@ -74,7 +74,7 @@ def consolidate_batch(clients: Clients, batch_id: str, batch: dict, lease: str,
     """Inventory, one MERGE, verification, cleanup, result; returns the outcome."""
     store = clients.batches
     items = store.items(batch_id)
-    inv = cons.inventory(clients.bq, clients.settings, batch_id, items)
+    inv = take_inventory(clients.staging.writes(batch_id), items)
     plan = plan_merge(clients, store, batch, inv, items)
     gap = _log_inventory(batch, inv, items, plan)
     merged = batch.get("merge_result")

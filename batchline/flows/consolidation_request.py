@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 
-from batchline.adapters import staging
 from batchline.adapters.batch_store import BatchStore
 from batchline.adapters.clients import Clients
 from batchline.domain import claims
@@ -55,7 +54,7 @@ def claims_verified(clients: Clients, store: BatchStore, batch_id: str) -> bool:
     if batch is None or batch["status"] not in OPEN_STATUSES:
         return True
     items = store.items_with_status(batch_id, COMPLETED)
-    staged = staging.staged_writes(clients.bq, clients.settings, batch_id)
+    staged = clients.staging.writes(batch_id)
     rejections = claims.judge(items, staged)
     log_event("claims_verified", batch_id=batch_id, claims=len(items), rejected=len(rejections),
               staged_items=len(staged))

@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 
 from batchline.adapters import merge as cons
-from batchline.adapters import staging
 from batchline.adapters.batch_store import now
 from batchline.adapters.clients import Clients
 from batchline.domain.evidence import Inventory
@@ -34,14 +33,13 @@ def drop_staging(clients: Clients, batch_id: str, staged_rows_total: int) -> boo
     daily reconciliation, which merges or supersedes those rows (batchline/flows/orphans.py). The count and
     the drop are two calls: an append landing between them goes with the table, but its item is one the
     batch reported failed or missing (not in the manifest), which the reconciliation re-runs."""
-    now_staged = sum(w.rows for ws in staging.staged_writes(clients.bq, clients.settings, batch_id).values()
-                     for w in ws.values())
+    now_staged = sum(w.rows for ws in clients.staging.writes(batch_id).values() for w in ws.values())
     if now_staged > staged_rows_total:
         log_event("staging_kept_late_rows", severity="WARNING", batch_id=batch_id,
                   rows_at_inventory=staged_rows_total, rows_now=now_staged,
                   message="rows were staged after the inventory; the reconciliation finishes them")
         return False
-    staging.drop_batch_table(clients.bq, clients.settings, batch_id)  # 0 when a redelivery finds it gone
+    clients.staging.drop(batch_id)  # 0 when a redelivery finds it gone
     return True
 
 
