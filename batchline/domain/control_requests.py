@@ -20,7 +20,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, StrictBool, StrictInt, TypeAdapter, ValidationError
 
 from batchline.domain.errors import InvalidMessage
-from batchline.domain.messages import BatchId, GameDate, ItemId, _errors, _Strict
+from batchline.domain.messages import BatchId, GameDate, ItemId, StrictModel, validation_errors
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 REPLAY_SOURCES = ("work", "completions", "consolidation", "control")
@@ -43,7 +43,7 @@ def _unique(items: list[str]) -> list[str]:
 RequestId = Annotated[str, AfterValidator(validate_request_id)]
 
 
-class _Control(_Strict):
+class _Control(StrictModel):
     v: Literal[1] = 1
     request_id: RequestId
 
@@ -105,7 +105,7 @@ def parse_control(payload: object) -> StartControl | ConsolidateControl | Reconc
     try:
         return _ADAPTER.validate_python(payload)
     except ValidationError as exc:
-        raise InvalidMessage(f"invalid control request: {_errors(exc)}") from exc
+        raise InvalidMessage(f"invalid control request: {validation_errors(exc)}") from exc
 
 
 def request_doc_id(request_id: str) -> str:

@@ -37,11 +37,11 @@ MAX_DELIVERY_ATTEMPT = 1000
 M = TypeVar("M", bound=BaseModel)
 
 
-class _Strict(BaseModel):
+class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
 
 
-class WorkMessage(_Strict):
+class WorkMessage(StrictModel):
     """One work item: compute and stage one player's predictions for a batch run."""
 
     v: Literal[1] = 1
@@ -51,7 +51,7 @@ class WorkMessage(_Strict):
     game_id: GameId
 
 
-class CompletionMessage(_Strict):
+class CompletionMessage(StrictModel):
     """A worker's durable result: which write to the batch staging table holds how many rows (F9 layer 2)."""
 
     v: Literal[1] = 1
@@ -64,13 +64,13 @@ class CompletionMessage(_Strict):
     attempt: int = Field(ge=0, le=MAX_DELIVERY_ATTEMPT)
 
 
-class ConsolidationRequest(_Strict):
+class ConsolidationRequest(StrictModel):
     v: Literal[1] = 1
     batch_id: BatchId
     reason: Literal["all_items_terminal", "stalled", "manual"]
 
 
-class BatchSummary(_Strict):
+class BatchSummary(StrictModel):
     v: Literal[1] = 1
     batch_id: BatchId
     game_date: GameDate
@@ -83,7 +83,7 @@ class BatchSummary(_Strict):
     coverage_pct: float
 
 
-class StartRequest(_Strict):
+class StartRequest(StrictModel):
     """Body of the coordinator's /start: the scheduler's daily call or an operator's re-run."""
 
     game_date: GameDate | None = None
@@ -93,13 +93,13 @@ class StartRequest(_Strict):
     accept_stale_inputs: bool = False
 
 
-class StallCheckRequest(_Strict):
+class StallCheckRequest(StrictModel):
     stall_minutes: int | None = Field(default=None, ge=1, le=24 * 60)
     min_completion_pct: float | None = Field(default=None, ge=0, le=100)
     redispatch: bool = True
 
 
-class ReconcileRequest(_Strict):
+class ReconcileRequest(StrictModel):
     """No game_date (the scheduler POSTs `{}`, or an empty body) means yesterday in the schedule's time
     zone, explicitly (reconcile.py); any date given must be a `YYYY-MM-DD` string."""
 
@@ -147,7 +147,7 @@ def parse_envelope(body: bytes) -> PushEnvelope:
     try:
         return PushEnvelope.model_validate(_json_object(body, "push body", MAX_PUSH_BODY_BYTES))
     except ValidationError as exc:
-        raise InvalidMessage(f"not a Pub/Sub push envelope: {_errors(exc)}") from exc
+        raise InvalidMessage(f"not a Pub/Sub push envelope: {validation_errors(exc)}") from exc
 
 
 def parse_json_body(body: bytes) -> dict:
@@ -167,14 +167,14 @@ def parse_model(model: type[M], payload: dict) -> M:
     try:
         return model.model_validate(payload)
     except ValidationError as exc:
-        raise InvalidMessage(f"invalid {model.__name__}: {_errors(exc)}") from exc
+        raise InvalidMessage(f"invalid {model.__name__}: {validation_errors(exc)}") from exc
 
 
 def encode(model: BaseModel) -> bytes:
     return model.model_dump_json().encode()
 
 
-def _errors(exc: ValidationError) -> str:
+def validation_errors(exc: ValidationError) -> str:
     return "; ".join(
         f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors()[:5]
     )

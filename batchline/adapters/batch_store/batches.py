@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
@@ -21,6 +22,21 @@ from batchline.domain.lifecycle import (
 from batchline.layout import ITEMS, MANIFESTS
 
 _WRITE_BATCH = 400  # below Firestore's 500 writes per commit
+
+
+@dataclass(frozen=True)
+class StartSpec:
+    """What a start asks for (create_batch's arguments), carried into its transaction."""
+
+    batch_id: str
+    game_date: dt.date
+    items: list[Item]
+    force: bool
+    faults: str | None
+    dispatch_token: str
+    only_items: list[str] | None
+    scheduled_items: list[str] | None
+    repeat_repair: bool
 
 
 class BatchWrites(Documents):
@@ -52,55 +68,37 @@ class BatchWrites(Documents):
         all repaired already raises RepairAlreadyAttempted unless `repeat_repair`. A start also waits
         (BatchConflict) while the reconciliation holds the date's orphan-merge lease, and a repair is
         refused while the date's newest run failed consolidation (lifecycle.repair_blocked)."""
-        date_ref, batch_ref = self.date_ref(game_date), self.batch_ref(batch_id)
-        sizes = progress.shard_sizes([i.item_id for i in items])
-
-        @firestore.transactional
-        def claim_date(txn) -> str | None:
-            snap = date_ref.get(transaction=txn)
-            date_doc = (snap.to_dict() or {}) if snap.exists else {}
-            previous = date_doc.get("active_batch_id")
-            prev = self.batch_ref(previous).get(transaction=txn) if previous else None
-            t = now()
-            run = lc.decide_new_run(
-                date_doc,
-                prev.get("status") if prev and prev.exists else None,
-                batch_id=batch_id,
-                game_date=game_date.isoformat(),
-                force=force,
-                only_items=only_items,
-                repeat_repair=repeat_repair,
-                now=t,
-            )
-            if run.conflict:
-                raise BatchConflict(
-                    run.conflict[0], run.conflict[1], repair=only_items is not None, reason=run.conflict[2]
-                )
-            if run.repaired_by is not None:
-                raise RepairAlreadyAttempted(run.repaired_by, sorted(only_items or []))
-            if run.superseded:
-                txn.update(self.batch_ref(run.superseded), lc.superseded_update(batch_id, t))
-            txn.create(
-                batch_ref,
-                lc.new_batch_document(
-                    batch_id,
-                    game_date.isoformat(),
-                    [i.item_id for i in items],
-                    sizes,
-                    force=force,
-                    faults=faults,
-                    dispatch_token=dispatch_token,
-                    only_items=only_items,
-                    scheduled_items=scheduled_items,
-                    now=t,
-                ),
-            )
-            txn.set(date_ref, run.date_update)  # a full run starts the date's repair record afresh
-            return run.superseded
-
-        superseded = claim_date(self.fs.transaction())
+        run = StartSpec(batch_id, game_date, list(items), force, faults, dispatch_token, only_items, scheduled_items,
+                     repeat_repair)
+        superseded = firestore.transactional(self._claim_date)(self.fs.transaction(), run)
         self.create_items(batch_id, items)
         return superseded
+
+    def _claim_date(self, txn, run: StartSpec) -> str | None:
+        """The transaction of create_batch: the date's active run, decided by lifecycle.decide_new_run."""
+        date_ref, day = self.date_ref(run.game_date), run.game_date.isoformat()
+        snap = date_ref.get(transaction=txn)
+        date_doc = (snap.to_dict() or {}) if snap.exists else {}
+        previous = date_doc.get("active_batch_id")
+        prev = self.batch_ref(previous).get(transaction=txn) if previous else None
+        t = now()
+        decided = lc.decide_new_run(date_doc, prev.get("status") if prev and prev.exists else None,
+                                    batch_id=run.batch_id, game_date=day, force=run.force,
+                                    only_items=run.only_items, repeat_repair=run.repeat_repair, now=t)
+        if decided.conflict:
+            raise BatchConflict(decided.conflict[0], decided.conflict[1], repair=run.only_items is not None,
+                                reason=decided.conflict[2])
+        if decided.repaired_by is not None:
+            raise RepairAlreadyAttempted(decided.repaired_by, sorted(run.only_items or []))
+        if decided.superseded:
+            txn.update(self.batch_ref(decided.superseded), lc.superseded_update(run.batch_id, t))
+        item_ids = [i.item_id for i in run.items]
+        txn.create(self.batch_ref(run.batch_id), lc.new_batch_document(
+            run.batch_id, day, item_ids, progress.shard_sizes(item_ids), force=run.force, faults=run.faults,
+            dispatch_token=run.dispatch_token, only_items=run.only_items, scheduled_items=run.scheduled_items,
+            now=t))
+        txn.set(date_ref, decided.date_update)  # a full run starts the date's repair record afresh
+        return decided.superseded
 
     def create_items(self, batch_id: str, items: list[Item]) -> None:
         """Item documents in pending state; those that already exist are left as they are (a resumed
