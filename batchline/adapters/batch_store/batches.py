@@ -105,6 +105,7 @@ class BatchWrites(Documents):
         dispatch re-creates only what a crashed start did not get to)."""
         existing = {s.id for s in self.batch_ref(batch_id).collection(ITEMS).select([]).stream()}
         todo = [i for i in items if i.item_id not in existing]
+        t = now()  # one instant: created_at == updated_at until the item moves
         for chunk_start in range(0, len(todo), _WRITE_BATCH):
             wb = self.fs.batch()
             for item in todo[chunk_start : chunk_start + _WRITE_BATCH]:
@@ -117,8 +118,8 @@ class BatchWrites(Documents):
                         "staging_table": None,
                         "write_id": None,
                         "row_count": None,
-                        "created_at": now(),
-                        "updated_at": now(),
+                        "created_at": t,
+                        "updated_at": t,
                     },
                 )
             wb.commit()
