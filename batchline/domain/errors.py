@@ -70,6 +70,10 @@ class StagingTableMissing(RuntimeError):
     """The batch's staging table does not exist (never created, or dropped after consolidation)."""
 
 
+class MainTableMissing(LookupError):
+    """The main table does not exist (yet): nothing of any date has landed."""
+
+
 class StaleInputs(Exception):
     """The date's context rows are too old (or carry no load time); answered 424 Failed Dependency."""
 

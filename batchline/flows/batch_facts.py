@@ -15,37 +15,21 @@ import datetime as dt
 import json
 import re
 
-from google.cloud import bigquery, pubsub_v1
+from google.cloud import pubsub_v1
 
-from batchline.adapters import manifests, staging
+from batchline.adapters import manifests, queries, staging
 from batchline.adapters.batch_store import BatchStore
 from batchline.adapters.clients import Clients
 from batchline.adapters.dead_letter_records import DeadLetterLog, dead_lettered_in_item_state
-from batchline.adapters.merge import active_duplicates_sql, batch_params, query_one
 from batchline.domain import accounting, ids
 from batchline.domain.accounting import BatchFacts
 from batchline.domain.errors import InvalidMessage
-from batchline.domain.item_shape import PAIRS_SQL, Shape
+from batchline.domain.item_shape import Shape
 from batchline.domain.messages import WorkMessage, parse_model
 
 _DML_TARGET = re.compile(r"^\s*(?:MERGE|INSERT|UPDATE|DELETE)\s+(?:INTO\s+|FROM\s+)?`?([A-Za-z0-9_.\-]+)`?",
                          re.IGNORECASE)
 MUTATING = {"INSERT", "UPDATE", "DELETE", "MERGE"}
-
-
-def schedule_sql(context_table_id: str) -> str:
-    return f"SELECT DISTINCT player_lookup FROM `{context_table_id}` WHERE game_date = @d"
-
-
-def rows_sql(main_table_id: str) -> str:
-    """The date's rows per player and batch: their shape (item_shape.py) and how many are active."""
-    return (f"SELECT player_lookup, batch_id, COUNT(*) AS n, COUNT(DISTINCT prediction_id) AS k, "
-            f"{PAIRS_SQL} AS pairs, COUNTIF(is_active) AS active FROM `{main_table_id}` WHERE game_date = @d "
-            f"GROUP BY player_lookup, batch_id")
-
-
-def duplicate_ids_sql(main_table_id: str) -> str:
-    return f"SELECT COUNT(*) AS n, COUNT(DISTINCT prediction_id) AS k FROM `{main_table_id}` WHERE game_date = @d"
 
 
 def gather(clients: Clients, batch_id: str) -> BatchFacts:
@@ -55,29 +39,22 @@ def gather(clients: Clients, batch_id: str) -> BatchFacts:
     if batch is None:
         raise LookupError(f"no batch {batch_id}")
     game_date = dt.date.fromisoformat(batch["game_date"])
-    d = [bigquery.ScalarQueryParameter("d", "DATE", game_date)]
     items = {i["item_id"]: i for i in store.items(batch_id)}
-
-    def query(sql: str) -> list:
-        return list(clients.bq.query(sql, job_config=bigquery.QueryJobConfig(query_parameters=d)).result())
-
-    schedule = {r["player_lookup"] for r in query(schedule_sql(s.context_table_id))}
+    schedule = queries.scheduled_players(clients.bq, s, game_date)
     if batch.get("only_items") is not None:  # a repair batch expects only its items
         schedule &= set(batch["only_items"])
     own: dict[str, Shape] = {}
     others: dict[str, dict[str, int]] = {}
     active_from: dict[str, list[str]] = {}
-    for r in query(rows_sql(s.main_table_id)):
-        player = r["player_lookup"]
-        if r["batch_id"] == batch_id:
-            own[player] = Shape.of(r["n"], r["k"], r["pairs"])
+    for r in queries.rows_by_player_and_batch(clients.bq, s, game_date):
+        if r.batch_id == batch_id:
+            own[r.player] = r.shape
         else:
-            others.setdefault(player, {})[r["batch_id"]] = int(r["active"])
-        if int(r["active"]):
-            active_from.setdefault(player, []).append(r["batch_id"])
-    dup = query(duplicate_ids_sql(s.main_table_id))[0]
-    active_dups = int(query_one(clients.bq, active_duplicates_sql(f"`{s.main_table_id}`"),
-                                batch_params(batch_id, game_date))["dup"])
+            others.setdefault(r.player, {})[r.batch_id] = r.active
+        if r.active:
+            active_from.setdefault(r.player, []).append(r.batch_id)
+    duplicate_ids = queries.duplicate_prediction_ids(clients.bq, s, game_date)
+    active_dups = queries.active_duplicates(clients.bq, s, batch_id, game_date)
     dead = dead_lettered_items(clients, batch_id, list(items.values()))
     if (schedule | set(items)) - set(own) - dead:
         dead |= dead_letters_in_subscription(clients, batch_id)
@@ -87,7 +64,7 @@ def gather(clients: Clients, batch_id: str) -> BatchFacts:
         if newest else None
     return BatchFacts(batch=batch, items=items, schedule=schedule, own_rows=own, other_batches=others,
                       active_from={p: sorted(b) for p, b in active_from.items()}, dead_lettered=dead,
-                      duplicate_ids=int(dup["n"]) - int(dup["k"]), duplicate_active=active_dups,
+                      duplicate_ids=duplicate_ids, duplicate_active=active_dups,
                       staging_table_exists=staging.batch_table_exists(clients.bq, s, batch_id),
                       merge_jobs=mine, window_dml=window, newest=(newest, newest_status),
                       merged_by_batch=manifests.merged_items(clients.bq, s, batch_id, accounting.merged_pins(batch)))

@@ -16,9 +16,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from google.cloud import bigquery
-
-from batchline.adapters import staging
+from batchline.adapters import queries, staging
 from batchline.adapters.batch_store import BatchStore
 from batchline.adapters.clients import Clients
 from batchline.adapters.freshness import check_fresh
@@ -43,22 +41,12 @@ class StartResult:
     resumed: bool = False
 
 
-def schedule_sql(context_table_id: str) -> str:
-    return (f"SELECT player_lookup, game_id FROM `{context_table_id}` WHERE game_date = @d "
-            f"ORDER BY player_lookup, game_id")
-
-
 def expected_items(clients: Clients, game_date: dt.date,
                    only: list[str] | None = None) -> tuple[list[Item], list[dict]]:
     """The schedule for a date from the context table: valid items, and rows rejected with why."""
-    s = clients.settings
-    ids.validate_table_name(s.context_table)
-    job = clients.bq.query(schedule_sql(s.context_table_id), job_config=bigquery.QueryJobConfig(
-        query_parameters=[bigquery.ScalarQueryParameter("d", "DATE", game_date)]))
     items: dict[str, Item] = {}
     rejected: list[dict] = []
-    for row in job.result():
-        player, game = row["player_lookup"], row["game_id"]
+    for player, game in queries.schedule_rows(clients.bq, clients.settings, game_date):
         try:
             item = Item(ids.validate_item_id(player), ids.validate_game_id(game))
         except ValueError as exc:

@@ -41,7 +41,7 @@ from dataclasses import asdict, dataclass, field
 
 from google.cloud import bigquery, firestore
 
-from batchline.adapters import manifests, staging
+from batchline.adapters import manifests, queries, staging
 from batchline.adapters import merge as cons
 from batchline.adapters.batch_store import BatchStore, now
 from batchline.adapters.clients import Clients
@@ -156,19 +156,6 @@ def handle_orphans(clients: Clients, game_date: dt.date, schedule: set[str]) -> 
     return report
 
 
-def active_owners(clients: Clients, game_date: dt.date) -> dict[str, set[str]]:
-    """player -> the batches whose rows are the player's active rows for the date."""
-    rows = clients.bq.query(
-        f"SELECT player_lookup, batch_id FROM `{clients.settings.main_table_id}` WHERE game_date = @d AND is_active "
-        f"GROUP BY player_lookup, batch_id",
-        job_config=bigquery.QueryJobConfig(query_parameters=[bigquery.ScalarQueryParameter("d", "DATE", game_date)]),
-    )
-    owners: dict[str, set[str]] = {}
-    for r in rows.result():
-        owners.setdefault(r["player_lookup"], set()).add(r["batch_id"])
-    return owners
-
-
 def classify(
     item: str | None,
     schedule: set[str],
@@ -203,7 +190,7 @@ def _finish(
 ) -> None:
     batch_id, mine = batch["batch_id"], batch["created_at"]
     table = ids.batch_staging_table(batch_id)
-    owners = active_owners(clients, game_date)
+    owners = queries.active_owners(clients.bq, clients.settings, game_date)
     created = {b: (_get_batch(store, b) or {}).get("created_at") for b in set().union(*owners.values())}
     own = manifests.merged_items(clients.bq, clients.settings, batch_id, merged_pins(batch))
     docs = {d["item_id"]: d for d in store.items(batch_id)}

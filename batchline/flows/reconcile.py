@@ -17,13 +17,10 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import asdict, dataclass
 
-from google.api_core import exceptions as gexc
-from google.cloud import bigquery
-
+from batchline.adapters import queries
 from batchline.adapters.clients import Clients
-from batchline.domain import ids
-from batchline.domain.errors import BatchConflict, RepairAlreadyAttempted
-from batchline.domain.item_shape import PAIRS_SQL, Shape, shape_problem
+from batchline.domain.errors import BatchConflict, MainTableMissing, RepairAlreadyAttempted
+from batchline.domain.item_shape import shape_problem
 from batchline.domain.messages import ReconcileRequest, StartRequest
 from batchline.flows.dispatch import expected_items, start_batch
 from batchline.flows.orphans import handle_orphans
@@ -51,21 +48,11 @@ class Reconciliation:
         return d
 
 
-def complete_sql(main: str) -> str:
-    """The date's active rows per player, as item_shape.py judges them."""
-    return (f"SELECT player_lookup, COUNT(*) AS n, COUNT(DISTINCT prediction_id) AS k, {PAIRS_SQL} AS pairs "
-            f"FROM {main} WHERE game_date = @d AND is_active GROUP BY player_lookup")
-
-
 def complete_players(clients: Clients, game_date: dt.date) -> set[str]:
     """Players whose active rows are their complete work: one per configured system x prop (the same
     judgement as the ledger's and the audit's, item_shape.py)."""
-    s = clients.settings
-    main = f"`{s.project}.{s.main_dataset}.{ids.validate_table_name(s.main_table)}`"
-    job = clients.bq.query(complete_sql(main), job_config=bigquery.QueryJobConfig(query_parameters=[
-        bigquery.ScalarQueryParameter("d", "DATE", game_date)]))
-    return {r["player_lookup"] for r in job.result()
-            if shape_problem(Shape.of(r["n"], r["k"], r["pairs"])) is None}
+    shapes = queries.active_shapes(clients.bq, clients.settings, game_date)
+    return {player for player, shape in shapes.items() if shape_problem(shape) is None}
 
 
 def reconcile(clients: Clients, req: ReconcileRequest) -> Reconciliation:
@@ -75,7 +62,7 @@ def reconcile(clients: Clients, req: ReconcileRequest) -> Reconciliation:
     orphans = handle_orphans(clients, game_date, expected)  # before counting: merged orphans close gaps
     try:
         complete = complete_players(clients, game_date) & expected
-    except gexc.NotFound:
+    except MainTableMissing:
         complete = set()
     incomplete = sorted(expected - complete)
     redispatched = previous_repair = None

@@ -22,13 +22,13 @@ from google.api_core import exceptions as gexc
 from google.cloud.bigquery import SchemaField
 
 import batchline
-from batchline.adapters import freshness, manifests, staging
+from batchline.adapters import freshness, manifests, queries, staging
 from batchline.adapters import merge as consolidate
 from batchline.domain import ids
 from batchline.domain.errors import ConsolidationError
 from batchline.domain.item_shape import EXPECTED_PAIRS
 from batchline.domain.schema import MAIN_TABLE_COLUMNS
-from batchline.flows import batch_facts, consolidation_result, dispatch, ledger, orphans, reconcile
+from batchline.flows import batch_facts, consolidation_result, dispatch, ledger, reconcile
 from batchline.local import chaos, provision
 from batchline.ops import views
 from batchline.settings import Settings
@@ -287,7 +287,7 @@ def freshness_check() -> Drive:
 
 def orphans_active_owners() -> Drive:
     bq = RecordingBigQuery({}, lambda sql: [])
-    orphans.active_owners(_clients(bq), DATE)
+    queries.active_owners(bq, S, DATE)
     return Drive(bq.sent)
 
 
