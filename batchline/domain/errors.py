@@ -57,6 +57,11 @@ class SchemaIncompatible(ConsolidationError):
     pass
 
 
+class RecordRefused(RuntimeError):
+    """Firestore refused a record for good (400: the document too large, too many index entries): the
+    same write can never succeed, so what it would have recorded is reported another way."""
+
+
 class MergeAttemptFailed(RuntimeError):
     """The MERGE job of this attempt finished with a passing error (BigQuery says DONE, with an error
     it classifies as retryable): no row changed, and the next attempt may run under a new job id."""

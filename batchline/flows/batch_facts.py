@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 
 from google.cloud import pubsub_v1
 
-from batchline.adapters import manifests, queries, staging
+from batchline.adapters import manifests, merge_jobs, queries, staging
 from batchline.adapters.batch_store import BatchStore
 from batchline.adapters.clients import Clients
 from batchline.adapters.dead_letter_records import DeadLetterLog, dead_lettered_in_item_state
@@ -26,10 +25,6 @@ from batchline.domain.accounting import BatchFacts
 from batchline.domain.errors import InvalidMessage
 from batchline.domain.item_shape import Shape
 from batchline.domain.messages import WorkMessage, parse_model
-
-_DML_TARGET = re.compile(r"^\s*(?:MERGE|INSERT|UPDATE|DELETE)\s+(?:INTO\s+|FROM\s+)?`?([A-Za-z0-9_.\-]+)`?",
-                         re.IGNORECASE)
-MUTATING = {"INSERT", "UPDATE", "DELETE", "MERGE"}
 
 
 def gather(clients: Clients, batch_id: str) -> BatchFacts:
@@ -58,7 +53,7 @@ def gather(clients: Clients, batch_id: str) -> BatchFacts:
     dead = dead_lettered_items(clients, batch_id, list(items.values()))
     if (schedule | set(items)) - set(own) - dead:
         dead |= dead_letters_in_subscription(clients, batch_id)
-    mine, window = main_table_merges(clients, batch["created_at"], batch_id)
+    mine, window = merge_jobs.main_table_merges(clients.bq, s, batch["created_at"], batch_id)
     newest = store.active_batch_of(game_date)
     newest_status = batch["status"] if newest == batch_id else (store.get_batch(newest) or {}).get("status") \
         if newest else None
@@ -105,25 +100,3 @@ def dead_letters_in_subscription(clients: Clients, batch_id: str, max_messages: 
     finally:
         sub.close()
     return found
-
-
-def main_table_merges(clients: Clients, since: dt.datetime, batch_id: str | None = None) -> tuple[list[str], int]:
-    """(the successful MERGE jobs of `batch_id` on the main table, by job id, so concurrent batches
-    do not add up; all successful mutating DML on the main table), created since `since`."""
-    s = clients.settings
-    targets = (s.main_table_id, f"{s.main_dataset}.{s.main_table}")
-    prefix = accounting.merge_job_prefix(batch_id) if batch_id else None
-    mine: list[str] = []
-    window = 0
-    for job in clients.bq.list_jobs(min_creation_time=since, all_users=True, max_results=50_000):
-        if job.job_type != "query" or (job.created and job.created < since) or getattr(job, "error_result", None):
-            continue
-        if (getattr(job, "statement_type", None) or "").upper() not in MUTATING:
-            continue
-        m = _DML_TARGET.match(job.query or "")
-        if not m or m.group(1).replace("`", "") not in targets:
-            continue
-        window += 1
-        if prefix and job.job_id.startswith(prefix):
-            mine.append(job.job_id)
-    return sorted(mine), window

@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
+from batchline.adapters import merge_jobs
 from batchline.adapters.clients import Clients
 from batchline.domain import accounting
 from batchline.flows import batch_facts
@@ -99,7 +100,7 @@ class Ledger:
 
 def main_table_dml_since(clients: Clients, since) -> int:
     """All successful mutating DML on the main table since `since`, whichever batch ran it."""
-    return batch_facts.main_table_merges(clients, since)[1]
+    return merge_jobs.main_table_merges(clients.bq, clients.settings, since)[1]
 
 
 def compute(clients: Clients, batch_id: str, elapsed_s: float) -> Ledger:

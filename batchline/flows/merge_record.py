@@ -16,19 +16,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from google.api_core import exceptions as gexc
-from google.cloud import bigquery, firestore
-
 from batchline.adapters.batch_store import BatchStore
 from batchline.adapters.merge import merge_job_id
+from batchline.adapters.merge_jobs import RUNNING, SUCCEEDED, job_state
+from batchline.domain.errors import RecordRefused
 from batchline.domain.faults import FaultSpec
-from batchline.domain.lifecycle import CONSOLIDATING, CONSOLIDATION_FAILED, MERGED_UNRECORDED
+from batchline.domain.lifecycle import CONSOLIDATION_FAILED, MERGED_UNRECORDED
 from batchline.logs import log_event
-
-MISSING = "missing"  # pinned, but its job was never submitted (the delivery died in between)
-RUNNING = "running"
-FAILED = "failed"  # finished with an error: nothing changed
-SUCCEEDED = "succeeded"  # finished without an error: its rows are in the main table
 
 Attempt = tuple[int, int]  # (generation, attempt)
 
@@ -55,18 +49,9 @@ def choose(states: dict[Attempt, str], rejected: set[Attempt]) -> Attempt | None
     return done[-1] if done else None
 
 
-def job_state(bq: bigquery.Client, job_id: str) -> str:
-    try:
-        job = bq.get_job(job_id)
-    except gexc.NotFound:
-        return MISSING
-    if getattr(job, "state", None) != "DONE":
-        return RUNNING
-    return FAILED if getattr(job, "error_result", None) else SUCCEEDED
-
-
-def find_committed(bq: bigquery.Client, store: BatchStore, batch: dict) -> CommittedMerge | None:
-    """The MERGE of this batch that already ran (or runs), with the manifest it read; None if none did."""
+def find_committed(bq, store: BatchStore, batch: dict) -> CommittedMerge | None:
+    """The MERGE of this batch that already ran (or runs), with the manifest it read; None if none did.
+    `bq` is the BigQuery client of Clients, asked only through batchline/adapters/merge_jobs.py."""
     batch_id = batch["batch_id"]
     pinned = store.pinned_manifests(batch_id)
     rejected_jobs = set(batch.get("rejected_merge_jobs") or [])
@@ -78,10 +63,8 @@ def find_committed(bq: bigquery.Client, store: BatchStore, batch: dict) -> Commi
     return CommittedMerge(chosen[0], chosen[1], merge_job_id(batch_id, *chosen), states[chosen], pinned[chosen])
 
 
-
 # -- recording a committed MERGE -------------------------------------------------------------------
 RECORDED, LEASE_LOST, UNRECORDABLE = "recorded", "lease_lost", "unrecordable"
-RECORD_FAULT = "record_merge"  # the step record_fail / record_too_large count their attempts on
 
 
 def record_merge(store: BatchStore, batch_id: str, lease: str, merged: dict, job_id: str, faults: FaultSpec,
@@ -91,11 +74,9 @@ def record_merge(store: BatchStore, batch_id: str, lease: str, merged: dict, job
     document too large or with too many index entries) and the batch is failed saying its rows ARE
     merged. Any other error propagates: the redelivery finds the job and records it (find_committed).
     `verified` is (rows, items) of the verification."""
-    fields = {"merge_result": merged, "main_table_dml_jobs": firestore.ArrayUnion([job_id])}
     try:
-        _inject_record_fault(store, batch_id, faults)
-        ok = store.transition(batch_id, [CONSOLIDATING], fields, lease_token=lease)
-    except gexc.InvalidArgument as exc:
+        ok = store.record_merge_result(batch_id, lease, merged, job_id, faults)
+    except RecordRefused as exc:
         return unrecordable(store, batch_id, lease, job_id, verified, exc, kept_staging=True)
     return RECORDED if ok else LEASE_LOST
 
@@ -104,8 +85,8 @@ def record_final(store: BatchStore, batch_id: str, lease: str, merged: dict, fie
     """The consolidated batch's final record; "unrecordable" (reported like record_merge) when Firestore
     refuses it for good, else whether the lease was still held."""
     try:
-        return store.transition(batch_id, [CONSOLIDATING], fields, lease_token=lease)
-    except gexc.InvalidArgument as exc:
+        return store.record_consolidated(batch_id, lease, fields)
+    except RecordRefused as exc:
         return unrecordable(store, batch_id, lease, str(merged.get("job_id")),
                             (int(merged.get("verified_rows", 0)), int(merged.get("verified_items", 0))), exc,
                             kept_staging=False)
@@ -122,22 +103,9 @@ def unrecordable(store: BatchStore, batch_id: str, lease: str, job_id: str, veri
               f"the cause (index exemptions, document size: docs/staging.md), then `batchline consolidate "
               f"{batch_id}` records this job without a second MERGE."
               + (" The staging table is kept." if kept_staging else ""))
-    moved = store.transition(batch_id, [CONSOLIDATING], {
+    moved = store.fail_merged_unrecorded(batch_id, lease, job_id, {
         "status": CONSOLIDATION_FAILED, "failure_kind": MERGED_UNRECORDED, "error": reason[:4000],
-        "merged_job_id": job_id, "merged_rows_unrecorded": rows, "merged_items_unrecorded": items,
-        "main_table_dml_jobs": firestore.ArrayUnion([job_id])}, lease_token=lease)
+        "merged_job_id": job_id, "merged_rows_unrecorded": rows, "merged_items_unrecorded": items})
     log_event("merge_unrecorded", severity="ERROR", batch_id=batch_id, job_id=job_id, verified_rows=rows,
               verified_items=items, error=str(exc)[:2000], message=reason)
     return UNRECORDABLE if moved else LEASE_LOST
-
-
-def _inject_record_fault(store: BatchStore, batch_id: str, faults: FaultSpec) -> None:
-    """record_too_large=N, then record_fail=M: the first N attempts are refused as too large, the M
-    after them fail as if Firestore were unavailable (the real exception types, handled as such)."""
-    if not (faults.record_fail or faults.record_too_large):
-        return
-    n = store.count_fault_attempt(batch_id, RECORD_FAULT)
-    if n <= faults.record_too_large:
-        raise gexc.InvalidArgument(f"injected record_too_large (attempt {n}): too many index entries for entity")
-    if n <= faults.record_too_large + faults.record_fail:
-        raise gexc.ServiceUnavailable(f"injected record_fail (attempt {n}): Firestore unavailable")

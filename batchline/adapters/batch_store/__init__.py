@@ -9,10 +9,11 @@ from batchline.adapters.batch_store.batches import BatchWrites
 from batchline.adapters.batch_store.dates import DateWrites
 from batchline.adapters.batch_store.documents import ItemSnapshot, now
 from batchline.adapters.batch_store.items import ItemWrites
+from batchline.adapters.batch_store.merge_records import MergeRecords
 from batchline.adapters.batch_store.rejected import RejectedMessages
 
 
-class BatchStore(BatchWrites, ItemWrites, DateWrites, RejectedMessages):
+class BatchStore(MergeRecords, BatchWrites, ItemWrites, DateWrites, RejectedMessages):
     """Batch state: reads (Documents) and every write, each module one kind of document."""
 
 
