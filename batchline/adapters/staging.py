@@ -29,6 +29,7 @@ ITEM_COLUMN = "staging_item_id"
 WRITE_COLUMN = "staging_write_id"
 STAGING_COLUMNS = (ITEM_COLUMN, WRITE_COLUMN)
 
+LIST_CAP = 200_000  # tables one listing of a staging dataset may return (list_all_tables)
 _SCHEMA_TTL_S = 60.0
 _schema_cache: dict[str, tuple[float, list[bigquery.SchemaField]]] = {}
 _schema_lock = threading.Lock()
@@ -112,6 +113,16 @@ def drop_batch_table(bq: bigquery.Client, settings: Settings, batch_id: str) -> 
         return 1
     except gexc.NotFound:
         return 0
+
+
+def list_all_tables(bq: bigquery.Client, dataset: str) -> list:
+    """Every table of a dataset. Real BigQuery pages through `max_results`; bqemulator returns at
+    most `max_results` in one page and no token, so the cap is explicit and hitting it is an error
+    rather than a silently short list."""
+    tables = list(bq.list_tables(dataset, max_results=LIST_CAP))
+    if len(tables) >= LIST_CAP:
+        raise RuntimeError(f"{dataset} has at least {LIST_CAP} tables; the orphan scan cannot see them all")
+    return tables
 
 
 @dataclass(frozen=True)

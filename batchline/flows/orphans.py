@@ -39,8 +39,6 @@ import hashlib
 import uuid
 from dataclasses import asdict, dataclass, field
 
-from google.cloud import bigquery, firestore
-
 from batchline.adapters import manifests, queries, staging
 from batchline.adapters import merge as cons
 from batchline.adapters.batch_store import BatchStore, now
@@ -50,8 +48,6 @@ from batchline.domain.accounting import ORPHAN_GENERATION_BASE, merged_pins
 from batchline.domain.errors import ConsolidationError, MergeAttemptFailed
 from batchline.domain.lifecycle import ACTIVE_STATUSES, CONSOLIDATION_FAILED
 from batchline.logs import log_event
-
-LIST_CAP = 200_000
 
 
 @dataclass
@@ -67,21 +63,11 @@ class OrphanReport:
         return asdict(self)
 
 
-def list_all_tables(bq: bigquery.Client, dataset: str) -> list:
-    """Every table of a dataset. Real BigQuery pages through `max_results`; bqemulator returns at
-    most `max_results` in one page and no token, so the cap is explicit and hitting it is an error
-    rather than a silently short list."""
-    tables = list(bq.list_tables(dataset, max_results=LIST_CAP))
-    if len(tables) >= LIST_CAP:
-        raise RuntimeError(f"{dataset} has at least {LIST_CAP} tables; the orphan scan cannot see them all")
-    return tables
-
-
 def _groups(clients: Clients) -> dict[str, list]:
     """Batch staging tables by the batch id in their name."""
     s = clients.settings
     groups: dict[str, list] = {}
-    for t in list_all_tables(clients.bq, f"{s.project}.{s.staging_dataset}"):
+    for t in staging.list_all_tables(clients.bq, f"{s.project}.{s.staging_dataset}"):
         batch_id = ids.batch_of_staging_table(t.table_id)
         if batch_id is not None:
             groups.setdefault(batch_id, []).append(t)
@@ -220,13 +206,8 @@ def _finish(
     if drop:
         # Recorded before anything is deleted; the main table's active rows for these players come
         # from the newer batches named (checked just now, under the date's lease).
-        store.set_batch_fields(
-            batch_id,
-            {
-                "orphans_dropped": firestore.ArrayUnion(
-                    [{"items": sorted(drop), "why": drop, "newer_batches": sorted(newer_batches), "at": now()}]
-                )
-            },
+        store.record_orphans_dropped(
+            batch_id, {"items": sorted(drop), "why": drop, "newer_batches": sorted(newer_batches), "at": now()}
         )
         log_event(
             "orphans_dropped",
@@ -303,23 +284,10 @@ def _merge(
             error=str(exc),
         )
         return False
-    store.set_batch_fields(
+    store.record_orphans_merged(
         batch_id,
-        {
-            "orphan_merge_pending": None,
-            "orphans_merged": firestore.ArrayUnion(
-                [
-                    {
-                        "job_id": result.job_id,
-                        "pin": pin,
-                        "items": len(manifest),
-                        "rows": result.verified_rows,
-                        "at": now(),
-                    }
-                ]
-            ),
-            "main_table_dml_jobs": firestore.ArrayUnion([result.job_id]),
-        },
+        {"job_id": result.job_id, "pin": pin, "items": len(manifest), "rows": result.verified_rows, "at": now()},
+        result.job_id,
     )
     log_event(
         "orphans_merged",
