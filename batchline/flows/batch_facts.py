@@ -14,17 +14,18 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-from google.cloud import pubsub_v1
-
 from batchline.adapters import manifests, merge_jobs, queries, staging
 from batchline.adapters.batch_store import BatchStore
 from batchline.adapters.clients import Clients
 from batchline.adapters.dead_letter_records import DeadLetterLog, dead_lettered_in_item_state
+from batchline.adapters.dead_letter_subs import DeadLetterSubscription
 from batchline.domain import accounting, ids
 from batchline.domain.accounting import BatchFacts
 from batchline.domain.errors import InvalidMessage
 from batchline.domain.item_shape import Shape
 from batchline.domain.messages import WorkMessage, parse_model
+
+SECOND_LOOK_WAIT_S = 10.0  # one pull's wait in dead_letters_in_subscription
 
 
 def gather(clients: Clients, batch_id: str) -> BatchFacts:
@@ -77,26 +78,17 @@ def dead_letters_in_subscription(clients: Clients, batch_id: str, max_messages: 
     deadline 0). A pull leases what it returns, so a concurrent reader may see fewer: this is only a
     second look for items the durable record does not account for (e.g. a dead letter whose push to
     the coordinator is still being retried)."""
-    sub = pubsub_v1.SubscriberClient()
-    path = sub.subscription_path(clients.settings.project,
-                                 clients.topology.topic("work").dead_letter_pull_subscription)
     found: set[str] = set()
-    ack_ids: list[str] = []
-    try:
-        while len(ack_ids) < max_messages:
-            resp = sub.pull(subscription=path, max_messages=500, timeout=10)
-            if not resp.received_messages:
-                break
-            for rm in resp.received_messages:
-                ack_ids.append(rm.ack_id)
+    with DeadLetterSubscription(clients, "work") as subs:
+        received = subs.pull_all(max_messages, wait_s=SECOND_LOOK_WAIT_S)
+        try:
+            for dead in received:
                 try:
-                    msg = parse_model(WorkMessage, json.loads(rm.message.data))
+                    msg = parse_model(WorkMessage, json.loads(dead.data))
                 except (InvalidMessage, ValueError):
                     continue
                 if msg.batch_id == batch_id:
                     found.add(msg.item_id)
-        for i in range(0, len(ack_ids), 500):
-            sub.modify_ack_deadline(subscription=path, ack_ids=ack_ids[i:i + 500], ack_deadline_seconds=0)
-    finally:
-        sub.close()
+        finally:
+            subs.release([dead.ack_id for dead in received])
     return found

@@ -5,9 +5,9 @@ Each source topic's dead-letter topic has a pull subscription `<prefix>-<topic>-
 every dead letter. Listing the work dead letters of one batch reads the durable records the
 dead-letter handler writes (`batchline.adapters.dead_letter_records`): no lease, so concurrent readers cannot hide
 messages from each other (or from a replay), and no wait. Any other listing pulls and then releases
-(ack deadline 0), so nothing leaves; the sources are pulled in parallel, each waiting PULL_WAIT_S at
-most for an answer (a pull holds an empty subscription until its deadline). Replaying acknowledges a
-message only after what replaces it is durable:
+(ack deadline 0), so nothing leaves (batchline/adapters/dead_letter_subs.py); the sources are pulled in
+parallel, each waiting PULL_WAIT_S at most for an answer (a pull holds an empty subscription until its
+deadline). Replaying acknowledges a message only after what replaces it is durable:
 
 - work: the items are run again as a repair batch of their date (`repair.start_repair`); republishing
   the original work message would not help, since the worker skips work of a batch that moved on;
@@ -25,55 +25,20 @@ import json
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 
-from google.api_core import exceptions as gexc
-from google.cloud import pubsub_v1
-
 from batchline.adapters import dead_letter_records as dead_letters
 from batchline.adapters.batch_store import BatchStore
 from batchline.adapters.clients import Clients
 from batchline.adapters.dead_letter_records import DEAD_LETTER_ATTRIBUTE_PREFIX, DeadLetterLog
+from batchline.adapters.dead_letter_subs import DeadLetter, DeadLetterSubscription
 from batchline.adapters.delivery_errors import LAST_ERROR
 from batchline.domain import ids
 from batchline.domain.errors import BatchConflict, InvalidMessage
 from batchline.flows.repair import consolidate_again, start_repair
 from batchline.logs import log_event
 
-MAX_SCAN = 5000
-# How long one pull waits for messages. Without return_immediately (deprecated) Pub/Sub may hold a pull
-# until at least one message is available, and the emulator holds an empty one until its deadline:
-# 10 s per source made `dlq list` take ~40 s for nothing (docs/failures.md, "Rough edges ... issue 14").
-PULL_WAIT_S = 3.0
 
-
-def dead_letter_path(clients: Clients, sub: pubsub_v1.SubscriberClient, source: str) -> str:
-    return sub.subscription_path(clients.settings.project,
-                                 clients.topology.topic(source).dead_letter_pull_subscription)
-
-
-def pull_all(sub: pubsub_v1.SubscriberClient, path: str, max_messages: int = MAX_SCAN,
-             wait_s: float = PULL_WAIT_S) -> list:
-    """Pull until the subscription answers empty or lets the wait pass (or `max_messages`); the caller
-    acks or releases."""
-    out: list = []
-    while len(out) < max_messages:
-        try:
-            resp = sub.pull(subscription=path, max_messages=min(500, max_messages - len(out)), timeout=wait_s)
-        except gexc.DeadlineExceeded:
-            break  # nothing became available within the wait: the subscription has nothing more for us
-        if not resp.received_messages:
-            break
-        out.extend(resp.received_messages)
-    return out
-
-
-def release(sub: pubsub_v1.SubscriberClient, path: str, ack_ids: list[str]) -> None:
-    for i in range(0, len(ack_ids), 500):
-        sub.modify_ack_deadline(subscription=path, ack_ids=ack_ids[i:i + 500], ack_deadline_seconds=0)
-
-
-def describe(received) -> dict:
+def describe(m: DeadLetter) -> dict:
     """A dead letter for people and scripts: ids, attributes and what its payload names."""
-    m = received.message
     info: dict = {"message_id": m.message_id, "publish_time": m.publish_time.isoformat() if m.publish_time else None,
                   "attributes": dict(m.attributes), "batch_id": None, "item_id": None, "payload": None,
                   "payload_error": None}
@@ -92,25 +57,19 @@ def describe(received) -> dict:
 
 
 def list_dead_letters(clients: Clients, source: str) -> list[dict]:
-    sub = pubsub_v1.SubscriberClient()
-    path = dead_letter_path(clients, sub, source)
-    try:
-        received = pull_all(sub, path)
+    with DeadLetterSubscription(clients, source) as subs:
+        received = subs.pull_all()
         try:
             found = [{"source": source, **describe(r), "read_from": "pull"} for r in received]
         finally:
-            release(sub, path, [r.ack_id for r in received])
-    finally:
-        sub.close()
+            subs.release([r.ack_id for r in received])
     return _with_item_state(clients, found) if source == "work" else found
 
 
 def _with_item_state(clients: Clients, found: list[dict]) -> list[dict]:
     """Pulled work dead letters, with their item's last delivery error and repair batch (one read)."""
-    store = BatchStore(clients.fs)
     keys = sorted({(m["batch_id"], m["item_id"]) for m in found if m["batch_id"] and m["item_id"]})
-    docs = {(s.reference.parent.parent.id, s.id): s.to_dict() or {}
-            for s in clients.fs.get_all([store.item_ref(b, i) for b, i in keys]) if s.exists} if keys else {}
+    docs = BatchStore(clients.fs).items_by_key(keys)
     for m in found:
         doc = docs.get((m["batch_id"], m["item_id"]), {})
         m.update(last_error=doc.get(LAST_ERROR), replayed_in=doc.get("replayed_in"))
@@ -136,59 +95,53 @@ def listed_dead_letters(clients: Clients, sources: list[str], batch_id: str | No
 
 def _work_records(clients: Clients, batch_id: str, include_replayed: bool) -> list[dict]:
     records = DeadLetterLog(clients.fs).records(ids.validate_batch_id(batch_id))
-    store = BatchStore(clients.fs)
-    refs = [store.item_ref(batch_id, i) for i in sorted({r["item_id"] for r in records})]
-    replayed_in = {snap.id: (snap.to_dict() or {}).get("replayed_in") for snap in clients.fs.get_all(refs)
-                   if snap.exists} if refs else {}
+    keys = [(batch_id, i) for i in sorted({r["item_id"] for r in records})]
+    replayed_in = {item: doc.get("replayed_in") for (_, item), doc in BatchStore(clients.fs).items_by_key(keys).items()}
     return dead_letters.listed(batch_id, records, replayed_in, include_replayed=include_replayed)
 
 
 def replay_dead_letters(clients: Clients, source: str, batch_id: str | None, limit: int, claimant: str) -> dict:
-    sub = pubsub_v1.SubscriberClient()
-    path = dead_letter_path(clients, sub, source)
     acked: set[str] = set()
-    received: list = []
+    received: list[DeadLetter] = []
     result: dict = {"source": source, "batch_filter": batch_id, "scanned": 0, "replayed": [], "not_replayed": [],
                     "repair_batches": [], "reconsolidated_batches": [], "skipped_unparsable": 0}
-    try:
-        received = pull_all(sub, path)
-        result["scanned"] = len(received)
-        chosen = []
-        for r in received:
-            info = describe(r)
-            if info["payload_error"]:
-                result["skipped_unparsable"] += 1
-            elif len(chosen) < limit and (batch_id is None or info["batch_id"] == batch_id):
-                chosen.append((r, info))
-        if source == "work":
-            _replay_work(clients, sub, path, chosen, acked, result)
-        else:
-            for r, info in chosen:
-                if source == "consolidation":
-                    ok, outcome = consolidate_again(clients, ids.validate_batch_id(info["batch_id"]), claimant)
-                    if not ok:
-                        result["not_replayed"].append({"message_id": info["message_id"], **outcome})
-                        continue
-                    result["reconsolidated_batches"].append(info["batch_id"])
-                else:
-                    attrs = {k: v for k, v in r.message.attributes.items()
-                             if not k.startswith(DEAD_LETTER_ATTRIBUTE_PREFIX)}
-                    clients.publish(source, r.message.data, **{**attrs, "replayed_from": r.message.message_id})
-                sub.acknowledge(subscription=path, ack_ids=[r.ack_id])
-                acked.add(r.ack_id)
-                result["replayed"].append({"message_id": info["message_id"], "batch_id": info["batch_id"],
-                                           "item_id": info["item_id"]})
-    finally:
+    with DeadLetterSubscription(clients, source) as subs:
         try:
-            release(sub, path, [r.ack_id for r in received if r.ack_id not in acked])
+            received = subs.pull_all()
+            result["scanned"] = len(received)
+            chosen = []
+            for r in received:
+                info = describe(r)
+                if info["payload_error"]:
+                    result["skipped_unparsable"] += 1
+                elif len(chosen) < limit and (batch_id is None or info["batch_id"] == batch_id):
+                    chosen.append((r, info))
+            if source == "work":
+                _replay_work(clients, subs, chosen, acked, result)
+            else:
+                for r, info in chosen:
+                    if source == "consolidation":
+                        ok, outcome = consolidate_again(clients, ids.validate_batch_id(info["batch_id"]), claimant)
+                        if not ok:
+                            result["not_replayed"].append({"message_id": info["message_id"], **outcome})
+                            continue
+                        result["reconsolidated_batches"].append(info["batch_id"])
+                    else:
+                        attrs = {k: v for k, v in r.attributes.items()
+                                 if not k.startswith(DEAD_LETTER_ATTRIBUTE_PREFIX)}
+                        clients.publish(source, r.data, **{**attrs, "replayed_from": r.message_id})
+                    subs.acknowledge([r.ack_id])
+                    acked.add(r.ack_id)
+                    result["replayed"].append({"message_id": info["message_id"], "batch_id": info["batch_id"],
+                                               "item_id": info["item_id"]})
         finally:
-            sub.close()
+            subs.release([r.ack_id for r in received if r.ack_id not in acked])
     log_event("dead_letters_replayed", source=source, batch_id=batch_id, replayed=len(result["replayed"]),
               not_replayed=len(result["not_replayed"]), repair_batches=result["repair_batches"])
     return result
 
 
-def _replay_work(clients: Clients, sub, path: str, chosen: list, acked: set[str], result: dict) -> None:
+def _replay_work(clients: Clients, subs: DeadLetterSubscription, chosen: list, acked: set[str], result: dict) -> None:
     """One repair batch per date; its dead letters are acknowledged once the batch is dispatched."""
     by_date: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
     ack_by_date: dict[str, list] = defaultdict(list)
@@ -208,7 +161,7 @@ def _replay_work(clients: Clients, sub, path: str, chosen: list, acked: set[str]
                 result["not_replayed"].append({"message_id": info["message_id"], "batch_id": info["batch_id"],
                                                "item_id": info["item_id"], "error": str(exc)[:500]})
             continue
-        sub.acknowledge(subscription=path, ack_ids=[r.ack_id for r, _ in ack_by_date[game_date]])
+        subs.acknowledge([r.ack_id for r, _ in ack_by_date[game_date]])
         acked.update(r.ack_id for r, _ in ack_by_date[game_date])
         result["repair_batches"].append({"batch_id": started.batch_id, "game_date": game_date,
                                          "expected_items": started.expected_items})

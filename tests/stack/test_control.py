@@ -9,12 +9,12 @@ import json
 import time
 from pathlib import Path
 
-from google.cloud import pubsub_v1
 from typer.testing import CliRunner
 
+from batchline.adapters.dead_letter_subs import DeadLetterSubscription
 from batchline.domain import control_requests as ctl
 from batchline.flows.control import RequestStore
-from batchline.flows.replay import describe, pull_all, release
+from batchline.flows.replay import describe
 from batchline.ops.cli import app
 
 START_KEYS = {"request_id", "action", "status", "result", "error", "attempts", "message_id"}
@@ -45,15 +45,10 @@ def _batches_of(stack, day) -> list[dict]:
 
 
 def _dead_letters(stack, batch_id: str) -> list[dict]:
-    sub = pubsub_v1.SubscriberClient()
-    path = sub.subscription_path(stack.clients.settings.project,
-                                 stack.clients.topology.topic("work").dead_letter_pull_subscription)
-    try:
-        got = pull_all(sub, path)
-        release(sub, path, [r.ack_id for r in got])
+    with DeadLetterSubscription(stack.clients, "work") as subs:
+        got = subs.pull_all()
+        subs.release([r.ack_id for r in got])
         return [d for d in map(describe, got) if d["batch_id"] == batch_id]
-    finally:
-        sub.close()
 
 
 def test_start_through_the_control_path_and_the_json_shapes_of_start_status_audit(stack, day):
@@ -317,10 +312,8 @@ def test_a_dead_lettered_item_says_why_in_status_audit_and_dlq_list(stack, day):
         assert why in result.stdout, (command, result.stdout)
 
     # a concurrent reader holds a pull lease on every work dead letter: dlq list --batch still sees it
-    sub = pubsub_v1.SubscriberClient()
-    path = sub.subscription_path(stack.clients.settings.project,
-                                 stack.clients.topology.topic("work").dead_letter_pull_subscription)
-    leased = pull_all(sub, path)
+    subs = DeadLetterSubscription(stack.clients, "work")
+    leased = subs.pull_all()
     try:
         assert any(describe(r)["batch_id"] == batch_id for r in leased)
         result, dl = cli(stack, "dlq", "list", "--batch", batch_id, "--json")
@@ -332,8 +325,8 @@ def test_a_dead_lettered_item_says_why_in_status_audit_and_dlq_list(stack, day):
         assert msg["attributes"]["CloudPubSubDeadLetterSourceSubscription"].endswith("-work-push")
         assert msg["payload"]["game_date"] == day.isoformat() and msg["replayed_in"] is None
     finally:
-        release(sub, path, [r.ack_id for r in leased])
-        sub.close()
+        subs.release([r.ack_id for r in leased])
+        subs.close()
     # without --batch the work source is pulled (and released); it names the item's last error too
     result, dl = cli(stack, "dlq", "list", "--source", "work", "--json")
     (pulled,) = [m for m in dl["dead_letters"] if m["batch_id"] == batch_id]

@@ -74,6 +74,13 @@ class Documents:
         batch, item = found.get(batch_ref.path), found.get(item_ref.path)
         return (batch.to_dict() if batch else None, ItemSnapshot(item.to_dict(), item.update_time) if item else None)
 
+    def items_by_key(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], dict]:
+        """The item documents of (batch id, item id) pairs that exist, in one round trip."""
+        if not keys:
+            return {}
+        snaps = self.fs.get_all([self.item_ref(b, i) for b, i in keys])
+        return {(s.reference.parent.parent.id, s.id): s.to_dict() or {} for s in snaps if s.exists}
+
     def items(self, batch_id: str) -> list[dict]:
         return [s.to_dict() for s in self.batch_ref(batch_id).collection(ITEMS).stream()]
 
