@@ -117,6 +117,13 @@ class Clients:
         future = self.publisher.publish(self.topic_path(key), data, **attributes)
         return future.result(timeout=timeout_s)
 
+    def publish_all(self, key: str, messages: list[tuple[bytes, dict[str, str]]], timeout_s: float = 60.0) -> list[str]:
+        """Publish a chunk at once (the client batches it), then wait until Pub/Sub has stored every
+        message; raises on the first that was not, so no caller reports a chunk it did not deliver."""
+        path = self.topic_path(key)
+        futures = [self.publisher.publish(path, data, **attributes) for data, attributes in messages]
+        return [f.result(timeout=timeout_s) for f in futures]
+
 
 _DEFAULT: Clients | None = None
 _DEFAULT_LOCK = threading.Lock()

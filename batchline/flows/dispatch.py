@@ -162,15 +162,12 @@ def dispatch(clients: Clients, batch_id: str, game_date: dt.date, items: list[It
                 time.sleep(wait)
             if step.renew and not store.take_dispatch(batch_id, token):
                 raise DispatchLost(f"batch {batch_id}: another dispatcher took over")
-            futures = [
-                clients.publisher.publish(
-                    clients.topic_path("work"),
-                    encode(WorkMessage(batch_id=batch_id, game_date=game_date, item_id=i.item_id, game_id=i.game_id)),
-                    batch_id=batch_id, item_id=i.item_id)
+            # every publish accepted before the next step, and before any 2xx (F1)
+            clients.publish_all("work", [
+                (encode(WorkMessage(batch_id=batch_id, game_date=game_date, item_id=i.item_id, game_id=i.game_id)),
+                 {"batch_id": batch_id, "item_id": i.item_id})
                 for i in items[step.start:step.end]
-            ]
-            for f in futures:  # every publish accepted before the next step, and before any 2xx (F1)
-                f.result(timeout=60)
+            ], timeout_s=60)
     except DispatchLost:
         log_event("dispatch_lost", severity="WARNING", batch_id=batch_id)
         raise

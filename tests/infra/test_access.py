@@ -33,10 +33,11 @@ def _calls(node: ast.AST) -> set[str]:
 
 
 def _published(node: ast.AST) -> set[str]:
-    """Topic keys of `clients.publish("key", ...)` and `clients.topic_path("key")` calls."""
+    """Topic keys of `clients.publish("key", ...)`, `clients.publish_all("key", ...)` and
+    `clients.topic_path("key")` calls."""
     return {n.args[0].value for n in ast.walk(node)
             if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
-            and n.func.attr in ("publish", "topic_path") and n.args
+            and n.func.attr in ("publish", "publish_all", "topic_path") and n.args
             and isinstance(n.args[0], ast.Constant) and isinstance(n.args[0].value, str)}
 
 
@@ -135,3 +136,5 @@ def test_the_analysis_sees_a_publish_it_is_shown(tmp_path):
     """The call graph is not vacuous: a call that publishes is found."""
     tree = ast.parse('def f(clients):\n    clients.publish("summary", b"")\n')
     assert _published(tree) == {"summary"}
+    chunk = ast.parse('def dispatch(clients):\n    clients.publish_all("work", [])\n')  # a start's fan-out
+    assert _published(chunk) == {"work"}
