@@ -26,7 +26,6 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 
 from batchline.adapters import dead_letter_records as dead_letters
-from batchline.adapters.batch_store import BatchStore
 from batchline.adapters.clients import Clients
 from batchline.adapters.dead_letter_records import DEAD_LETTER_ATTRIBUTE_PREFIX, DeadLetterLog
 from batchline.adapters.dead_letter_subs import DeadLetter, DeadLetterSubscription
@@ -69,7 +68,7 @@ def list_dead_letters(clients: Clients, source: str) -> list[dict]:
 def _with_item_state(clients: Clients, found: list[dict]) -> list[dict]:
     """Pulled work dead letters, with their item's last delivery error and repair batch (one read)."""
     keys = sorted({(m["batch_id"], m["item_id"]) for m in found if m["batch_id"] and m["item_id"]})
-    docs = BatchStore(clients.fs).items_by_key(keys)
+    docs = clients.batches.items_by_key(keys)
     for m in found:
         doc = docs.get((m["batch_id"], m["item_id"]), {})
         m.update(last_error=doc.get(LAST_ERROR), replayed_in=doc.get("replayed_in"))
@@ -96,7 +95,7 @@ def listed_dead_letters(clients: Clients, sources: list[str], batch_id: str | No
 def _work_records(clients: Clients, batch_id: str, include_replayed: bool) -> list[dict]:
     records = DeadLetterLog(clients.fs).records(ids.validate_batch_id(batch_id))
     keys = [(batch_id, i) for i in sorted({r["item_id"] for r in records})]
-    replayed_in = {item: doc.get("replayed_in") for (_, item), doc in BatchStore(clients.fs).items_by_key(keys).items()}
+    replayed_in = {item: doc.get("replayed_in") for (_, item), doc in clients.batches.items_by_key(keys).items()}
     return dead_letters.listed(batch_id, records, replayed_in, include_replayed=include_replayed)
 
 
