@@ -16,6 +16,7 @@ from google.cloud import firestore
 from batchline.domain import control_lifecycle as cl
 from batchline.domain import control_requests as ctl
 from batchline.domain.errors import ControlBusy
+from batchline.layout import CONTROL_REQUESTS
 
 
 def now() -> dt.datetime:
@@ -27,7 +28,7 @@ class RequestStore:
         self.fs = fs
 
     def ref(self, request_id: str):
-        return self.fs.collection(ctl.CONTROL_REQUESTS).document(ctl.request_doc_id(request_id))
+        return self.fs.collection(CONTROL_REQUESTS).document(ctl.request_doc_id(request_id))
 
     def get(self, request_id: str) -> dict | None:
         snap = self.ref(request_id).get()
