@@ -23,7 +23,6 @@ names the repair batch, `replayed_in`) is left out unless asked for.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 
 from google.cloud import firestore
 
@@ -46,7 +45,7 @@ class DeadLetterLog:
                envelope=None, payload: dict | None = None, last_error: dict | None = None) -> None:
         """Record one dead-lettered work message; idempotent per message id. `envelope` (the push
         delivery) gives Pub/Sub's dead-letter attributes and publish time, `payload` the work message."""
-        doc_id = hashlib.sha256(message_id.encode()).hexdigest()[:40]
+        doc_id = ids.hashed_doc_id(message_id, ids.MESSAGE_DOC_ID_HEX)
         message = getattr(envelope, "message", None)
         attributes = {k[:256]: str(v)[:1024] for k, v in list((message.attributes if message else {}).items())[:20]
                       if k.startswith(DEAD_LETTER_ATTRIBUTE_PREFIX)}

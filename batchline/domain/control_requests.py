@@ -13,12 +13,12 @@ delivered twice, or published twice, runs once and is answered from the record t
 
 from __future__ import annotations
 
-import hashlib
 import re
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, StrictBool, StrictInt, TypeAdapter, ValidationError
 
+from batchline.domain import ids
 from batchline.domain.errors import InvalidMessage
 from batchline.domain.messages import BatchId, GameDate, ItemId, StrictModel, validation_errors
 
@@ -110,4 +110,4 @@ def parse_control(payload: object) -> StartControl | ConsolidateControl | Reconc
 
 def request_doc_id(request_id: str) -> str:
     """The Firestore document id of a request (hashed, like rejected messages' ids)."""
-    return hashlib.sha256(validate_request_id(request_id).encode()).hexdigest()
+    return ids.hashed_doc_id(validate_request_id(request_id))

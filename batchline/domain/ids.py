@@ -8,6 +8,7 @@ string formatting of untrusted input ever reaches SQL or a resource name (F7).
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import re
 import secrets
 
@@ -28,6 +29,8 @@ _FIRESTORE_DATABASE = re.compile(r"\(default\)|[a-z][a-z0-9-]{2,61}[a-z0-9]")
 _UUID_LIKE = re.compile(r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}")
 
 STAGING_PREFIX = "stg_"
+#: How many hex digits of SHA-256 name a dead-letter or rejected-message document (hashed_doc_id).
+MESSAGE_DOC_ID_HEX = 40
 #: The game dates any route accepts (parse_game_date); a date outside is bad input.
 FIRST_GAME_DATE = dt.date(2000, 1, 1)
 LAST_GAME_DATE = dt.date(2100, 12, 31)
@@ -141,3 +144,11 @@ def validate_pin(value: object) -> str:
 def new_pin(generation: int, attempt: int) -> str:
     """A fresh pin of (generation, attempt): a delivery that pins again after another died gets its own."""
     return f"g{int(generation)}_a{int(attempt)}_{secrets.token_hex(6)}"
+
+
+def hashed_doc_id(text: str, hex_digits: int = 64) -> str:
+    """The Firestore document id for untrusted text (a Pub/Sub message id, a control request id): the
+    first `hex_digits` of the hex SHA-256 of its UTF-8, so no "/" or length in the text can address
+    another document. Lone surrogates (decoded JSON may hold them) are hashed as they are, not refused.
+    Ids already stored depend on this exact form: tests/unit/test_ids.py pins it."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:hex_digits]

@@ -252,3 +252,22 @@ def test_new_batch_id_differs_between_calls():
     day = dt.date(2026, 1, 15)
     generated = {ids.new_batch_id(day) for _ in range(200)}
     assert len(generated) == 200
+
+
+# -- hashed document ids: stored documents keep these ids, so the form is pinned to known values -------
+# (computed once with `hashlib.sha256(text.encode()).hexdigest()`, written out here on purpose)
+@pytest.mark.parametrize(("text", "digits", "doc_id"), [
+    ("projects/p/msg-1", ids.MESSAGE_DOC_ID_HEX, "45c18e45c7132c893e81f4a51fca332eae3a6400"),
+    ("req-2026-01-01", 64, "e57110c2ea90152c607ecc9fab2b525ce65bab028badbb4e3d02068df5bdd9ee"),
+    ("a\udc80b", ids.MESSAGE_DOC_ID_HEX, "5991f63de2d620bcac02573ce3a67b46bc2b8f40"),  # a lone surrogate
+])
+def test_hashed_doc_id_is_pinned(text, digits, doc_id):
+    assert ids.hashed_doc_id(text, digits) == doc_id
+
+
+def test_message_doc_ids_are_40_hex_and_request_doc_ids_64():
+    from batchline.domain.control_requests import request_doc_id
+
+    assert ids.MESSAGE_DOC_ID_HEX == 40
+    assert request_doc_id("req-2026-01-01") == "e57110c2ea90152c607ecc9fab2b525ce65bab028badbb4e3d02068df5bdd9ee"
+    assert re.fullmatch(r"[0-9a-f]{40}", ids.hashed_doc_id("x/y", ids.MESSAGE_DOC_ID_HEX))

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
-
 from batchline.adapters.batch_store.documents import Documents, now
+from batchline.domain import ids
 from batchline.layout import REJECTED
 
 
@@ -25,7 +24,7 @@ class RejectedMessages(Documents):
         data; then `body` keeps a bounded prefix of the raw push body and `body_bytes` its full size.
         Idempotent per message id (a redelivery overwrites the same document). Returns the doc id."""
         # the id is hashed: a message id is untrusted text, and "/" would address another document
-        doc_id = hashlib.sha256(message_id.encode("utf-8", "surrogatepass")).hexdigest()[:40]
+        doc_id = ids.hashed_doc_id(message_id, ids.MESSAGE_DOC_ID_HEX)
 
         def text(value: str, n: int) -> str:  # untrusted JSON text may hold lone surrogates: not UTF-8
             return value[:n].encode("utf-8", "backslashreplace").decode("utf-8")
