@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from batchline.domain import ids, schema
+from batchline.domain.bounds import parse_bounded
 
 ENV_PROJECT = "BATCHLINE_PROJECT"
 ENV_TOPIC_PREFIX = "BATCHLINE_TOPIC_PREFIX"
@@ -143,13 +144,7 @@ def _int(env: dict[str, str], key: str, default: int, lo: int, hi: int) -> int:
     raw = env.get(key)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise SettingsError(f"{key} must be an integer, got {raw!r}") from exc
-    if not lo <= value <= hi:
-        raise SettingsError(f"{key} must be between {lo} and {hi}, got {value}")
-    return value
+    return parse_bounded(raw, int, lo, hi, name=key, error=SettingsError)
 
 
 def from_env(env: dict[str, str] | None = None) -> Settings:
@@ -164,28 +159,15 @@ def from_env(env: dict[str, str] | None = None) -> Settings:
             raise SettingsError(f"{key}: {exc}") from exc
 
     def pct(key: str, default: float) -> float:
-        raw = env.get(key) or str(default)
-        try:
-            value = float(raw)
-        except ValueError as exc:
-            raise SettingsError(f"{key} must be a number, got {raw!r}") from exc
-        lo, hi = PCT_RANGE
-        if not lo <= value <= hi:
-            raise SettingsError(f"{key} must be between {lo:g} and {hi:g}, got {value}")
-        return value
+        return parse_bounded(env.get(key) or str(default), float, *PCT_RANGE, name=key, error=SettingsError)
 
     warning = pct(ENV_COVERAGE_WARNING_PCT, d.coverage_warning_pct)
     critical = pct(ENV_COVERAGE_CRITICAL_PCT, d.coverage_critical_pct)
     if critical > warning:
         raise SettingsError(f"{ENV_COVERAGE_CRITICAL_PCT} ({critical}) must not exceed "
                             f"{ENV_COVERAGE_WARNING_PCT} ({warning})")
-    raw_rate = env.get(ENV_DISPATCH_RATE) or "0"
-    try:
-        rate = float(raw_rate)
-    except ValueError as exc:
-        raise SettingsError(f"{ENV_DISPATCH_RATE} must be a number, got {raw_rate!r}") from exc
-    if not 0.0 <= rate <= 100_000.0:  # also refuses nan and inf
-        raise SettingsError(f"{ENV_DISPATCH_RATE} must be between 0 and 100000 messages/s, got {raw_rate!r}")
+    rate = parse_bounded(env.get(ENV_DISPATCH_RATE) or "0", float, 0.0, 100_000.0, name=ENV_DISPATCH_RATE,
+                         unit=" messages/s", error=SettingsError)
     tz = env.get(ENV_TIMEZONE) or d.timezone
     try:
         ZoneInfo(tz)

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from batchline.domain import ids
+from batchline.domain.bounds import parse_bounded
 
 PROBABILITY_FAULTS = ("staging_write", "completion_publish")
 FLAG_FAULTS = ("zero_merge",)
@@ -106,13 +107,7 @@ def parse(spec: str | None, seed: int = 0) -> FaultSpec:
         if not sep:
             raise ValueError(f"fault {part!r} must be key=value")
         if key in PROBABILITY_FAULTS:
-            try:
-                p = float(raw)
-            except ValueError as exc:
-                raise ValueError(f"fault {key} needs a probability, got {raw!r}") from exc
-            if not 0.0 <= p <= 1.0:
-                raise ValueError(f"fault {key} probability must be in [0, 1], got {p}")
-            values[key] = p
+            values[key] = parse_bounded(raw, float, 0.0, 1.0, name=f"fault {key}", noun="a probability")
         elif key == "poison":
             try:
                 values[key] = tuple(ids.validate_item_id(i) for i in raw.split("+") if i)
@@ -124,13 +119,7 @@ def parse(spec: str | None, seed: int = 0) -> FaultSpec:
                 raise ValueError(f"fault {key} must be 1/true/yes or 0/false/no, got {raw!r}")
             values[key] = flag in ("1", "true", "yes")
         elif key in COUNT_FAULTS:
-            try:
-                n = int(raw)
-            except ValueError as exc:
-                raise ValueError(f"fault {key} needs a count, got {raw!r}") from exc
-            if not 0 <= n <= 60:
-                raise ValueError(f"fault {key} must be between 0 and 60, got {n}")
-            values[key] = n
+            values[key] = parse_bounded(raw, int, 0, 60, name=f"fault {key}", noun="a count")
         elif key == "seed":
             try:
                 values[key] = int(raw)
