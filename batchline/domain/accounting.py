@@ -29,7 +29,7 @@ _JOB = re.compile(rf"{MERGE_JOB_PREFIX}(?P<batch>[0-9]{{8}}_[0-9a-f]{{12}})_g(?P
 def merge_job_id(batch_id: str, generation: int = 0, attempt: int = 0) -> str:
     """One job id per (generation, attempt): a redelivery waits for the job of the current attempt;
     only an attempt known to have failed is followed by the next one (lifecycle.decide_next_merge_attempt)."""
-    return f"{merge_job_prefix(batch_id)}g{int(generation)}_a{int(attempt)}"
+    return merge_job_prefix(batch_id) + ids.merge_attempt_label(generation, attempt)
 
 
 def merge_job_prefix(batch_id: str) -> str:

@@ -141,9 +141,15 @@ def validate_pin(value: object) -> str:
     return _check(_PIN, value, "manifest pin")
 
 
+def merge_attempt_label(generation: int, attempt: int) -> str:
+    """`g{generation}_a{attempt}`: one MERGE attempt of a batch, as its job id, its pinned manifest's
+    document id and its pins spell it (stored ids and job ids depend on this exact form)."""
+    return f"g{int(generation)}_a{int(attempt)}"
+
+
 def new_pin(generation: int, attempt: int) -> str:
     """A fresh pin of (generation, attempt): a delivery that pins again after another died gets its own."""
-    return f"g{int(generation)}_a{int(attempt)}_{secrets.token_hex(6)}"
+    return f"{merge_attempt_label(generation, attempt)}_{secrets.token_hex(6)}"
 
 
 def hashed_doc_id(text: str, hex_digits: int = 64) -> str:

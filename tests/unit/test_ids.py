@@ -271,3 +271,11 @@ def test_message_doc_ids_are_40_hex_and_request_doc_ids_64():
     assert ids.MESSAGE_DOC_ID_HEX == 40
     assert request_doc_id("req-2026-01-01") == "e57110c2ea90152c607ecc9fab2b525ce65bab028badbb4e3d02068df5bdd9ee"
     assert re.fullmatch(r"[0-9a-f]{40}", ids.hashed_doc_id("x/y", ids.MESSAGE_DOC_ID_HEX))
+
+
+def test_merge_attempt_label_is_the_form_job_ids_manifests_and_pins_share():
+    from batchline.domain.accounting import merge_job_id
+
+    assert ids.merge_attempt_label(2, 13) == "g2_a13"
+    assert merge_job_id(BATCH, 2, 13) == f"batchline_merge_{BATCH}_g2_a13"
+    assert ids.validate_pin(ids.new_pin(2, 13)).startswith("g2_a13_")

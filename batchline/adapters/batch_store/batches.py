@@ -12,8 +12,8 @@ from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
 from batchline.adapters.batch_store.documents import Documents, now
+from batchline.domain import ids, progress
 from batchline.domain import lifecycle as lc
-from batchline.domain import progress
 from batchline.domain.errors import BatchConflict, RepairAlreadyAttempted, UnknownItem
 from batchline.domain.lifecycle import (
     PENDING,
@@ -171,7 +171,7 @@ class BatchWrites(Documents):
         redelivery waits for and the manifest it verifies and records are always the same (an
         inventory taken again could name a write the job never read). `pinned` names the pin's rows in
         the manifest table (batchline/adapters/manifests.py), written before, and their counts: fixed-size."""
-        ref = self.batch_ref(batch_id).collection(MANIFESTS).document(f"g{int(generation)}_a{int(attempt)}")
+        ref = self.batch_ref(batch_id).collection(MANIFESTS).document(ids.merge_attempt_label(generation, attempt))
         try:
             ref.create({**pinned, "pinned_at": now()})
             return pinned

@@ -14,6 +14,7 @@ from google.api_core import retry
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
+from batchline.domain import ids
 from batchline.domain.errors import ContentionError, UnknownItem
 from batchline.domain.lifecycle import (
     PENDING,
@@ -90,7 +91,8 @@ class Documents:
 
     def get_pin(self, batch_id: str, generation: int, attempt: int) -> dict | None:
         """The pinned manifest document of one MERGE attempt, None before it is pinned."""
-        snap = self.batch_ref(batch_id).collection(MANIFESTS).document(f"g{int(generation)}_a{int(attempt)}").get()
+        label = ids.merge_attempt_label(generation, attempt)
+        snap = self.batch_ref(batch_id).collection(MANIFESTS).document(label).get()
         return snap.to_dict() if snap.exists else None
 
     def pinned_manifests(self, batch_id: str) -> dict[tuple[int, int], dict]:
