@@ -21,10 +21,10 @@ from dataclasses import dataclass
 
 from batchline.domain import item_shape
 from batchline.domain.evidence import Staged, StagedWrite
-from batchline.domain.lifecycle import COMPLETED
+from batchline.domain.lifecycle import COMPLETED, ClaimVerdict
 
 MAX_REJECTED_CLAIMS = 3
-SWITCH, REDISPATCH, FAIL = "switch", "redispatch", "fail"
+SWITCH, REDISPATCH, FAIL = ClaimVerdict.SWITCH, ClaimVerdict.REDISPATCH, ClaimVerdict.FAIL
 
 
 @dataclass(frozen=True)

@@ -19,33 +19,98 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
+from enum import StrEnum
+from typing import TypeVar
 
-# Batch statuses.
-DISPATCHING = "dispatching"
-RUNNING = "running"
-CONSOLIDATION_REQUESTED = "consolidation_requested"
-CONSOLIDATING = "consolidating"
-CONSOLIDATED = "consolidated"
-CONSOLIDATION_FAILED = "consolidation_failed"
-DISPATCH_FAILED = "dispatch_failed"
-SUPERSEDED = "superseded"
+
+class BatchStatus(StrEnum):
+    """A batch document's `status`. StrEnum members are str: written to Firestore, JSON or a log they
+    are the plain value, and a status read back (a plain str) compares equal to its member."""
+
+    DISPATCHING = "dispatching"
+    RUNNING = "running"
+    CONSOLIDATION_REQUESTED = "consolidation_requested"
+    CONSOLIDATING = "consolidating"
+    CONSOLIDATED = "consolidated"
+    CONSOLIDATION_FAILED = "consolidation_failed"
+    DISPATCH_FAILED = "dispatch_failed"
+    SUPERSEDED = "superseded"
+
+
+class ItemStatus(StrEnum):
+    """An item document's `status`."""
+
+    PENDING = "pending"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+class FailureKind(StrEnum):
+    """How a consolidation failed (`failure_kind`): a transient one (retried and dead-lettered, BigQuery
+    unavailable) is re-opened by the stall check on its own, at most MAX_AUTO_REOPENS times; a permanent
+    one (schema, 0-row MERGE, verification) waits for a person, with its staging table kept. Merged-
+    unrecorded: the MERGE committed and was verified but Firestore refused its record for good (too
+    large): the rows are in the main table; a re-open by a person records the same job, never a second MERGE."""
+
+    TRANSIENT = "transient"
+    PERMANENT = "permanent"
+    MERGED_UNRECORDED = "merged_unrecorded"
+
+
+class LeaseVerdict(StrEnum):
+    """What decide_lease tells a consolidation delivery: run it, the batch is done, or someone else has it."""
+
+    RUN = "run"
+    DONE = "done"
+    BUSY = "busy"
+
+
+class CompletionResult(StrEnum):
+    """What recording a completion did (decide_completion): 'late' is recorded too, past consolidation."""
+
+    RECORDED = "recorded"
+    LATE = "late"
+    DUPLICATE = "duplicate"
+
+
+class FailureResult(StrEnum):
+    """What recording a failure did (decide_failure): never over a completion."""
+
+    RECORDED = "recorded"
+    ALREADY_COMPLETED = "already_completed"
+    DUPLICATE = "duplicate"
+
+
+class ClaimVerdict(StrEnum):
+    """The bulk verification's verdict on a claim (batchline/domain/claims.py), and 'stale' when the
+    claim judged was moved on before the verdict was applied (decide_claim_rejected)."""
+
+    SWITCH = "switch"
+    REDISPATCH = "redispatch"
+    FAIL = "fail"
+    STALE = "stale"
+
+
+# The module-level names importers use (lc.RUNNING, `from ... import COMPLETED`): the members themselves.
+DISPATCHING = BatchStatus.DISPATCHING
+RUNNING = BatchStatus.RUNNING
+CONSOLIDATION_REQUESTED = BatchStatus.CONSOLIDATION_REQUESTED
+CONSOLIDATING = BatchStatus.CONSOLIDATING
+CONSOLIDATED = BatchStatus.CONSOLIDATED
+CONSOLIDATION_FAILED = BatchStatus.CONSOLIDATION_FAILED
+DISPATCH_FAILED = BatchStatus.DISPATCH_FAILED
+SUPERSEDED = BatchStatus.SUPERSEDED
 OPEN_STATUSES = (DISPATCHING, RUNNING)
 ACTIVE_STATUSES = (DISPATCHING, RUNNING, CONSOLIDATION_REQUESTED, CONSOLIDATING)
 TERMINAL_STATUSES = (CONSOLIDATED, CONSOLIDATION_FAILED, DISPATCH_FAILED, SUPERSEDED)
 
-# Item statuses.
-PENDING = "pending"
-COMPLETED = "completed"
-FAILED = "failed"
+PENDING = ItemStatus.PENDING
+COMPLETED = ItemStatus.COMPLETED
+FAILED = ItemStatus.FAILED
 
-# How a consolidation failed: a transient one (retried and dead-lettered, BigQuery unavailable) is
-# re-opened by the stall check on its own, at most MAX_AUTO_REOPENS times; a permanent one (schema,
-# 0-row MERGE, verification) waits for a person, with its staging table kept.
-TRANSIENT = "transient"
-PERMANENT = "permanent"
-# The MERGE committed and was verified but Firestore refused its record for good (too large): the rows
-# are in the main table; a re-open by a person records the same job, never a second MERGE.
-MERGED_UNRECORDED = "merged_unrecorded"
+TRANSIENT = FailureKind.TRANSIENT
+PERMANENT = FailureKind.PERMANENT
+MERGED_UNRECORDED = FailureKind.MERGED_UNRECORDED
 MAX_AUTO_REOPENS = 3
 
 # A holder renews its lease every LEASE_TTL / 4; a lease not renewed for LEASE_TTL is dead.
@@ -55,7 +120,9 @@ CLAIM_GRACE = dt.timedelta(seconds=60)
 # A start renews this while it publishes; a dispatch silent for this long is resumed by the next caller.
 DISPATCH_LEASE = dt.timedelta(seconds=60)
 
-Decision = tuple[object, dict | None]
+R = TypeVar("R")
+#: (result, the fields to write or None): what every decide_* returns, typed by its result.
+Decision = tuple[R, dict | None]
 
 
 def _expired(deadline: dt.datetime | None, now: dt.datetime) -> bool:
@@ -63,7 +130,8 @@ def _expired(deadline: dt.datetime | None, now: dt.datetime) -> bool:
 
 
 # -- the consolidation claim ------------------------------------------------------------------
-def decide_claim(batch: dict, reason: str, claimant: str, now: dt.datetime, *, take_over: bool = False) -> Decision:
+def decide_claim(batch: dict, reason: str, claimant: str, now: dt.datetime, *,
+                 take_over: bool = False) -> Decision[bool]:
     """True when this caller may publish the consolidation request. A claim whose claimant never
     published (it died between the two writes) may be republished by that claimant's redelivery at
     once, by anyone once CLAIM_GRACE has passed, and by the stall check (`take_over`) at any time."""
@@ -83,31 +151,31 @@ def decide_claim(batch: dict, reason: str, claimant: str, now: dt.datetime, *, t
 
 
 # -- the consolidation lease ------------------------------------------------------------------
-def decide_lease(batch: dict, token: str, now: dt.datetime) -> Decision:
+def decide_lease(batch: dict, token: str, now: dt.datetime) -> Decision[tuple[LeaseVerdict, dict]]:
     """('run', batch) when the delivery holding `token` may consolidate, ('done', batch) when the batch
     is past consolidation, ('busy', batch) when another live delivery holds the lease or the batch is
     not yet claimed. The token is unique per delivery: two deliveries of one message are two holders."""
     status = batch["status"]
     if status in TERMINAL_STATUSES:
-        return ("done", batch), None
+        return (LeaseVerdict.DONE, batch), None
     if status == CONSOLIDATING:
         holder = batch.get("lease_token")
         if holder and holder != token and not _expired(batch.get("lease_expires_at"), now):
-            return ("busy", batch), None
+            return (LeaseVerdict.BUSY, batch), None
     elif status != CONSOLIDATION_REQUESTED:
-        return ("busy", batch), None  # still open: a claim must come first
+        return (LeaseVerdict.BUSY, batch), None  # still open: a claim must come first
     update = {"status": CONSOLIDATING, "lease_token": token, "lease_expires_at": now + LEASE_TTL}
-    return ("run", {**batch, **update}), update
+    return (LeaseVerdict.RUN, {**batch, **update}), update
 
 
-def decide_renew(batch: dict, token: str, now: dt.datetime) -> Decision:
+def decide_renew(batch: dict, token: str, now: dt.datetime) -> Decision[bool]:
     """Extend the lease only for its holder; False tells the holder it lost the batch and must stop."""
     if batch["status"] != CONSOLIDATING or batch.get("lease_token") != token:
         return False, None
     return True, {"lease_expires_at": now + LEASE_TTL}
 
 
-def decide_release(batch: dict, token: str) -> Decision:
+def decide_release(batch: dict, token: str) -> Decision[bool]:
     """A holder that stops without a result (an error to be retried) lets the next delivery in now,
     instead of making it wait out the lease."""
     if batch["status"] != CONSOLIDATING or batch.get("lease_token") != token:
@@ -116,7 +184,7 @@ def decide_release(batch: dict, token: str) -> Decision:
 
 
 def decide_reopen(batch: dict, date_active_batch: str | None, claimant: str, now: dt.datetime, *,
-                  auto: bool) -> Decision:
+                  auto: bool) -> Decision[str]:
     """Re-open a `consolidation_failed` batch (its staging table was kept) under a new MERGE
     generation, as a claimed consolidation the caller then publishes or runs. Refused, with the reason
     as result, when a newer run of the date exists: merging an older batch again would overwrite the
@@ -145,7 +213,7 @@ def decide_reopen(batch: dict, date_active_batch: str | None, claimant: str, now
     return "reopened", update
 
 
-def decide_consolidation_dead_letter(batch: dict, now: dt.datetime, error: str) -> Decision:
+def decide_consolidation_dead_letter(batch: dict, now: dt.datetime, error: str) -> Decision[bool]:
     """A consolidation message dead-lettered (it failed transiently on every delivery). The batch is
     failed (transiently) only if nobody is consolidating it now: waiting for its claim, or consolidating
     with a lapsed or released lease. A live holder (a later delivery, a re-open) is left alone."""
@@ -159,7 +227,7 @@ def decide_consolidation_dead_letter(batch: dict, now: dt.datetime, error: str) 
 
 
 # -- MERGE attempts ---------------------------------------------------------------------------
-def decide_next_merge_attempt(batch: dict, token: str, failed_attempt: int) -> Decision:
+def decide_next_merge_attempt(batch: dict, token: str, failed_attempt: int) -> Decision[bool]:
     """Move on from a MERGE attempt that is known to have failed; only the lease holder may, and only
     past the attempt it saw fail, so two callers can never both start a new MERGE."""
     if batch["status"] != CONSOLIDATING or batch.get("lease_token") != token:
@@ -170,7 +238,7 @@ def decide_next_merge_attempt(batch: dict, token: str, failed_attempt: int) -> D
 
 
 # -- dispatch ---------------------------------------------------------------------------------
-def decide_dispatch_lease(batch: dict, token: str, now: dt.datetime, dead_holder: str | None = None) -> Decision:
+def decide_dispatch_lease(batch: dict, token: str, now: dt.datetime, dead_holder: str | None = None) -> Decision[bool]:
     """Take (or keep) the right to publish a dispatching batch's work messages: its holder renews it
     while publishing; once it lapses the start died, and the next caller resumes the dispatch. A holder
     known dead (`dead_holder`: the start whose control request was taken over after its own lease
@@ -183,7 +251,7 @@ def decide_dispatch_lease(batch: dict, token: str, now: dt.datetime, dead_holder
     return True, {"dispatch_token": token, "dispatch_lease_until": now + DISPATCH_LEASE}
 
 
-def decide_dispatch_failed(batch: dict, token: str, error: str) -> Decision:
+def decide_dispatch_failed(batch: dict, token: str, error: str) -> Decision[bool]:
     """The dispatcher holding the lease saw a publish fail: the batch fails loudly. A dispatcher whose
     lease another took over (it was too slow) changes nothing: the new holder is publishing."""
     if batch["status"] != DISPATCHING or batch.get("dispatch_token") != token:
@@ -191,7 +259,7 @@ def decide_dispatch_failed(batch: dict, token: str, error: str) -> Decision:
     return True, {"status": DISPATCH_FAILED, "error": error[:2000], "dispatch_token": None}
 
 
-def decide_mark_running(batch: dict, token: str, now: dt.datetime) -> Decision:
+def decide_mark_running(batch: dict, token: str, now: dt.datetime) -> Decision[bool]:
     """Dispatching -> running for the dispatcher that holds the dispatch lease; nothing once a claim
     (or another dispatcher) moved the batch on."""
     if batch["status"] != DISPATCHING or batch.get("dispatch_token") != token:
@@ -228,7 +296,7 @@ def repair_blocked(newest: str | None, newest_status: str | None, game_date: str
             f"(`batchline start {game_date} --wait`); then repair")
 
 
-def decide_repair(date_doc: dict, only_items: list[str], batch_id: str, *, repeat: bool) -> Decision:
+def decide_repair(date_doc: dict, only_items: list[str], batch_id: str, *, repeat: bool) -> Decision[str | None]:
     """Whether a repair batch of `only_items` may start, and the date document's repair record: the
     items repaired since the date's last full run (a full run writes the date document afresh). A
     repair whose items were all repaired already is refused (result: the batch that repaired them)
@@ -246,7 +314,7 @@ def orphan_merge_held(date_doc: dict, now: dt.datetime) -> bool:
 
 # -- generic guarded transition ---------------------------------------------------------------
 def decide_transition(batch: dict, allowed_from: Iterable[str], fields: dict,
-                      lease_token: str | None = None) -> Decision:
+                      lease_token: str | None = None) -> Decision[bool]:
     ok = batch["status"] in set(allowed_from) and (lease_token is None or batch.get("lease_token") == lease_token)
     return ok, (fields if ok else None)
 
@@ -260,43 +328,45 @@ def completion_is_recorded(item: dict, write_id: str, row_count: int) -> bool:
 
 
 def decide_completion(item: dict, *, late: bool, staging_table: str, row_count: int, attempt: int,
-                      now: dt.datetime, write_id: str | None = None) -> Decision:
+                      now: dt.datetime, write_id: str | None = None) -> Decision[CompletionResult]:
     """'recorded', 'late' or 'duplicate'; a completion overrides a failure (its rows are durable)."""
     if item["status"] == COMPLETED:
-        return "duplicate", None
-    return ("late" if late else "recorded"), {
+        return CompletionResult.DUPLICATE, None
+    return (CompletionResult.LATE if late else CompletionResult.RECORDED), {
         "status": COMPLETED, "staging_table": staging_table, "write_id": write_id, "row_count": row_count,
         "attempt": attempt, "previous_status": item["status"], "late": late, "updated_at": now}
 
 
-def decide_failure(item: dict, reason: str, now: dt.datetime, *, dead_lettered: bool = False) -> Decision:
+def decide_failure(item: dict, reason: str, now: dt.datetime, *,
+                   dead_lettered: bool = False) -> Decision[FailureResult]:
     """'recorded', 'already_completed' or 'duplicate'; a failure never overrides a completion."""
     if item["status"] == COMPLETED:
-        return "already_completed", None
+        return FailureResult.ALREADY_COMPLETED, None
     if item["status"] == FAILED:
-        return "duplicate", None
+        return FailureResult.DUPLICATE, None
     update = {"status": FAILED, "failure_reason": reason, "updated_at": now}
     if dead_lettered:
         update["dead_lettered_at"] = now
-    return "recorded", update
+    return FailureResult.RECORDED, update
 
 
 def decide_claim_rejected(item: dict, *, claimed_write: str, action: str, reason: str, now: dt.datetime,
-                          switch_to: tuple[str, int] | None = None, failure_reason: str | None = None) -> Decision:
+                          switch_to: tuple[str, int] | None = None,
+                          failure_reason: str | None = None) -> Decision[ClaimVerdict]:
     """Apply the bulk verification's verdict on an item's claim (batchline/domain/claims.py): `action` once,
     and only to the claim that was judged (a newer completion, or another verifier, moved it on: then
     'stale'). The rejected claim is kept on the item with its reason. 'switch' moves the claim to
     another complete write of the item, 'redispatch' returns the item to pending (its shard count goes
     down with it), 'fail' makes it terminal with `failure_reason`."""
     if item["status"] != COMPLETED or item.get("write_id") != claimed_write:
-        return "stale", None
+        return ClaimVerdict.STALE, None
     entry = {"write_id": claimed_write, "row_count": item.get("row_count"), "reason": reason[:1000], "at": now}
     update: dict = {"rejected_claims": [*(item.get("rejected_claims") or []), entry], "claim_rejected_at": now}
-    if action == "switch" and switch_to is not None:
+    if action == ClaimVerdict.SWITCH and switch_to is not None:
         update.update(write_id=switch_to[0], row_count=switch_to[1])
-    elif action == "redispatch":
+    elif action == ClaimVerdict.REDISPATCH:
         update.update(status=PENDING, write_id=None, row_count=None, updated_at=now)
-    elif action == "fail":
+    elif action == ClaimVerdict.FAIL:
         update.update(status=FAILED, failure_reason=(failure_reason or reason)[:2000], updated_at=now)
     else:
         raise ValueError(f"unknown claim verdict {action!r}")
@@ -406,7 +476,7 @@ def superseded_update(by: str, now: dt.datetime) -> dict:
 # -- the date's orphan-merge lease -----------------------------------------------------------------
 def decide_orphan_lease(
     date_doc: dict, active_status: str | None, token: str, label: str, game_date: str, now: dt.datetime
-) -> Decision:
+) -> Decision[str | None]:
     """(None, the lease fields) when the reconciliation holding `token` may merge the date's orphans now,
     (why not, None) otherwise: another reconciliation holds it, or the date's newest run is still active
     or failed consolidation (its orphans wait for it)."""

@@ -195,12 +195,9 @@ class BatchWrites(Documents):
             )
         )
 
-    def take_lease(self, batch_id: str, token: str) -> tuple[str, dict]:
+    def take_lease(self, batch_id: str, token: str) -> tuple[lc.LeaseVerdict, dict]:
         """('run' | 'done' | 'busy', batch) for the delivery holding `token` (lifecycle.decide_lease)."""
-        return self.compare_and_set(
-            self.batch_ref(batch_id),  # type: ignore[return-value]
-            lambda b: lc.decide_lease(b, token, now()),
-        )
+        return self.compare_and_set(self.batch_ref(batch_id), lambda b: lc.decide_lease(b, token, now()))
 
     def renew_lease(self, batch_id: str, token: str) -> bool:
         return bool(self.compare_and_set(self.batch_ref(batch_id), lambda b: lc.decide_renew(b, token, now())))

@@ -16,9 +16,7 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 
 from batchline.domain import ids
 from batchline.domain.errors import ContentionError, UnknownItem
-from batchline.domain.lifecycle import (
-    PENDING,
-)
+from batchline.domain.lifecycle import PENDING, Decision, R
 from batchline.layout import BATCHES, DATES, ITEMS, MANIFESTS
 
 # A lost compare-and-set is retried after a short jittered pause (the winner's write is visible by
@@ -122,14 +120,14 @@ class Documents:
         return snap.get("active_batch_id") if snap.exists else None
 
     # -- the batch document: compare-and-set -------------------------------------------------
-    def compare_and_set(self, ref, decide: Callable[[dict], tuple[object, dict | None]]) -> object:
+    def compare_and_set(self, ref, decide: Callable[[dict], Decision[R]]) -> R:
         """Read, decide, and write only if nobody wrote in between (an update-time precondition).
 
         For the one-shot transitions on the batch document (claim, lease, status): unlike a
         transaction it takes no lock, so the burst of callers at the end of a batch cannot deadlock
         each other on it; a loser backs off briefly, re-reads and sees the winner's write."""
 
-        def attempt() -> object:
+        def attempt() -> R:
             snap = ref.get()
             if not snap.exists:
                 raise UnknownItem(f"no batch {ref.id}")
@@ -150,9 +148,9 @@ class Documents:
         self,
         batch_id: str,
         item_id: str,
-        decide: Callable[[dict], tuple[object, dict | None]],
+        decide: Callable[[dict], Decision[R]],
         also: Callable[[object], None] | None = None,
-    ) -> object:
+    ) -> R:
         """One transaction on one item document: read it, let `decide` return (result, fields to
         update or None), write. Items are never contended by more than their own redeliveries.
         `updated_at` is progress for the stall check, so each decision sets it or not. `also(txn)` adds
@@ -160,7 +158,7 @@ class Documents:
         ref = self.item_ref(batch_id, item_id)
 
         @firestore.transactional
-        def txn_fn(txn) -> object:
+        def txn_fn(txn) -> R:
             snap = ref.get(transaction=txn)
             if not snap.exists:
                 raise UnknownItem(f"batch {batch_id} has no item {item_id}")

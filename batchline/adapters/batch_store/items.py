@@ -16,6 +16,11 @@ from batchline.domain.lifecycle import (
     COMPLETED,
     FAILED,
     OPEN_STATUSES,
+    ClaimVerdict,
+    CompletionResult,
+    Decision,
+    FailureResult,
+    R,
 )
 
 
@@ -49,7 +54,7 @@ class ItemWrites(Documents):
             n = int(item.get("attempts") or 0) + 1
             return n, {"attempts": n, "last_attempt_at": now()}
 
-        return int(self.item_transition(batch_id, item_id, decide))  # type: ignore[arg-type]
+        return self.item_transition(batch_id, item_id, decide)
 
     def record_completion(
         self,
@@ -61,7 +66,7 @@ class ItemWrites(Documents):
         write_id: str,
         batch: dict | None = None,
         item: ItemSnapshot | None = None,
-    ) -> str:
+    ) -> CompletionResult:
         """Mark an item completed; idempotent. Returns 'recorded', 'duplicate' or 'late'."""
         return self.record_completion_counted(
             batch_id, item_id, staging_table, row_count, attempt, write_id, batch, item
@@ -77,7 +82,7 @@ class ItemWrites(Documents):
         write_id: str,
         batch: dict | None = None,
         item: ItemSnapshot | None = None,
-    ) -> tuple[str, bool]:
+    ) -> tuple[CompletionResult, bool]:
         """Mark an item completed; idempotent. Returns ('recorded' | 'duplicate' | 'late', whether the
         batch may now be done).
 
@@ -92,7 +97,7 @@ class ItemWrites(Documents):
             batch = self.get_batch(batch_id) or {"batch_id": batch_id}
         late = batch.get("status") is not None and batch["status"] not in OPEN_STATUSES
 
-        def decide(doc: dict) -> tuple[object, dict | None]:
+        def decide(doc: dict) -> Decision[CompletionResult]:
             return lc.decide_completion(
                 doc,
                 late=late,
@@ -109,9 +114,9 @@ class ItemWrites(Documents):
         self,
         batch: dict,
         item_id: str,
-        decide: Callable[[dict], tuple[object, dict | None]],
+        decide: Callable[[dict], Decision[R]],
         item: ItemSnapshot | None = None,
-    ) -> tuple[str, bool]:
+    ) -> tuple[R, bool]:
         """An item's transition and its count on the batch's progress shard, in one commit: conditional
         on the caller's read of the item when given (one round trip), else (or when that race is lost)
         in a transaction. Returns (result, whether the batch may now be done)."""
@@ -121,7 +126,7 @@ class ItemWrites(Documents):
         if item is not None:
             result, update = decide(item.data)
             if update is None:
-                return str(result), self.may_be_done(batch, item_id)
+                return result, self.may_be_done(batch, item_id)
             wb = self.fs.batch()
             wb.update(ref, update, option=self.fs.write_option(last_update_time=item.update_time))
             if shard is not None:
@@ -132,7 +137,7 @@ class ItemWrites(Documents):
                 pass  # somebody wrote the item since the caller read it: decide again, in a transaction
             else:
                 count = written[1].transform_results[0].integer_value if shard is not None else None
-                return str(result), self.may_be_done(batch, item_id, count)
+                return result, self.may_be_done(batch, item_id, count)
 
         result = self.item_transition(
             batch_id,
@@ -140,16 +145,17 @@ class ItemWrites(Documents):
             decide,
             None if shard is None else (lambda txn: txn.set(shard[0], shards.INCREMENT, merge=True)),
         )
-        return str(result), self.may_be_done(batch, item_id)
+        return result, self.may_be_done(batch, item_id)
 
-    def record_failure(self, batch_id: str, item_id: str, reason: str, *, dead_lettered: bool = False) -> str:
+    def record_failure(self, batch_id: str, item_id: str, reason: str, *,
+                       dead_lettered: bool = False) -> FailureResult:
         """Mark an item failed (dead-lettered or given up on); never overrides a completion.
         Returns 'recorded', 'already_completed' or 'duplicate'."""
         return self.record_failure_counted(batch_id, item_id, reason, dead_lettered=dead_lettered)[0]
 
     def record_failure_counted(
         self, batch_id: str, item_id: str, reason: str, *, dead_lettered: bool = False
-    ) -> tuple[str, bool]:
+    ) -> tuple[FailureResult, bool]:
         """record_failure, and whether the batch may now be done (progress.py)."""
         batch = self.get_batch(batch_id) or {"batch_id": batch_id}
         return self.counted_transition(
@@ -166,7 +172,7 @@ class ItemWrites(Documents):
         *,
         switch_to: tuple[str, int] | None = None,
         failure_reason: str | None = None,
-    ) -> str:
+    ) -> ClaimVerdict:
         """Apply a verdict of the bulk verification to one item's claim, in one transaction (lifecycle.
         decide_claim_rejected); an item sent back to pending is counted off its progress shard in the
         same commit, so the shards stay exact. Returns the action applied, or 'stale'."""
@@ -174,7 +180,7 @@ class ItemWrites(Documents):
         ref = self.item_ref(batch["batch_id"], item_id)
 
         @firestore.transactional
-        def txn_fn(txn) -> str:
+        def txn_fn(txn) -> ClaimVerdict:
             snap = ref.get(transaction=txn)
             if not snap.exists:
                 raise UnknownItem(f"batch {batch['batch_id']} has no item {item_id}")
@@ -189,9 +195,9 @@ class ItemWrites(Documents):
             )
             if update is not None:
                 txn.update(ref, update)
-                if result == "redispatch" and shard is not None:
+                if result == ClaimVerdict.REDISPATCH and shard is not None:
                     txn.set(shard[0], shards.DECREMENT, merge=True)
-            return str(result)
+            return result
 
         return txn_fn(self.fs.transaction())
 
