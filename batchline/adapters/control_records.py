@@ -15,7 +15,9 @@ from google.cloud import firestore
 
 from batchline.domain import control_lifecycle as cl
 from batchline.domain import control_requests as ctl
+from batchline.domain.control_lifecycle import ClaimResult, DeadLetterResult, HolderResult
 from batchline.domain.errors import ControlBusy
+from batchline.domain.lifecycle import Decision, R
 from batchline.layout import CONTROL_REQUESTS
 
 
@@ -34,12 +36,12 @@ class RequestStore:
         snap = self.ref(request_id).get()
         return snap.to_dict() if snap.exists else None
 
-    def _apply(self, request_id: str, decide: Callable[[dict | None], cl.Decision]) -> tuple[str, dict | None]:
+    def _apply(self, request_id: str, decide: Callable[[dict | None], Decision[R]]) -> tuple[R, dict | None]:
         """(the decision, the record as it was read), in one transaction."""
         ref = self.ref(request_id)
 
         @firestore.transactional
-        def txn_fn(txn) -> tuple[str, dict | None]:
+        def txn_fn(txn) -> tuple[R, dict | None]:
             snap = ref.get(transaction=txn)
             doc = snap.to_dict() if snap.exists else None
             verdict, fields = decide(doc)
@@ -52,16 +54,17 @@ class RequestStore:
 
         return txn_fn(self.fs.transaction())
 
-    def claim(self, req, token: str) -> tuple[str, dict | None]:
+    def claim(self, req, token: str) -> tuple[ClaimResult, dict | None]:
         """control_lifecycle.decide_claim once; raises ControlBusy while a live holder runs it."""
         body = req.model_dump(mode="json")
         verdict, doc = self._apply(req.request_id, lambda d: cl.decide_claim(
             d, body, req.action, req.request_id, token, now()))
-        if verdict == "busy":
+        if verdict == ClaimResult.BUSY:
             raise ControlBusy(f"request {req.request_id} is being run by another delivery")
         return verdict, doc
 
-    def claim_waiting(self, req, token: str, wait: dt.timedelta = cl.HOLDER_WAIT) -> tuple[str, dict | None]:
+    def claim_waiting(self, req, token: str,
+                      wait: dt.timedelta = cl.HOLDER_WAIT) -> tuple[ClaimResult, dict | None]:
         """claim, waiting (up to `wait`) while a live holder runs the request: it answers (then this
         delivery answers from the record), or it died and its lease lapses (then this one takes over).
         ControlBusy after `wait`: a holder that is alive and slow is not taken over."""
@@ -73,19 +76,19 @@ class RequestStore:
             raise ControlBusy(f"request {req.request_id} is still being run by another delivery") from exc
 
     def renew(self, request_id: str, token: str) -> bool:
-        return self._apply(request_id, lambda d: cl.decide_renew(d or {}, token, now()))[0] == "renewed"
+        return self._apply(request_id, lambda d: cl.decide_renew(d or {}, token, now()))[0] == HolderResult.RENEWED
 
     def note(self, request_id: str, token: str, fields: dict) -> bool:
-        return self._apply(request_id, lambda d: cl.decide_note(d or {}, token, fields, now()))[0] == "noted"
+        return self._apply(request_id, lambda d: cl.decide_note(d or {}, token, fields, now()))[0] == HolderResult.NOTED
 
     def finish(self, request_id: str, token: str, status: str, result: dict) -> bool:
-        return self._apply(request_id, lambda d: cl.decide_finish(d or {}, token, status, result, now()))[0] == \
-            "finished"
+        decided = self._apply(request_id, lambda d: cl.decide_finish(d or {}, token, status, result, now()))
+        return decided[0] == HolderResult.FINISHED
 
     def release(self, request_id: str, token: str, error: str) -> None:
         self._apply(request_id, lambda d: cl.decide_release(d or {}, token, error, now()))
 
-    def dead_lettered(self, req, error: str) -> str:
+    def dead_lettered(self, req, error: str) -> DeadLetterResult:
         """The request exhausted its deliveries: 'recorded' as failed, or 'ignored' (control_lifecycle)."""
         body = req.model_dump(mode="json")
         return self._apply(req.request_id, lambda d: cl.decide_dead_letter(

@@ -112,6 +112,8 @@ TRANSIENT = FailureKind.TRANSIENT
 PERMANENT = FailureKind.PERMANENT
 MERGED_UNRECORDED = FailureKind.MERGED_UNRECORDED
 MAX_AUTO_REOPENS = 3
+#: decide_reopen's result when it re-opens the batch; any other result is why it refused (free text).
+REOPENED = "reopened"
 
 # A holder renews its lease every LEASE_TTL / 4; a lease not renewed for LEASE_TTL is dead.
 LEASE_TTL = dt.timedelta(seconds=60)
@@ -210,7 +212,7 @@ def decide_reopen(batch: dict, date_active_batch: str | None, claimant: str, now
               "merge_attempt": 0, "consolidation_generation": int(batch.get("consolidation_generation") or 0) + 1}
     if auto:
         update["auto_reopens"] = reopens + 1
-    return "reopened", update
+    return REOPENED, update
 
 
 def decide_consolidation_dead_letter(batch: dict, now: dt.datetime, error: str) -> Decision[bool]:

@@ -23,7 +23,16 @@ from batchline.adapters.clients import Clients
 from batchline.adapters.control_records import RequestStore  # noqa: F401 - this module's interface
 from batchline.domain import control_requests as ctl
 from batchline.domain import lifecycle as lc
-from batchline.domain.control_lifecycle import ACCEPTED, DONE, FAILED, FINAL, REFUSED, RENEW_EVERY  # noqa: F401
+from batchline.domain.control_lifecycle import (  # noqa: F401
+    ACCEPTED,
+    DONE,
+    FAILED,
+    FINAL,
+    REFUSED,
+    RENEW_EVERY,
+    ClaimResult,
+    DeadLetterResult,
+)
 from batchline.domain.errors import (
     BatchConflict,
     DispatchStillHeld,
@@ -93,18 +102,18 @@ def execute(clients: Clients, req) -> dict:
     store = RequestStore(clients.fs)
     token = uuid.uuid4().hex
     verdict, previous = store.claim_waiting(req, token)
-    if verdict in ("recorded", "reused"):
-        log_event("control_request", severity="ERROR" if verdict == "reused" else "INFO",
+    if verdict in (ClaimResult.RECORDED, ClaimResult.REUSED):
+        log_event("control_request", severity="ERROR" if verdict == ClaimResult.REUSED else "INFO",
                   request_id=req.request_id, action=req.action, status=previous["status"],
-                  outcome="answered_from_record" if verdict == "recorded" else "request_id_reused_not_run",
+                  outcome="answered_from_record" if verdict == ClaimResult.RECORDED else "request_id_reused_not_run",
                   batch_id=previous.get("batch_id") or (previous.get("result") or {}).get("batch_id"))
         return {"request_id": req.request_id, "status": previous["status"], "result": previous.get("result"),
                 "from_record": True}
-    if verdict == "retry":
+    if verdict == ClaimResult.RETRY:
         log_event("control_request_taken_over", severity="WARNING", request_id=req.request_id, action=req.action,
                   attempts=int(previous.get("attempts") or 0) + 1, batch_id=previous.get("batch_id"),
                   previous_error=previous.get("error"))
-    attempt = Attempt(store, req.request_id, token, previous if verdict == "retry" else None)
+    attempt = Attempt(store, req.request_id, token, previous if verdict == ClaimResult.RETRY else None)
     try:
         with KeepAlive(lambda: store.renew(req.request_id, token), RENEW_EVERY.total_seconds(),
                        f"control-{token[:8]}", "control_lease_lost", request_id=req.request_id):
@@ -130,10 +139,11 @@ def handle_control_dead_letter(clients: Clients, req, attempts: str) -> str:
     store = RequestStore(clients.fs)
     outcome = store.dead_lettered(req, f"control request dead-lettered after {attempts} delivery attempts")
     record = store.get(req.request_id) or {}
-    log_event("control_request", severity="ERROR" if outcome == "recorded" else "WARNING", request_id=req.request_id,
+    recorded = outcome == DeadLetterResult.RECORDED
+    log_event("control_request", severity="ERROR" if recorded else "WARNING", request_id=req.request_id,
               action=req.action, status=record.get("status"), delivery_attempts=attempts,
               batch_id=record.get("batch_id"), error=record.get("error"),
-              outcome="failed" if outcome == "recorded" else "dead_letter_ignored_answered_or_held")
+              outcome="failed" if recorded else "dead_letter_ignored_answered_or_held")
     return outcome
 
 

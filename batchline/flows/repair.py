@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 
 from batchline.adapters.clients import Clients
-from batchline.domain.lifecycle import CONSOLIDATION_REQUESTED
+from batchline.domain.lifecycle import CONSOLIDATION_REQUESTED, REOPENED
 from batchline.domain.messages import StartRequest
 from batchline.flows.consolidation_request import publish_claimed
 from batchline.flows.dispatch import StartResult, start_batch
@@ -41,7 +41,7 @@ def consolidate_again(clients: Clients, batch_id: str, claimant: str) -> tuple[b
     the same claimant finishes what its first attempt began (re-opened, not yet published)."""
     store = clients.batches
     result, batch = store.reopen(batch_id, claimant, auto=False)
-    if result != "reopened":
+    if result != REOPENED:
         mine = batch["status"] == CONSOLIDATION_REQUESTED and batch.get("consolidation_claimant") == claimant
         if not mine:
             return False, {"error": result, "batch_id": batch_id, "batch_status": batch["status"]}

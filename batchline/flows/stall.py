@@ -85,7 +85,7 @@ def _check_failed_consolidation(clients, store, batch, stall, min_pct, redispatc
     if batch.get("failure_kind") != lc.TRANSIENT or int(batch.get("auto_reopens") or 0) >= lc.MAX_AUTO_REOPENS:
         return None
     result, _ = store.reopen(batch["batch_id"], "stall-check", auto=True)
-    if result != "reopened":
+    if result != lc.REOPENED:
         log_event("consolidation_reopen_refused", severity="WARNING", batch_id=batch["batch_id"], reason=result)
         return None
     publish_claimed(clients, batch["batch_id"], "stalled")

@@ -12,6 +12,7 @@ from google.cloud.firestore_v1 import _helpers
 from google.cloud.firestore_v1.types import document
 
 from batchline.domain import claims
+from batchline.domain import control_lifecycle as cl
 from batchline.domain import lifecycle as lc
 from batchline.logs import log_event
 
@@ -25,6 +26,10 @@ VALUES = {
     lc.CompletionResult: ["recorded", "late", "duplicate"],
     lc.FailureResult: ["recorded", "already_completed", "duplicate"],
     lc.ClaimVerdict: ["switch", "redispatch", "fail", "stale"],
+    cl.RequestStatus: ["accepted", "done", "refused", "failed"],
+    cl.ClaimResult: ["run", "retry", "recorded", "reused", "busy"],
+    cl.HolderResult: ["lost", "renewed", "noted", "finished", "released"],
+    cl.DeadLetterResult: ["recorded", "ignored"],
 }
 MEMBERS = [m for enum in VALUES for m in enum]
 
@@ -40,7 +45,9 @@ def test_the_module_level_names_are_the_members():
     assert (lc.PENDING, lc.COMPLETED, lc.FAILED) == tuple(lc.ItemStatus)
     assert (lc.TRANSIENT, lc.PERMANENT, lc.MERGED_UNRECORDED) == tuple(lc.FailureKind)
     assert (claims.SWITCH, claims.REDISPATCH, claims.FAIL) == tuple(lc.ClaimVerdict)[:3]
+    assert (cl.ACCEPTED, cl.DONE, cl.REFUSED, cl.FAILED) == tuple(cl.RequestStatus)
     assert all(isinstance(s, lc.BatchStatus) for s in (*lc.ACTIVE_STATUSES, *lc.TERMINAL_STATUSES))
+    assert lc.REOPENED == "reopened"
 
 
 @pytest.mark.parametrize("member", MEMBERS, ids=str)
