@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 
+from google.api_core import exceptions as gexc
 from google.api_core import retry
 from google.cloud import firestore
 
@@ -72,7 +73,7 @@ class RequestStore:
                               multiplier=1.5, timeout=wait.total_seconds())
         try:
             return waiting(self.claim)(req, token)
-        except retry.RetryError as exc:
+        except gexc.RetryError as exc:
             raise ControlBusy(f"request {req.request_id} is still being run by another delivery") from exc
 
     def renew(self, request_id: str, token: str) -> bool:

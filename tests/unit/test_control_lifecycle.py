@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
+
+from batchline.adapters.control_records import RequestStore
 from batchline.domain import control_lifecycle as cl
+from batchline.domain.errors import ControlBusy
 
 T0 = dt.datetime(2030, 1, 1, 12, tzinfo=dt.UTC)
 BODY = {"v": 1, "action": "start", "request_id": "r1", "game_date": "2030-01-02", "force": False,
@@ -95,3 +99,15 @@ def test_a_dead_letter_fails_only_a_request_nobody_holds_and_names_its_batch():
     assert cl.decide_dead_letter(done, BODY, "start", "r1", "x", T0)[0] == "ignored"
     assert cl.decide_dead_letter(record, {**BODY, "force": True}, "start", "r1", "x", T0 + cl.CONTROL_LEASE)[0] == \
         "ignored", "another request under the same id"
+
+
+def test_a_redelivery_that_outwaits_a_live_holder_answers_control_busy(monkeypatch):
+    """claim_waiting gives up after `wait` with ControlBusy (a 5xx Pub/Sub redelivers), not another
+    error: its retry's timeout is google.api_core's RetryError (there is no retry.RetryError)."""
+    def busy(self, req, token):
+        raise ControlBusy("held by another delivery")
+
+    monkeypatch.setattr(RequestStore, "claim", busy)
+    req = type("Req", (), {"request_id": "r1"})()
+    with pytest.raises(ControlBusy, match="still being run by another delivery"):
+        RequestStore(None).claim_waiting(req, "t", wait=dt.timedelta(seconds=0.3))
