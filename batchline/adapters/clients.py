@@ -17,6 +17,8 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery, firestore, pubsub_v1
 
 from batchline.adapters.batch_store import BatchStore
+from batchline.adapters.control_records import RequestStore
+from batchline.adapters.dead_letter_records import DeadLetterLog
 from batchline.adapters.staging import BatchStagingTables
 from batchline.adapters.write_api import StagingAppender
 from batchline.settings import Settings, from_env
@@ -55,6 +57,16 @@ class Clients:
     _appender: StagingAppender | None = None
     store: BatchStore | None = None  # the batch store; a test may hand in an in-memory one
     staging_tables: BatchStagingTables | None = None  # likewise the staging tables
+
+    @cached_property
+    def dead_letter_log(self) -> DeadLetterLog:
+        """The dead-letter records (what each dead-lettered work message was, for replay)."""
+        return DeadLetterLog(self.fs)
+
+    @cached_property
+    def requests(self) -> RequestStore:
+        """The operators' control requests."""
+        return RequestStore(self.fs)
 
     @property
     def staging(self) -> BatchStagingTables:

@@ -15,9 +15,8 @@ import datetime as dt
 import json
 
 from batchline.adapters import manifests, merge_jobs, queries, staging
-from batchline.adapters.batch_store import BatchStore
 from batchline.adapters.clients import Clients
-from batchline.adapters.dead_letter_records import DeadLetterLog, dead_lettered_in_item_state
+from batchline.adapters.dead_letter_records import dead_lettered_in_item_state
 from batchline.adapters.dead_letter_subs import DeadLetterSubscription
 from batchline.domain import accounting, ids
 from batchline.domain.accounting import BatchFacts
@@ -30,7 +29,7 @@ SECOND_LOOK_WAIT_S = 10.0  # one pull's wait in dead_letters_in_subscription
 
 def gather(clients: Clients, batch_id: str) -> BatchFacts:
     s = clients.settings
-    store = BatchStore(clients.fs)
+    store = clients.batches
     batch = store.get_batch(ids.validate_batch_id(batch_id))
     if batch is None:
         raise LookupError(f"no batch {batch_id}")
@@ -69,7 +68,7 @@ def gather(clients: Clients, batch_id: str) -> BatchFacts:
 def dead_lettered_items(clients: Clients, batch_id: str, items: list[dict]) -> set[str]:
     """Items of `batch_id` with a durable dead-letter record: the handler's own record, or the item
     document it marked. Plain reads, so any number of reports may count at once."""
-    return (DeadLetterLog(clients.fs).items(batch_id) | dead_lettered_in_item_state(items)
+    return (clients.dead_letter_log.items(batch_id) | dead_lettered_in_item_state(items)
             | {i["item_id"] for i in items if i.get("dead_lettered_at")})
 
 

@@ -34,7 +34,7 @@ def handle_consolidation(clients: Clients, envelope: PushEnvelope) -> str:
         return "refused"
     token = uuid.uuid4().hex
     verdict, batch = store.take_lease(req.batch_id, token)
-    if verdict != "run":
+    if verdict != lc.LeaseVerdict.RUN:
         log_event("consolidation_skipped", batch_id=req.batch_id, verdict=verdict, batch_status=batch["status"])
         if batch["status"] == CONSOLIDATED and not batch.get("summary_message_id"):
             publish_summary(clients, batch)  # the first delivery failed between its result and its summary
@@ -60,7 +60,7 @@ def _reopen_if_failed(store: BatchStore, batch_id: str, claimant: str) -> bool:
     if batch["status"] != CONSOLIDATION_FAILED:
         return True
     result, batch = store.reopen(batch_id, claimant, auto=False)
-    if result != "reopened":
+    if result != lc.REOPENED:
         store.set_batch_fields(batch_id, {"reopen_refused": result[:2000]})
         log_event("consolidation_reopen_refused", severity="ERROR", batch_id=batch_id, reason=result)
         return False

@@ -99,7 +99,7 @@ def handle_control(clients: Clients, envelope: PushEnvelope) -> dict:
 
 
 def execute(clients: Clients, req) -> dict:
-    store = RequestStore(clients.fs)
+    store = clients.requests
     token = uuid.uuid4().hex
     verdict, previous = store.claim_waiting(req, token)
     if verdict in (ClaimResult.RECORDED, ClaimResult.REUSED):
@@ -136,7 +136,7 @@ def execute(clients: Clients, req) -> dict:
 
 
 def handle_control_dead_letter(clients: Clients, req, attempts: str) -> str:
-    store = RequestStore(clients.fs)
+    store = clients.requests
     outcome = store.dead_lettered(req, f"control request dead-lettered after {attempts} delivery attempts")
     record = store.get(req.request_id) or {}
     recorded = outcome == DeadLetterResult.RECORDED

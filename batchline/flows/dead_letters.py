@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from batchline.adapters import delivery_errors
 from batchline.adapters.clients import Clients
-from batchline.adapters.dead_letter_records import DeadLetterLog
 from batchline.domain import control_requests as ctl
 from batchline.domain import lifecycle as lc
 from batchline.domain.errors import InvalidMessage, UnknownItem
@@ -60,7 +59,7 @@ def _work_dead_lettered(clients: Clients, envelope: PushEnvelope, msg: WorkMessa
     store = clients.batches
     batch, item = store.get_batch_and_item(msg.batch_id, msg.item_id)
     last_error = check_work_message(batch, item, msg, "dead-lettered work message").get(delivery_errors.LAST_ERROR)
-    DeadLetterLog(clients.fs).record(msg.batch_id, msg.item_id, envelope.message.message_id, attempts,
+    clients.dead_letter_log.record(msg.batch_id, msg.item_id, envelope.message.message_id, attempts,
                                      envelope=envelope, payload=msg.model_dump(mode="json"), last_error=last_error)
     result, may_be_done = store.record_failure_counted(
         msg.batch_id, msg.item_id, delivery_errors.dead_letter_reason(attempts, last_error), dead_lettered=True)

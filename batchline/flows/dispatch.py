@@ -17,7 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from batchline.adapters import queries, staging
-from batchline.adapters.batch_store import BatchStore
 from batchline.adapters.clients import Clients
 from batchline.adapters.freshness import check_fresh
 from batchline.domain import faults as faults_mod
@@ -112,7 +111,7 @@ def start_batch(clients: Clients, req: StartRequest, only_items: list[str] | Non
         # A repair (only_items) re-runs items of a date whose inputs a start accepted already.
         check_fresh(clients, game_date)
     batch_id = ids.new_batch_id(game_date)
-    store = BatchStore(clients.fs)
+    store = clients.batches
     token = uuid.uuid4().hex
     superseded = None
     if on_registering is not None:
@@ -151,7 +150,7 @@ def start_batch(clients: Clients, req: StartRequest, only_items: list[str] | Non
 def dispatch(clients: Clients, batch_id: str, game_date: dt.date, items: list[Item], token: str) -> None:
     """Create the batch staging table, publish one work message per item at the worker cap's pace
     (batchline/domain/pacing.py), renewing the dispatch lease before every chunk and every 15 s; then running."""
-    store = BatchStore(clients.fs)
+    store = clients.batches
     steps = _paced_plan(clients.settings, batch_id, len(items))
     try:
         staging.create_batch_table(clients.bq, clients.settings, batch_id)
@@ -200,7 +199,7 @@ def resume_dispatch(clients: Clients, batch_id: str, *, by: str, dead_holder: st
     `dead_holder`, known dead); None while a live starter holds it. Item documents the starter did not
     write are written now, from the schedule; if the schedule no longer matches the batch, the batch
     fails loudly instead. `by` names the resumer in the log line (start, control, stall-check)."""
-    store = BatchStore(clients.fs)
+    store = clients.batches
     token = uuid.uuid4().hex
     if not store.take_dispatch(batch_id, token, dead_holder):
         return None

@@ -89,7 +89,7 @@ def _get_batch(store: BatchStore, batch_id: str) -> dict | None:
 
 def handle_orphans(clients: Clients, game_date: dt.date, schedule: set[str]) -> OrphanReport:
     s = clients.settings
-    store = BatchStore(clients.fs)
+    store = clients.batches
     report = OrphanReport()
     candidates: dict[str, tuple[dict, list[str]]] = {}
     age = dt.timedelta(hours=s.orphan_age_hours)

@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from batchline.adapters import dead_letter_records as dead_letters
 from batchline.adapters.clients import Clients
-from batchline.adapters.dead_letter_records import DEAD_LETTER_ATTRIBUTE_PREFIX, DeadLetterLog
+from batchline.adapters.dead_letter_records import DEAD_LETTER_ATTRIBUTE_PREFIX
 from batchline.adapters.dead_letter_subs import DeadLetter, DeadLetterSubscription
 from batchline.adapters.delivery_errors import LAST_ERROR
 from batchline.domain import ids
@@ -93,7 +93,7 @@ def listed_dead_letters(clients: Clients, sources: list[str], batch_id: str | No
 
 
 def _work_records(clients: Clients, batch_id: str, include_replayed: bool) -> list[dict]:
-    records = DeadLetterLog(clients.fs).records(ids.validate_batch_id(batch_id))
+    records = clients.dead_letter_log.records(ids.validate_batch_id(batch_id))
     keys = [(batch_id, i) for i in sorted({r["item_id"] for r in records})]
     replayed_in = {item: doc.get("replayed_in") for (_, item), doc in clients.batches.items_by_key(keys).items()}
     return dead_letters.listed(batch_id, records, replayed_in, include_replayed=include_replayed)

@@ -178,7 +178,7 @@ def merge_injected_transient_failure() -> Drive:
 
 
 def _clients(bq: RecordingBigQuery) -> SimpleNamespace:
-    return SimpleNamespace(settings=S, bq=bq, fs=None)
+    return SimpleNamespace(settings=S, bq=bq, fs=None, batches=_Batches())
 
 
 def dispatch_expected_items() -> Drive:
@@ -234,7 +234,7 @@ def provision_seed_context() -> Drive:
 class _Batches:
     """The BatchStore reads a report makes (batch_facts.gather)."""
 
-    def __init__(self, _fs):
+    def __init__(self, _fs=None):
         pass
 
     def get_batch(self, batch_id):
@@ -255,8 +255,8 @@ def _facts_answer(sql: str) -> list[dict]:
 
 
 def _gather_patched(mp) -> None:
-    """Firestore and Pub/Sub reads of batch_facts.gather replaced: they send no SQL."""
-    mp.setattr(batch_facts, "BatchStore", _Batches)
+    """Firestore and Pub/Sub reads of batch_facts.gather replaced: they send no SQL (the batch
+    store is the clients' `batches`, _Batches)."""
     mp.setattr(batch_facts, "dead_lettered_items", lambda clients, batch_id, items: set())
     mp.setattr(batch_facts, "dead_letters_in_subscription", lambda clients, batch_id: set())
 
