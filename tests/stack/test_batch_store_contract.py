@@ -32,7 +32,7 @@ def scenario(store, batch_id: str) -> list:
     out.append(sorted(i["item_id"] for i in store.items_with_status(batch_id, lc.FAILED)))
     out.append(store.claim_consolidation(batch_id, "all_items_terminal", "m-1"))
     out.append(store.claim_consolidation(batch_id, "all_items_terminal", "m-2"))
-    out.append(store.claim_consolidation(batch_id, "all_items_terminal", "m-1"))  # m-1's own redelivery
+    out.append(store.claim_consolidation(batch_id, "all_items_terminal", "m-1"))  # m-1's redelivery, unpublished
     out.append(store.get_batch(batch_id)["status"])
     out.append(store.take_lease(batch_id, "t-1")[0])
     out.append(store.take_lease(batch_id, "t-2")[0])
@@ -57,7 +57,8 @@ def test_the_in_memory_store_answers_as_the_real_store_does(stack, day: dt.date)
     expected = scenario(real, batch_id)
     assert scenario(memory, batch_id) == expected
     assert expected[:3] == ["recorded", "duplicate", "recorded"], expected  # the scenario means something
-    assert expected[12:16] == [True, False, False, lc.CONSOLIDATION_REQUESTED], expected
+    # the claim is won once; its winner's redelivery may still publish (no message id recorded yet)
+    assert expected[12:16] == [True, False, True, lc.CONSOLIDATION_REQUESTED], expected
     for item in ("p1", "p2", "p3"):
         a, b = real.get_item(batch_id, item), memory.get_item(batch_id, item)
         assert (a["status"], a.get("write_id")) == (b["status"], b.get("write_id")), item
