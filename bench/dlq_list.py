@@ -26,7 +26,7 @@ import requests
 
 import batchline
 from batchline.adapters.batch_store import BatchStore
-from batchline.domain.lifecycle import TERMINAL_STATUSES
+from batchline.domain.statuses import TERMINAL_STATUSES
 from batchline.local.provision import seed_context, synthetic_context
 
 

@@ -37,7 +37,7 @@ from common import RESULTS_DIR, loadavg, machine, percentile, r, read_results, s
 import batchline
 from batchline.adapters.batch_store import BatchStore
 from batchline.domain import faults as faults_mod
-from batchline.domain.lifecycle import TERMINAL_STATUSES
+from batchline.domain.statuses import TERMINAL_STATUSES
 from batchline.flows.ledger import compute
 from batchline.local.provision import seed_context, synthetic_context
 

@@ -17,7 +17,7 @@ import time
 import requests
 
 from batchline.adapters.batch_store import BatchStore
-from batchline.domain.lifecycle import TERMINAL_STATUSES
+from batchline.domain.statuses import TERMINAL_STATUSES
 from batchline.flows.ledger import compute
 from batchline.local import stack as local_stack
 from batchline.local.provision import seed_context, synthetic_context

@@ -18,7 +18,7 @@ from google.cloud import pubsub_v1
 from typer.testing import CliRunner
 
 from batchline.adapters.batch_store import BatchStore
-from batchline.domain.lifecycle import Item
+from batchline.domain.runs import Item
 from batchline.local import heal
 from batchline.local import processes as P
 from batchline.local import stack as S

@@ -17,9 +17,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from batchline.domain import ids, item_shape
-from batchline.domain import lifecycle as lc
 from batchline.domain.audit import partition
 from batchline.domain.item_shape import Shape
+from batchline.domain.runs import repair_blocked
+from batchline.domain.statuses import (
+    ACTIVE_STATUSES,
+    CONSOLIDATED,
+    CONSOLIDATION_FAILED,
+    DISPATCH_FAILED,
+    FAILED,
+    SUPERSEDED,
+)
 
 MERGE_JOB_PREFIX = "batchline_merge_"
 ORPHAN_GENERATION_BASE = 1000  # batch consolidations use generations 0, 1, 2, ... (re-opens)
@@ -66,7 +74,7 @@ def merge_problems(batch: dict, job_ids: Iterable[str]) -> list[str]:
     found = {j for jobs in per_generation.values() for j in jobs}
     result = batch.get("merge_result") or {}
     recorded = result.get("job_id")
-    if batch["status"] == lc.CONSOLIDATED and result.get("verified_items") and recorded not in found:
+    if batch["status"] == CONSOLIDATED and result.get("verified_items") and recorded not in found:
         problems.append(f"the batch's recorded MERGE {recorded} is not among its successful jobs on the main table")
     verified = {r.get("job_id") for r in batch.get("orphans_merged") or []}
     unverified = sorted(j for g, jobs in per_generation.items() if g >= ORPHAN_GENERATION_BASE
@@ -79,14 +87,14 @@ def merge_problems(batch: dict, job_ids: Iterable[str]) -> list[str]:
 def kept_table_reason(batch: dict) -> str | None:
     """Why the batch's staging table is kept on purpose, None when nothing should keep it."""
     status = batch["status"]
-    if status in lc.ACTIVE_STATUSES:
+    if status in ACTIVE_STATUSES:
         return f"the batch is still {status}"
-    if status == lc.CONSOLIDATION_FAILED:
+    if status == CONSOLIDATION_FAILED:
         return "the evidence of a failed consolidation, kept for its re-consolidation or the reconciliation"
-    if status == lc.CONSOLIDATED and batch.get("staging_table_dropped") is False:
+    if status == CONSOLIDATED and batch.get("staging_table_dropped") is False:
         return ("rows arrived after the consolidation's inventory (staging_kept_late_rows); the daily "
                 "reconciliation finishes them per item")
-    if status in (lc.SUPERSEDED, lc.DISPATCH_FAILED):
+    if status in (SUPERSEDED, DISPATCH_FAILED):
         return f"the batch ended {status}; the daily reconciliation finishes its staged rows per item"
     return None
 
@@ -131,7 +139,7 @@ class Judgement:
 def merged_pins(batch: dict) -> list[str]:
     """The pins (batchline/adapters/manifests.py) of the batch's own verified MERGEs: its recorded consolidation's
     and its orphan merges'; the items they merged are those pins' rows in the manifest table."""
-    pins = [(batch.get("merge_result") or {}).get("pin")] if batch["status"] == lc.CONSOLIDATED else []
+    pins = [(batch.get("merge_result") or {}).get("pin")] if batch["status"] == CONSOLIDATED else []
     return sorted(p for p in [*pins, *(r.get("pin") for r in batch.get("orphans_merged") or [])] if p)
 
 
@@ -145,12 +153,12 @@ def judge(f: BatchFacts) -> Judgement:
     overwritten = {i: sorted(f.other_batches[i]) for i in f.merged_by_batch - complete if f.other_batches.get(i)}
     incomplete = {i: str(shape[i]) for i in f.own_rows if i not in complete and i not in overwritten}
     # an item failed because its write was incomplete (completion.record_incomplete) is as short
-    incomplete |= {i: str(d.get("failure_reason")) for i, d in f.items.items() if d.get("status") == lc.FAILED
+    incomplete |= {i: str(d.get("failure_reason")) for i, d in f.items.items() if d.get("status") == FAILED
                    and str(d.get("failure_reason") or "").startswith(item_shape.INCOMPLETE_WRITE)
                    and i not in complete and i not in overwritten and i not in incomplete}
     parts = partition(expected, complete | set(overwritten), f.dead_lettered, incomplete)
     problems = []
-    if batch["status"] != lc.CONSOLIDATED:
+    if batch["status"] != CONSOLIDATED:
         problems.append(f"batch ended {batch['status']}: {batch.get('error') or ''}".strip())
     if parts["missing"]:
         problems.append(f"{len(parts['missing'])} expected items neither merged nor dead-lettered")
@@ -165,4 +173,4 @@ def judge(f: BatchFacts) -> Judgement:
     problems += merge_problems(batch, f.merge_jobs)
     return Judgement(expected, parts, {i: incomplete[i] for i in parts["incomplete"]}, overwritten,
                      kept_table_reason(batch) if f.staging_table_exists else None, problems,
-                     lc.repair_blocked(*f.newest, batch["game_date"]))
+                     repair_blocked(*f.newest, batch["game_date"]))

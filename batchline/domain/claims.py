@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from batchline.domain import item_shape
 from batchline.domain.evidence import Staged, StagedWrite
-from batchline.domain.lifecycle import COMPLETED, ClaimVerdict
+from batchline.domain.statuses import COMPLETED, ClaimVerdict
 
 MAX_REJECTED_CLAIMS = 3
 SWITCH, REDISPATCH, FAIL = ClaimVerdict.SWITCH, ClaimVerdict.REDISPATCH, ClaimVerdict.FAIL

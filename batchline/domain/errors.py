@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from batchline.domain import lifecycle as lc
+from batchline.domain.runs import conflict_advice
 
 
 class InvalidMessage(ValueError):
@@ -15,10 +15,10 @@ class InvalidMessage(ValueError):
 
 class BatchConflict(Exception):
     """The date's batch keeps this start from running now (still active, or, for a repair, failed
-    consolidation); the caller answers 409 naming it, with what to do (lifecycle.conflict_advice)."""
+    consolidation); the caller answers 409 naming it, with what to do (conflict_advice)."""
 
     def __init__(self, batch_id: str, status: str, *, repair: bool = False, reason: str | None = None):
-        super().__init__(reason or lc.conflict_advice(batch_id, status, repair=repair))
+        super().__init__(reason or conflict_advice(batch_id, status, repair=repair))
         self.batch_id = batch_id
         self.status = status
 

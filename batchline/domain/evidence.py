@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from batchline.domain import item_shape
 from batchline.domain.item_shape import Shape
-from batchline.domain.lifecycle import COMPLETED, FAILED, PENDING
+from batchline.domain.statuses import COMPLETED, FAILED, PENDING
 
 
 @dataclass(frozen=True)

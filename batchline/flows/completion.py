@@ -11,8 +11,8 @@ from batchline.adapters.clients import Clients
 from batchline.domain import ids, item_shape
 from batchline.domain import lifecycle as lc
 from batchline.domain.errors import InvalidMessage, UnknownItem
-from batchline.domain.lifecycle import COMPLETED, OPEN_STATUSES
 from batchline.domain.messages import CompletionMessage, PushEnvelope, decode_data, parse_model
+from batchline.domain.statuses import COMPLETED, OPEN_STATUSES, CompletionResult
 from batchline.flows.consolidation_request import request_consolidation_if_done
 from batchline.logs import log_event
 
@@ -76,11 +76,11 @@ def record_completion(clients: Clients, msg: CompletionMessage, claimant: str) -
     elif kind == CompletionKind.DUPLICATE:
         # A redelivery: its first delivery may have died between the record and the request below.
         log_event("completion_duplicate", **ctx)
-        result, may_be_done = lc.CompletionResult.DUPLICATE, store.may_be_done(batch, msg.item_id)
+        result, may_be_done = CompletionResult.DUPLICATE, store.may_be_done(batch, msg.item_id)
     else:
         result, may_be_done = store.record_completion_counted(
             msg.batch_id, msg.item_id, msg.staging_table, msg.row_count, msg.attempt, msg.write_id, batch, item)
-        log_event("item_completed" if result == lc.CompletionResult.RECORDED else "completion_duplicate", **ctx)
+        log_event("item_completed" if result == CompletionResult.RECORDED else "completion_duplicate", **ctx)
     # The exact pending query, and the claims' verification, run only when the batch may be done.
     if may_be_done:
         request_consolidation_if_done(clients, msg.batch_id, claimant)

@@ -13,11 +13,10 @@ from batchline.adapters import merge as cons
 from batchline.adapters.batch_store import BatchStore
 from batchline.adapters.clients import Clients
 from batchline.domain import faults as faults_mod
-from batchline.domain import lifecycle as lc
 from batchline.domain.errors import ConsolidationError, MergeAttemptFailed, UnknownItem
 from batchline.domain.evidence import Inventory, take_inventory
-from batchline.domain.lifecycle import CONSOLIDATED, CONSOLIDATION_FAILED
 from batchline.domain.messages import ConsolidationRequest, PushEnvelope, decode_data, parse_model
+from batchline.domain.statuses import CONSOLIDATED, CONSOLIDATION_FAILED, PERMANENT, REOPENED, LeaseVerdict
 from batchline.flows import merge_record as merge_recovery
 from batchline.flows.consolidation_result import publish_summary, record_result
 from batchline.flows.leases import LeaseKeeper
@@ -34,7 +33,7 @@ def handle_consolidation(clients: Clients, envelope: PushEnvelope) -> str:
         return "refused"
     token = uuid.uuid4().hex
     verdict, batch = store.take_lease(req.batch_id, token)
-    if verdict != lc.LeaseVerdict.RUN:
+    if verdict != LeaseVerdict.RUN:
         log_event("consolidation_skipped", batch_id=req.batch_id, verdict=verdict, batch_status=batch["status"])
         if batch["status"] == CONSOLIDATED and not batch.get("summary_message_id"):
             publish_summary(clients, batch)  # the first delivery failed between its result and its summary
@@ -60,7 +59,7 @@ def _reopen_if_failed(store: BatchStore, batch_id: str, claimant: str) -> bool:
     if batch["status"] != CONSOLIDATION_FAILED:
         return True
     result, batch = store.reopen(batch_id, claimant, auto=False)
-    if result != lc.REOPENED:
+    if result != REOPENED:
         store.set_batch_fields(batch_id, {"reopen_refused": result[:2000]})
         log_event("consolidation_reopen_refused", severity="ERROR", batch_id=batch_id, reason=result)
         return False
@@ -129,7 +128,7 @@ def _merge_and_record(clients: Clients, batch: dict, lease: str, inv: Inventory,
         store.merge_failed(batch_id, lease, str(exc), len(plan.manifest),
                            cons.merge_job_id(batch_id, plan.generation, plan.attempt))
         log_event("consolidation_failed", severity="ERROR", batch_id=batch_id, error=str(exc),
-                  failure_kind=lc.PERMANENT, staged_items_kept=len(plan.manifest))
+                  failure_kind=PERMANENT, staged_items_kept=len(plan.manifest))
         return "failed"
     except Exception as exc:
         if cons.is_dml_rate_limit(exc):

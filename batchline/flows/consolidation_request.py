@@ -15,8 +15,8 @@ import datetime as dt
 from batchline.adapters.batch_store import BatchStore
 from batchline.adapters.clients import Clients
 from batchline.domain import claims
-from batchline.domain.lifecycle import COMPLETED, OPEN_STATUSES
 from batchline.domain.messages import ConsolidationRequest, WorkMessage, encode
+from batchline.domain.statuses import COMPLETED, OPEN_STATUSES
 from batchline.logs import log_event
 
 

@@ -10,8 +10,8 @@ from batchline.adapters import merge as cons
 from batchline.adapters.batch_store import now
 from batchline.adapters.clients import Clients
 from batchline.domain.evidence import Inventory
-from batchline.domain.lifecycle import CONSOLIDATED
 from batchline.domain.messages import BatchSummary, encode
+from batchline.domain.statuses import CONSOLIDATED
 from batchline.flows import merge_record as merge_recovery
 from batchline.flows.merge_plan import capped
 from batchline.logs import log_event

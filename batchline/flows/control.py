@@ -41,8 +41,8 @@ from batchline.domain.errors import (
     StaleInputs,
     UnknownItem,
 )
-from batchline.domain.lifecycle import DISPATCHING
 from batchline.domain.messages import PushEnvelope, ReconcileRequest, StartRequest, decode_data
+from batchline.domain.statuses import DISPATCHING
 from batchline.flows.dispatch import resume_dispatch, start_batch
 from batchline.flows.leases import KeepAlive
 from batchline.flows.reconcile import reconcile

@@ -7,7 +7,6 @@ from __future__ import annotations
 from batchline.adapters import delivery_errors
 from batchline.adapters.clients import Clients
 from batchline.domain import control_requests as ctl
-from batchline.domain import lifecycle as lc
 from batchline.domain.errors import InvalidMessage, UnknownItem
 from batchline.domain.messages import (
     CompletionMessage,
@@ -17,6 +16,7 @@ from batchline.domain.messages import (
     decode_data,
     parse_model,
 )
+from batchline.domain.statuses import TRANSIENT
 from batchline.domain.work_check import check_work_message
 from batchline.flows import control as control_actions
 from batchline.flows.completion import record_completion
@@ -78,5 +78,5 @@ def _consolidation_dead_lettered(clients: Clients, req: ConsolidationRequest, at
         req.batch_id, f"consolidation dead-lettered after {attempts} attempts")
     log_event("consolidation_failed" if failed else "consolidation_dead_letter_ignored",
               severity="ERROR" if failed else "WARNING", batch_id=req.batch_id, reason="dead-lettered",
-              failure_kind=lc.TRANSIENT, delivery_attempts=attempts)
+              failure_kind=TRANSIENT, delivery_attempts=attempts)
     return "recorded" if failed else "ignored"

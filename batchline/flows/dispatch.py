@@ -22,8 +22,9 @@ from batchline.adapters.freshness import check_fresh
 from batchline.domain import faults as faults_mod
 from batchline.domain import ids, pacing
 from batchline.domain.errors import BatchConflict, DispatchLost, InvalidMessage
-from batchline.domain.lifecycle import DISPATCH_FAILED, DISPATCHING, PENDING, Item
 from batchline.domain.messages import StartRequest, WorkMessage, encode
+from batchline.domain.runs import Item
+from batchline.domain.statuses import DISPATCH_FAILED, DISPATCHING, PENDING
 from batchline.flows.consolidation_request import request_consolidation_if_done
 from batchline.logs import log_event
 

@@ -21,7 +21,7 @@ from batchline.adapters.merge import merge_job_id
 from batchline.adapters.merge_jobs import RUNNING, SUCCEEDED, job_state
 from batchline.domain.errors import RecordRefused
 from batchline.domain.faults import FaultSpec
-from batchline.domain.lifecycle import CONSOLIDATION_FAILED, MERGED_UNRECORDED
+from batchline.domain.statuses import CONSOLIDATION_FAILED, MERGED_UNRECORDED
 from batchline.logs import log_event
 
 Attempt = tuple[int, int]  # (generation, attempt)

@@ -46,7 +46,7 @@ from batchline.adapters.clients import Clients
 from batchline.domain import evidence, ids
 from batchline.domain.accounting import ORPHAN_GENERATION_BASE, merged_pins
 from batchline.domain.errors import ConsolidationError, MergeAttemptFailed
-from batchline.domain.lifecycle import ACTIVE_STATUSES, CONSOLIDATION_FAILED
+from batchline.domain.statuses import ACTIVE_STATUSES, CONSOLIDATION_FAILED
 from batchline.logs import log_event
 
 

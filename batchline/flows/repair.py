@@ -13,8 +13,8 @@ from __future__ import annotations
 import datetime as dt
 
 from batchline.adapters.clients import Clients
-from batchline.domain.lifecycle import CONSOLIDATION_REQUESTED, REOPENED
 from batchline.domain.messages import StartRequest
+from batchline.domain.statuses import CONSOLIDATION_REQUESTED, REOPENED
 from batchline.flows.consolidation_request import publish_claimed
 from batchline.flows.dispatch import StartResult, start_batch
 from batchline.logs import log_event

@@ -22,15 +22,17 @@ from batchline.adapters.batch_store import now
 from batchline.adapters.clients import Clients
 from batchline.domain import lifecycle as lc
 from batchline.domain.errors import StallCheckErrors
-from batchline.domain.lifecycle import (
+from batchline.domain.messages import StallCheckRequest, WorkMessage, encode
+from batchline.domain.statuses import (
     CONSOLIDATING,
     CONSOLIDATION_FAILED,
     CONSOLIDATION_REQUESTED,
     DISPATCHING,
     PENDING,
+    REOPENED,
     RUNNING,
+    TRANSIENT,
 )
-from batchline.domain.messages import StallCheckRequest, WorkMessage, encode
 from batchline.flows.consolidation_request import publish_claimed, request_consolidation_if_done
 from batchline.flows.dispatch import resume_dispatch
 from batchline.logs import log_event
@@ -82,10 +84,10 @@ def _check_consolidating(clients, store, batch, stall, min_pct, redispatch) -> d
 
 
 def _check_failed_consolidation(clients, store, batch, stall, min_pct, redispatch) -> dict | None:
-    if batch.get("failure_kind") != lc.TRANSIENT or int(batch.get("auto_reopens") or 0) >= lc.MAX_AUTO_REOPENS:
+    if batch.get("failure_kind") != TRANSIENT or int(batch.get("auto_reopens") or 0) >= lc.MAX_AUTO_REOPENS:
         return None
     result, _ = store.reopen(batch["batch_id"], "stall-check", auto=True)
-    if result != lc.REOPENED:
+    if result != REOPENED:
         log_event("consolidation_reopen_refused", severity="WARNING", batch_id=batch["batch_id"], reason=result)
         return None
     publish_claimed(clients, batch["batch_id"], "stalled")

@@ -20,7 +20,6 @@ from batchline.adapters.staging import ITEM_COLUMN, WRITE_COLUMN, live_schema
 from batchline.domain import faults as faults_mod
 from batchline.domain import ids, item_shape
 from batchline.domain.errors import FaultInjected, InvalidMessage, InvalidRows
-from batchline.domain.lifecycle import COMPLETED, OPEN_STATUSES
 from batchline.domain.messages import (
     MAX_DELIVERY_ATTEMPT,
     CompletionMessage,
@@ -31,6 +30,7 @@ from batchline.domain.messages import (
     parse_model,
 )
 from batchline.domain.predictor import PlayerContext, Predictor, load_predictor, prediction_id
+from batchline.domain.statuses import COMPLETED, OPEN_STATUSES
 from batchline.domain.work_check import check_work_message
 from batchline.logs import log_event
 

@@ -27,8 +27,8 @@ from batchline.adapters import staging
 from batchline.adapters.batch_store import BatchStore
 from batchline.adapters.clients import Clients
 from batchline.domain import accounting, ids
-from batchline.domain.lifecycle import COMPLETED, TERMINAL_STATUSES
 from batchline.domain.messages import CompletionMessage, WorkMessage, encode
+from batchline.domain.statuses import COMPLETED, TERMINAL_STATUSES
 from batchline.flows import ledger
 from batchline.local import processes as procs
 from batchline.local import stack as local_stack

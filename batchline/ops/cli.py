@@ -16,7 +16,7 @@ from rich.table import Table
 from batchline.adapters.batch_store import BatchStore
 from batchline.domain import faults as faults_mod
 from batchline.domain import ids
-from batchline.domain.lifecycle import TERMINAL_STATUSES
+from batchline.domain.statuses import TERMINAL_STATUSES
 from batchline.flows.ledger import Ledger, compute
 from batchline.local import schedule_config
 from batchline.local import stack as local_stack

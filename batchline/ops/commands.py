@@ -18,7 +18,7 @@ from batchline.adapters.delivery_errors import summary
 from batchline.domain import control_requests as ctl
 from batchline.domain import ids
 from batchline.domain.errors import InvalidMessage
-from batchline.domain.lifecycle import CONSOLIDATED
+from batchline.domain.statuses import CONSOLIDATED
 from batchline.flows.replay import listed_dead_letters
 from batchline.local import stack as local_stack
 from batchline.ops import render, views

@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from batchline.adapters.batch_store import BatchStore
-from batchline.domain.lifecycle import TERMINAL_STATUSES
+from batchline.domain.statuses import TERMINAL_STATUSES
 
 console = Console(stderr=True)
 out = Console()

@@ -11,6 +11,19 @@ from batchline.adapters.delivery_errors import FAILED_DELIVERIES, LAST_ERROR
 from batchline.domain import accounting
 from batchline.domain import lifecycle as lc
 from batchline.domain.audit import STATES
+from batchline.domain.runs import repair_blocked
+from batchline.domain.statuses import (
+    ACTIVE_STATUSES,
+    COMPLETED,
+    CONSOLIDATED,
+    CONSOLIDATION_FAILED,
+    DISPATCH_FAILED,
+    FAILED,
+    MERGED_UNRECORDED,
+    PENDING,
+    SUPERSEDED,
+    TRANSIENT,
+)
 from batchline.flows import batch_facts
 
 PHASES = (("dispatch", "created_at", "dispatched_at"),
@@ -27,40 +40,40 @@ def next_steps(batch: dict, counts: dict[str, int], dead_lettered: list[dict], n
                newest_status: str | None = None) -> list[str]:
     """What an operator should do next, each step one the code then accepts; empty when nothing is
     needed. `newest` is the date's newest run (a failed batch is re-consolidated only while it is the
-    newest, and no repair starts while the newest failed consolidation: lifecycle.repair_blocked)."""
+    newest, and no repair starts while the newest failed consolidation: repair_blocked)."""
     b, status, day = batch["batch_id"], batch["status"], batch["game_date"]
-    blocked = lc.repair_blocked(newest, newest_status, day)
+    blocked = repair_blocked(newest, newest_status, day)
     after = ("after it consolidates, " if newest == b else
              f"after batch {newest} (the date's newest run) is re-consolidated, ") if blocked else ""
     steps: list[str] = []
-    if status in lc.ACTIVE_STATUSES:
+    if status in ACTIVE_STATUSES:
         steps.append(f"in progress ({status}); watch with `batchline status {b}`. The stall check moves a "
                      f"batch without progress on after its stall period")
-    elif status == lc.CONSOLIDATION_FAILED and batch.get("failure_kind") == lc.MERGED_UNRECORDED:
+    elif status == CONSOLIDATION_FAILED and batch.get("failure_kind") == MERGED_UNRECORDED:
         steps.append(f"the MERGE {batch.get('merged_job_id')} committed: the rows ARE in the main table, only its "
                      f"record is missing ({batch.get('error')}). Do not re-run the date; fix the cause, then "
                      f"`batchline consolidate {b}` records that job without a second MERGE")
-    elif status == lc.CONSOLIDATION_FAILED and newest not in (None, b):
+    elif status == CONSOLIDATION_FAILED and newest not in (None, b):
         steps.append(f"consolidation failed ({batch.get('error')}); a newer run ({newest}) replaced this batch, so "
                      f"it is not re-consolidated: the daily reconciliation finishes its kept rows per item (now: "
                      f"`batchline reconcile {day}`)")
-    elif status == lc.CONSOLIDATION_FAILED:
+    elif status == CONSOLIDATION_FAILED:
         how = ("the stall check re-opens a transient failure by itself, at most "
-               f"{lc.MAX_AUTO_REOPENS} times; or " if batch.get("failure_kind") == lc.TRANSIENT else "")
+               f"{lc.MAX_AUTO_REOPENS} times; or " if batch.get("failure_kind") == TRANSIENT else "")
         steps.append(f"consolidation failed ({batch.get('error')}); the staging table is kept: {how}fix the cause, "
                      f"then `batchline consolidate {b} --wait`")
-    elif status == lc.DISPATCH_FAILED:
+    elif status == DISPATCH_FAILED:
         steps.append(f"dispatch failed ({batch.get('error')}): `batchline start {day}` again")
-    elif status == lc.SUPERSEDED:
+    elif status == SUPERSEDED:
         steps.append(f"superseded by {batch.get('superseded_by')}: see `batchline status {batch.get('superseded_by')}`")
     unreplayed = [i["item_id"] for i in dead_lettered if not i.get("replayed_in")]
-    if unreplayed and status not in lc.ACTIVE_STATUSES:
+    if unreplayed and status not in ACTIVE_STATUSES:
         steps.append(f"{len(unreplayed)} dead-lettered items: {after}fix their cause, then "
                      f"`batchline dlq replay --batch {b}`")
-    if status == lc.CONSOLIDATED and batch.get("staging_table_dropped") is False:
+    if status == CONSOLIDATED and batch.get("staging_table_dropped") is False:
         steps.append(f"its staging table is kept: {accounting.kept_table_reason(batch)} "
                      f"(or now: `batchline reconcile {day}`)")
-    if batch.get("missing_items") and status == lc.CONSOLIDATED:
+    if batch.get("missing_items") and status == CONSOLIDATED:
         steps.append(f"{len(batch['missing_items'])} items missing: {after}`batchline reconcile {day} --repair`")
     return steps
 
@@ -70,8 +83,8 @@ def status(clients: Clients, batch_id: str) -> dict:
     batch = store.get_batch(batch_id)
     if batch is None:
         raise LookupError(f"no batch {batch_id}")
-    counts = {s: store.count_items(batch_id, s) for s in (lc.PENDING, lc.COMPLETED, lc.FAILED)}
-    failed = store.items_with_status(batch_id, lc.FAILED)
+    counts = {s: store.count_items(batch_id, s) for s in (PENDING, COMPLETED, FAILED)}
+    failed = store.items_with_status(batch_id, FAILED)
     dead = [i for i in failed if i.get("dead_lettered_at")]
     timings = {name: round((batch[b] - batch[a]).total_seconds(), 1)
                for name, a, b in PHASES if batch.get(a) and batch.get(b)}
@@ -105,7 +118,7 @@ def status(clients: Clients, batch_id: str) -> dict:
         "staging_kept_reason": (None if batch.get("staging_table_dropped") is True
                                 else accounting.kept_table_reason(batch)),
         "next_steps": steps,
-        "needs_attention": (batch["status"] in (lc.CONSOLIDATION_FAILED, lc.DISPATCH_FAILED)
+        "needs_attention": (batch["status"] in (CONSOLIDATION_FAILED, DISPATCH_FAILED)
                             or any(not i.get("replayed_in") for i in dead)
                             or bool(batch.get("missing_items"))),
     }

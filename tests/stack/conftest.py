@@ -24,9 +24,9 @@ from batchline.adapters import merge as consolidate
 from batchline.adapters.batch_store import BatchStore
 from batchline.adapters.clients import Clients
 from batchline.domain import ids
-from batchline.domain.lifecycle import TERMINAL_STATUSES
 from batchline.domain.messages import WorkMessage
 from batchline.domain.predictor import SyntheticPredictor
+from batchline.domain.statuses import TERMINAL_STATUSES
 from batchline.flows.ledger import Ledger, compute
 from batchline.flows.work import build_rows
 from batchline.local import stack as local_stack

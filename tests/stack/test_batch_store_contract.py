@@ -7,8 +7,9 @@ from __future__ import annotations
 import datetime as dt
 
 from batchline.domain import claims, ids
-from batchline.domain import lifecycle as lc
 from batchline.domain.item_shape import EXPECTED_ROWS
+from batchline.domain.runs import Item
+from batchline.domain.statuses import CONSOLIDATION_REQUESTED, FAILED
 from tests.unit.batch_store_double import MemoryBatchStore
 
 WRITE = {"p1": "a" * 32, "p2": "b" * 32, "p3": "c" * 32}
@@ -29,7 +30,7 @@ def scenario(store, batch_id: str) -> list:
     out.append(store.record_failure_counted(batch_id, "p2", "dead-lettered", dead_lettered=True)[0])
     out.append(store.record_failure_counted(batch_id, "p3", "dead-lettered", dead_lettered=True)[0])
     out.append(store.any_pending(batch_id))
-    out.append(sorted(i["item_id"] for i in store.items_with_status(batch_id, lc.FAILED)))
+    out.append(sorted(i["item_id"] for i in store.items_with_status(batch_id, FAILED)))
     out.append(store.claim_consolidation(batch_id, "all_items_terminal", "m-1"))
     out.append(store.claim_consolidation(batch_id, "all_items_terminal", "m-2"))
     out.append(store.claim_consolidation(batch_id, "all_items_terminal", "m-1"))  # m-1's redelivery, unpublished
@@ -48,7 +49,7 @@ def scenario(store, batch_id: str) -> list:
 def test_the_in_memory_store_answers_as_the_real_store_does(stack, day: dt.date):
     real = stack.store
     batch_id = ids.new_batch_id(day)
-    items = [lc.Item(f"p{i}", f"g{i}") for i in (1, 2, 3)]
+    items = [Item(f"p{i}", f"g{i}") for i in (1, 2, 3)]
     real.create_batch(batch_id, day, items, force=True, faults=None, dispatch_token="test")
     assert real.mark_running(batch_id, "test")
     memory = MemoryBatchStore()
@@ -58,7 +59,7 @@ def test_the_in_memory_store_answers_as_the_real_store_does(stack, day: dt.date)
     assert scenario(memory, batch_id) == expected
     assert expected[:3] == ["recorded", "duplicate", "recorded"], expected  # the scenario means something
     # the claim is won once; its winner's redelivery may still publish (no message id recorded yet)
-    assert expected[12:16] == [True, False, True, lc.CONSOLIDATION_REQUESTED], expected
+    assert expected[12:16] == [True, False, True, CONSOLIDATION_REQUESTED], expected
     for item in ("p1", "p2", "p3"):
         a, b = real.get_item(batch_id, item), memory.get_item(batch_id, item)
         assert (a["status"], a.get("write_id")) == (b["status"], b.get("write_id")), item

@@ -9,7 +9,7 @@ import random
 from typer.testing import CliRunner
 
 from batchline.domain import ids
-from batchline.domain.lifecycle import TERMINAL_STATUSES
+from batchline.domain.statuses import TERMINAL_STATUSES
 from batchline.local import chaos
 from batchline.ops.cli import app
 

@@ -12,16 +12,16 @@ from google.cloud import bigquery
 
 from batchline.adapters import merge as consolidate
 from batchline.domain import ids
-from batchline.domain.lifecycle import (
+from batchline.domain.messages import ConsolidationRequest, encode
+from batchline.domain.runs import Item
+from batchline.domain.statuses import (
     CONSOLIDATED,
     CONSOLIDATING,
     CONSOLIDATION_FAILED,
     DISPATCH_FAILED,
     DISPATCHING,
     SUPERSEDED,
-    Item,
 )
-from batchline.domain.messages import ConsolidationRequest, encode
 from batchline.flows.ledger import compute, main_table_dml_since
 from batchline.layout import ITEMS, REJECTED
 

@@ -8,7 +8,7 @@ import signal
 import time
 
 from batchline.domain import control_requests as ctl
-from batchline.domain.lifecycle import CONSOLIDATED, DISPATCHING
+from batchline.domain.statuses import CONSOLIDATED, DISPATCHING
 from batchline.flows.control import RequestStore
 from batchline.flows.ledger import compute
 from batchline.local import stack as local_stack

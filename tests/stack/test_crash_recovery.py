@@ -12,8 +12,9 @@ from google.cloud import firestore
 
 from batchline.adapters import manifests
 from batchline.domain import ids
-from batchline.domain.lifecycle import CONSOLIDATED, CONSOLIDATION_FAILED, CONSOLIDATION_REQUESTED, Item
 from batchline.domain.messages import CompletionMessage, ConsolidationRequest
+from batchline.domain.runs import Item
+from batchline.domain.statuses import CONSOLIDATED, CONSOLIDATION_FAILED, CONSOLIDATION_REQUESTED
 from batchline.layout import ITEMS
 from batchline.local import processes as procs
 from batchline.local import stack as local_stack

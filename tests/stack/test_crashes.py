@@ -12,7 +12,8 @@ import os
 import signal
 import time
 
-from batchline.domain.lifecycle import COMPLETED, CONSOLIDATED, CONSOLIDATING, LEASE_TTL, TERMINAL_STATUSES
+from batchline.domain.lifecycle import LEASE_TTL
+from batchline.domain.statuses import COMPLETED, CONSOLIDATED, CONSOLIDATING, TERMINAL_STATUSES
 from batchline.flows.ledger import compute
 from batchline.local import stack as local_stack
 

@@ -23,8 +23,8 @@ from hypothesis import strategies as st
 
 from batchline.adapters import staging
 from batchline.domain import ids
-from batchline.domain.lifecycle import Item
 from batchline.domain.messages import WorkMessage, encode
+from batchline.domain.runs import Item
 from batchline.layout import REJECTED
 from batchline.local import stack as local_stack
 

@@ -22,8 +22,9 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 
 from batchline.adapters.clients import Clients
 from batchline.domain import ids
-from batchline.domain.lifecycle import DISPATCHING, Item
 from batchline.domain.messages import StartRequest
+from batchline.domain.runs import Item
+from batchline.domain.statuses import DISPATCHING
 from batchline.flows import dispatch
 from batchline.flows.ledger import compute
 from batchline.layout import BATCHES

@@ -6,7 +6,7 @@ import datetime as dt
 from concurrent.futures import ThreadPoolExecutor
 
 from batchline.adapters.dead_letter_records import DeadLetterLog
-from batchline.domain.lifecycle import CONSOLIDATED
+from batchline.domain.statuses import CONSOLIDATED
 from batchline.flows.ledger import compute
 
 

@@ -12,8 +12,9 @@ from google.api_core import exceptions as gexc
 from batchline.adapters.merge import merge_job_id
 from batchline.domain import ids
 from batchline.domain.faults import FaultSpec
-from batchline.domain.lifecycle import CONSOLIDATED, CONSOLIDATING, CONSOLIDATION_FAILED, MERGED_UNRECORDED, Item
 from batchline.domain.messages import ConsolidationRequest
+from batchline.domain.runs import Item
+from batchline.domain.statuses import CONSOLIDATED, CONSOLIDATING, CONSOLIDATION_FAILED, MERGED_UNRECORDED
 from batchline.flows import merge_record as merge_recovery
 from batchline.layout import UNINDEXED
 

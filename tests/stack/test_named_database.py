@@ -9,7 +9,7 @@ import datetime as dt
 import pytest
 from google.cloud import firestore
 
-from batchline.domain.lifecycle import CONSOLIDATED
+from batchline.domain.statuses import CONSOLIDATED
 from batchline.flows.ledger import compute
 from batchline.layout import BATCHES
 from batchline.local.preflight import problems

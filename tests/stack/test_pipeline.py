@@ -13,8 +13,8 @@ from google.cloud import bigquery
 from batchline.adapters import staging
 from batchline.domain import faults, ids
 from batchline.domain.evidence import StagedWrite
-from batchline.domain.lifecycle import CONSOLIDATED, CONSOLIDATION_FAILED, SUPERSEDED
 from batchline.domain.messages import CompletionMessage, ConsolidationRequest, WorkMessage, encode
+from batchline.domain.statuses import CONSOLIDATED, CONSOLIDATION_FAILED, SUPERSEDED
 from batchline.flows.ledger import compute, main_table_dml_since
 from batchline.layout import REJECTED
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from batchline.adapters.batch_store import ItemSnapshot
 from batchline.domain import ids, progress
-from batchline.domain.lifecycle import Item
+from batchline.domain.runs import Item
 
 
 def test_shards_cover_every_item_and_an_items_shard_is_stable():

@@ -14,7 +14,8 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 from batchline.adapters import manifests, staging
 from batchline.adapters.clients import Clients
 from batchline.domain import ids
-from batchline.domain.lifecycle import CONSOLIDATED, Item
+from batchline.domain.runs import Item
+from batchline.domain.statuses import CONSOLIDATED
 from batchline.flows.orphans import handle_orphans
 from batchline.local.provision import seed_context, synthetic_context
 

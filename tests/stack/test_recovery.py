@@ -14,9 +14,10 @@ from google.cloud import bigquery
 from batchline.adapters import staging
 from batchline.domain import ids
 from batchline.domain.errors import SchemaIncompatible
-from batchline.domain.lifecycle import CONSOLIDATED, Item
 from batchline.domain.messages import WorkMessage, encode
 from batchline.domain.predictor import SyntheticPredictor
+from batchline.domain.runs import Item
+from batchline.domain.statuses import CONSOLIDATED
 from batchline.flows.ledger import compute
 from batchline.flows.work import build_rows
 

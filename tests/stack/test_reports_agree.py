@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 from batchline.adapters import manifests
 from batchline.domain import ids
 from batchline.domain.accounting import merged_pins
-from batchline.domain.lifecycle import CONSOLIDATED, RUNNING
 from batchline.domain.messages import CompletionMessage
+from batchline.domain.statuses import CONSOLIDATED, RUNNING
 from batchline.flows.ledger import compute
 from batchline.ops.cli import app
 

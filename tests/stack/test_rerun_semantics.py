@@ -9,8 +9,9 @@ from collections import Counter
 from google.cloud import bigquery
 
 from batchline.domain import ids
-from batchline.domain.lifecycle import CONSOLIDATED, CONSOLIDATION_FAILED, PENDING, Item
 from batchline.domain.messages import CompletionMessage, ConsolidationRequest
+from batchline.domain.runs import Item
+from batchline.domain.statuses import CONSOLIDATED, CONSOLIDATION_FAILED, PENDING
 from batchline.layout import REJECTED
 from batchline.local.provision import seed_context, synthetic_context
 

@@ -18,7 +18,8 @@ import time
 import pytest
 
 from batchline.domain import ids
-from batchline.domain.lifecycle import CONSOLIDATED, CONSOLIDATION_REQUESTED, Item
+from batchline.domain.runs import Item
+from batchline.domain.statuses import CONSOLIDATED, CONSOLIDATION_REQUESTED
 from batchline.flows.ledger import compute
 from batchline.local import processes as procs
 from batchline.local import schedule_config

@@ -13,8 +13,9 @@ from pathlib import Path
 from batchline.adapters.batch_store import BatchStore
 from batchline.adapters.merge import merge_job_id
 from batchline.domain import ids
-from batchline.domain.lifecycle import CONSOLIDATION_REQUESTED, Item
 from batchline.domain.messages import CompletionMessage
+from batchline.domain.runs import Item
+from batchline.domain.statuses import CONSOLIDATION_REQUESTED
 
 
 def _batch(stack, day: dt.date, n: int) -> tuple[str, list[Item]]:

@@ -19,6 +19,7 @@ from batchline.adapters.clients import Clients
 from batchline.domain import lifecycle as lc
 from batchline.domain.errors import UnknownItem
 from batchline.domain.evidence import Staged
+from batchline.domain.statuses import PENDING, RUNNING
 from batchline.layout import BATCHES, DATES, ITEMS
 from batchline.settings import Settings
 
@@ -115,7 +116,7 @@ class MemoryBatchStore(BatchStore):
         return [i for i in self.items(batch_id) if i["status"] == status]
 
     def any_pending(self, batch_id: str) -> bool:
-        return bool(self.items_with_status(batch_id, lc.PENDING))
+        return bool(self.items_with_status(batch_id, PENDING))
 
     def may_be_done(self, batch: dict, item_id: str, count: int | None = None) -> bool:
         return not self.any_pending(batch["batch_id"])
@@ -144,7 +145,7 @@ class MemoryBatchStore(BatchStore):
         return message_id
 
     # -- seeding (what a start writes, without dispatching) ---------------------------------
-    def seed(self, batch_id: str, game_date: str, items: dict[str, str], status: str = lc.RUNNING,
+    def seed(self, batch_id: str, game_date: str, items: dict[str, str], status: str = RUNNING,
              **fields) -> None:
         """A batch of `items` (item id -> game id), all pending, in `status`."""
         t = now()
@@ -153,7 +154,7 @@ class MemoryBatchStore(BatchStore):
             "created_at": t, "updated_at": t, **fields}
         for item_id, game_id in items.items():
             self.docs[self.item_ref(batch_id, item_id).path] = {
-                "item_id": item_id, "game_id": game_id, "status": lc.PENDING, "updated_at": t}
+                "item_id": item_id, "game_id": game_id, "status": PENDING, "updated_at": t}
 
 
 class MemoryStaging:

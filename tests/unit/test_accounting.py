@@ -8,10 +8,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from batchline.domain import accounting as acc
-from batchline.domain import lifecycle as lc
 from batchline.domain.accounting import BatchFacts, judge, merge_job_id, merge_problems, parse_merge_job_id
 from batchline.domain.item_shape import EXPECTED_PAIRS, Shape, rows_problem, shape_problem
 from batchline.domain.schema import PREDICTION_PROPS, PREDICTION_SYSTEMS
+from batchline.domain.statuses import CONSOLIDATED, CONSOLIDATION_FAILED, RUNNING, SUPERSEDED
 
 B = "20300101_abcdefabcdef"
 WHOLE = Shape(len(EXPECTED_PAIRS), len(EXPECTED_PAIRS), EXPECTED_PAIRS)
@@ -60,7 +60,7 @@ PIN = "g0_a0_" + "0" * 12
 
 
 def _consolidated(**extra) -> dict:
-    return {"batch_id": B, "game_date": "2030-01-01", "status": lc.CONSOLIDATED, "consolidation_generation": 0,
+    return {"batch_id": B, "game_date": "2030-01-01", "status": CONSOLIDATED, "consolidation_generation": 0,
             "merge_result": {"job_id": merge_job_id(B, 0, 0), "pin": PIN, "verified_items": 3}, **extra}
 
 
@@ -88,12 +88,12 @@ def test_merge_problems_name_each_kind_of_wrong():
 
 # -- a table kept on purpose ----------------------------------------------------------------------
 @pytest.mark.parametrize(("batch", "kept"), [
-    ({"status": lc.CONSOLIDATED, "staging_table_dropped": False}, "staging_kept_late_rows"),
-    ({"status": lc.CONSOLIDATED, "staging_table_dropped": True}, None),
-    ({"status": lc.CONSOLIDATED}, None),
-    ({"status": lc.CONSOLIDATION_FAILED}, "failed consolidation"),
-    ({"status": lc.SUPERSEDED}, "daily reconciliation"),
-    ({"status": lc.RUNNING}, "still running"),
+    ({"status": CONSOLIDATED, "staging_table_dropped": False}, "staging_kept_late_rows"),
+    ({"status": CONSOLIDATED, "staging_table_dropped": True}, None),
+    ({"status": CONSOLIDATED}, None),
+    ({"status": CONSOLIDATION_FAILED}, "failed consolidation"),
+    ({"status": SUPERSEDED}, "daily reconciliation"),
+    ({"status": RUNNING}, "still running"),
 ])
 def test_a_table_is_kept_on_purpose_or_left(batch, kept):
     reason = acc.kept_table_reason(batch)
@@ -166,5 +166,5 @@ def test_the_pins_of_a_batchs_own_merges_are_its_consolidations_and_its_orphan_m
     orphan_pin = "g1000_a0_" + "1" * 12
     batch = _consolidated(orphans_merged=[{"job_id": "j", "pin": orphan_pin}, {"job_id": "legacy"}])
     assert acc.merged_pins(batch) == sorted([PIN, orphan_pin])
-    assert acc.merged_pins({**batch, "status": lc.CONSOLIDATION_FAILED}) == [orphan_pin], \
+    assert acc.merged_pins({**batch, "status": CONSOLIDATION_FAILED}) == [orphan_pin], \
         "a consolidation that failed merged nothing of its own"

@@ -12,6 +12,7 @@ from batchline.domain import ids, lifecycle
 from batchline.domain.evidence import StagedWrite
 from batchline.domain.item_shape import EXPECTED_PAIRS, EXPECTED_ROWS
 from batchline.domain.messages import CompletionMessage, StallCheckRequest
+from batchline.domain.statuses import COMPLETED, CONSOLIDATED, CONSOLIDATION_REQUESTED, FAILED, PENDING, RUNNING
 from batchline.flows.completion import CompletionKind, judge_completion, record_completion
 from batchline.flows.consolidation_request import request_consolidation_if_done
 from batchline.flows.stall import stall_check
@@ -51,9 +52,9 @@ def test_a_completion_recorded_twice_is_one_record_and_one_consolidation_request
     assert record_completion(clients, completion("p2"), "m-2") == "duplicate"
     assert clients.topics() == ["consolidation"], "exactly one request, whatever is redelivered"
     batch = clients.batches.get_batch(BATCH)
-    assert batch["status"] == lifecycle.CONSOLIDATION_REQUESTED and batch["consolidation_message_id"] == "msg-1"
+    assert batch["status"] == CONSOLIDATION_REQUESTED and batch["consolidation_message_id"] == "msg-1"
     item = clients.batches.get_item(BATCH, "p1")
-    assert (item["status"], item["write_id"], item["row_count"]) == (lifecycle.COMPLETED, WRITE["p1"], EXPECTED_ROWS)
+    assert (item["status"], item["write_id"], item["row_count"]) == (COMPLETED, WRITE["p1"], EXPECTED_ROWS)
 
 
 def test_a_second_write_of_a_completed_item_is_never_recorded():
@@ -83,15 +84,15 @@ def test_a_claim_with_nothing_staged_goes_back_to_pending_and_its_work_is_publis
     assert record_completion(clients, completion("p1"), "m-1") == "recorded"
     assert record_completion(clients, completion("p2"), "m-2") == "recorded"
     item = clients.batches.get_item(BATCH, "p1")
-    assert item["status"] == lifecycle.PENDING and item.get("rejected_claims"), item
+    assert item["status"] == PENDING and item.get("rejected_claims"), item
     assert clients.topics() == ["work"], "the item runs again; no consolidation while a claim is rejected"
     work = json.loads(clients.published[0][1])
     assert (work["item_id"], work["game_id"]) == ("p1", "g_p1")
-    assert clients.batches.get_batch(BATCH)["status"] == lifecycle.RUNNING
+    assert clients.batches.get_batch(BATCH)["status"] == RUNNING
 
 
 def test_the_stall_check_leaves_a_finished_batch_alone():
-    clients = running(status=lifecycle.CONSOLIDATED)
+    clients = running(status=CONSOLIDATED)
     old = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
     for item in ("p1", "p2"):
         clients.batches.docs[clients.batches.item_ref(BATCH, item).path]["updated_at"] = old
@@ -114,7 +115,7 @@ def test_the_stall_check_redispatches_a_stuck_batch_once_then_consolidates_what_
     [report] = stall_check(clients, StallCheckRequest(stall_minutes=30, min_completion_pct=50))
     assert report["action"] == "consolidating_partial"
     assert clients.topics() == ["work", "consolidation"]
-    assert clients.batches.get_item(BATCH, "p2")["status"] == lifecycle.FAILED
+    assert clients.batches.get_item(BATCH, "p2")["status"] == FAILED
 
 
 def test_a_claim_published_by_nobody_is_published_by_the_stall_check_after_the_grace():

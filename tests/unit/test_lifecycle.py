@@ -12,6 +12,24 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from batchline.domain import lifecycle as lc
+from batchline.domain.runs import MERGING_ORPHANS, conflict_advice, repair_blocked
+from batchline.domain.statuses import (
+    COMPLETED,
+    CONSOLIDATED,
+    CONSOLIDATING,
+    CONSOLIDATION_FAILED,
+    CONSOLIDATION_REQUESTED,
+    DISPATCH_FAILED,
+    DISPATCHING,
+    FAILED,
+    OPEN_STATUSES,
+    PENDING,
+    PERMANENT,
+    RUNNING,
+    SUPERSEDED,
+    TERMINAL_STATUSES,
+    TRANSIENT,
+)
 
 T0 = dt.datetime(2030, 1, 1, 12, tzinfo=dt.UTC)
 
@@ -27,8 +45,8 @@ def _apply(batch: dict, decision) -> tuple[object, dict]:
 
 # -- the claim ------------------------------------------------------------------------------------
 def test_a_claim_is_won_once_and_an_unpublished_claim_is_taken_over_after_the_grace():
-    won, batch = _apply(_batch(lc.RUNNING), lc.decide_claim(_batch(lc.RUNNING), "r", "m1", T0))
-    assert won and batch["status"] == lc.CONSOLIDATION_REQUESTED
+    won, batch = _apply(_batch(RUNNING), lc.decide_claim(_batch(RUNNING), "r", "m1", T0))
+    assert won and batch["status"] == CONSOLIDATION_REQUESTED
     assert lc.decide_claim(batch, "r", "m1", T0 + dt.timedelta(seconds=5)) == (True, None), "its own redelivery"
     assert lc.decide_claim(batch, "r", "m2", T0 + dt.timedelta(seconds=5)) == (False, None), "within the grace"
     late = T0 + lc.CLAIM_GRACE
@@ -40,8 +58,8 @@ def test_a_claim_is_won_once_and_an_unpublished_claim_is_taken_over_after_the_gr
 
 # -- the lease ------------------------------------------------------------------------------------
 def test_two_deliveries_of_one_message_are_two_contenders():
-    (verdict, _), batch = _apply(_batch(lc.CONSOLIDATION_REQUESTED), lc.decide_lease(
-        _batch(lc.CONSOLIDATION_REQUESTED), "delivery-1", T0))
+    (verdict, _), batch = _apply(_batch(CONSOLIDATION_REQUESTED), lc.decide_lease(
+        _batch(CONSOLIDATION_REQUESTED), "delivery-1", T0))
     assert verdict == "run"
     (verdict, _), update = lc.decide_lease(batch, "delivery-2", T0 + dt.timedelta(seconds=1))
     assert verdict == "busy" and update is None
@@ -50,7 +68,7 @@ def test_two_deliveries_of_one_message_are_two_contenders():
 
 
 def test_a_released_lease_lets_the_next_delivery_in_at_once_and_only_the_holder_renews_or_releases():
-    batch = _batch(lc.CONSOLIDATING, lease_token="a", lease_expires_at=T0 + lc.LEASE_TTL)
+    batch = _batch(CONSOLIDATING, lease_token="a", lease_expires_at=T0 + lc.LEASE_TTL)
     assert lc.decide_renew(batch, "b", T0) == (False, None)
     assert lc.decide_release(batch, "b") == (False, None)
     assert lc.decide_renew(batch, "a", T0)[1] == {"lease_expires_at": T0 + lc.LEASE_TTL}
@@ -58,19 +76,19 @@ def test_a_released_lease_lets_the_next_delivery_in_at_once_and_only_the_holder_
     assert lc.decide_lease(released, "b", T0)[0][0] == "run"
 
 
-@pytest.mark.parametrize("status", lc.TERMINAL_STATUSES)
+@pytest.mark.parametrize("status", TERMINAL_STATUSES)
 def test_a_terminal_batch_is_done_for_every_delivery(status):
     assert lc.decide_lease(_batch(status), "x", T0) == (("done", _batch(status)), None)
 
 
-@pytest.mark.parametrize("status", lc.OPEN_STATUSES)
+@pytest.mark.parametrize("status", OPEN_STATUSES)
 def test_an_unclaimed_batch_is_not_consolidated(status):
     assert lc.decide_lease(_batch(status), "x", T0)[0][0] == "busy"
 
 
 # -- MERGE attempts -------------------------------------------------------------------------------
 def test_only_the_holder_moves_on_and_only_from_the_attempt_it_saw_fail():
-    batch = _batch(lc.CONSOLIDATING, lease_token="a", merge_attempt=1)
+    batch = _batch(CONSOLIDATING, lease_token="a", merge_attempt=1)
     assert lc.decide_next_merge_attempt(batch, "b", 1) == (False, None)
     assert lc.decide_next_merge_attempt(batch, "a", 0) == (False, None), "a stale failure moves nothing"
     assert lc.decide_next_merge_attempt(batch, "a", 1) == (True, {"merge_attempt": 2})
@@ -78,53 +96,53 @@ def test_only_the_holder_moves_on_and_only_from_the_attempt_it_saw_fail():
 
 # -- re-opening a failed consolidation ------------------------------------------------------------
 def test_a_failed_batch_is_reopened_only_while_it_is_the_dates_newest_run():
-    failed = _batch(lc.CONSOLIDATION_FAILED, failure_kind=lc.TRANSIENT, consolidation_generation=2)
+    failed = _batch(CONSOLIDATION_FAILED, failure_kind=TRANSIENT, consolidation_generation=2)
     why, update = lc.decide_reopen(failed, "20300101_000000000001", "op", T0, auto=False)
     assert update is None and "newer run" in why
     result, update = lc.decide_reopen(failed, failed["batch_id"], "op", T0, auto=False)
-    assert result == "reopened" and update["status"] == lc.CONSOLIDATION_REQUESTED
+    assert result == "reopened" and update["status"] == CONSOLIDATION_REQUESTED
     assert update["consolidation_generation"] == 3 and update["merge_attempt"] == 0
 
 
 def test_the_stall_check_reopens_transient_failures_a_bounded_number_of_times():
     own = "20300101_abcdefabcdef"
-    permanent = _batch(lc.CONSOLIDATION_FAILED, failure_kind=lc.PERMANENT)
+    permanent = _batch(CONSOLIDATION_FAILED, failure_kind=PERMANENT)
     assert lc.decide_reopen(permanent, own, "s", T0, auto=True)[1] is None
     assert lc.decide_reopen(permanent, own, "s", T0, auto=False)[1] is not None, "a person may"
-    spent = _batch(lc.CONSOLIDATION_FAILED, failure_kind=lc.TRANSIENT, auto_reopens=lc.MAX_AUTO_REOPENS)
+    spent = _batch(CONSOLIDATION_FAILED, failure_kind=TRANSIENT, auto_reopens=lc.MAX_AUTO_REOPENS)
     assert lc.decide_reopen(spent, own, "s", T0, auto=True)[1] is None
-    fresh = _batch(lc.CONSOLIDATION_FAILED, failure_kind=lc.TRANSIENT)
+    fresh = _batch(CONSOLIDATION_FAILED, failure_kind=TRANSIENT)
     assert lc.decide_reopen(fresh, own, "s", T0, auto=True)[1]["auto_reopens"] == 1
 
 
 # -- dispatch -------------------------------------------------------------------------------------
 def test_a_dispatch_is_resumed_only_once_its_lease_lapsed():
-    batch = _batch(lc.DISPATCHING, dispatch_token="start", dispatch_lease_until=T0 + lc.DISPATCH_LEASE)
+    batch = _batch(DISPATCHING, dispatch_token="start", dispatch_lease_until=T0 + lc.DISPATCH_LEASE)
     assert lc.decide_dispatch_lease(batch, "retry", T0) == (False, None)
     assert lc.decide_dispatch_lease(batch, "start", T0)[0], "its holder renews"
     ok, update = lc.decide_dispatch_lease(batch, "retry", T0 + lc.DISPATCH_LEASE)
     assert ok and update["dispatch_token"] == "retry"
     assert lc.decide_mark_running(batch, "retry", T0) == (False, None), "only the holder marks it running"
-    assert lc.decide_mark_running(batch, "start", T0)[1]["status"] == lc.RUNNING
-    assert lc.decide_dispatch_lease(_batch(lc.RUNNING), "x", T0) == (False, None)
+    assert lc.decide_mark_running(batch, "start", T0)[1]["status"] == RUNNING
+    assert lc.decide_dispatch_lease(_batch(RUNNING), "x", T0) == (False, None)
 
 
 # -- items ----------------------------------------------------------------------------------------
 def test_a_failure_never_overrides_a_completion_and_a_completion_overrides_a_failure():
-    assert lc.decide_failure({"status": lc.COMPLETED}, "x", T0) == ("already_completed", None)
-    result, update = lc.decide_completion({"status": lc.FAILED}, late=False, staging_table="t", row_count=5,
+    assert lc.decide_failure({"status": COMPLETED}, "x", T0) == ("already_completed", None)
+    result, update = lc.decide_completion({"status": FAILED}, late=False, staging_table="t", row_count=5,
                                           attempt=3, now=T0)
-    assert result == "recorded" and update["status"] == lc.COMPLETED and update["previous_status"] == lc.FAILED
-    assert lc.decide_failure({"status": lc.PENDING}, "dl", T0, dead_lettered=True)[1]["dead_lettered_at"] == T0
+    assert result == "recorded" and update["status"] == COMPLETED and update["previous_status"] == FAILED
+    assert lc.decide_failure({"status": PENDING}, "dl", T0, dead_lettered=True)[1]["dead_lettered_at"] == T0
 
 
 def test_only_a_redelivery_of_the_recorded_completion_skips_the_write_check():
-    done = {"status": lc.COMPLETED, "write_id": "w1", "row_count": 5}
+    done = {"status": COMPLETED, "write_id": "w1", "row_count": 5}
     assert lc.completion_is_recorded(done, "w1", 5)
     assert not lc.completion_is_recorded(done, "w2", 5), "another write (another item's, another attempt's)"
     assert not lc.completion_is_recorded(done, "w1", 3), "the recorded write with another count"
-    assert not lc.completion_is_recorded({**done, "status": lc.FAILED}, "w1", 5)
-    assert not lc.completion_is_recorded({"status": lc.PENDING, "write_id": None, "row_count": None}, "w1", 5)
+    assert not lc.completion_is_recorded({**done, "status": FAILED}, "w1", 5)
+    assert not lc.completion_is_recorded({"status": PENDING, "write_id": None, "row_count": None}, "w1", 5)
 
 
 # -- the protocol as a state machine --------------------------------------------------------------
@@ -136,7 +154,7 @@ class ConsolidationProtocol(RuleBasedStateMachine):
 
     def __init__(self):
         super().__init__()
-        self.batch = _batch(lc.CONSOLIDATION_REQUESTED)
+        self.batch = _batch(CONSOLIDATION_REQUESTED)
         self.now = T0
         self.believes: dict[str, dt.datetime] = {}  # holder -> the lease expiry it last wrote
         self.jobs: dict[int, str] = {}  # attempt -> running | failed | succeeded
@@ -208,43 +226,43 @@ TestConsolidationProtocol.settings = settings(max_examples=300, stateful_step_co
 
 # -- exact decisions: the fields written are the contract with Firestore and every reader ----------
 def test_every_claim_writes_the_whole_claim_and_take_over_ignores_the_grace():
-    claim = {"status": lc.CONSOLIDATION_REQUESTED, "consolidation_reason": "stalled",
+    claim = {"status": CONSOLIDATION_REQUESTED, "consolidation_reason": "stalled",
              "consolidation_claimant": "stall-check", "consolidation_requested_at": T0}
-    assert lc.decide_claim(_batch(lc.DISPATCHING), "stalled", "stall-check", T0) == (True, claim)
-    fresh = _batch(lc.CONSOLIDATION_REQUESTED, consolidation_claimant="m1", consolidation_requested_at=T0)
+    assert lc.decide_claim(_batch(DISPATCHING), "stalled", "stall-check", T0) == (True, claim)
+    fresh = _batch(CONSOLIDATION_REQUESTED, consolidation_claimant="m1", consolidation_requested_at=T0)
     assert lc.decide_claim(fresh, "stalled", "stall-check", T0, take_over=True) == (True, claim)
-    unknown_time = _batch(lc.CONSOLIDATION_REQUESTED, consolidation_claimant="m1")
+    unknown_time = _batch(CONSOLIDATION_REQUESTED, consolidation_claimant="m1")
     assert lc.decide_claim(unknown_time, "stalled", "stall-check", T0) == (True, claim)
-    assert lc.decide_claim(_batch(lc.CONSOLIDATING), "r", "m1", T0) == (False, None)
+    assert lc.decide_claim(_batch(CONSOLIDATING), "r", "m1", T0) == (False, None)
 
 
 def test_exact_lease_renewal_release_and_take():
-    held = _batch(lc.CONSOLIDATING, lease_token="a", lease_expires_at=T0)
+    held = _batch(CONSOLIDATING, lease_token="a", lease_expires_at=T0)
     assert lc.decide_renew(held, "a", T0) == (True, {"lease_expires_at": T0 + lc.LEASE_TTL})
-    assert lc.decide_renew(_batch(lc.CONSOLIDATED, lease_token="a"), "a", T0) == (False, None)
+    assert lc.decide_renew(_batch(CONSOLIDATED, lease_token="a"), "a", T0) == (False, None)
     assert lc.decide_release(held, "a") == (True, {"lease_token": None, "lease_expires_at": None})
-    assert lc.decide_release(_batch(lc.CONSOLIDATED, lease_token="a"), "a") == (False, None)
-    requested = _batch(lc.CONSOLIDATION_REQUESTED)
-    update = {"status": lc.CONSOLIDATING, "lease_token": "t", "lease_expires_at": T0 + lc.LEASE_TTL}
+    assert lc.decide_release(_batch(CONSOLIDATED, lease_token="a"), "a") == (False, None)
+    requested = _batch(CONSOLIDATION_REQUESTED)
+    update = {"status": CONSOLIDATING, "lease_token": "t", "lease_expires_at": T0 + lc.LEASE_TTL}
     assert lc.decide_lease(requested, "t", T0) == (("run", {**requested, **update}), update)
-    same_holder = _batch(lc.CONSOLIDATING, lease_token="t", lease_expires_at=T0 + lc.LEASE_TTL)
+    same_holder = _batch(CONSOLIDATING, lease_token="t", lease_expires_at=T0 + lc.LEASE_TTL)
     assert lc.decide_lease(same_holder, "t", T0)[0][0] == "run", "a holder may take its own lease again"
 
 
 def test_exact_reopen_decisions():
     own = "20300101_abcdefabcdef"
-    assert lc.decide_reopen(_batch(lc.CONSOLIDATED), own, "op", T0, auto=False) == (
+    assert lc.decide_reopen(_batch(CONSOLIDATED), own, "op", T0, auto=False) == (
         "batch is consolidated, not consolidation_failed", None)
-    failed = _batch(lc.CONSOLIDATION_FAILED, failure_kind=lc.TRANSIENT, auto_reopens=1)
+    failed = _batch(CONSOLIDATION_FAILED, failure_kind=TRANSIENT, auto_reopens=1)
     newer = "20300101_000000000001"
     why, update = lc.decide_reopen(failed, newer, "op", T0, auto=False)
     assert update is None and why == (
         f"a newer run of 2030-01-01 ({newer}) replaced this batch; re-consolidating it would overwrite newer "
         f"rows. The reconciliation finishes its kept rows per item (`batchline reconcile 2030-01-01`)")
-    assert lc.decide_reopen(_batch(lc.CONSOLIDATION_FAILED, failure_kind=lc.PERMANENT), own, "s", T0, auto=True) == (
+    assert lc.decide_reopen(_batch(CONSOLIDATION_FAILED, failure_kind=PERMANENT), own, "s", T0, auto=True) == (
         "not re-opened automatically (permanent failure, 0 re-opens)", None)
     assert lc.decide_reopen(failed, own, "s", T0, auto=True) == ("reopened", {
-        "status": lc.CONSOLIDATION_REQUESTED, "consolidation_claimant": "s", "consolidation_requested_at": T0,
+        "status": CONSOLIDATION_REQUESTED, "consolidation_claimant": "s", "consolidation_requested_at": T0,
         "consolidation_message_id": None, "consolidation_reason": "auto_reopen", "lease_token": None,
         "lease_expires_at": None, "error": None, "failure_kind": None, "merge_attempt": 0,
         "consolidation_generation": 1, "auto_reopens": 2})
@@ -253,99 +271,99 @@ def test_exact_reopen_decisions():
 
 
 def test_exact_merge_attempt_and_dispatch_decisions():
-    fresh = _batch(lc.CONSOLIDATING, lease_token="a")  # no merge_attempt yet: attempt 0
+    fresh = _batch(CONSOLIDATING, lease_token="a")  # no merge_attempt yet: attempt 0
     assert lc.decide_next_merge_attempt(fresh, "a", 0) == (True, {"merge_attempt": 1})
-    assert lc.decide_next_merge_attempt(_batch(lc.CONSOLIDATED, lease_token="a"), "a", 0) == (False, None)
-    unheld = _batch(lc.DISPATCHING)
+    assert lc.decide_next_merge_attempt(_batch(CONSOLIDATED, lease_token="a"), "a", 0) == (False, None)
+    unheld = _batch(DISPATCHING)
     assert lc.decide_dispatch_lease(unheld, "s", T0) == (
         True, {"dispatch_token": "s", "dispatch_lease_until": T0 + lc.DISPATCH_LEASE})
-    held = _batch(lc.DISPATCHING, dispatch_token="s")
+    held = _batch(DISPATCHING, dispatch_token="s")
     assert lc.decide_mark_running(held, "s", T0) == (
-        True, {"status": lc.RUNNING, "dispatched_at": T0, "dispatch_token": None, "dispatch_lease_until": None})
-    assert lc.decide_mark_running(_batch(lc.CONSOLIDATION_REQUESTED, dispatch_token="s"), "s", T0) == (False, None)
+        True, {"status": RUNNING, "dispatched_at": T0, "dispatch_token": None, "dispatch_lease_until": None})
+    assert lc.decide_mark_running(_batch(CONSOLIDATION_REQUESTED, dispatch_token="s"), "s", T0) == (False, None)
 
 
 def test_exact_transition_decisions():
-    fields = {"status": lc.CONSOLIDATED}
-    assert lc.decide_transition(_batch(lc.CONSOLIDATING), [lc.CONSOLIDATING], fields) == (True, fields)
-    assert lc.decide_transition(_batch(lc.RUNNING), [lc.CONSOLIDATING], fields) == (False, None)
-    leased = _batch(lc.CONSOLIDATING, lease_token="a")
-    assert lc.decide_transition(leased, [lc.CONSOLIDATING], fields, "a") == (True, fields)
-    assert lc.decide_transition(leased, [lc.CONSOLIDATING], fields, "b") == (False, None)
+    fields = {"status": CONSOLIDATED}
+    assert lc.decide_transition(_batch(CONSOLIDATING), [CONSOLIDATING], fields) == (True, fields)
+    assert lc.decide_transition(_batch(RUNNING), [CONSOLIDATING], fields) == (False, None)
+    leased = _batch(CONSOLIDATING, lease_token="a")
+    assert lc.decide_transition(leased, [CONSOLIDATING], fields, "a") == (True, fields)
+    assert lc.decide_transition(leased, [CONSOLIDATING], fields, "b") == (False, None)
 
 
 WRITE = "0123456789abcdef0123456789abcdef"
 
 
 def test_exact_item_decisions():
-    assert lc.decide_completion({"status": lc.COMPLETED}, late=False, staging_table="t", row_count=5, attempt=1,
+    assert lc.decide_completion({"status": COMPLETED}, late=False, staging_table="t", row_count=5, attempt=1,
                                 now=T0) == ("duplicate", None)
-    assert lc.decide_completion({"status": lc.PENDING}, late=True, staging_table="t", row_count=5, attempt=2,
+    assert lc.decide_completion({"status": PENDING}, late=True, staging_table="t", row_count=5, attempt=2,
                                 now=T0, write_id=WRITE) == ("late", {
-        "status": lc.COMPLETED, "staging_table": "t", "write_id": WRITE, "row_count": 5, "attempt": 2,
-        "previous_status": lc.PENDING, "late": True, "updated_at": T0})
-    assert lc.decide_failure({"status": lc.FAILED}, "x", T0) == ("duplicate", None)
-    assert lc.decide_failure({"status": lc.PENDING}, "why", T0) == (
-        "recorded", {"status": lc.FAILED, "failure_reason": "why", "updated_at": T0})
-    assert lc.decide_failure({"status": lc.PENDING}, "why", T0, dead_lettered=True) == (
-        "recorded", {"status": lc.FAILED, "failure_reason": "why", "updated_at": T0, "dead_lettered_at": T0})
+        "status": COMPLETED, "staging_table": "t", "write_id": WRITE, "row_count": 5, "attempt": 2,
+        "previous_status": PENDING, "late": True, "updated_at": T0})
+    assert lc.decide_failure({"status": FAILED}, "x", T0) == ("duplicate", None)
+    assert lc.decide_failure({"status": PENDING}, "why", T0) == (
+        "recorded", {"status": FAILED, "failure_reason": "why", "updated_at": T0})
+    assert lc.decide_failure({"status": PENDING}, "why", T0, dead_lettered=True) == (
+        "recorded", {"status": FAILED, "failure_reason": "why", "updated_at": T0, "dead_lettered_at": T0})
 
 
 # -- found by review: a dead letter, a slow dispatcher and a redelivered operator request --------
 def test_a_consolidation_dead_letter_fails_only_a_batch_nobody_is_consolidating():
-    live = _batch(lc.CONSOLIDATING, lease_token="m2", lease_expires_at=T0 + lc.LEASE_TTL)
+    live = _batch(CONSOLIDATING, lease_token="m2", lease_expires_at=T0 + lc.LEASE_TTL)
     assert lc.decide_consolidation_dead_letter(live, T0, "dl") == (False, None), "a live holder is left alone"
     lapsed = {**live, "lease_expires_at": T0}
-    failed = {"status": lc.CONSOLIDATION_FAILED, "failure_kind": lc.TRANSIENT, "error": "dl", "lease_token": None,
+    failed = {"status": CONSOLIDATION_FAILED, "failure_kind": TRANSIENT, "error": "dl", "lease_token": None,
               "lease_expires_at": None}
     assert lc.decide_consolidation_dead_letter(lapsed, T0, "dl") == (True, failed)
-    assert lc.decide_consolidation_dead_letter(_batch(lc.CONSOLIDATING), T0, "dl") == (True, failed), "released"
-    assert lc.decide_consolidation_dead_letter(_batch(lc.CONSOLIDATION_REQUESTED), T0, "dl") == (True, failed)
-    for status in (*lc.TERMINAL_STATUSES, *lc.OPEN_STATUSES):
+    assert lc.decide_consolidation_dead_letter(_batch(CONSOLIDATING), T0, "dl") == (True, failed), "released"
+    assert lc.decide_consolidation_dead_letter(_batch(CONSOLIDATION_REQUESTED), T0, "dl") == (True, failed)
+    for status in (*TERMINAL_STATUSES, *OPEN_STATUSES):
         assert lc.decide_consolidation_dead_letter(_batch(status), T0, "dl") == (False, None), status
 
 
 def test_only_the_dispatcher_holding_the_lease_fails_the_batch():
-    batch = _batch(lc.DISPATCHING, dispatch_token="resumer")
+    batch = _batch(DISPATCHING, dispatch_token="resumer")
     assert lc.decide_dispatch_failed(batch, "slow-starter", "timeout") == (False, None)
     assert lc.decide_dispatch_failed(batch, "resumer", "x" * 3000) == (
-        True, {"status": lc.DISPATCH_FAILED, "error": "x" * 2000, "dispatch_token": None})
-    assert lc.decide_dispatch_failed(_batch(lc.RUNNING, dispatch_token="resumer"), "resumer", "e") == (False, None)
+        True, {"status": DISPATCH_FAILED, "error": "x" * 2000, "dispatch_token": None})
+    assert lc.decide_dispatch_failed(_batch(RUNNING, dispatch_token="resumer"), "resumer", "e") == (False, None)
 
 
 def test_a_redelivered_operator_request_does_not_reopen_the_batch_again():
     own = "20300101_abcdefabcdef"
-    by_message = _batch(lc.CONSOLIDATION_FAILED, failure_kind=lc.PERMANENT, consolidation_claimant="op-msg")
+    by_message = _batch(CONSOLIDATION_FAILED, failure_kind=PERMANENT, consolidation_claimant="op-msg")
     assert lc.decide_reopen(by_message, own, "op-msg", T0, auto=False) == (
         "this request already re-opened the batch once", None)
-    published = _batch(lc.CONSOLIDATION_FAILED, consolidation_claimant="control-req", consolidation_message_id="m7")
+    published = _batch(CONSOLIDATION_FAILED, consolidation_claimant="control-req", consolidation_message_id="m7")
     assert lc.decide_reopen(published, own, "m7", T0, auto=False)[1] is None
     assert lc.decide_reopen(published, own, "m8", T0, auto=False)[0] == "reopened", "a new request re-opens it"
 
 
 # -- starts and repairs: every refusal names what works ---------------------------------------------
 def test_a_repair_waits_while_the_dates_newest_run_failed_consolidation_and_says_what_to_do_first():
-    assert lc.repair_blocked(None, None, "2030-01-01") is None
-    for status in (lc.CONSOLIDATED, lc.SUPERSEDED, lc.DISPATCH_FAILED, lc.RUNNING):
-        assert lc.repair_blocked("b1", status, "2030-01-01") is None
-    why = lc.repair_blocked("b1", lc.CONSOLIDATION_FAILED, "2030-01-01")
+    assert repair_blocked(None, None, "2030-01-01") is None
+    for status in (CONSOLIDATED, SUPERSEDED, DISPATCH_FAILED, RUNNING):
+        assert repair_blocked("b1", status, "2030-01-01") is None
+    why = repair_blocked("b1", CONSOLIDATION_FAILED, "2030-01-01")
     assert "`batchline consolidate b1 --wait`" in why and "`batchline start 2030-01-01 --wait`" in why
 
 
 @pytest.mark.parametrize(("status", "repair", "says", "never"), [
-    (lc.RUNNING, False, "use force", None),
-    (lc.DISPATCHING, True, "repair once it ended", "force"),  # a repair has no force
-    (lc.CONSOLIDATING, False, "once its consolidation ended", "force"),  # a forced start waits too
-    (lc.CONSOLIDATION_REQUESTED, True, "once its consolidation ended", "force"),
-    (lc.MERGING_ORPHANS, False, "start again in a minute", "force"),
+    (RUNNING, False, "use force", None),
+    (DISPATCHING, True, "repair once it ended", "force"),  # a repair has no force
+    (CONSOLIDATING, False, "once its consolidation ended", "force"),  # a forced start waits too
+    (CONSOLIDATION_REQUESTED, True, "once its consolidation ended", "force"),
+    (MERGING_ORPHANS, False, "start again in a minute", "force"),
 ])
 def test_a_conflict_names_only_what_the_start_then_accepts(status, repair, says, never):
-    advice = lc.conflict_advice("b1", status, repair=repair)
+    advice = conflict_advice("b1", status, repair=repair)
     assert says in advice and (never is None or never not in advice)
 
 
 def test_a_dispatch_held_by_a_starter_known_dead_is_taken_over_at_once():
-    batch = _batch(lc.DISPATCHING, dispatch_token="dead", dispatch_lease_until=T0 + lc.DISPATCH_LEASE)
+    batch = _batch(DISPATCHING, dispatch_token="dead", dispatch_lease_until=T0 + lc.DISPATCH_LEASE)
     assert lc.decide_dispatch_lease(batch, "new", T0) == (False, None), "a live lease is not taken over"
     taken, update = lc.decide_dispatch_lease(batch, "new", T0, dead_holder="dead")
     assert taken and update["dispatch_token"] == "new"

@@ -9,7 +9,7 @@ import pytest
 
 from batchline.adapters import manifests
 from batchline.adapters.merge import merge_job_id, verify_sql
-from batchline.domain.lifecycle import decide_repair, orphan_merge_held
+from batchline.domain.runs import decide_repair, orphan_merge_held
 from batchline.flows.orphans import ORPHAN_GENERATION_BASE, classify, table_date
 from batchline.settings import Settings
 

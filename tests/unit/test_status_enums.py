@@ -14,18 +14,44 @@ from google.cloud.firestore_v1.types import document
 from batchline.domain import claims
 from batchline.domain import control_lifecycle as cl
 from batchline.domain import lifecycle as lc
+from batchline.domain.statuses import (
+    ACTIVE_STATUSES,
+    COMPLETED,
+    CONSOLIDATED,
+    CONSOLIDATING,
+    CONSOLIDATION_FAILED,
+    CONSOLIDATION_REQUESTED,
+    DISPATCH_FAILED,
+    DISPATCHING,
+    FAILED,
+    MERGED_UNRECORDED,
+    PENDING,
+    PERMANENT,
+    REOPENED,
+    RUNNING,
+    SUPERSEDED,
+    TERMINAL_STATUSES,
+    TRANSIENT,
+    BatchStatus,
+    ClaimVerdict,
+    CompletionResult,
+    FailureKind,
+    FailureResult,
+    ItemStatus,
+    LeaseVerdict,
+)
 from batchline.logs import log_event
 
 # Every value as Firestore documents and JSON held it before the enums; written out on purpose.
 VALUES = {
-    lc.BatchStatus: ["dispatching", "running", "consolidation_requested", "consolidating", "consolidated",
+    BatchStatus: ["dispatching", "running", "consolidation_requested", "consolidating", "consolidated",
                      "consolidation_failed", "dispatch_failed", "superseded"],
-    lc.ItemStatus: ["pending", "completed", "failed"],
-    lc.FailureKind: ["transient", "permanent", "merged_unrecorded"],
-    lc.LeaseVerdict: ["run", "done", "busy"],
-    lc.CompletionResult: ["recorded", "late", "duplicate"],
-    lc.FailureResult: ["recorded", "already_completed", "duplicate"],
-    lc.ClaimVerdict: ["switch", "redispatch", "fail", "stale"],
+    ItemStatus: ["pending", "completed", "failed"],
+    FailureKind: ["transient", "permanent", "merged_unrecorded"],
+    LeaseVerdict: ["run", "done", "busy"],
+    CompletionResult: ["recorded", "late", "duplicate"],
+    FailureResult: ["recorded", "already_completed", "duplicate"],
+    ClaimVerdict: ["switch", "redispatch", "fail", "stale"],
     cl.RequestStatus: ["accepted", "done", "refused", "failed"],
     cl.ClaimResult: ["run", "retry", "recorded", "reused", "busy"],
     cl.HolderResult: ["lost", "renewed", "noted", "finished", "released"],
@@ -40,14 +66,14 @@ def test_the_values_are_the_strings_stored_before(enum):
 
 
 def test_the_module_level_names_are_the_members():
-    assert (lc.DISPATCHING, lc.RUNNING, lc.CONSOLIDATION_REQUESTED, lc.CONSOLIDATING, lc.CONSOLIDATED,
-            lc.CONSOLIDATION_FAILED, lc.DISPATCH_FAILED, lc.SUPERSEDED) == tuple(lc.BatchStatus)
-    assert (lc.PENDING, lc.COMPLETED, lc.FAILED) == tuple(lc.ItemStatus)
-    assert (lc.TRANSIENT, lc.PERMANENT, lc.MERGED_UNRECORDED) == tuple(lc.FailureKind)
-    assert (claims.SWITCH, claims.REDISPATCH, claims.FAIL) == tuple(lc.ClaimVerdict)[:3]
+    assert (DISPATCHING, RUNNING, CONSOLIDATION_REQUESTED, CONSOLIDATING, CONSOLIDATED,
+            CONSOLIDATION_FAILED, DISPATCH_FAILED, SUPERSEDED) == tuple(BatchStatus)
+    assert (PENDING, COMPLETED, FAILED) == tuple(ItemStatus)
+    assert (TRANSIENT, PERMANENT, MERGED_UNRECORDED) == tuple(FailureKind)
+    assert (claims.SWITCH, claims.REDISPATCH, claims.FAIL) == tuple(ClaimVerdict)[:3]
     assert (cl.ACCEPTED, cl.DONE, cl.REFUSED, cl.FAILED) == tuple(cl.RequestStatus)
-    assert all(isinstance(s, lc.BatchStatus) for s in (*lc.ACTIVE_STATUSES, *lc.TERMINAL_STATUSES))
-    assert lc.REOPENED == "reopened"
+    assert all(isinstance(s, BatchStatus) for s in (*ACTIVE_STATUSES, *TERMINAL_STATUSES))
+    assert REOPENED == "reopened"
 
 
 @pytest.mark.parametrize("member", MEMBERS, ids=str)
@@ -69,7 +95,7 @@ def test_a_member_in_json_and_text_is_the_plain_string(member):
 
 
 def test_a_log_line_holds_the_plain_string(capsys):
-    log_event("t", status=lc.CONSOLIDATED, result=lc.CompletionResult.LATE)
+    log_event("t", status=CONSOLIDATED, result=CompletionResult.LATE)
     line = json.loads(capsys.readouterr().out)
     assert line["status"] == "consolidated" and line["result"] == "late"
 
@@ -79,6 +105,6 @@ def test_a_batch_document_decided_holds_the_same_bytes_as_with_plain_strings():
     batch = {"batch_id": "20300101_abcdefabcdef", "game_date": "2030-01-01", "status": "running"}
     _, update = lc.decide_claim(batch, "r", "m1", now)
     plain = {k: (str.__str__(v) if isinstance(v, str) else v) for k, v in update.items()}
-    assert type(plain["status"]) is str and type(update["status"]) is lc.BatchStatus
+    assert type(plain["status"]) is str and type(update["status"]) is BatchStatus
     assert document.Document.serialize(document.Document(fields=_helpers.encode_dict(update))) == \
         document.Document.serialize(document.Document(fields=_helpers.encode_dict(plain)))

@@ -15,10 +15,8 @@ from batchline.adapters.batch_store.documents import Documents, now
 from batchline.domain import ids, progress
 from batchline.domain import lifecycle as lc
 from batchline.domain.errors import BatchConflict, RepairAlreadyAttempted, UnknownItem
-from batchline.domain.lifecycle import (
-    PENDING,
-    Item,
-)
+from batchline.domain.runs import Item, decide_new_run, new_batch_document, superseded_update
+from batchline.domain.statuses import CONSOLIDATING, CONSOLIDATION_FAILED, PENDING, PERMANENT, LeaseVerdict
 from batchline.layout import ITEMS, MANIFESTS
 
 _WRITE_BATCH = 400  # below Firestore's 500 writes per commit
@@ -67,7 +65,7 @@ class BatchWrites(Documents):
         date's last full run (which resets it), in this same transaction, and a repair whose items were
         all repaired already raises RepairAlreadyAttempted unless `repeat_repair`. A start also waits
         (BatchConflict) while the reconciliation holds the date's orphan-merge lease, and a repair is
-        refused while the date's newest run failed consolidation (lifecycle.repair_blocked)."""
+        refused while the date's newest run failed consolidation (repair_blocked)."""
         run = StartSpec(batch_id, game_date, list(items), force, faults, dispatch_token, only_items, scheduled_items,
                      repeat_repair)
         superseded = firestore.transactional(self._claim_date)(self.fs.transaction(), run)
@@ -75,14 +73,14 @@ class BatchWrites(Documents):
         return superseded
 
     def _claim_date(self, txn, run: StartSpec) -> str | None:
-        """The transaction of create_batch: the date's active run, decided by lifecycle.decide_new_run."""
+        """The transaction of create_batch: the date's active run, decided by decide_new_run."""
         date_ref, day = self.date_ref(run.game_date), run.game_date.isoformat()
         snap = date_ref.get(transaction=txn)
         date_doc = (snap.to_dict() or {}) if snap.exists else {}
         previous = date_doc.get("active_batch_id")
         prev = self.batch_ref(previous).get(transaction=txn) if previous else None
         t = now()
-        decided = lc.decide_new_run(date_doc, prev.get("status") if prev and prev.exists else None,
+        decided = decide_new_run(date_doc, prev.get("status") if prev and prev.exists else None,
                                     batch_id=run.batch_id, game_date=day, force=run.force,
                                     only_items=run.only_items, repeat_repair=run.repeat_repair, now=t)
         if decided.conflict:
@@ -91,9 +89,9 @@ class BatchWrites(Documents):
         if decided.repaired_by is not None:
             raise RepairAlreadyAttempted(decided.repaired_by, sorted(run.only_items or []))
         if decided.superseded:
-            txn.update(self.batch_ref(decided.superseded), lc.superseded_update(run.batch_id, t))
+            txn.update(self.batch_ref(decided.superseded), superseded_update(run.batch_id, t))
         item_ids = [i.item_id for i in run.items]
-        txn.create(self.batch_ref(run.batch_id), lc.new_batch_document(
+        txn.create(self.batch_ref(run.batch_id), new_batch_document(
             run.batch_id, day, item_ids, progress.shard_sizes(item_ids), force=run.force, faults=run.faults,
             dispatch_token=run.dispatch_token, only_items=run.only_items, scheduled_items=run.scheduled_items,
             now=t))
@@ -160,8 +158,8 @@ class BatchWrites(Documents):
                      rejected_job_id: str) -> bool:
         """A MERGE that failed permanently: the batch fails with the error, its staging kept, and the
         job is recorded as rejected so that no later recovery records it (merge_record.py)."""
-        return self.transition(batch_id, [lc.CONSOLIDATING], {
-            "status": lc.CONSOLIDATION_FAILED, "error": error[:4000], "failure_kind": lc.PERMANENT,
+        return self.transition(batch_id, [CONSOLIDATING], {
+            "status": CONSOLIDATION_FAILED, "error": error[:4000], "failure_kind": PERMANENT,
             "staged_items_kept": staged_items_kept,
             "rejected_merge_jobs": firestore.ArrayUnion([rejected_job_id])}, lease_token=lease_token)
 
@@ -195,7 +193,7 @@ class BatchWrites(Documents):
             )
         )
 
-    def take_lease(self, batch_id: str, token: str) -> tuple[lc.LeaseVerdict, dict]:
+    def take_lease(self, batch_id: str, token: str) -> tuple[LeaseVerdict, dict]:
         """('run' | 'done' | 'busy', batch) for the delivery holding `token` (lifecycle.decide_lease)."""
         return self.compare_and_set(self.batch_ref(batch_id), lambda b: lc.decide_lease(b, token, now()))
 

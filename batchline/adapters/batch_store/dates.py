@@ -9,12 +9,12 @@ import datetime as dt
 from google.cloud import firestore
 
 from batchline.adapters.batch_store.documents import Documents, now
-from batchline.domain import lifecycle as lc
+from batchline.domain.runs import decide_orphan_lease
 
 
 class DateWrites(Documents):
     def take_orphan_lease(self, game_date: dt.date, token: str, label: str) -> str | None:
-        """Hold the date for orphan merges (lifecycle.decide_orphan_lease); None when taken, else why not."""
+        """Hold the date for orphan merges (decide_orphan_lease); None when taken, else why not."""
         ref = self.date_ref(game_date)
 
         @firestore.transactional
@@ -23,7 +23,7 @@ class DateWrites(Documents):
             doc = (snap.to_dict() or {}) if snap.exists else {}
             active = doc.get("active_batch_id")
             a = self.batch_ref(active).get(transaction=txn) if active else None
-            why, update = lc.decide_orphan_lease(
+            why, update = decide_orphan_lease(
                 doc, a.get("status") if a and a.exists else None, token, label, game_date.isoformat(), now()
             )
             if update is not None:

@@ -16,7 +16,8 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 
 from batchline.domain import ids
 from batchline.domain.errors import ContentionError, UnknownItem
-from batchline.domain.lifecycle import PENDING, Decision, R
+from batchline.domain.lifecycle import Decision, R
+from batchline.domain.statuses import PENDING
 from batchline.layout import BATCHES, DATES, ITEMS, MANIFESTS
 
 # A lost compare-and-set is retried after a short jittered pause (the winner's write is visible by

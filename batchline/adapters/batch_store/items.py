@@ -12,16 +12,8 @@ from batchline.adapters.batch_store import shards
 from batchline.adapters.batch_store.documents import Documents, ItemSnapshot, now
 from batchline.domain import lifecycle as lc
 from batchline.domain.errors import UnknownItem
-from batchline.domain.lifecycle import (
-    COMPLETED,
-    FAILED,
-    OPEN_STATUSES,
-    ClaimVerdict,
-    CompletionResult,
-    Decision,
-    FailureResult,
-    R,
-)
+from batchline.domain.lifecycle import Decision, R
+from batchline.domain.statuses import COMPLETED, FAILED, OPEN_STATUSES, ClaimVerdict, CompletionResult, FailureResult
 
 
 class ItemWrites(Documents):

@@ -11,7 +11,7 @@ from google.cloud import firestore
 from batchline.adapters.batch_store.batches import BatchWrites
 from batchline.domain.errors import RecordRefused
 from batchline.domain.faults import FaultSpec
-from batchline.domain.lifecycle import CONSOLIDATING
+from batchline.domain.statuses import CONSOLIDATING
 
 RECORD_FAULT = "record_merge"  # the step record_fail / record_too_large count their attempts on
 
