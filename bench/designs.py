@@ -101,7 +101,7 @@ def time_single_item_merge(clients, samples: int) -> dict:
 
     from google.cloud import bigquery
 
-    from batchline.adapters.merge import merge_params, merge_sql
+    from batchline.adapters.merge_sql import merge_params, merge_sql
     from batchline.local.provision import main_table_schema
 
     s = clients.settings

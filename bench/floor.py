@@ -197,7 +197,7 @@ def merge_once(clients, copy_table: str, source_table: str, batch_id: str, day: 
 
     from google.cloud import bigquery
 
-    from batchline.adapters.merge import merge_params, merge_sql
+    from batchline.adapters.merge_sql import merge_params, merge_sql
 
     s = replace(clients.settings, main_table=copy_table)
     schema = list(clients.bq.get_table(s.main_table_id).schema)

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from google.api_core import exceptions as gexc
 from google.cloud import bigquery
 
-from batchline.adapters.merge import active_duplicates_sql, batch_params, query_one
+from batchline.adapters.merge import query_one
+from batchline.adapters.merge_sql import active_duplicates_sql, batch_params
 from batchline.domain import ids
 from batchline.domain.errors import MainTableMissing
 from batchline.domain.item_shape import PAIRS_SQL, Shape

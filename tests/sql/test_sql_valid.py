@@ -55,7 +55,8 @@ def test_the_census_counts_query_and_wait_call_sites_too():
     sites = {(c.path, c.function) for c in st.call_sites()}
     # these run SQL only through Client.query_and_wait: a census of `.query(` alone would miss them
     assert ("batchline/adapters/staging.py", "staged_writes") in sites
-    assert sum(c.function == "merge_staging" for c in st.call_sites()) >= 2  # staged counts, verification
+    assert ("batchline/adapters/merge.py", "merge_staging") in sites  # the staged counts
+    assert ("batchline/adapters/merge.py", "_verify") in sites  # the verification after the MERGE
 
 
 def _sent(drive: st.Drive, start: str) -> st.Sent:

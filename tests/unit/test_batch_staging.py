@@ -14,7 +14,7 @@ from google.cloud.bigquery import SchemaField
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from batchline.adapters import manifests, staging
+from batchline.adapters import manifests, merge_sql, staging
 from batchline.adapters import merge as c
 from batchline.domain import evidence, ids
 from batchline.domain.errors import ConsolidationError
@@ -319,11 +319,11 @@ class _MergingBigQuery:
         raise gexc.NotFound(job_id)
 
     def query_and_wait(self, sql, job_config=None, **_kw):
-        if sql == c.staged_items_sql(S, BATCH):
+        if sql == merge_sql.staged_items_sql(S, BATCH):
             self.calls.append("staged")
             return [{"item_id": i, "n": n, "k": n} for i, n in self.staged.items()]
         main = f"`{S.main_table_id}`"
-        assert sql in (c.verify_sql(main), c.verify_sql(main, manifests.items_sql(S))), sql
+        assert sql in (merge_sql.verify_sql(main), merge_sql.verify_sql(main, manifests.items_sql(S))), sql
         self.calls.append("verify")
         return [{"item_id": i, "n": n, "k": n, "systems": ["s1"]} for i, n in self.in_main.items()]
 
@@ -331,7 +331,7 @@ class _MergingBigQuery:
         if sql.startswith("MERGE"):
             self.calls.append("merge")
             return _Job(job_id, self.affected)
-        assert sql == c.active_duplicates_sql(f"`{S.main_table_id}`"), sql
+        assert sql == merge_sql.active_duplicates_sql(f"`{S.main_table_id}`"), sql
         self.calls.append("duplicates")
         return _Job("q", rows=[{"dup": 0}])
 

@@ -8,7 +8,7 @@ import re
 import pytest
 from google.cloud.bigquery import SchemaField
 
-from batchline.adapters import manifests
+from batchline.adapters import manifests, merge_sql
 from batchline.adapters import merge as c
 from batchline.domain.errors import ConsolidationError, SchemaIncompatible
 from batchline.domain.schema import (
@@ -43,19 +43,19 @@ def small_main() -> list[SchemaField]:
 
 # -- select_lists -------------------------------------------------------------------------------
 def test_identical_schema_selects_every_column_in_main_order():
-    out = c.select_lists(main_schema(), {T1: as_staging(main_schema())})
+    out = merge_sql.select_lists(main_schema(), {T1: as_staging(main_schema())})
     assert out == {T1: [f"`{n}`" for n in main_column_names()]}
 
 
 def test_column_order_follows_main_not_staging():
     staging = as_staging(list(reversed(main_schema())))
-    assert c.select_lists(main_schema(), {T1: staging})[T1] == [f"`{n}`" for n in main_column_names()]
+    assert merge_sql.select_lists(main_schema(), {T1: staging})[T1] == [f"`{n}`" for n in main_column_names()]
 
 
 @pytest.mark.parametrize(("col", "sql_type"), [("line_value", "FLOAT64")])
 def test_missing_nullable_main_column_becomes_typed_null(col, sql_type):
     staging = as_staging([f for f in main_schema() if f.name != col])
-    exprs = c.select_lists(main_schema(), {T1: staging})[T1]
+    exprs = merge_sql.select_lists(main_schema(), {T1: staging})[T1]
     assert f"CAST(NULL AS {sql_type}) AS `{col}`" in exprs
     assert exprs.index(f"CAST(NULL AS {sql_type}) AS `{col}`") == main_column_names().index(col)
     assert len(exprs) == len(main_column_names())
@@ -65,7 +65,7 @@ def test_missing_nullable_main_column_becomes_typed_null(col, sql_type):
                                                ("TIMESTAMP", "TIMESTAMP")])
 def test_typed_null_uses_standard_sql_type(declared, sql):
     main = [SchemaField("k", "STRING", mode="REQUIRED"), SchemaField("extra", declared, mode="NULLABLE")]
-    exprs = c.select_lists(main, {T1: {"k": SchemaField("k", "STRING")}})[T1]
+    exprs = merge_sql.select_lists(main, {T1: {"k": SchemaField("k", "STRING")}})[T1]
     assert exprs == ["`k`", f"CAST(NULL AS {sql}) AS `extra`"]
 
 
@@ -75,7 +75,7 @@ def test_typed_null_of_record_and_repeated_columns_carries_the_full_type():
         SchemaField("a", "INTEGER"), SchemaField("b", "STRING", mode="REPEATED")])
     main = [SchemaField("k", "STRING", mode="REQUIRED"), record, SchemaField("tags", "STRING", mode="REPEATED"),
             SchemaField("rows", "RECORD", mode="REPEATED", fields=[SchemaField("x", "FLOAT")])]
-    exprs = c.select_lists(main, {T1: {"k": SchemaField("k", "STRING")}})[T1]
+    exprs = merge_sql.select_lists(main, {T1: {"k": SchemaField("k", "STRING")}})[T1]
     assert exprs == ["`k`", "CAST(NULL AS STRUCT<`a` INT64, `b` ARRAY<STRING>>) AS `extra`",
                      "CAST(NULL AS ARRAY<STRING>) AS `tags`", "CAST(NULL AS ARRAY<STRUCT<`x` FLOAT64>>) AS `rows`"]
 
@@ -86,7 +86,7 @@ def test_repeated_versus_single_or_different_record_fields_is_a_mismatch():
     staging = {"k": SchemaField("k", "STRING"), "tags": SchemaField("tags", "STRING"),
                "r": SchemaField("r", "RECORD", fields=[SchemaField("a", "STRING")])}
     with pytest.raises(SchemaIncompatible) as info:
-        c.select_lists(main, {T1: staging})
+        merge_sql.select_lists(main, {T1: staging})
     assert "tags is STRING, main table has ARRAY<STRING>" in str(info.value)
     assert "r is STRUCT<`a` STRING>, main table has STRUCT<`a` INT64>" in str(info.value)
 
@@ -94,7 +94,7 @@ def test_repeated_versus_single_or_different_record_fields_is_a_mismatch():
 def test_missing_required_column_raises_naming_table_and_column():
     staging = as_staging([f for f in main_schema() if f.name != "confidence"])
     with pytest.raises(SchemaIncompatible) as info:
-        c.select_lists(main_schema(), {T1: staging})
+        merge_sql.select_lists(main_schema(), {T1: staging})
     assert T1 in str(info.value)
     assert "confidence" in str(info.value)
     assert "REQUIRED" in str(info.value)
@@ -104,7 +104,7 @@ def test_type_mismatch_raises_naming_table_column_and_types():
     staging = as_staging(main_schema())
     staging["confidence"] = SchemaField("confidence", "STRING", mode="REQUIRED")
     with pytest.raises(SchemaIncompatible) as info:
-        c.select_lists(main_schema(), {T1: as_staging(main_schema()), T2: staging})
+        merge_sql.select_lists(main_schema(), {T1: as_staging(main_schema()), T2: staging})
     msg = str(info.value)
     assert T2 in msg and "confidence" in msg and "STRING" in msg and "FLOAT64" in msg
     assert T1 not in msg
@@ -113,7 +113,7 @@ def test_type_mismatch_raises_naming_table_column_and_types():
 def test_extra_column_raises_naming_table_and_column():
     staging = as_staging(main_schema()) | {"rogue_col": SchemaField("rogue_col", "STRING")}
     with pytest.raises(SchemaIncompatible) as info:
-        c.select_lists(main_schema(), {T1: staging})
+        merge_sql.select_lists(main_schema(), {T1: staging})
     assert T1 in str(info.value) and "rogue_col" in str(info.value)
 
 
@@ -121,7 +121,7 @@ def test_every_problem_of_every_table_is_reported():
     bad1 = {"prediction_id": SchemaField("prediction_id", "STRING"), "n": SchemaField("n", "STRING")}
     bad2 = {"prediction_id": SchemaField("prediction_id", "STRING"), "zzz": SchemaField("zzz", "INT64")}
     with pytest.raises(SchemaIncompatible) as info:
-        c.select_lists(small_main(), {T1: bad1, T2: bad2})
+        merge_sql.select_lists(small_main(), {T1: bad1, T2: bad2})
     msg = str(info.value)
     assert f"{T1}: column n is STRING" in msg
     assert f"{T2}: columns not in the main table: zzz" in msg
@@ -137,8 +137,8 @@ def test_schema_incompatible_is_consolidation_error():
 def test_type_aliases_are_compatible(a, b):
     main = [SchemaField("k", "STRING", mode="REQUIRED"), SchemaField("x", a, mode="REQUIRED")]
     staging = {"k": SchemaField("k", "STRING"), "x": SchemaField("x", b)}
-    assert c.select_lists(main, {T1: staging})[T1] == ["`k`", "`x`"]
-    assert c._sql_type(a) == c._sql_type(b)
+    assert merge_sql.select_lists(main, {T1: staging})[T1] == ["`k`", "`x`"]
+    assert merge_sql._sql_type(a) == merge_sql._sql_type(b)
 
 
 @pytest.mark.parametrize(("a", "b"), [("INT64", "FLOAT64"), ("NUMERIC", "BIGNUMERIC"), ("DATE", "TIMESTAMP"),
@@ -146,27 +146,27 @@ def test_type_aliases_are_compatible(a, b):
 def test_distinct_types_are_incompatible(a, b):
     main = [SchemaField("x", a, mode="NULLABLE")]
     with pytest.raises(SchemaIncompatible, match="column x"):
-        c.select_lists(main, {T1: {"x": SchemaField("x", b)}})
+        merge_sql.select_lists(main, {T1: {"x": SchemaField("x", b)}})
 
 
 @pytest.mark.parametrize("bad", ["STRING) AS x; DROP TABLE t; --", "ARRAY<INT64>", "INT 64", "INT64`"])
 def test_sql_type_rejects_non_alnum(bad):
     with pytest.raises(SchemaIncompatible, match="unsupported column type"):
-        c._sql_type(bad)
+        merge_sql._sql_type(bad)
 
 
 def test_backticked_column_names_raise():
     main = [SchemaField("k", "STRING", mode="REQUIRED"), SchemaField("a`b", "STRING")]
     with pytest.raises(ValueError, match="table name"):
-        c.select_lists(main, {T1: {"k": SchemaField("k", "STRING")}})
+        merge_sql.select_lists(main, {T1: {"k": SchemaField("k", "STRING")}})
     with pytest.raises(ValueError):
-        c.merge_sql(S, main, "SELECT 1", {"a`b"})
+        merge_sql.merge_sql(S, main, "SELECT 1", {"a`b"})
 
 
 # -- source_sql / staged_items_sql ----------------------------------------------------------------
 def test_source_sql_reads_only_the_pinned_writes_of_the_batch_table():
-    exprs = c.select_lists(small_main(), {T1: as_staging(small_main()[::2])})[T1]
-    sql = c.source_sql(S, BATCH, exprs)
+    exprs = merge_sql.select_lists(small_main(), {T1: as_staging(small_main()[::2])})[T1]
+    sql = merge_sql.source_sql(S, BATCH, exprs)
     assert sql == (f"SELECT `prediction_id`, CAST(NULL AS FLOAT64) AS `score`, `n` "
                    f"FROM `{S.project}.{S.staging_dataset}.stg_{BATCH}` S {manifests.join_sql(S)} "
                    f"WHERE S.game_date = @game_date AND S.batch_id = @batch_id")
@@ -181,11 +181,11 @@ def test_source_sql_reads_only_the_pinned_writes_of_the_batch_table():
 
 
 def test_staged_items_sql_counts_per_item_what_the_merge_source_holds():
-    sql = c.staged_items_sql(S, BATCH)
+    sql = merge_sql.staged_items_sql(S, BATCH)
     assert sql.startswith("SELECT S.staging_item_id AS item_id, COUNT(*) AS n, COUNT(DISTINCT S.prediction_id) AS k ")
     assert f"FROM `{S.project}.{S.staging_dataset}.stg_{BATCH}` S {manifests.join_sql(S)} " in sql
     # exactly the MERGE source's join and filter, so the staged counts describe the rows the MERGE reads
-    source = c.source_sql(S, BATCH, ["`a`"])
+    source = merge_sql.source_sql(S, BATCH, ["`a`"])
     assert sql.split(" FROM ", 1)[1].removesuffix(" GROUP BY S.staging_item_id") == source.split(" FROM ", 1)[1]
     assert sql.endswith(" GROUP BY S.staging_item_id")
 
@@ -193,24 +193,24 @@ def test_staged_items_sql_counts_per_item_what_the_merge_source_holds():
 @pytest.mark.parametrize("batch", ["x`; DROP", "20260115_0123456789AB", "", f"{BATCH}__a"])
 def test_source_sql_rejects_bad_batch_ids(batch):
     with pytest.raises(ValueError):
-        c.source_sql(S, batch, ["`a`"])
+        merge_sql.source_sql(S, batch, ["`a`"])
     with pytest.raises(ValueError):
-        c.staged_items_sql(S, batch)
+        merge_sql.staged_items_sql(S, batch)
 
 
 @pytest.mark.parametrize("field", ["project", "staging_dataset"])
 def test_source_sql_validates_settings_identifiers(field):
     bad = Settings(**{field: "x`; DROP"})
     with pytest.raises(ValueError):
-        c.source_sql(bad, BATCH, ["`a`"])
+        merge_sql.source_sql(bad, BATCH, ["`a`"])
     with pytest.raises(ValueError):
-        c.staged_items_sql(bad, BATCH)
+        merge_sql.staged_items_sql(bad, BATCH)
 
 
 # -- merge_sql ----------------------------------------------------------------------------------
 def _merge(updatable: set[str] | None = None, schema: list[SchemaField] | None = None) -> str:
     schema = schema or main_schema()
-    return c.merge_sql(S, schema, "<SOURCE>", set(main_column_names()) if updatable is None else updatable)
+    return merge_sql.merge_sql(S, schema, "<SOURCE>", set(main_column_names()) if updatable is None else updatable)
 
 
 def _clause(sql: str, start: str, end: str | None) -> str:
@@ -242,7 +242,7 @@ def test_every_clause_that_reaches_main_table_rows_names_the_date_partition_with
     assert by_source.count("SELECT manifest_item_id FROM") == 2 and f"`{S.main_table_id}`" not in by_source
     assert MAIN_TABLE_PARTITION_FIELD == "game_date"
     assert any(p.name == "target_date" and p.value == dt.date(2030, 1, 2)
-               for p in c.merge_params("20300102_aaaaaaaaaaaa", dt.date(2030, 1, 2), "g0_a0_" + "0" * 12))
+               for p in merge_sql.merge_params("20300102_aaaaaaaaaaaa", dt.date(2030, 1, 2), "g0_a0_" + "0" * 12))
 
 
 def test_merge_never_uses_star():
@@ -279,9 +279,9 @@ def test_merge_inserts_all_columns_explicitly():
 
 def test_merge_validates_main_table_identifiers():
     with pytest.raises(ValueError):
-        c.merge_sql(Settings(main_table="t`x"), main_schema(), "<S>", set())
+        merge_sql.merge_sql(Settings(main_table="t`x"), main_schema(), "<S>", set())
     with pytest.raises(ValueError):
-        c.merge_sql(Settings(main_dataset="a.b"), main_schema(), "<S>", set())
+        merge_sql.merge_sql(Settings(main_dataset="a.b"), main_schema(), "<S>", set())
 
 
 # -- is_dml_rate_limit --------------------------------------------------------------------------

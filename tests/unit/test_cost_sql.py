@@ -19,8 +19,10 @@ import cost_sql  # noqa: E402
 import cost_usage  # noqa: E402
 from cost_counting import doc_template  # noqa: E402
 
-from batchline.adapters import merge as consolidate
-from batchline.adapters import staging  # noqa: E402
+from batchline.adapters import (
+    merge_sql,
+    staging,  # noqa: E402
+)
 from batchline.domain.schema import MAIN_TABLE_COLUMNS  # noqa: E402
 from batchline.settings import Settings  # noqa: E402
 
@@ -32,7 +34,7 @@ SCHEMA = [bigquery.SchemaField(c.name, c.type, mode=c.mode) for c in MAIN_TABLE_
 
 def merge_statement() -> str:
     exprs = [f"`{c}`" for c in MAIN_COLS]
-    return consolidate.merge_sql(S, SCHEMA, consolidate.source_sql(S, BATCH, exprs), set(MAIN_COLS))
+    return merge_sql.merge_sql(S, SCHEMA, merge_sql.source_sql(S, BATCH, exprs), set(MAIN_COLS))
 
 
 def tables(history_days: int = 9, items: int = 100) -> cost_usage.Tables:
@@ -90,7 +92,7 @@ def test_the_merge_prunes_by_its_on_filter_and_would_not_without_it():
 
 def test_selects_prune_when_they_filter_the_date():
     main = f"`{S.main_table_id}`"
-    assert cost_sql.select_prunes(consolidate.verify_sql(main), S.main_table_id)
+    assert cost_sql.select_prunes(merge_sql.verify_sql(main), S.main_table_id)
     assert not cost_sql.select_prunes(f"SELECT COUNT(*) FROM {main}", S.main_table_id)
     assert not cost_sql.select_prunes(staging.writes_sql(S, BATCH), S.main_table_id)  # not even referenced
 

@@ -11,7 +11,7 @@ from google.api_core import exceptions as gexc
 from google.cloud.bigquery import SchemaField
 
 from batchline.adapters import merge as c
-from batchline.adapters import staging
+from batchline.adapters import merge_sql, staging
 from batchline.domain import ids
 from batchline.domain.errors import ConsolidationError, MergeAttemptFailed
 from batchline.domain.schema import MAIN_TABLE_COLUMNS
@@ -207,7 +207,7 @@ def test_the_injected_transient_failure_runs_a_failing_statement_under_the_attem
 
 
 def test_merge_parameters_name_the_deactivation_scope():
-    params = {p.name: p for p in c.merge_params(BATCH, DATE, PIN, DATE + dt.timedelta(1))}
+    params = {p.name: p for p in merge_sql.merge_params(BATCH, DATE, PIN, DATE + dt.timedelta(1))}
     assert params["game_date"].value == DATE + dt.timedelta(1), "the source date (zero_merge fault)"
     assert params["target_date"].value == DATE, "rows are deactivated on the batch's own date"
     assert params["pin"].value == PIN, "merged and scheduled items: the pin's rows"

@@ -8,7 +8,8 @@ import datetime as dt
 import pytest
 
 from batchline.adapters import manifests
-from batchline.adapters.merge import merge_job_id, verify_sql
+from batchline.adapters.merge import merge_job_id
+from batchline.adapters.merge_sql import verify_sql
 from batchline.domain.runs import decide_repair, orphan_merge_held
 from batchline.flows.orphans import ORPHAN_GENERATION_BASE, classify, table_date
 from batchline.settings import Settings
