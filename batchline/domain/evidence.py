@@ -5,6 +5,7 @@ are never merged. Pure: adapters/staging.py reads the writes, adapters/merge.py 
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 
 from batchline.domain import item_shape
@@ -95,3 +96,61 @@ def choose_write(doc: dict, candidates: dict[str, StagedWrite]) -> tuple[StagedW
     if not whole:
         return None, False
     return max(whole.values(), key=lambda w: (w.rows, w.write_id)), False
+
+
+# -- orphaned staged rows (the reconciliation, batchline/flows/orphans.py) ----------------------------
+def classify(
+    item: str | None,
+    schedule: set[str],
+    owners: set[str],
+    batch_id: str,
+    created_at: dt.datetime,
+    created: dict[str, dt.datetime | None],
+) -> tuple[str, str]:
+    """What to do with batch `batch_id`'s orphaned staging table of `item`, given the batches whose rows
+    are the item's active rows in the main table (`owners`) and when each batch was created:
+    ("merge", ""), ("drop", the newer batch whose rows replace it) or ("keep", why)."""
+    if item is None or item not in schedule:
+        return "keep", "its player is not on the date's schedule"
+    others = owners - {batch_id}
+    newer = sorted(o for o in others if created.get(o) and created[o] > created_at)  # type: ignore[operator]
+    if newer:
+        return "drop", newer[0]
+    undated = sorted(o for o in others if not created.get(o))
+    if undated:
+        return "keep", f"the player's active rows come from {undated[0]}, which no batch document dates"
+    return "merge", ""  # a gap, this batch's own rows, or rows of older runs: this run is the newest
+
+
+@dataclass
+class OrphanVerdicts:
+    merge: dict[str, str] = field(default_factory=dict)  # item -> the write id to merge
+    drop: dict[str, str] = field(default_factory=dict)  # item -> why its rows may go (a newer run replaced them)
+    kept: dict[str, str] = field(default_factory=dict)  # item -> why it is kept
+    newer_batches: set[str] = field(default_factory=set)
+
+
+def judge_orphans(staged: Staged, own: set[str], docs: dict[str, dict], schedule: set[str],
+                  owners: dict[str, set[str]], batch_id: str, created_at: dt.datetime,
+                  created: dict[str, dt.datetime | None]) -> OrphanVerdicts:
+    """Every item of batch `batch_id`'s orphaned staging table, judged: `own` are the items its own
+    verified MERGEs merged (their other writes are abandoned attempts), `docs` its item documents,
+    `owners` the batches whose rows are each player's active rows, `created` when each was created."""
+    v = OrphanVerdicts()
+    for item, writes in sorted(staged.items()):
+        if item in own:
+            continue
+        verdict, detail = classify(item if item in docs else None, schedule, owners.get(item, set()), batch_id,
+                                   created_at, created)
+        if verdict == "merge":
+            chosen = choose_write(docs[item], writes)[0]
+            if chosen is None:
+                v.kept[item] = "no staged write of the item is complete (one row per system x prop, ids unique)"
+                continue
+            v.merge[item] = chosen.write_id
+        elif verdict == "drop":
+            v.drop[item] = f"the player's active rows come from the newer batch {detail}"
+            v.newer_batches.add(detail)
+        else:
+            v.kept[item] = detail
+    return v

@@ -35,32 +35,16 @@ items are every player with active rows plus the merged ones, so it deactivates 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import uuid
-from dataclasses import asdict, dataclass, field
 
 from batchline.adapters import manifests, queries, staging
-from batchline.adapters import merge as cons
 from batchline.adapters.batch_store import BatchStore, now
 from batchline.adapters.clients import Clients
 from batchline.domain import evidence, ids
-from batchline.domain.accounting import ORPHAN_GENERATION_BASE, merged_pins
-from batchline.domain.errors import ConsolidationError, MergeAttemptFailed
+from batchline.domain.accounting import merged_pins
 from batchline.domain.statuses import ACTIVE_STATUSES, CONSOLIDATION_FAILED
+from batchline.flows.orphan_merge import OrphanReport, merge_orphans
 from batchline.logs import log_event
-
-
-@dataclass
-class OrphanReport:
-    merged: list[str] = field(default_factory=list)
-    dropped: list[str] = field(default_factory=list)
-    kept: dict[str, str] = field(default_factory=dict)  # `<table>/<item>` (or a table) -> why it is kept
-    # tables of other dates' batches: reported with the date to reconcile, never this date's verdict
-    elsewhere: dict[str, str] = field(default_factory=dict)
-    merge_jobs: list[str] = field(default_factory=list)
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def _groups(clients: Clients) -> dict[str, list]:
@@ -142,29 +126,6 @@ def handle_orphans(clients: Clients, game_date: dt.date, schedule: set[str]) -> 
     return report
 
 
-def classify(
-    item: str | None,
-    schedule: set[str],
-    owners: set[str],
-    batch_id: str,
-    created_at: dt.datetime,
-    created: dict[str, dt.datetime | None],
-) -> tuple[str, str]:
-    """What to do with batch `batch_id`'s orphaned staging table of `item`, given the batches whose rows
-    are the item's active rows in the main table (`owners`) and when each batch was created:
-    ("merge", ""), ("drop", the newer batch whose rows replace it) or ("keep", why)."""
-    if item is None or item not in schedule:
-        return "keep", "its player is not on the date's schedule"
-    others = owners - {batch_id}
-    newer = sorted(o for o in others if created.get(o) and created[o] > created_at)  # type: ignore[operator]
-    if newer:
-        return "drop", newer[0]
-    undated = sorted(o for o in others if not created.get(o))
-    if undated:
-        return "keep", f"the player's active rows come from {undated[0]}, which no batch document dates"
-    return "merge", ""  # a gap, this batch's own rows, or rows of older runs: this run is the newest
-
-
 def _finish(
     clients: Clients,
     store: BatchStore,
@@ -180,28 +141,10 @@ def _finish(
     created = {b: (_get_batch(store, b) or {}).get("created_at") for b in set().union(*owners.values())}
     own = manifests.merged_items(clients.bq, clients.settings, batch_id, merged_pins(batch))
     docs = {d["item_id"]: d for d in store.items(batch_id)}
-    merge: dict[str, str] = {}  # item -> write id
-    drop: dict[str, str] = {}  # item -> why its rows may go
-    kept: dict[str, str] = {}
-    newer_batches: set[str] = set()
-    for item, writes in sorted(staging.staged_writes(clients.bq, clients.settings, batch_id).items()):
-        if item in own:
-            continue  # merged by the batch's own verified MERGE or an earlier orphan MERGE; the rest is abandoned
-        verdict, detail = classify(
-            item if item in docs else None, schedule, owners.get(item, set()), batch_id, mine, created
-        )
-        if verdict == "merge":
-            chosen = evidence.choose_write(docs[item], writes)[0]
-            if chosen is None:
-                kept[item] = "no staged write of the item is complete (one row per system x prop, ids unique)"
-                continue
-            merge[item] = chosen.write_id
-        elif verdict == "drop":
-            drop[item] = f"the player's active rows come from the newer batch {detail}"
-            newer_batches.add(detail)
-        else:
-            kept[item] = detail
-    if merge and not _merge(clients, store, game_date, batch, merge, sorted(set(owners) | set(merge)), report):
+    staged = staging.staged_writes(clients.bq, clients.settings, batch_id)
+    v = evidence.judge_orphans(staged, own, docs, schedule, owners, batch_id, mine, created)
+    merge, drop, kept, newer_batches = v.merge, v.drop, v.kept, v.newer_batches
+    if merge and not merge_orphans(clients, store, game_date, batch, merge, sorted(set(owners) | set(merge)), report):
         kept.update(dict.fromkeys(merge, "orphan MERGE failed, rows kept"))
     if drop:
         # Recorded before anything is deleted; the main table's active rows for these players come
@@ -225,80 +168,3 @@ def _finish(
         # every item in the table is merged (by the batch or just now) or superseded
         staging.drop_batch_table(clients.bq, clients.settings, batch_id)
         store.set_batch_fields(batch_id, {"staging_table_dropped": True, "staging_table_dropped_by": "reconcile"})
-
-
-def _merge(
-    clients: Clients,
-    store: BatchStore,
-    game_date: dt.date,
-    batch: dict,
-    manifest: dict[str, str],
-    scheduled: list[str],
-    report: OrphanReport,
-) -> bool:
-    """One MERGE of a batch's orphaned writes, from a pin of their own in the manifest table
-    (batchline/adapters/manifests.py); a redelivered reconciliation with the same writes finds the same pin and
-    job (the pending record names generation, pin and the writes' digest), and a failed one is retried
-    by the next run under a new generation, with the table kept meanwhile. True when merged and verified."""
-    batch_id = batch["batch_id"]
-    table = ids.batch_staging_table(batch_id)
-    pending = batch.get("orphan_merge_pending") or {}
-    digest = hashlib.sha256("\n".join(f"{i}/{w}" for i, w in sorted(manifest.items())).encode()).hexdigest()
-    if pending.get("digest") == digest and pending.get("pin"):
-        generation, pin = int(pending["generation"]), pending["pin"]
-    else:
-        generation = max(int(batch.get("orphan_generation") or 0) + 1, ORPHAN_GENERATION_BASE)
-        pin = ids.new_pin(generation, 0)
-        manifests.write(
-            clients.bq,
-            clients.appender,
-            clients.settings,
-            manifests.rows(batch_id, pin, manifest, (), scheduled, now()),
-        )
-    store.set_batch_fields(
-        batch_id,
-        {
-            "orphan_generation": generation,
-            "orphan_merge_pending": {"generation": generation, "pin": pin, "digest": digest, "items": len(manifest)},
-        },
-    )
-    try:
-        result = cons.merge_staging(
-            clients.bq,
-            clients.settings,
-            batch_id,
-            game_date,
-            pin,
-            len(manifest),
-            generation=generation,
-            verify_only_merged=True,
-        )
-    except (ConsolidationError, MergeAttemptFailed) as exc:
-        store.set_batch_fields(batch_id, {"orphan_merge_pending": None, "orphan_merge_error": str(exc)[:2000]})
-        log_event(
-            "orphan_merge_failed",
-            severity="ERROR",
-            batch_id=batch_id,
-            game_date=game_date,
-            items=sorted(manifest)[:200],
-            error=str(exc),
-        )
-        return False
-    store.record_orphans_merged(
-        batch_id,
-        {"job_id": result.job_id, "pin": pin, "items": len(manifest), "rows": result.verified_rows, "at": now()},
-        result.job_id,
-    )
-    log_event(
-        "orphans_merged",
-        batch_id=batch_id,
-        game_date=game_date,
-        job_id=result.job_id,
-        items=sorted(manifest)[:200],
-        pin=pin,
-        affected_rows=result.affected_rows,
-        verified_rows=result.verified_rows,
-    )
-    report.merged += [f"{table}/{i}" for i in sorted(manifest)]
-    report.merge_jobs.append(result.job_id)
-    return True

@@ -10,8 +10,10 @@ import pytest
 from batchline.adapters import manifests
 from batchline.adapters.merge import merge_job_id
 from batchline.adapters.merge_sql import verify_sql
+from batchline.domain.accounting import ORPHAN_GENERATION_BASE
+from batchline.domain.evidence import classify
 from batchline.domain.runs import decide_repair, orphan_merge_held
-from batchline.flows.orphans import ORPHAN_GENERATION_BASE, classify, table_date
+from batchline.flows.orphans import table_date
 from batchline.settings import Settings
 
 T0 = dt.datetime(2030, 1, 1, 12, tzinfo=dt.UTC)
