@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from batchline.local import emulators as E
 from batchline.local import processes as P
 
 
@@ -34,7 +35,7 @@ def _stop_and_check(handle: P.ServiceHandle) -> None:
 def test_pubsub_start_ready_stop(tmp_path, monkeypatch):
     from google.cloud import pubsub_v1
 
-    h = P.start_pubsub(tmp_path, project="p-test")
+    h = E.start_pubsub(tmp_path, project="p-test")
     try:
         assert P.is_alive(h) and h.host == f"127.0.0.1:{h.port}"
         assert Path(h.log_path).is_file() and Path(h.log_path).parent == tmp_path / "logs"
@@ -50,7 +51,7 @@ def test_pubsub_start_ready_stop(tmp_path, monkeypatch):
 def test_firestore_start_ready_stop(tmp_path, monkeypatch):
     from google.cloud import firestore
 
-    h = P.start_firestore(tmp_path)
+    h = E.start_firestore(tmp_path)
     try:
         monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", h.host)
         db = firestore.Client(project="p-test")
@@ -65,7 +66,7 @@ def test_bigquery_start_ready_stop_and_json_load(tmp_path):
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import bigquery
 
-    h = P.start_bigquery(tmp_path, project="p-test")
+    h = E.start_bigquery(tmp_path, project="p-test")
     try:
         assert set(h.extra_ports) == {"grpc"} and h.extra_ports["grpc"] != h.port
         client = bigquery.Client(
@@ -145,33 +146,33 @@ def test_start_process_times_out_and_cleans_up(tmp_path):
 
 
 def test_missing_emulator_binaries_name_the_debian_package(tmp_path, monkeypatch):
-    monkeypatch.setattr(P, "PUBSUB_LAUNCHER", "platform/no-such/cloud-pubsub-emulator")
-    with pytest.raises(P.EmulatorNotInstalled, match="google-cloud-cli-pubsub-emulator"):
-        P.start_pubsub(tmp_path)
-    monkeypatch.setattr(P, "FIRESTORE_JAR", "platform/no-such/cloud-firestore-emulator.jar")
-    with pytest.raises(P.EmulatorNotInstalled, match="google-cloud-cli-firestore-emulator"):
-        P.start_firestore(tmp_path)
+    monkeypatch.setattr(E, "PUBSUB_LAUNCHER", "platform/no-such/cloud-pubsub-emulator")
+    with pytest.raises(E.EmulatorNotInstalled, match="google-cloud-cli-pubsub-emulator"):
+        E.start_pubsub(tmp_path)
+    monkeypatch.setattr(E, "FIRESTORE_JAR", "platform/no-such/cloud-firestore-emulator.jar")
+    with pytest.raises(E.EmulatorNotInstalled, match="google-cloud-cli-firestore-emulator"):
+        E.start_firestore(tmp_path)
 
 
 def test_missing_sdk_and_java_are_clear_errors(tmp_path, monkeypatch):
     monkeypatch.delenv("CLOUDSDK_ROOT_DIR", raising=False)
-    monkeypatch.setattr(P, "KNOWN_SDK_ROOTS", (str(tmp_path / "nowhere"),))
-    monkeypatch.setattr(P.shutil, "which", lambda name: None)
-    with pytest.raises(P.EmulatorNotInstalled, match="google-cloud-cli-pubsub-emulator"):
-        P.start_pubsub(tmp_path)
+    monkeypatch.setattr(E, "KNOWN_SDK_ROOTS", (str(tmp_path / "nowhere"),))
+    monkeypatch.setattr(E.shutil, "which", lambda name: None)
+    with pytest.raises(E.EmulatorNotInstalled, match="google-cloud-cli-pubsub-emulator"):
+        E.start_pubsub(tmp_path)
     monkeypatch.delenv("JAVA_HOME", raising=False)
-    with pytest.raises(P.EmulatorNotInstalled, match="default-jre-headless"):
-        P.java_binary()
+    with pytest.raises(E.EmulatorNotInstalled, match="default-jre-headless"):
+        E.java_binary()
 
 
 def test_env_for_clients():
     def fake(name: str, port: int) -> P.ServiceHandle:
         return P.ServiceHandle(name, 1, 1, 1, port, f"127.0.0.1:{port}", "/dev/null")
 
-    env = P.env_for_clients(fake("pubsub", 1), fake("firestore", 2), fake("bigquery", 3))
+    env = E.env_for_clients(fake("pubsub", 1), fake("firestore", 2), fake("bigquery", 3))
     assert env == {
         "PUBSUB_EMULATOR_HOST": "127.0.0.1:1",
         "FIRESTORE_EMULATOR_HOST": "127.0.0.1:2",
         "BIGQUERY_EMULATOR_HOST": "127.0.0.1:3",
     }
-    assert P.env_for_clients() == {}
+    assert E.env_for_clients() == {}

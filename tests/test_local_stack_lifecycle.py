@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from batchline.adapters.batch_store import BatchStore
 from batchline.domain.runs import Item
+from batchline.local import emulators as E
 from batchline.local import heal
 from batchline.local import processes as P
 from batchline.local import stack as S
@@ -27,7 +28,7 @@ from batchline.ops.cli import app
 from batchline.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
-EMULATORS = (P.PUBSUB, P.FIRESTORE, P.BIGQUERY)
+EMULATORS = (E.PUBSUB, E.FIRESTORE, E.BIGQUERY)
 
 
 def _leaders_in(state_dir: Path) -> set[int]:
@@ -37,7 +38,7 @@ def _leaders_in(state_dir: Path) -> set[int]:
         if not entry.isdigit():
             continue
         pid = int(entry)
-        st = P._proc_stat(pid)
+        st = P.proc_stat(pid)
         try:
             cwd = os.readlink(f"/proc/{pid}/cwd")
         except OSError:
@@ -54,9 +55,9 @@ def _pids(state_dir: Path) -> dict[str, int]:
 def _kill(pid: int) -> None:
     os.killpg(pid, signal.SIGKILL)
     deadline = time.monotonic() + 10
-    while P._proc_stat(pid) and P._proc_stat(pid)[0] not in ("Z", "X") and time.monotonic() < deadline:
+    while P.proc_stat(pid) and P.proc_stat(pid)[0] not in ("Z", "X") and time.monotonic() < deadline:
         time.sleep(0.05)
-    P._reap(pid)
+    P.reap(pid)
 
 
 def _cli(*args: str) -> subprocess.Popen:
@@ -85,7 +86,7 @@ def test_run_restarts_only_a_crashed_function_and_keeps_emulator_state(running):
     before = _pids(state)
     BatchStore(clients.fs).create_batch("20300101_aaaaaaaaaaaa", dt.date(2030, 1, 1), [Item("player_0000", "g1")],
                                         force=True, faults=None, dispatch_token="test")
-    orphans = P._group_members(before["worker"])
+    orphans = P.group_members(before["worker"])
     os.kill(before["worker"], signal.SIGKILL)  # the gunicorn master alone: its worker process is orphaned
     result = CliRunner().invoke(app, ["run", "--state-dir", str(state), "--players", "3", "--game-date", "2030-02-01"])
     assert result.exit_code == 0, result.output
@@ -93,14 +94,14 @@ def test_run_restarts_only_a_crashed_function_and_keeps_emulator_state(running):
     assert {k: after[k] for k in (*EMULATORS, "coordinator", "reconcile")} == \
         {k: before[k] for k in (*EMULATORS, "coordinator", "reconcile")}
     assert after["worker"] != before["worker"] and "restarted function worker (had died" in result.output
-    assert len(orphans) > 1 and not any(P._proc_stat(p) and P._proc_stat(p)[0] not in "ZX" for p in orphans)
+    assert len(orphans) > 1 and not any(P.proc_stat(p) and P.proc_stat(p)[0] not in "ZX" for p in orphans)
     assert S.load(state).handles["worker"].port == info.handles["worker"].port, "same port: pushes unchanged"
     assert BatchStore(info.activate().fs).get_batch("20300101_aaaaaaaaaaaa") is not None, "Firestore state kept"
     # the run did not start this stack, so it leaves it running (no --keep-stack needed)
     assert S.is_up(state) and _leaders_in(state) == set(after.values())
 
 
-@pytest.mark.parametrize("emulator", [P.BIGQUERY, P.PUBSUB, P.FIRESTORE])
+@pytest.mark.parametrize("emulator", [E.BIGQUERY, E.PUBSUB, E.FIRESTORE])
 def test_a_dead_emulator_is_restarted_with_a_loud_warning_and_the_rest_is_kept(running, emulator):
     state, _ = running
     before = _pids(state)
@@ -115,7 +116,7 @@ def test_a_dead_emulator_is_restarted_with_a_loud_warning_and_the_rest_is_kept(r
     assert {k: v for k, v in after.items() if k != emulator} == {k: v for k, v in before.items() if k != emulator}
     assert info.handles[emulator].host == host_before, "restarted on its old address: clients keep working"
     # what the pipeline needs was provisioned again (tables, topics), so a batch still runs end to end
-    day = {P.BIGQUERY: "2030-02-02", P.PUBSUB: "2030-02-05", P.FIRESTORE: "2030-02-06"}[emulator]
+    day = {E.BIGQUERY: "2030-02-02", E.PUBSUB: "2030-02-05", E.FIRESTORE: "2030-02-06"}[emulator]
     result = CliRunner().invoke(app, ["run", "--state-dir", str(state), "--players", "3", "--game-date", day])
     assert result.exit_code == 0, result.output
 
@@ -212,7 +213,7 @@ def test_an_emulator_that_runs_but_does_not_answer_is_never_restarted(running, m
                                                 dispatch_token="test")
     before = _pids(state)
     monkeypatch.setattr(heal, "EMULATOR_GRACE_S", 1.0)
-    os.killpg(before[P.FIRESTORE], signal.SIGSTOP)
+    os.killpg(before[E.FIRESTORE], signal.SIGSTOP)
     try:
         with pytest.raises(heal.StackUnhealthy, match="firestore emulator .* running but has not answered"):
             S.up_with_report(state, notify=lambda m: None)
@@ -220,7 +221,7 @@ def test_an_emulator_that_runs_but_does_not_answer_is_never_restarted(running, m
         assert heal.supervise(state, interval_s=0.1, notify=said.append, rounds=1) == 0
         assert any(m.startswith("WARNING: the firestore emulator") for m in said), said
     finally:
-        os.killpg(before[P.FIRESTORE], signal.SIGCONT)
+        os.killpg(before[E.FIRESTORE], signal.SIGCONT)
     assert _pids(state) == before
     assert BatchStore(info.activate().fs).get_batch("20300102_bbbbbbbbbbbb") is not None, "its state is intact"
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from google.cloud import pubsub_v1
 
 from batchline import topology as topo
+from batchline.local import emulators
 from batchline.local import processes as procs
 from batchline.local import stack as st
 from batchline.local.provision import create_tables
@@ -31,12 +32,10 @@ from batchline.local.provision import create_tables
 FUNCTION_GRACE_S = 10.0
 EMULATOR_GRACE_S = 30.0
 LOST = {
-    procs.PUBSUB: "every topic, subscription and undelivered message (recreated empty)",
-    procs.FIRESTORE: "every batch and item document (earlier batches can no longer be read or consolidated)",
-    procs.BIGQUERY: "every table and row, staging tables included (empty tables recreated)",
+    emulators.PUBSUB: "every topic, subscription and undelivered message (recreated empty)",
+    emulators.FIRESTORE: "every batch and item document (earlier batches can no longer be read or consolidated)",
+    emulators.BIGQUERY: "every table and row, staging tables included (empty tables recreated)",
 }
-_STARTERS = {procs.PUBSUB: procs.start_pubsub, procs.FIRESTORE: procs.start_firestore,
-             procs.BIGQUERY: procs.start_bigquery}
 
 
 class StackUnhealthy(RuntimeError):
@@ -44,13 +43,9 @@ class StackUnhealthy(RuntimeError):
 
 
 def answering(name: str, handle: procs.ServiceHandle) -> bool:
-    if name == procs.PUBSUB:
-        return procs.pubsub_ready(handle.host, handle.project)
-    if name == procs.FIRESTORE:
-        return procs.firestore_ready(handle.host)
-    if name == procs.BIGQUERY:
-        return procs.bigquery_ready(handle.host, handle.project)
-    return procs._http_get(handle.url + "/") is not None
+    if name in emulators.EMULATORS:
+        return emulators.answering(name, handle)
+    return procs.http_get(handle.url + "/") is not None
 
 
 def _answers_within(name: str, handle: procs.ServiceHandle, grace_s: float) -> bool:
@@ -69,7 +64,7 @@ def _clear_remains(handle: procs.ServiceHandle, state_dir: Path, wait_s: float =
     """A service whose leader died may leave group members behind (gunicorn workers) or still be
     closing its sockets (a JVM's threads outlive its main thread for a moment): kill what is left of
     its group (only processes running in this stack's folder) and wait for its ports to be free."""
-    for pid in procs._group_members(handle.pgid):
+    for pid in procs.group_members(handle.pgid):
         try:
             if Path(os.readlink(f"/proc/{pid}/cwd")) == state_dir.resolve():
                 os.kill(pid, signal.SIGKILL)
@@ -77,7 +72,7 @@ def _clear_remains(handle: procs.ServiceHandle, state_dir: Path, wait_s: float =
             continue
     deadline = time.monotonic() + wait_s
     ports = [handle.port, *handle.extra_ports.values()]
-    while any(procs._port_in_use(p) for p in ports) and time.monotonic() < deadline:
+    while any(procs.port_in_use(p) for p in ports) and time.monotonic() < deadline:
         time.sleep(0.2)
 
 
@@ -89,14 +84,14 @@ def _restart_emulator(info: st.StackInfo, name: str, old: procs.ServiceHandle | 
     if old is not None:
         _clear_remains(old, state_dir)
         kwargs["port"] = old.port
-        if name == procs.BIGQUERY and "grpc" in old.extra_ports:
+        if name == emulators.BIGQUERY and "grpc" in old.extra_ports:
             kwargs["grpc_port"] = old.extra_ports["grpc"]
     try:
-        return _STARTERS[name](state_dir, **kwargs)
+        return emulators.STARTERS[name](state_dir, **kwargs)
     except procs.StartupError:
         if old is None:
             raise
-        return _STARTERS[name](state_dir, project=project)  # its old port is taken: a new one
+        return emulators.STARTERS[name](state_dir, project=project)  # its old port is taken: a new one
 
 
 def heal_locked(info: st.StackInfo, report: st.UpReport, notify: Callable[[str], None]) -> None:
@@ -121,15 +116,15 @@ def heal_locked(info: st.StackInfo, report: st.UpReport, notify: Callable[[str],
         report.state_lost.append(name)
         env_changed |= old is None or new.host != old.host or new.extra_ports != old.extra_ports
         info.services[name] = new.to_dict()
-        if name == procs.BIGQUERY:
+        if name == emulators.BIGQUERY:
             info.settings["bigquery_emulator_host"] = new.host
-            info.settings["bigquery_write_emulator_host"] = procs.bigquery_write_host(new)
+            info.settings["bigquery_write_emulator_host"] = emulators.bigquery_write_host(new)
         info.save()
-    if procs.BIGQUERY in report.state_lost:
+    if emulators.BIGQUERY in report.state_lost:
         create_tables(info.activate().bq, info.settings_obj())
     moved = _heal_functions(info, report, notify, restart_all=env_changed)
     info.activate()
-    if procs.PUBSUB in report.state_lost:
+    if emulators.PUBSUB in report.state_lost:
         st.provision_topology(info)
     elif moved:
         move_push_endpoints(info, moved)

@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import sys
 
-from batchline.local import processes as procs
+from batchline.local import emulators
 
 
 def problems() -> list[str]:
     found = []
-    for check in (procs.java_binary,
-                  lambda: procs._sdk_file(procs.PUBSUB_LAUNCHER, procs.PUBSUB_DEB),
-                  lambda: procs._sdk_file(procs.FIRESTORE_JAR, procs.FIRESTORE_DEB)):
+    for check in (emulators.java_binary,
+                  lambda: emulators.sdk_file(emulators.PUBSUB_LAUNCHER, emulators.PUBSUB_DEB),
+                  lambda: emulators.sdk_file(emulators.FIRESTORE_JAR, emulators.FIRESTORE_DEB)):
         try:
             check()
-        except procs.EmulatorNotInstalled as exc:
+        except emulators.EmulatorNotInstalled as exc:
             found.append(str(exc))
     try:
         import bqemulator  # noqa: F401

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from batchline import topology as topo
 from batchline.adapters.clients import Clients
+from batchline.local import emulators
 from batchline.local import processes as procs
 from batchline.local.provision import create_tables, create_topology
 from batchline.settings import Settings
@@ -35,7 +36,7 @@ DEFAULT_STATE_DIR = REPO_ROOT / ".batchline" / "local"
 STATE_FILE = "stack.json"
 LOCK_FILE = "stack.lock"
 USERS_DIR = "users"
-EMULATORS = (procs.PUBSUB, procs.FIRESTORE, procs.BIGQUERY)
+EMULATORS = emulators.EMULATORS
 # The Pub/Sub emulator (0.8.x) applies a subscription's retry policy, and under load some nacked
 # messages then never come back (seen: 23 of 450 items stuck for minutes, never dead-lettered).
 # Without a retry policy it redelivers a nacked push after ~1 s and dead-letters reliably, so the
@@ -65,7 +66,7 @@ class StackInfo:
 
     def client_env(self) -> dict[str, str]:
         h = self.handles
-        return procs.env_for_clients(h.get(procs.PUBSUB), h.get(procs.FIRESTORE), h.get(procs.BIGQUERY))
+        return emulators.env_for_clients(h.get(emulators.PUBSUB), h.get(emulators.FIRESTORE), h.get(emulators.BIGQUERY))
 
     def settings_obj(self) -> Settings:
         return Settings(**self.settings)
@@ -101,16 +102,16 @@ def status(state_dir: Path | str = DEFAULT_STATE_DIR) -> dict[str, dict]:
     for name, h in info.handles.items():
         alive = procs.is_alive(h)
         if name == SCHEDULER:  # its health answer is 503 when its loop stalled
-            answering = alive and (r := procs._http_get(h.url + "/")) is not None and r[0] == 200
+            answering = alive and (r := procs.http_get(h.url + "/")) is not None and r[0] == 200
         else:
-            answering = alive and procs._http_get(h.url + ("/" if name in topo.FUNCTIONS else "")) is not None
+            answering = alive and procs.http_get(h.url + ("/" if name in topo.FUNCTIONS else "")) is not None
         out[name] = {"pid": h.pid, "url": h.url, "alive": alive, "answering": answering, "log": h.log_path}
     return out
 
 
 def is_up(state_dir: Path | str = DEFAULT_STATE_DIR) -> bool:
     st = status(state_dir)
-    expected = {procs.PUBSUB, procs.FIRESTORE, procs.BIGQUERY, *topo.FUNCTIONS}
+    expected = {emulators.PUBSUB, emulators.FIRESTORE, emulators.BIGQUERY, *topo.FUNCTIONS}
     return set(st) - {SCHEDULER} == expected and all(s["answering"] for s in st.values())
 
 
@@ -140,7 +141,7 @@ def _down_locked(state_dir: Path) -> list[str]:
     from batchline.local import stack_scheduler
 
     stopped = []
-    order = [SCHEDULER, *topo.FUNCTIONS, procs.PUBSUB, procs.FIRESTORE, procs.BIGQUERY]
+    order = [SCHEDULER, *topo.FUNCTIONS, emulators.PUBSUB, emulators.FIRESTORE, emulators.BIGQUERY]
     for name in sorted(info.handles, key=lambda n: order.index(n) if n in order else 99):
         if procs.stop(info.handles[name]):
             stopped.append(name)
@@ -158,7 +159,7 @@ def start_function(name: str, state_dir: Path, env: dict[str, str], threads: int
             "--source", str(FUNCTION_SOURCES[name]), "--host", procs.LOOPBACK, "--port", str(port)]
     full_env = {**env, "THREADS": str(threads), "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1"}
     url = f"http://{procs.LOOPBACK}:{port}/"
-    return procs.start_process(name, argv, state_dir, full_env, lambda: procs._http_get(url) is not None,
+    return procs.start_process(name, argv, state_dir, full_env, lambda: procs.http_get(url) is not None,
                                60.0, port=port)
 
 
@@ -246,7 +247,7 @@ def _user_file(state_dir: Path, pid: int) -> Path:
 
 
 def _register_user(state_dir: Path) -> None:
-    st = procs._proc_stat(os.getpid())
+    st = procs.proc_stat(os.getpid())
     path = _user_file(state_dir, os.getpid())
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"pid": os.getpid(), "start_ticks": st[2] if st else -1}))
@@ -260,7 +261,7 @@ def live_users(state_dir: Path | str) -> list[int]:
             u = json.loads(f.read_text())
         except (OSError, ValueError):
             continue
-        if procs._is_ours(int(u["pid"]), int(u["start_ticks"])):
+        if procs.still_running(int(u["pid"]), int(u["start_ticks"])):
             users.append(int(u["pid"]))
     return users
 
@@ -282,9 +283,9 @@ def _start_locked(state_dir: Path, base: Settings, threads: int, max_delivery_at
     """Start every process of a new stack (the caller holds the lock and checked nothing runs)."""
     with ThreadPoolExecutor(max_workers=3) as pool:
         futures = {
-            procs.PUBSUB: pool.submit(procs.start_pubsub, state_dir, project=base.project),
-            procs.FIRESTORE: pool.submit(procs.start_firestore, state_dir, project=base.project),
-            procs.BIGQUERY: pool.submit(procs.start_bigquery, state_dir, project=base.project),
+            emulators.PUBSUB: pool.submit(emulators.start_pubsub, state_dir, project=base.project),
+            emulators.FIRESTORE: pool.submit(emulators.start_firestore, state_dir, project=base.project),
+            emulators.BIGQUERY: pool.submit(emulators.start_bigquery, state_dir, project=base.project),
         }
         handles: dict[str, procs.ServiceHandle] = {}
         errors = []
@@ -297,8 +298,8 @@ def _start_locked(state_dir: Path, base: Settings, threads: int, max_delivery_at
         for h in handles.values():
             procs.stop(h)
         raise errors[0]
-    s = replace(base, bigquery_emulator_host=handles[procs.BIGQUERY].host,
-                bigquery_write_emulator_host=procs.bigquery_write_host(handles[procs.BIGQUERY]),
+    s = replace(base, bigquery_emulator_host=handles[emulators.BIGQUERY].host,
+                bigquery_write_emulator_host=emulators.bigquery_write_host(handles[emulators.BIGQUERY]),
                 allow_faults=allow_faults)
     info = StackInfo(str(state_dir), s.__dict__, {k: v.to_dict() for k, v in handles.items()},
                      max_delivery_attempts, threads, ephemeral)

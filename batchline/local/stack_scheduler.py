@@ -25,7 +25,7 @@ READY_TIMEOUT_S = 30.0
 
 def answering(handle: procs.ServiceHandle) -> bool:
     """Its loop ticks (the health answer is 200, not 503)."""
-    r = procs._http_get(handle.url + "/")
+    r = procs.http_get(handle.url + "/")
     return r is not None and r[0] == 200
 
 
@@ -37,7 +37,7 @@ def start(info: st.StackInfo) -> procs.ServiceHandle:
     env = {"PYTHONPATH": str(st.REPO_ROOT), "PYTHONUNBUFFERED": "1"}
     url = f"http://{procs.LOOPBACK}:{port}/"
     return procs.start_process(SCHEDULER, argv, state_dir, env,
-                               lambda: (r := procs._http_get(url)) is not None and r[0] == 200,
+                               lambda: (r := procs.http_get(url)) is not None and r[0] == 200,
                                READY_TIMEOUT_S, port=port)
 
 

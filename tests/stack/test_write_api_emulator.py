@@ -16,6 +16,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
 from batchline.adapters.write_api import StagingAppender, StagingWriteError
+from batchline.local import emulators
 from batchline.local import processes as procs
 from batchline.settings import Settings
 
@@ -33,7 +34,7 @@ Q_TIMEOUT_S = 30
 
 @pytest.fixture(scope="module")
 def emulator(tmp_path_factory):
-    h = procs.start_bigquery(tmp_path_factory.mktemp("bq-write-api"), project=PROJECT)
+    h = emulators.start_bigquery(tmp_path_factory.mktemp("bq-write-api"), project=PROJECT)
     try:
         yield h
     finally:
@@ -50,7 +51,8 @@ def bq(emulator) -> bigquery.Client:
 
 @pytest.fixture(scope="module")
 def appender(emulator) -> StagingAppender:
-    return StagingAppender(Settings(project=PROJECT, bigquery_write_emulator_host=procs.bigquery_write_host(emulator)))
+    return StagingAppender(Settings(project=PROJECT,
+                                    bigquery_write_emulator_host=emulators.bigquery_write_host(emulator)))
 
 
 @pytest.fixture
@@ -104,7 +106,8 @@ def test_appends_concurrent_with_rest_queries_do_not_hang(emulator, bq, table):
     t_end = time.monotonic() + seconds
 
     def append_loop(k: int) -> None:
-        a = StagingAppender(Settings(project=PROJECT, bigquery_write_emulator_host=procs.bigquery_write_host(emulator)))
+        a = StagingAppender(Settings(project=PROJECT,
+                                     bigquery_write_emulator_host=emulators.bigquery_write_host(emulator)))
         n = 0
         while time.monotonic() < t_end:
             try:
@@ -133,6 +136,6 @@ def test_appends_concurrent_with_rest_queries_do_not_hang(emulator, bq, table):
     assert not any(t.is_alive() for t in threads), f"hung: {done}"
     assert not errors, errors[:3]
     assert done["append"] > 0 and done["query"] > 0
-    assert procs.bigquery_ready(emulator.host, PROJECT)
+    assert emulators.bigquery_ready(emulator.host, PROJECT)
     assert count(bq, table) == 5 * done["append"]
     assert bq.get_table(table, timeout=Q_TIMEOUT_S).num_rows == 5 * done["append"]

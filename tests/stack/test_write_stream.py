@@ -19,6 +19,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
 from batchline.adapters.write_api import StagingAppender, StagingWriteError
+from batchline.local import emulators
 from batchline.local import processes as procs
 from batchline.settings import Settings
 
@@ -76,7 +77,7 @@ class CuttableProxy:
 
 @pytest.fixture(scope="module")
 def emulator(tmp_path_factory):
-    h = procs.start_bigquery(tmp_path_factory.mktemp("bq-write-stream"), project=PROJECT)
+    h = emulators.start_bigquery(tmp_path_factory.mktemp("bq-write-stream"), project=PROJECT)
     try:
         yield h
     finally:
@@ -107,7 +108,7 @@ def rows(tag: str, n: int = 3) -> list[dict]:
 
 
 def test_many_threads_share_one_connection_across_tables(emulator, bq):
-    host = procs.bigquery_write_host(emulator)
+    host = emulators.bigquery_write_host(emulator)
     appender = StagingAppender(Settings(project=PROJECT, bigquery_write_emulator_host=host))
     tables = [new_table(bq), new_table(bq)]
     tags = [f"w{k}" for k in range(120)]
@@ -131,7 +132,7 @@ def test_many_threads_share_one_connection_across_tables(emulator, bq):
 
 
 def test_a_connection_broken_mid_way_fails_only_unacknowledged_appends_and_reconnects(emulator, bq):
-    proxy = CuttableProxy(procs.bigquery_write_host(emulator))
+    proxy = CuttableProxy(emulators.bigquery_write_host(emulator))
     appender = StagingAppender(Settings(project=PROJECT, bigquery_write_emulator_host=proxy.host))
     table = new_table(bq)
     acked, failed, stop = [], [], threading.Event()
