@@ -24,6 +24,7 @@ from batchline.local import heal
 from batchline.local import processes as P
 from batchline.local import stack as S
 from batchline.local.preflight import problems
+from batchline.local.provision import topology_of
 from batchline.ops.cli import app
 from batchline.settings import Settings
 
@@ -168,7 +169,7 @@ def test_a_function_whose_port_was_taken_gets_a_new_one_and_the_pushes_follow(ru
     sub = pubsub_v1.SubscriberClient()
     try:
         work = sub.get_subscription(subscription=sub.subscription_path(
-            info.settings_obj().project, S.build_topology_for(info).topic("work").subscriptions[0].name))
+            info.settings_obj().project, topology_of(info).topic("work").subscriptions[0].name))
     finally:
         sub.close()
     assert work.push_config.push_endpoint.startswith(now.url), work.push_config.push_endpoint

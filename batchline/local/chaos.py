@@ -33,6 +33,7 @@ from batchline.flows import ledger
 from batchline.local import processes as procs
 from batchline.local import stack as local_stack
 from batchline.local.provision import seed_context, synthetic_context
+from batchline.local.stack_record import StackInfo, load
 
 # A run's schedules use a block of consecutive game dates of its own, drawn inside these bounds: after
 # every date a test uses (2030s) and up to the last date /start accepts (ids.LAST_GAME_DATE).
@@ -113,7 +114,7 @@ class Outcome:
 def _kill_and_restore(state_dir: str, name: str, down_s: float) -> None:
     """Kill one function as a crash would (no goodbye), and let the supervisor's heal bring it back
     on its port after `down_s`, as `batchline local supervise` does."""
-    info = local_stack.load(state_dir)
+    info = load(state_dir)
     assert info is not None, f"no local stack in {state_dir}"
     procs.stop(info.handles[name])
     time.sleep(down_s)
@@ -154,7 +155,8 @@ def delete_staged_item(clients: Clients, batch_id: str, item_id: str) -> None:
         query_parameters=[bigquery.ScalarQueryParameter("item_id", "STRING", item_id)])).result()
 
 
-def _judge(clients: Clients, batch: dict, day: dt.date, expected: set[str], out: Outcome) -> None:
+def judge(clients: Clients, batch: dict, day: dt.date, expected: set[str], out: Outcome) -> None:
+    """Fill `out` from the systems of record, never from the pipeline's own counts (module docstring)."""
     s = clients.settings
     params = [bigquery.ScalarQueryParameter("d", "DATE", day), bigquery.ScalarQueryParameter("b", "STRING",
                                                                                             out.batch_id)]
@@ -194,7 +196,7 @@ def _judge(clients: Clients, batch: dict, day: dt.date, expected: set[str], out:
         out.problems.append(f"batch still {out.batch_status}")
 
 
-def run_schedule(info: local_stack.StackInfo, clients: Clients, sched: Schedule, timeout_s: float = 300) -> Outcome:
+def run_schedule(info: StackInfo, clients: Clients, sched: Schedule, timeout_s: float = 300) -> Outcome:
     rng = random.Random(sched.faults)
     day = schedule_day(sched.n)
     schedule_rows = synthetic_context(day, sched.players)
@@ -225,7 +227,7 @@ def run_schedule(info: local_stack.StackInfo, clients: Clients, sched: Schedule,
                 write_id=it["write_id"], row_count=int(it.get("row_count") or 0), write_status="ok", attempt=1)),
                 batch_id=batch_id)
             time.sleep(2.0)
-    _judge(clients, batch, day, {r["player_lookup"] for r in schedule_rows}, out)
+    judge(clients, batch, day, {r["player_lookup"] for r in schedule_rows}, out)
     return out
 
 

@@ -10,7 +10,7 @@
   runs but does not answer is never restarted (that would throw its state away): the caller gets
   `StackUnhealthy` naming its log.
 
-Callers hold the stack lock (`stack.exclusive`): `stack.up_with_report` and `supervise`.
+Callers hold the stack lock (`stack_record.exclusive`): `stack.up_with_report` and `supervise`.
 """
 
 from __future__ import annotations
@@ -21,13 +21,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from google.cloud import pubsub_v1
-
 from batchline import topology as topo
-from batchline.local import emulators
+from batchline.local import emulators, function_servers, stack_scheduler
 from batchline.local import processes as procs
-from batchline.local import stack as st
-from batchline.local.provision import create_tables
+from batchline.local.provision import create_tables, move_push_endpoints, provision_topology
+from batchline.local.stack_record import StackInfo, UpReport, exclusive, load, warn_on_stderr
 
 FUNCTION_GRACE_S = 10.0
 EMULATOR_GRACE_S = 30.0
@@ -45,7 +43,7 @@ class StackUnhealthy(RuntimeError):
 def answering(name: str, handle: procs.ServiceHandle) -> bool:
     if name in emulators.EMULATORS:
         return emulators.answering(name, handle)
-    return procs.http_get(handle.url + "/") is not None
+    return function_servers.answering(handle)
 
 
 def _answers_within(name: str, handle: procs.ServiceHandle, grace_s: float) -> bool:
@@ -76,7 +74,7 @@ def _clear_remains(handle: procs.ServiceHandle, state_dir: Path, wait_s: float =
         time.sleep(0.2)
 
 
-def _restart_emulator(info: st.StackInfo, name: str, old: procs.ServiceHandle | None) -> procs.ServiceHandle:
+def _restart_emulator(info: StackInfo, name: str, old: procs.ServiceHandle | None) -> procs.ServiceHandle:
     """Start emulator `name` again, on its old ports if they are free (clients keep their address)."""
     state_dir = Path(info.state_dir)
     project = info.settings_obj().project
@@ -94,11 +92,11 @@ def _restart_emulator(info: st.StackInfo, name: str, old: procs.ServiceHandle | 
         return emulators.STARTERS[name](state_dir, project=project)  # its old port is taken: a new one
 
 
-def heal_locked(info: st.StackInfo, report: st.UpReport, notify: Callable[[str], None]) -> None:
+def heal_locked(info: StackInfo, report: UpReport, notify: Callable[[str], None]) -> None:
     """Bring every recorded service back to alive and answering, restarting only the dead ones."""
     handles = info.handles
     env_changed = False
-    for name in st.EMULATORS:
+    for name in emulators.EMULATORS:
         old = handles.get(name)
         if old is not None and procs.is_alive(old):
             if not _answers_within(name, old, EMULATOR_GRACE_S):
@@ -125,20 +123,18 @@ def heal_locked(info: st.StackInfo, report: st.UpReport, notify: Callable[[str],
     moved = _heal_functions(info, report, notify, restart_all=env_changed)
     info.activate()
     if emulators.PUBSUB in report.state_lost:
-        st.provision_topology(info)
+        provision_topology(info)
     elif moved:
         move_push_endpoints(info, moved)
-    from batchline.local import stack_scheduler
-
     stack_scheduler.heal_locked(info, report, notify)
 
 
-def _heal_functions(info: st.StackInfo, report: st.UpReport, notify: Callable[[str], None], *,
+def _heal_functions(info: StackInfo, report: UpReport, notify: Callable[[str], None], *,
                     restart_all: bool) -> list[str]:
     """Restart dead or unanswering functions (all of them if an emulator moved); returns the names
     of those now listening on a different port."""
     state_dir = Path(info.state_dir)
-    env = st.function_env(info)
+    env = function_servers.function_env(info)
     moved = []
     for name in topo.FUNCTIONS:
         old = info.handles.get(name)
@@ -153,11 +149,11 @@ def _heal_functions(info: st.StackInfo, report: st.UpReport, notify: Callable[[s
             procs.stop(old)
             _clear_remains(old, state_dir)
         try:
-            new = st.start_function(name, state_dir, env, info.threads, port=old.port if old else None)
+            new = function_servers.start_function(name, state_dir, env, info.threads, port=old.port if old else None)
         except procs.StartupError:
             if old is None:
                 raise
-            new = st.start_function(name, state_dir, env, info.threads)
+            new = function_servers.start_function(name, state_dir, env, info.threads)
         notify(f"restarted function {name} ({why}; old pid {old.pid if old else '-'}, new pid {new.pid})")
         report.restarted.append(name)
         if old is None or new.port != old.port:
@@ -167,25 +163,7 @@ def _heal_functions(info: st.StackInfo, report: st.UpReport, notify: Callable[[s
     return moved
 
 
-def move_push_endpoints(info: st.StackInfo, functions: list[str]) -> None:
-    """Point the push subscriptions of `functions` at their current URLs, keeping the subscriptions."""
-    topology = st.build_topology_for(info)
-    project = info.settings_obj().project
-    sub = pubsub_v1.SubscriberClient()
-    try:
-        for t in topology.topics:
-            readers = topology.dead_letter_subscriptions(t) if any(x.dead_letter for x in t.subscriptions) else ()
-            for spec in (*t.subscriptions, *readers):
-                if spec.push and spec.push.function in functions:
-                    endpoint = info.url(spec.push.function).rstrip("/") + spec.push.path
-                    sub.modify_push_config(request={
-                        "subscription": sub.subscription_path(project, spec.name),
-                        "push_config": {"push_endpoint": endpoint}})
-    finally:
-        sub.close()
-
-
-def supervise(state_dir: Path | str, interval_s: float = 2.0, notify: Callable[[str], None] = st._warn,
+def supervise(state_dir: Path | str, interval_s: float = 2.0, notify: Callable[[str], None] = warn_on_stderr,
               rounds: int | None = None) -> int:
     """Check the stack every `interval_s` and restart what died, until the stack is taken down
     (`batchline local down`) or `rounds` checks were made. Returns the number of restarts."""
@@ -193,12 +171,12 @@ def supervise(state_dir: Path | str, interval_s: float = 2.0, notify: Callable[[
     n = 0
     while rounds is None or n < rounds:
         n += 1
-        with st.exclusive(state_dir):
-            info = st.load(state_dir)
+        with exclusive(state_dir):
+            info = load(state_dir)
             if info is None:
                 notify(f"no stack recorded in {state_dir}: supervision ends")
                 return restarts
-            report = st.UpReport()
+            report = UpReport()
             try:
                 heal_locked(info, report, notify)
             except StackUnhealthy as exc:  # said every round until someone acts; never restarted blindly

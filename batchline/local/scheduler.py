@@ -37,9 +37,11 @@ STALLED_AFTER_S = 10.0
 def target_url(state_dir: Path | str, function: str, path: str) -> Callable[[], str]:
     """The job's URL as the stack records it now (LookupError if the stack or function is gone)."""
     def url() -> str:
-        from batchline.local import stack
+        # imported when first asked: the stack's record brings the GCP clients, which this process,
+        # started at every `up`, does not otherwise need before its first execution
+        from batchline.local.stack_record import load
 
-        info = stack.load(state_dir)
+        info = load(state_dir)
         if info is None or function not in info.services:
             raise LookupError(f"the local stack in {state_dir} has no {function} running")
         return info.url(function) + path

@@ -1,6 +1,6 @@
 """The local scheduler as a service of the local stack: `up` starts it with the stack's jobs, heal and
 supervise restart it when it dies or stops answering, `down` stops it (before the functions, so it
-never fires into a stack that is going away). Callers hold the stack lock (`stack.exclusive`).
+never fires into a stack that is going away). Callers hold the stack lock (`stack_record.exclusive`).
 
 It is stateless apart from the jobs it was given (`schedules.json`) and the record of what it ran
 (`scheduler-state.json`), so a restart loses nothing but the executions in flight, which are marked
@@ -17,31 +17,32 @@ from pathlib import Path
 from batchline.local import processes as procs
 from batchline.local import schedule_config
 from batchline.local import scheduler_runs as runs
-from batchline.local import stack as st
+from batchline.local.stack_record import REPO_ROOT, SCHEDULER, StackInfo, UpReport
 
-SCHEDULER = "scheduler"
 READY_TIMEOUT_S = 30.0
 
 
 def answering(handle: procs.ServiceHandle) -> bool:
     """Its loop ticks (the health answer is 200, not 503)."""
-    r = procs.http_get(handle.url + "/")
+    return _ticking(handle.url + "/")
+
+
+def _ticking(url: str) -> bool:
+    r = procs.http_get(url)
     return r is not None and r[0] == 200
 
 
-def start(info: st.StackInfo) -> procs.ServiceHandle:
+def start(info: StackInfo) -> procs.ServiceHandle:
     state_dir = Path(info.state_dir)
     port = procs.free_port()
     argv = [sys.executable, "-m", "batchline.local.scheduler", "--state-dir", str(state_dir.resolve()),
             "--port", str(port)]
-    env = {"PYTHONPATH": str(st.REPO_ROOT), "PYTHONUNBUFFERED": "1"}
+    env = {"PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1"}
     url = f"http://{procs.LOOPBACK}:{port}/"
-    return procs.start_process(SCHEDULER, argv, state_dir, env,
-                               lambda: (r := procs.http_get(url)) is not None and r[0] == 200,
-                               READY_TIMEOUT_S, port=port)
+    return procs.start_process(SCHEDULER, argv, state_dir, env, lambda: _ticking(url), READY_TIMEOUT_S, port=port)
 
 
-def _restart(info: st.StackInfo, old: procs.ServiceHandle | None) -> procs.ServiceHandle:
+def _restart(info: StackInfo, old: procs.ServiceHandle | None) -> procs.ServiceHandle:
     if old is not None:
         procs.stop(old)
     new = start(info)
@@ -50,8 +51,8 @@ def _restart(info: st.StackInfo, old: procs.ServiceHandle | None) -> procs.Servi
     return new
 
 
-def configure_locked(info: st.StackInfo, schedules: schedule_config.LocalSchedules | None,
-                     report: st.UpReport, notify: Callable[[str], None]) -> None:
+def configure_locked(info: StackInfo, schedules: schedule_config.LocalSchedules | None,
+                     report: UpReport, notify: Callable[[str], None]) -> None:
     """Make the stack's scheduler run `schedules` (None: no scheduler), restarting it only if its
     jobs changed or it does not answer."""
     state_dir = Path(info.state_dir)
@@ -82,7 +83,7 @@ def configure_locked(info: st.StackInfo, schedules: schedule_config.LocalSchedul
                f"new pid {new.pid}): {schedule_config.describe(schedules)}")
 
 
-def heal_locked(info: st.StackInfo, report: st.UpReport, notify: Callable[[str], None]) -> None:
+def heal_locked(info: StackInfo, report: UpReport, notify: Callable[[str], None]) -> None:
     """Restart a recorded scheduler that died or stopped ticking (nothing if the stack has none)."""
     old = info.handles.get(SCHEDULER)
     if old is None and schedule_config.read(info.state_dir) is None:

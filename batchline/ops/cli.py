@@ -18,7 +18,7 @@ from batchline.domain import faults as faults_mod
 from batchline.domain import ids
 from batchline.domain.statuses import TERMINAL_STATUSES
 from batchline.flows.ledger import Ledger, compute
-from batchline.local import schedule_config
+from batchline.local import emulators, schedule_config
 from batchline.local import stack as local_stack
 from batchline.local.chaos_cmd import chaos_command
 from batchline.local.provision import seed_context, synthetic_context
@@ -247,7 +247,7 @@ def ledger(batch_id: str, json_path: Path = typer.Option(None, "--json"), state_
         info = local_stack.load(state_dir)
         st = local_stack.status(state_dir)
         # the ledger reads the emulators only: a dead function does not stop it
-        if info is None or not all(st.get(n, {}).get("answering") for n in local_stack.EMULATORS):
+        if info is None or not all(st.get(n, {}).get("answering") for n in emulators.EMULATORS):
             console.print("[red]no running local stack (its emulators must answer); "
                           "start one with `batchline local up`")
             raise typer.Exit(2)

@@ -275,7 +275,7 @@ def chaos_judge() -> Drive:
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(ledger, "dead_letters_in_subscription", lambda clients, batch_id: set())  # Pub/Sub, no SQL
         mp.setattr(chaos, "BatchStore", _Batches)
-        chaos._judge(_clients(bq), {}, DATE, {"player_a"}, out)
+        chaos.judge(_clients(bq), {}, DATE, {"player_a"}, out)
     return Drive(bq.sent)
 
 
