@@ -67,19 +67,30 @@ def records(title: str, columns: list[str], rows: list[dict]) -> None:
     out.print(table if rows else f"{title}: none")
 
 
-def wait_batch(fs, batch_id: str, timeout_s: float) -> dict:
-    """Poll a batch to a terminal status with a progress bar (items + the consolidation step)."""
+def wait_batch(fs, batch_id: str, timeout_s: float, *, expected: int | None = None, title: str | None = None
+               ) -> dict:
+    """Poll a batch to a terminal status with a progress bar of its items plus the consolidation step
+    (the bar is full only when the batch is); returns the batch as last read. `--wait` counts the
+    batch's own items; `batchline run` names the items it dispatched (`expected`) and a `title`, and is
+    told of a timeout."""
     store = BatchStore(fs)
     deadline = time.monotonic() + timeout_s
-    batch = store.get_batch(batch_id) or {}
+    of_run = expected is not None
+    total = expected if of_run else int((store.get_batch(batch_id) or {}).get("expected_items") or 0)
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), console=console) as progress:
-        task = progress.add_task(f"batch {batch_id}", total=int(batch.get("expected_items") or 0) + 1, detail="")
+        task = progress.add_task(title or f"batch {batch_id}", total=total + 1, detail="")
         while True:
             batch = store.get_batch(batch_id) or {"batch_id": batch_id}
-            done = min(store.terminal_count(batch), int(batch.get("expected_items") or 0))
+            counted = expected if of_run else int(batch.get("expected_items") or 0)
+            done = min(store.terminal_count(batch), counted)  # shards over-count a completion after a failure
             terminal = batch.get("status") in TERMINAL_STATUSES
-            progress.update(task, completed=done + terminal, detail=f"items done {done} | {batch.get('status')}")
-            if terminal or time.monotonic() > deadline:
+            progress.update(task, completed=done + terminal,
+                            detail=f"items done {done} | {'batch ' if of_run else ''}{batch.get('status')}")
+            if terminal:
+                return batch
+            if time.monotonic() > deadline:
+                if of_run:
+                    console.print(f"[red]timed out after {timeout_s:.0f}s; batch is {batch.get('status')}")
                 return batch
             time.sleep(0.5)

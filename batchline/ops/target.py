@@ -19,6 +19,7 @@ from batchline.adapters.clients import Clients
 from batchline.domain import control_requests as ctl
 from batchline.flows.control import FAILED, FINAL, RequestStore
 from batchline.local import stack as local_stack
+from batchline.local.stack_record import load
 from batchline.settings import Settings, SettingsError, from_env
 
 ANSWERED = (*FINAL, FAILED)
@@ -49,7 +50,7 @@ def resolve(state_dir: Path, project: str | None, stack_outputs: Path | None, to
     if project is None and stack_outputs is None:
         if settings or topic_prefix:
             raise TargetError("--setting and --topic-prefix apply to a deployment (--project or --stack-outputs)")
-        info = local_stack.load(state_dir)
+        info = load(state_dir)
         if info is None or not local_stack.is_up(state_dir):
             raise TargetError(f"no running local stack in {state_dir}; start one with `batchline local up` "
                               f"or name a deployment with --project")

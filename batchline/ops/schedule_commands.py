@@ -8,17 +8,13 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from batchline.local import cron, schedule_config
 from batchline.local import scheduler_runs as runs
-from batchline.local import stack as local_stack
 from batchline.local.scheduler import target_url
-
-console = Console(stderr=True)
-out = Console()
-STATE_DIR_OPT = typer.Option(local_stack.DEFAULT_STATE_DIR, "--state-dir", help="Where pids, ports and logs live.")
+from batchline.ops.options import STATE_DIR
+from batchline.ops.render import console, out
 
 
 def _jobs(state_dir: Path) -> schedule_config.LocalSchedules:
@@ -72,32 +68,30 @@ def schedules_table(schedules: schedule_config.LocalSchedules, state: dict, now:
     return table
 
 
-def register(local_app: typer.Typer) -> None:
-    @local_app.command("schedules")
-    def local_schedules(state_dir: Path = STATE_DIR_OPT) -> None:
-        """Each scheduled job: cron (and override), time zone, next fire time, last result and attempts."""
-        out.print(schedules_table(_jobs(state_dir), runs.read(state_dir), dt.datetime.now(dt.UTC)))
+def local_schedules(state_dir: Path = STATE_DIR) -> None:
+    """Each scheduled job: cron (and override), time zone, next fire time, last result and attempts."""
+    out.print(schedules_table(_jobs(state_dir), runs.read(state_dir), dt.datetime.now(dt.UTC)))
 
-    @local_app.command("trigger")
-    def local_trigger(name: str = typer.Argument(..., help="The job: start, stall-check or reconcile."),
-                      state_dir: Path = STATE_DIR_OPT) -> None:
-        """Fire one job now, as the scheduler does (same request, same retries). Exit 0 if it succeeded,
-        1 if it was refused (a 2xx saying so) or failed."""
-        schedules = _jobs(state_dir)
-        try:
-            job = schedules.find(name).job
-        except schedule_config.ScheduleConfigError as exc:
-            raise typer.BadParameter(str(exc)) from exc
 
-        def show(ex: runs.Execution) -> None:
-            runs.record(state_dir, ex)
-            if ex.attempts and ex.outcome == runs.RUNNING:
-                a = ex.attempts[-1]
-                console.print(f"[yellow]attempt {a.number} failed: {a.detail} (retrying after its backoff)")
+def local_trigger(name: str = typer.Argument(..., help="The job: start, stall-check or reconcile."),
+                  state_dir: Path = STATE_DIR) -> None:
+    """Fire one job now, as the scheduler does (same request, same retries). Exit 0 if it succeeded,
+    1 if it was refused (a 2xx saying so) or failed."""
+    schedules = _jobs(state_dir)
+    try:
+        job = schedules.find(name).job
+    except schedule_config.ScheduleConfigError as exc:
+        raise typer.BadParameter(str(exc)) from exc
 
-        ex = runs.execute(job, target_url(state_dir, job.function, job.path), dt.datetime.now(dt.UTC),
-                          trigger="manual", on_update=show, log=lambda *a, **k: None)
-        a = ex.attempts[-1]
-        colour = {runs.SUCCEEDED: "green", runs.REFUSED: "yellow"}.get(ex.outcome, "red")
-        out.print(f"[{colour}]{job.name}: {ex.outcome} after {len(ex.attempts)} attempt(s): {a.detail}")
-        raise typer.Exit(0 if ex.outcome == runs.SUCCEEDED else 1)
+    def show(ex: runs.Execution) -> None:
+        runs.record(state_dir, ex)
+        if ex.attempts and ex.outcome == runs.RUNNING:
+            a = ex.attempts[-1]
+            console.print(f"[yellow]attempt {a.number} failed: {a.detail} (retrying after its backoff)")
+
+    ex = runs.execute(job, target_url(state_dir, job.function, job.path), dt.datetime.now(dt.UTC),
+                      trigger="manual", on_update=show, log=lambda *a, **k: None)
+    a = ex.attempts[-1]
+    colour = {runs.SUCCEEDED: "green", runs.REFUSED: "yellow"}.get(ex.outcome, "red")
+    out.print(f"[{colour}]{job.name}: {ex.outcome} after {len(ex.attempts)} attempt(s): {a.detail}")
+    raise typer.Exit(0 if ex.outcome == runs.SUCCEEDED else 1)
