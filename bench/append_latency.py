@@ -29,6 +29,7 @@ from batchline.adapters.write_api import (
     encode_rows,
     schema_key,
 )
+from batchline.local import emulators
 from batchline.local import processes as procs
 from batchline.settings import Settings
 
@@ -92,13 +93,13 @@ def main() -> None:
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 4])
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as state:
-        h = procs.start_bigquery(state, project=PROJECT)
+        h = emulators.start_bigquery(state, project=PROJECT)
         try:
             bq = bigquery.Client(project=PROJECT, credentials=AnonymousCredentials(),
                                  client_options=ClientOptions(api_endpoint=f"http://{h.host}"))
             bq.create_dataset(DATASET)
             load_before = loadavg()
-            results = [measure(mode, t, args.appends, procs.bigquery_write_host(h), bq)
+            results = [measure(mode, t, args.appends, emulators.bigquery_write_host(h), bq)
                        for t in args.threads for mode in ("per_item", "shared")]
         finally:
             procs.stop(h)

@@ -31,6 +31,7 @@ from common import loadavg, machine, utc_now, write_json
 from floor import rows_for
 
 from batchline.adapters.write_api import StagingAppender
+from batchline.local import emulators
 from batchline.local import processes as procs
 from batchline.local.provision import main_table_schema
 from batchline.settings import Settings
@@ -50,14 +51,15 @@ def main() -> None:
 
     project, dataset = "bench-write", "bench"
     with tempfile.TemporaryDirectory(prefix="bq-write-") as tmp:
-        h = procs.start_bigquery(tmp, project=project)
+        h = emulators.start_bigquery(tmp, project=project)
         if args.unpatched:
             procs.stop(h)
             code = ("import sys; from batchline.local import bq_launcher as b; b.patch_write_servicer = lambda: None; "
                     "b.main(sys.argv[1:])")
             i = h.argv.index(next(a for a in h.argv if a.endswith("bq_launcher.py")))
             argv = [*h.argv[:i], "-c", code, *h.argv[i + 1:]]
-            h = procs.start_process(procs.BIGQUERY, argv, tmp, {}, lambda: procs.bigquery_ready(h.host, project),
+            h = procs.start_process(emulators.BIGQUERY, argv, tmp, {},
+                                    lambda: emulators.bigquery_ready(h.host, project),
                                     60.0, port=h.port, extra_ports=h.extra_ports, project=project)
         try:
             bq = bigquery.Client(project=project, credentials=AnonymousCredentials(),
@@ -72,7 +74,7 @@ def main() -> None:
 
             def appender(k: int) -> None:
                 w = StagingAppender(Settings(project=project,
-                                             bigquery_write_emulator_host=procs.bigquery_write_host(h)))
+                                             bigquery_write_emulator_host=emulators.bigquery_write_host(h)))
                 n = 0
                 while not stop.is_set() and time.monotonic() < t_end:
                     try:
@@ -106,9 +108,9 @@ def main() -> None:
             hung_at = None
             while time.monotonic() < t_end:
                 time.sleep(2)
-                if not procs.bigquery_ready(h.host, project):
+                if not emulators.bigquery_ready(h.host, project):
                     time.sleep(5)
-                    if not procs.bigquery_ready(h.host, project):
+                    if not emulators.bigquery_ready(h.host, project):
                         hung_at = round(time.monotonic() - t0, 1)
                         break
             stop.set()

@@ -15,8 +15,10 @@ from collections import Counter
 from pathlib import Path
 
 from batchline import topology as topo
+from batchline.local import function_servers
 from batchline.local import processes as procs
 from batchline.local import stack as local_stack
+from batchline.local.stack_record import REPO_ROOT
 
 SITE_DIR = Path(__file__).resolve().parent / "cost_site"
 FIRST_LOOK_S = 1.5
@@ -24,17 +26,17 @@ FIRST_LOOK_S = 1.5
 
 def _start(info, name: str, port: int, extra_env: dict[str, str], pythonpath: str) -> procs.ServiceHandle:
     argv = [sys.executable, "-m", "functions_framework", "--target", name,
-            "--source", str(local_stack.FUNCTION_SOURCES[name]), "--host", procs.LOOPBACK, "--port", str(port)]
-    env = {**local_stack.function_env(info), "THREADS": str(info.threads), "PYTHONPATH": pythonpath,
+            "--source", str(function_servers.FUNCTION_SOURCES[name]), "--host", procs.LOOPBACK, "--port", str(port)]
+    env = {**function_servers.function_env(info), "THREADS": str(info.threads), "PYTHONPATH": pythonpath,
            "PYTHONUNBUFFERED": "1", **extra_env}
     url = f"http://{procs.LOOPBACK}:{port}/"
-    return procs.start_process(name, argv, Path(info.state_dir), env, lambda: procs._http_get(url) is not None,
+    return procs.start_process(name, argv, Path(info.state_dir), env, lambda: procs.http_get(url) is not None,
                                60.0, port=port)
 
 
 def restart_functions(info, count_dir: Path | None) -> None:
     """Restart worker, coordinator and reconcile, counting into `count_dir` (None: without the shim)."""
-    repo = str(local_stack.REPO_ROOT)
+    repo = str(REPO_ROOT)
     with local_stack.exclusive(info.state_dir):
         for name in topo.FUNCTIONS:
             handle = info.handles[name]

@@ -321,13 +321,14 @@ def main() -> None:
     from common import loadavg, machine, r, stack, utc_now, wait_quiet, write_json
     from google.cloud import bigquery, pubsub_v1
 
+    from batchline.local import emulators
     from batchline.local import processes as procs
     from batchline.local.provision import main_table_schema
 
     with stack(args.state_dir) as info, tempfile.TemporaryDirectory(prefix="floor-") as tmp:
         clients = info.activate()
         s = clients.settings
-        bq_handle = info.handles[procs.BIGQUERY]
+        bq_handle = info.handles[emulators.BIGQUERY]
         copy_table = f"floor_main_copy_{uuid.uuid4().hex[:8]}"
         main_copy = clients.bq.get_table(s.main_table_id)
         t = bigquery.Table(f"{s.project}.{s.main_dataset}.{copy_table}", schema=main_table_schema())
