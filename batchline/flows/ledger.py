@@ -32,7 +32,6 @@ from dataclasses import asdict, dataclass, field
 from batchline.adapters import merge_jobs
 from batchline.adapters.clients import Clients
 from batchline.domain import accounting
-from batchline.domain.runs import repair_blocked
 from batchline.flows import batch_facts
 
 # The same readers, for callers that count one part themselves (batchline chaos, tests).
@@ -123,4 +122,4 @@ def compute(clients: Clients, batch_id: str, elapsed_s: float) -> Ledger:
         coverage_pct=round(100.0 * len(merged) / expected, 2) if expected else 100.0,
         coverage_warning_pct=clients.settings.coverage_warning_pct, incomplete_ids=j.incomplete,
         staging_kept_reason=j.kept_table_reason, main_table_merge_jobs=facts.merge_jobs,
-        replay_blocked=repair_blocked, problems=j.problems)
+        replay_blocked=j.repair_blocked, problems=j.problems)
