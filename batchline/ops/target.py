@@ -10,6 +10,7 @@ functions apply to their environment.
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from dataclasses import replace
@@ -75,7 +76,10 @@ def resolve(state_dir: Path, project: str | None, stack_outputs: Path | None, to
 
 
 def new_request_id(action: str, subject: str) -> str:
-    return ctl.validate_request_id(f"{action}-{subject}"[:110] + f"-{uuid.uuid4().hex[:12]}")
+    """A fresh request id naming its action and subject; the subject is untrusted text (a batch id as
+    typed), so anything the id allow-list refuses becomes "_" and the request's own validation names it."""
+    safe = re.sub(r"[^A-Za-z0-9._:-]", "_", subject)
+    return ctl.validate_request_id(f"{action}-{safe}"[:110] + f"-{uuid.uuid4().hex[:12]}")
 
 
 class RequestIdReused(ValueError):

@@ -70,3 +70,17 @@ def test_the_ledger_targets_a_deployment_through_the_same_resolution(tmp_path):
     result = CliRunner().invoke(app, ["ledger", "20300101_aaaaaaaaaaaa", "--stack-outputs",
                                       str(tmp_path / "missing.json"), "--state-dir", str(tmp_path)])
     assert result.exit_code == 2 and "stack-outputs" in result.output
+
+
+def test_a_hostile_batch_id_is_a_clear_refusal_not_a_traceback(tmp_path):
+    """`batchline consolidate 'BAD ID'` once crashed building its request id before the request was
+    validated; now the request's own validation names what is wrong, with exit code 2."""
+    from typer.testing import CliRunner
+
+    from batchline.ops.cli import app
+
+    for command in (["consolidate", "BAD ID/../x"], ["redispatch", "BAD ID", "p1"]):
+        result = CliRunner().invoke(app, [*command, "--state-dir", str(tmp_path)])
+        assert result.exit_code == 2, (command, result.output, result.exception)
+        assert "batch id" in result.output and "Traceback" not in result.output
+        assert new_request_id("consolidate", "BAD ID/../x").startswith("consolidate-BAD_ID_.._x-")
