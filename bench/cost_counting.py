@@ -9,7 +9,8 @@ bench/ is not in the function archives). It counts where the calls happen:
   `grpc.insecure_channel` / `grpc.secure_channel`): Firestore, Pub/Sub and the Storage Write API
   (bench/cost_grpc.py reads what each request and response means for billing);
 * every HTTP request the function serves (a wrapper of `flask.Flask.__call__`): route, wall time,
-  status, and for a Pub/Sub push the delivered message's billed size.
+  status, the BigQuery queries sent while serving it (`inv|<route>|queries`: the thread's current
+  route), and for a Pub/Sub push the delivered message's billed size.
 
 Counts are flat `section|key|field -> number` (cumulative over the process's life), written to
 `<dir>/<process>-<pid>.json` by a daemon thread (when idle for 0.5 s, at least every 2 s while busy); timed events
@@ -32,6 +33,7 @@ import time
 from collections import Counter, defaultdict
 
 ENV_DIR = "BATCHLINE_COST_COUNT_DIR"
+_ROUTE = threading.local()  # the route the current thread serves (a query is counted against it)
 ENV_PROCESS = "BATCHLINE_COST_PROCESS"
 HOT_DOCS_KEPT = 30
 FORCED_FLUSH_S = 2.0  # bench/cost_stack.settle waits longer than this for quiet files
@@ -198,6 +200,7 @@ def install_http(tally: Tally) -> None:
             counts[f"bq.rest|{kind}|errors"] = 1
         if h:
             counts[f"bq.stmt|{h}|n"] = 1
+            counts[f"inv|{getattr(_ROUTE, 'route', None) or 'no request'}|queries"] = 1
             counts[f"bq.jobs|{statement_kind(sql)}|n"] = 1
             tally.event(e="q", t0=round(t0, 4), t1=round(t1, 4), h=h)
         tally.add_many(counts)
@@ -236,9 +239,11 @@ def install_wsgi(tally: Tally) -> None:
             return start_response(code, headers, exc_info) if exc_info else start_response(code, headers)
 
         t0 = tally.request_started()
+        _ROUTE.route = route
         try:
             return orig(self, environ, capture)
         finally:
+            _ROUTE.route = None
             wall = time.monotonic() - t0
             tally.request_ended()
             counts = {f"inv|{route}|n": 1, f"inv|{route}|wall_s": wall,

@@ -4,18 +4,24 @@ quota headroom of each at a production pace.
 (a) per-item MERGE: every worker MERGEs its own rows into the main table (source in query parameters,
     matched on prediction_id). Per item: one mutating DML job (jobs.insert + 2 jobs.getQueryResults, the
     counted pattern of one query job) billed on the target columns it matches over the partitions it
-    scans plus the date partition it updates, at least 10 MB; no staging, no completion COUNT, no
+    scans plus the date partition it updates, at least 10 MB; no staging, no completion query, no
     consolidation MERGE. Firestore, Pub/Sub and functions as counted for ours; each worker request
-    waits for its MERGE (`dml_s`), the coordinator no longer for a COUNT.
+    waits for its MERGE (`dml_s`), the coordinator for no query while it records a completion.
 (b) per-item staging tables + one UNION MERGE (05d660d; its requests per item were measured on that
     code: bench/results/designs.md, 8 REST requests per item). Per item: a load job (free), a COUNT of
-    its own table (a query, 10 MB minimum), 2 tables.get and a delete at consolidation; past 500 items a
-    CREATE TABLE AS SELECT per 500 tables, each billed 10 MB per table it references; one MERGE reading
-    every (chunk) table at 10 MB minimum each plus the main table as ours; the same verification.
+    its own table (a query, 10 MB minimum, which its completion waits for), 2 tables.get and a delete at
+    consolidation; past 500 items a CREATE TABLE AS SELECT per 500 tables, each billed 10 MB per table it
+    references; one MERGE reading every (chunk) table at 10 MB minimum each plus the main table as ours;
+    the same verification.
+
+Ours is what was counted, whatever its design: since issue 15 a completion is recorded without a query
+and the claims are verified by one query per batch; a counted run of the earlier design (a COUNT per
+completion) is modelled by the same code (`--baseline`), its completion queries being counted too.
 
 Production pace (`pace`): `in_flight` = worker max_instances x concurrency requests at once, each
 `item_s` long, and the coordinator's max_instances x concurrency completions at once, each its counted
-time plus a modelled COUNT; the slower of the two sets how long a batch of N works.
+time plus `bq_latency_s` for every query a completion sent (counted on the completion routes); the
+slower of the two sets how long a batch of N works.
 """
 
 from __future__ import annotations
@@ -33,10 +39,13 @@ SHARD_ITEMS = 50  # batchline/domain/progress.py
 def pace(items: int, p: dict, caps: dict, check_s: float | None = None) -> dict:
     """Completions per second and the work phase of a batch at the production caps: workers finish
     `in_flight / item_s` items a second, the coordinator records `coord_cap / completion_s` (each
-    completion waiting `check_s` for its COUNT, `bq_latency_s` by default); the slower one sets the pace."""
+    completion waiting `check_s` for BigQuery: by default `bq_latency_s` per query a completion sent in
+    the counted run, `completion_queries`); the slower one sets the pace."""
     in_flight = caps["worker"]["max_instances"] * caps["worker"]["concurrency"]
     coord_cap = caps["coordinator"]["max_instances"] * caps["coordinator"]["concurrency"]
-    completion_s = p["completion_s"] + (p["bq_latency_s"] if check_s is None else check_s)
+    if check_s is None:
+        check_s = p.get("completion_queries", 1.0) * p["bq_latency_s"]
+    completion_s = p["completion_s"] + check_s
     worker_rate, coord_rate = in_flight / p["item_s"], coord_cap / completion_s
     rate = min(worker_rate, coord_rate)
     return {"in_flight": in_flight, "item_s": p["item_s"], "completion_s": completion_s,
@@ -73,7 +82,7 @@ def modelled_designs(items: int, ours: dict, tables, caps: dict, p: dict) -> dic
     fns = ours["dollars"]["cloud_run_functions"]["by_function"]
     seconds = {fn: v["modelled_s"] for fn, v in fns.items()}
     requests = {fn: v["requests"] for fn, v in fns.items()}
-    check_queries = sum(c["n"] for c in ours["statements"] if c["caller"] == "staging.count_writes")
+    check_queries = ours["counts"]["completion_queries"]  # what the coordinator's completions waited for
     verify = [c for c in ours["statements"] if c["caller"] in ("consolidate.merge_staging", "consolidate.query_one",
                                                                "coordinator._kept_previous")
               and c["kind"] == "SELECT"]
@@ -82,12 +91,11 @@ def modelled_designs(items: int, ours: dict, tables, caps: dict, p: dict) -> dic
     a_bytes = per_item_merge_bytes(items, r, tables, p["pruned_merge"])
     a_sec = {**seconds, "worker": seconds["worker"] + items * p["dml_s"],
              "coordinator": max(0.0, seconds["coordinator"] - check_queries * p["bq_latency_s"])}
-    a_rest = ours["api"]["bigquery_rest"] - ours["counts"]["count_check_rest"] + 3 * items
+    a_rest = ours["api"]["bigquery_rest"] - check_queries + 3 * items
     a = {"bigquery_queries_usd": on_demand_usd(a_bytes), "billed_bytes": a_bytes, "statements": items,
          "mutating_dml": items, "storage_write_api_usd": 0.0, "functions_usd": _fn_usd(caps, a_sec, requests),
          "shared_usd": shared_usd, "bigquery_rest": a_rest,
-         "api_calls": ours["api"]["total"] - ours["counts"]["append_rows"] - ours["counts"]["count_check_rest"]
-         + 3 * items}
+         "api_calls": ours["api"]["total"] - ours["counts"]["append_rows"] - check_queries + 3 * items}
     a["total_usd"] = a["bigquery_queries_usd"] + a["functions_usd"] + shared_usd
     # (b) per-item staging tables (05d660d)
     chunks = math.ceil(items / CHUNK) if items > CHUNK else 0
@@ -95,7 +103,9 @@ def modelled_designs(items: int, ours: dict, tables, caps: dict, p: dict) -> dic
     merge_sources = chunks or items
     merge_target = next((c["billed_bytes"] / max(1, c["n"]) for c in ours["statements"] if c["kind"] == "MERGE"), 0.0)
     b_bytes = (items * ten_mb + chunks * CHUNK * ten_mb + merge_sources * ten_mb + merge_target + verify_bytes)
-    b_sec = {**seconds, "worker": seconds["worker"] + items * p["load_job_s"]}
+    b_sec = {**seconds, "worker": seconds["worker"] + items * p["load_job_s"],
+             "coordinator": max(0.0, seconds["coordinator"] - check_queries * p["bq_latency_s"])
+             + items * p["bq_latency_s"]}  # its COUNT per completion
     b_rest = 8 * items + 12
     b = {"bigquery_queries_usd": on_demand_usd(b_bytes), "billed_bytes": b_bytes,
          "statements": items + chunks + 1 + len(verify), "load_jobs": items, "tables_created": items + chunks,
@@ -136,26 +146,30 @@ def headroom(items: int, ours: dict, caps: dict, p: dict) -> dict[str, list[dict
     completion_s = pc["completion_s"]
     demand = pc["worker_items_per_s"] * completion_s
     common = _shared_rows(items, ours, w)
+    q = p.get("completion_queries", 1.0)
     ours_rows = [
-        _row("BigQuery interactive queries queued or running", "bq_interactive_queue",
-             caps["coordinator"]["max_instances"], "one completion check in flight per coordinator instance "
-             "(batchline/write_checks.py groups the rest)"),
+        _row("BigQuery interactive queries queued or running", "bq_interactive_queue", max(1.0, coord_cap * q),
+             f"{q:.4f} queries per completion (counted on the completion routes) x {coord_cap} completions in "
+             "flight, at least 1: the consolidation's statements run one after another"),
         _row("Mutating DML per table (2 running + 20 queued)", "bq_mutating_dml_queued", 1, "one MERGE per batch",
              limit=quota("bq_mutating_dml_running") + quota("bq_mutating_dml_queued")),
-        _row("Storage Write API concurrent connections", "bq_write_connections", in_flight,
-             "one AppendRows stream per worker request in flight"),
+        _row("Storage Write API concurrent connections", "bq_write_connections",
+             caps["worker"]["max_instances"] + caps["coordinator"]["max_instances"],
+             "one shared AppendRows connection per instance (batchline/write_stream.py): the workers' staged "
+             "rows and the coordinators' manifest rows"),
         _row("Storage Write API throughput, bytes/s", "bq_write_throughput_bps",
              pc["completions_per_s"] * p["rows_per_item"] * p["staging_row_bytes"], "staged bytes per second"),
         {"quota": "Coordinator requests in flight (max_instances x concurrency)", "limit": coord_cap,
          "use": round(demand, 1), "headroom_x": round(coord_cap / demand, 2),
          "basis": f"workers finish {pc['worker_items_per_s']:.0f} items/s, each completion takes "
-                  f"{completion_s:.2f} s (incl. a {p['bq_latency_s']:g} s COUNT): the {pc['bottleneck']} sets "
-                  f"the pace, {pc['completions_per_s']:.0f} completions/s", "source": "config",
+                  f"{completion_s:.2f} s (incl. {q:.4f} queries x {p['bq_latency_s']:g} s): the "
+                  f"{pc['bottleneck']} sets the pace, {pc['completions_per_s']:.0f} completions/s",
+         "source": "config",
          "url": "Pulumi.prod.yaml"},
         *common,
     ]
     pa = pace(items, {**p, "item_s": p["item_s"] + p["dml_s"]}, caps, check_s=0.0)
-    pb = pace(items, {**p, "item_s": p["item_s"] + p["load_job_s"]}, caps)
+    pb = pace(items, {**p, "item_s": p["item_s"] + p["load_job_s"]}, caps, check_s=p["bq_latency_s"])
     sim = simulate_dml([k * pa["item_s"] / in_flight for k in range(items)], p["dml_s"])
     a_rows = [
         _row("Mutating DML per table (2 running + 20 queued)", "bq_mutating_dml_queued", min(items, in_flight),

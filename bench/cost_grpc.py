@@ -8,8 +8,9 @@ bill. Every call is counted (`grpc|<method>|n`, request and response messages an
   rollbacks and failed commits;
 * Pub/Sub: publish requests, messages, their billed bytes (data + attributes + 20 + message id) and the
   request's billed bytes (at least 1,000);
-* Storage Write API: AppendRows requests, rows and serialized row bytes, and a timed event per request
-  (the staging table's growth, which prices the queries reading it).
+* Storage Write API: AppendRows requests, rows and serialized row bytes, in total and per destination
+  (`wapi|table|<kind>|...`: the batch staging table, the manifest table), and a timed event per request
+  to a staging table (its growth, which prices the queries reading it).
 Bytes are the serialized size of the protobuf messages (`ByteSize()`).
 """
 
@@ -24,6 +25,17 @@ from cost_model import pubsub_message_bytes, pubsub_request_billable
 FS = "/google.firestore.v1.Firestore/"
 PUBLISH = "/google.pubsub.v1.Publisher/Publish"
 APPEND = "/google.cloud.bigquery.storage.v1.BigQueryWrite/AppendRows"
+
+
+def destination_kind(write_stream: str) -> str:
+    """What an AppendRows request writes to, from its stream name (`projects/p/datasets/d/tables/t/streams/s`):
+    "staging" for a batch staging table (`stg_<batch>`), else the table's name (`batchline_manifests`);
+    "" when the request names no stream (batchline's requests always do: write_api.StagingAppender)."""
+    parts = write_stream.split("/")
+    if "tables" not in parts or parts.index("tables") + 1 >= len(parts):
+        return ""
+    table = parts[parts.index("tables") + 1]
+    return "staging" if table.startswith("stg_") else table
 
 
 def _pb(msg):
@@ -157,11 +169,15 @@ class CountingInterceptor(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClie
             for req in request_iterator:
                 counts = {f"grpc|{_short(method)}|req_msgs": 1, f"grpc|{_short(method)}|req_bytes": _size(req)}
                 if method == APPEND:
-                    rows = _pb(req).proto_rows.rows.serialized_rows
+                    pb = _pb(req)
+                    rows = pb.proto_rows.rows.serialized_rows
                     nbytes = sum(len(r) for r in rows)
+                    kind = destination_kind(pb.write_stream)
                     counts.update({"wapi|append|requests": 1, "wapi|append|rows": len(rows),
-                                   "wapi|append|row_bytes": nbytes})
-                    self.tally.event(e="a", t=round(time.time(), 4), rows=len(rows), b=nbytes)
+                                   "wapi|append|row_bytes": nbytes, f"wapi|table|{kind}|requests": 1,
+                                   f"wapi|table|{kind}|rows": len(rows), f"wapi|table|{kind}|row_bytes": nbytes})
+                    if kind == "staging":
+                        self.tally.event(e="a", t=round(time.time(), 4), rows=len(rows), b=nbytes)
                 self.tally.add_many(counts)
                 yield req
 

@@ -15,7 +15,8 @@ from common import RESULTS_DIR
 from cost_prices import PRICES, QUOTAS, READ
 
 REPO = Path(__file__).resolve().parent.parent
-DESIGNS = {"ours": "batch table (ours: counted at the dotted sizes)",
+DESIGNS = {"ours": "batch table, claims verified in bulk (ours: counted at the dotted sizes)",
+           "baseline": "batch table, a COUNT per completion (--baseline)",
            "a_per_item_merge": "(a) per-item MERGE (modelled)",
            "b_per_item_tables": "(b) per-item tables + UNION MERGE, 05d660d (modelled)"}
 
@@ -78,32 +79,39 @@ def model(data: dict) -> dict:
     runs, p = data["runs"], dict(data["params"])
     caps, stall_cron = load_caps()
     ref = max(runs, key=lambda r: r["items"])
-    r = ref["rows_per_item"]
+    r, mr = ref["rows_per_item"], ref.get("manifest_rows_per_item", 0.0)
     ids = ref["table_ids"]
-    base = cost_usage.Tables(ids["main"], ids["context"], ids["staging_dataset"], ref["col_bytes"], {}, {})
+    base = cost_usage.Tables(ids["main"], ids["context"], ids["staging_dataset"], ref["col_bytes"], {}, {},
+                             manifest_id=ids.get("manifest", ""), manifest_scan=p.get("manifest_scan") or "pin")
     p.setdefault("item_s", None)
-    params = {**p, "rows_per_item": r, "staging_row_bytes": ref["row_bytes"]["staging"],
+    completions = sum(u.get("invocations", {}).get(route, {}).get("n", 0) for u in ref["usage"].values()
+                      for route in ("POST /completions", "POST /dead-letters/completions"))
+    params = {**p, "rows_per_item": r, "manifest_rows_per_item": mr,
+              "staging_row_bytes": ref["row_bytes"]["staging"],
               "item_s": p["item_s"] or _mean_wall(ref, "worker", "POST /"),
-              "completion_s": _mean_wall(ref, "coordinator", "POST /completions")}
+              "completion_s": _mean_wall(ref, "coordinator", "POST /completions"),
+              "completion_queries": cost_scale.completion_queries(ref["usage"], ref["statements"])
+              / max(1, completions)}
     merge = next((c for c in ref["statements"] if c["kind"] == "MERGE"), {"pruned": {}})
     params["pruned_merge"] = bool(merge["pruned"].get("main"))
     shard_ratio = hottest_shard_ratio(ref)
     sizes = {}
     for n in sorted(set(p["report_sizes"]) | {x["items"] for x in runs}):
         usage, stmts, label = cost_scale.at_size(runs, n)
-        tables = cost_scale.tables_at(base, n, r, p["history_days"])
+        tables = cost_scale.tables_at(base, n, r, p["history_days"], manifest_rows_per_item=mr)
         if label != "counted":
             stmts = cost_scale.statement_bytes(stmts, tables)
         dl = cost_scale.dollars(usage, stmts, tables, caps, bq_latency_s=p["bq_latency_s"],
                                 staging_lifetime_s=_lifetime(runs, n), row_bytes=ref["row_bytes"])
         api = cost_scale.api_calls(usage)
         ours = {"dollars": dl, "api": api, "statements": stmts, "hottest_shard_ratio": shard_ratio, "counts": {
-            "count_check_rest": sum(c["n"] for c in stmts if c["caller"] == "staging.count_writes"),
+            "completion_queries": cost_scale.completion_queries(usage, stmts),
             "append_rows": sum(u.get("write_api", {}).get("requests", 0.0) for u in usage.values())}}
         sizes[str(n)] = {"items": n, "source": label, "usage": usage, "statements": stmts, "dollars": dl,
-                         "api_calls": api, "designs": cost_designs.modelled_designs(n, ours, tables, caps, params),
+                         "api_calls": api, "completion_queries": ours["counts"]["completion_queries"],
+                         "designs": cost_designs.modelled_designs(n, ours, tables, caps, params),
                          "headroom": cost_designs.headroom(n, ours, caps, params)}
-    tables = cost_scale.tables_at(base, ref["items"], r, p["history_days"])
+    tables = cost_scale.tables_at(base, ref["items"], r, p["history_days"], manifest_rows_per_item=mr)
     per_day = firings_per_day(stall_cron)
     stall = _phase_usd(ref["daily"]["stall_check"], tables, caps, p, ref["row_bytes"])
     rec = _phase_usd(ref["daily"]["reconcile"], tables, caps, p, ref["row_bytes"])
@@ -111,6 +119,26 @@ def model(data: dict) -> dict:
              "scheduler_jobs": 3, "scheduler_usd_month": 3 * PRICES["scheduler_per_job_month"].value,
              "usd_per_day": stall * per_day + rec}
     return {"caps": caps, "params": params, "sizes": sizes, "daily": daily}
+
+
+def baseline(path: Path, params: dict) -> dict:
+    """An earlier design's counted runs (another cost JSON) modelled by today's code at the same report
+    sizes and assumptions: per size its total, statements, completion queries and API calls."""
+    import json
+
+    data = json.loads(path.read_text())
+    data["params"].update({k: params[k] for k in ("report_sizes", "bq_latency_s", "dml_s", "load_job_s", "item_s",
+                                                  "batches_per_day", "history_days") if k in params})
+    m = model(data)
+    commits = sorted({(r.get("batchline_source") or {}).get("commit") or "" for r in data["runs"]} - {""})
+    return {"file": path.name, "at": data["at"], "commits": commits or [f"bench at {data['machine'].get('git')}"],
+            "counted_sizes": [r["items"] for r in data["runs"]],
+            "sizes": {k: {"items": s["items"], "source": s["source"], "total_usd": s["dollars"]["total_usd"],
+                          "bigquery_usd": s["dollars"]["bigquery_queries"]["usd"],
+                          "functions_usd": s["dollars"]["cloud_run_functions"]["usd"],
+                          "statements": s["dollars"]["bigquery_queries"]["statements"],
+                          "completion_queries": s["completion_queries"], "api_calls": s["api_calls"]["total"]}
+                      for k, s in m["sizes"].items()}}
 
 
 def _usd(x: float) -> str:
@@ -125,7 +153,7 @@ def _gib(x: float) -> str:
     return f"{x / 2**30:,.3f} GiB"
 
 
-def size_section(s: dict) -> list[str]:
+def size_section(s: dict, base: dict | None = None) -> list[str]:
     d, api = s["dollars"], s["api_calls"]
     bq = sum(u.get("bigquery", {}).get("rest_total", 0) for u in s["usage"].values())
     jobs: dict = {}
@@ -142,6 +170,9 @@ def size_section(s: dict) -> list[str]:
                d["storage_write_api"]["usd"]),
               ("BigQuery storage (staging table)", f"{_n(d['bigquery_storage']['seconds'])} s",
                _gib(d["bigquery_storage"]["staging_bytes"]), d["bigquery_storage"]["usd"]),
+              ("BigQuery storage (manifest rows)", f"{_n(d.get('storage_write_api', {}).get('manifest_rows', 0))} "
+               f"rows kept {d.get('manifest_storage', {}).get('seconds', 0) / 86_400:,.0f} days",
+               _gib(d.get("manifest_storage", {}).get("bytes", 0)), d.get("manifest_storage", {}).get("usd", 0.0)),
               ("Firestore", f"{_n(d['firestore']['reads'])} reads, {_n(d['firestore']['writes'])} writes, "
                f"{_n(d['firestore']['deletes'])} deletes", "-", d["firestore"]["usd"]),
               ("Pub/Sub", f"{_n(d['pubsub']['publish_requests'])} publish requests, "
@@ -162,9 +193,14 @@ def size_section(s: dict) -> list[str]:
                    f"| {', '.join(f'{k}: {v}' for k, v in c['pruned'].items()) or '-'} |")
     out += ["", "| design | BigQuery $ | functions $ | Firestore + Pub/Sub $ | total $ | statements | mutating DML "
             "| API calls |", "|---|---:|---:|---:|---:|---:|---:|---:|",
-            f"| batch table ({s['source']}) | {_usd(d['bigquery_queries']['usd'] + d['storage_write_api']['usd'])} "
+            f"| batch table, claims verified in bulk ({s['source']}) "
+            f"| {_usd(d['bigquery_queries']['usd'] + d['storage_write_api']['usd'])} "
             f"| {_usd(d['cloud_run_functions']['usd'])} | {_usd(d['firestore']['usd'] + d['pubsub']['usd'])} "
             f"| {_usd(d['total_usd'])} | {_n(d['bigquery_queries']['statements'])} | 1 | {_n(api['total'])} |"]
+    if base:
+        out.append(f"| {DESIGNS['baseline']} ({base['source']}) | {_usd(base['bigquery_usd'])} "
+                   f"| {_usd(base['functions_usd'])} | - | {_usd(base['total_usd'])} | {_n(base['statements'])} | 1 "
+                   f"| {_n(base['api_calls'])} |")
     for key, v in s["designs"].items():
         out.append(f"| {DESIGNS[key]} | {_usd(v['bigquery_queries_usd'])} | {_usd(v['functions_usd'])} "
                    f"| {_usd(v['shared_usd'])} | {_usd(v['total_usd'])} | {_n(v['statements'])} "
@@ -212,8 +248,10 @@ def write(data: dict) -> None:
     lines += ["", "Functions (Pulumi.prod.yaml): " + "; ".join(
         f"{fn} {c['memory']} {c['cpu']} vCPU x{c['max_instances']} (concurrency {c['concurrency']})"
         for fn, c in m["caps"].items()), ""]
+    base = (data.get("baseline") or {}).get("sizes", {})
+    lines += summary(m, data.get("baseline"))
     for s in sorted(m["sizes"].values(), key=lambda s: s["items"]):
-        lines += size_section(s)
+        lines += size_section(s, base.get(str(s["items"])))
     dd = m["daily"]
     lines += ["### Fixed daily costs (any batch size)", "",
               f"Stall check: {_usd(dd['stall_check_usd_each'])} each x {dd['stall_checks_per_day']} a day; "
@@ -232,7 +270,36 @@ def write(data: dict) -> None:
     lines += ["", "Figures not read on a Google page (docs/cost.md says where each came from): " + ", ".join(unsure)]
     (RESULTS_DIR / "cost.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-    plot(m)
+    plot(m, data.get("baseline"))
+
+
+def summary(m: dict, baseline: dict | None) -> list[str]:
+    """One row per report size: what ours costs and sends, beside the other designs' totals."""
+    out = ["## Per batch, every design", "",
+           "BigQuery statements per batch and those sent while recording completions (the per-completion "
+           "check that issue 15 replaced by one grouped query per batch), then US dollars per batch.", ""]
+    head = "| items | source | statements | on completions | per 1,000 items | API calls | ours $ |"
+    sep = "|---:|---|---:|---:|---:|---:|---:|"
+    if baseline:
+        head += " COUNT per completion $ (statements) |"
+        sep += "---:|"
+    out += [head + " (a) per-item MERGE $ | (b) per-item tables $ |", sep + "---:|---:|"]
+    for s in sorted(m["sizes"].values(), key=lambda s: s["items"]):
+        d, n = s["dollars"], s["items"]
+        st = d["bigquery_queries"]["statements"]
+        row = (f"| {n:,} | {s['source']} | {_n(st)} | {_n(s.get('completion_queries', 0))} | {1000 * st / n:,.2f} "
+               f"| {_n(s['api_calls']['total'])} | {_usd(d['total_usd'])} |")
+        if baseline:
+            b = baseline["sizes"].get(str(n))
+            row += f" {_usd(b['total_usd'])} ({_n(b['statements'])}, {b['source']}) |" if b else " - |"
+        row += (f" {_usd(s['designs']['a_per_item_merge']['total_usd'])} "
+                f"| {_usd(s['designs']['b_per_item_tables']['total_usd'])} |")
+        out.append(row)
+    if baseline:
+        out += ["", f"COUNT per completion: `{baseline['file']}` ({baseline['at']}, {', '.join(baseline['commits'])}; "
+                f"counted at {', '.join(f'{x:,}' for x in baseline['counted_sizes'])} items), modelled by this "
+                "code with the same assumptions."]
+    return out + [""]
 
 
 def _templates(run: dict) -> dict:
@@ -245,7 +312,7 @@ def _templates(run: dict) -> dict:
     return out
 
 
-def plot(m: dict) -> None:
+def plot(m: dict, baseline: dict | None = None) -> None:
     try:
         import matplotlib
 
@@ -258,6 +325,10 @@ def plot(m: dict) -> None:
     xs = [s["items"] for s in sizes]
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11.5, 4.4))
     series = {"ours": ([s["dollars"]["total_usd"] for s in sizes], [s["api_calls"]["total"] for s in sizes])}
+    if baseline:
+        got = [baseline["sizes"].get(str(x)) for x in xs]
+        if all(got):
+            series["baseline"] = ([b["total_usd"] for b in got], [b["api_calls"] for b in got])
     for key in ("a_per_item_merge", "b_per_item_tables"):
         series[key] = ([s["designs"][key]["total_usd"] for s in sizes], [s["designs"][key]["api_calls"] for s in sizes])
     for key, (usd, calls) in series.items():

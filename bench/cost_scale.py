@@ -23,6 +23,8 @@ from cost_model import (
     write_api_usd,
 )
 
+from batchline.schema import MANIFEST_RETENTION_DAYS, MANIFEST_TABLE
+
 
 def linear_fit(points: list[tuple[float, float]]) -> tuple[float, float]:
     """(a, b) of y = a + b x by least squares over two sizes or more. From one size only: a figure small
@@ -89,13 +91,17 @@ def at_size(runs: list[dict], items: int) -> tuple[dict, list[dict], str]:
 
 
 def tables_at(base: cost_usage.Tables, items: int, rows_per_item: float, history_days: int,
-              rerun: bool = False) -> cost_usage.Tables:
-    """The tables a batch of `items` reads: the date partitions and staging table grow with it, the whole
-    main and context tables hold `history_days` earlier dates of the same size."""
-    part = {"main": items * rows_per_item, "context": float(items), "staging": items * rows_per_item}
+              rerun: bool = False, manifest_rows_per_item: float = 0.0) -> cost_usage.Tables:
+    """The tables a batch of `items` reads: the date partitions, the staging table and the batch's pin
+    of the manifest table grow with it; the whole main and context tables hold `history_days` earlier
+    dates of the same size, the manifest table the pins of as many batches as its retention keeps."""
+    part = {"main": items * rows_per_item, "context": float(items), "staging": items * rows_per_item,
+            "manifest": items * manifest_rows_per_item}
     total = {k: v * (history_days + 1) for k, v in part.items()}
+    total["manifest"] = part["manifest"] * min(history_days + 1, MANIFEST_RETENTION_DAYS)
     return cost_usage.Tables(base.main_id, base.context_id, base.staging_dataset, base.col_bytes, part, total,
-                             merge_updates_rows=part["main"] if rerun else 0.0)
+                             merge_updates_rows=part["main"] if rerun else 0.0, manifest_id=base.manifest_id,
+                             manifest_scan=base.manifest_scan)
 
 
 def statement_bytes(stmts: list[dict], tables: cost_usage.Tables) -> list[dict]:
@@ -128,16 +134,46 @@ def function_seconds(usage: dict, fn: str, bq_latency_s: float) -> dict:
             "queries": queries, "modelled_s": counted + queries * bq_latency_s}
 
 
+def appended_rows(usage: dict) -> dict[str, float]:
+    """Rows appended through the Storage Write API per destination ("staging", "batchline_manifests"),
+    summed over processes; a run counted before destinations were (every row then went to staging)."""
+    out: dict[str, float] = {}
+    for u in usage.values():
+        by_table = u.get("write_api_by_table") or {}
+        if by_table:
+            for kind, v in by_table.items():
+                out[kind] = out.get(kind, 0.0) + v.get("rows", 0.0)
+        elif u.get("write_api", {}).get("rows"):
+            out["staging"] = out.get("staging", 0.0) + u["write_api"]["rows"]
+    return out
+
+
+def completion_queries(usage: dict, stmts: list[dict]) -> float:
+    """BigQuery queries the coordinator sent while serving completions (both routes), counted per route
+    by the shim; for a run counted before that, its completion checks (`staging.count_writes`)."""
+    routes = ("POST /completions", "POST /dead-letters/completions")
+    counted = [u.get("invocations", {}).get(r, {}) for u in usage.values() for r in routes]
+    if any("queries" in inv for inv in counted):
+        return sum(inv.get("queries", 0.0) for inv in counted)
+    return float(sum(c["n"] for c in stmts if c["caller"] == "staging.count_writes"))
+
+
 def dollars(usage: dict, stmts: list[dict], tables: cost_usage.Tables, caps: dict, *, bq_latency_s: float,
             staging_lifetime_s: float, row_bytes: dict[str, float]) -> dict:
-    """US dollars of one batch per service (list prices, no free tier), with the quantities priced."""
+    """US dollars of one batch per service (list prices, no free tier), with the quantities priced. The
+    manifest rows of its pin are stored for the manifest table's retention (at the active-storage price:
+    an upper bound, partitions untouched for 90 days cost less)."""
     billed = sum(c["billed_bytes"] for c in stmts)
     fs = {k: sum(u.get("firestore", {}).get(k, 0.0) for u in usage.values()) for k in ("reads", "writes", "deletes")}
     ps = {k: sum(u.get("pubsub", {}).get(k, 0.0) for u in usage.values())
           for k in ("publish_billable_bytes", "delivery_billable_bytes", "publish_requests", "deliveries")}
-    rows = sum(u.get("write_api", {}).get("rows", 0.0) for u in usage.values())
-    ingested = rows * row_bytes.get("staging", 0.0)
+    appended = appended_rows(usage)
+    rows = sum(appended.values())
+    manifest_rows = appended.get(MANIFEST_TABLE, 0.0)
+    manifest_bytes = manifest_rows * row_bytes.get("manifest", 0.0)
+    ingested = (rows - manifest_rows) * row_bytes.get("staging", 0.0) + manifest_bytes
     staging_bytes = tables.partition_rows.get("staging", 0.0) * row_bytes.get("staging", 0.0)
+    kept_s = MANIFEST_RETENTION_DAYS * 86_400.0
     fn_lines = {}
     run_total = 0.0
     for fn, cap in caps.items():
@@ -151,9 +187,12 @@ def dollars(usage: dict, stmts: list[dict], tables: cost_usage.Tables, caps: dic
     lines = {
         "bigquery_queries": {"billed_bytes": billed, "statements": sum(c["n"] for c in stmts),
                              "usd": on_demand_usd(billed)},
-        "storage_write_api": {"rows": rows, "logical_bytes": ingested, "usd": write_api_usd(ingested)},
+        "storage_write_api": {"rows": rows, "manifest_rows": manifest_rows, "logical_bytes": ingested,
+                              "usd": write_api_usd(ingested)},
         "bigquery_storage": {"staging_bytes": staging_bytes, "seconds": staging_lifetime_s,
                              "usd": storage_usd(staging_bytes, staging_lifetime_s)},
+        "manifest_storage": {"bytes": manifest_bytes, "seconds": kept_s if manifest_rows else 0.0,
+                             "usd": storage_usd(manifest_bytes, kept_s) if manifest_rows else 0.0},
         "firestore": {**fs, "usd": firestore_usd(fs["reads"], fs["writes"], fs["deletes"])},
         "pubsub": {**ps, "billable_bytes": ps["publish_billable_bytes"] + ps["delivery_billable_bytes"],
                    "usd": pubsub_usd(ps["publish_billable_bytes"] + ps["delivery_billable_bytes"])},

@@ -126,6 +126,16 @@ def select_prunes(sql: str, table: str, partition_column: str = "game_date") -> 
     return bool(re.search(rf"(?<![A-Za-z0-9_])(\w+\.)?{partition_column}\s*=\s*(@\w+|'[^']*'|DATE)", body, re.I))
 
 
+def filters_pin(sql: str) -> bool:
+    """Whether a statement reads the manifest table (batchline/manifests.py) only for named pins of a
+    batch: it filters both clustering columns, `manifest_batch_id = @...` and `manifest_pin = @...` or
+    `IN UNNEST(@...)`, so BigQuery reads the blocks of those pins only."""
+    body = _COMMENT.sub(" ", sql)
+    batch = re.search(r"manifest_batch_id\s*=\s*@\w+", body)
+    pin = re.search(r"manifest_pin\s*(=\s*@\w+|IN\s+UNNEST\(@\w+\))", body, re.I)
+    return bool(batch and pin)
+
+
 def shape(sql: str) -> str:
     """A statement with its per-batch names blanked (backticked tables -> `<dataset>.<table kind>`,
     long hex runs -> <id>), so the same statement of two batches compares equal."""

@@ -39,6 +39,7 @@ def process_usage(counts: dict[str, float]) -> dict:
                      "jobs": {k: v.get("n", 0) for k, v in sorted(n.get("bq.jobs", {}).items())},
                      "rest_bytes": _sum_field(rest, "req_bytes") + _sum_field(rest, "resp_bytes")},
         "write_api": dict(n.get("wapi", {}).get("append", {})),
+        "write_api_by_table": {k: dict(v) for k, v in sorted(n.get("wapi", {}).get("table", {}).items())},
         "firestore": dict(n.get("fs", {})),
         "pubsub": {"publish_requests": _sum_field(publish, "requests"), "messages": _sum_field(publish, "messages"),
                    "publish_message_bytes": _sum_field(publish, "message_bytes"),
@@ -50,18 +51,28 @@ def process_usage(counts: dict[str, float]) -> dict:
         "grpc": {k: v.get("n", 0) for k, v in sorted(grpc_calls.items())},
         "grpc_total": _sum_field(grpc_calls, "n"),
         "invocations": {k: {"n": v.get("n", 0), "wall_s": round(v.get("wall_s", 0), 3),
-                            "billable_s": round(v.get("billable_s", 0), 3)} for k, v in sorted(inv.items())},
+                            "billable_s": round(v.get("billable_s", 0), 3), "queries": v.get("queries", 0)}
+                        for k, v in sorted(inv.items())},
         "invocations_total": _sum_field(inv, "n"),
         "wall_s": round(_sum_field(inv, "wall_s"), 3), "billable_s": round(_sum_field(inv, "billable_s"), 3),
         "busy_s": round(n.get("proc", {}).get("busy_s", 0), 3),
     }
 
 
+MANIFEST_SCANS = ("pin", "table")
+
+
 @dataclass
 class Tables:
     """What the model needs to know about the tables a statement reads: which table id is which, the
     mean logical bytes per value of each column, and the rows of each (main and context: the batch's date
-    partition and the whole table)."""
+    partition and the whole table; staging: the batch's table; manifest: the batch's pin and the whole
+    table, every pin kept for its retention).
+
+    `manifest_scan` says what a statement filtering one pin reads of the manifest table: "pin" (the
+    pin's rows: the table is clustered by batch and pin, and BigQuery prunes the blocks a filter on the
+    clustering columns excludes, docs/cost.md) or "table" (every pin kept: the upper bound if pruning
+    did not help)."""
 
     main_id: str
     context_id: str
@@ -70,12 +81,16 @@ class Tables:
     partition_rows: dict[str, float]  # role -> rows in the batch's date partition (staging: all rows)
     total_rows: dict[str, float]  # role -> rows in the whole table
     merge_updates_rows: float = 0.0  # rows of the date partition before the MERGE (a re-run of a date)
+    manifest_id: str = ""  # <main dataset>.batchline_manifests (issue 15); "" for a run before it
+    manifest_scan: str = "pin"
 
     def role(self, table_id: str) -> str:
         if table_id == self.main_id:
             return "main"
         if table_id == self.context_id:
             return "context"
+        if self.manifest_id and table_id == self.manifest_id:
+            return "manifest"
         if table_id.split(".")[1] == self.staging_dataset:
             return "staging"
         return "other"
@@ -113,6 +128,10 @@ def statement_cost(sql: str, tables: Tables, staging_fill: float = 1.0) -> State
         elif role in ("main", "context"):
             pruned = cost_sql.select_prunes(sql, table_id)
             rows = tables.partition_rows[role] if pruned else tables.total_rows[role]
+            nbytes = tables.row_bytes(role, cost_sql.columns_read(sql, cols)) * rows
+        elif role == "manifest":
+            pruned = tables.manifest_scan == "pin" and cost_sql.filters_pin(sql)
+            rows = tables.partition_rows.get(role, 0.0) if pruned else tables.total_rows.get(role, 0.0)
             nbytes = tables.row_bytes(role, cost_sql.columns_read(sql, cols)) * rows
         else:
             pruned, nbytes = False, 0.0

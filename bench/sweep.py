@@ -8,6 +8,7 @@ The run JSON says which design ran (`design`; detected from batchline/adapters/w
     PYTHONPATH=$PWD .venv/bin/python bench/sweep.py --sizes 450 --repeat 2 \\
         --faults "staging_write=0.3,completion_publish=0.1"               # the fault comparison
     PYTHONPATH=$PWD .venv/bin/python bench/sweep.py --sizes 10000 --allow-10000 --repeat 1
+    PYTHONPATH=$PWD .venv/bin/python bench/sweep.py --sizes 50000 --allow-big --repeat 1 --timeout 7200
     PYTHONPATH=$PWD .venv/bin/python bench/sweep.py --report-only        # table + plots from the JSON
 
 Per run, one JSON file in bench/results/ (sweep-<size>-<clean|faults>-<time>.json): wall time (POST
@@ -15,9 +16,11 @@ Per run, one JSON file in bench/results/ (sweep-<size>-<clean|faults>-<time>.jso
 updated_at of its recorded completion), the phases from the batch document (created_at ->
 dispatched_at -> consolidation_requested_at -> consolidated_at) and merge_result.timings_s, the loss
 ledger's counts (mutating DML on the main table, duplicates, missing), BigQuery jobs by type during
-the batch, the per-item completion timeline (for bench/designs.py) and the load average before and
-after. Then bench/results/sweep.md and the PNG plots are rebuilt from every sweep JSON there, with the
-floor (bench/floor.py's newest JSON) and each run's ratio to it.
+the batch and their sum (`queries_per_batch`: O(1) in the items since issue 15), the bulk claim
+verifications from the coordinator's log (`claim_verification`), the per-item completion timeline (for
+bench/designs.py) and the load average before and after. Then bench/results/sweep.md and the PNG plots
+are rebuilt from every sweep JSON there, with the floor (bench/floor.py's newest JSON) and each run's
+ratio to it, and each size's cost per item against the 450-item runs of the same code.
 """
 
 from __future__ import annotations
@@ -111,6 +114,33 @@ def jobs_during(clients, since: dt.datetime, until: dt.datetime) -> dict:
     return dict(sorted(by_type.items()))
 
 
+def claim_rounds(info, batch_id: str) -> dict:
+    """The batch's bulk verifications (issue 15) from the coordinator's log: rounds (`claims_verified`,
+    one grouped query each), claims judged and rejected; {} on code without them."""
+    import json
+
+    path = Path(info.handles["coordinator"].log_path)
+    rounds = claims = rejected = 0
+    with open(path, errors="replace") as log:
+        for line in log:
+            if '"claims_verified"' not in line or batch_id not in line:
+                continue
+            try:
+                x = json.loads(line)
+            except ValueError:
+                continue
+            if x.get("event") == "claims_verified" and x.get("batch_id") == batch_id:
+                rounds += 1
+                claims += int(x.get("claims") or 0)
+                rejected += int(x.get("rejected") or 0)
+    return {"rounds": rounds, "claims_judged": claims, "rejected": rejected} if rounds else {}
+
+
+def queries(jobs: dict) -> int:
+    """Query jobs (every statement: SELECT and DML) of a `jobs_during` count."""
+    return sum(n for kind, n in jobs.items() if kind.startswith("query"))
+
+
 def one_run(info, clients, day: dt.date, size: int, faults: str | None, timeout_s: float) -> dict:
     spec = faults_mod.parse(faults).to_spec() if faults else None
     seed_context(clients.bq, clients.settings, day, synthetic_context(day, size))
@@ -174,8 +204,10 @@ def one_run(info, clients, day: dt.date, size: int, faults: str | None, timeout_
                                   if b.get("consolidation_requested_at") and b.get("consolidated_at") else {}),
     }
     run["batchline_source"] = batchline_source()
+    run["queries_per_batch"] = queries(run["bq_jobs"])
+    run["claim_verification"] = claim_rounds(info, batch_id)
     design = checked_out_design()
-    if "manifest" in merge:
+    if "manifest" in merge or "pin" in merge:
         design = NEW_DESIGN
     run["design"] = design
     run["load_jobs"] = run["bq_jobs"].get("load", 0)
@@ -186,13 +218,17 @@ def one_run(info, clients, day: dt.date, size: int, faults: str | None, timeout_
         run["staging_tables_deleted"] = None if dropped is None else int(dropped)
         run["scratch_tables_created"] = 0
         run["abandoned_writes"] = b.get("abandoned_writes", merge.get("abandoned_writes"))
-        run["recovered_items"] = len(b.get("recovered_items") or merge.get("recovered") or [])
-        run["manifest_items"] = len(merge.get("manifest") or {})
+        # since issue 15 the item lists are capped at 1,000 with a count beside them, and the manifest is a
+        # pin of the manifest table (its item count is what the MERGE verified)
+        run["recovered_items"] = b.get("recovered_items_count", len(b.get("recovered_items") or
+                                                                     merge.get("recovered") or []))
+        run["manifest_items"] = len(merge["manifest"]) if "manifest" in merge else merge.get("verified_items", 0)
         run["staged_rows_total"] = merge.get("staged_rows_total")
         run["merge_result"] = {k: merge.get(k) for k in ("job_id", "staged_rows", "staged_keys", "staged_items",
                                                          "affected_rows", "verified_rows", "verified_items")}
         run["staging_gap"] = b.get("staging_gap")
-        run["completed_without_write"] = len(b.get("completed_without_write") or [])
+        run["completed_without_write"] = b.get("completed_without_write_count",
+                                               len(b.get("completed_without_write") or []))
     else:
         run["staging_tables_created"] = len(merge.get("tables", []))
         run["scratch_tables_created"] = len(merge.get("scratch_tables", []))
@@ -247,6 +283,15 @@ def _fmt(v, nd: int = 1) -> str:
     return "-" if v is None else (f"{v:.{nd}f}" if isinstance(v, float) else str(v))
 
 
+def _rounds(x: dict) -> str:
+    c = x.get("claim_verification") or {}
+    return f"{c['rounds']} ({c['rejected']})" if c else "-"
+
+
+def _ratio(per_item: float | None, wall_ref: float | None, ref_size: int) -> str:
+    return f"{per_item / (wall_ref / ref_size):.2f}x" if per_item and wall_ref else "-"
+
+
 def report(since: str | None = None) -> None:
     """bench/results/sweep.md (a summary of medians per design and size for the runs at or after `since`,
     then every run) and sweep.png (both designs)."""
@@ -265,18 +310,21 @@ def report(since: str | None = None) -> None:
         "Latency: item document created_at (dispatch) -> updated_at at its recorded completion. Floor: the",
         "newest bench/floor.py JSON (`~` = extrapolated from the per-item cost and a linear MERGE fit).",
         "consolidation: batch document consolidation_requested_at -> consolidated_at; merge timings are",
-        "`merge_result.timings_s` (new: inventory = schema check + manifest COUNT, merge, verify; old: chunk",
-        "tables (`combine_chunks`), MERGE, ...).",
+        "`merge_result.timings_s` (new: inventory = schema check + the pinned writes' staged counts, merge,",
+        "verify; old: chunk tables (`combine_chunks`), MERGE, ...).",
         "",
         f"## Medians per design and size{' (runs at or after ' + since + ')' if since else ''}",
         "",
         "| size | faults | design | code | runs | wall s | items/s | p50 s | p95 s | consolidation s | consol. s /1k "
-        "| ms/item | floor s | wall/floor | DML main | dups | missing | load 1m before |",
-        "|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| ms/item | ms/item vs 450 | queries/batch | floor s | wall/floor | DML main | dups | missing "
+        "| load 1m before |",
+        "|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     groups: dict[tuple, list[dict]] = {}
     for x in session:
         groups.setdefault((x["size"], x["faults"], x["_design"], code_of(x)), []).append(x)
+    # per-item cost against the clean 450-item runs of the same design and code (issue 15: 50,000 within 1.2x)
+    ref450 = {(d, c): _med([x["wall_s"] for x in xs]) for (s, f, d, c), xs in groups.items() if s == 450 and not f}
     for (size, faults, design, code), xs in sorted(groups.items(),
                                                    key=lambda kv: (kv[0][1] != "", kv[0][0], kv[0][2], kv[0][3])):
         wall = _med([x["wall_s"] for x in xs])
@@ -289,7 +337,9 @@ def report(since: str | None = None) -> None:
             f"| {_fmt(_med([x['latency_s']['p95'] for x in xs]), 2)} "
             f"| {_fmt(_med([x['phases_s']['consolidation'] for x in xs]), 2)} "
             f"| {_fmt(_med([x.get('consolidation_s_per_1000_items') for x in xs]), 2)} "
-            f"| {_fmt(1000 * wall / size if wall else None)} | {fl} "
+            f"| {_fmt(1000 * wall / size if wall else None)} "
+            f"| {_ratio(wall / size if wall else None, ref450.get((design, code)), 450)} "
+            f"| {'/'.join(str(x.get('queries_per_batch', queries(x.get('bq_jobs') or {}))) for x in xs)} | {fl} "
             f"| {(f'{wall / floor:.2f}x' if floor and wall else '-')} "
             f"| {'/'.join(str(x['main_table_mutating_dml']) for x in xs)} "
             f"| {'/'.join(str(x['duplicates']) for x in xs)} "
@@ -301,9 +351,10 @@ def report(since: str | None = None) -> None:
         "",
         "| size | faults | design | code | wall s | items/s | p50 s | p95 s | dispatch s | work s | consolidation s "
         "| merge_result.timings_s | consol. s /1k | DML main | dups | missing | load jobs | staging tables "
-        "| abandoned writes | recovered | attempts | floor s | wall/floor | load 1m before/after | at | file |",
-        "|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:"
-        "|---|---|---|",
+        "| abandoned writes | recovered | attempts | queries | claim rounds (rejected) | floor s | wall/floor "
+        "| load 1m before/after | at | file |",
+        "|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:"
+        "|---:|---:|---:|---|---|---|",
     ]
     for x in runs:
         ph = x["phases_s"]
@@ -319,7 +370,8 @@ def report(since: str | None = None) -> None:
             f"| {x.get('consolidation_s_per_1000_items')} | {x['main_table_mutating_dml']} | {x['duplicates']} "
             f"| {x['ledger']['missing']} | {loads} | {x.get('staging_tables_created')} "
             f"| {x.get('abandoned_writes', '-')} | {x.get('recovered_items', '-')} "
-            f"| {x['items']['attempts_total']} | {fl} | {ratio} "
+            f"| {x['items']['attempts_total']} | {x.get('queries_per_batch', queries(x.get('bq_jobs') or {}))} "
+            f"| {_rounds(x)} | {fl} | {ratio} "
             f"| {x['loadavg_before'][0]}/{x['loadavg_after'][0]} | {x['at']} | {x['_file']} |")
     fault_specs = sorted({x["faults"] for x in runs if x["faults"]})
     if fault_specs:
@@ -388,8 +440,9 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=DEFAULT_SIZES)
     ap.add_argument("--repeat", type=int, default=2, help="runs per configuration (noisy machine)")
     ap.add_argument("--faults", default="", help='e.g. "staging_write=0.3,completion_publish=0.1"')
-    ap.add_argument("--allow-10000", action="store_true",
-                    help="permit sizes >= 10,000 (the current design needs ~10 min and chunk tables)")
+    ap.add_argument("--allow-10000", "--allow-big", dest="allow_10000", action="store_true",
+                    help="permit sizes >= 10,000 (minutes each here: 10,000 ~3-6 min, 50,000 ~half an hour; "
+                         "give such a run a --timeout to match)")
     ap.add_argument("--state-dir", default=None, help="reuse the stack running there (else a temporary one)")
     ap.add_argument("--threads", type=int, default=4)
     ap.add_argument("--timeout", type=float, default=1800)
