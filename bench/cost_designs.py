@@ -155,7 +155,7 @@ def headroom(items: int, ours: dict, caps: dict, p: dict) -> dict[str, list[dict
              limit=quota("bq_mutating_dml_running") + quota("bq_mutating_dml_queued")),
         _row("Storage Write API concurrent connections", "bq_write_connections",
              caps["worker"]["max_instances"] + caps["coordinator"]["max_instances"],
-             "one shared AppendRows connection per instance (batchline/write_stream.py): the workers' staged "
+             "one shared AppendRows connection per instance (batchline/adapters/write_stream.py): the workers' staged "
              "rows and the coordinators' manifest rows"),
         _row("Storage Write API throughput, bytes/s", "bq_write_throughput_bps",
              pc["completions_per_s"] * p["rows_per_item"] * p["staging_row_bytes"], "staged bytes per second"),

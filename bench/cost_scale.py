@@ -23,7 +23,7 @@ from cost_model import (
     write_api_usd,
 )
 
-from batchline.schema import MANIFEST_RETENTION_DAYS, MANIFEST_TABLE
+from batchline.domain.schema import MANIFEST_RETENTION_DAYS, MANIFEST_TABLE
 
 
 def linear_fit(points: list[tuple[float, float]]) -> tuple[float, float]:

@@ -127,7 +127,7 @@ def select_prunes(sql: str, table: str, partition_column: str = "game_date") -> 
 
 
 def filters_pin(sql: str) -> bool:
-    """Whether a statement reads the manifest table (batchline/manifests.py) only for named pins of a
+    """Whether a statement reads the manifest table (batchline/adapters/manifests.py) only for named pins of a
     batch: it filters both clustering columns, `manifest_batch_id = @...` and `manifest_pin = @...` or
     `IN UNNEST(@...)`, so BigQuery reads the blocks of those pins only."""
     body = _COMMENT.sub(" ", sql)

@@ -27,7 +27,7 @@ from batchline.domain.progress import shard_sizes
 
 MIB = 1024 * 1024
 INDEX_LIMIT = 40_000
-LIST_CAP = 1000  # batchline/coordinator.py LIST_CAP: item lists kept on a document, each with its count
+LIST_CAP = 1000  # batchline/flows/coordinator.py LIST_CAP: item lists kept on a document, each with its count
 
 
 def size(value) -> int:
@@ -58,7 +58,7 @@ def doc_size(path: list[str], fields: dict) -> int:
 
 def build(n: int, id_len: int) -> dict[str, tuple[list[str], dict]]:
     """The documents as batchline writes them since issue 15: what a MERGE merged is a pin's rows in the
-    manifest table (batchline/manifests.py), so `merge_result` and the pin document hold counts and
+    manifest table (batchline/adapters/manifests.py), so `merge_result` and the pin document hold counts and
     lists capped at LIST_CAP (coordinator.py `capped`); what still lists every item is shown too."""
     items = [f"p{i:0{id_len - 1}d}" for i in range(n)]
     capped = items[:LIST_CAP]

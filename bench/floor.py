@@ -193,7 +193,7 @@ def _pct(values: list[float], q: int) -> float | None:
 
 def merge_once(clients, copy_table: str, source_table: str, batch_id: str, day: dt.date, n: int) -> dict:
     """The production MERGE shape over one source table, into the copy of the main table. Since issue 15
-    its lists of merged and scheduled items are a pin's rows in the manifest table (batchline/manifests.py):
+    its lists of merged and scheduled items are a pin's rows in the manifest table (batchline/adapters/manifests.py):
     they are written first, timed apart (`pin_s`, not part of the floor: what an item cannot avoid is its
     append and one MERGE, not this design's bookkeeping)."""
     import inspect
@@ -212,7 +212,8 @@ def merge_once(clients, copy_table: str, source_table: str, batch_id: str, day: 
     sql = merge_sql(s, schema, src, {f.name for f in schema})
     pin_s = None
     if "pin" in inspect.signature(merge_params).parameters:
-        from batchline import ids, manifests
+        from batchline.adapters import manifests
+        from batchline.domain import ids
 
         pin, t0 = ids.new_pin(0, 0), time.monotonic()
         manifests.write(clients.bq, clients.appender, s, manifests.rows(
@@ -236,7 +237,7 @@ def one_size(info, clients, n: int, handler_url: str, cfg: dict, cfg_path: Path)
     s = clients.settings
     tag = uuid.uuid4().hex[:8]
     day = dt.date(2039, 1, 1) + dt.timedelta(days=int(time.time()) % 3000)
-    batch_id = f"{day:%Y%m%d}_{uuid.uuid4().hex[:12]}"  # a valid batch id (batchline/ids.py): a pin names it
+    batch_id = f"{day:%Y%m%d}_{uuid.uuid4().hex[:12]}"  # a valid batch id (batchline/domain/ids.py): a pin names it
     table = f"floor_batch_{tag}"
     bq_table = bigquery.Table(s.staging_table_id(table), schema=main_table_schema())
     clients.bq.create_table(bq_table)

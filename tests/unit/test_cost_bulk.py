@@ -18,8 +18,11 @@ import cost_sql  # noqa: E402
 import cost_usage  # noqa: E402
 from cost_grpc import destination_kind  # noqa: E402
 
-from batchline import consolidate, manifests  # noqa: E402
-from batchline.schema import MAIN_TABLE_COLUMNS, MANIFEST_TABLE, MANIFEST_TABLE_COLUMNS  # noqa: E402
+from batchline.adapters import (
+    manifests,  # noqa: E402
+    merge_sql,
+)
+from batchline.domain.schema import MAIN_TABLE_COLUMNS, MANIFEST_TABLE, MANIFEST_TABLE_COLUMNS  # noqa: E402
 from batchline.settings import Settings  # noqa: E402
 
 S = Settings()
@@ -40,7 +43,7 @@ def tables(items: int, scan: str = "pin", history_days: int = 99) -> cost_usage.
 
 def merge_statement() -> str:
     exprs = [f"`{c}`" for c in MAIN_COLS]
-    return consolidate.merge_sql(S, SCHEMA, consolidate.source_sql(S, BATCH, exprs), set(MAIN_COLS))
+    return merge_sql.merge_sql(S, SCHEMA, merge_sql.source_sql(S, BATCH, exprs), set(MAIN_COLS))
 
 
 def test_appends_are_told_apart_by_destination():
