@@ -1,5 +1,5 @@
 """A handful of random fault schedules on the real stack, each judged from the systems of record
-(`batchline chaos` runs many more; the README quotes such a run)."""
+(`batchline chaos` runs many more; docs/testing.md quotes such a run)."""
 
 from __future__ import annotations
 

@@ -346,7 +346,7 @@ def test_a_dead_lettered_item_says_why_in_status_audit_and_dlq_list(stack, day):
     assert msg["replayed_in"] == stack.store.get_item(batch_id, "player_0001")["replayed_in"] is not None
 def test_a_stale_start_is_refused_with_its_reason_and_the_readme_override_works(stack, day):
     """Issue 17.7: a refusal of the control path is a terminal `refused` answer with the reason, and
-    `accept_stale_inputs` (README) is reachable, as a CLI flag and as the control request's field."""
+    `accept_stale_inputs` (docs/operating.md) is reachable, as a CLI flag and as the control request's field."""
     from batchline.local.provision import seed_context, synthetic_context
 
     loaded = dt.datetime.now(dt.UTC) - dt.timedelta(hours=48)
