@@ -24,14 +24,14 @@ from dataclasses import asdict, dataclass, field
 from google.api_core import exceptions as gexc
 from google.cloud import bigquery
 
-from batchline.adapters import manifests, staging
+from batchline.adapters import manifests
 from batchline.adapters.merge_sql import (
-    _qualified,
     active_duplicates_sql,
     batch_params,
     kept_previous_sql,
     merge_params,
     merge_sql,
+    qualified,
     select_lists,
     source_sql,
     staged_items_sql,
@@ -41,7 +41,6 @@ from batchline.adapters.staging import STAGING_COLUMNS
 from batchline.domain import ids
 from batchline.domain.accounting import merge_job_id  # the job id format, defined once there
 from batchline.domain.errors import ConsolidationError, MergeAttemptFailed
-from batchline.domain.evidence import Inventory, take_inventory
 from batchline.settings import Settings
 
 
@@ -76,12 +75,6 @@ class _Clock:
         self.laps[name] = round(now - self._t, 3)
         self._t = now
         return self.laps[name]
-
-
-def inventory(bq: bigquery.Client, settings: Settings, batch_id: str, items: list[dict]) -> Inventory:
-    """What the batch staging table holds against what batch state expects (domain/evidence.py)."""
-    ids.validate_batch_id(batch_id)
-    return take_inventory(staging.staged_writes(bq, settings, batch_id), items)
 
 
 def query_one(bq: bigquery.Client, sql: str, params) -> dict:
@@ -189,7 +182,7 @@ def _verify(bq: bigquery.Client, settings: Settings, job, pin: str, staged: dict
     """After the MERGE: each merged item's rows in the main table, one per prediction id, equal to what its
     write staged; a 0-row MERGE with rows staged, or any active duplicate for the date, is a failure (F6)."""
     affected = int(job.num_dml_affected_rows or 0)
-    main = _qualified(settings.project, settings.main_dataset, settings.main_table)
+    main = qualified(settings.project, settings.main_dataset, settings.main_table)
     in_main = {r["item_id"]: (int(r["n"]), int(r["k"]), set(r["systems"] or ())) for r in bq.query_and_wait(
         verify_sql(main, only), job_config=bigquery.QueryJobConfig(query_parameters=params_verify))}
     active_dups = int(query_one(bq, active_duplicates_sql(main), params)["dup"])

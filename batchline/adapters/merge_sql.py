@@ -16,7 +16,7 @@ from batchline.domain.schema import MAIN_TABLE_INSERT_ONLY, MAIN_TABLE_KEY, MAIN
 from batchline.settings import Settings
 
 
-def _qualified(project: str, dataset: str, table: str) -> str:
+def qualified(project: str, dataset: str, table: str) -> str:
     return f"`{ids.validate_project(project)}.{ids.validate_dataset(dataset)}.{ids.validate_table_name(table)}`"
 
 
@@ -80,14 +80,14 @@ def source_sql(settings: Settings, batch_id: str, exprs: list[str]) -> str:
     """The MERGE source: the pinned manifest's writes of the batch staging table (joined on the manifest
     table, batchline/adapters/manifests.py), as the main table's columns."""
     return "SELECT {} FROM {} S {} WHERE S.game_date = @game_date AND S.batch_id = @batch_id".format(
-        ", ".join(exprs), _qualified(settings.project, settings.staging_dataset, ids.batch_staging_table(batch_id)),
+        ", ".join(exprs), qualified(settings.project, settings.staging_dataset, ids.batch_staging_table(batch_id)),
         manifests.join_sql(settings))
 
 
 def staged_items_sql(settings: Settings, batch_id: str) -> str:
     """What the MERGE source holds per item: rows, distinct prediction ids."""
     return (f"SELECT S.{ITEM_COLUMN} AS item_id, COUNT(*) AS n, COUNT(DISTINCT S.prediction_id) AS k FROM "
-            f"{_qualified(settings.project, settings.staging_dataset, ids.batch_staging_table(batch_id))} S "
+            f"{qualified(settings.project, settings.staging_dataset, ids.batch_staging_table(batch_id))} S "
             f"{manifests.join_sql(settings)} WHERE S.game_date = @game_date AND S.batch_id = @batch_id "
             f"GROUP BY S.{ITEM_COLUMN}")
 
@@ -116,7 +116,7 @@ def merge_sql(settings: Settings, main_schema: list[bigquery.SchemaField], sourc
     col_list = ", ".join(_ident(c) for c in cols)
     values = ", ".join(f"S.{_ident(c)}" for c in cols)
     return (
-        f"MERGE {_qualified(settings.project, settings.main_dataset, settings.main_table)} T\n"
+        f"MERGE {qualified(settings.project, settings.main_dataset, settings.main_table)} T\n"
         f"USING (\n{source}\n) S\nON {on}\n"
         f"WHEN MATCHED THEN UPDATE SET {sets}\n"
         f"WHEN NOT MATCHED THEN INSERT ({col_list}) VALUES ({values})\n"

@@ -33,16 +33,17 @@ class RepairAlreadyAttempted(Exception):
         self.items = items
 
 
-class UnknownBatch(LookupError):
-    """A message or request names a batch that batch state does not know."""
-
-
 class ContentionError(RuntimeError):
     """A compare-and-set kept losing; the handler answers 5xx and Pub/Sub redelivers."""
 
 
 class UnknownItem(LookupError):
     """A message names an item that its batch does not have."""
+
+
+class UnknownBatch(UnknownItem):
+    """A message or request names a batch that batch state does not know. A kind of UnknownItem (an
+    unknown batch has no item either), so every handler that refuses one refuses the other alike."""
 
 
 class FaultInjected(RuntimeError):

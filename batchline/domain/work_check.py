@@ -4,7 +4,7 @@ message that disagrees is refused, never worked or counted)."""
 
 from __future__ import annotations
 
-from batchline.domain.errors import InvalidMessage, UnknownItem
+from batchline.domain.errors import InvalidMessage, UnknownBatch, UnknownItem
 from batchline.domain.messages import WorkMessage
 
 
@@ -12,7 +12,7 @@ def check_work_message(batch: dict | None, item: dict | None, msg: WorkMessage, 
     """Returns the item document; raises UnknownItem (no such batch or item) or InvalidMessage (the
     message's game or date is not the one batch state recorded for the item)."""
     if batch is None:
-        raise UnknownItem(f"no batch {msg.batch_id}")
+        raise UnknownBatch(f"no batch {msg.batch_id}")
     if item is None:
         raise UnknownItem(f"batch {msg.batch_id} has no item {msg.item_id}")
     if item.get("game_id") != msg.game_id or batch.get("game_date") != msg.game_date.isoformat():

@@ -13,7 +13,7 @@ from batchline.adapters import merge as cons
 from batchline.adapters.batch_store import BatchStore
 from batchline.adapters.clients import Clients
 from batchline.domain import faults as faults_mod
-from batchline.domain.errors import ConsolidationError, MergeAttemptFailed, UnknownItem
+from batchline.domain.errors import ConsolidationError, MergeAttemptFailed, UnknownBatch
 from batchline.domain.evidence import Inventory, take_inventory
 from batchline.domain.messages import ConsolidationRequest, PushEnvelope, decode_data, parse_model
 from batchline.domain.statuses import CONSOLIDATED, CONSOLIDATION_FAILED, PERMANENT, REOPENED, LeaseVerdict
@@ -55,7 +55,7 @@ def _reopen_if_failed(store: BatchStore, batch_id: str, claimant: str) -> bool:
     (the reason is kept on the batch document)."""
     batch = store.get_batch(batch_id)
     if batch is None:
-        raise UnknownItem(f"no batch {batch_id}")
+        raise UnknownBatch(f"no batch {batch_id}")
     if batch["status"] != CONSOLIDATION_FAILED:
         return True
     result, batch = store.reopen(batch_id, claimant, auto=False)

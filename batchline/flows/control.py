@@ -39,6 +39,7 @@ from batchline.domain.errors import (
     InvalidMessage,
     RepairAlreadyAttempted,
     StaleInputs,
+    UnknownBatch,
     UnknownItem,
 )
 from batchline.domain.messages import PushEnvelope, ReconcileRequest, StartRequest, decode_data
@@ -200,7 +201,7 @@ def _redispatch(clients: Clients, req: ctl.RedispatchControl, attempt: Attempt) 
     store = clients.batches
     batch = store.get_batch(req.batch_id)
     if batch is None:
-        raise UnknownItem(f"no batch {req.batch_id}")
+        raise UnknownBatch(f"no batch {req.batch_id}")
     unknown = sorted(set(req.items) - {i["item_id"] for i in store.items(req.batch_id)})
     if unknown:
         raise UnknownItem(f"batch {req.batch_id} has no items {unknown[:20]}")

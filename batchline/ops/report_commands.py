@@ -10,7 +10,6 @@ from collections.abc import Callable
 
 import typer
 
-from batchline.adapters.batch_store import BatchStore
 from batchline.adapters.clients import Clients
 from batchline.domain import control_requests as ctl
 from batchline.domain import ids
@@ -35,7 +34,7 @@ def status(batch_id: str = typer.Argument(None), game_date: str = typer.Option(N
         raise render.fail("name a batch id or --date, not both")
     clients = target.clients()
     if game_date:
-        batch_id = BatchStore(clients.fs).active_batch_of(parse_date(game_date))
+        batch_id = clients.batches.active_batch_of(parse_date(game_date))
         if batch_id is None:
             raise render.fail(f"no batch for {game_date}")
     v = _report_of(views.status, clients, batch_id)

@@ -26,6 +26,7 @@ from batchline.adapters import freshness, manifests, queries, staging
 from batchline.adapters import merge as consolidate
 from batchline.domain import ids
 from batchline.domain.errors import ConsolidationError
+from batchline.domain.evidence import take_inventory
 from batchline.domain.item_shape import EXPECTED_PAIRS
 from batchline.domain.schema import MAIN_TABLE_COLUMNS
 from batchline.flows import batch_facts, consolidation_result, dispatch, ledger, reconcile
@@ -209,11 +210,11 @@ def manifests_read() -> Drive:
 
 def consolidate_inventory() -> Drive:
     """The inventory's one GROUP BY over the batch staging table (staging.staged_writes, which the
-    coordinator's cleanup and the orphan reconciliation also call)."""
+    claims' verification, the consolidation's cleanup and the orphan reconciliation also call)."""
     whole = sorted(EXPECTED_PAIRS)
     bq = RecordingBigQuery({}, lambda sql: [{"item_id": "player_a", "write_id": WRITE_A, "n": len(whole),
                                              "k": len(whole), "pairs": whole}])
-    inv = consolidate.inventory(bq, S, BATCH, [{"item_id": "player_a", "status": "completed",
+    inv = take_inventory(staging.staged_writes(bq, S, BATCH), [{"item_id": "player_a", "status": "completed",
                                                 "write_id": WRITE_A, "row_count": len(whole)}])
     assert inv.manifest() == {"player_a": WRITE_A}
     return Drive(bq.sent, {STAGING_TABLE_ID: staging.staging_schema(MAIN_SCHEMA)})

@@ -18,7 +18,7 @@ from batchline.adapters import manifests, merge_sql, staging
 from batchline.adapters import merge as c
 from batchline.domain import evidence, ids
 from batchline.domain.errors import ConsolidationError
-from batchline.domain.evidence import StagedWrite
+from batchline.domain.evidence import StagedWrite, take_inventory
 from batchline.domain.item_shape import EXPECTED_PAIRS
 from batchline.domain.schema import MAIN_TABLE_COLUMNS
 from batchline.settings import Settings
@@ -161,7 +161,7 @@ def _item(item_id: str, status: str, write_id: str | None = None, row_count: int
 
 def test_the_recorded_write_of_a_completed_item_is_merged_when_intact_even_if_others_have_higher_ids():
     bq = _StagedBigQuery([("done", W["1"], WHOLE), ("done", W["f"], WHOLE), ("done", W["a"], 3)])
-    inv = c.inventory(bq, S, BATCH, [_item("done", "completed", W["1"], WHOLE)])
+    inv = take_inventory(staging.staged_writes(bq, S, BATCH), [_item("done", "completed", W["1"], WHOLE)])
     assert inv.writes == {"done": _sw("done", W["1"], WHOLE)}
     assert inv.manifest() == {"done": W["1"]}
     assert inv.recovered == [] and inv.missing_writes == [] and inv.expected_completed == ["done"]
@@ -173,7 +173,7 @@ def test_an_item_without_a_completion_is_recovered_from_a_complete_write(status)
     # complete writes are told apart by the write id, so every run of the inventory picks the same one;
     # a short write (W["f"]) is never merged, whatever its id
     bq = _StagedBigQuery([("lost", W["a"], WHOLE), ("lost", W["c"], WHOLE), ("lost", W["f"], 2)])
-    inv = c.inventory(bq, S, BATCH, [_item("lost", status)])
+    inv = take_inventory(staging.staged_writes(bq, S, BATCH), [_item("lost", status)])
     assert inv.manifest() == {"lost": W["c"]}
     assert inv.recovered == ["lost"] and inv.missing_writes == [] and inv.expected_completed == []
     assert (inv.failed_items, inv.pending_items) == (([], ["lost"]) if status == "pending" else (["lost"], []))
@@ -199,20 +199,21 @@ def test_recovery_prefers_a_write_without_repeated_prediction_ids_and_both_calle
 def test_an_item_whose_every_write_repeats_a_prediction_id_is_not_merged_and_named():
     bq = _StagedBigQuery([("ok", W["1"], WHOLE), ("bad", W["2"], WHOLE)])
     bq.keys = {("bad", W["2"]): WHOLE - 1}
-    inv = c.inventory(bq, S, BATCH, [_item("ok", "completed", W["1"], WHOLE), _item("bad", "completed", W["2"], WHOLE)])
+    inv = take_inventory(staging.staged_writes(bq, S, BATCH),
+                         [_item("ok", "completed", W["1"], WHOLE), _item("bad", "completed", W["2"], WHOLE)])
     assert inv.manifest() == {"ok": W["1"]} and inv.unmergeable == ["bad"] and inv.missing_writes == ["bad"]
 
 
 def test_a_completed_item_whose_recorded_write_is_gone_is_recovered_and_reported_missing():
     bq = _StagedBigQuery([("gone", W["2"], WHOLE), ("gone", W["3"], 1)])
-    inv = c.inventory(bq, S, BATCH, [_item("gone", "completed", W["1"], WHOLE)])
+    inv = take_inventory(staging.staged_writes(bq, S, BATCH), [_item("gone", "completed", W["1"], WHOLE)])
     assert inv.manifest() == {"gone": W["2"]}
     assert inv.recovered == ["gone"] and inv.missing_writes == ["gone"]
 
 
 def test_a_recorded_write_holding_other_than_the_claimed_rows_is_not_trusted():
     bq = _StagedBigQuery([("short", W["1"], WHOLE - 1), ("short", W["2"], WHOLE)])
-    inv = c.inventory(bq, S, BATCH, [_item("short", "completed", W["1"], WHOLE)])
+    inv = take_inventory(staging.staged_writes(bq, S, BATCH), [_item("short", "completed", W["1"], WHOLE)])
     assert inv.manifest() == {"short": W["2"]}
     assert inv.recovered == ["short"] and inv.missing_writes == ["short"]
 
@@ -228,7 +229,7 @@ def test_the_inventory_of_a_whole_batch():
     items = [_item("done", "completed", W["1"], WHOLE), _item("gone", "completed", W["3"], WHOLE),
              _item("vanished", "completed", W["7"], WHOLE), _item("failed_one", "failed"), _item("waiting", "pending"),
              _item("short_one", "pending")]
-    inv = c.inventory(bq, S, BATCH, items)
+    inv = take_inventory(staging.staged_writes(bq, S, BATCH), items)
     assert inv.manifest() == {"done": W["1"], "failed_one": W["5"], "gone": W["4"]}
     assert list(inv.manifest()) == sorted(inv.manifest())
     assert inv.expected_completed == ["done", "gone", "vanished"]
@@ -242,14 +243,16 @@ def test_the_inventory_of_a_whole_batch():
 def test_abandoned_writes_count_every_write_of_the_batch_items_not_merged():
     bq = _StagedBigQuery([("a", W["1"], WHOLE), ("a", W["2"], WHOLE), ("a", W["3"], WHOLE), ("b", W["4"], 1),
                           ("b", W["5"], WHOLE), ("stranger", W["6"], 1), ("stranger", W["7"], 1)])
-    inv = c.inventory(bq, S, BATCH, [_item("a", "completed", W["2"], WHOLE), _item("b", "pending")])
+    inv = take_inventory(staging.staged_writes(bq, S, BATCH),
+                         [_item("a", "completed", W["2"], WHOLE), _item("b", "pending")])
     assert inv.manifest() == {"a": W["2"], "b": W["5"]}
     assert inv.abandoned_writes == 3, "writes of items the batch does not have are unknown, not abandoned"
     assert inv.unknown_items == ["stranger"]
 
 
 def test_an_inventory_without_a_staging_table_merges_nothing_and_reports_completed_items_missing():
-    inv = c.inventory(_StagedBigQuery(None), S, BATCH, [_item("a", "completed", W["1"], 3), _item("b", "pending")])
+    inv = take_inventory(staging.staged_writes(_StagedBigQuery(None), S, BATCH),
+                         [_item("a", "completed", W["1"], 3), _item("b", "pending")])
     assert inv.writes == {} and inv.manifest() == {}
     assert inv.missing_writes == ["a"] and inv.recovered == [] and inv.unknown_items == []
     assert (inv.staged_rows_total, inv.abandoned_writes) == (0, 0)

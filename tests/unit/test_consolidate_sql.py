@@ -8,7 +8,7 @@ import re
 import pytest
 from google.cloud.bigquery import SchemaField
 
-from batchline.adapters import manifests, merge_sql
+from batchline.adapters import manifests, merge_sql, staging
 from batchline.adapters import merge as c
 from batchline.domain.errors import ConsolidationError, SchemaIncompatible
 from batchline.domain.schema import (
@@ -293,8 +293,10 @@ def test_is_dml_rate_limit():
 
 # -- inventory (see also tests/unit/test_batch_staging.py) ----------------------------------------
 def test_inventory_rejects_bad_batch_id():
+    """The inventory's one query (staging.staged_writes) refuses a hostile batch id before any SQL."""
     with pytest.raises(ValueError):
-        c.inventory(object(), S, "x'; DROP", [])
+        staging.staged_writes(type("BQ", (), {"query_and_wait": lambda *a, **k: pytest.fail("SQL was sent")})(),
+                              S, "x'; DROP")
 
 
 def test_merge_result_as_dict_is_fixed_size():

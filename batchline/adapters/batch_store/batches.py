@@ -14,7 +14,7 @@ from google.cloud import firestore
 from batchline.adapters.batch_store.documents import Documents, now
 from batchline.domain import ids, progress
 from batchline.domain import lifecycle as lc
-from batchline.domain.errors import BatchConflict, RepairAlreadyAttempted, UnknownItem
+from batchline.domain.errors import BatchConflict, RepairAlreadyAttempted, UnknownBatch
 from batchline.domain.runs import Item, decide_new_run, new_batch_document, superseded_update
 from batchline.domain.statuses import CONSOLIDATING, CONSOLIDATION_FAILED, PENDING, PERMANENT, LeaseVerdict
 from batchline.layout import ITEMS, MANIFESTS
@@ -233,7 +233,7 @@ class BatchWrites(Documents):
         def txn_fn(txn) -> tuple[str, dict]:
             snap = ref.get(transaction=txn)
             if not snap.exists:
-                raise UnknownItem(f"no batch {batch_id}")
+                raise UnknownBatch(f"no batch {batch_id}")
             batch = snap.to_dict()
             date_snap = self.date_ref(dt.date.fromisoformat(batch["game_date"])).get(transaction=txn)
             active = date_snap.get("active_batch_id") if date_snap.exists else None

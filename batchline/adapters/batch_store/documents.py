@@ -15,7 +15,7 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from batchline.domain import ids
-from batchline.domain.errors import ContentionError, UnknownItem
+from batchline.domain.errors import ContentionError, UnknownBatch, UnknownItem
 from batchline.domain.lifecycle import Decision, R
 from batchline.domain.statuses import PENDING
 from batchline.layout import BATCHES, DATES, ITEMS, MANIFESTS
@@ -131,7 +131,7 @@ class Documents:
         def attempt() -> R:
             snap = ref.get()
             if not snap.exists:
-                raise UnknownItem(f"no batch {ref.id}")
+                raise UnknownBatch(f"no batch {ref.id}")
             result, update = decide(snap.to_dict())
             if update is not None:
                 ref.update(
